@@ -1,0 +1,29 @@
+-- tradeguard finalize: runs after every generated function and capability script.
+
+-- Least privilege: no tradeguard function is executable by PUBLIC. Each capability script grants
+-- its functions to the role that needs them; nothing else is granted.
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA tradeguard FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA tradeguard_audit FROM PUBLIC;
+REVOKE ALL ON ALL TABLES IN SCHEMA tradeguard_audit FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA tradeguard_audit FROM PUBLIC;
+
+-- Every function must be granted to at least one tradeguard role (or be a trigger function):
+-- refuse to install an extension build that forgot one.
+DO $check$
+DECLARE
+    missing text;
+BEGIN
+    SELECT pg_catalog.string_agg(p.oid::pg_catalog.regprocedure::text, ', ')
+      INTO missing
+      FROM pg_catalog.pg_proc p
+     WHERE p.pronamespace = 'tradeguard'::pg_catalog.regnamespace
+       AND p.prorettype <> 'pg_catalog.trigger'::pg_catalog.regtype
+       AND NOT EXISTS (
+             SELECT 1 FROM pg_catalog.aclexplode(p.proacl) a
+              JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
+             WHERE r.rolname LIKE 'tradeguard\_%' AND a.privilege_type = 'EXECUTE');
+    IF missing IS NOT NULL THEN
+        RAISE EXCEPTION 'tradeguard build error: functions without a role grant: %', missing;
+    END IF;
+END
+$check$;

@@ -1,0 +1,3 @@
+//! audit capability: SQL surface.
+
+pub mod error;

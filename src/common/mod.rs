@@ -1,0 +1,134 @@
+//! Infrastructure shared by every capability: preload detection, privilege elevation for the
+//! extension's own catalog access, and small SPI helpers.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use pgrx::prelude::*;
+
+use crate::error::{CoreError, TgResult};
+
+static PRELOADED: AtomicBool = AtomicBool::new(false);
+
+/// Called from `_PG_init`: remembers whether we were loaded through `shared_preload_libraries`.
+pub fn init() {
+    let preloading = unsafe { pg_sys::process_shared_preload_libraries_in_progress };
+    PRELOADED.store(preloading, Ordering::Relaxed);
+}
+
+/// True when the library was loaded by the postmaster (hooks, workers and shared memory exist).
+pub fn is_preloaded() -> bool {
+    PRELOADED.load(Ordering::Relaxed)
+}
+
+/// Fails with a message that says how to fix it when a feature needs `shared_preload_libraries`.
+pub fn require_preload(feature: &'static str) -> TgResult<()> {
+    if is_preloaded() {
+        Ok(())
+    } else {
+        Err(CoreError::NotPreloaded { feature }.into())
+    }
+}
+
+thread_local! {
+    static OWNER: Cell<pg_sys::Oid> = const { Cell::new(pg_sys::InvalidOid) };
+}
+
+/// The role that owns the extension's protected objects (the owner of `tradeguard_audit`).
+pub fn owner_oid() -> TgResult<pg_sys::Oid> {
+    if let Some(oid) = OWNER.with(|c| {
+        let v = c.get();
+        (v != pg_sys::InvalidOid).then_some(v)
+    }) {
+        return Ok(oid);
+    }
+    let oid = Spi::get_one::<pg_sys::Oid>(
+        "SELECT nspowner FROM pg_catalog.pg_namespace WHERE nspname = 'tradeguard_audit'",
+    )
+    .map_err(CoreError::from)?
+    .ok_or(CoreError::NotInstalled)?;
+    OWNER.with(|c| c.set(oid));
+    Ok(oid)
+}
+
+/// Runs `f` as the extension owner with `search_path = pg_catalog, pg_temp`, the way a
+/// SECURITY DEFINER function with a pinned search_path would, but without losing who the caller
+/// is: the caller's role has already passed the EXECUTE check on the SQL function. Used only for
+/// the extension's own tables. On ERROR, transaction abort restores both the role and the GUC.
+pub fn as_owner<R>(f: impl FnOnce() -> R) -> TgResult<R> {
+    let owner = owner_oid()?;
+    unsafe {
+        let mut saved_uid = pg_sys::InvalidOid;
+        let mut saved_ctx: i32 = 0;
+        pg_sys::GetUserIdAndSecContext(&mut saved_uid, &mut saved_ctx);
+        let nest = pg_sys::NewGUCNestLevel();
+        pg_sys::SetUserIdAndSecContext(owner, saved_ctx | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32);
+        pg_sys::set_config_option(
+            c"search_path".as_ptr(),
+            c"pg_catalog, pg_temp".as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+            true,
+            0,
+            false,
+        );
+        let r = f();
+        pg_sys::AtEOXact_GUC(true, nest);
+        pg_sys::SetUserIdAndSecContext(saved_uid, saved_ctx);
+        Ok(r)
+    }
+}
+
+/// The role the caller is acting as (`current_user`), by name.
+pub fn current_role_name() -> String {
+    unsafe {
+        let oid = pg_sys::GetUserId();
+        let name = pg_sys::GetUserNameFromId(oid, true);
+        if name.is_null() {
+            format!("oid:{}", oid.to_u32())
+        } else {
+            std::ffi::CStr::from_ptr(name).to_string_lossy().into_owned()
+        }
+    }
+}
+
+/// Build identification shown by `tradeguard.version()`.
+pub fn version_string() -> String {
+    format!(
+        "tradeguard {} (commit {}, built {}, {} build, PostgreSQL {})",
+        env!("CARGO_PKG_VERSION"),
+        env!("TG_GIT_COMMIT"),
+        env!("TG_BUILD_DATE"),
+        if cfg!(debug_assertions) { "debug" } else { "release" },
+        pg_sys::get_pg_major_version_num(),
+    )
+}
+
+/// `tradeguard.version()`: the extension version, commit and build.
+#[pg_extern(stable, parallel_safe)]
+fn version() -> String {
+    version_string()
+}
+
+/// `tradeguard.runtime_status()`: one row per component and whether it is active.
+#[pg_extern(stable)]
+fn runtime_status() -> TableIterator<'static, (name!(component, String), name!(active, bool), name!(detail, String))> {
+    let preloaded = is_preloaded();
+    let rows = vec![(
+        "shared_preload_libraries".to_string(),
+        preloaded,
+        if preloaded {
+            "tradeguard is preloaded: hooks, workers and shared memory are available".to_string()
+        } else {
+            "not preloaded: add 'tradeguard' to shared_preload_libraries and restart".to_string()
+        },
+    )];
+    TableIterator::new(rows)
+}
+
+pgrx::extension_sql_file!("../../sql/common.sql", name = "common_sql", requires = [version, runtime_status]);
+
+/// In-database tests: compiled only by `cargo pgrx test` (feature `pg_test`).
+#[cfg(feature = "pg_test")]
+mod tests;

@@ -1,0 +1,3 @@
+//! ids capability: SQL surface.
+
+pub mod error;

@@ -1,0 +1,3 @@
+//! selfaudit capability: SQL surface.
+
+pub mod error;
