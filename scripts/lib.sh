@@ -45,7 +45,8 @@ start_cluster() {
   if as_pg "$PG_BIN/pg_ctl" -D "$data" status >/dev/null 2>&1; then
     as_pg "$PG_BIN/pg_ctl" -D "$data" -m fast -w -t 60 stop >/dev/null
   fi
-  as_pg "$PG_BIN/pg_ctl" -D "$data" -o "-p $port -k /tmp" -l "$data/../server.log" -w -t 60 start >/dev/null || {
+  # RUST_BACKTRACE in the server's environment would put Rust backtraces into error DETAILs.
+  as_pg env -u RUST_BACKTRACE -u RUST_LIB_BACKTRACE "$PG_BIN/pg_ctl" -D "$data" -o "-p $port -k /tmp" -l "$data/../server.log" -w -t 60 start >/dev/null || {
     echo "server failed to start; last log lines:" >&2
     tail -n 30 "$data/../server.log" >&2
     return 1

@@ -7,6 +7,7 @@ use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::{PgLogLevel, PgSqlErrorCode as C};
 
 use crate::audit::error::AuditError;
+use crate::crypto::error::{CryptoError, CryptoErrorKind};
 use crate::ids::error::IdsError;
 use crate::selfaudit::error::SelfAuditError;
 
@@ -36,6 +37,8 @@ pub enum TgError {
     #[error(transparent)]
     Core(#[from] CoreError),
     #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    #[error(transparent)]
     Audit(#[from] AuditError),
     #[error(transparent)]
     SelfAudit(#[from] SelfAuditError),
@@ -62,6 +65,15 @@ impl TgError {
                 CoreError::PermissionDenied(_) => C::ERRCODE_INSUFFICIENT_PRIVILEGE,
                 CoreError::Spi(_) => C::ERRCODE_INTERNAL_ERROR,
             },
+            TgError::Crypto(e) => match e.kind() {
+                CryptoErrorKind::InvalidInput => C::ERRCODE_INVALID_PARAMETER_VALUE,
+                CryptoErrorKind::DataCorrupted => C::ERRCODE_DATA_CORRUPTED,
+                CryptoErrorKind::AuthFailed => C::ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
+                CryptoErrorKind::KeyFile => C::ERRCODE_CONFIG_FILE_ERROR,
+                CryptoErrorKind::Internal => C::ERRCODE_INTERNAL_ERROR,
+                CryptoErrorKind::KeyNotFound => C::ERRCODE_UNDEFINED_OBJECT,
+                CryptoErrorKind::KeyState => C::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            },
             TgError::Audit(e) => e.sqlstate(),
             TgError::SelfAudit(e) => e.sqlstate(),
             TgError::Ids(e) => e.sqlstate(),
@@ -76,6 +88,7 @@ impl TgError {
                  (ALTER SYSTEM SET shared_preload_libraries = 'tradeguard') and restart the server"
                     .into(),
             ),
+            TgError::Crypto(e) => e.hint().map(str::to_owned),
             TgError::Audit(e) => e.hint(),
             _ => None,
         }

@@ -1,9 +1,49 @@
 //! Every tradeguard setting, declared in one place (`tradeguard.*`).
 
+use std::ffi::CString;
+
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
+
+/// `tradeguard.root_key_file`: path of the 32-byte root key (mode 0600, owned by the server user).
+pub static ROOT_KEY_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+
+/// `tradeguard.audit_decrypt`: record every individual decryption in the audit trail.
+pub static AUDIT_DECRYPT: GucSetting<bool> = GucSetting::<bool>::new(false);
+
+/// `tradeguard.key_rotate_after`: encryptions after which a key version is rotated automatically.
+pub static KEY_ROTATE_AFTER: GucSetting<i32> = GucSetting::<i32>::new(1 << 30);
 
 /// Registers all settings; called once from `_PG_init`.
 pub fn init() {
-    let _ = (GucContext::Suset, GucFlags::default(), &GucRegistry {});
-    let _: Option<&GucSetting<bool>> = None;
+    GucRegistry::define_string_guc(
+        c"tradeguard.root_key_file",
+        c"Path of the tradeguard root key file (32 random bytes, hex or base64, mode 0600).",
+        c"Keep it outside the data directory. Data keys are stored wrapped by this key; without it nothing decrypts.",
+        &ROOT_KEY_FILE,
+        GucContext::Sighup,
+        GucFlags::SUPERUSER_ONLY,
+    );
+    GucRegistry::define_bool_guc(
+        c"tradeguard.audit_decrypt",
+        c"Record each individual decryption in the audit trail.",
+        c"Decryptions are always counted per role, key and column; this adds one audit row per call.",
+        &AUDIT_DECRYPT,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"tradeguard.key_rotate_after",
+        c"Encryptions with one data key version after which tradeguard rotates the key automatically.",
+        c"AES-GCM with random 96-bit nonces must stay well below 2^32 encryptions per key.",
+        &KEY_ROTATE_AFTER,
+        1000,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+}
+
+/// The configured root key path, if any.
+pub fn root_key_file() -> Option<String> {
+    ROOT_KEY_FILE.get().map(|c| c.to_string_lossy().into_owned()).filter(|s| !s.is_empty())
 }

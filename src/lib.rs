@@ -8,7 +8,7 @@ use pgrx::prelude::*;
 
 pub mod audit;
 pub mod common;
-// pub mod crypto; (lands with the encryption issue)
+pub mod crypto;
 pub mod error;
 pub mod gucs;
 pub mod ids;

@@ -14,7 +14,12 @@ static PRELOADED: AtomicBool = AtomicBool::new(false);
 pub fn init() {
     let preloading = unsafe { pg_sys::process_shared_preload_libraries_in_progress };
     PRELOADED.store(preloading, Ordering::Relaxed);
+    if preloading {
+        shmem::init();
+    }
 }
+
+pub mod shmem;
 
 /// True when the library was loaded by the postmaster (hooks, workers and shared memory exist).
 pub fn is_preloaded() -> bool {
@@ -132,3 +137,19 @@ pgrx::extension_sql_file!("../../sql/common.sql", name = "common_sql", requires 
 /// In-database tests: compiled only by `cargo pgrx test` (feature `pg_test`).
 #[cfg(feature = "pg_test")]
 mod tests;
+
+/// First column of the first row, or `None` when the query returns no row or NULL.
+/// (pgrx's `Spi::get_one` treats "no row" as an error.)
+pub fn spi_first<T: pgrx::FromDatum + pgrx::IntoDatum>(
+    query: &str,
+    args: &[pgrx::datum::DatumWithOid<'_>],
+) -> Result<Option<T>, pgrx::spi::Error> {
+    Spi::connect(|client| {
+        let t = client.select(query, Some(1), args)?;
+        if t.is_empty() {
+            Ok(None)
+        } else {
+            t.first().get::<T>(1)
+        }
+    })
+}

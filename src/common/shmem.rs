@@ -1,0 +1,30 @@
+//! Shared memory owned by tradeguard (only when preloaded).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use pgrx::prelude::*;
+use pgrx::{pg_shmem_init, PgAtomic};
+
+/// Bumped whenever keys change (create, rotate, retire) so that every backend drops its cache.
+pub static KEY_GENERATION: PgAtomic<AtomicU64> = unsafe { PgAtomic::new(c"tradeguard_key_generation") };
+
+/// Called from `_PG_init` while the postmaster loads shared_preload_libraries.
+pub fn init() {
+    pg_shmem_init!(KEY_GENERATION);
+}
+
+/// The current key generation, or `None` when tradeguard is not preloaded.
+pub fn key_generation() -> Option<u64> {
+    super::is_preloaded().then(|| KEY_GENERATION.get().load(Ordering::Acquire))
+}
+
+pub fn bump_key_generation() {
+    if super::is_preloaded() {
+        KEY_GENERATION.get().fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// A number that changes with every local transaction of this backend.
+pub fn local_xact_stamp() -> u64 {
+    unsafe { (*pg_sys::MyProc).lxid as u64 }
+}
