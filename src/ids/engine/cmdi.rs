@@ -1,0 +1,227 @@
+//! OS command injection: shell separators followed by a command word, command
+//! substitution, IFS tricks, shellshock, SSI and template probes.
+
+use super::{Class, Hit, Seen};
+use regex::Regex;
+use std::collections::HashSet;
+use std::sync::OnceLock;
+
+fn set(list: &'static [&'static str]) -> HashSet<&'static str> {
+    list.iter().copied().collect()
+}
+
+fn strong(w: &str) -> bool {
+    static S: OnceLock<HashSet<&'static str>> = OnceLock::new();
+    S.get_or_init(|| set(STRONG)).contains(w)
+}
+
+fn weak(w: &str) -> bool {
+    static S: OnceLock<HashSet<&'static str>> = OnceLock::new();
+    S.get_or_init(|| set(WEAK)).contains(w)
+}
+
+fn very_strong(w: &str) -> bool {
+    static S: OnceLock<HashSet<&'static str>> = OnceLock::new();
+    S.get_or_init(|| set(VERY_STRONG)).contains(w)
+}
+
+/// Regex alternation of all command names (longest first).
+fn command_alternation() -> String {
+    let mut v: Vec<&str> = STRONG.iter().chain(WEAK.iter()).chain(VERY_STRONG.iter()).copied().collect();
+    v.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
+    v.dedup();
+    v.iter().map(|w| regex::escape(w)).collect::<Vec<_>>().join("|")
+}
+
+/// Commands that are rarely English words: any use after a separator is suspicious.
+const STRONG: &[&str] = &[
+    "whoami", "uname", "ifconfig", "ipconfig", "netstat", "systeminfo", "wget", "curl", "nc", "ncat", "netcat", "bash", "sh", "zsh", "ksh",
+    "csh", "tcsh", "dash", "powershell", "pwsh", "cmd", "cmd.exe", "certutil", "bitsadmin", "nslookup", "tasklist", "taskkill", "perl", "python",
+    "python2", "python3", "php", "ruby", "telnet", "chmod", "chown", "mkfifo", "xterm", "base64", "xxd", "hostname", "crontab", "wmic", "ls",
+    "pwd", "id", "env", "printenv", "uname", "sudo", "su", "passwd", "nmap", "socat", "tftp", "ftp", "rm", "wget.exe", "curl.exe", "mshta",
+    "rundll32", "regsvr32", "cscript", "wscript", "getent", "lsof", "killall", "pkill", "shutdown", "reboot", "ipconfig.exe", "arp", "route",
+    "traceroute", "tracert", "dig", "host", "gcc", "cc", "awk", "sed", "xargs", "nohup", "busybox", "fetch", "lynx", "sysctl", "dmesg",
+    "useradd", "usermod", "net.exe", "vssadmin", "icacls", "cacls", "attrib", "findstr", "ps", "cat", "ver", "dir", "del", "netsh", "sysinfo",
+    "phpinfo", "route", "ipconfig", "schtasks",
+];
+/// Commands that are also common words: need a shell-looking argument.
+const WEAK: &[&str] = &[
+    "type", "more", "echo", "sleep", "ping", "find", "kill", "set", "time", "date", "head", "tail", "less", "sort", "touch", "cp", "mv", "who",
+    "w", "grep", "which", "net", "print", "start", "call", "exit", "copy", "move", "mkdir", "rmdir", "timeout", "eval", "exec", "source",
+    "export", "alias", "read", "nl", "od", "tac", "rev", "uniq", "cut", "file", "stat", "last", "users", "groups", "history", "wc", "tee", "reg",
+    "sc", "system",
+];
+
+struct Rx {
+    sep_cmd: Regex,
+    start_cmd: Regex,
+    subst: Regex,
+    ifs: Regex,
+    shellshock: Regex,
+    ssi: Regex,
+    template: Regex,
+    code_exec: Regex,
+}
+
+fn rx() -> &'static Rx {
+    static R: OnceLock<Rx> = OnceLock::new();
+    R.get_or_init(|| {
+        let cmds = command_alternation();
+        let path = r#"(?:[\\/]?(?:usr[\\/])?(?:local[\\/])?s?bin[\\/]|[a-z]:\\(?:windows\\)?(?:system32\\)?|\\\\?)?"#;
+        Rx {
+            // separator, optional quote/space, optional path, command word, then the following char(s)
+            sep_cmd: Regex::new(&format!(r#"(?i)(?:;|\|\|?|&&?|\n|\r|`|\$\(|%0a|['"])[\s"'(]*(?:\x1b\[[0-9;]*(?-i:[A-Z])?)?{}((?:{})(?:\.exe)?)(\$\{{?ifs\}}?|[\s\x00]+[^\s]{{0,12}}|[;|&`)"'<>#\n]|$)"#, path, cmds)).unwrap(),
+            start_cmd: Regex::new(&format!(r#"(?i)^[\s"']*{}([a-z][a-z0-9_.]*)(\$\{{?ifs\}}?|[\s\x00]+[^\s]{{0,12}})"#, path)).unwrap(),
+            subst: Regex::new(r#"(?i)\$\([\s]*[a-z/\\][^)]{0,200}\)|`[\s]*[a-z/\\][^`]{0,200}`"#).unwrap(),
+            ifs: Regex::new(r"(?i)\$\{?ifs\}?|\$\{[a-z_]+:[0-9]|\$\{[a-z_]+[#%/^,]").unwrap(),
+            shellshock: Regex::new(r"\(\s*\)\s*\{\s*:?\s*;?\s*\}\s*;").unwrap(),
+            ssi: Regex::new(r"(?i)<!--\s*#\s*(?:exec|include|echo|config|set|printenv)(?-u:\b)").unwrap(),
+            template: Regex::new(r"\{\{[^{}]{1,200}\}\}|(?i:\{%-?\s*(?:for|if|set|import|include|extends|macro|raw|debug|load|block|with|print|exec)(?-u:\b)[^%]{0,200}%\})|\{\$[^}]{1,100}\}|\$\{\s*\d+\s*[*+\-/]\s*\d+\s*\}|<%=?\s*\d+\s*[*+]\s*\d+\s*%>|#\{\s*\d+\s*[*+]\s*\d+\s*\}|\{\{\s*(?:config|self|request|_self|''\.__class__)(?-u:\b)").unwrap(),
+            code_exec: Regex::new(r"(?i)(?-u:\b)(?:system|exec|shell_exec|passthru|popen|proc_open|pcntl_exec|os\.system|os\.popen|subprocess\.\w+|runtime\.getruntime\(\)\.exec|child_process|require\s*\(\s*['\x22]child_process|eval)\s*\(\s*['\x22$]|(?-u:\b)(?:phpinfo|phpversion|php_uname|getenv)\s*\(\s*\)|\$_(?:get|post|request|cookie|server|files)(?-u:\b)|\$\{@?[a-z_]+\s*\(").unwrap(),
+        }
+    })
+}
+
+/// Commands that are (almost) never words of ordinary text.
+const VERY_STRONG: &[&str] = &[
+    "whoami", "uname", "ifconfig", "ipconfig", "netstat", "systeminfo", "sysinfo", "wget", "curl", "netcat", "ncat", "powershell", "pwsh",
+    "certutil", "bitsadmin", "nslookup", "tasklist", "taskkill", "wmic", "mshta", "rundll32", "regsvr32", "netsh", "phpinfo", "xterm", "socat",
+    "busybox", "crontab", "mkfifo", "useradd", "vssadmin", "icacls", "schtasks", "cmd.exe", "powershell.exe",
+];
+
+fn judge_leading(word: &str, follow: &str) -> bool {
+    let f = follow.trim_start();
+    very_strong(word) && (f.is_empty() || is_argish(f) || f.starts_with("http") || f.chars().next().map(|c| c.is_ascii_lowercase()).unwrap_or(false))
+}
+
+fn is_argish(arg: &str) -> bool {
+    let a = arg.trim_start_matches(|c: char| c.is_whitespace() || c == '\0');
+    if a.is_empty() {
+        return true;
+    }
+    let c = a.as_bytes()[0];
+    if matches!(c, b'-' | b'/' | b'\\' | b'.' | b'$' | b'~' | b'"' | b'\'' | b'>' | b'<' | b'|' | b'&' | b';' | b'`' | b'%' | b'*') || c.is_ascii_digit() {
+        return true;
+    }
+    let l = a.to_ascii_lowercase();
+    if l.starts_with("http://") || l.starts_with("https://") || l.starts_with("ftp://") {
+        return true;
+    }
+    if l.len() >= 3 && l.as_bytes()[1] == b':' && (l.as_bytes()[2] == b'\\' || l.as_bytes()[2] == b'/') {
+        return true;
+    }
+    let word: String = l.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '.' || *c == '_').collect();
+    strong(word.as_str()) || matches!(word.as_str(), "user" | "users" | "localgroup" | "view" | "share" | "start" | "stop" | "config")
+        || word.contains(".php") || word.contains(".sh") || word.contains(".txt") || word.contains(".exe") || word.contains(".ini")
+}
+
+fn push(out: &mut Vec<Hit>, rule: &'static str, weight: u8, start: usize, end: usize, text: &str) {
+    if out.iter().any(|h| h.rule_id == rule) {
+        return;
+    }
+    let ev: String = text.get(start..end).unwrap_or("").chars().take(40).collect();
+    out.push(Hit { class: Class::Cmdi, rule_id: rule, weight, offset: start, length: (end - start).min(64), detail: format!("match={:?}", ev) });
+}
+
+fn judge_cmd(word: &str, follow: &str) -> Option<u8> {
+    let w = word.to_ascii_lowercase();
+    let w = w.trim_end_matches(".exe");
+    if strong(w) {
+        // strong words: the rest must not be prose ("; ls" / "| id" / "&& whoami")
+        let f = follow.trim_start_matches(|c: char| c == ' ' || c == '\t' || c == '\0');
+        if f.is_empty() || is_argish(follow) || follow.starts_with("${") || f.starts_with(|c: char| c.is_ascii_alphanumeric()) && (very_strong(w) || matches!(w, "nc" | "bash" | "cmd" | "sudo" | "perl" | "python" | "python3" | "php" | "ruby" | "telnet")) {
+            return Some(85);
+        }
+        return None;
+    }
+    if w == "reg" {
+        let f = follow.trim_start().to_ascii_lowercase();
+        if ["add", "query", "delete", "save", "export", "import"].iter().any(|x| f.starts_with(x)) {
+            return Some(80);
+        }
+    }
+    if weak(w) {
+        if is_argish(follow) && !follow.trim_start().starts_with('`') || follow.starts_with("${") {
+            return Some(80);
+        }
+    }
+    None
+}
+
+pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
+    let r = rx();
+    let b = text.as_bytes();
+    let has_sep = seen.any(b";|&\n\r`$'\"");
+    if has_sep {
+        for caps in r.sep_cmd.captures_iter(text) {
+            let m = caps.get(0).unwrap();
+            let word = caps.get(1).map(|x| x.as_str()).unwrap_or("");
+            let follow = caps.get(2).map(|x| x.as_str()).unwrap_or("");
+            let quote_sep = matches!(m.as_str().as_bytes()[0], b'\'' | b'"');
+            if quote_sep && !very_strong(&word.to_ascii_lowercase()) {
+                continue;
+            }
+            if let Some(w) = judge_cmd(word, follow) {
+                push(out, "cmdi.separator_command", w, m.start(), m.end(), text);
+                break;
+            }
+        }
+        if let Some(m) = if (seen.has(b'$') && seen.has(b'(')) || seen.has(b'`') { r.subst.find(text) } else { None } {
+            // the substituted text must start with a command word
+            let inner = m.as_str().trim_start_matches(|c| c == '$' || c == '(' || c == '`' || c == ' ');
+            let word: String = inner.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '/' || *c == '_' || *c == '.' || *c == '\\').collect();
+            let base = word.rsplit(|c| c == '/' || c == '\\').next().unwrap_or("");
+            let rest = &inner[word.len().min(inner.len())..];
+            if judge_cmd(base, rest.trim_end_matches(|c| c == ')' || c == '`')).is_some() || m.as_str().starts_with("$(") && base.len() > 1 {
+                push(out, "cmdi.substitution", 85, m.start(), m.end(), text);
+            }
+        }
+        if seen.has(b'$') {
+            if let Some(m) = r.ifs.find(text) {
+                push(out, "cmdi.ifs_evasion", 85, m.start(), m.end(), text);
+            }
+        }
+    }
+    if seen.has(b'(') || seen.has(b'$') {
+        if let Some(m) = r.code_exec.find(text) {
+            push(out, "cmdi.code_exec", 80, m.start(), m.end(), text);
+        }
+    }
+    // only separators: "; ", "| ", "&& ", "%0a", "`"
+    let t = text.trim_matches(|c: char| c == ' ' || c == '\t');
+    if !t.is_empty() && t.len() <= 4 && t.bytes().all(|c| matches!(c, b';' | b'|' | b'&' | b'\n' | b'\r')) {
+        out.push(Hit { class: Class::Cmdi, rule_id: "cmdi.separator_probe", weight: 50, offset: 0, length: text.len(), detail: "separator only".into() });
+    }
+    // a bare reconnaissance command as the whole value
+    let lw = t.to_ascii_lowercase();
+    let first = lw.split_whitespace().next().unwrap_or("");
+    if very_strong(first) && (if lw == first { first != "curl" } else { judge_leading(first, &t[first.len()..]) }) {
+        push(out, "cmdi.leading_command", 60, 0, text.len(), text);
+    }
+    // leading command: only when the first word (last path component) is a command name
+    let first_tok = text.trim_start_matches(|c: char| c.is_whitespace() || c == '"' || c == '\'').split(|c: char| c.is_whitespace() || c == '$').next().unwrap_or("");
+    let first_word = first_tok.rsplit(|c| c == '/' || c == '\\').next().unwrap_or("").to_ascii_lowercase();
+    let first_word = first_word.trim_end_matches(".exe");
+    let lead_possible = strong(first_word) || weak(first_word) || very_strong(first_word);
+    if let Some(caps) = if lead_possible { r.start_cmd.captures(text) } else { None } {
+        let m = caps.get(0).unwrap();
+        let word = caps.get(1).map(|x| x.as_str()).unwrap_or("");
+        let follow = caps.get(2).map(|x| x.as_str()).unwrap_or("");
+        let lw = word.to_ascii_lowercase();
+        let english = matches!(follow.trim().to_ascii_lowercase().as_str(), "user" | "users" | "view" | "share" | "start" | "stop" | "config");
+        if word.bytes().all(|c| !c.is_ascii_uppercase()) && (strong(&lw) || weak(&lw)) && is_argish(follow) && !english {
+            push(out, "cmdi.leading_command", 55, m.start(), m.end(), text);
+        }
+    }
+    if let Some(m) = if seen.has(b'(') && seen.has(b'{') { r.shellshock.find(text) } else { None } {
+        push(out, "cmdi.shellshock", 95, m.start(), m.end(), text);
+    }
+    if seen.has(b'<') {
+        if let Some(m) = r.ssi.find(text) {
+            push(out, "cmdi.ssi", 95, m.start(), m.end(), text);
+        }
+    }
+    if let Some(m) = if seen.has(b'{') || (seen.has(b'<') && seen.ci(b, b"<%")) { r.template.find(text) } else { None } {
+        push(out, "cmdi.template_injection", 70, m.start(), m.end(), text);
+    }
+}

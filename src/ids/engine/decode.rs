@@ -1,0 +1,413 @@
+//! Decoding of obfuscated input before judging it.
+//!
+//! Every step is bounded (a fixed number of rounds, each a single linear pass) so the
+//! whole pipeline is linear in the input length.
+
+/// Maximum URL-decoding rounds (`%252e` needs two, `%25252e` three).
+const MAX_URL_ROUNDS: usize = 4;
+/// Maximum HTML-entity rounds (`&amp;lt;` needs two).
+const MAX_ENTITY_ROUNDS: usize = 2;
+
+pub struct Decoded {
+    pub text: String,
+    pub steps: Vec<&'static str>,
+    /// true when at least one NUL byte was present in the decoded text
+    pub had_nul: bool,
+}
+
+fn hexval(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+fn has_percent_escape(s: &[u8]) -> bool {
+    let n = s.len();
+    let mut i = 0;
+    while i < n {
+        if s[i] == b'%' {
+            if i + 2 < n && hexval(s[i + 1]).is_some() && hexval(s[i + 2]).is_some() {
+                return true;
+            }
+            if i + 5 < n && (s[i + 1] == b'u' || s[i + 1] == b'U') && s[i + 2..i + 6].iter().all(|&c| hexval(c).is_some()) {
+                return true;
+            }
+        }
+        i += 1;
+    }
+    false
+}
+
+fn push_char(out: &mut Vec<u8>, c: char) {
+    let mut buf = [0u8; 4];
+    out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+}
+
+/// Map look-alike code points used for evasion to their ASCII meaning.
+fn fold_lookalike(cp: u32) -> Option<char> {
+    Some(match cp {
+        0x2215 | 0xFF0F | 0x2044 => '/',
+        0x2216 | 0xFF3C | 0x29F5 | 0xFE68 => '\\',
+        0xFF0E | 0x2024 => '.',
+        0xFF1C | 0x2039 | 0x3008 => '<',
+        0xFF1E | 0x203A | 0x3009 => '>',
+        0xFF07 => '\'',
+        0xFF02 => '"',
+        _ => return None,
+    })
+}
+
+/// One pass of percent decoding. Returns None when nothing changed.
+fn url_round(s: &[u8], plus_space: bool) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut changed = false;
+    let mut i = 0;
+    while i < s.len() {
+        let b = s[i];
+        if b == b'%' {
+            if i + 5 < s.len()
+                && (s[i + 1] == b'u' || s[i + 1] == b'U')
+                && s[i + 2..i + 6].iter().all(|&c| hexval(c).is_some())
+            {
+                let cp = s[i + 2..i + 6].iter().fold(0u32, |a, &c| a * 16 + hexval(c).unwrap() as u32);
+                let c = fold_lookalike(cp).or_else(|| char::from_u32(cp)).unwrap_or('\u{FFFD}');
+                push_char(&mut out, c);
+                i += 6;
+                changed = true;
+                continue;
+            }
+            if i + 2 < s.len() {
+                if let (Some(h), Some(l)) = (hexval(s[i + 1]), hexval(s[i + 2])) {
+                    out.push(h * 16 + l);
+                    i += 3;
+                    changed = true;
+                    continue;
+                }
+            }
+        } else if b == b'+' && plus_space {
+            out.push(b' ');
+            i += 1;
+            changed = true;
+            continue;
+        }
+        out.push(b);
+        i += 1;
+    }
+    if changed {
+        Some(out)
+    } else {
+        None
+    }
+}
+
+/// Convert bytes to a string, mapping overlong UTF-8 encodings of '.', '/', '\\'
+/// (`%c0%ae`, `%c0%af`, `%c1%9c`, `%e0%80%af`...) to their ASCII meaning and
+/// dropping stray overlong lead bytes.
+fn bytes_to_string(b: Vec<u8>) -> String {
+    match String::from_utf8(b) {
+        Ok(s) => s,
+        Err(e) => {
+            let b = e.into_bytes();
+            let mut out = Vec::with_capacity(b.len());
+            let mut i = 0;
+            while i < b.len() {
+                let c = b[i];
+                if (c == 0xC0 || c == 0xC1) && i + 1 < b.len() && (b[i + 1] & 0xC0) == 0x80 {
+                    let v = (((c & 0x1F) as u32) << 6) | (b[i + 1] & 0x3F) as u32;
+                    out.push(v as u8);
+                    i += 2;
+                    continue;
+                }
+                if c == 0xE0 && i + 2 < b.len() && b[i + 1] == 0x80 && (b[i + 2] & 0xC0) == 0x80 {
+                    out.push(b[i + 2] & 0x3F);
+                    i += 3;
+                    continue;
+                }
+                if c == 0xC0 || c == 0xC1 {
+                    // stray overlong lead byte (`..%c0/`): drop it
+                    i += 1;
+                    continue;
+                }
+                out.push(c);
+                i += 1;
+            }
+            String::from_utf8_lossy(&out).into_owned()
+        }
+    }
+}
+
+fn named_entity(name: &str) -> Option<char> {
+    Some(match name {
+        "lt" => '<',
+        "gt" => '>',
+        "amp" => '&',
+        "quot" => '"',
+        "apos" => '\'',
+        "lpar" => '(',
+        "rpar" => ')',
+        "colon" => ':',
+        "tab" => '\t',
+        "newline" => '\n',
+        "sol" => '/',
+        "bsol" => '\\',
+        "nbsp" => ' ',
+        "period" => '.',
+        "excl" => '!',
+        "num" => '#',
+        "equals" => '=',
+        "plus" => '+',
+        "comma" => ',',
+        "semi" => ';',
+        "grave" => '`',
+        "lsqb" | "lbrack" => '[',
+        "rsqb" | "rbrack" => ']',
+        "lcub" | "lbrace" => '{',
+        "rcub" | "rbrace" => '}',
+        "lowbar" => '_',
+        "dollar" => '$',
+        "percnt" => '%',
+        "ast" => '*',
+        "quest" => '?',
+        "commat" => '@',
+        "vert" | "verbar" => '|',
+        "hyphen" | "dash" => '-',
+        _ => return None,
+    })
+}
+
+/// One pass of HTML entity decoding (named, decimal, hex; semicolon optional).
+fn entity_round(s: &str) -> Option<String> {
+    if !s.contains('&') {
+        return None;
+    }
+    let b = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut changed = false;
+    let mut i = 0;
+    let mut last = 0;
+    while i < b.len() {
+        if b[i] != b'&' {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        let mut j = i + 1;
+        let mut decoded: Option<char> = None;
+        if j < b.len() && b[j] == b'#' {
+            j += 1;
+            let hex = j < b.len() && (b[j] == b'x' || b[j] == b'X');
+            if hex {
+                j += 1;
+            }
+            let ds = j;
+            let mut v: u32 = 0;
+            while j < b.len() && j - ds < 12 {
+                let d = if hex { hexval(b[j]).map(|x| x as u32) } else if b[j].is_ascii_digit() { Some((b[j] - b'0') as u32) } else { None };
+                match d {
+                    Some(d) => {
+                        v = v.saturating_mul(if hex { 16 } else { 10 }).saturating_add(d);
+                        j += 1;
+                    }
+                    None => break,
+                }
+            }
+            if j > ds {
+                decoded = Some(fold_lookalike(v).or_else(|| char::from_u32(v)).unwrap_or('\u{FFFD}'));
+                if j < b.len() && b[j] == b';' {
+                    j += 1;
+                }
+            }
+        } else {
+            let ns = j;
+            while j < b.len() && j - ns < 10 && b[j].is_ascii_alphabetic() {
+                j += 1;
+            }
+            if j > ns {
+                let name = &s[ns..j];
+                let lname = name.to_ascii_lowercase();
+                let semi = j < b.len() && b[j] == b';';
+                // Without semicolon only accept the common short ones, and only when the
+                // next char is not a letter (so "AT&T" or "&amplifier" stay as they are).
+                if let Some(c) = named_entity(&lname) {
+                    if semi {
+                        decoded = Some(c);
+                        j += 1;
+                    } else if matches!(lname.as_str(), "lt" | "gt" | "amp" | "quot" | "apos" | "lpar" | "rpar" | "colon" | "tab" | "newline") {
+                        decoded = Some(c);
+                    }
+                }
+            }
+        }
+        match decoded {
+            Some(c) => {
+                out.push_str(&s[last..start]);
+                out.push(c);
+                last = j;
+                i = j;
+                changed = true;
+            }
+            None => i = start + 1,
+        }
+    }
+    if !changed {
+        return None;
+    }
+    out.push_str(&s[last..]);
+    Some(out)
+}
+
+/// `\uXXXX`, `\u{X..}`, `\xXX` and JS octal `\NNN` escapes.
+fn escape_round(s: &str) -> Option<String> {
+    if !s.contains('\\') {
+        return None;
+    }
+    let b = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut changed = false;
+    let mut last = 0;
+    let mut i = 0;
+    while i + 1 < b.len() {
+        if b[i] != b'\\' {
+            i += 1;
+            continue;
+        }
+        let n = b[i + 1];
+        let mut dec: Option<(char, usize)> = None;
+        if (n == b'u' || n == b'U') && i + 5 < b.len() && b[i + 2..i + 6].iter().all(|&c| hexval(c).is_some()) {
+            let cp = b[i + 2..i + 6].iter().fold(0u32, |a, &c| a * 16 + hexval(c).unwrap() as u32);
+            dec = Some((fold_lookalike(cp).or_else(|| char::from_u32(cp)).unwrap_or('\u{FFFD}'), 6));
+        } else if n == b'u' && i + 3 < b.len() && b[i + 2] == b'{' {
+            let mut j = i + 3;
+            let mut v = 0u32;
+            while j < b.len() && j < i + 10 && hexval(b[j]).is_some() {
+                v = v * 16 + hexval(b[j]).unwrap() as u32;
+                j += 1;
+            }
+            if j < b.len() && b[j] == b'}' && j > i + 3 {
+                dec = Some((char::from_u32(v).unwrap_or('\u{FFFD}'), j + 1 - i));
+            }
+        } else if (n == b'x' || n == b'X') && i + 3 < b.len() && hexval(b[i + 2]).is_some() && hexval(b[i + 3]).is_some() {
+            let v = hexval(b[i + 2]).unwrap() * 16 + hexval(b[i + 3]).unwrap();
+            if v < 0x80 {
+                dec = Some((v as char, 4));
+            }
+        } else if (b'0'..=b'3').contains(&n)
+            && i + 3 < b.len()
+            && (b'0'..=b'7').contains(&b[i + 2])
+            && (b'0'..=b'7').contains(&b[i + 3])
+        {
+            let v = (n - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
+            if v < 0x80 {
+                dec = Some((v as char, 4));
+            }
+        } else if n == b'n' || n == b'r' {
+            dec = Some((if n == b'n' { '\n' } else { '\r' }, 2));
+        }
+        match dec {
+            Some((c, len)) => {
+                out.push_str(&s[last..i]);
+                out.push(c);
+                i += len;
+                last = i;
+                changed = true;
+            }
+            None => i += 1,
+        }
+    }
+    if !changed {
+        return None;
+    }
+    out.push_str(&s[last..]);
+    Some(out)
+}
+
+/// Fold full-width and other look-alike characters outside of escapes.
+fn fold_round(s: &str) -> Option<String> {
+    if s.is_ascii() {
+        return None;
+    }
+    if !s.chars().any(|c| fold_lookalike(c as u32).is_some()) {
+        return None;
+    }
+    Some(s.chars().map(|c| fold_lookalike(c as u32).unwrap_or(c)).collect())
+}
+
+/// Decode `input`. `url_ctx` enables `+` as space unconditionally.
+pub fn decode(input: &str, url_ctx: bool) -> Decoded {
+    let mut steps: Vec<&'static str> = Vec::new();
+    let mut cur: Option<String> = None;
+
+    // URL decoding, repeated.
+    let plus = url_ctx || has_percent_escape(input.as_bytes());
+    let mut rounds = 0;
+    loop {
+        if rounds >= MAX_URL_ROUNDS {
+            break;
+        }
+        let src: &str = cur.as_deref().unwrap_or(input);
+        if !src.contains('%') && !(plus && rounds == 0 && src.contains('+')) {
+            break;
+        }
+        match url_round(src.as_bytes(), plus && rounds == 0) {
+            Some(b) => {
+                cur = Some(bytes_to_string(b));
+                if rounds == 0 {
+                    steps.push("url");
+                } else if rounds == 1 {
+                    steps.push("url_repeat");
+                }
+                rounds += 1;
+            }
+            None => break,
+        }
+    }
+
+    // Escapes and entities: alternate a couple of times (entities may hide escapes).
+    for _ in 0..MAX_ENTITY_ROUNDS {
+        let mut any = false;
+        let src: &str = cur.as_deref().unwrap_or(input);
+        if let Some(s) = entity_round(src) {
+            cur = Some(s);
+            if !steps.contains(&"html_entity") {
+                steps.push("html_entity");
+            }
+            any = true;
+        }
+        let src: &str = cur.as_deref().unwrap_or(input);
+        if let Some(s) = escape_round(src) {
+            cur = Some(s);
+            if !steps.contains(&"escape") {
+                steps.push("escape");
+            }
+            any = true;
+        }
+        if !any {
+            break;
+        }
+    }
+    let src: &str = cur.as_deref().unwrap_or(input);
+    if src.contains("+AD") || src.contains("+AC") {
+        let s = src.replace("+ADw-", "<").replace("+AD4-", ">").replace("+ACI-", "\"").replace("+ACc-", "'").replace("+AC8-", "/");
+        if s != src {
+            cur = Some(s);
+            steps.push("utf7");
+        }
+    }
+    let src: &str = cur.as_deref().unwrap_or(input);
+    if let Some(s) = fold_round(src) {
+        cur = Some(s);
+        steps.push("unicode_fold");
+    }
+    let text = cur.unwrap_or_else(|| input.to_string());
+    let had_nul = text.as_bytes().contains(&0);
+    if had_nul {
+        steps.push("nul");
+    }
+    if text.bytes().any(|b| b.is_ascii_uppercase()) {
+        steps.push("lowercase");
+    }
+    Decoded { text, steps, had_nul }
+}

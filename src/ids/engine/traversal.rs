@@ -1,0 +1,61 @@
+//! Path traversal: dot-dot segments (after decoding), sensitive absolute paths and
+//! NUL-terminated file names.
+
+use super::{Class, Hit};
+use regex::Regex;
+use std::sync::OnceLock;
+
+struct Rx {
+    dotdot: Regex,
+    dotdot_weird: Regex,
+    sensitive: Regex,
+    nul_ext: Regex,
+    file_url: Regex,
+}
+
+fn rx() -> &'static Rx {
+    static R: OnceLock<Rx> = OnceLock::new();
+    R.get_or_init(|| Rx {
+        dotdot: Regex::new(r#"(?:^|[/\\=:'"\s;,|&(\x00*?]|\.\.)\.{2,}[\x00]*(?:[/\\]|;/)(?:[^\s]|$)"#).unwrap(),
+        dotdot_weird: Regex::new(r"(?i)\.\.(?:0x2f|0x5c|%2f|%5c|/%2e|\?|%u[0-9a-f]{4}|%(?:25|c0|c1|e0|f0)|[\x{E000}-\x{F8FF}])|0x2e0x2e|(?:\.[/\\]){3,}|\.(?:/\\|\\/)|(?:^|[/\\])\.\.$").unwrap(),
+        sensitive: Regex::new(r"(?i)(?:^|[/\\:=\s'\x22]|\.\.)(?:etc[/\\](?:passwd|shadow|group|hosts|issue|motd|master\.passwd|sudoers|crontab|ssh/|mysql/|apache2?/|httpd/|nginx/|php\.ini|fstab|resolv\.conf|security/)|proc[/\\](?:self|\d+)[/\\]|var[/\\](?:log|www|mail|spool|lib/mysql)[/\\]|root[/\\]|\.ssh[/\\]|id_[rd]sa|\.bash_history|\.htpasswd|\.htaccess|web\.config|wp-config\.php|boot\.ini|win\.ini|system\.ini|windows[/\\]system32|winnt[/\\]|system32[/\\](?:config|drivers)|inetpub[/\\]|global\.asax?|config\.sys|autoexec\.bat|desktop\.ini|sam$|repair[/\\]sam)").unwrap(),
+        nul_ext: Regex::new(r"(?i)\.[a-z0-9]{1,6}\x00|\x00\.?[a-z0-9]{1,6}$|\x00[/\\]").unwrap(),
+        file_url: Regex::new(r"(?i)(?-u:\b)file:(?://|\\\\)").unwrap(),
+    })
+}
+
+fn push(out: &mut Vec<Hit>, rule: &'static str, weight: u8, m: regex::Match, text: &str) {
+    if out.iter().any(|h| h.rule_id == rule) {
+        return;
+    }
+    let ev: String = text[m.start()..m.end()].chars().map(|c| if c == '\0' { '␀' } else { c }).take(40).collect();
+    out.push(Hit { class: Class::Traversal, rule_id: rule, weight, offset: m.start(), length: (m.end() - m.start()).min(64), detail: format!("match={:?}", ev) });
+}
+
+pub fn scan(text: &str, had_nul: bool, path_ctx: bool, out: &mut Vec<Hit>) {
+    let r = rx();
+    let b = text.as_bytes();
+    if b.windows(2).any(|w| w == b".." || w == b"/\\" || w == b"\\/") || b.windows(2).filter(|w| w[0] == b'.' && (w[1] == b'/' || w[1] == b'\\')).count() >= 3 || b.windows(4).any(|w| w.eq_ignore_ascii_case(b"0x2e")) {
+        if let Some(m) = r.dotdot.find(text) {
+            push(out, "traversal.dot_dot", 90, m, text);
+        } else if let Some(m) = r.dotdot_weird.find(text) {
+            push(out, "traversal.dot_dot", 80, m, text);
+        }
+    }
+    if b.iter().any(|&c| c == b'/' || c == b'\\' || c == b'.') {
+        if let Some(m) = r.sensitive.find(text) {
+            push(out, "traversal.sensitive_path", 85, m, text);
+        }
+        if let Some(m) = r.file_url.find(text) {
+            push(out, "traversal.file_url", if path_ctx { 70 } else { 45 }, m, text);
+        }
+    }
+    if had_nul {
+        if let Some(m) = r.nul_ext.find(text) {
+            push(out, "traversal.nul_terminated", 85, m, text);
+        } else if path_ctx {
+            let p = b.iter().position(|&c| c == 0).unwrap_or(0);
+            out.push(Hit { class: Class::Traversal, rule_id: "traversal.nul_byte", weight: 70, offset: p, length: 1, detail: "nul".into() });
+        }
+    }
+}
