@@ -62,6 +62,9 @@ shared_preload_libraries = 'tradeguard'
 tradeguard.root_key_file = '$TG_TEST_ROOT_KEY'
 listen_addresses = ''
 lc_messages = 'C'
+# Regress output must not depend on the worker's timing: tests seal explicitly.
+tradeguard.database_name = 'tg_regress'
+tradeguard.seal_interval = '1h'
 CONF
   start_cluster "$data" "$TG_REGRESS_PORT" || { failures+=("regress cluster start"); failed=$((failed + 1)); return; }
   local out="$TG_TEST_DIR/regress/out"

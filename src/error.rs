@@ -90,6 +90,7 @@ impl TgError {
             ),
             TgError::Crypto(e) => e.hint().map(str::to_owned),
             TgError::Audit(e) => e.hint(),
+            TgError::Ids(e) => e.hint(),
             _ => None,
         }
     }

@@ -13,8 +13,54 @@ pub static AUDIT_DECRYPT: GucSetting<bool> = GucSetting::<bool>::new(false);
 /// `tradeguard.key_rotate_after`: encryptions after which a key version is rotated automatically.
 pub static KEY_ROTATE_AFTER: GucSetting<i32> = GucSetting::<i32>::new(1 << 30);
 
+/// `tradeguard.seal_interval`: milliseconds between two seals of the audit trail by the worker.
+pub static SEAL_INTERVAL: GucSetting<i32> = GucSetting::<i32>::new(200);
+
+/// `tradeguard.database_name`: the database whose audit trail the background worker seals.
+pub static DATABASE_NAME: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"postgres"));
+
+/// `tradeguard.app_context`: application context recorded with audit rows (set_context()).
+pub static APP_CONTEXT: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+
+/// `tradeguard.restore_mode`: lets pg_restore load already-signed audit rows (superuser only).
+pub static RESTORE_MODE: GucSetting<bool> = GucSetting::<bool>::new(false);
+
 /// Registers all settings; called once from `_PG_init`.
 pub fn init() {
+    GucRegistry::define_int_guc(
+        c"tradeguard.seal_interval",
+        c"Milliseconds between two seals of the audit trail by the background worker.",
+        c"Each seal puts the committed, unsealed audit rows into a new block of the hash chain.",
+        &SEAL_INTERVAL,
+        10,
+        3_600_000,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_string_guc(
+        c"tradeguard.database_name",
+        c"Database whose audit trail and security events the tradeguard background worker serves.",
+        c"Other databases seal with tradeguard.seal().",
+        &DATABASE_NAME,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"tradeguard.app_context",
+        c"Application context (JSON) recorded with each audit row; set it with tradeguard.set_context().",
+        c"",
+        &APP_CONTEXT,
+        GucContext::Userset,
+        GucFlags::NO_SHOW_ALL,
+    );
+    GucRegistry::define_bool_guc(
+        c"tradeguard.restore_mode",
+        c"Accept already-signed audit rows during pg_restore (verify() still checks them).",
+        c"Set it only for a restore: PGOPTIONS='-c tradeguard.restore_mode=on' pg_restore ...",
+        &RESTORE_MODE,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
     GucRegistry::define_string_guc(
         c"tradeguard.root_key_file",
         c"Path of the tradeguard root key file (32 random bytes, hex or base64, mode 0600).",
@@ -46,4 +92,9 @@ pub fn init() {
 /// The configured root key path, if any.
 pub fn root_key_file() -> Option<String> {
     ROOT_KEY_FILE.get().map(|c| c.to_string_lossy().into_owned()).filter(|s| !s.is_empty())
+}
+
+/// The database the background worker connects to.
+pub fn database_name() -> String {
+    DATABASE_NAME.get().map(|c| c.to_string_lossy().into_owned()).unwrap_or_else(|| "postgres".into())
 }

@@ -24,6 +24,10 @@ pgrx::extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 pub extern "C-unwind" fn _PG_init() {
     gucs::init();
     common::init();
+    if common::is_preloaded() {
+        audit::hook::install();
+        audit::worker::register();
+    }
 }
 
 #[cfg(test)]

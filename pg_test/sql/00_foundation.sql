@@ -27,13 +27,19 @@ SET ROLE tg_regress_analyst;
 SELECT tradeguard.version() IS NOT NULL AS auditor_can_read_version;
 RESET ROLE;
 
--- DROP EXTENSION then CREATE EXTENSION works cleanly (roles are kept, they are cluster-wide).
+-- DROP EXTENSION would destroy the audit trail (it already holds the GRANT above): it needs
+-- break-glass, which is itself recorded. Then CREATE EXTENSION works cleanly again.
 DROP EXTENSION tradeguard;
+SELECT tradeguard.break_glass('regress: reinstall the extension') IS NOT NULL AS glass_broken;
+SET client_min_messages = error;
+DROP EXTENSION tradeguard;
+RESET client_min_messages;
 -- PostgreSQL keeps the schema that CREATE EXTENSION made from the control file; it is empty.
 SELECT n.nspname, (SELECT count(*) FROM pg_class c WHERE c.relnamespace = n.oid)
                 + (SELECT count(*) FROM pg_proc p WHERE p.pronamespace = n.oid) AS objects
   FROM pg_namespace n WHERE nspname LIKE 'tradeguard%';
 CREATE EXTENSION tradeguard;
 SELECT count(*) AS schemas FROM pg_namespace WHERE nspname LIKE 'tradeguard%';
+SELECT tradeguard.break_glass_end() AS glass_mended;
 REVOKE tradeguard_auditor FROM tg_regress_analyst;
 DROP ROLE tg_regress_analyst;

@@ -1,4 +1,4 @@
-//! Errors of the audit capability (mapped to SQLSTATE in `crate::error`).
+//! Errors of the audit-trail capability (mapped to SQLSTATE in `crate::error`).
 
 use pgrx::PgSqlErrorCode as C;
 
@@ -6,16 +6,32 @@ use pgrx::PgSqlErrorCode as C;
 pub enum AuditError {
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    #[error("audit rows are written only by tradeguard; {0}")]
+    ProtectedTable(String),
+    #[error("{what} is protected by tradeguard; a tradeguard_admin member must call tradeguard.break_glass(reason) first")]
+    Protected { what: String },
+    #[error("{0} is not audited by tradeguard")]
+    NotAudited(String),
+    #[error("the audit trail needs the root key to sign rows: {0}")]
+    NoKey(String),
+    #[error("no block {0} in the audit chain")]
+    NoSuchBlock(i64),
 }
 
 impl AuditError {
     pub fn sqlstate(&self) -> C {
         match self {
             Self::InvalidArgument(_) => C::ERRCODE_INVALID_PARAMETER_VALUE,
+            Self::ProtectedTable(_) | Self::Protected { .. } => C::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            Self::NotAudited(_) | Self::NoSuchBlock(_) => C::ERRCODE_UNDEFINED_OBJECT,
+            Self::NoKey(_) => C::ERRCODE_CONFIG_FILE_ERROR,
         }
     }
 
     pub fn hint(&self) -> Option<String> {
-        None
+        match self {
+            Self::NoKey(_) => Some("set tradeguard.root_key_file (see tradeguard-keytool generate)".into()),
+            _ => None,
+        }
     }
 }

@@ -1,3 +1,238 @@
-//! audit capability: SQL surface.
+//! Signed, tamper-evident audit trail.
+//!
+//! `audit_table` installs native row and TRUNCATE triggers; each change becomes a row of
+//! `tradeguard_audit.log`, signed with HMAC-SHA-256 under a key derived from the root key
+//! (see `chain.rs`). `seal` (and the background worker) puts committed rows into blocks chained
+//! by MACs; `verify` recomputes everything and names the first bad block and row.
 
+pub mod chain;
 pub mod error;
+pub mod hook;
+pub mod seal;
+pub mod triggers;
+pub mod worker;
+
+use std::cell::Cell;
+
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use zeroize::Zeroizing;
+
+use crate::common;
+use crate::crypto::rootkey::LABEL_AUDIT_HMAC;
+use crate::error::{OrRaise, TgResult};
+use error::AuditError;
+
+pub use crate::common::{internal_write_active, InternalWrite};
+
+thread_local! {
+    static BREAK_GLASS: Cell<bool> = const { Cell::new(false) };
+}
+
+pub fn break_glass_active() -> bool {
+    BREAK_GLASS.with(|c| c.get())
+}
+
+/// The audit signing key: HKDF of the root key; never visible to SQL.
+pub fn audit_key() -> TgResult<Zeroizing<[u8; 32]>> {
+    let root = crate::crypto::keys::root_key().map_err(|e| AuditError::NoKey(e.to_string()))?;
+    Ok(root.derive(LABEL_AUDIT_HMAC))
+}
+
+/// Writes a system row (DDL, role and grant changes, audit_table, break-glass) into the trail.
+pub fn record_system(operation: &str, schema: &str, object: &str, detail: serde_json::Value) -> TgResult<()> {
+    let actor = common::current_role_name();
+    let _w = InternalWrite::begin();
+    common::as_owner(|| {
+        Spi::run_with_args(
+            "INSERT INTO tradeguard_audit.log (txid, at, schema_name, table_name, operation, new_row,
+                 current_user_name, session_user_name, application_name, client_addr, app_context)
+             VALUES (pg_catalog.txid_current(), pg_catalog.clock_timestamp(), $1, $2, $3, $4, $5, SESSION_USER,
+                     pg_catalog.current_setting('application_name'), pg_catalog.inet_client_addr(),
+                     NULLIF(pg_catalog.current_setting('tradeguard.app_context', true), '')::pg_catalog.jsonb)",
+            &[schema.into(), object.into(), operation.into(), JsonB(detail).into(), actor.as_str().into()],
+        )
+    })??;
+    Ok(())
+}
+
+struct TableRef {
+    schema: String,
+    table: String,
+    pk: Vec<String>,
+}
+
+fn table_ref(oid: pg_sys::Oid) -> TgResult<TableRef> {
+    let row = Spi::connect(|client| {
+        let t = client.select(
+            "SELECT n.nspname::text, c.relname::text,
+                    ARRAY(SELECT a.attname::text FROM pg_catalog.pg_index i
+                            JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+                           WHERE i.indrelid = c.oid AND i.indisprimary ORDER BY a.attnum)
+               FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+              WHERE c.oid = $1 AND c.relkind IN ('r', 'p')
+                AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'tradeguard', 'tradeguard_audit')",
+            Some(1),
+            &[oid.into()],
+        )?;
+        if t.is_empty() {
+            return Ok::<_, pgrx::spi::Error>(None);
+        }
+        let r = t.first();
+        Ok(Some((r.get::<String>(1)?, r.get::<String>(2)?, r.get::<Vec<String>>(3)?)))
+    })?;
+    match row {
+        Some((Some(schema), Some(table), pk)) => Ok(TableRef { schema, table, pk: pk.unwrap_or_default() }),
+        _ => Err(AuditError::InvalidArgument(format!("relation {} is not a user table", oid.to_u32())).into()),
+    }
+}
+
+fn q(s: &str) -> String {
+    pgrx::spi::quote_identifier(s)
+}
+
+/// `tradeguard.audit_table(tbl, exclude_columns)`: installs the audit triggers (idempotent).
+#[pg_extern(volatile)]
+fn audit_table(tbl: pgrx::PgRelation, exclude_columns: default!(Vec<String>, "'{}'")) -> String {
+    let oid = tbl.oid();
+    drop(tbl);
+    audit_table_impl(oid, exclude_columns).or_raise()
+}
+
+fn audit_table_impl(oid: pg_sys::Oid, exclude: Vec<String>) -> TgResult<String> {
+    audit_key()?; // fail now, not at the first write, when no root key is configured
+    let t = table_ref(oid)?;
+    let fq = format!("{}.{}", q(&t.schema), q(&t.table));
+    {
+        let _w = InternalWrite::begin();
+        common::as_owner(|| -> TgResult<()> {
+            Spi::run_with_args(
+                "INSERT INTO tradeguard_audit.audited_tables (relid, schema_name, table_name, exclude_columns, pk_columns, added_by)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (relid) DO UPDATE SET exclude_columns = EXCLUDED.exclude_columns, pk_columns = EXCLUDED.pk_columns",
+                &[
+                    oid.into(),
+                    t.schema.as_str().into(),
+                    t.table.as_str().into(),
+                    exclude.clone().into(),
+                    t.pk.clone().into(),
+                    common::current_role_name().as_str().into(),
+                ],
+            )?;
+            for (name, spec) in [
+                ("tradeguard_audit_row", "AFTER INSERT OR UPDATE OR DELETE ON {t} FOR EACH ROW"),
+                ("tradeguard_audit_truncate", "AFTER TRUNCATE ON {t} FOR EACH STATEMENT"),
+            ] {
+                Spi::run(&format!("DROP TRIGGER IF EXISTS {name} ON {fq}"))?;
+                Spi::run(&format!(
+                    "CREATE TRIGGER {name} {} EXECUTE FUNCTION tradeguard.audit_trigger()",
+                    spec.replace("{t}", &fq)
+                ))?;
+                Spi::run(&format!("ALTER TABLE {fq} ENABLE ALWAYS TRIGGER {name}"))?;
+            }
+            Ok(())
+        })??;
+    }
+    crate::crypto::keys::invalidate();
+    record_system(
+        "AUDIT_TABLE",
+        &t.schema,
+        &t.table,
+        serde_json::json!({ "exclude_columns": exclude, "primary_key": t.pk }),
+    )?;
+    Ok(format!("auditing {fq}"))
+}
+
+/// `tradeguard.unaudit_table(tbl)` (admin): removes the triggers; recorded in the trail.
+#[pg_extern(volatile)]
+fn unaudit_table(tbl: pgrx::PgRelation) -> String {
+    let oid = tbl.oid();
+    drop(tbl);
+    unaudit_table_impl(oid).or_raise()
+}
+
+fn unaudit_table_impl(oid: pg_sys::Oid) -> TgResult<String> {
+    let t = table_ref(oid)?;
+    let fq = format!("{}.{}", q(&t.schema), q(&t.table));
+    let removed = {
+        let _w = InternalWrite::begin();
+        common::as_owner(|| -> TgResult<usize> {
+            Spi::run(&format!("DROP TRIGGER IF EXISTS tradeguard_audit_row ON {fq}"))?;
+            Spi::run(&format!("DROP TRIGGER IF EXISTS tradeguard_audit_truncate ON {fq}"))?;
+            Ok(Spi::connect_mut(|c| {
+                c.update("DELETE FROM tradeguard_audit.audited_tables WHERE relid = $1", None, &[oid.into()])
+                    .map(|t| t.len())
+            })?)
+        })??
+    };
+    if removed == 0 {
+        return Err(AuditError::NotAudited(fq).into());
+    }
+    crate::crypto::keys::invalidate();
+    record_system("UNAUDIT_TABLE", &t.schema, &t.table, serde_json::json!({}))?;
+    Ok(format!("no longer auditing {fq}"))
+}
+
+/// `tradeguard.set_context(ctx, is_local)`: application context recorded with each audit row.
+#[pg_extern(volatile)]
+fn set_context(ctx: JsonB, is_local: default!(bool, true)) -> JsonB {
+    let text = ctx.0.to_string();
+    if text.len() > 4096 {
+        AuditError::InvalidArgument("context larger than 4 kB".into()).raise_as();
+    }
+    common::spi_first::<String>(
+        "SELECT pg_catalog.set_config('tradeguard.app_context', $1, $2)",
+        &[text.as_str().into(), is_local.into()],
+    )
+    .map_err(crate::error::TgError::from)
+    .or_raise();
+    ctx
+}
+
+impl AuditError {
+    fn raise_as(self) -> ! {
+        crate::error::TgError::from(self).raise()
+    }
+}
+
+/// `tradeguard.break_glass(reason)` (admin): allows protected changes in this session; recorded.
+#[pg_extern(volatile)]
+fn break_glass(reason: &str) -> String {
+    if reason.trim().len() < 8 {
+        AuditError::InvalidArgument("give a reason of at least 8 characters".into()).raise_as();
+    }
+    record_system("BREAK_GLASS", "tradeguard", "session", serde_json::json!({ "reason": reason, "on": true }))
+        .or_raise();
+    common::events::record(
+        "break_glass",
+        "high",
+        &serde_json::json!({ "reason": reason }),
+    )
+    .or_raise();
+    BREAK_GLASS.with(|c| c.set(true));
+    "break-glass enabled for this session; every protected change is recorded".into()
+}
+
+/// `tradeguard.break_glass_end()`: ends break-glass for this session.
+#[pg_extern(volatile)]
+fn break_glass_end() -> bool {
+    let was = BREAK_GLASS.with(|c| c.replace(false));
+    if was {
+        record_system("BREAK_GLASS", "tradeguard", "session", serde_json::json!({ "on": false })).or_raise();
+    }
+    was
+}
+
+pgrx::extension_sql_file!(
+    "../../sql/audit.sql",
+    name = "audit_sql",
+    requires = [
+        audit_table, unaudit_table, set_context, break_glass, break_glass_end,
+        triggers::audit_trigger, triggers::sign_log_row, triggers::protect_trigger,
+        seal::seal, seal::verify, seal::audit_digest, seal::verify_digest, seal::archive_blocks,
+        "ids_sql"
+    ]
+);
+
+#[cfg(feature = "pg_test")]
+mod tests;

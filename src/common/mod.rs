@@ -10,6 +10,32 @@ use crate::error::{CoreError, TgResult};
 
 static PRELOADED: AtomicBool = AtomicBool::new(false);
 
+thread_local! {
+    static INTERNAL: Cell<u32> = const { Cell::new(0) };
+}
+
+/// While alive, the extension's own code may write its protected tables and change its own
+/// triggers (the utility hook and the protect triggers let it through). Only Rust code can
+/// create one; nothing in SQL can.
+pub struct InternalWrite(());
+
+impl InternalWrite {
+    pub fn begin() -> Self {
+        INTERNAL.with(|c| c.set(c.get() + 1));
+        InternalWrite(())
+    }
+}
+
+impl Drop for InternalWrite {
+    fn drop(&mut self) {
+        INTERNAL.with(|c| c.set(c.get().saturating_sub(1)));
+    }
+}
+
+pub fn internal_write_active() -> bool {
+    INTERNAL.with(|c| c.get() > 0)
+}
+
 /// Called from `_PG_init`: remembers whether we were loaded through `shared_preload_libraries`.
 pub fn init() {
     let preloading = unsafe { pg_sys::process_shared_preload_libraries_in_progress };
@@ -19,6 +45,7 @@ pub fn init() {
     }
 }
 
+pub mod events;
 pub mod shmem;
 
 /// True when the library was loaded by the postmaster (hooks, workers and shared memory exist).
@@ -152,4 +179,54 @@ pub fn spi_first<T: pgrx::FromDatum + pgrx::IntoDatum>(
             t.first().get::<T>(1)
         }
     })
+}
+
+/// Text output (the type's output function) of attribute `name` of a heap tuple.
+///
+/// # Safety
+/// `tuple` and `tupdesc` must be valid and describe each other.
+pub unsafe fn tuple_attr_text(
+    tuple: *mut pg_sys::HeapTupleData,
+    tupdesc: pg_sys::TupleDesc,
+    name: &str,
+) -> TgResult<Option<String>> {
+    let desc = pgrx::PgTupleDesc::from_pg_unchecked(tupdesc);
+    let Some((idx, att)) = desc.iter().enumerate().find(|(_, a)| !a.is_dropped() && a.name() == name) else {
+        return Err(CoreError::InvalidArgument(format!("column \"{name}\" not found")).into());
+    };
+    let typid = att.type_oid().value();
+    let Some(datum) = pgrx::heap_getattr_raw(tuple, std::num::NonZeroUsize::new(idx + 1).unwrap(), tupdesc) else {
+        return Ok(None);
+    };
+    Ok(Some(datum_text(datum, typid)))
+}
+
+/// A datum's text through its type's output function.
+///
+/// # Safety
+/// `datum` must be a valid, non-null datum of type `typid`.
+pub unsafe fn datum_text(datum: pg_sys::Datum, typid: pg_sys::Oid) -> String {
+    let mut func = pg_sys::InvalidOid;
+    let mut varlena = false;
+    pg_sys::getTypeOutputInfo(typid, &mut func, &mut varlena);
+    let cstr = pg_sys::OidOutputFunctionCall(func, datum);
+    let s = std::ffi::CStr::from_ptr(cstr).to_string_lossy().into_owned();
+    pg_sys::pfree(cstr.cast());
+    s
+}
+
+/// The row a row-level trigger is writing (NEW for INSERT/UPDATE, OLD for DELETE) and the
+/// row it replaces (OLD for UPDATE/DELETE).
+pub fn trigger_tuples(trigger: &pgrx::PgTrigger<'_>) -> (*mut pg_sys::HeapTupleData, *mut pg_sys::HeapTupleData, pg_sys::TupleDesc) {
+    let td = trigger.trigger_data();
+    unsafe {
+        let tupdesc = (*td.tg_relation).rd_att;
+        if pgrx::trigger_support::trigger_fired_by_update(td.tg_event) {
+            (td.tg_newtuple, td.tg_trigtuple, tupdesc)
+        } else if pgrx::trigger_support::trigger_fired_by_delete(td.tg_event) {
+            (std::ptr::null_mut(), td.tg_trigtuple, tupdesc)
+        } else {
+            (td.tg_trigtuple, std::ptr::null_mut(), tupdesc)
+        }
+    }
 }

@@ -10,7 +10,6 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::ffi::CStr;
 use std::rc::Rc;
 
 use pgrx::prelude::*;
@@ -114,30 +113,8 @@ fn load_table_cfg(relid: pg_sys::Oid) -> TgResult<Rc<TableCfg>> {
 
 /// The text output of attribute `name` of the row being written (the primary key for the context).
 fn row_attribute_text(trigger: &pgrx::PgTrigger<'_>, name: &str) -> TgResult<Option<String>> {
-    unsafe {
-        let td = trigger.trigger_data();
-        let tupdesc = (*td.tg_relation).rd_att;
-        let tuple = if pgrx::trigger_support::trigger_fired_by_update(td.tg_event) {
-            td.tg_newtuple
-        } else {
-            td.tg_trigtuple
-        };
-        let desc = pgrx::PgTupleDesc::from_pg_unchecked(tupdesc);
-        let Some((idx, att)) = desc.iter().enumerate().find(|(_, a)| !a.is_dropped() && a.name() == name) else {
-            return Err(CoreError::InvalidArgument(format!("primary key column \"{name}\" not found")).into());
-        };
-        let typid = att.type_oid().value();
-        let Some(datum) = pgrx::heap_getattr_raw(tuple, std::num::NonZeroUsize::new(idx + 1).unwrap(), tupdesc) else {
-            return Ok(None);
-        };
-        let mut func = pg_sys::InvalidOid;
-        let mut varlena = false;
-        pg_sys::getTypeOutputInfo(typid, &mut func, &mut varlena);
-        let cstr = pg_sys::OidOutputFunctionCall(func, datum);
-        let s = CStr::from_ptr(cstr).to_string_lossy().into_owned();
-        pg_sys::pfree(cstr.cast());
-        Ok(Some(s))
-    }
+    let (new, _old, tupdesc) = common::trigger_tuples(trigger);
+    unsafe { common::tuple_attr_text(new, tupdesc, name) }
 }
 
 /// The context a column value is bound to.
@@ -303,6 +280,8 @@ fn encrypt_column_impl(tbl: pg_sys::Oid, col: &str, key_name: &str, blind_key: O
         }
     };
     let blind_column = blind_key.map(|_| format!("{col}_bidx"));
+    // Only our own DDL runs as "internal": user triggers fired by the conversion below must not.
+    let own = common::InternalWrite::begin();
     common::as_owner(|| -> TgResult<()> {
         // Our own view depends on the table's columns: rebuild it after the change.
         Spi::run(&format!("DROP VIEW IF EXISTS {}.{}", q(schema), q(&format!("{table}_decrypted"))))?;
@@ -344,6 +323,7 @@ fn encrypt_column_impl(tbl: pg_sys::Oid, col: &str, key_name: &str, blind_key: O
         create_decrypted_view(schema, table)?;
         Ok(())
     })??;
+    drop(own);
     keys::invalidate();
     TABLES.with(|t| t.borrow_mut().1.clear());
     // Existing rows: rewrite the plaintext ones in batches; the trigger encrypts them.

@@ -1,0 +1,98 @@
+-- Signed audit trail: audit a table, trade, history, verify; tampering is named.
+\set VERBOSITY default
+\set SHOW_CONTEXT never
+SET client_min_messages = error;
+
+CREATE TABLE trades (
+    id bigserial PRIMARY KEY,
+    symbol text NOT NULL,
+    side text NOT NULL,
+    quantity numeric(18,4) NOT NULL,
+    price numeric(18,4) NOT NULL,
+    internal_note text
+);
+SELECT tradeguard.audit_table('trades', exclude_columns => ARRAY['internal_note']);
+SELECT tradeguard.audit_table('trades', exclude_columns => ARRAY['internal_note']);  -- harmless twice
+SELECT schema_name, table_name, exclude_columns, pk_columns, trigger_enabled FROM tradeguard.audited_tables;
+
+-- Trading: the application sets who it acts for behind its pooled connection.
+BEGIN;
+SELECT tradeguard.set_context('{"trader": "T-042", "desk": "TSE equities"}') IS NOT NULL AS ctx_set;
+INSERT INTO trades (symbol, side, quantity, price, internal_note) VALUES ('7203.T', 'buy', 100, 2849.5, 'not for the trail');
+UPDATE trades SET price = 2851.0 WHERE symbol = '7203.T';
+COMMIT;
+INSERT INTO trades (symbol, side, quantity, price) VALUES ('AAPL', 'sell', 20, 228.31);
+DELETE FROM trades WHERE symbol = 'AAPL';
+-- A rolled-back transaction leaves nothing behind.
+BEGIN;
+INSERT INTO trades (symbol, side, quantity, price) VALUES ('MSFT', 'buy', 1, 1);
+ROLLBACK;
+
+SELECT id, operation, table_name, pk, new_row ? 'internal_note' AS note_recorded, app_context->>'trader' AS trader
+  FROM tradeguard.audit_log WHERE table_name = 'trades' ORDER BY id;
+SELECT operation, changed_by IS NOT NULL AS who, app_context->>'desk' AS desk, changes
+  FROM tradeguard.history('trades', '{"id": 1}');
+
+-- Sealing puts committed rows into a block; verify checks every signature and link.
+SELECT tradeguard.seal() > 0 AS sealed;
+SELECT ok, blocks_checked, rows_checked > 0 AS rows_checked, first_bad_block, first_bad_id, reason FROM tradeguard.verify();
+SELECT block_no, length(hash) AS hash_hex_len FROM tradeguard.audit_digest();
+SELECT tradeguard.verify_digest(d.block_no, d.hash) AS digest_ok FROM tradeguard.audit_digest() d;
+SELECT tradeguard.verify_digest(1, repeat('0', 64)) AS forged_digest_ok;
+
+-- Nobody edits the trail through SQL, not even its owner (a superuser here).
+UPDATE tradeguard_audit.log SET new_row = '{}' WHERE id = 1;
+DELETE FROM tradeguard_audit.log WHERE id = 1;
+TRUNCATE tradeguard_audit.log;
+INSERT INTO tradeguard_audit.log (txid, at, schema_name, table_name, operation, current_user_name, session_user_name)
+  VALUES (1, now(), 'public', 'trades', 'INSERT', 'x', 'x');
+-- Nor disables or drops the audit triggers, nor alters the protected schema.
+ALTER TABLE trades DISABLE TRIGGER tradeguard_audit_row;
+ALTER TABLE trades DISABLE TRIGGER ALL;
+DROP TRIGGER tradeguard_audit_row ON trades;
+ALTER TABLE tradeguard_audit.log DISABLE TRIGGER tradeguard_protect;
+DROP TABLE tradeguard_audit.blocks;
+-- DDL on an audited table is itself recorded.
+ALTER TABLE trades ADD COLUMN venue text;
+SELECT operation, table_name, new_row->>'command' AS command FROM tradeguard.audit_log ORDER BY id DESC LIMIT 1;
+
+-- A superuser who bypasses the triggers is caught by verify, which names the first bad row.
+SET session_replication_role = replica;
+ALTER TABLE tradeguard_audit.log DISABLE TRIGGER USER;  -- refused even in replica mode
+RESET session_replication_role;
+-- (simulate a raw edit through break-glass, the only way in, and see verify name it)
+SELECT tradeguard.break_glass('regress: simulate tampering') IS NOT NULL AS glass_broken;
+BEGIN;  -- the tampering is rolled back at the end, so later tests see an intact chain
+ALTER TABLE tradeguard_audit.log DISABLE TRIGGER tradeguard_protect;
+UPDATE tradeguard_audit.log SET new_row = jsonb_set(new_row, '{price}', '1.0') WHERE id = (SELECT min(id) FROM tradeguard_audit.log WHERE operation = 'INSERT' AND table_name = 'trades');
+SELECT ok, first_bad_block, first_bad_id = (SELECT min(id) FROM tradeguard_audit.log WHERE operation = 'INSERT' AND table_name = 'trades') AS names_the_row, reason FROM tradeguard.verify();
+-- A deleted row is named too.
+UPDATE tradeguard_audit.log SET new_row = jsonb_set(new_row, '{price}', '2849.5000') WHERE id = (SELECT min(id) FROM tradeguard_audit.log WHERE operation = 'INSERT' AND table_name = 'trades');
+SELECT ok FROM tradeguard.verify();
+DELETE FROM tradeguard_audit.log WHERE id = (SELECT max(id) FROM tradeguard_audit.log WHERE block_no = 1);
+SELECT ok, first_bad_block, first_bad_id = (SELECT max(id) FROM tradeguard_audit.blocks b, unnest(b.ids) AS id WHERE b.block_no = 1) AS names_the_row, reason FROM tradeguard.verify();
+-- A forged block and a broken link to the previous block are named as well.
+ALTER TABLE tradeguard_audit.blocks DISABLE TRIGGER tradeguard_protect;
+UPDATE tradeguard_audit.blocks SET first_id = first_id - 1 WHERE block_no = 1;
+SELECT ok, first_bad_block, reason FROM tradeguard.verify();
+UPDATE tradeguard_audit.blocks SET first_id = first_id + 1, prev_mac = '\x00' WHERE block_no = 1;
+SELECT ok, first_bad_block, reason FROM tradeguard.verify();
+ROLLBACK;
+SELECT ok FROM tradeguard.verify();
+SELECT tradeguard.break_glass_end();
+SELECT operation, new_row->>'command' AS command, table_name FROM tradeguard.audit_log WHERE operation LIKE 'BREAK_GLASS%' ORDER BY id;
+
+-- The auditor reads and verifies; it changes nothing.
+CREATE ROLE tg_auditor_r;
+GRANT tradeguard_auditor TO tg_auditor_r;
+SET ROLE tg_auditor_r;
+SELECT count(*) > 0 AS can_read FROM tradeguard.audit_log;
+SELECT ok IS NOT NULL AS can_verify FROM tradeguard.verify();
+SELECT tradeguard.unaudit_table('trades');
+SELECT count(*) FROM tradeguard_audit.log;
+RESET ROLE;
+DROP ROLE tg_auditor_r;
+
+SELECT tradeguard.unaudit_table('trades');
+SELECT operation, table_name FROM tradeguard.audit_log ORDER BY id DESC LIMIT 1;
+DROP TABLE trades;

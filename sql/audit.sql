@@ -1,0 +1,144 @@
+-- Signed audit trail: protected tables, triggers, views and grants.
+
+CREATE TABLE tradeguard_audit.audited_tables (
+    relid            oid PRIMARY KEY,
+    schema_name      text NOT NULL,
+    table_name       text NOT NULL,
+    exclude_columns  text[] NOT NULL DEFAULT '{}',
+    pk_columns       text[] NOT NULL DEFAULT '{}',
+    added_at         timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    added_by         text NOT NULL
+);
+COMMENT ON TABLE tradeguard_audit.audited_tables IS 'tradeguard: tables that carry the audit triggers';
+
+CREATE TABLE tradeguard_audit.log (
+    id                 bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    txid               bigint NOT NULL,
+    at                 timestamptz NOT NULL,
+    schema_name        text NOT NULL,
+    table_name         text NOT NULL,
+    operation          text NOT NULL,
+    pk                 jsonb,
+    old_row            jsonb,
+    new_row            jsonb,
+    current_user_name  text NOT NULL,
+    session_user_name  text NOT NULL,
+    application_name   text,
+    client_addr        inet,
+    app_context        jsonb,
+    signature          bytea NOT NULL DEFAULT '\x',
+    block_no           bigint
+);
+CREATE INDEX log_unsealed ON tradeguard_audit.log (id) WHERE block_no IS NULL;
+CREATE INDEX log_block ON tradeguard_audit.log (block_no, id);
+CREATE INDEX log_row ON tradeguard_audit.log (schema_name, table_name, pk);
+COMMENT ON TABLE tradeguard_audit.log IS 'tradeguard: the audit trail; each row HMAC-signed at write time';
+
+CREATE TABLE tradeguard_audit.blocks (
+    block_no     bigint PRIMARY KEY,
+    prev_mac     bytea NOT NULL,
+    merkle_root  bytea NOT NULL,
+    row_count    bigint NOT NULL,
+    first_id     bigint NOT NULL,
+    last_id      bigint NOT NULL,
+    sealed_at    timestamptz NOT NULL,
+    ids          bigint[] NOT NULL,
+    mac          bytea NOT NULL
+);
+COMMENT ON TABLE tradeguard_audit.blocks IS 'tradeguard: sealed blocks of the trail, each MAC-chained to the previous one';
+
+CREATE TABLE tradeguard_audit.retention (
+    through_block  bigint PRIMARY KEY,
+    last_mac       bytea NOT NULL,
+    reason         text NOT NULL,
+    removed_by     text NOT NULL,
+    rows_removed   bigint NOT NULL,
+    removed_at     timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE tradeguard_audit.retention IS 'tradeguard: archived blocks and the MAC verify() anchors to';
+
+SELECT pg_catalog.pg_extension_config_dump('tradeguard_audit.audited_tables', '');
+SELECT pg_catalog.pg_extension_config_dump('tradeguard_audit.log', '');
+SELECT pg_catalog.pg_extension_config_dump('tradeguard_audit.blocks', '');
+SELECT pg_catalog.pg_extension_config_dump('tradeguard_audit.retention', '');
+
+-- Nobody writes the trail but tradeguard: not the owner, not a superuser in replica mode.
+CREATE TRIGGER tradeguard_sign BEFORE INSERT ON tradeguard_audit.log
+    FOR EACH ROW EXECUTE FUNCTION tradeguard.sign_log_row();
+CREATE TRIGGER tradeguard_protect BEFORE UPDATE OR DELETE ON tradeguard_audit.log
+    FOR EACH ROW EXECUTE FUNCTION tradeguard.protect_trigger();
+CREATE TRIGGER tradeguard_protect_truncate BEFORE TRUNCATE ON tradeguard_audit.log
+    FOR EACH STATEMENT EXECUTE FUNCTION tradeguard.protect_trigger();
+CREATE TRIGGER tradeguard_protect BEFORE INSERT OR UPDATE OR DELETE ON tradeguard_audit.blocks
+    FOR EACH ROW EXECUTE FUNCTION tradeguard.protect_trigger();
+CREATE TRIGGER tradeguard_protect_truncate BEFORE TRUNCATE ON tradeguard_audit.blocks
+    FOR EACH STATEMENT EXECUTE FUNCTION tradeguard.protect_trigger();
+CREATE TRIGGER tradeguard_protect BEFORE UPDATE OR DELETE ON tradeguard_audit.retention
+    FOR EACH ROW EXECUTE FUNCTION tradeguard.protect_trigger();
+ALTER TABLE tradeguard_audit.log ENABLE ALWAYS TRIGGER tradeguard_sign;
+ALTER TABLE tradeguard_audit.log ENABLE ALWAYS TRIGGER tradeguard_protect;
+ALTER TABLE tradeguard_audit.log ENABLE ALWAYS TRIGGER tradeguard_protect_truncate;
+ALTER TABLE tradeguard_audit.blocks ENABLE ALWAYS TRIGGER tradeguard_protect;
+ALTER TABLE tradeguard_audit.blocks ENABLE ALWAYS TRIGGER tradeguard_protect_truncate;
+ALTER TABLE tradeguard_audit.retention ENABLE ALWAYS TRIGGER tradeguard_protect;
+
+CREATE VIEW tradeguard.audit_log AS
+SELECT id, txid, at, schema_name, table_name, operation, pk, old_row, new_row, current_user_name,
+       session_user_name, application_name, client_addr, app_context, block_no
+  FROM tradeguard_audit.log;
+COMMENT ON VIEW tradeguard.audit_log IS 'tradeguard: the audit trail (read-only; signatures checked by verify())';
+
+CREATE VIEW tradeguard.audit_blocks AS
+SELECT block_no, row_count, first_id, last_id, sealed_at, pg_catalog.encode(mac, 'hex') AS hash
+  FROM tradeguard_audit.blocks;
+COMMENT ON VIEW tradeguard.audit_blocks IS 'tradeguard: sealed blocks of the audit chain';
+
+CREATE VIEW tradeguard.audited_tables AS
+SELECT schema_name, table_name, exclude_columns, pk_columns, added_at, added_by,
+       EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.tgrelid = a.relid
+                  AND t.tgname = 'tradeguard_audit_row' AND t.tgenabled = 'A') AS trigger_enabled
+  FROM tradeguard_audit.audited_tables a;
+COMMENT ON VIEW tradeguard.audited_tables IS 'tradeguard: tables covered by the audit trail';
+
+CREATE FUNCTION tradeguard.history(tbl regclass, pk jsonb)
+RETURNS TABLE (id bigint, at timestamptz, operation text, changed_by text, session_user_name text,
+               application_name text, client_addr inet, app_context jsonb, changes jsonb)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT l.id, l.at, l.operation, l.current_user_name, l.session_user_name, l.application_name,
+           l.client_addr, l.app_context,
+           CASE l.operation
+             WHEN 'UPDATE' THEN (SELECT jsonb_object_agg(k, jsonb_build_object('old', l.old_row -> k, 'new', l.new_row -> k))
+                                   FROM jsonb_object_keys(l.new_row) k
+                                  WHERE (l.old_row -> k) IS DISTINCT FROM (l.new_row -> k))
+             WHEN 'DELETE' THEN l.old_row
+             ELSE l.new_row
+           END
+      FROM tradeguard.audit_log l
+      JOIN pg_class c ON c.oid = tbl
+      JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE l.schema_name = n.nspname AND l.table_name = c.relname AND l.pk = history.pk
+     ORDER BY l.id
+$$;
+COMMENT ON FUNCTION tradeguard.history(regclass, jsonb) IS 'tradeguard: who changed this row, when, from where, and what changed (oldest first)';
+
+COMMENT ON FUNCTION tradeguard.audit_table(regclass, text[]) IS 'tradeguard: install the signed audit triggers on a table (idempotent)';
+COMMENT ON FUNCTION tradeguard.unaudit_table(regclass) IS 'tradeguard: remove the audit triggers (recorded)';
+COMMENT ON FUNCTION tradeguard.seal() IS 'tradeguard: seal committed rows into a new block now';
+COMMENT ON FUNCTION tradeguard.verify(bigint, bigint) IS 'tradeguard: check every row signature, block and chain link; names the first bad one';
+COMMENT ON FUNCTION tradeguard.audit_digest() IS 'tradeguard: latest block and hash, to keep outside the database';
+COMMENT ON FUNCTION tradeguard.verify_digest(bigint, text) IS 'tradeguard: true when the chain still extends this digest';
+COMMENT ON FUNCTION tradeguard.archive_blocks(bigint, text) IS 'tradeguard: remove old sealed blocks (recorded); verify() anchors to the last removed one';
+COMMENT ON FUNCTION tradeguard.set_context(jsonb, boolean) IS 'tradeguard: application context (e.g. trader id) recorded with audit rows';
+COMMENT ON FUNCTION tradeguard.break_glass(text) IS 'tradeguard: allow protected changes in this session (recorded)';
+
+GRANT EXECUTE ON FUNCTION tradeguard.verify(bigint, bigint), tradeguard.audit_digest(),
+    tradeguard.verify_digest(bigint, text), tradeguard.history(regclass, jsonb)
+  TO tradeguard_auditor;
+GRANT EXECUTE ON FUNCTION tradeguard.set_context(jsonb, boolean) TO tradeguard_encryptor, tradeguard_decryptor, tradeguard_auditor;
+GRANT EXECUTE ON FUNCTION tradeguard.audit_table(regclass, text[]), tradeguard.unaudit_table(regclass),
+    tradeguard.seal(), tradeguard.archive_blocks(bigint, text), tradeguard.break_glass(text),
+    tradeguard.break_glass_end()
+  TO tradeguard_admin;
+GRANT SELECT ON tradeguard.audit_log, tradeguard.audit_blocks, tradeguard.audited_tables TO tradeguard_auditor;

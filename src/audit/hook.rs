@@ -1,0 +1,260 @@
+//! The utility hook: protects tradeguard's triggers and schema, and records system changes
+//! (DDL on audited tables, GRANT/REVOKE, role changes, ALTER SYSTEM, tradeguard settings) in
+//! the same signed trail. Statement texts are never recorded: they can carry passwords.
+
+use std::ffi::{c_char, c_void, CStr};
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use super::error::AuditError;
+use super::{break_glass_active, internal_write_active, record_system};
+use crate::error::{TgError, TgResult};
+
+static mut PREV_UTILITY: pg_sys::ProcessUtility_hook_type = None;
+
+/// Installs the hook (called from `_PG_init` while preloading).
+pub fn install() {
+    unsafe {
+        PREV_UTILITY = pg_sys::ProcessUtility_hook;
+        pg_sys::ProcessUtility_hook = Some(tradeguard_process_utility);
+    }
+}
+
+unsafe fn cstr(p: *const c_char) -> String {
+    if p.is_null() {
+        String::new()
+    } else {
+        CStr::from_ptr(p).to_string_lossy().into_owned()
+    }
+}
+
+unsafe fn list_ptrs(list: *mut pg_sys::List) -> Vec<*mut c_void> {
+    if list.is_null() {
+        return vec![];
+    }
+    let n = (*list).length as usize;
+    (0..n).map(|i| (*(*list).elements.add(i)).ptr_value).collect()
+}
+
+unsafe fn is_tag(node: *mut c_void, tag: pg_sys::NodeTag) -> bool {
+    !node.is_null() && (*(node as *mut pg_sys::Node)).type_ == tag
+}
+
+/// Names in a qualified-name list (String nodes).
+unsafe fn name_list(list: *mut pg_sys::List) -> Vec<String> {
+    list_ptrs(list)
+        .into_iter()
+        .filter(|p| is_tag(*p, pg_sys::NodeTag::T_String))
+        .map(|p| cstr((*(p as *mut pg_sys::String)).sval))
+        .collect()
+}
+
+unsafe fn range_var_relid(rv: *mut pg_sys::RangeVar) -> Option<pg_sys::Oid> {
+    if rv.is_null() {
+        return None;
+    }
+    let oid = pg_sys::RangeVarGetRelidExtended(rv, pg_sys::NoLock as _, pg_sys::RVROption::RVR_MISSING_OK, None, std::ptr::null_mut());
+    (oid != pg_sys::InvalidOid).then_some(oid)
+}
+
+unsafe fn rel_schema(relid: pg_sys::Oid) -> String {
+    let nsp = pg_sys::get_rel_namespace(relid);
+    cstr(pg_sys::get_namespace_name(nsp))
+}
+
+unsafe fn rel_name(relid: pg_sys::Oid) -> String {
+    cstr(pg_sys::get_rel_name(relid))
+}
+
+fn has_tradeguard_triggers(relid: pg_sys::Oid) -> bool {
+    crate::common::spi_first::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = $1 AND tgname LIKE 'tradeguard\\_%')",
+        &[relid.into()],
+    )
+    .ok()
+    .flatten()
+    .unwrap_or(false)
+}
+
+fn is_audited(relid: pg_sys::Oid) -> bool {
+    crate::common::spi_first::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = $1 AND tgname = 'tradeguard_audit_row')",
+        &[relid.into()],
+    )
+    .ok()
+    .flatten()
+    .unwrap_or(false)
+}
+
+fn audit_rows_exist() -> bool {
+    crate::common::spi_first::<bool>("SELECT EXISTS (SELECT 1 FROM tradeguard_audit.log)", &[])
+        .ok()
+        .flatten()
+        .unwrap_or(false)
+}
+
+/// What a statement means for tradeguard.
+struct Inspection {
+    /// Refused unless break-glass: the protected thing it touches.
+    protected: Option<String>,
+    /// Recorded after it succeeds: (operation, schema, object).
+    record: Option<(String, String, String)>,
+}
+
+const TRIGGER_STATE_CMDS: [pg_sys::AlterTableType::Type; 8] = [
+    pg_sys::AlterTableType::AT_EnableTrig,
+    pg_sys::AlterTableType::AT_EnableAlwaysTrig,
+    pg_sys::AlterTableType::AT_EnableReplicaTrig,
+    pg_sys::AlterTableType::AT_DisableTrig,
+    pg_sys::AlterTableType::AT_EnableTrigAll,
+    pg_sys::AlterTableType::AT_DisableTrigAll,
+    pg_sys::AlterTableType::AT_EnableTrigUser,
+    pg_sys::AlterTableType::AT_DisableTrigUser,
+];
+
+unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
+    let mut ins = Inspection { protected: None, record: None };
+    let t = (*stmt).type_;
+    use pg_sys::NodeTag as N;
+    if t == N::T_AlterTableStmt {
+        let s = stmt as *mut pg_sys::AlterTableStmt;
+        if let Some(relid) = range_var_relid((*s).relation) {
+            let schema = rel_schema(relid);
+            let name = rel_name(relid);
+            if schema == "tradeguard_audit" {
+                ins.protected = Some(format!("table tradeguard_audit.{name}"));
+            }
+            for c in list_ptrs((*s).cmds) {
+                let cmd = c as *mut pg_sys::AlterTableCmd;
+                if TRIGGER_STATE_CMDS.contains(&(*cmd).subtype) {
+                    let trig = cstr((*cmd).name);
+                    let all = trig.is_empty();
+                    if (trig.starts_with("tradeguard_") || all) && has_tradeguard_triggers(relid) {
+                        ins.protected = Some(format!("the tradeguard triggers of {schema}.{name}"));
+                    }
+                }
+            }
+            if is_audited(relid) {
+                ins.record = Some(("DDL".into(), schema, name));
+            }
+        }
+    } else if t == N::T_DropStmt {
+        let s = stmt as *mut pg_sys::DropStmt;
+        let kind = (*s).removeType;
+        for o in list_ptrs((*s).objects) {
+            let names = if is_tag(o, N::T_List) { name_list(o as *mut pg_sys::List) } else if is_tag(o, N::T_String) {
+                vec![cstr((*(o as *mut pg_sys::String)).sval)]
+            } else {
+                vec![]
+            };
+            let last = names.last().cloned().unwrap_or_default();
+            if kind == pg_sys::ObjectType::OBJECT_TRIGGER && last.starts_with("tradeguard_") {
+                ins.protected = Some(format!("trigger {last}"));
+            } else if kind == pg_sys::ObjectType::OBJECT_SCHEMA && last == "tradeguard_audit" {
+                ins.protected = Some("schema tradeguard_audit".into());
+            } else if kind == pg_sys::ObjectType::OBJECT_EXTENSION && last == "tradeguard" && audit_rows_exist() {
+                ins.protected = Some("extension tradeguard (it holds the audit trail)".into());
+            } else if names.len() >= 2 && names[names.len() - 2] == "tradeguard_audit" {
+                ins.protected = Some(format!("tradeguard_audit.{last}"));
+            } else if kind == pg_sys::ObjectType::OBJECT_TABLE {
+                let rv = pg_sys::makeRangeVarFromNameList(o as *mut pg_sys::List);
+                if let Some(relid) = range_var_relid(rv) {
+                    if is_audited(relid) {
+                        ins.record = Some(("DROP TABLE".into(), rel_schema(relid), rel_name(relid)));
+                    }
+                }
+            }
+        }
+    } else if t == N::T_RenameStmt {
+        let s = stmt as *mut pg_sys::RenameStmt;
+        if (*s).renameType == pg_sys::ObjectType::OBJECT_TRIGGER && cstr((*s).subname).starts_with("tradeguard_") {
+            ins.protected = Some(format!("trigger {}", cstr((*s).subname)));
+        }
+        if let Some(relid) = range_var_relid((*s).relation) {
+            if rel_schema(relid) == "tradeguard_audit" {
+                ins.protected = Some(format!("tradeguard_audit.{}", rel_name(relid)));
+            } else if is_audited(relid) {
+                ins.record = Some(("DDL".into(), rel_schema(relid), rel_name(relid)));
+            }
+        }
+    } else if t == N::T_CreateTrigStmt {
+        let s = stmt as *mut pg_sys::CreateTrigStmt;
+        if let Some(relid) = range_var_relid((*s).relation) {
+            if rel_schema(relid) == "tradeguard_audit" {
+                ins.protected = Some(format!("triggers of tradeguard_audit.{}", rel_name(relid)));
+            } else if is_audited(relid) {
+                ins.record = Some(("DDL".into(), rel_schema(relid), rel_name(relid)));
+            }
+        }
+    } else if t == N::T_GrantStmt || t == N::T_GrantRoleStmt || t == N::T_AlterDefaultPrivilegesStmt {
+        ins.record = Some((tag.to_string(), String::new(), String::new()));
+    } else if t == N::T_CreateRoleStmt {
+        ins.record = Some((tag.to_string(), String::new(), cstr((*(stmt as *mut pg_sys::CreateRoleStmt)).role)));
+    } else if t == N::T_AlterRoleStmt || t == N::T_AlterRoleSetStmt || t == N::T_DropRoleStmt {
+        ins.record = Some((tag.to_string(), String::new(), String::new()));
+    } else if t == N::T_AlterSystemStmt {
+        let s = stmt as *mut pg_sys::AlterSystemStmt;
+        let name = if (*s).setstmt.is_null() { String::new() } else { cstr((*(*s).setstmt).name) };
+        ins.record = Some(("ALTER SYSTEM".into(), String::new(), name));
+    } else if t == N::T_VariableSetStmt {
+        let s = stmt as *mut pg_sys::VariableSetStmt;
+        let name = cstr((*s).name);
+        if name.starts_with("tradeguard.") && name != "tradeguard.app_context" {
+            ins.record = Some(("SET".into(), String::new(), name));
+        }
+    }
+    ins
+}
+
+#[pg_guard]
+#[allow(clippy::too_many_arguments)]
+unsafe extern "C-unwind" fn tradeguard_process_utility(
+    pstmt: *mut pg_sys::PlannedStmt,
+    query_string: *const c_char,
+    read_only_tree: bool,
+    context: pg_sys::ProcessUtilityContext::Type,
+    params: pg_sys::ParamListInfo,
+    query_env: *mut pg_sys::QueryEnvironment,
+    dest: *mut pg_sys::DestReceiver,
+    qc: *mut pg_sys::QueryCompletion,
+) {
+    let stmt = (*pstmt).utilityStmt;
+    let relevant = !stmt.is_null()
+        && (*stmt).type_ != pg_sys::NodeTag::T_TransactionStmt
+        && pg_sys::IsTransactionState()
+        && !pg_sys::creating_extension
+        && !internal_write_active()
+        && pg_sys::get_extension_oid(c"tradeguard".as_ptr(), true) != pg_sys::InvalidOid;
+    let mut ins = Inspection { protected: None, record: None };
+    if relevant {
+        let tag = cstr(pg_sys::CreateCommandName(stmt));
+        ins = inspect(stmt, &tag);
+        if let Some(what) = &ins.protected {
+            if !break_glass_active() {
+                TgError::from(AuditError::Protected { what: what.clone() }).raise();
+            }
+            ins.record = Some(("BREAK_GLASS_CHANGE".into(), "tradeguard".into(), what.clone()));
+        }
+    }
+    match PREV_UTILITY {
+        Some(prev) => prev(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc),
+        None => pg_sys::standard_ProcessUtility(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc),
+    }
+    if let Some((op, schema, object)) = ins.record {
+        // The extension may be gone now (DROP EXTENSION under break-glass).
+        if pg_sys::get_extension_oid(c"tradeguard".as_ptr(), true) == pg_sys::InvalidOid {
+            pgrx::warning!("tradeguard: {op} {object} done under break-glass; the extension and its trail are gone");
+            return;
+        }
+        let tag = cstr(pg_sys::CreateCommandName(stmt));
+        let detail = serde_json::json!({ "command": tag });
+        if let Err(e) = record(&op, &schema, &object, detail) {
+            pgrx::warning!("tradeguard: could not record {tag} in the audit trail: {e}");
+        }
+    }
+}
+
+fn record(op: &str, schema: &str, object: &str, detail: serde_json::Value) -> TgResult<()> {
+    record_system(op, if schema.is_empty() { "pg_catalog" } else { schema }, object, detail)
+}

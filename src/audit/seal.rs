@@ -1,0 +1,455 @@
+//! Sealing committed audit rows into MAC-chained blocks, and verifying the chain.
+
+use pgrx::prelude::*;
+
+use super::chain::{self, Block, Failure};
+use super::error::AuditError;
+use super::triggers::RowTexts;
+use super::{audit_key, InternalWrite};
+use crate::common;
+use crate::error::{CoreError, OrRaise, TgResult};
+
+/// Advisory lock key that serialises sealers: the chain never forks.
+const SEAL_LOCK: i64 = 0x7467_5345_414c; // "tgSEAL"
+
+const MAX_ROWS_PER_BLOCK: i64 = 50_000;
+
+fn now_micros() -> i64 {
+    unsafe { pg_sys::GetCurrentTimestamp() }
+}
+
+/// The MAC a new block chains to: the last block's, or the anchor left by archive_blocks.
+fn chain_head() -> TgResult<(i64, Vec<u8>)> {
+    let last = Spi::connect(|c| {
+        let t = c.select(
+            "SELECT block_no, mac FROM tradeguard_audit.blocks ORDER BY block_no DESC LIMIT 1",
+            None,
+            &[],
+        )?;
+        if t.is_empty() {
+            return Ok::<_, pgrx::spi::Error>(None);
+        }
+        let r = t.first();
+        Ok(Some((r.get::<i64>(1)?.unwrap_or_default(), r.get::<Vec<u8>>(2)?.unwrap_or_default())))
+    })?;
+    if let Some(l) = last {
+        return Ok(l);
+    }
+    Ok(anchor()?.unwrap_or((0, chain::GENESIS.to_vec())))
+}
+
+/// The last block removed by retention and its MAC, if any.
+fn anchor() -> TgResult<Option<(i64, Vec<u8>)>> {
+    Ok(Spi::connect(|c| {
+        let t = c.select(
+            "SELECT through_block, last_mac FROM tradeguard_audit.retention ORDER BY through_block DESC LIMIT 1",
+            None,
+            &[],
+        )?;
+        if t.is_empty() {
+            return Ok::<_, pgrx::spi::Error>(None);
+        }
+        let r = t.first();
+        Ok(Some((r.get::<i64>(1)?.unwrap_or_default(), r.get::<Vec<u8>>(2)?.unwrap_or_default())))
+    })?)
+}
+
+/// Seals the committed, unsealed rows (at most one block). Returns (block_no, rows).
+pub fn seal_once() -> TgResult<Option<(i64, i64)>> {
+    let key = audit_key()?;
+    common::as_owner(|| -> TgResult<Option<(i64, i64)>> {
+        Spi::run_with_args("SELECT pg_catalog.pg_advisory_xact_lock($1)", &[SEAL_LOCK.into()])?;
+        // Rows of transactions older than every running one: nothing can still commit below them.
+        let rows = Spi::connect(|c| {
+            let t = c.select(
+                "SELECT id, signature FROM tradeguard_audit.log
+                  WHERE block_no IS NULL
+                    AND txid < pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())::text::bigint
+                  ORDER BY id LIMIT $1",
+                None,
+                &[MAX_ROWS_PER_BLOCK.into()],
+            )?;
+            let mut out = Vec::new();
+            for r in t {
+                out.push((r.get::<i64>(1)?.unwrap_or_default(), r.get::<Vec<u8>>(2)?.unwrap_or_default()));
+            }
+            Ok::<_, pgrx::spi::Error>(out)
+        })?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let (prev_no, prev_mac) = chain_head()?;
+        let block_no = prev_no + 1;
+        let root = chain::merkle_root(rows.iter().map(|(_, s)| s.as_slice()));
+        let ids: Vec<i64> = rows.iter().map(|(i, _)| *i).collect();
+        let sealed_at = now_micros();
+        let b = Block {
+            block_no,
+            prev_mac: &prev_mac,
+            merkle_root: &root,
+            row_count: ids.len() as i64,
+            first_id: ids[0],
+            last_id: *ids.last().unwrap(),
+            sealed_at_micros: sealed_at,
+        };
+        let mac = chain::block_mac(&key, &b);
+        let ts = TimestampWithTimeZone::try_from(sealed_at).map_err(|_| CoreError::InvalidArgument("clock".into()))?;
+        let _w = InternalWrite::begin();
+        Spi::run_with_args(
+            "INSERT INTO tradeguard_audit.blocks (block_no, prev_mac, merkle_root, row_count, first_id, last_id, sealed_at, ids, mac)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            &[
+                block_no.into(),
+                prev_mac.as_slice().into(),
+                root.as_slice().into(),
+                b.row_count.into(),
+                b.first_id.into(),
+                b.last_id.into(),
+                ts.into(),
+                ids.clone().into(),
+                mac.as_slice().into(),
+            ],
+        )?;
+        Spi::run_with_args(
+            "UPDATE tradeguard_audit.log SET block_no = $1 WHERE id = ANY ($2) AND block_no IS NULL",
+            &[block_no.into(), ids.into()],
+        )?;
+        Ok(Some((block_no, b.row_count)))
+    })?
+}
+
+/// `tradeguard.seal()`: seals everything that can be sealed now; returns the rows sealed.
+#[pg_extern(volatile)]
+pub fn seal() -> i64 {
+    let mut total = 0;
+    while let Some((_, n)) = seal_once().or_raise() {
+        total += n;
+        if n < MAX_ROWS_PER_BLOCK {
+            break;
+        }
+    }
+    total
+}
+
+#[derive(Default)]
+struct Report {
+    blocks: i64,
+    rows: i64,
+    bad: Option<(i64, Option<i64>, Failure)>,
+}
+
+impl Report {
+    fn fail(&mut self, block: i64, id: Option<i64>, why: Failure) {
+        if self.bad.is_none() {
+            self.bad = Some((block, id, why));
+        }
+    }
+}
+
+struct BlockRow {
+    block_no: i64,
+    prev_mac: Vec<u8>,
+    merkle_root: Vec<u8>,
+    row_count: i64,
+    first_id: i64,
+    last_id: i64,
+    sealed_at: i64,
+    ids: Vec<i64>,
+    mac: Vec<u8>,
+}
+
+fn load_blocks(from: i64, to: i64) -> TgResult<Vec<BlockRow>> {
+    Ok(Spi::connect(|c| {
+        let t = c.select(
+            "SELECT block_no, prev_mac, merkle_root, row_count, first_id, last_id, sealed_at, ids, mac
+               FROM tradeguard_audit.blocks WHERE block_no BETWEEN $1 AND $2 ORDER BY block_no",
+            None,
+            &[from.into(), to.into()],
+        )?;
+        let mut out = Vec::new();
+        for r in t {
+            let ts: TimestampWithTimeZone = r.get(7)?.unwrap_or(TimestampWithTimeZone::try_from(0i64).unwrap());
+            out.push(BlockRow {
+                block_no: r.get(1)?.unwrap_or_default(),
+                prev_mac: r.get(2)?.unwrap_or_default(),
+                merkle_root: r.get(3)?.unwrap_or_default(),
+                row_count: r.get(4)?.unwrap_or_default(),
+                first_id: r.get(5)?.unwrap_or_default(),
+                last_id: r.get(6)?.unwrap_or_default(),
+                sealed_at: ts.into_inner(),
+                ids: r.get(8)?.unwrap_or_default(),
+                mac: r.get(9)?.unwrap_or_default(),
+            });
+        }
+        Ok::<_, pgrx::spi::Error>(out)
+    })?)
+}
+
+const ROW_QUERY: &str = "SELECT id, txid, at, schema_name, table_name, operation, pk::text, old_row::text,
+        new_row::text, current_user_name, session_user_name, application_name, pg_catalog.host(client_addr),
+        app_context::text, signature, block_no
+   FROM tradeguard_audit.log WHERE block_no = $1 ORDER BY id";
+
+/// Checks one block's rows; returns the signatures in id order.
+fn check_rows(key: &[u8; 32], b: &BlockRow, rep: &mut Report) -> TgResult<()> {
+    let rows = Spi::connect(|c| {
+        let t = c.select(ROW_QUERY, None, &[b.block_no.into()])?;
+        let mut out = Vec::with_capacity(t.len());
+        for r in t {
+            let at: TimestampWithTimeZone = r.get(3)?.unwrap_or(TimestampWithTimeZone::try_from(0i64).unwrap());
+            out.push((
+                RowTexts {
+                    id: r.get(1)?.unwrap_or_default(),
+                    txid: r.get(2)?.unwrap_or_default(),
+                    at_micros: at.into_inner(),
+                    schema_name: r.get(4)?.unwrap_or_default(),
+                    table_name: r.get(5)?.unwrap_or_default(),
+                    operation: r.get(6)?.unwrap_or_default(),
+                    pk: r.get(7)?,
+                    old_row: r.get(8)?,
+                    new_row: r.get(9)?,
+                    current_user: r.get(10)?.unwrap_or_default(),
+                    session_user: r.get(11)?.unwrap_or_default(),
+                    application_name: r.get(12)?,
+                    client_addr: r.get(13)?,
+                    app_context: r.get(14)?,
+                },
+                r.get::<Vec<u8>>(15)?.unwrap_or_default(),
+            ));
+        }
+        Ok::<_, pgrx::spi::Error>(out)
+    })?;
+    rep.rows += rows.len() as i64;
+    // Membership first: the block's id list against the rows that claim to be in it.
+    let present: Vec<i64> = rows.iter().map(|(r, _)| r.id).collect();
+    let mut i = 0;
+    let mut j = 0;
+    while i < b.ids.len() || j < present.len() {
+        match (b.ids.get(i), present.get(j)) {
+            (Some(&want), Some(&got)) if want == got => {
+                let (rt, sig) = &rows[j];
+                if !chain::signature_matches(key, &rt.as_row(), sig) {
+                    rep.fail(b.block_no, Some(got), Failure::RowAltered);
+                    return Ok(());
+                }
+                i += 1;
+                j += 1;
+            }
+            (Some(&want), Some(&got)) if want < got => {
+                rep.fail(b.block_no, Some(want), Failure::RowMissing);
+                return Ok(());
+            }
+            (Some(&want), None) => {
+                rep.fail(b.block_no, Some(want), Failure::RowMissing);
+                return Ok(());
+            }
+            (_, Some(&got)) => {
+                rep.fail(b.block_no, Some(got), Failure::RowInserted);
+                return Ok(());
+            }
+            (None, None) => break,
+        }
+    }
+    let root = chain::merkle_root(rows.iter().map(|(_, s)| s.as_slice()));
+    if root.as_slice() != b.merkle_root.as_slice() || b.ids.len() as i64 != b.row_count {
+        rep.fail(b.block_no, None, Failure::BlockAltered);
+    }
+    Ok(())
+}
+
+fn verify_impl(from: i64, to: Option<i64>) -> TgResult<Report> {
+    let key = audit_key()?;
+    common::as_owner(|| -> TgResult<Report> {
+        let mut rep = Report::default();
+        let first = common::spi_first::<i64>("SELECT min(block_no) FROM tradeguard_audit.blocks", &[])?;
+        let Some(first) = first else { return Ok(rep) };
+        let from = from.max(first);
+        let to = to.unwrap_or(i64::MAX);
+        // What block `from` must chain to.
+        let mut expected_prev: Vec<u8> = if from == 1 {
+            chain::GENESIS.to_vec()
+        } else {
+            match common::spi_first::<Vec<u8>>(
+                "SELECT mac FROM tradeguard_audit.blocks WHERE block_no = $1",
+                &[(from - 1).into()],
+            )? {
+                Some(m) => m,
+                None => match anchor()? {
+                    Some((n, m)) if n == from - 1 => m,
+                    _ => {
+                        rep.fail(from, None, Failure::ChainBroken);
+                        return Ok(rep);
+                    }
+                },
+            }
+        };
+        let mut expected_no = from;
+        // Blocks are read in slices to bound memory on long chains.
+        let mut lo = from;
+        loop {
+            let hi = lo.saturating_add(999).min(to);
+            let blocks = load_blocks(lo, hi)?;
+            for b in &blocks {
+                if b.block_no != expected_no || b.prev_mac != expected_prev {
+                    rep.fail(expected_no.min(b.block_no), None, Failure::ChainBroken);
+                    return Ok(rep);
+                }
+                let mac = chain::block_mac(
+                    &key,
+                    &Block {
+                        block_no: b.block_no,
+                        prev_mac: &b.prev_mac,
+                        merkle_root: &b.merkle_root,
+                        row_count: b.row_count,
+                        first_id: b.first_id,
+                        last_id: b.last_id,
+                        sealed_at_micros: b.sealed_at,
+                    },
+                );
+                if mac.as_slice() != b.mac.as_slice() {
+                    rep.fail(b.block_no, None, Failure::BlockAltered);
+                    return Ok(rep);
+                }
+                check_rows(&key, b, &mut rep)?;
+                rep.blocks += 1;
+                if rep.bad.is_some() {
+                    return Ok(rep);
+                }
+                expected_prev = b.mac.clone();
+                expected_no += 1;
+            }
+            if blocks.is_empty() || hi >= to {
+                break;
+            }
+            lo = hi + 1;
+        }
+        // A row that claims a block beyond the chain, or a block number that does not exist.
+        if to == i64::MAX {
+            if let Some(id) = common::spi_first::<i64>(
+                "SELECT min(l.id) FROM tradeguard_audit.log l
+                  WHERE l.block_no IS NOT NULL AND l.block_no >= $1
+                    AND NOT EXISTS (SELECT 1 FROM tradeguard_audit.blocks b WHERE b.block_no = l.block_no)",
+                &[from.into()],
+            )? {
+                let blk = common::spi_first::<i64>("SELECT block_no FROM tradeguard_audit.log WHERE id = $1", &[id.into()])?;
+                rep.fail(blk.unwrap_or_default(), Some(id), Failure::RowInserted);
+            }
+        }
+        Ok(rep)
+    })?
+}
+
+/// `tradeguard.verify(from_block, to_block)`: recomputes every signature, Merkle root and MAC.
+#[pg_extern(stable)]
+pub fn verify(
+    from_block: default!(i64, 1),
+    to_block: default!(Option<i64>, "NULL"),
+) -> TableIterator<
+    'static,
+    (
+        name!(ok, bool),
+        name!(blocks_checked, i64),
+        name!(rows_checked, i64),
+        name!(first_bad_block, Option<i64>),
+        name!(first_bad_id, Option<i64>),
+        name!(reason, Option<String>),
+    ),
+> {
+    let rep = verify_impl(from_block, to_block).or_raise();
+    let (bb, bid, why) = match rep.bad {
+        Some((b, id, why)) => (Some(b), id, Some(why.as_str().to_string())),
+        None => (None, None, None),
+    };
+    TableIterator::once((rep.bad.is_none(), rep.blocks, rep.rows, bb, bid, why))
+}
+
+/// `tradeguard.audit_digest()`: the latest block and its MAC, to keep outside the database.
+#[pg_extern(stable)]
+pub fn audit_digest() -> TableIterator<'static, (name!(block_no, i64), name!(hash, String), name!(sealed_at, Option<TimestampWithTimeZone>))> {
+    let row = common::as_owner(|| {
+        Spi::connect(|c| {
+            let t = c.select(
+                "SELECT block_no, pg_catalog.encode(mac, 'hex'), sealed_at FROM tradeguard_audit.blocks ORDER BY block_no DESC LIMIT 1",
+                None,
+                &[],
+            )?;
+            if t.is_empty() {
+                return Ok::<_, pgrx::spi::Error>(None);
+            }
+            let r = t.first();
+            Ok(Some((r.get::<i64>(1)?.unwrap_or_default(), r.get::<String>(2)?.unwrap_or_default(), r.get::<TimestampWithTimeZone>(3)?)))
+        })
+    })
+    .map_err(crate::error::TgError::from)
+    .and_then(|r| r.map_err(Into::into))
+    .or_raise();
+    TableIterator::new(row.into_iter().collect::<Vec<_>>())
+}
+
+/// `tradeguard.verify_digest(block_no, hash)`: true when the chain still contains that block
+/// with that hash and verifies from it to its end (a truncated tail or a rewritten chain fails).
+#[pg_extern(stable)]
+pub fn verify_digest(block_no: i64, hash: &str) -> bool {
+    let stored = common::as_owner(|| {
+        common::spi_first::<String>(
+            "SELECT pg_catalog.encode(mac, 'hex') FROM tradeguard_audit.blocks WHERE block_no = $1",
+            &[block_no.into()],
+        )
+    })
+    .map_err(crate::error::TgError::from)
+    .and_then(|r| r.map_err(Into::into))
+    .or_raise();
+    let Some(stored) = stored else {
+        return false;
+    };
+    if !stored.eq_ignore_ascii_case(hash.trim()) {
+        return false;
+    }
+    verify_impl(block_no, None).or_raise().bad.is_none()
+}
+
+/// `tradeguard.archive_blocks(through_block, reason)` (admin): drops sealed blocks and their rows
+/// up to `through_block`, keeping the last removed MAC as the anchor verify() starts from.
+#[pg_extern(volatile)]
+pub fn archive_blocks(through_block: i64, reason: &str) -> i64 {
+    archive_impl(through_block, reason).or_raise()
+}
+
+fn archive_impl(through: i64, reason: &str) -> TgResult<i64> {
+    if reason.trim().len() < 8 {
+        return Err(AuditError::InvalidArgument("give a reason of at least 8 characters".into()).into());
+    }
+    let rep = verify_impl(1, Some(through))?;
+    if let Some((b, _, why)) = rep.bad {
+        return Err(AuditError::InvalidArgument(format!(
+            "refusing to archive a chain that does not verify (block {b}: {})",
+            why.as_str()
+        ))
+        .into());
+    }
+    let removed = common::as_owner(|| -> TgResult<i64> {
+        let mac = common::spi_first::<Vec<u8>>(
+            "SELECT mac FROM tradeguard_audit.blocks WHERE block_no = $1",
+            &[through.into()],
+        )?
+        .ok_or(AuditError::NoSuchBlock(through))?;
+        let _w = InternalWrite::begin();
+        let n = Spi::connect_mut(|c| {
+            c.update("DELETE FROM tradeguard_audit.log WHERE block_no <= $1", None, &[through.into()]).map(|t| t.len() as i64)
+        })?;
+        Spi::run_with_args("DELETE FROM tradeguard_audit.blocks WHERE block_no <= $1", &[through.into()])?;
+        Spi::run_with_args(
+            "INSERT INTO tradeguard_audit.retention (through_block, last_mac, reason, removed_by, rows_removed)
+             VALUES ($1, $2, $3, $4, $5)",
+            &[through.into(), mac.into(), reason.into(), common::current_role_name().as_str().into(), n.into()],
+        )?;
+        Ok(n)
+    })??;
+    super::record_system(
+        "ARCHIVE_BLOCKS",
+        "tradeguard_audit",
+        "blocks",
+        serde_json::json!({ "through_block": through, "rows_removed": removed, "reason": reason }),
+    )?;
+    Ok(removed)
+}

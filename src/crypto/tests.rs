@@ -1,0 +1,94 @@
+//! In-database tests of column encryption (`cargo pgrx test`).
+
+#[pgrx::pg_schema]
+mod tests {
+    use pgrx::prelude::*;
+
+    fn one<T: pgrx::FromDatum + pgrx::IntoDatum>(q: &str) -> Option<T> {
+        Spi::get_one::<T>(q).expect(q)
+    }
+
+    #[pg_test]
+    fn every_type_round_trips() {
+        Spi::run("SELECT tradeguard.create_key('t_all')").unwrap();
+        for (lit, dec) in [
+            ("'héllo, 世界'::text", "decrypt_text"),
+            ("'\\x00ff10'::bytea", "decrypt_bytea"),
+            ("123456789012345678901234567890.000000001::numeric", "decrypt_numeric"),
+            ("(-9223372036854775807)::bigint", "decrypt_bigint"),
+            ("'-0.1'::float8", "decrypt_float8"),
+            ("'infinity'::timestamptz", "decrypt_timestamptz"),
+            ("'[1, {\"a\": null}, 1.000000000000000000001]'::jsonb", "decrypt_jsonb"),
+        ] {
+            let q = format!("SELECT tradeguard.{dec}(tradeguard.encrypt({lit}, 't_all', 'ctx'), 'ctx') = {lit}");
+            assert_eq!(one::<bool>(&q), Some(true), "{q}");
+        }
+    }
+
+    #[pg_test]
+    fn same_value_twice_gives_different_ciphertexts() {
+        Spi::run("SELECT tradeguard.create_key('t_nonce')").unwrap();
+        let same = one::<bool>(
+            "SELECT tradeguard.encrypt('x'::text, 't_nonce') = tradeguard.encrypt('x'::text, 't_nonce')",
+        );
+        assert_eq!(same, Some(false));
+    }
+
+    #[pg_test]
+    fn rotation_in_the_same_transaction_is_seen_at_once() {
+        Spi::run("SELECT tradeguard.create_key('t_rot')").unwrap();
+        Spi::run("SELECT tradeguard.rotate_key('t_rot')").unwrap();
+        let v = one::<i32>("SELECT key_version FROM tradeguard.ciphertext_info(tradeguard.encrypt(1::bigint, 't_rot'))");
+        assert_eq!(v, Some(2));
+    }
+
+    #[pg_test(error = "tradeguard: authentication failed: wrong context, wrong key or altered ciphertext")]
+    fn every_single_bit_flip_is_detected() {
+        Spi::run("SELECT tradeguard.create_key('t_flip')").unwrap();
+        // Flip a bit of the tag (last byte): never plaintext, never NULL.
+        Spi::run(
+            "SELECT tradeguard.decrypt_text(set_byte(c, length(c) - 1, get_byte(c, length(c) - 1) # 1))
+               FROM (SELECT tradeguard.encrypt('x'::text, 't_flip') AS c) s",
+        )
+        .unwrap();
+    }
+
+    #[pg_test(error = "permission denied for function decrypt_text")]
+    fn analyst_cannot_decrypt() {
+        Spi::run("SELECT tradeguard.create_key('t_role')").unwrap();
+        Spi::run("CREATE TABLE t_sec AS SELECT tradeguard.encrypt('secret'::text, 't_role') AS c").unwrap();
+        Spi::run("CREATE ROLE t_analyst; GRANT tradeguard_auditor TO t_analyst; GRANT SELECT ON t_sec TO t_analyst")
+            .unwrap();
+        Spi::run("SET ROLE t_analyst").unwrap();
+        Spi::run("SELECT tradeguard.decrypt_text(c) FROM t_sec").unwrap();
+    }
+
+    #[pg_test(error = "permission denied for function create_key")]
+    fn encryptor_cannot_manage_keys() {
+        Spi::run("CREATE ROLE t_app; GRANT tradeguard_encryptor TO t_app").unwrap();
+        Spi::run("SET ROLE t_app").unwrap();
+        Spi::run("SELECT tradeguard.create_key('t_nope')").unwrap();
+    }
+
+    #[pg_test]
+    fn errors_carry_their_sqlstate() {
+        Spi::run("SELECT tradeguard.create_key('t_state')").unwrap();
+        Spi::run("CREATE TEMP TABLE t_codes (q int, c text)").unwrap();
+        let cases = [
+            ("SELECT tradeguard.decrypt_text('\\x01'::bytea)", "XX001"),
+            ("SELECT tradeguard.encrypt('a'::text, 'no_such')", "42704"),
+            ("SELECT tradeguard.decrypt_bigint(tradeguard.encrypt('a'::text, 't_state'))", "22023"),
+            ("SELECT tradeguard.decrypt_text(tradeguard.encrypt('a'::text, 't_state', 'x'), 'y')", "28000"),
+        ];
+        for (i, (q, _)) in cases.iter().enumerate() {
+            Spi::run(&format!(
+                "DO $$ BEGIN PERFORM ({q}); EXCEPTION WHEN OTHERS THEN INSERT INTO t_codes VALUES ({i}, SQLSTATE); END $$"
+            ))
+            .unwrap();
+        }
+        for (i, (q, code)) in cases.iter().enumerate() {
+            let got = Spi::get_one::<String>(&format!("SELECT c FROM t_codes WHERE q = {i}")).unwrap();
+            assert_eq!(got.as_deref(), Some(*code), "{q}");
+        }
+    }
+}
