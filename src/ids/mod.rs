@@ -95,7 +95,7 @@ fn guard_row(trigger: &pgrx::PgTrigger<'_>) -> TgResult<()> {
             "table": table, "column": col, "action": action, "score": verdict.score,
             "classes": classes, "rules": rules, "value_length": value.len(),
         });
-        record_event("injection_attempt", if action == "reject" { "high" } else { "medium" }, &detail)?;
+        common::events::record("injection_attempt", if action == "reject" { "high" } else { "medium" }, &detail)?;
         if action == "reject" {
             return Err(IdsError::Rejected {
                 table: table.clone(),
@@ -106,20 +106,6 @@ fn guard_row(trigger: &pgrx::PgTrigger<'_>) -> TgResult<()> {
             .into());
         }
     }
-    Ok(())
-}
-
-/// Records a security event. Rejections also go to the server log with a stable prefix, so the
-/// record survives the rolled-back transaction there.
-fn record_event(kind: &str, severity: &str, detail: &serde_json::Value) -> TgResult<()> {
-    pgrx::warning!("tradeguard: security event {kind} severity={severity} {detail}");
-    common::as_owner(|| {
-        Spi::run_with_args(
-            "INSERT INTO tradeguard_audit.security_events (event_type, severity, source, role_name, detail)
-             VALUES ($1, $2, pg_catalog.inet_client_addr(), pg_catalog.session_user(), $3)",
-            &[kind.into(), severity.into(), JsonB(detail.clone()).into()],
-        )
-    })??;
     Ok(())
 }
 
@@ -158,6 +144,7 @@ fn guard_columns_impl(oid: pg_sys::Oid, columns: &[String], action: &str) -> TgR
         .chain(columns.iter().cloned())
         .map(|a| format!("'{}'", a.replace('\'', "''")))
         .collect();
+    let _own = common::InternalWrite::begin();
     common::as_owner(|| -> TgResult<()> {
         Spi::run(&format!("DROP TRIGGER IF EXISTS tradeguard_a_guard ON {table}"))?;
         Spi::run(&format!(

