@@ -25,8 +25,48 @@ pub static APP_CONTEXT: GucSetting<Option<CString>> = GucSetting::<Option<CStrin
 /// `tradeguard.restore_mode`: lets pg_restore load already-signed audit rows (superuser only).
 pub static RESTORE_MODE: GucSetting<bool> = GucSetting::<bool>::new(false);
 
+/// `tradeguard.max_failed_logins`: failures from one address within the window before it is blocked.
+pub static MAX_FAILED_LOGINS: GucSetting<i32> = GucSetting::<i32>::new(5);
+/// `tradeguard.max_failed_logins_per_role`: failures for one role (any address) before it is blocked.
+pub static MAX_FAILED_LOGINS_PER_ROLE: GucSetting<i32> = GucSetting::<i32>::new(20);
+/// `tradeguard.lockout_window`: seconds over which failures are counted.
+pub static LOCKOUT_WINDOW: GucSetting<i32> = GucSetting::<i32>::new(900);
+/// `tradeguard.lockout_duration`: seconds a locked-out source or role stays blocked.
+pub static LOCKOUT_DURATION: GucSetting<i32> = GucSetting::<i32>::new(900);
+/// `tradeguard.lockout_exempt`: comma-separated CIDRs that are never locked out.
+pub static LOCKOUT_EXEMPT: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+/// `tradeguard.auto_block_score`: risk score (0-100) at which a source is blocked automatically.
+pub static AUTO_BLOCK_SCORE: GucSetting<i32> = GucSetting::<i32>::new(80);
+/// `tradeguard.alert_min_severity`: events at or above this severity are alerted.
+pub static ALERT_MIN_SEVERITY: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"high"));
+
 /// Registers all settings; called once from `_PG_init`.
 pub fn init() {
+    for (name, short, setting, min, max, unit) in [
+        (c"tradeguard.max_failed_logins", c"Failed logins from one client address within tradeguard.lockout_window before it is blocked (0 disables).", &MAX_FAILED_LOGINS, 0, 1_000_000, GucFlags::default()),
+        (c"tradeguard.max_failed_logins_per_role", c"Failed logins for one role from any address within tradeguard.lockout_window before the role is blocked (0 disables).", &MAX_FAILED_LOGINS_PER_ROLE, 0, 1_000_000, GucFlags::default()),
+        (c"tradeguard.lockout_window", c"Seconds over which failed logins are counted.", &LOCKOUT_WINDOW, 1, 86_400 * 7, GucFlags::UNIT_S),
+        (c"tradeguard.lockout_duration", c"Seconds a locked-out address or role stays blocked.", &LOCKOUT_DURATION, 1, 86_400 * 365, GucFlags::UNIT_S),
+        (c"tradeguard.auto_block_score", c"Risk score (0-100) over the last hour at which a source is blocked automatically (0 disables).", &AUTO_BLOCK_SCORE, 0, 100, GucFlags::default()),
+    ] {
+        GucRegistry::define_int_guc(name, short, c"", setting, min, max, GucContext::Sighup, unit);
+    }
+    GucRegistry::define_string_guc(
+        c"tradeguard.lockout_exempt",
+        c"Comma-separated CIDRs never locked out (the DBA's own addresses).",
+        c"Local Unix-socket connections are never locked out either.",
+        &LOCKOUT_EXEMPT,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"tradeguard.alert_min_severity",
+        c"Security events at or above this severity (info, low, medium, high, critical) raise an alert.",
+        c"Alerts are sent with NOTIFY tradeguard_alert and written to the server log with the prefix tradeguard:.",
+        &ALERT_MIN_SEVERITY,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
     GucRegistry::define_int_guc(
         c"tradeguard.seal_interval",
         c"Milliseconds between two seals of the audit trail by the background worker.",
@@ -97,4 +137,18 @@ pub fn root_key_file() -> Option<String> {
 /// The database the background worker connects to.
 pub fn database_name() -> String {
     DATABASE_NAME.get().map(|c| c.to_string_lossy().into_owned()).unwrap_or_else(|| "postgres".into())
+}
+
+/// The CIDRs in `tradeguard.lockout_exempt` that parse.
+pub fn lockout_exempt() -> Vec<ipnet::IpNet> {
+    LOCKOUT_EXEMPT
+        .get()
+        .map(|c| c.to_string_lossy().into_owned())
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|s| {
+            let s = s.trim();
+            s.parse::<ipnet::IpNet>().ok().or_else(|| s.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
+        })
+        .collect()
 }

@@ -26,7 +26,6 @@ pub extern "C-unwind" fn _PG_init() {
     common::init();
     if common::is_preloaded() {
         audit::hook::install();
-        audit::worker::register();
     }
 }
 

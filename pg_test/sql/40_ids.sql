@@ -51,6 +51,16 @@ SELECT symbol, note FROM orders ORDER BY id;
 -- In log mode the write goes through and an event is recorded.
 SELECT tradeguard.guard_columns('orders', ARRAY['note'], 'log');
 INSERT INTO orders (symbol, note) VALUES ('MSFT', '1 UNION SELECT api_key FROM accounts');
+-- Events travel through shared memory to the background worker (so that the events of rejected,
+-- rolled-back writes survive too): wait until it has stored them.
+DO $$ BEGIN
+  FOR i IN 1..100 LOOP
+    EXIT WHEN (SELECT count(*) FROM tradeguard.security_events WHERE event_type = 'injection_attempt') >= 3;
+    PERFORM pg_sleep(0.1);
+  END LOOP;
+END $$;
+SELECT detail->>'action' AS action, count(*) FROM tradeguard.security_events
+ WHERE event_type = 'injection_attempt' GROUP BY 1 ORDER BY 1;
 SELECT event_type, severity, detail->>'column' AS col, detail->'classes' AS classes, detail->>'action' AS action
   FROM tradeguard.security_events ORDER BY id DESC LIMIT 1;
 SELECT tradeguard.guard_columns('orders', ARRAY['symbol_x']);

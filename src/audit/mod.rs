@@ -10,7 +10,6 @@ pub mod error;
 pub mod hook;
 pub mod seal;
 pub mod triggers;
-pub mod worker;
 
 use std::cell::Cell;
 
@@ -41,6 +40,10 @@ pub fn audit_key() -> TgResult<Zeroizing<[u8; 32]>> {
 
 /// Writes a system row (DDL, role and grant changes, audit_table, break-glass) into the trail.
 pub fn record_system(operation: &str, schema: &str, object: &str, detail: serde_json::Value) -> TgResult<()> {
+    // Check the key first: without it the signing trigger would raise instead of returning an
+    // error, and the utility hook wants an error it can turn into a WARNING (the DBA must still
+    // be able to fix the configuration).
+    audit_key()?;
     let actor = common::current_role_name();
     let _w = InternalWrite::begin();
     common::as_owner(|| {

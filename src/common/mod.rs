@@ -42,11 +42,17 @@ pub fn init() {
     PRELOADED.store(preloading, Ordering::Relaxed);
     if preloading {
         shmem::init();
+        security::init();
+        auth::install();
+        worker::register();
     }
 }
 
+pub mod auth;
 pub mod events;
+pub mod security;
 pub mod shmem;
+pub mod worker;
 
 /// True when the library was loaded by the postmaster (hooks, workers and shared memory exist).
 pub fn is_preloaded() -> bool {
@@ -74,8 +80,10 @@ pub fn owner_oid() -> TgResult<pg_sys::Oid> {
     }) {
         return Ok(oid);
     }
-    let oid = Spi::get_one::<pg_sys::Oid>(
+    // Read-only SPI: a decrypt must never assign a transaction id (parallel plans, standbys).
+    let oid = spi_first::<pg_sys::Oid>(
         "SELECT nspowner FROM pg_catalog.pg_namespace WHERE nspname = 'tradeguard_audit'",
+        &[],
     )
     .map_err(CoreError::from)?
     .ok_or(CoreError::NotInstalled)?;
@@ -109,6 +117,15 @@ pub fn as_owner<R>(f: impl FnOnce() -> R) -> TgResult<R> {
         pg_sys::AtEOXact_GUC(true, nest);
         pg_sys::SetUserIdAndSecContext(saved_uid, saved_ctx);
         Ok(r)
+    }
+}
+
+/// Whether the current role has the privileges of `role` (membership with inheritance).
+pub fn is_member_of(role: &str) -> bool {
+    let Ok(name) = std::ffi::CString::new(role) else { return false };
+    unsafe {
+        let oid = pg_sys::get_role_oid(name.as_ptr(), true);
+        oid != pg_sys::InvalidOid && pg_sys::has_privs_of_role(pg_sys::GetUserId(), oid)
     }
 }
 
@@ -230,3 +247,5 @@ pub fn trigger_tuples(trigger: &pgrx::PgTrigger<'_>) -> (*mut pg_sys::HeapTupleD
         }
     }
 }
+
+pgrx::extension_sql_file!("../../sql/security_base.sql", name = "security_base", requires = [worker::sync_state]);

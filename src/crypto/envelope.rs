@@ -288,7 +288,9 @@ fn aad(header: &[u8], context: &[u8]) -> Vec<u8> {
     a
 }
 
-fn seal_with_nonce(
+/// Encrypts with a caller-supplied nonce. The nonce MUST be unique per key: use only with a
+/// cryptographically secure generator (see `crypto::nonce`), never a counter shared across forks.
+pub fn seal_with_nonce(
     key: &DataKey,
     key_id: u32,
     key_version: u32,

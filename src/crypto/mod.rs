@@ -10,6 +10,7 @@ pub mod envelope;
 pub mod error;
 pub mod filefmt;
 pub mod keys;
+pub mod nonce;
 pub mod rootkey;
 pub mod value;
 
@@ -26,11 +27,15 @@ use keys::Purpose;
 /// Encrypts already-encoded plaintext bytes under the active version of `key_name`.
 pub fn seal_value(key_name: &str, vt: ValueType, plaintext: &[u8], context: &str) -> TgResult<Vec<u8>> {
     let (info, version, entry) = keys::encryption_key(key_name, Purpose::Encrypt)?;
-    Ok(envelope::try_seal(&entry.key, info.key_id, version, vt, plaintext, context.as_bytes())?)
+    let nonce = nonce::fresh()?;
+    Ok(envelope::seal_with_nonce(&entry.key, info.key_id, version, vt, &nonce, plaintext, context.as_bytes()))
 }
 
 /// Authenticates and decrypts an envelope, then checks that it holds the requested type.
 pub fn open_value(ct: &[u8], context: &str, want: ValueType) -> TgResult<Zeroizing<Vec<u8>>> {
+    if common::security::decryption_frozen() && !common::is_member_of("tradeguard_admin") {
+        return Err(CryptoError::DecryptionFrozen.into());
+    }
     let header = envelope::parse_header(ct)?;
     let (_info, entry) = keys::decryption_key(header.key_id, header.key_version)?;
     let plaintext = envelope::open(&entry.key, ct, context.as_bytes())?;

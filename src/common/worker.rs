@@ -1,0 +1,217 @@
+//! The tradeguard background worker (preloaded): every `tradeguard.seal_interval` it stores
+//! queued security and authentication events, persists lockouts, seals the audit trail and,
+//! every few seconds, scores sources for automatic blocks. It serves the database named by
+//! `tradeguard.database_name`.
+
+use std::time::{Duration, Instant};
+
+use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
+use pgrx::prelude::*;
+use pgrx::JsonB;
+
+use super::security::{self, EventKind, EventSlot};
+use crate::error::TgResult;
+
+pub fn register() {
+    BackgroundWorkerBuilder::new("tradeguard worker")
+        .set_type("tradeguard worker")
+        .set_function("tradeguard_worker_main")
+        .set_library("tradeguard")
+        .enable_spi_access()
+        .set_restart_time(Some(Duration::from_secs(5)))
+        .load();
+}
+
+fn installed() -> bool {
+    super::spi_first::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'tradeguard')",
+        &[],
+    )
+    .ok()
+    .flatten()
+    .unwrap_or(false)
+}
+
+#[pg_guard]
+#[no_mangle]
+pub extern "C-unwind" fn tradeguard_worker_main(_arg: pg_sys::Datum) {
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    let db = crate::gucs::database_name();
+    BackgroundWorker::connect_worker_to_spi(Some(&db), None);
+    // Blocks survive a restart: rebuild them from the table.
+    BackgroundWorker::transaction(|| {
+        if installed() {
+            if let Err(e) = sync_state_impl() {
+                pgrx::warning!("tradeguard worker: could not load blocks: {e}");
+            }
+        }
+    });
+    let mut last_risk = Instant::now();
+    let mut last_seal = Instant::now();
+    loop {
+        let ms = crate::gucs::SEAL_INTERVAL.get().clamp(10, 1000) as u64;
+        if !BackgroundWorker::wait_latch(Some(Duration::from_millis(ms))) {
+            break;
+        }
+        if BackgroundWorker::sighup_received() {
+            unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+        }
+        let (events, dropped) = security::drain();
+        let risk_due = last_risk.elapsed() >= Duration::from_secs(5);
+        if risk_due {
+            last_risk = Instant::now();
+        }
+        let seal_due = last_seal.elapsed() >= Duration::from_millis(crate::gucs::SEAL_INTERVAL.get().max(10) as u64);
+        if seal_due {
+            last_seal = Instant::now();
+        }
+        BackgroundWorker::transaction(|| {
+            if !installed() {
+                return;
+            }
+            if let Err(e) = store_events(&events, dropped) {
+                pgrx::warning!("tradeguard worker: could not store events: {e}");
+            }
+            if risk_due {
+                let _ = super::spi_first::<i32>("SELECT tradeguard_audit.evaluate_risk()", &[]);
+            }
+            if seal_due {
+                while let Ok(Some((_, n))) = crate::audit::seal::seal_once() {
+                    if n < 50_000 {
+                        break;
+                    }
+                }
+            }
+        });
+    }
+}
+
+fn detail_json(s: &str) -> serde_json::Value {
+    if s.is_empty() {
+        return serde_json::json!({});
+    }
+    serde_json::from_str(s).unwrap_or_else(|_| serde_json::json!({ "text": s }))
+}
+
+fn ts(at: i64) -> TimestampWithTimeZone {
+    TimestampWithTimeZone::try_from(at).unwrap_or(TimestampWithTimeZone::try_from(0i64).unwrap())
+}
+
+fn store_events(events: &[EventSlot], dropped: u64) -> TgResult<()> {
+    let _own = super::InternalWrite::begin();
+    let mut lockouts = false;
+    for e in events {
+        let addr = e.addr.as_str();
+        let addr = (!addr.is_empty()).then_some(addr);
+        match e.kind {
+            EventKind::Auth => {
+                Spi::run_with_args(
+                    "INSERT INTO tradeguard_audit.auth_events (at, role_name, database_name, client_addr, success, reason, blocked)
+                     VALUES ($1, $2, $3, $4::inet, $5, NULLIF($6, ''), $7)",
+                    &[
+                        ts(e.at).into(),
+                        e.role.as_str().into(),
+                        e.database.as_str().into(),
+                        addr.into(),
+                        e.success.into(),
+                        e.detail.as_str().into(),
+                        e.blocked.into(),
+                    ],
+                )?;
+                if !e.success {
+                    let detail = serde_json::json!({ "database": e.database.as_str(), "reason": e.detail.as_str() });
+                    insert_security(e.at, e.event_type.as_str(), e.severity.as_str(), addr, e.role.as_str(), detail)?;
+                }
+            }
+            EventKind::Security => {
+                let detail = detail_json(e.detail.as_str());
+                if e.event_type.as_str() == "lockout" {
+                    lockouts = true;
+                    let is_role = detail["key"] == "role";
+                    let value = detail["value"].as_str().unwrap_or_default().to_string();
+                    let until = detail["until_us"].as_i64().unwrap_or(e.at);
+                    Spi::run_with_args(
+                        "INSERT INTO tradeguard_audit.blocked_sources (source, role_name, reason, blocked_at, blocked_until, created_by)
+                         VALUES ($1::cidr, $2, $3, $4, $5, 'tradeguard')",
+                        &[
+                            (!is_role).then_some(value.as_str()).into(),
+                            is_role.then_some(value.as_str()).into(),
+                            "lockout: too many failed logins".into(),
+                            ts(e.at).into(),
+                            ts(until).into(),
+                        ],
+                    )?;
+                }
+                insert_security(e.at, e.event_type.as_str(), e.severity.as_str(), addr, e.role.as_str(), detail)?;
+            }
+            EventKind::Empty => {}
+        }
+    }
+    if dropped > 0 {
+        insert_security(
+            security::now(),
+            "events_dropped",
+            "high",
+            None,
+            "",
+            serde_json::json!({ "dropped": dropped, "queue": security::QUEUE_LEN }),
+        )?;
+    }
+    if lockouts {
+        sync_state_impl()?;
+    }
+    Ok(())
+}
+
+fn insert_security(at: i64, kind: &str, severity: &str, addr: Option<&str>, role: &str, detail: serde_json::Value) -> TgResult<()> {
+    Spi::run_with_args(
+        "INSERT INTO tradeguard_audit.security_events (at, event_type, severity, source, role_name, detail)
+         VALUES ($1, $2, $3, $4::inet, NULLIF($5, ''), $6)",
+        &[ts(at).into(), kind.into(), severity.into(), addr.into(), role.into(), JsonB(detail).into()],
+    )?;
+    Ok(())
+}
+
+/// Loads active blocks and the decryption freeze from the tables into shared memory.
+pub fn sync_state_impl() -> TgResult<()> {
+    if !super::is_preloaded() {
+        return Ok(());
+    }
+    let (rows, frozen) = super::as_owner(|| {
+        Spi::connect(|c| {
+            let t = c.select(
+                "SELECT coalesce(role_name, source::text), role_name IS NOT NULL, blocked_until
+                   FROM tradeguard_audit.blocked_sources
+                  WHERE lifted_at IS NULL AND blocked_until > pg_catalog.now()",
+                None,
+                &[],
+            )?;
+            let mut rows = Vec::new();
+            for r in t {
+                let until: Option<TimestampWithTimeZone> = r.get(3)?;
+                rows.push((
+                    r.get::<String>(1)?.unwrap_or_default(),
+                    r.get::<bool>(2)?.unwrap_or(false),
+                    until.map(|u| u.into_inner()).unwrap_or(0),
+                ));
+            }
+            let frozen = c
+                .select("SELECT frozen FROM tradeguard_audit.decryption_freeze WHERE id = 1", Some(1), &[])?
+                .first()
+                .get::<bool>(1)
+                .ok()
+                .flatten()
+                .unwrap_or(false);
+            Ok::<_, pgrx::spi::Error>((rows, frozen))
+        })
+    })??;
+    security::load_state(&rows, frozen);
+    Ok(())
+}
+
+/// `tradeguard_audit.sync_state()`: reload blocks and the decryption freeze into shared memory.
+#[pg_extern(volatile)]
+fn sync_state() {
+    use crate::error::OrRaise;
+    sync_state_impl().or_raise();
+}
