@@ -44,8 +44,6 @@ COMMENT ON TABLE tradeguard_audit.encrypted_columns IS 'tradeguard: columns conv
 SELECT pg_catalog.pg_extension_config_dump('tradeguard_audit.keys', '');
 SELECT pg_catalog.pg_extension_config_dump('tradeguard_audit.key_versions', '');
 SELECT pg_catalog.pg_extension_config_dump('tradeguard_audit.encrypted_columns', '');
-SELECT pg_catalog.pg_extension_config_dump('tradeguard_audit.keys_key_id_seq', '');
-SELECT pg_catalog.pg_extension_config_dump('tradeguard_audit.encrypted_columns_column_id_seq', '');
 
 CREATE VIEW tradeguard.keys AS
 SELECT k.name, v.version, k.purpose, v.status, v.created_at, v.retired_at,

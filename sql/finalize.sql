@@ -7,6 +7,20 @@ REVOKE ALL ON ALL FUNCTIONS IN SCHEMA tradeguard_audit FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA tradeguard_audit FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA tradeguard_audit FROM PUBLIC;
 
+-- The identity sequences of protected tables travel with pg_dump too, so that rows written
+-- after a restore do not collide with restored ids.
+DO $seqs$
+DECLARE
+    s regclass;
+BEGIN
+    FOR s IN SELECT c.oid::regclass FROM pg_catalog.pg_class c
+              WHERE c.relkind = 'S' AND c.relnamespace = 'tradeguard_audit'::pg_catalog.regnamespace
+    LOOP
+        PERFORM pg_catalog.pg_extension_config_dump(s, '');
+    END LOOP;
+END
+$seqs$;
+
 -- Every function must be granted to at least one tradeguard role (or be a trigger function):
 -- refuse to install an extension build that forgot one.
 DO $check$

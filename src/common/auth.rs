@@ -96,6 +96,11 @@ unsafe extern "C-unwind" fn tradeguard_client_auth(port: *mut pg_sys::libpq::be:
         security::push(auth_event(&remote, &role, &db, true, false, ""));
         return;
     }
+    // STATUS_EOF: the client hung up before answering (psql does this once to ask the user for
+    // a password). Not a failed attempt.
+    if status == pg_sys::STATUS_EOF {
+        return;
+    }
     security::push(auth_event(&remote, &role, &db, false, false, "authentication failed"));
     for (is_role, key, until) in security::register_failure(Some(&remote), &role, at) {
         let detail = serde_json::json!({

@@ -249,3 +249,9 @@ pub fn trigger_tuples(trigger: &pgrx::PgTrigger<'_>) -> (*mut pg_sys::HeapTupleD
 }
 
 pgrx::extension_sql_file!("../../sql/security_base.sql", name = "security_base", requires = [worker::sync_state]);
+
+pgrx::extension_sql_file!(
+    "../../sql/security.sql",
+    name = "security_sql",
+    requires = ["security_base", "ids_sql", "audit_sql", "selfaudit_sql"]
+);

@@ -18,7 +18,7 @@ pub fn register() {
         .set_function("tradeguard_worker_main")
         .set_library("tradeguard")
         .enable_spi_access()
-        .set_restart_time(Some(Duration::from_secs(5)))
+        .set_restart_time(Some(Duration::from_secs(2)))
         .load();
 }
 
@@ -74,6 +74,11 @@ pub extern "C-unwind" fn tradeguard_worker_main(_arg: pg_sys::Datum) {
             }
             if risk_due {
                 let _ = super::spi_first::<i32>("SELECT tradeguard_audit.evaluate_risk()", &[]);
+                // Self-healing: blocks that expired or were lifted (or a sync from a transaction
+                // that rolled back) are corrected within a few seconds.
+                if let Err(e) = sync_state_impl() {
+                    pgrx::warning!("tradeguard worker: could not reload blocks: {e}");
+                }
             }
             if seal_due {
                 while let Ok(Some((_, n))) = crate::audit::seal::seal_once() {
