@@ -118,12 +118,29 @@ fi
 log "showing tradeguard at work"
 psql_su "$TG_PORT" daytrading_prod -f scripts/demo/showcase.sql
 
+echo
+echo "== 7. Failed-login lockout at the server's door (real TCP + TLS logins as the analyst)"
+tcp_login() { # $1 = password
+  PGPASSWORD="$1" PGPASSFILE=/dev/null PGCONNECT_TIMEOUT=5 "$PG_BIN/psql" -X -w -tA \
+    "host=127.0.0.1 port=$TG_PORT dbname=daytrading_prod user=daytrading_readonly sslmode=verify-full sslrootcert=$tls/ca.crt" \
+    -c "SELECT 'logged in as ' || current_user" 2>&1 | sed 's/^/   /'
+}
+for i in 1 2 3 4 5; do echo "  wrong password #$i:"; tcp_login "not-the-password-$i"; done
+echo "  the right password is now refused too:"
+tcp_login "$TG_ANALYST_PASSWORD"
+sleep 1
+psql_su "$TG_PORT" daytrading_prod -c "SELECT source, role_name, reason, blocked_until > now() AS active FROM tradeguard.blocked_sources" \
+  -c "SELECT event_type, severity, source, role_name FROM tradeguard.security_events WHERE event_type IN ('login_failed', 'lockout', 'blocked_login') ORDER BY id"
+echo "  the DBA unblocks (recorded), and the analyst is back:"
+psql_su "$TG_PORT" daytrading_prod -qtA -c "SELECT 'unblocked: ' || tradeguard.unblock('127.0.0.1/32') || ' block(s)'" -c "SELECT 'unblocked roles: ' || tradeguard.unblock_role('daytrading_readonly')"
+tcp_login "$TG_ANALYST_PASSWORD"
+
 cat <<INFO
 
 tradeguard demo is running.
   superuser (peer):  sudo -u postgres psql -h /tmp -p $TG_PORT daytrading_prod
   application (TLS): psql "host=localhost port=$TG_PORT dbname=daytrading_prod user=daytrading_prod sslmode=verify-full sslrootcert=$tls/ca.crt"
-  analyst (TLS):     psql "host=localhost port=$TG_PORT dbname=daytrading_prod user=daytrading_readonly sslmode=verify-full sslrootcert=$tls/ca.crt"
+  analyst (TLS):     psql "host=127.0.0.1 port=$TG_PORT dbname=daytrading_prod user=daytrading_readonly sslmode=verify-full sslrootcert=$tls/ca.crt"
   passwords:         $pwfile (mode 0600)
   server log:        $TG_HOME/server.log
   stop it with:      make demo-stop

@@ -109,3 +109,66 @@ COMMENT ON FUNCTION tradeguard.retire_key(text, integer) IS 'tradeguard: a retir
 COMMENT ON FUNCTION tradeguard.encrypt_column(regclass, text, text, text, integer) IS 'tradeguard: encrypt a column in place, encrypt future writes, create <table>_decrypted';
 COMMENT ON FUNCTION tradeguard.reencrypt_column(regclass, text, integer) IS 'tradeguard: move a column to the newest key version, in batches';
 COMMENT ON FUNCTION tradeguard.blind_index(text, text) IS 'tradeguard: keyed HMAC-SHA-256 of a (normalised) value for equality search';
+
+-- Who decrypted what: counted per role, key and column per hour by the background worker.
+CREATE TABLE tradeguard_audit.decrypt_activity (
+    hour           timestamptz NOT NULL,
+    database_name  text NOT NULL,
+    role_name      text NOT NULL,
+    key_name       text NOT NULL,
+    context        text NOT NULL,
+    decryptions    bigint NOT NULL,
+    first_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    last_at        timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (hour, database_name, role_name, key_name, context)
+);
+COMMENT ON TABLE tradeguard_audit.decrypt_activity IS 'tradeguard: decryptions per hour, role, key and column context';
+SELECT pg_catalog.pg_extension_config_dump('tradeguard_audit.decrypt_activity', '');
+
+CREATE VIEW tradeguard.decrypt_activity AS
+SELECT a.hour, a.database_name, a.role_name, a.key_name,
+       coalesce(e.schema_name || '.' || e.table_name || '.' || e.column_name, a.context) AS column_or_context,
+       a.decryptions, a.first_at, a.last_at
+  FROM tradeguard_audit.decrypt_activity a
+  LEFT JOIN tradeguard_audit.encrypted_columns e ON a.context = 'tg:' || e.column_id;
+COMMENT ON VIEW tradeguard.decrypt_activity IS 'tradeguard: who decrypted what (per hour, role, key and column)';
+GRANT SELECT ON tradeguard.decrypt_activity TO tradeguard_auditor;
+
+-- A role decrypting far more than usual: at least tradeguard.decrypt_alert_threshold in this
+-- hour and 10x its average hourly volume over the previous 7 days (hours with activity).
+CREATE FUNCTION tradeguard_audit.check_decrypt_anomalies() RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    r record;
+    n integer := 0;
+BEGIN
+    FOR r IN
+        SELECT cur.role_name, cur.key_name, cur.this_hour,
+               coalesce((SELECT avg(s.n) FROM (
+                           SELECT sum(h.decryptions) AS n FROM tradeguard_audit.decrypt_activity h
+                            WHERE h.role_name = cur.role_name AND h.key_name = cur.key_name
+                              AND h.database_name = current_database()
+                              AND h.hour >= date_trunc('hour', now()) - interval '7 days'
+                              AND h.hour < date_trunc('hour', now())
+                            GROUP BY h.hour) s), 0) AS usual
+          FROM (SELECT role_name, key_name, sum(decryptions) AS this_hour
+                  FROM tradeguard_audit.decrypt_activity
+                 WHERE hour = date_trunc('hour', now()) AND database_name = current_database()
+                 GROUP BY role_name, key_name) cur
+    LOOP
+        IF r.this_hour >= greatest(current_setting('tradeguard.decrypt_alert_threshold')::bigint, 10 * r.usual)
+           AND NOT EXISTS (SELECT 1 FROM tradeguard_audit.security_events e
+                            WHERE e.event_type = 'decrypt_anomaly' AND e.at >= date_trunc('hour', now())
+                              AND e.role_name = r.role_name AND e.detail ->> 'key' = r.key_name) THEN
+            INSERT INTO tradeguard_audit.security_events (event_type, severity, role_name, detail)
+            VALUES ('decrypt_anomaly', 'high', r.role_name,
+                    jsonb_build_object('key', r.key_name, 'this_hour', r.this_hour, 'usual_per_hour', round(r.usual)));
+            n := n + 1;
+        END IF;
+    END LOOP;
+    RETURN n;
+END
+$fn$;
+REVOKE ALL ON FUNCTION tradeguard_audit.check_decrypt_anomalies() FROM PUBLIC;

@@ -40,8 +40,22 @@ pub static AUTO_BLOCK_SCORE: GucSetting<i32> = GucSetting::<i32>::new(80);
 /// `tradeguard.alert_min_severity`: events at or above this severity are alerted.
 pub static ALERT_MIN_SEVERITY: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"high"));
 
+/// `tradeguard.decrypt_alert_threshold`: decryptions per hour by one role of one key below which
+/// no anomaly is raised, whatever the role's usual volume.
+pub static DECRYPT_ALERT_THRESHOLD: GucSetting<i32> = GucSetting::<i32>::new(10_000);
+
 /// Registers all settings; called once from `_PG_init`.
 pub fn init() {
+    GucRegistry::define_int_guc(
+        c"tradeguard.decrypt_alert_threshold",
+        c"Decryptions per hour by one role with one key that raise a decrypt_anomaly event when also 10x the role's usual volume.",
+        c"",
+        &DECRYPT_ALERT_THRESHOLD,
+        1,
+        i32::MAX,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
     for (name, short, setting, min, max, unit) in [
         (c"tradeguard.max_failed_logins", c"Failed logins from one client address within tradeguard.lockout_window before it is blocked (0 disables).", &MAX_FAILED_LOGINS, 0, 1_000_000, GucFlags::default()),
         (c"tradeguard.max_failed_logins_per_role", c"Failed logins for one role from any address within tradeguard.lockout_window before the role is blocked (0 disables).", &MAX_FAILED_LOGINS_PER_ROLE, 0, 1_000_000, GucFlags::default()),

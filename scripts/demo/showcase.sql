@@ -34,12 +34,14 @@ SELECT name, version, purpose, status FROM tradeguard.keys ORDER BY name, versio
 \echo
 \echo '== 3. Signed audit trail: trade, see the history, seal, verify'
 SET ROLE daytrading_prod;
+BEGIN;  -- the context (who the pooled connection acts for) lasts one transaction
 SELECT tradeguard.set_context('{"trader": "T-042", "desk": "TSE equities"}') IS NOT NULL AS context_set;
 INSERT INTO orders (account_id, symbol, side, order_type, quantity, limit_price, note)
 VALUES (4, '9984.T', 'buy', 'limit', 300, 8420, 'SoftBank: scale in, 1/3 now');
 UPDATE orders SET status = 'filled' WHERE symbol = '9984.T';
 INSERT INTO trades (order_id, account_id, symbol, side, quantity, price, fee)
 SELECT id, 4, '9984.T', 'buy', 300, 8418, 250 FROM orders WHERE symbol = '9984.T';
+COMMIT;
 RESET ROLE;
 SELECT operation, changed_by, app_context->>'trader' AS trader, changes
   FROM tradeguard.history('orders', (SELECT jsonb_build_object('id', id) FROM orders WHERE symbol = '9984.T'));
@@ -77,4 +79,5 @@ SELECT ssl, subject, days_left, key_type, key_bits, min_protocol FROM tradeguard
 \echo '== 6. Security events and status'
 SELECT pg_sleep(1);  -- events reach the table through the background worker
 SELECT event_type, severity, role_name, detail->>'column' AS col, detail->'classes' AS classes
-  FROM tradeguard.security_events ORDER BY id DESC LIMIT 5;
+  FROM tradeguard.security_events WHERE event_type = 'injection_attempt' ORDER BY id DESC LIMIT 5;
+SELECT jsonb_pretty(tradeguard.security_status() - 'checked_at' - 'latest_digest') AS daily_check;

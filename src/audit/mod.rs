@@ -103,6 +103,8 @@ fn audit_table(tbl: pgrx::PgRelation, exclude_columns: default!(Vec<String>, "'{
 }
 
 fn audit_table_impl(oid: pg_sys::Oid, exclude: Vec<String>) -> TgResult<String> {
+    // The protection hook and the sealing worker exist only when preloaded.
+    common::require_preload("the audit trail")?;
     audit_key()?; // fail now, not at the first write, when no root key is configured
     let t = table_ref(oid)?;
     let fq = format!("{}.{}", q(&t.schema), q(&t.table));

@@ -43,6 +43,7 @@ pub fn init() {
     if preloading {
         shmem::init();
         security::init();
+        crate::crypto::activity::init();
         auth::install();
         worker::register();
     }

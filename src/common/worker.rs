@@ -72,6 +72,9 @@ pub extern "C-unwind" fn tradeguard_worker_main(_arg: pg_sys::Datum) {
             if let Err(e) = store_events(&events, dropped) {
                 pgrx::warning!("tradeguard worker: could not store events: {e}");
             }
+            if let Err(e) = crate::crypto::activity::store() {
+                pgrx::warning!("tradeguard worker: could not store key activity: {e}");
+            }
             if risk_due {
                 let _ = super::spi_first::<i32>("SELECT tradeguard_audit.evaluate_risk()", &[]);
                 // Self-healing: blocks that expired or were lifted (or a sync from a transaction
@@ -179,9 +182,8 @@ fn insert_security(at: i64, kind: &str, severity: &str, addr: Option<&str>, role
 
 /// Loads active blocks and the decryption freeze from the tables into shared memory.
 pub fn sync_state_impl() -> TgResult<()> {
-    if !super::is_preloaded() {
-        return Ok(());
-    }
+    // Without shared memory a block or a freeze would silently do nothing: refuse instead.
+    super::require_preload("blocks, lockouts and the decryption freeze")?;
     let (rows, frozen) = super::as_owner(|| {
         Spi::connect(|c| {
             let t = c.select(

@@ -4,6 +4,7 @@
 //! Pure modules (no pgrx): `envelope`, `rootkey`, `blind`, `value`, `filefmt`, `error`.
 //! SQL layer: this file (values and keys), `keys` (key store), `columns` (encrypt_column).
 
+pub mod activity;
 pub mod blind;
 pub mod columns;
 pub mod envelope;
@@ -28,6 +29,7 @@ use keys::Purpose;
 pub fn seal_value(key_name: &str, vt: ValueType, plaintext: &[u8], context: &str) -> TgResult<Vec<u8>> {
     let (info, version, entry) = keys::encryption_key(key_name, Purpose::Encrypt)?;
     let nonce = nonce::fresh()?;
+    activity::count(activity::Op::Encrypt, info.key_id, version, "");
     Ok(envelope::seal_with_nonce(&entry.key, info.key_id, version, vt, &nonce, plaintext, context.as_bytes()))
 }
 
@@ -37,9 +39,19 @@ pub fn open_value(ct: &[u8], context: &str, want: ValueType) -> TgResult<Zeroizi
         return Err(CryptoError::DecryptionFrozen.into());
     }
     let header = envelope::parse_header(ct)?;
-    let (_info, entry) = keys::decryption_key(header.key_id, header.key_version)?;
+    let (info, entry) = keys::decryption_key(header.key_id, header.key_version)?;
     let plaintext = envelope::open(&entry.key, ct, context.as_bytes())?;
     value::check_type(&header, want)?;
+    activity::count(activity::Op::Decrypt, header.key_id, header.key_version, context);
+    if crate::gucs::AUDIT_DECRYPT.get() {
+        // One signed audit row per decryption (never the value): writes, so not for parallel plans.
+        crate::audit::record_system(
+            "DECRYPT",
+            "tradeguard",
+            &activity::context_label(context),
+            serde_json::json!({ "key": info.name, "version": header.key_version, "type": want.name() }),
+        )?;
+    }
     Ok(plaintext)
 }
 

@@ -1,0 +1,202 @@
+//! Who decrypted what, and how much each key version has encrypted, counted off the query path:
+//! each backend counts in local memory and adds its counts to shared memory when its
+//! transaction ends; the background worker folds them into `tradeguard_audit` (decrypt activity
+//! per hour, key use counts), raises a security event when a role decrypts far more than usual,
+//! and rotates a key version automatically before the AES-GCM random-nonce limit.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+
+use pgrx::prelude::*;
+use pgrx::{pg_shmem_init, PGRXSharedMemory, PgLwLock};
+
+use crate::common::security::FixedStr;
+
+pub const STAT_SLOTS: usize = 1024;
+
+#[derive(Copy, Clone, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Op {
+    Decrypt = 1,
+    Encrypt = 2,
+}
+
+#[derive(Copy, Clone)]
+#[repr(C)]
+pub struct StatSlot {
+    pub used: bool,
+    pub op: u8,
+    pub dboid: u32,
+    pub roleoid: u32,
+    pub key_id: u32,
+    pub key_version: u32,
+    pub label: FixedStr<64>,
+    pub pending: u64,
+}
+
+#[repr(C)]
+pub struct Stats {
+    pub slots: [StatSlot; STAT_SLOTS],
+    pub dropped: u64,
+}
+
+unsafe impl PGRXSharedMemory for Stats {}
+
+pub static STATS: PgLwLock<Stats> = unsafe { PgLwLock::new(c"tradeguard_key_stats") };
+
+pub fn init() {
+    pg_shmem_init!(STATS = unsafe { std::mem::zeroed() });
+}
+
+type Key = (Op, u32, u32, String);
+
+thread_local! {
+    static LOCAL: RefCell<HashMap<Key, u64>> = RefCell::new(HashMap::new());
+    static HOOKED_LXID: Cell<u64> = const { Cell::new(u64::MAX) };
+}
+
+/// The column part of a context: `tg:3:42` → `tg:3`, `accounts.api_key:7` → `accounts.api_key`.
+pub fn context_label(context: &str) -> String {
+    // Columns converted by encrypt_column bind to `tg:<column id>[:<primary key>]`.
+    if let Some(rest) = context.strip_prefix("tg:") {
+        return format!("tg:{}", rest.split(':').next().unwrap_or_default().chars().take(20).collect::<String>());
+    }
+    let base = match context.rfind(':') {
+        Some(i) if i > 0 => &context[..i],
+        _ => context,
+    };
+    base.chars().take(64).collect()
+}
+
+/// Counts one operation; flushed to shared memory at the end of the transaction.
+pub fn count(op: Op, key_id: u32, key_version: u32, context: &str) {
+    if !crate::common::is_preloaded() {
+        return;
+    }
+    let label = if op == Op::Decrypt { context_label(context) } else { String::new() };
+    LOCAL.with(|l| *l.borrow_mut().entry((op, key_id, key_version, label)).or_insert(0) += 1);
+    let lxid = crate::common::shmem::local_xact_stamp();
+    if HOOKED_LXID.with(|h| h.replace(lxid)) != lxid {
+        pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::Commit, flush);
+        pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::Abort, flush);
+    }
+}
+
+/// Adds this backend's counts to shared memory (a decryption counts even if its transaction
+/// aborts: the plaintext was produced).
+fn flush() {
+    let local: HashMap<Key, u64> = LOCAL.with(|l| std::mem::take(&mut *l.borrow_mut()));
+    if local.is_empty() {
+        return;
+    }
+    let (dboid, roleoid) = unsafe { (pg_sys::MyDatabaseId.to_u32(), pg_sys::GetUserId().to_u32()) };
+    let mut s = STATS.exclusive();
+    for ((op, key_id, version, label), n) in local {
+        let role = if op == Op::Decrypt { roleoid } else { 0 };
+        let found = s.slots.iter().position(|x| {
+            x.used && x.op == op as u8 && x.dboid == dboid && x.roleoid == role && x.key_id == key_id
+                && x.key_version == version && x.label.as_str() == label
+        });
+        let idx = found.or_else(|| s.slots.iter().position(|x| !x.used));
+        match idx {
+            Some(i) => {
+                let x = &mut s.slots[i];
+                if !x.used {
+                    *x = StatSlot {
+                        used: true,
+                        op: op as u8,
+                        dboid,
+                        roleoid: role,
+                        key_id,
+                        key_version: version,
+                        label: FixedStr::new(&label),
+                        pending: 0,
+                    };
+                }
+                x.pending += n;
+            }
+            None => s.dropped += n,
+        }
+    }
+}
+
+/// Takes the pending counts (the worker stores them); frees the slots.
+pub fn take() -> (Vec<StatSlot>, u64) {
+    let mut s = STATS.exclusive();
+    let mut out = Vec::new();
+    for x in s.slots.iter_mut() {
+        if x.used && x.pending > 0 {
+            out.push(*x);
+        }
+        x.used = false;
+        x.pending = 0;
+    }
+    (out, std::mem::take(&mut s.dropped))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn labels_drop_the_row_part() {
+        assert_eq!(super::context_label("tg:3:42"), "tg:3");
+        assert_eq!(super::context_label("tg:3"), "tg:3");
+        assert_eq!(super::context_label("accounts.api_key:7"), "accounts.api_key");
+        assert_eq!(super::context_label(""), "");
+        assert_eq!(super::context_label("nocolon"), "nocolon");
+    }
+}
+
+/// Stores the pending counts (called by the worker inside a transaction, in its database).
+pub fn store() -> crate::error::TgResult<()> {
+    let (slots, dropped) = take();
+    let mydb = unsafe { pg_sys::MyDatabaseId.to_u32() };
+    let mut rotate: Vec<String> = Vec::new();
+    for x in &slots {
+        let here = x.dboid == mydb;
+        let key_name = if here { super::keys::key_name_by_id(x.key_id) } else { None }
+            .unwrap_or_else(|| format!("#{}", x.key_id));
+        if x.op == Op::Decrypt as u8 {
+            let role = unsafe {
+                let p = pg_sys::GetUserNameFromId(pg_sys::Oid::from(x.roleoid), true);
+                if p.is_null() { format!("oid:{}", x.roleoid) } else { std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned() }
+            };
+            let db = unsafe {
+                let p = pg_sys::get_database_name(pg_sys::Oid::from(x.dboid));
+                if p.is_null() { format!("oid:{}", x.dboid) } else { std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned() }
+            };
+            Spi::run_with_args(
+                "INSERT INTO tradeguard_audit.decrypt_activity AS a (hour, database_name, role_name, key_name, context, decryptions)
+                 VALUES (pg_catalog.date_trunc('hour', pg_catalog.now()), $1, $2, $3, $4, $5)
+                 ON CONFLICT (hour, database_name, role_name, key_name, context)
+                 DO UPDATE SET decryptions = a.decryptions + EXCLUDED.decryptions, last_at = pg_catalog.now()",
+                &[db.as_str().into(), role.as_str().into(), key_name.as_str().into(), x.label.as_str().into(), (x.pending as i64).into()],
+            )?;
+        } else if here {
+            let over = crate::common::spi_first::<bool>(
+                "UPDATE tradeguard_audit.key_versions SET use_count = use_count + $3
+                  WHERE key_id = $1 AND version = $2
+                  RETURNING status = 'active' AND use_count >= $4",
+                &[(x.key_id as i32).into(), (x.key_version as i32).into(), (x.pending as i64).into(),
+                  (crate::gucs::KEY_ROTATE_AFTER.get() as i64).into()],
+            )?;
+            if over == Some(true) && !key_name.starts_with('#') {
+                rotate.push(key_name);
+            }
+        }
+    }
+    if dropped > 0 {
+        crate::common::events::record("stats_dropped", "medium", &serde_json::json!({ "dropped": dropped }))?;
+    }
+    if !slots.is_empty() {
+        let _ = crate::common::spi_first::<i32>("SELECT tradeguard_audit.check_decrypt_anomalies()", &[]);
+    }
+    for name in rotate {
+        let v = super::rotate_key_impl(&name)?;
+        crate::common::events::record(
+            "key_rotated",
+            "medium",
+            &serde_json::json!({ "key": name, "new_version": v, "reason": "tradeguard.key_rotate_after reached" }),
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Secrets never leak: after a workload that creates and rotates keys, converts a column,
+# encrypts, decrypts, audits and dumps, the root key (raw, hex, base64) appears nowhere: not in
+# the server log, pg_stat_statements, pg_stat_activity, the pg_dump output or the audit trail;
+# and the plaintext of encrypted columns is absent from the trail and the dump.
+set -uo pipefail
+source "$(dirname "$0")/lib.sh"
+
+e2e_cluster secrets 54340 "tradeguard.database_name = 'sec'" \
+  "shared_preload_libraries = 'tradeguard, pg_stat_statements'" "log_statement = 'all'" \
+  "log_min_messages = debug1" "log_parameter_max_length = 0"
+as_pg "$PG_BIN/createdb" -h /tmp -p "$E2E_PORT" sec
+q sec -v ON_ERROR_STOP=1 <<'SQL' >/dev/null
+CREATE EXTENSION pg_stat_statements;
+CREATE EXTENSION tradeguard;
+SELECT tradeguard.create_key('sec');
+SELECT tradeguard.create_key('sec_bidx', 'blind_index', 'email');
+CREATE TABLE accounts (id serial PRIMARY KEY, email text, api_key text);
+INSERT INTO accounts (email, api_key) VALUES ('Secret.Person@example.jp', 'sk_live_SECRET_0001');
+SELECT tradeguard.audit_table('accounts');
+SELECT tradeguard.encrypt_column('accounts', 'api_key', 'sec');
+SELECT tradeguard.encrypt_column('accounts', 'email', 'sec', 'sec_bidx');
+PREPARE ins(text, text) AS INSERT INTO accounts (email, api_key) VALUES ($1, $2);
+EXECUTE ins('Second.Person@example.jp', 'sk_live_SECRET_0002');
+SELECT tradeguard.rotate_key('sec');
+SELECT tradeguard.reencrypt_column('accounts', 'api_key');
+SELECT count(*) FROM accounts_decrypted WHERE api_key LIKE 'sk_live_SECRET_%';
+SELECT tradeguard.seal();
+SQL
+out="$TG_TEST_DIR/secrets"
+as_pg "$PG_BIN/pg_dump" -h /tmp -p "$E2E_PORT" sec > "$out/dump.sql"
+q sec -c "SELECT query FROM pg_stat_statements" > "$out/pgss.txt"
+q sec -c "SELECT query FROM pg_stat_activity" > "$out/activity.txt"
+q sec -c "SELECT coalesce(old_row::text, '') || coalesce(new_row::text, '') FROM tradeguard_audit.log" > "$out/trail.txt"
+cp "$out/server.log" "$out/server.copy.log"
+
+keyhex=$(tr -d '[:space:]' < "$TG_TEST_DIR/root.key")
+keyb64=$(python3 -c 'import base64,sys; print(base64.b64encode(bytes.fromhex(sys.argv[1])).decode())' "$keyhex")
+keyb64np=${keyb64%=}
+for f in server.copy.log pgss.txt activity.txt dump.sql trail.txt; do
+  check "root key (hex) not in $f" bash -c "! grep -qiF '$keyhex' '$out/$f'"
+  check "root key (base64) not in $f" bash -c "! grep -qF '$keyb64np' '$out/$f'"
+  check "root key (raw bytes) not in $f" python3 -c 'import sys; sys.exit(bytes.fromhex(sys.argv[1]) in open(sys.argv[2], "rb").read())' "$keyhex" "$out/$f"
+done
+for f in dump.sql trail.txt; do
+  # (emails were plaintext until their own conversion, so only the api keys are checked here)
+  check "encrypted-column plaintext not in $f" bash -c "! grep -q 'sk_live_SECRET_' '$out/$f'"
+done
+check "the trail withheld the plaintext of the conversion" grep -q "plaintext withheld" "$out/trail.txt"
+
+echo "$fails failed"
+[ "$fails" -eq 0 ]
