@@ -28,5 +28,5 @@ GRANT EXECUTE ON FUNCTION tradeguard.check_input(text, text), tradeguard.is_atta
     tradeguard.injection_rule_list()
   TO tradeguard_encryptor, tradeguard_decryptor, tradeguard_auditor;
 GRANT EXECUTE ON FUNCTION tradeguard.guard_columns(regclass, text[], text) TO tradeguard_admin;
-GRANT SELECT ON tradeguard.injection_rules TO tradeguard_auditor, tradeguard_encryptor;
+GRANT SELECT ON tradeguard.injection_rules TO tradeguard_auditor, tradeguard_encryptor, tradeguard_decryptor;
 GRANT SELECT ON tradeguard.security_events TO tradeguard_auditor;

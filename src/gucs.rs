@@ -126,7 +126,7 @@ pub fn init() {
     GucRegistry::define_bool_guc(
         c"tradeguard.audit_decrypt",
         c"Record each individual decryption in the audit trail.",
-        c"Decryptions are always counted per role, key and column; this adds one audit row per call.",
+        c"Decryptions are always counted per role, key and column (tradeguard.decrypt_activity); this adds one signed audit row per call, which makes the decrypting query write.",
         &AUDIT_DECRYPT,
         GucContext::Suset,
         GucFlags::default(),

@@ -165,7 +165,7 @@ fn version() -> String {
 #[pg_extern(stable)]
 fn runtime_status() -> TableIterator<'static, (name!(component, String), name!(active, bool), name!(detail, String))> {
     let preloaded = is_preloaded();
-    let rows = vec![(
+    let mut rows = vec![(
         "shared_preload_libraries".to_string(),
         preloaded,
         if preloaded {
@@ -174,6 +174,29 @@ fn runtime_status() -> TableIterator<'static, (name!(component, String), name!(a
             "not preloaded: add 'tradeguard' to shared_preload_libraries and restart".to_string()
         },
     )];
+    let worker_db = spi_first::<String>(
+        "SELECT datname::text FROM pg_catalog.pg_stat_activity WHERE backend_type = 'tradeguard worker' LIMIT 1",
+        &[],
+    )
+    .ok()
+    .flatten();
+    rows.push((
+        "background worker".to_string(),
+        worker_db.is_some(),
+        match worker_db {
+            Some(db) => format!("serving database {db} (tradeguard.database_name = {})", crate::gucs::database_name()),
+            None => format!("not running (tradeguard.database_name = {})", crate::gucs::database_name()),
+        },
+    ));
+    let root = crate::crypto::keys::root_key();
+    rows.push((
+        "root key".to_string(),
+        root.is_ok(),
+        match root {
+            Ok(k) => format!("loaded, fingerprint {}", k.fingerprint()),
+            Err(e) => e.to_string(),
+        },
+    ));
     TableIterator::new(rows)
 }
 

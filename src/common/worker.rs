@@ -56,7 +56,6 @@ pub extern "C-unwind" fn tradeguard_worker_main(_arg: pg_sys::Datum) {
         if BackgroundWorker::sighup_received() {
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
         }
-        let (events, dropped) = security::drain();
         let risk_due = last_risk.elapsed() >= Duration::from_secs(5);
         if risk_due {
             last_risk = Instant::now();
@@ -67,8 +66,10 @@ pub extern "C-unwind" fn tradeguard_worker_main(_arg: pg_sys::Datum) {
         }
         BackgroundWorker::transaction(|| {
             if !installed() {
+                // Events wait in shared memory (bounded; overflow is counted) until it is.
                 return;
             }
+            let (events, dropped) = security::drain();
             if let Err(e) = store_events(&events, dropped) {
                 pgrx::warning!("tradeguard worker: could not store events: {e}");
             }
@@ -184,6 +185,18 @@ fn insert_security(at: i64, kind: &str, severity: &str, addr: Option<&str>, role
 pub fn sync_state_impl() -> TgResult<()> {
     // Without shared memory a block or a freeze would silently do nothing: refuse instead.
     super::require_preload("blocks, lockouts and the decryption freeze")?;
+    // Shared memory is cluster-wide; its blocks come from one database's tables.
+    let here = unsafe {
+        let p = pg_sys::get_database_name(pg_sys::MyDatabaseId);
+        if p.is_null() { String::new() } else { std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned() }
+    };
+    let served = crate::gucs::database_name();
+    if here != served {
+        return Err(crate::error::CoreError::InvalidArgument(format!(
+            "blocks and the decryption freeze are managed in database \"{served}\" (tradeguard.database_name), not in \"{here}\""
+        ))
+        .into());
+    }
     let (rows, frozen) = super::as_owner(|| {
         Spi::connect(|c| {
             let t = c.select(
