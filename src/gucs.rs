@@ -94,9 +94,10 @@ pub fn init() {
     GucRegistry::define_string_guc(
         c"tradeguard.database_name",
         c"Database whose audit trail and security events the tradeguard background worker serves.",
-        c"Other databases seal with tradeguard.seal().",
+        c"Other databases seal with tradeguard.seal(). The worker reads it when it starts (it restarts if the database goes away).",
         &DATABASE_NAME,
-        GucContext::Postmaster,
+        // Not PGC_POSTMASTER: those cannot be defined when the library is loaded after start-up.
+        GucContext::Sighup,
         GucFlags::default(),
     );
     GucRegistry::define_string_guc(

@@ -39,18 +39,18 @@ DO \$\$
 DECLARE
     fns text[] := ARRAY['decrypt_text', 'decrypt_bytea', 'decrypt_numeric', 'decrypt_bigint', 'decrypt_float8',
                         'decrypt_timestamptz', 'decrypt_jsonb'];
-    c bytea;
+    cc bytea;
     errors int := 0; values_ok int := 0; wrong int := 0;
     v text;
 BEGIN
     FOR i IN 1..$cases LOOP
-        SELECT mutate(s.c) INTO c FROM seeds s OFFSET floor(random() * 24) LIMIT 1;
+        SELECT mutate(s.c) INTO cc FROM seeds s OFFSET floor(random() * 24) LIMIT 1;
         BEGIN
             EXECUTE format('SELECT tradeguard.%I(\$1, %L)::text', fns[1 + i % 7], CASE WHEN i % 5 = 0 THEN 'other' ELSE 'ctx' END)
-              INTO v USING c;
+              INTO v USING cc;
             -- A mutated value that still decrypts must be an unmodified seed (e.g. junk cut away
             -- by nothing): anything else would be a forgery accepted.
-            IF EXISTS (SELECT 1 FROM seeds WHERE seeds.c = c) THEN values_ok := values_ok + 1; ELSE wrong := wrong + 1; END IF;
+            IF EXISTS (SELECT 1 FROM seeds WHERE seeds.c = cc) THEN values_ok := values_ok + 1; ELSE wrong := wrong + 1; END IF;
         EXCEPTION WHEN OTHERS THEN
             IF SQLSTATE NOT IN ('XX001', '22023', '28000', '42704', '22P02', '55000') THEN
                 RAISE EXCEPTION 'unexpected SQLSTATE % (%)', SQLSTATE, SQLERRM;

@@ -8,7 +8,8 @@ SELECT extname, extrelocatable, n.nspname AS schema
 SELECT tradeguard.version() ~ '^tradeguard [0-9.]+ \(commit [0-9a-f]+|unknown' AS version_ok;
 SELECT rolname, rolcanlogin, rolsuper FROM pg_roles WHERE rolname LIKE 'tradeguard\_%' ORDER BY 1;
 SELECT nspname FROM pg_namespace WHERE nspname LIKE 'tradeguard%' ORDER BY 1;
-SELECT component, active FROM tradeguard.runtime_status() ORDER BY 1;
+SELECT component, CASE WHEN component = 'background worker' THEN NULL ELSE active END AS active  -- the worker may still be connecting
+  FROM tradeguard.runtime_status() ORDER BY 1;
 
 -- Nothing in either schema is executable by PUBLIC.
 SELECT count(*) AS public_functions

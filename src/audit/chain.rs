@@ -23,14 +23,15 @@ pub struct AuditRow<'a> {
     pub schema_name: &'a str,
     pub table_name: &'a str,
     pub operation: &'a str,
-    pub pk: Option<&'a str>,
-    pub old_row: Option<&'a str>,
-    pub new_row: Option<&'a str>,
+    /// jsonb fields are signed in their canonical binary form (jsonb's on-disk bytes).
+    pub pk: Option<&'a [u8]>,
+    pub old_row: Option<&'a [u8]>,
+    pub new_row: Option<&'a [u8]>,
     pub current_user: &'a str,
     pub session_user: &'a str,
     pub application_name: Option<&'a str>,
     pub client_addr: Option<&'a str>,
-    pub app_context: Option<&'a str>,
+    pub app_context: Option<&'a [u8]>,
 }
 
 fn put(m: &mut HmacSha256, field: Option<&[u8]>) {
@@ -53,19 +54,19 @@ pub fn sign_row(key: &[u8; 32], row: &AuditRow<'_>) -> [u8; 32] {
     m.update(&row.txid.to_be_bytes());
     m.update(&row.at_micros.to_be_bytes());
     for f in [
-        Some(row.schema_name),
-        Some(row.table_name),
-        Some(row.operation),
+        Some(row.schema_name.as_bytes()),
+        Some(row.table_name.as_bytes()),
+        Some(row.operation.as_bytes()),
         row.pk,
         row.old_row,
         row.new_row,
-        Some(row.current_user),
-        Some(row.session_user),
-        row.application_name,
-        row.client_addr,
+        Some(row.current_user.as_bytes()),
+        Some(row.session_user.as_bytes()),
+        row.application_name.map(str::as_bytes),
+        row.client_addr.map(str::as_bytes),
         row.app_context,
     ] {
-        put(&mut m, f.map(str::as_bytes));
+        put(&mut m, f);
     }
     m.finalize().into_bytes().into()
 }
@@ -174,9 +175,9 @@ mod tests {
             schema_name: "public",
             table_name: "trades",
             operation: "INSERT",
-            pk: Some(r#"{"id": 1}"#),
+            pk: Some(br#"{"id": 1}"#),
             old_row: None,
-            new_row: Some(r#"{"id": 1, "price": 2849.5}"#),
+            new_row: Some(br#"{"id": 1, "price": 2849.5}"#),
             current_user: "daytrading_prod",
             session_user: "daytrading_prod",
             application_name: Some("psql"),
@@ -191,10 +192,10 @@ mod tests {
     fn any_field_change_changes_the_signature() {
         let base = sign_row(&KEY, &row(1));
         let mut r = row(1);
-        r.new_row = Some(r#"{"id": 1, "price": 2849.6}"#);
+        r.new_row = Some(br#"{"id": 1, "price": 2849.6}"#);
         assert_ne!(sign_row(&KEY, &r), base);
         let mut r = row(1);
-        r.old_row = Some("");
+        r.old_row = Some(b"");
         assert_ne!(sign_row(&KEY, &r), base, "NULL and empty differ");
         let mut r = row(1);
         r.current_user = "postgres";

@@ -40,22 +40,15 @@ pub fn audit_key() -> TgResult<Zeroizing<[u8; 32]>> {
 
 /// Writes a system row (DDL, role and grant changes, audit_table, break-glass) into the trail.
 pub fn record_system(operation: &str, schema: &str, object: &str, detail: serde_json::Value) -> TgResult<()> {
-    // Check the key first: without it the signing trigger would raise instead of returning an
-    // error, and the utility hook wants an error it can turn into a WARNING (the DBA must still
-    // be able to fix the configuration).
+    // Check the key first: the utility hook wants an error it can turn into a WARNING (the DBA
+    // must still be able to fix the configuration).
     audit_key()?;
     let actor = common::current_role_name();
-    let _w = InternalWrite::begin();
-    common::as_owner(|| {
-        Spi::run_with_args(
-            "INSERT INTO tradeguard_audit.log (txid, at, schema_name, table_name, operation, new_row,
-                 current_user_name, session_user_name, application_name, client_addr, app_context)
-             VALUES (pg_catalog.txid_current(), pg_catalog.clock_timestamp(), $1, $2, $3, $4, $5, SESSION_USER,
-                     pg_catalog.current_setting('application_name'), pg_catalog.inet_client_addr(),
-                     NULLIF(pg_catalog.current_setting('tradeguard.app_context', true), '')::pg_catalog.jsonb)",
-            &[schema.into(), object.into(), operation.into(), JsonB(detail).into(), actor.as_str().into()],
-        )
-    })??;
+    let new_row = triggers::Jsonb::parse(&detail.to_string())?;
+    triggers::write_row(
+        &triggers::LogRow { schema, table: object, operation, pk: None, old_row: None, new_row: Some(new_row) },
+        &actor,
+    )?;
     Ok(())
 }
 
@@ -233,7 +226,7 @@ pgrx::extension_sql_file!(
     name = "audit_sql",
     requires = [
         audit_table, unaudit_table, set_context, break_glass, break_glass_end,
-        triggers::audit_trigger, triggers::sign_log_row, triggers::protect_trigger,
+        triggers::audit_trigger, triggers::protect_trigger,
         seal::seal, seal::verify, seal::audit_digest, seal::verify_digest, seal::archive_blocks,
         "ids_sql"
     ]

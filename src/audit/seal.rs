@@ -1,10 +1,10 @@
 //! Sealing committed audit rows into MAC-chained blocks, and verifying the chain.
 
 use pgrx::prelude::*;
+use pgrx::FromDatum;
 
 use super::chain::{self, Block, Failure};
 use super::error::AuditError;
-use super::triggers::RowTexts;
 use super::{audit_key, InternalWrite};
 use crate::common;
 use crate::error::{CoreError, OrRaise, TgResult};
@@ -185,50 +185,97 @@ fn load_blocks(from: i64, to: i64) -> TgResult<Vec<BlockRow>> {
     })?)
 }
 
-const ROW_QUERY: &str = "SELECT id, txid, at, schema_name, table_name, operation, pk::text, old_row::text,
-        new_row::text, current_user_name, session_user_name, application_name, pg_catalog.host(client_addr),
-        app_context::text, signature, block_no
+const ROW_QUERY: &str = "SELECT id, txid, at, schema_name, table_name, operation, pk, old_row, new_row,
+        current_user_name, session_user_name, application_name, pg_catalog.host(client_addr), app_context, signature
    FROM tradeguard_audit.log WHERE block_no = $1 ORDER BY id";
 
-/// Checks one block's rows; returns the signatures in id order.
+/// Checks one block's rows: membership against the block's id list, then every signature,
+/// then the Merkle root.
 fn check_rows(key: &[u8; 32], b: &BlockRow, rep: &mut Report) -> TgResult<()> {
+    struct Row {
+        id: i64,
+        txid: i64,
+        at: i64,
+        schema: String,
+        table: String,
+        op: String,
+        pk: Option<Vec<u8>>,
+        old: Option<Vec<u8>>,
+        new: Option<Vec<u8>>,
+        cu: String,
+        su: String,
+        app: Option<String>,
+        addr: Option<String>,
+        ctx: Option<Vec<u8>>,
+        sig: Vec<u8>,
+    }
+    // Raw SPI access: one pass over the binary values, no per-column type round trips.
     let rows = Spi::connect(|c| {
-        let t = c.select(ROW_QUERY, None, &[b.block_no.into()])?;
-        let mut out = Vec::with_capacity(t.len());
-        for r in t {
-            let at: TimestampWithTimeZone = r.get(3)?.unwrap_or(TimestampWithTimeZone::try_from(0i64).unwrap());
-            out.push((
-                RowTexts {
-                    id: r.get(1)?.unwrap_or_default(),
-                    txid: r.get(2)?.unwrap_or_default(),
-                    at_micros: at.into_inner(),
-                    schema_name: r.get(4)?.unwrap_or_default(),
-                    table_name: r.get(5)?.unwrap_or_default(),
-                    operation: r.get(6)?.unwrap_or_default(),
-                    pk: r.get(7)?,
-                    old_row: r.get(8)?,
-                    new_row: r.get(9)?,
-                    current_user: r.get(10)?.unwrap_or_default(),
-                    session_user: r.get(11)?.unwrap_or_default(),
-                    application_name: r.get(12)?,
-                    client_addr: r.get(13)?,
-                    app_context: r.get(14)?,
-                },
-                r.get::<Vec<u8>>(15)?.unwrap_or_default(),
-            ));
+        let _t = c.select(ROW_QUERY, None, &[b.block_no.into()])?;
+        let mut out = Vec::new();
+        unsafe {
+            let tt = pg_sys::SPI_tuptable;
+            let n = pg_sys::SPI_processed as usize;
+            if tt.is_null() {
+                return Ok::<_, pgrx::spi::Error>(out);
+            }
+            let desc = (*tt).tupdesc;
+            out.reserve(n);
+            for i in 0..n {
+                let tup = *(*tt).vals.add(i);
+                let col = |k: i32| -> Option<pg_sys::Datum> {
+                    let mut isnull = false;
+                    let d = pg_sys::SPI_getbinval(tup, desc, k, &mut isnull);
+                    (!isnull).then_some(d)
+                };
+                let bytes = |k: i32| col(k).map(|d| super::triggers::varlena_bytes(d).to_vec());
+                let text = |k: i32| col(k).and_then(|d| String::from_datum(d, false));
+                out.push(Row {
+                    id: col(1).map(|d| d.value() as i64).unwrap_or_default(),
+                    txid: col(2).map(|d| d.value() as i64).unwrap_or_default(),
+                    at: col(3).map(|d| d.value() as i64).unwrap_or_default(),
+                    schema: text(4).unwrap_or_default(),
+                    table: text(5).unwrap_or_default(),
+                    op: text(6).unwrap_or_default(),
+                    pk: bytes(7),
+                    old: bytes(8),
+                    new: bytes(9),
+                    cu: text(10).unwrap_or_default(),
+                    su: text(11).unwrap_or_default(),
+                    app: text(12),
+                    addr: text(13),
+                    ctx: bytes(14),
+                    sig: bytes(15).unwrap_or_default(),
+                });
+            }
         }
         Ok::<_, pgrx::spi::Error>(out)
     })?;
     rep.rows += rows.len() as i64;
-    // Membership first: the block's id list against the rows that claim to be in it.
-    let present: Vec<i64> = rows.iter().map(|(r, _)| r.id).collect();
+    let present: Vec<i64> = rows.iter().map(|r| r.id).collect();
     let mut i = 0;
     let mut j = 0;
     while i < b.ids.len() || j < present.len() {
         match (b.ids.get(i), present.get(j)) {
             (Some(&want), Some(&got)) if want == got => {
-                let (rt, sig) = &rows[j];
-                if !chain::signature_matches(key, &rt.as_row(), sig) {
+                let r = &rows[j];
+                let signed = chain::AuditRow {
+                    id: r.id,
+                    txid: r.txid,
+                    at_micros: r.at,
+                    schema_name: &r.schema,
+                    table_name: &r.table,
+                    operation: &r.op,
+                    pk: r.pk.as_deref(),
+                    old_row: r.old.as_deref(),
+                    new_row: r.new.as_deref(),
+                    current_user: &r.cu,
+                    session_user: &r.su,
+                    application_name: r.app.as_deref(),
+                    client_addr: r.addr.as_deref(),
+                    app_context: r.ctx.as_deref(),
+                };
+                if !chain::signature_matches(key, &signed, &r.sig) {
                     rep.fail(b.block_no, Some(got), Failure::RowAltered);
                     return Ok(());
                 }
@@ -250,7 +297,7 @@ fn check_rows(key: &[u8; 32], b: &BlockRow, rep: &mut Report) -> TgResult<()> {
             (None, None) => break,
         }
     }
-    let root = chain::merkle_root(rows.iter().map(|(_, s)| s.as_slice()));
+    let root = chain::merkle_root(rows.iter().map(|r| r.sig.as_slice()));
     if root.as_slice() != b.merkle_root.as_slice() || b.ids.len() as i64 != b.row_count {
         rep.fail(b.block_no, None, Failure::BlockAltered);
     }

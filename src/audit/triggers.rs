@@ -1,6 +1,6 @@
-//! The audit triggers: `audit_trigger` on audited tables writes a row into the trail through a
-//! cached plan; `sign_log_row` (BEFORE INSERT on the trail) signs it; `protect_trigger` refuses
-//! every other write to the protected tables.
+//! The audit triggers: `audit_trigger` on audited tables builds the row images, signs the audit
+//! row and writes it through one cached plan; `protect_trigger` refuses every other write to the
+//! protected tables (only tradeguard's own code, and pg_restore in restore mode, may insert).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -10,31 +10,34 @@ use pgrx::prelude::*;
 use pgrx::spi::OwnedPreparedStatement;
 use pgrx::PgOid;
 
+use pgrx::{FromDatum, IntoDatum};
+
 use super::chain::{self, AuditRow};
 use super::error::AuditError;
 use super::{audit_key, break_glass_active, internal_write_active, InternalWrite};
 use crate::common;
 use crate::error::{CoreError, OrRaise, TgResult};
 
-struct TablePlan {
-    plan: OwnedPreparedStatement,
-    rowtype: pg_sys::Oid,
+/// What the trigger needs to know about an audited table (cached per backend).
+struct TableInfo {
     schema: String,
     table: String,
+    exclude: Vec<String>,
+    /// Every column but the primary key: deleting them from an image leaves the key.
+    non_pk: Vec<String>,
+    has_pk: bool,
+    /// Encrypted columns: anything there that is not ciphertext is withheld from the trail.
+    encrypted: Vec<String>,
 }
 
 thread_local! {
-    static PLANS: RefCell<(Option<u64>, HashMap<pg_sys::Oid, Rc<TablePlan>>)> = RefCell::new((None, HashMap::new()));
+    static TABLES: RefCell<(Option<u64>, HashMap<pg_sys::Oid, Rc<TableInfo>>)> = RefCell::new((None, HashMap::new()));
+    static INSERT_PLAN: RefCell<Option<Rc<OwnedPreparedStatement>>> = const { RefCell::new(None) };
 }
 
-fn lit(s: &str) -> String {
-    pgrx::spi::quote_literal(s)
-}
-
-/// Builds (once per backend and table) the INSERT that records a change of `relid`.
-fn table_plan(relid: pg_sys::Oid) -> TgResult<Rc<TablePlan>> {
+fn table_info(relid: pg_sys::Oid) -> TgResult<Rc<TableInfo>> {
     let stamp = common::shmem::key_generation();
-    if let Some(p) = PLANS.with(|p| {
+    if let Some(p) = TABLES.with(|p| {
         let mut p = p.borrow_mut();
         if stamp.is_none() || p.0 != stamp {
             p.1.clear();
@@ -44,14 +47,19 @@ fn table_plan(relid: pg_sys::Oid) -> TgResult<Rc<TablePlan>> {
     }) {
         return Ok(p);
     }
-    let info = common::as_owner(|| {
+    let row = common::as_owner(|| {
         Spi::connect(|client| {
             let t = client.select(
-                "SELECT a.schema_name, a.table_name, a.exclude_columns, a.pk_columns, c.reltype,
+                "SELECT n.nspname::text, c.relname::text,
+                        coalesce(a.exclude_columns, '{}'), coalesce(a.pk_columns, '{}'),
+                        ARRAY(SELECT att.attname::text FROM pg_catalog.pg_attribute att
+                               WHERE att.attrelid = c.oid AND att.attnum > 0 AND NOT att.attisdropped
+                                 AND att.attname::text <> ALL (coalesce(a.pk_columns, '{}'))),
                         ARRAY(SELECT e.column_name FROM tradeguard_audit.encrypted_columns e
-                               WHERE e.schema_name = a.schema_name AND e.table_name = a.table_name)
-                   FROM tradeguard_audit.audited_tables a JOIN pg_catalog.pg_class c ON c.oid = a.relid
-                  WHERE a.relid = $1",
+                               WHERE e.schema_name = n.nspname AND e.table_name = c.relname)
+                   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                   LEFT JOIN tradeguard_audit.audited_tables a ON a.relid = c.oid
+                  WHERE c.oid = $1",
                 Some(1),
                 &[relid.into()],
             )?;
@@ -64,79 +72,225 @@ fn table_plan(relid: pg_sys::Oid) -> TgResult<Rc<TablePlan>> {
                 r.get::<String>(2)?.unwrap_or_default(),
                 r.get::<Vec<String>>(3)?.unwrap_or_default(),
                 r.get::<Vec<String>>(4)?.unwrap_or_default(),
-                r.get::<pg_sys::Oid>(5)?.unwrap_or(pg_sys::InvalidOid),
+                r.get::<Vec<String>>(5)?.unwrap_or_default(),
                 r.get::<Vec<String>>(6)?.unwrap_or_default(),
             )))
         })
     })??;
-    // A table whose trigger exists but that is not registered (e.g. restored without its
-    // registration) is still audited, without exclusions: never fail open.
-    let (schema, table, exclude, pk, rowtype, encrypted) = match info {
-        Some(i) => i,
-        None => {
-            let (s, t, rt) = common::spi_first::<String>(
-                "SELECT pg_catalog.format('%s|%s|%s', n.nspname, c.relname, c.reltype) FROM pg_catalog.pg_class c
-                   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1",
-                &[relid.into()],
-            )?
-            .and_then(|s| {
-                let mut it = s.splitn(3, '|');
-                Some((it.next()?.to_string(), it.next()?.to_string(), it.next()?.parse::<u32>().ok()?))
-            })
-            .ok_or_else(|| CoreError::InvalidArgument("audited relation vanished".into()))?;
-            (s, t, vec![], vec![], pg_sys::Oid::from(rt), vec![])
-        }
-    };
-    let rowexpr = |param: &str| -> String {
-        let mut e = format!("pg_catalog.to_jsonb({param})");
-        if !exclude.is_empty() {
-            let arr: Vec<String> = exclude.iter().map(|c| lit(c)).collect();
-            e = format!("({e} OPERATOR(pg_catalog.-) ARRAY[{}]::text[])", arr.join(", "));
-        }
-        // Encrypted columns must never reach the trail as plaintext (e.g. while encrypt_column
-        // converts a table): anything there that is not tradeguard ciphertext is withheld.
-        for c in &encrypted {
-            e = format!(
-                "pg_catalog.jsonb_set({e}, ARRAY[{l}], CASE WHEN ({e} OPERATOR(pg_catalog.->>) {l}) IS NULL
-                    OR tradeguard.is_ciphertext({e} OPERATOR(pg_catalog.->>) {l}) THEN {e} OPERATOR(pg_catalog.->) {l}
-                    ELSE '\"[plaintext withheld]\"'::pg_catalog.jsonb END)",
-                l = lit(c)
-            );
-        }
-        e
-    };
-    let pk_expr = if pk.is_empty() {
-        "NULL::pg_catalog.jsonb".to_string()
-    } else {
-        let parts: Vec<String> = pk
-            .iter()
-            .map(|c| format!("{}, (COALESCE($7, $6)).{}", lit(c), pgrx::spi::quote_identifier(c)))
-            .collect();
-        format!("pg_catalog.jsonb_build_object({})", parts.join(", "))
-    };
-    let sql = format!(
-        "INSERT INTO tradeguard_audit.log (txid, at, schema_name, table_name, operation, pk, old_row, new_row,
-             current_user_name, session_user_name, application_name, client_addr, app_context)
-         VALUES ($1, $2, $3, $4, $5, {pk_expr}, {old}, {new}, $8, SESSION_USER,
-             pg_catalog.current_setting('application_name'), pg_catalog.inet_client_addr(),
-             NULLIF(pg_catalog.current_setting('tradeguard.app_context', true), '')::pg_catalog.jsonb)",
-        old = rowexpr("$6"),
-        new = rowexpr("$7"),
-    );
-    let types = [
-        PgOid::from(pg_sys::INT8OID),
-        PgOid::from(pg_sys::TIMESTAMPTZOID),
-        PgOid::from(pg_sys::TEXTOID),
-        PgOid::from(pg_sys::TEXTOID),
-        PgOid::from(pg_sys::TEXTOID),
-        PgOid::from(rowtype),
-        PgOid::from(rowtype),
-        PgOid::from(pg_sys::TEXTOID),
-    ];
-    let plan = common::as_owner(|| Spi::connect(|client| client.prepare_mut(sql.as_str(), &types).map(|p| p.keep())))??;
-    let plan = Rc::new(TablePlan { plan, rowtype, schema, table });
-    PLANS.with(|p| p.borrow_mut().1.insert(relid, plan.clone()));
+    // A table whose trigger exists but whose registration is missing (e.g. restored without it)
+    // is still audited, without exclusions: never fail open.
+    let (schema, table, exclude, pk, non_pk, encrypted) =
+        row.ok_or_else(|| CoreError::InvalidArgument("audited relation vanished".into()))?;
+    let info = Rc::new(TableInfo { schema, table, exclude, has_pk: !pk.is_empty(), non_pk, encrypted });
+    TABLES.with(|p| p.borrow_mut().1.insert(relid, info.clone()));
+    Ok(info)
+}
+
+/// The one INSERT every audit row goes through (prepared once per backend).
+fn insert_plan() -> TgResult<Rc<OwnedPreparedStatement>> {
+    if let Some(p) = INSERT_PLAN.with(|p| p.borrow().clone()) {
+        return Ok(p);
+    }
+    let types: Vec<PgOid> = [
+        pg_sys::INT8OID, pg_sys::INT8OID, pg_sys::TIMESTAMPTZOID, pg_sys::TEXTOID, pg_sys::TEXTOID, pg_sys::TEXTOID,
+        pg_sys::JSONBOID, pg_sys::JSONBOID, pg_sys::JSONBOID, pg_sys::TEXTOID, pg_sys::TEXTOID, pg_sys::TEXTOID,
+        pg_sys::TEXTOID, pg_sys::JSONBOID, pg_sys::BYTEAOID,
+    ]
+    .into_iter()
+    .map(PgOid::from)
+    .collect();
+    let plan = common::as_owner(|| {
+        Spi::connect(|client| {
+            client
+                .prepare_mut(
+                    "INSERT INTO tradeguard_audit.log (id, txid, at, schema_name, table_name, operation, pk, old_row,
+                         new_row, current_user_name, session_user_name, application_name, client_addr, app_context, signature)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::inet, $14, $15)",
+                    &types,
+                )
+                .map(|p| p.keep())
+        })
+    })??;
+    let plan = Rc::new(plan);
+    INSERT_PLAN.with(|p| *p.borrow_mut() = Some(plan.clone()));
     Ok(plan)
+}
+
+/// A jsonb datum (palloc'd in the current memory context).
+#[derive(Clone, Copy)]
+pub struct Jsonb(pub pg_sys::Datum);
+
+impl Jsonb {
+    /// Parses JSON text.
+    pub fn parse(text: &str) -> TgResult<Jsonb> {
+        let c = std::ffi::CString::new(text).map_err(|_| CoreError::InvalidArgument("NUL in JSON".into()))?;
+        let d = unsafe { pgrx::direct_function_call_as_datum(pg_sys::jsonb_in, &[Some(pg_sys::Datum::from(c.as_ptr()))]) };
+        d.map(Jsonb).ok_or_else(|| CoreError::InvalidArgument("invalid JSON".into()).into())
+    }
+
+    /// The canonical binary form that is signed (jsonb's on-disk representation is canonical:
+    /// keys sorted and unique, so equal values have equal bytes).
+    pub fn bytes(&self) -> &[u8] {
+        varlena_bytes(self.0)
+    }
+
+    fn delete_keys(self, keys: &[String]) -> Jsonb {
+        if keys.is_empty() {
+            return self;
+        }
+        let arr = keys.to_vec().into_datum();
+        Jsonb(unsafe { pgrx::direct_function_call_as_datum(pg_sys::jsonb_delete_array, &[Some(self.0), arr]) }.unwrap_or(self.0))
+    }
+
+    fn field_text(self, key: &str) -> Option<String> {
+        let k = key.into_datum();
+        unsafe {
+            pgrx::direct_function_call_as_datum(pg_sys::jsonb_object_field_text, &[Some(self.0), k])
+                .map(|d| String::from_datum(d, false).unwrap_or_default())
+        }
+    }
+
+    fn set(self, key: &str, value: Jsonb) -> Jsonb {
+        let path = vec![key.to_string()].into_datum();
+        Jsonb(
+            unsafe {
+                pgrx::direct_function_call_as_datum(
+                    pg_sys::jsonb_set,
+                    &[Some(self.0), path, Some(value.0), false.into_datum()],
+                )
+            }
+            .unwrap_or(self.0),
+        )
+    }
+}
+
+/// The bytes of any varlena datum (detoasted).
+pub fn varlena_bytes<'a>(d: pg_sys::Datum) -> &'a [u8] {
+    unsafe {
+        let v = pg_sys::pg_detoast_datum(d.cast_mut_ptr::<pg_sys::varlena>());
+        pgrx::varlena::varlena_to_byte_slice(v)
+    }
+}
+
+/// The jsonb image of a row: `row_to_json` (types kept: numbers stay numbers), as jsonb.
+fn row_image(tuple: *mut pg_sys::HeapTupleData, tupdesc: pg_sys::TupleDesc) -> TgResult<Jsonb> {
+    unsafe {
+        let rec = pg_sys::heap_copy_tuple_as_datum(tuple, tupdesc);
+        let json = pgrx::direct_function_call_as_datum(pg_sys::row_to_json, &[Some(rec)])
+            .ok_or_else(|| CoreError::InvalidArgument("row_to_json returned NULL".into()))?;
+        let cstr = pg_sys::text_to_cstring(json.cast_mut_ptr::<pg_sys::text>());
+        let jb = pgrx::direct_function_call_as_datum(pg_sys::jsonb_in, &[Some(pg_sys::Datum::from(cstr))])
+            .ok_or_else(|| CoreError::InvalidArgument("jsonb_in returned NULL".into()))?;
+        Ok(Jsonb(jb))
+    }
+}
+
+/// One audit row, ready to be signed and written.
+pub struct LogRow<'a> {
+    pub schema: &'a str,
+    pub table: &'a str,
+    pub operation: &'a str,
+    pub pk: Option<Jsonb>,
+    pub old_row: Option<Jsonb>,
+    pub new_row: Option<Jsonb>,
+}
+
+fn session_text() -> (String, String, Option<String>, Option<String>) {
+    unsafe {
+        let name = |oid: pg_sys::Oid| {
+            let p = pg_sys::GetUserNameFromId(oid, true);
+            if p.is_null() { format!("oid:{}", oid.to_u32()) } else { std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned() }
+        };
+        let app = (!pg_sys::application_name.is_null())
+            .then(|| std::ffi::CStr::from_ptr(pg_sys::application_name).to_string_lossy().into_owned());
+        let port = pg_sys::libpq::be::MyProcPort;
+        let addr = if port.is_null() || (*port).remote_host.is_null() {
+            None
+        } else {
+            let h = std::ffi::CStr::from_ptr((*port).remote_host).to_string_lossy().into_owned();
+            h.parse::<std::net::IpAddr>().is_ok().then_some(h)
+        };
+        (name(pg_sys::GetUserId()), name(pg_sys::GetSessionUserId()), app, addr)
+    }
+}
+
+/// Signs and writes one audit row through the shared plan. `actor` is the role acting
+/// (`current_user` before any elevation).
+pub fn write_row(row: &LogRow<'_>, actor: &str) -> TgResult<i64> {
+    let key = audit_key()?;
+    let plan = insert_plan()?;
+    let (_, session_user, app, addr) = session_text();
+    let app_context = crate::gucs::APP_CONTEXT
+        .get()
+        .map(|c| c.to_string_lossy().into_owned())
+        .filter(|s| !s.is_empty())
+        .map(|s| Jsonb::parse(&s))
+        .transpose()?;
+    // The cached sequence oid goes stale when the extension is dropped and created again.
+    let cached = LOG_SEQ.with(|c| c.get());
+    let stale = cached == pg_sys::InvalidOid || unsafe {
+        let n = pg_sys::get_rel_name(cached);
+        n.is_null() || std::ffi::CStr::from_ptr(n).to_bytes() != b"log_id_seq"
+    };
+    if stale {
+        let oid = common::as_owner(|| {
+            common::spi_first::<pg_sys::Oid>("SELECT 'tradeguard_audit.log_id_seq'::pg_catalog.regclass::oid", &[])
+        })??
+        .ok_or_else(|| CoreError::InvalidArgument("audit sequence missing".into()))?;
+        LOG_SEQ.with(|c| c.set(oid));
+    }
+    let seq = LOG_SEQ.with(|c| c.get());
+    // nextval checks USAGE on the sequence: take the id as the extension owner.
+    let id = common::as_owner(|| unsafe { pgrx::direct_function_call::<i64>(pg_sys::nextval_oid, &[seq.into_datum()]) })?
+        .ok_or_else(|| CoreError::InvalidArgument("audit sequence missing".into()))?;
+    let txid = unsafe { pg_sys::GetTopFullTransactionId().value as i64 };
+    let now = unsafe { pg_sys::GetCurrentTimestamp() };
+    let at = TimestampWithTimeZone::try_from(now).map_err(|_| CoreError::InvalidArgument("clock".into()))?;
+    let signed = AuditRow {
+        id,
+        txid,
+        at_micros: now,
+        schema_name: row.schema,
+        table_name: row.table,
+        operation: row.operation,
+        pk: row.pk.as_ref().map(Jsonb::bytes),
+        old_row: row.old_row.as_ref().map(Jsonb::bytes),
+        new_row: row.new_row.as_ref().map(Jsonb::bytes),
+        current_user: actor,
+        session_user: &session_user,
+        application_name: app.as_deref(),
+        client_addr: addr.as_deref(),
+        app_context: app_context.as_ref().map(Jsonb::bytes),
+    };
+    let sig = chain::sign_row(&key, &signed);
+    let jb = |j: Option<Jsonb>| match j {
+        Some(j) => unsafe { pgrx::datum::DatumWithOid::new(j.0, pg_sys::JSONBOID) },
+        None => pgrx::datum::DatumWithOid::null_oid(pg_sys::JSONBOID),
+    };
+    let args = [
+        id.into(),
+        txid.into(),
+        at.into(),
+        row.schema.into(),
+        row.table.into(),
+        row.operation.into(),
+        jb(row.pk),
+        jb(row.old_row),
+        jb(row.new_row),
+        actor.into(),
+        session_user.as_str().into(),
+        app.as_deref().into(),
+        addr.as_deref().into(),
+        jb(app_context),
+        sig.as_slice().into(),
+    ];
+    let _w = InternalWrite::begin();
+    common::as_owner(|| Spi::connect_mut(|client| client.update(&*plan, None, &args).map(|_| ())))??;
+    Ok(id)
+}
+
+thread_local! {
+    static LOG_SEQ: std::cell::Cell<pg_sys::Oid> = const { std::cell::Cell::new(pg_sys::InvalidOid) };
 }
 
 /// AFTER ROW (INSERT, UPDATE, DELETE) and AFTER STATEMENT (TRUNCATE) trigger of audited tables.
@@ -152,7 +306,7 @@ fn record_change(trigger: &pgrx::PgTrigger<'_>) -> TgResult<()> {
     let td = trigger.trigger_data();
     let event = td.tg_event;
     let relid = trigger.relid().map_err(|e| CoreError::InvalidArgument(e.to_string()))?;
-    let plan = table_plan(relid)?;
+    let info = table_info(relid)?;
     let op = if pgrx::trigger_support::trigger_fired_by_truncate(event) {
         "TRUNCATE"
     } else if pgrx::trigger_support::trigger_fired_by_insert(event) {
@@ -162,131 +316,41 @@ fn record_change(trigger: &pgrx::PgTrigger<'_>) -> TgResult<()> {
     } else {
         "DELETE"
     };
-    let (new_t, old_t, tupdesc) = if op == "TRUNCATE" {
-        (std::ptr::null_mut(), std::ptr::null_mut(), std::ptr::null_mut())
-    } else {
-        common::trigger_tuples(trigger)
-    };
-    let as_datum = |t: *mut pg_sys::HeapTupleData| -> Option<pg_sys::Datum> {
-        (!t.is_null()).then(|| unsafe { pg_sys::heap_copy_tuple_as_datum(t, tupdesc) })
-    };
-    let (old_d, new_d) = (as_datum(old_t), as_datum(new_t));
-    let txid = unsafe { pg_sys::GetTopFullTransactionId().value as i64 };
-    let now = unsafe { pg_sys::GetCurrentTimestamp() };
-    let at = TimestampWithTimeZone::try_from(now).map_err(|_| CoreError::InvalidArgument("clock".into()))?;
+    let (mut pk, mut old_img, mut new_img) = (None, None, None);
+    if op != "TRUNCATE" {
+        let (new_t, old_t, tupdesc) = common::trigger_tuples(trigger);
+        let withheld = Jsonb::parse("\"[plaintext withheld]\"")?;
+        let image = |t: *mut pg_sys::HeapTupleData| -> TgResult<Option<(Jsonb, Jsonb)>> {
+            if t.is_null() {
+                return Ok(None);
+            }
+            let full = row_image(t, tupdesc)?;
+            let mut img = full.delete_keys(&info.exclude);
+            // Encrypted columns must never reach the trail as plaintext (e.g. while
+            // encrypt_column converts a table): what is not ciphertext there is withheld.
+            for c in &info.encrypted {
+                if let Some(v) = img.field_text(c) {
+                    if !crate::crypto::envelope::looks_armored(&v) {
+                        img = img.set(c, withheld);
+                    }
+                }
+            }
+            Ok(Some((full, img)))
+        };
+        let new_i = image(new_t)?;
+        let old_i = image(old_t)?;
+        if info.has_pk {
+            pk = new_i.as_ref().or(old_i.as_ref()).map(|(full, _)| full.delete_keys(&info.non_pk));
+        }
+        old_img = old_i.map(|(_, i)| i);
+        new_img = new_i.map(|(_, i)| i);
+    }
     let actor = common::current_role_name();
-    let row_arg = |d: Option<pg_sys::Datum>| match d {
-        Some(d) => unsafe { pgrx::datum::DatumWithOid::new(d, plan.rowtype) },
-        None => pgrx::datum::DatumWithOid::null_oid(plan.rowtype),
-    };
-    let args = [
-        txid.into(),
-        at.into(),
-        plan.schema.as_str().into(),
-        plan.table.as_str().into(),
-        op.into(),
-        row_arg(old_d),
-        row_arg(new_d),
-        actor.as_str().into(),
-    ];
-    let _w = InternalWrite::begin();
-    common::as_owner(|| Spi::connect_mut(|client| client.update(&plan.plan, None, &args).map(|_| ())))??;
+    write_row(
+        &LogRow { schema: &info.schema, table: &info.table, operation: op, pk, old_row: old_img, new_row: new_img },
+        &actor,
+    )?;
     Ok(())
-}
-
-/// BEFORE INSERT on `tradeguard_audit.log`: signs rows written by tradeguard, refuses others.
-#[pg_trigger]
-fn sign_log_row<'a>(
-    trigger: &'a pgrx::PgTrigger<'a>,
-) -> Result<Option<PgHeapTuple<'a, impl pgrx::WhoAllocated>>, CoreError> {
-    Ok(Some(sign_row(trigger).or_raise()))
-}
-
-fn text_of(t: *mut pg_sys::HeapTupleData, d: pg_sys::TupleDesc, name: &str) -> TgResult<Option<String>> {
-    unsafe { common::tuple_attr_text(t, d, name) }
-}
-
-/// The signed fields of a log row, read back as text exactly as `verify` reads them.
-pub struct RowTexts {
-    pub id: i64,
-    pub txid: i64,
-    pub at_micros: i64,
-    pub schema_name: String,
-    pub table_name: String,
-    pub operation: String,
-    pub pk: Option<String>,
-    pub old_row: Option<String>,
-    pub new_row: Option<String>,
-    pub current_user: String,
-    pub session_user: String,
-    pub application_name: Option<String>,
-    pub client_addr: Option<String>,
-    pub app_context: Option<String>,
-}
-
-impl RowTexts {
-    pub fn as_row(&self) -> AuditRow<'_> {
-        AuditRow {
-            id: self.id,
-            txid: self.txid,
-            at_micros: self.at_micros,
-            schema_name: &self.schema_name,
-            table_name: &self.table_name,
-            operation: &self.operation,
-            pk: self.pk.as_deref(),
-            old_row: self.old_row.as_deref(),
-            new_row: self.new_row.as_deref(),
-            current_user: &self.current_user,
-            session_user: &self.session_user,
-            application_name: self.application_name.as_deref(),
-            client_addr: self.client_addr.as_deref(),
-            app_context: self.app_context.as_deref(),
-        }
-    }
-}
-
-fn sign_row<'a>(trigger: &'a pgrx::PgTrigger<'a>) -> TgResult<PgHeapTuple<'a, pgrx::AllocatedByRust>> {
-    let new = trigger.new().ok_or_else(|| CoreError::InvalidArgument("sign_log_row is a row INSERT trigger".into()))?;
-    if !internal_write_active() {
-        if crate::gucs::RESTORE_MODE.get() || break_glass_active() {
-            // pg_restore of an already-signed trail: keep the row as it is; verify() checks it.
-            return Ok(new.into_owned());
-        }
-        return Err(AuditError::ProtectedTable("direct INSERT into tradeguard_audit.log is refused".into()).into());
-    }
-    let (t, _, d) = common::trigger_tuples(trigger);
-    let num = |name: &str| -> TgResult<i64> {
-        Ok(new
-            .get_by_name::<i64>(name)
-            .map_err(|e| CoreError::InvalidArgument(e.to_string()))?
-            .unwrap_or_default())
-    };
-    let at: TimestampWithTimeZone = new
-        .get_by_name("at")
-        .map_err(|e| CoreError::InvalidArgument(e.to_string()))?
-        .ok_or_else(|| CoreError::InvalidArgument("at is NULL".into()))?;
-    let rt = RowTexts {
-        id: num("id")?,
-        txid: num("txid")?,
-        at_micros: at.into_inner(),
-        schema_name: text_of(t, d, "schema_name")?.unwrap_or_default(),
-        table_name: text_of(t, d, "table_name")?.unwrap_or_default(),
-        operation: text_of(t, d, "operation")?.unwrap_or_default(),
-        pk: text_of(t, d, "pk")?,
-        old_row: text_of(t, d, "old_row")?,
-        new_row: text_of(t, d, "new_row")?,
-        current_user: text_of(t, d, "current_user_name")?.unwrap_or_default(),
-        session_user: text_of(t, d, "session_user_name")?.unwrap_or_default(),
-        application_name: text_of(t, d, "application_name")?,
-        client_addr: text_of(t, d, "client_addr")?,
-        app_context: text_of(t, d, "app_context")?,
-    };
-    let key = audit_key()?;
-    let sig = chain::sign_row(&key, &rt.as_row());
-    let mut new = new.into_owned();
-    new.set_by_name("signature", sig.to_vec()).map_err(|e| CoreError::InvalidArgument(e.to_string()))?;
-    new.set_by_name::<Option<i64>>("block_no", None).map_err(|e| CoreError::InvalidArgument(e.to_string()))?;
-    Ok(new)
 }
 
 /// BEFORE UPDATE/DELETE (row) and TRUNCATE (statement) on the protected tables.
@@ -297,7 +361,8 @@ fn protect_trigger<'a>(
     let td = trigger.trigger_data();
     // pg_restore of a signed trail (tradeguard.restore_mode, superuser only) may INSERT blocks;
     // nothing may UPDATE, DELETE or TRUNCATE them but tradeguard itself.
-    let restoring_insert = crate::gucs::RESTORE_MODE.get() && pgrx::trigger_support::trigger_fired_by_insert(td.tg_event);
+    let restoring_insert = (crate::gucs::RESTORE_MODE.get() || break_glass_active())
+        && pgrx::trigger_support::trigger_fired_by_insert(td.tg_event);
     if internal_write_active() || restoring_insert || (break_glass_active() && crate::gucs::RESTORE_MODE.get()) {
         let row = if pgrx::trigger_support::trigger_fired_by_delete(td.tg_event) { trigger.old() } else { trigger.new() };
         return Ok(row);

@@ -172,13 +172,22 @@ pub fn store() -> crate::error::TgResult<()> {
                 &[db.as_str().into(), role.as_str().into(), key_name.as_str().into(), x.label.as_str().into(), (x.pending as i64).into()],
             )?;
         } else if here {
-            let over = crate::common::spi_first::<bool>(
-                "UPDATE tradeguard_audit.key_versions SET use_count = use_count + $3
-                  WHERE key_id = $1 AND version = $2
-                  RETURNING status = 'active' AND use_count >= $4",
-                &[(x.key_id as i32).into(), (x.key_version as i32).into(), (x.pending as i64).into(),
-                  (crate::gucs::KEY_ROTATE_AFTER.get() as i64).into()],
-            )?;
+            let args = [
+                (x.key_id as i32).into(),
+                (x.key_version as i32).into(),
+                (x.pending as i64).into(),
+                (crate::gucs::KEY_ROTATE_AFTER.get() as i64).into(),
+            ];
+            let over = Spi::connect_mut(|c| {
+                let t = c.update(
+                    "UPDATE tradeguard_audit.key_versions SET use_count = use_count + $3
+                      WHERE key_id = $1 AND version = $2
+                      RETURNING status = 'active' AND use_count >= $4",
+                    None,
+                    &args,
+                )?;
+                if t.is_empty() { Ok::<_, pgrx::spi::Error>(None) } else { t.first().get::<bool>(1) }
+            })?;
             if over == Some(true) && !key_name.starts_with('#') {
                 rotate.push(key_name);
             }
