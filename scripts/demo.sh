@@ -123,7 +123,7 @@ echo "== 7. Failed-login lockout at the server's door (real TCP + TLS logins as 
 tcp_login() { # $1 = password
   PGPASSWORD="$1" PGPASSFILE=/dev/null PGCONNECT_TIMEOUT=5 "$PG_BIN/psql" -X -w -tA \
     "host=127.0.0.1 port=$TG_PORT dbname=daytrading_prod user=daytrading_readonly sslmode=verify-full sslrootcert=$tls/ca.crt" \
-    -c "SELECT 'logged in as ' || current_user" 2>&1 | sed 's/^/   /'
+    -c "SELECT 'logged in as ' || current_user" 2>&1 | sed 's/^/   /' || true
 }
 for i in 1 2 3 4 5; do echo "  wrong password #$i:"; tcp_login "not-the-password-$i"; done
 echo "  the right password is now refused too:"
