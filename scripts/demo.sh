@@ -28,24 +28,7 @@ pg_dir "$TG_HOME/keys"
 
 # Demo TLS: a CA and a server certificate for localhost (ECDSA P-256).
 tls=$TG_HOME/tls
-if [ ! -s "$tls/server.crt" ]; then
-  log "generating a demo CA and server certificate in $tls"
-  (
-    cd "$tls"
-    umask 077
-    openssl req -new -x509 -days 3650 -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
-      -subj "/O=tradeguard demo/CN=tradeguard demo CA" -keyout ca.key -out ca.crt 2>/dev/null
-    openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
-      -subj "/O=tradeguard demo/CN=localhost" -keyout server.key -out server.csr 2>/dev/null
-    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1\nextendedKeyUsage=serverAuth\nkeyUsage=digitalSignature\n' > server.ext
-    openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 397 \
-      -extfile server.ext -out server.crt 2>/dev/null
-    rm -f server.csr server.ext
-    chmod 600 server.key ca.key
-    chmod 644 ca.crt server.crt
-  )
-  chown -R postgres:postgres "$tls"
-fi
+make_demo_tls "$tls"
 
 # The root key lives outside the data directory, mode 0600, owned by the server's user.
 make_root_key "$TG_HOME/keys/root.key"

@@ -72,3 +72,25 @@ install_extension() {
   [ "${1:-release}" = release ] && args+=(--release)
   cargo pgrx install "${args[@]}" >/dev/null
 }
+
+# A demo CA and a server certificate for localhost (ECDSA P-256) in $1, owned by postgres.
+make_demo_tls() {
+  local dir=$1
+  pg_dir "$dir"
+  [ -s "$dir/server.crt" ] && return 0
+  (
+    cd "$dir"
+    umask 077
+    openssl req -new -x509 -days 3650 -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+      -subj "/O=tradeguard demo/CN=tradeguard demo CA" -keyout ca.key -out ca.crt 2>/dev/null
+    openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+      -subj "/O=tradeguard demo/CN=localhost" -keyout server.key -out server.csr 2>/dev/null
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1\nextendedKeyUsage=serverAuth\nkeyUsage=digitalSignature\n' > server.ext
+    openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 397 \
+      -extfile server.ext -out server.crt 2>/dev/null
+    rm -f server.csr server.ext
+    chmod 600 server.key ca.key
+    chmod 644 ca.crt server.crt
+  ) || return 1
+  chown -R postgres:postgres "$dir"
+}

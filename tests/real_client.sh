@@ -31,21 +31,7 @@ pg_dir "$TLS"
 pg_dir "$KEYS"
 
 # --- TLS: a CA and a server certificate for localhost, exactly as scripts/demo.sh ------------
-(
-  cd "$TLS"
-  umask 077
-  openssl req -new -x509 -days 3650 -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
-    -subj "/O=tradeguard demo/CN=tradeguard demo CA" -keyout ca.key -out ca.crt 2>/dev/null
-  openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
-    -subj "/O=tradeguard demo/CN=localhost" -keyout server.key -out server.csr 2>/dev/null
-  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1\nextendedKeyUsage=serverAuth\nkeyUsage=digitalSignature\n' > server.ext
-  openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 397 \
-    -extfile server.ext -out server.crt 2>/dev/null
-  rm -f server.csr server.ext
-  chmod 600 server.key ca.key
-  chmod 644 ca.crt server.crt
-) || { echo "not ok - generate the test CA and server certificate"; exit 1; }
-chown -R postgres:postgres "$TLS"
+make_demo_tls "$TLS" || { echo "not ok - generate the test CA and server certificate"; exit 1; }
 make_root_key "$KEYS/root.key"
 
 # --- The cluster: demo settings and pg_hba, lockout threshold lowered for the test -----------

@@ -102,9 +102,10 @@ struct Inspection {
     record: Option<(String, String, String)>,
 }
 
-const TRIGGER_STATE_CMDS: [pg_sys::AlterTableType::Type; 8] = [
+/// Trigger state changes that weaken tradeguard's triggers (they are ENABLE ALWAYS; setting
+/// ALWAYS again, as pg_restore does, is allowed).
+const TRIGGER_STATE_CMDS: [pg_sys::AlterTableType::Type; 7] = [
     pg_sys::AlterTableType::AT_EnableTrig,
-    pg_sys::AlterTableType::AT_EnableAlwaysTrig,
     pg_sys::AlterTableType::AT_EnableReplicaTrig,
     pg_sys::AlterTableType::AT_DisableTrig,
     pg_sys::AlterTableType::AT_EnableTrigAll,

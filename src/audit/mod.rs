@@ -35,7 +35,24 @@ pub fn break_glass_active() -> bool {
 /// The audit signing key: HKDF of the root key; never visible to SQL.
 pub fn audit_key() -> TgResult<Zeroizing<[u8; 32]>> {
     let root = crate::crypto::keys::root_key().map_err(|e| AuditError::NoKey(e.to_string()))?;
-    Ok(root.derive(LABEL_AUDIT_HMAC))
+    // Derived once per root key and backend (HKDF per audited row would show in the write cost).
+    AUDIT_KEY.with(|c| {
+        let mut c = c.borrow_mut();
+        // Keyed like the root key cache itself: by the configured path.
+        let fp = crate::gucs::root_key_file().unwrap_or_default();
+        if let Some((f, k)) = c.as_ref() {
+            if *f == fp {
+                return Ok(k.clone());
+            }
+        }
+        let k = root.derive(LABEL_AUDIT_HMAC);
+        *c = Some((fp, k.clone()));
+        Ok(k)
+    })
+}
+
+thread_local! {
+    static AUDIT_KEY: std::cell::RefCell<Option<(String, Zeroizing<[u8; 32]>)>> = const { std::cell::RefCell::new(None) };
 }
 
 /// Writes a system row (DDL, role and grant changes, audit_table, break-glass) into the trail.

@@ -105,7 +105,7 @@ fn insert_plan() -> TgResult<Rc<OwnedPreparedStatement>> {
                 .prepare_mut(
                     "INSERT INTO tradeguard_audit.log (id, txid, at, schema_name, table_name, operation, pk, old_row,
                          new_row, current_user_name, session_user_name, application_name, client_addr, app_context, signature)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::inet, $14, $15)",
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::pg_catalog.inet, $14, $15)",
                     &types,
                 )
                 .map(|p| p.keep())
@@ -241,7 +241,7 @@ pub fn write_row(row: &LogRow<'_>, actor: &str) -> TgResult<i64> {
     }
     let seq = LOG_SEQ.with(|c| c.get());
     // nextval checks USAGE on the sequence: take the id as the extension owner.
-    let id = common::as_owner(|| unsafe { pgrx::direct_function_call::<i64>(pg_sys::nextval_oid, &[seq.into_datum()]) })?
+    let id = common::as_owner_fast(|| unsafe { pgrx::direct_function_call::<i64>(pg_sys::nextval_oid, &[seq.into_datum()]) })?
         .ok_or_else(|| CoreError::InvalidArgument("audit sequence missing".into()))?;
     let txid = unsafe { pg_sys::GetTopFullTransactionId().value as i64 };
     let now = unsafe { pg_sys::GetCurrentTimestamp() };
@@ -285,7 +285,7 @@ pub fn write_row(row: &LogRow<'_>, actor: &str) -> TgResult<i64> {
         sig.as_slice().into(),
     ];
     let _w = InternalWrite::begin();
-    common::as_owner(|| Spi::connect_mut(|client| client.update(&*plan, None, &args).map(|_| ())))??;
+    common::as_owner_fast(|| Spi::connect_mut(|client| client.update(&*plan, None, &args).map(|_| ())))??;
     Ok(id)
 }
 
@@ -319,7 +319,6 @@ fn record_change(trigger: &pgrx::PgTrigger<'_>) -> TgResult<()> {
     let (mut pk, mut old_img, mut new_img) = (None, None, None);
     if op != "TRUNCATE" {
         let (new_t, old_t, tupdesc) = common::trigger_tuples(trigger);
-        let withheld = Jsonb::parse("\"[plaintext withheld]\"")?;
         let image = |t: *mut pg_sys::HeapTupleData| -> TgResult<Option<(Jsonb, Jsonb)>> {
             if t.is_null() {
                 return Ok(None);
@@ -331,7 +330,7 @@ fn record_change(trigger: &pgrx::PgTrigger<'_>) -> TgResult<()> {
             for c in &info.encrypted {
                 if let Some(v) = img.field_text(c) {
                     if !crate::crypto::envelope::looks_armored(&v) {
-                        img = img.set(c, withheld);
+                        img = img.set(c, Jsonb::parse("\"[plaintext withheld]\"")?);
                     }
                 }
             }

@@ -130,6 +130,22 @@ pub fn is_member_of(role: &str) -> bool {
     }
 }
 
+/// Runs `f` as the extension owner without touching `search_path`: only for executing plans
+/// tradeguard prepared itself (fully schema-qualified) and builtin calls such as `nextval`,
+/// on the audit hot path where a GUC nest level per row would cost more than the write.
+pub fn as_owner_fast<R>(f: impl FnOnce() -> R) -> TgResult<R> {
+    let owner = owner_oid()?;
+    unsafe {
+        let mut saved_uid = pg_sys::InvalidOid;
+        let mut saved_ctx: i32 = 0;
+        pg_sys::GetUserIdAndSecContext(&mut saved_uid, &mut saved_ctx);
+        pg_sys::SetUserIdAndSecContext(owner, saved_ctx | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32);
+        let r = f();
+        pg_sys::SetUserIdAndSecContext(saved_uid, saved_ctx);
+        Ok(r)
+    }
+}
+
 /// The role the caller is acting as (`current_user`), by name.
 pub fn current_role_name() -> String {
     unsafe {

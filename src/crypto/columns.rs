@@ -327,32 +327,8 @@ fn encrypt_column_impl(tbl: pg_sys::Oid, col: &str, key_name: &str, blind_key: O
     keys::invalidate();
     TABLES.with(|t| t.borrow_mut().1.clear());
     // Existing rows: rewrite the plaintext ones in batches; the trigger encrypts them.
-    let mut total = 0i64;
-    loop {
-        let n = common::as_owner(|| {
-            Spi::connect_mut(|client| {
-                Ok::<_, pgrx::spi::Error>(
-                    client
-                        .update(
-                            &format!(
-                                "UPDATE {fq} SET {c} = {c} WHERE ctid = ANY (ARRAY(
-                                   SELECT ctid FROM {fq} WHERE {c} IS NOT NULL AND NOT tradeguard.is_ciphertext({c})
-                                    LIMIT {batch} FOR UPDATE))",
-                                c = q(col)
-                            ),
-                            None,
-                            &[],
-                        )?
-                        .len() as i64,
-                )
-            })
-        })??;
-        total += n;
-        if n < batch as i64 {
-            break;
-        }
-    }
-    Ok(total)
+    let c = q(col);
+    update_in_batches(&fq, &format!("{c} = {c}"), &format!("{c} IS NOT NULL AND NOT tradeguard.is_ciphertext({c})"), batch)
 }
 
 /// (Re)creates `<table>_decrypted`: every column, encrypted ones decrypted to their original type.
@@ -443,34 +419,31 @@ fn reencrypt_column_impl(tbl: pg_sys::Oid, col: &str, batch: i32) -> TgResult<i6
     // Re-encryption decrypts to the typed plaintext text and writes it back: the trigger
     // encrypts it with the active version (and recomputes the blind index).
     let plain = format!("(tradeguard.decrypt_{}({}, {ctx}))::text", c.value_type.sql_suffix(), q(col));
+    debug_assert_eq!(info.active_version, Some(active));
+    let c = q(col);
+    update_in_batches(
+        &fq,
+        &format!("{c} = {plain}"),
+        &format!("{c} IS NOT NULL AND tradeguard.ciphertext_key_version({c}) <> {active}"),
+        batch,
+    )
+}
+
+/// Runs `UPDATE <fq> SET <set> WHERE <cond>` on at most `batch` rows at a time (locked with FOR
+/// UPDATE, so concurrent writers wait rather than conflict) until no row is left; returns the
+/// count. Re-running after an interruption continues where it stopped.
+fn update_in_batches(fq: &str, set: &str, cond: &str, batch: i32) -> TgResult<i64> {
+    let sql = format!(
+        "UPDATE {fq} SET {set} WHERE ctid = ANY (ARRAY(SELECT ctid FROM {fq} WHERE {cond} LIMIT {batch} FOR UPDATE))"
+    );
     let mut total = 0i64;
     loop {
-        let n = common::as_owner(|| {
-            Spi::connect_mut(|client| {
-                Ok::<_, pgrx::spi::Error>(
-                    client
-                        .update(
-                            &format!(
-                                "UPDATE {fq} SET {c} = {plain} WHERE ctid = ANY (ARRAY(
-                                   SELECT ctid FROM {fq}
-                                    WHERE {c} IS NOT NULL AND tradeguard.ciphertext_key_version({c}) <> {active}
-                                    LIMIT {batch} FOR UPDATE))",
-                                c = q(col)
-                            ),
-                            None,
-                            &[],
-                        )?
-                        .len() as i64,
-                )
-            })
-        })??;
+        let n = common::as_owner(|| Spi::connect_mut(|client| client.update(&sql, None, &[]).map(|t| t.len() as i64)))??;
         total += n;
         if n < batch as i64 {
-            break;
+            return Ok(total);
         }
     }
-    debug_assert_eq!(info.active_version, Some(active));
-    Ok(total)
 }
 
 /// `tradeguard.is_ciphertext(text)`: true when the value is tradeguard's text armor.

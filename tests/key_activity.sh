@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Who decrypted what: decryptions are counted per role, key and column off the query path and
+# reach tradeguard.decrypt_activity; encryptions count per key version and rotate the key at
+# tradeguard.key_rotate_after; an unusual decryption volume raises a decrypt_anomaly event.
+set -uo pipefail
+source "$(dirname "$0")/lib.sh"
+
+e2e_cluster keyact 54342 "tradeguard.database_name = 'ka'" "tradeguard.key_rotate_after = 1000" \
+  "tradeguard.decrypt_alert_threshold = 500"
+as_pg "$PG_BIN/createdb" -h /tmp -p "$E2E_PORT" ka
+q ka -v ON_ERROR_STOP=1 <<'SQL' >/dev/null
+SET client_min_messages = warning;
+CREATE EXTENSION tradeguard;
+SELECT tradeguard.create_key('ka');
+CREATE TABLE accounts (id serial PRIMARY KEY, api_key text);
+INSERT INTO accounts (api_key) SELECT 'sk_live_' || g FROM generate_series(1, 600) g;
+SELECT tradeguard.encrypt_column('accounts', 'api_key', 'ka');
+CREATE ROLE ka_app;
+GRANT tradeguard_decryptor TO ka_app;
+GRANT SELECT ON accounts, accounts_decrypted TO ka_app;
+SQL
+for _ in $(seq 1 50); do
+  [ "$(q ka -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'tradeguard worker' AND datname = 'ka'")" = 1 ] && break
+  sleep 0.2
+done
+q ka -c "SET ROLE ka_app" -c "SELECT count(api_key) FROM accounts_decrypted" >/dev/null
+wait_for() { # wait_for "<sql returning t>"
+  for _ in $(seq 1 50); do [ "$(q ka -c "$1")" = t ] && return 0; sleep 0.2; done
+  return 1
+}
+check "600 decryptions by ka_app are counted per role, key and column" \
+  wait_for "SELECT coalesce(sum(decryptions), 0) = 600 FROM tradeguard.decrypt_activity WHERE role_name = 'ka_app' AND key_name = 'ka' AND column_or_context = 'public.accounts.api_key'"
+check "a role decrypting far more than usual raises decrypt_anomaly" \
+  wait_for "SELECT EXISTS (SELECT 1 FROM tradeguard.security_events WHERE event_type = 'decrypt_anomaly' AND role_name = 'ka_app')"
+check "encryptions are counted per key version" wait_for "SELECT use_count = 600 FROM tradeguard.keys WHERE name = 'ka' AND version = 1"
+q ka -c "INSERT INTO accounts (api_key) SELECT 'sk_live_more_' || g FROM generate_series(1, 500) g" >/dev/null
+check "past tradeguard.key_rotate_after the key rotates by itself" \
+  wait_for "SELECT status = 'active' FROM tradeguard.keys WHERE name = 'ka' AND version = 2"
+check "the rotation is a security event" wait_for "SELECT EXISTS (SELECT 1 FROM tradeguard.security_events WHERE event_type = 'key_rotated' AND detail->>'key' = 'ka')"
+check "values of both versions still decrypt" [ "$(q ka -c "SELECT count(api_key) FROM accounts_decrypted")" = 1100 ]
+q ka -c "ALTER SYSTEM SET tradeguard.audit_decrypt = on" -c "SELECT pg_reload_conf()" >/dev/null
+sleep 0.3
+q ka -c "SELECT tradeguard.audit_table('accounts')" -c "SELECT api_key FROM accounts_decrypted WHERE id = 1" >/dev/null
+check "with audit_decrypt, each decryption is a signed audit row without the value" \
+  [ "$(q ka -c "SELECT count(*) FROM tradeguard_audit.log WHERE operation = 'DECRYPT' AND new_row->>'key' = 'ka' AND new_row::text NOT LIKE '%sk_live%'")" = 1 ]
+
+echo "$fails failed"
+[ "$fails" -eq 0 ]
