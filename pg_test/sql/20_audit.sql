@@ -95,4 +95,13 @@ DROP ROLE tg_auditor_r;
 
 SELECT tradeguard.unaudit_table('trades');
 SELECT operation, table_name FROM tradeguard.audit_log ORDER BY id DESC LIMIT 1;
+
+-- Retention: old blocks are archived with a recorded reason; verify() anchors to the last
+-- removed block and keeps checking from the first remaining one.
+SELECT tradeguard.seal() > 0 AS sealed_block_2;
+SELECT tradeguard.archive_blocks(1, 'why');
+SELECT tradeguard.archive_blocks(1, 'regress: retention of block 1') > 0 AS rows_archived;
+SELECT min(block_no) AS first_block, ok, first_bad_block FROM tradeguard.audit_blocks, tradeguard.verify() GROUP BY ok, first_bad_block;
+SELECT through_block, reason, rows_removed > 0 AS removed FROM tradeguard_audit.retention;
+SELECT operation, new_row->>'reason' AS reason FROM tradeguard.audit_log WHERE operation = 'ARCHIVE_BLOCKS';
 DROP TABLE trades;

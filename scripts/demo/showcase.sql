@@ -55,6 +55,8 @@ ALTER TABLE orders DISABLE TRIGGER tradeguard_audit_row;
 
 \echo
 \echo '== 4. Injection check: structure, not keywords'
+\echo '-- this session listens for alerts (NOTIFY tradeguard_alert): psql prints them as they arrive'
+LISTEN tradeguard_alert;
 SELECT v AS value, c.is_attack, c.classes, c.score
   FROM (VALUES ('Union Pacific: select the best performers, drop the laggards'), ('O''Reilly'),
                ('1'' OR ''1''=''1'), ('<svg/onload=alert(1)>'), ('; cat /etc/passwd'),
@@ -77,7 +79,7 @@ SELECT ssl, subject, days_left, key_type, key_bits, min_protocol FROM tradeguard
 
 \echo
 \echo '== 6. Security events and status'
-SELECT pg_sleep(1);  -- events reach the table through the background worker
+SELECT pg_sleep(1);  -- events reach the table through the background worker (and the alert above)
 SELECT event_type, severity, role_name, detail->>'column' AS col, detail->'classes' AS classes
   FROM tradeguard.security_events WHERE event_type = 'injection_attempt' ORDER BY id DESC LIMIT 5;
 SELECT jsonb_pretty(tradeguard.security_status() - 'checked_at' - 'latest_digest') AS daily_check;
