@@ -1,7 +1,6 @@
 //! Sealing committed audit rows into MAC-chained blocks, and verifying the chain.
 
 use pgrx::prelude::*;
-use pgrx::FromDatum;
 
 use super::chain::{self, Block, Failure};
 use super::error::AuditError;
@@ -192,24 +191,15 @@ const ROW_QUERY: &str = "SELECT id, txid, at, schema_name, table_name, operation
 /// Checks one block's rows: membership against the block's id list, then every signature,
 /// then the Merkle root.
 fn check_rows(key: &[u8; 32], b: &BlockRow, rep: &mut Report) -> TgResult<()> {
-    struct Row {
+    /// What verification keeps of a row: its id, whether its signature is right, and the
+    /// signature itself (a Merkle leaf).
+    struct Checked {
         id: i64,
-        txid: i64,
-        at: i64,
-        schema: String,
-        table: String,
-        op: String,
-        pk: Option<Vec<u8>>,
-        old: Option<Vec<u8>>,
-        new: Option<Vec<u8>>,
-        cu: String,
-        su: String,
-        app: Option<String>,
-        addr: Option<String>,
-        ctx: Option<Vec<u8>>,
-        sig: Vec<u8>,
+        sig_ok: bool,
+        sig: [u8; 32],
     }
-    // Raw SPI access: one pass over the binary values, no per-column type round trips.
+    // Raw SPI access: each row's signature is recomputed straight from the binary values while
+    // the tuple is in hand; nothing is copied out but the id and the signature.
     let rows = Spi::connect(|c| {
         let _t = c.select(ROW_QUERY, None, &[b.block_no.into()])?;
         let mut out = Vec::new();
@@ -228,61 +218,50 @@ fn check_rows(key: &[u8; 32], b: &BlockRow, rep: &mut Report) -> TgResult<()> {
                     let d = pg_sys::SPI_getbinval(tup, desc, k, &mut isnull);
                     (!isnull).then_some(d)
                 };
-                let bytes = |k: i32| col(k).map(|d| super::triggers::varlena_bytes(d).to_vec());
-                let text = |k: i32| col(k).and_then(|d| String::from_datum(d, false));
-                out.push(Row {
-                    id: col(1).map(|d| d.value() as i64).unwrap_or_default(),
+                let bytes = |k: i32| col(k).map(super::triggers::varlena_bytes);
+                let text = |k: i32| bytes(k).map(|b| std::str::from_utf8(b).unwrap_or("\u{fffd}"));
+                let id = col(1).map(|d| d.value() as i64).unwrap_or_default();
+                let signed = chain::AuditRow {
+                    id,
                     txid: col(2).map(|d| d.value() as i64).unwrap_or_default(),
-                    at: col(3).map(|d| d.value() as i64).unwrap_or_default(),
-                    schema: text(4).unwrap_or_default(),
-                    table: text(5).unwrap_or_default(),
-                    op: text(6).unwrap_or_default(),
+                    at_micros: col(3).map(|d| d.value() as i64).unwrap_or_default(),
+                    schema_name: text(4).unwrap_or_default(),
+                    table_name: text(5).unwrap_or_default(),
+                    operation: text(6).unwrap_or_default(),
                     pk: bytes(7),
-                    old: bytes(8),
-                    new: bytes(9),
-                    cu: text(10).unwrap_or_default(),
-                    su: text(11).unwrap_or_default(),
-                    app: text(12),
-                    addr: text(13),
-                    ctx: bytes(14),
-                    sig: bytes(15).unwrap_or_default(),
-                });
+                    old_row: bytes(8),
+                    new_row: bytes(9),
+                    current_user: text(10).unwrap_or_default(),
+                    session_user: text(11).unwrap_or_default(),
+                    application_name: text(12),
+                    client_addr: text(13),
+                    app_context: bytes(14),
+                };
+                let stored = bytes(15).unwrap_or_default();
+                let mut sig = [0u8; 32];
+                let sig_ok = stored.len() == 32 && chain::signature_matches(key, &signed, stored);
+                if stored.len() == 32 {
+                    sig.copy_from_slice(stored);
+                }
+                out.push(Checked { id, sig_ok, sig });
             }
         }
         Ok::<_, pgrx::spi::Error>(out)
     })?;
     rep.rows += rows.len() as i64;
-    let present: Vec<i64> = rows.iter().map(|r| r.id).collect();
     let mut i = 0;
     let mut j = 0;
-    while i < b.ids.len() || j < present.len() {
-        match (b.ids.get(i), present.get(j)) {
-            (Some(&want), Some(&got)) if want == got => {
-                let r = &rows[j];
-                let signed = chain::AuditRow {
-                    id: r.id,
-                    txid: r.txid,
-                    at_micros: r.at,
-                    schema_name: &r.schema,
-                    table_name: &r.table,
-                    operation: &r.op,
-                    pk: r.pk.as_deref(),
-                    old_row: r.old.as_deref(),
-                    new_row: r.new.as_deref(),
-                    current_user: &r.cu,
-                    session_user: &r.su,
-                    application_name: r.app.as_deref(),
-                    client_addr: r.addr.as_deref(),
-                    app_context: r.ctx.as_deref(),
-                };
-                if !chain::signature_matches(key, &signed, &r.sig) {
+    while i < b.ids.len() || j < rows.len() {
+        match (b.ids.get(i), rows.get(j).map(|r| r.id)) {
+            (Some(&want), Some(got)) if want == got => {
+                if !rows[j].sig_ok {
                     rep.fail(b.block_no, Some(got), Failure::RowAltered);
                     return Ok(());
                 }
                 i += 1;
                 j += 1;
             }
-            (Some(&want), Some(&got)) if want < got => {
+            (Some(&want), Some(got)) if want < got => {
                 rep.fail(b.block_no, Some(want), Failure::RowMissing);
                 return Ok(());
             }
@@ -290,7 +269,7 @@ fn check_rows(key: &[u8; 32], b: &BlockRow, rep: &mut Report) -> TgResult<()> {
                 rep.fail(b.block_no, Some(want), Failure::RowMissing);
                 return Ok(());
             }
-            (_, Some(&got)) => {
+            (_, Some(got)) => {
                 rep.fail(b.block_no, Some(got), Failure::RowInserted);
                 return Ok(());
             }
