@@ -237,6 +237,15 @@ unsafe extern "C-unwind" fn tradeguard_process_utility(
             }
             ins.record = Some(("BREAK_GLASS_CHANGE".into(), "tradeguard".into(), what.clone()));
         }
+        // Fail closed: a change that must be recorded does not run when it cannot be signed.
+        // ALTER SYSTEM and SET stay possible (with a WARNING) so the DBA can repair the key setting.
+        if let Some((op, _, _)) = &ins.record {
+            if op != "ALTER SYSTEM" && op != "SET" {
+                if let Err(e) = super::audit_key() {
+                    e.raise();
+                }
+            }
+        }
     }
     match PREV_UTILITY {
         Some(prev) => prev(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc),

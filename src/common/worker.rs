@@ -176,8 +176,18 @@ fn insert_security(at: i64, kind: &str, severity: &str, addr: Option<&str>, role
     Spi::run_with_args(
         "INSERT INTO tradeguard_audit.security_events (at, event_type, severity, source, role_name, detail)
          VALUES ($1, $2, $3, $4::inet, NULLIF($5, ''), $6)",
-        &[ts(at).into(), kind.into(), severity.into(), addr.into(), role.into(), JsonB(detail).into()],
+        &[ts(at).into(), kind.into(), severity.into(), addr.into(), role.into(), JsonB(detail.clone()).into()],
     )?;
+    // The event stream itself can be edited by a superuser; its copy in the signed, sealed
+    // trail cannot go unnoticed. Without a root key the event is still stored, unsigned.
+    if crate::audit::audit_key().is_ok() {
+        crate::audit::record_system(
+            "SECURITY_EVENT",
+            "tradeguard_audit",
+            kind,
+            serde_json::json!({ "severity": severity, "source": addr, "role": role, "detail": detail }),
+        )?;
+    }
     Ok(())
 }
 
