@@ -26,16 +26,6 @@ mkdir -p "$BENCH_OUT"
 t_start=$(date +%s)
 RAW=$(mktemp)
 
-install_tg() { # <db>: CREATE EXTENSION tradeguard (or the TG_BENCH_TG_SQL workaround)
-  local err
-  if [ -n "${TG_BENCH_TG_SQL:-}" ]; then
-    err=$(bpsql "$1" -f "$TG_BENCH_TG_SQL" 2>&1 >/dev/null) || bdie "running $TG_BENCH_TG_SQL failed: $(grep -v NOTICE <<<"$err")"
-    INSTALL_NOTE=" Installed from \`$(basename "$TG_BENCH_TG_SQL")\` (TG_BENCH_TG_SQL) instead of CREATE EXTENSION."
-  elif ! err=$(bpsql "$1" -c 'CREATE EXTENSION tradeguard' 2>&1); then
-    bdie "CREATE EXTENSION tradeguard failed: $err
-  (if a function is missing from tradeguard.so, the server runs an older build than the installed SQL: rerun 'make demo')"
-  fi
-}
 le() { awk -v a="$1" -v b="$2" 'BEGIN { print ((a != "NaN" && a != "" && a + 0 < b + 0) ? "yes" : "no") }'; }
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 

@@ -14,6 +14,8 @@ check "CREATE EXTENSION works without preload" [ -z "$out" ]
 check "runtime_status says it is not preloaded" [ "$(q np -c "SELECT active FROM tradeguard.runtime_status() WHERE component = 'shared_preload_libraries'")" = f ]
 q np -c "SELECT tradeguard.create_key('np')" >/dev/null
 check "encryption works" [ "$(q np -c "SELECT tradeguard.decrypt_text(tradeguard.encrypt('x'::text, 'np'))")" = x ]
+check "the self-audit reports shared_preload_missing_tradeguard" \
+  [ "$(q np -c "SELECT count(*) FROM tradeguard.findings WHERE check_id = 'shared_preload_missing_tradeguard'")" = 1 ]
 msg=$(q np -c "CREATE TABLE t (id int PRIMARY KEY)" -c "SELECT tradeguard.audit_table('t')" 2>&1)
 check "audit_table refuses, naming shared_preload_libraries" grep -q "shared_preload_libraries" <<<"$msg"
 check "... with the fix in the hint" grep -q "restart the server" <<<"$msg"

@@ -351,6 +351,38 @@ fi
 fix listen_all_addresses listen_addresses
 check "listen_addresses is no longer '*'" [ "$(sql "SHOW listen_addresses")" != '*' ]
 
+# --- Phase 3: a weak, self-signed certificate and a broken pg_hba.conf line ------------------
+cp -p "$TLS/server.crt" "$TLS/good.crt"
+cp -p "$TLS/server.key" "$TLS/good.key"
+( umask 077
+  openssl req -new -x509 -days 365 -nodes -newkey rsa:1024 -sha1 -subj "/O=tradeguard test/CN=localhost" \
+    -keyout "$TLS/weak.key" -out "$TLS/weak.crt" 2>/dev/null ) || not_ok "weak certificate material"
+cat "$TLS/weak.crt" > "$TLS/server.crt"
+cat "$TLS/weak.key" > "$TLS/server.key"
+reload
+expect ssl_cert_weak_key "$TLS/server.crt" "RSA 1024, SHA-1, self-signed"
+expect ssl_cert_self_signed "$TLS/server.crt"
+# Remediation: "Issue a new certificate (RSA 3072 or ECDSA P-256, SHA-256 signature) at ...", and
+# have it signed by the CA: put the CA-signed ECDSA certificate back.
+cat "$TLS/good.crt" > "$TLS/server.crt"
+cat "$TLS/good.key" > "$TLS/server.key"
+rm -f "$TLS/good.crt" "$TLS/good.key" "$TLS/weak.crt" "$TLS/weak.key"
+reload
+check "fixed: ssl_cert_weak_key gone" gone ssl_cert_weak_key "$TLS/server.crt"
+check "fixed: ssl_cert_self_signed gone" gone ssl_cert_self_signed "$TLS/server.crt"
+check "TLS works with the CA-signed certificate again" [ "$(tls_login 127.0.0.1)" = t ]
+
+# A line PostgreSQL cannot parse: the reload keeps the old rules, the check reports the line.
+cp -p "$HBA" "$HBA.bak"
+echo "host all all 10.0.0.0/99 scram-sha-256" >>"$HBA"
+reload
+bad_line=$(wc -l <"$HBA")
+expect pg_hba_errors "pg_hba.conf line $bad_line" "invalid CIDR mask"
+check "the remediation names the line and the error" grep -q "Fix pg_hba.conf line $bad_line" <<<"$(remediation_of pg_hba_errors "pg_hba.conf line $bad_line")"
+cat "$HBA.bak" >"$HBA" && rm -f "$HBA.bak"
+reload
+check "fixed: pg_hba_errors gone" gone pg_hba_errors "pg_hba.conf line $bad_line"
+
 # --- The hardened cluster ---------------------------------------------------------------------
 echo "# findings left on the hardened cluster:"
 sql "SELECT '#   ' || level || ' ' || check_id || ' [' || object || ']' FROM tradeguard.findings"

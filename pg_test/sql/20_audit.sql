@@ -66,6 +66,8 @@ BEGIN;  -- the tampering is rolled back at the end, so later tests see an intact
 ALTER TABLE tradeguard_audit.log DISABLE TRIGGER tradeguard_protect;
 UPDATE tradeguard_audit.log SET new_row = jsonb_set(new_row, '{price}', '1.0') WHERE id = (SELECT min(id) FROM tradeguard_audit.log WHERE operation = 'INSERT' AND table_name = 'trades');
 SELECT ok, first_bad_block, first_bad_id = (SELECT min(id) FROM tradeguard_audit.log WHERE operation = 'INSERT' AND table_name = 'trades') AS names_the_row, reason FROM tradeguard.verify();
+-- The self-audit sees it too (critical), until the chain is whole again.
+SELECT check_id, level, object FROM tradeguard.findings WHERE check_id = 'audit_chain_broken';
 -- A deleted row is named too.
 UPDATE tradeguard_audit.log SET new_row = jsonb_set(new_row, '{price}', '2849.5000') WHERE id = (SELECT min(id) FROM tradeguard_audit.log WHERE operation = 'INSERT' AND table_name = 'trades');
 SELECT ok FROM tradeguard.verify();

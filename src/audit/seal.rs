@@ -17,40 +17,29 @@ fn now_micros() -> i64 {
     unsafe { pg_sys::GetCurrentTimestamp() }
 }
 
-/// The MAC a new block chains to: the last block's, or the anchor left by archive_blocks.
-fn chain_head() -> TgResult<(i64, Vec<u8>)> {
-    let last = Spi::connect(|c| {
-        let t = c.select(
-            "SELECT block_no, mac FROM tradeguard_audit.blocks ORDER BY block_no DESC LIMIT 1",
-            None,
-            &[],
-        )?;
-        if t.is_empty() {
-            return Ok::<_, pgrx::spi::Error>(None);
-        }
-        let r = t.first();
-        Ok(Some((r.get::<i64>(1)?.unwrap_or_default(), r.get::<Vec<u8>>(2)?.unwrap_or_default())))
-    })?;
-    if let Some(l) = last {
-        return Ok(l);
-    }
-    Ok(anchor()?.unwrap_or((0, chain::GENESIS.to_vec())))
-}
-
-/// The last block removed by retention and its MAC, if any.
-fn anchor() -> TgResult<Option<(i64, Vec<u8>)>> {
+/// The first row of a `(block number, MAC)` query, if any.
+fn block_and_mac(query: &str) -> TgResult<Option<(i64, Vec<u8>)>> {
     Ok(Spi::connect(|c| {
-        let t = c.select(
-            "SELECT through_block, last_mac FROM tradeguard_audit.retention ORDER BY through_block DESC LIMIT 1",
-            None,
-            &[],
-        )?;
+        let t = c.select(query, Some(1), &[])?;
         if t.is_empty() {
             return Ok::<_, pgrx::spi::Error>(None);
         }
         let r = t.first();
         Ok(Some((r.get::<i64>(1)?.unwrap_or_default(), r.get::<Vec<u8>>(2)?.unwrap_or_default())))
     })?)
+}
+
+/// The MAC a new block chains to: the last block's, or the anchor left by archive_blocks.
+fn chain_head() -> TgResult<(i64, Vec<u8>)> {
+    match block_and_mac("SELECT block_no, mac FROM tradeguard_audit.blocks ORDER BY block_no DESC LIMIT 1")? {
+        Some(last) => Ok(last),
+        None => Ok(anchor()?.unwrap_or((0, chain::GENESIS.to_vec()))),
+    }
+}
+
+/// The last block removed by retention and its MAC, if any.
+fn anchor() -> TgResult<Option<(i64, Vec<u8>)>> {
+    block_and_mac("SELECT through_block, last_mac FROM tradeguard_audit.retention ORDER BY through_block DESC LIMIT 1")
 }
 
 /// Seals the committed, unsealed rows (at most one block). Returns (block_no, rows).
