@@ -28,7 +28,7 @@ fi
 
 install_extension debug
 TG_FUZZ_CASES=500000 run bash tests/decrypt_fuzz.sh
-run bash tests/audit_faults.sh
+TG_WRITERS_SECONDS=60 run bash tests/audit_faults.sh
 run bash tests/secrets.sh
 
 echo

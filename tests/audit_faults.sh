@@ -44,7 +44,7 @@ all_sealed() {
 }
 
 # 1. 16 concurrent writers for 15 seconds.
-as_pg "$PG_BIN/pgbench" -h /tmp -p "$E2E_PORT" -n -c 16 -j 2 -T 15 -f "$TG_TEST_DIR/faults/write.sql" faults >"$TG_TEST_DIR/faults/pgbench.log" 2>&1
+as_pg "$PG_BIN/pgbench" -h /tmp -p "$E2E_PORT" -n -c 16 -j 2 -T "${TG_WRITERS_SECONDS:-15}" -f "$TG_TEST_DIR/faults/write.sql" faults >"$TG_TEST_DIR/faults/pgbench.log" 2>&1
 check "16 writers: pgbench ran" grep -q "number of transactions actually processed" "$TG_TEST_DIR/faults/pgbench.log"
 sleep 1
 check "16 writers: the worker sealed blocks" [ "$(q faults -c "SELECT count(*) > 0 FROM tradeguard_audit.blocks")" = t ]

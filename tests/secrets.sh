@@ -42,6 +42,23 @@ for f in server.copy.log pgss.txt activity.txt dump.sql trail.txt; do
   check "root key (base64) not in $f" bash -c "! grep -qF '$keyb64np' '$out/$f'"
   check "root key (raw bytes) not in $f" python3 -c 'import sys; sys.exit(bytes.fromhex(sys.argv[1]) in open(sys.argv[2], "rb").read())' "$keyhex" "$out/$f"
 done
+# Every data key too, unwrapped by an independent implementation of the published wrap format.
+venv="$TG_TEST_DIR/venv"
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/python" -c 'import cryptography' 2>/dev/null || "$venv/bin/pip" install -q cryptography >/dev/null
+q sec -c "SELECT k.name || E'\t' || v.version || E'\t' || k.purpose || E'\t' || encode(v.wrapped, 'hex')
+            FROM tradeguard_audit.keys k JOIN tradeguard_audit.key_versions v USING (key_id)" \
+  | "$venv/bin/python" "$(dirname "$0")/unwrap_keys.py" "$TG_TEST_DIR/root.key" > "$out/datakeys.txt"
+check "all data keys unwrapped by an independent implementation" [ "$(wc -l < "$out/datakeys.txt")" = 3 ]
+while read -r dk; do
+  dkb64=$(python3 -c 'import base64,sys; print(base64.b64encode(bytes.fromhex(sys.argv[1])).decode().rstrip("="))' "$dk")
+  for f in server.copy.log pgss.txt activity.txt dump.sql trail.txt; do
+    check "data key ${dk:0:6}… (hex) not in $f" bash -c "! grep -qiF '$dk' '$out/$f'"
+    check "data key ${dk:0:6}… (base64) not in $f" bash -c "! grep -qF '$dkb64' '$out/$f'"
+    check "data key ${dk:0:6}… (raw) not in $f" python3 -c 'import sys; sys.exit(bytes.fromhex(sys.argv[1]) in open(sys.argv[2], "rb").read())' "$dk" "$out/$f"
+  done
+done < "$out/datakeys.txt"
+rm -f "$out/datakeys.txt"
 for f in dump.sql trail.txt; do
   # (emails were plaintext until their own conversion, so only the api keys are checked here)
   check "encrypted-column plaintext not in $f" bash -c "! grep -q 'sk_live_SECRET_' '$out/$f'"
