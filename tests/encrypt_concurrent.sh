@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# encrypt_column on a table that already has rows while other sessions keep inserting plaintext:
+# when it returns, every row (old, converted, and written during or after the conversion) holds
+# ciphertext that decrypts to what was written, and nothing was encrypted twice.
+set -uo pipefail
+source "$(dirname "$0")/lib.sh"
+
+e2e_cluster enccon 54346 "tradeguard.database_name = 'ec'"
+as_pg "$PG_BIN/createdb" -h /tmp -p "$E2E_PORT" ec
+q ec -v ON_ERROR_STOP=1 <<'SQL' >/dev/null
+CREATE EXTENSION tradeguard;
+SELECT tradeguard.create_key('ec');
+CREATE TABLE accounts (id bigserial PRIMARY KEY, api_key text NOT NULL);
+INSERT INTO accounts (api_key) SELECT 'sk_live_old_' || g FROM generate_series(1, 50000) g;
+SQL
+cat > "$TG_TEST_DIR/enccon/ins.sql" <<'SQL'
+INSERT INTO accounts (api_key) VALUES ('sk_live_new_' || pg_backend_pid() || '_' || random());
+SQL
+chown postgres "$TG_TEST_DIR/enccon/ins.sql"
+as_pg "$PG_BIN/pgbench" -h /tmp -p "$E2E_PORT" -n -c 4 -j 2 -T 8 -f "$TG_TEST_DIR/enccon/ins.sql" ec >"$TG_TEST_DIR/enccon/pgbench.log" 2>&1 &
+bench=$!
+sleep 2
+converted=$(q ec -c "SELECT tradeguard.encrypt_column('accounts', 'api_key', 'ec', batch_size => 5000)")
+wait "$bench"
+check "writers kept inserting during the conversion" grep -q "number of failed transactions: 0" "$TG_TEST_DIR/enccon/pgbench.log"
+check "the existing rows were converted ($converted)" [ "${converted:-0}" -ge 50000 ]
+check "every row holds ciphertext" [ "$(q ec -c "SELECT count(*) FROM accounts WHERE NOT tradeguard.is_ciphertext(api_key)")" = 0 ]
+check "every row decrypts to a value that was written in plaintext (nothing encrypted twice)" \
+  [ "$(q ec -c "SELECT count(*) = count(*) FILTER (WHERE api_key LIKE 'sk_live_old_%' OR api_key LIKE 'sk_live_new_%') FROM accounts_decrypted")" = t ]
+check "the old rows are all there" [ "$(q ec -c "SELECT count(*) FROM accounts_decrypted WHERE api_key LIKE 'sk_live_old_%'")" = 50000 ]
+check "rows written during the conversion are there" [ "$(q ec -c "SELECT count(*) > 0 FROM accounts_decrypted WHERE api_key LIKE 'sk_live_new_%'")" = t ]
+check "running it again converts nothing" [ "$(q ec -c "SELECT tradeguard.encrypt_column('accounts', 'api_key', 'ec')")" = 0 ]
+
+echo "$fails failed"
+[ "$fails" -eq 0 ]
