@@ -30,7 +30,8 @@ pub struct AuditRow<'a> {
     pub current_user: &'a str,
     pub session_user: &'a str,
     pub application_name: Option<&'a str>,
-    pub client_addr: Option<&'a str>,
+    /// The client address in PostgreSQL's binary inet form.
+    pub client_addr: Option<&'a [u8]>,
     pub app_context: Option<&'a [u8]>,
 }
 
@@ -63,7 +64,7 @@ pub fn sign_row(key: &[u8; 32], row: &AuditRow<'_>) -> [u8; 32] {
         Some(row.current_user.as_bytes()),
         Some(row.session_user.as_bytes()),
         row.application_name.map(str::as_bytes),
-        row.client_addr.map(str::as_bytes),
+        row.client_addr,
         row.app_context,
     ] {
         put(&mut m, f);
@@ -181,7 +182,7 @@ mod tests {
             current_user: "daytrading_prod",
             session_user: "daytrading_prod",
             application_name: Some("psql"),
-            client_addr: Some("127.0.0.1"),
+            client_addr: Some(b"\x02\x20\x00\x04\x7f\x00\x00\x01"),
             app_context: None,
         }
     }

@@ -174,7 +174,7 @@ fn load_blocks(from: i64, to: i64) -> TgResult<Vec<BlockRow>> {
 }
 
 const ROW_QUERY: &str = "SELECT id, txid, at, schema_name, table_name, operation, pk, old_row, new_row,
-        current_user_name, session_user_name, application_name, pg_catalog.host(client_addr), app_context, signature
+        current_user_name, session_user_name, application_name, client_addr, app_context, signature
    FROM tradeguard_audit.log WHERE block_no = $1 ORDER BY id";
 
 /// Checks one block's rows: membership against the block's id list, then every signature,
@@ -200,12 +200,16 @@ fn check_rows(key: &[u8; 32], b: &BlockRow, rep: &mut Report) -> TgResult<()> {
             }
             let desc = (*tt).tupdesc;
             out.reserve(n);
+            // One deform per row (attribute by attribute access re-walks the varlena columns).
+            let natts = (*desc).natts as usize;
+            let mut values = vec![pg_sys::Datum::from(0usize); natts];
+            let mut nulls = vec![false; natts];
             for i in 0..n {
                 let tup = *(*tt).vals.add(i);
+                pg_sys::heap_deform_tuple(tup, desc, values.as_mut_ptr(), nulls.as_mut_ptr());
                 let col = |k: i32| -> Option<pg_sys::Datum> {
-                    let mut isnull = false;
-                    let d = pg_sys::SPI_getbinval(tup, desc, k, &mut isnull);
-                    (!isnull).then_some(d)
+                    let j = (k - 1) as usize;
+                    (!nulls[j]).then_some(values[j])
                 };
                 let bytes = |k: i32| col(k).map(super::triggers::varlena_bytes);
                 let text = |k: i32| bytes(k).map(|b| std::str::from_utf8(b).unwrap_or("\u{fffd}"));
@@ -223,7 +227,7 @@ fn check_rows(key: &[u8; 32], b: &BlockRow, rep: &mut Report) -> TgResult<()> {
                     current_user: text(10).unwrap_or_default(),
                     session_user: text(11).unwrap_or_default(),
                     application_name: text(12),
-                    client_addr: text(13),
+                    client_addr: bytes(13),
                     app_context: bytes(14),
                 };
                 let stored = bytes(15).unwrap_or_default();

@@ -94,7 +94,7 @@ fn insert_plan() -> TgResult<Rc<OwnedPreparedStatement>> {
     let types: Vec<PgOid> = [
         pg_sys::INT8OID, pg_sys::INT8OID, pg_sys::TIMESTAMPTZOID, pg_sys::TEXTOID, pg_sys::TEXTOID, pg_sys::TEXTOID,
         pg_sys::JSONBOID, pg_sys::JSONBOID, pg_sys::JSONBOID, pg_sys::TEXTOID, pg_sys::TEXTOID, pg_sys::TEXTOID,
-        pg_sys::TEXTOID, pg_sys::JSONBOID, pg_sys::BYTEAOID,
+        pg_sys::INETOID, pg_sys::JSONBOID, pg_sys::BYTEAOID,
     ]
     .into_iter()
     .map(PgOid::from)
@@ -105,7 +105,7 @@ fn insert_plan() -> TgResult<Rc<OwnedPreparedStatement>> {
                 .prepare_mut(
                     "INSERT INTO tradeguard_audit.log (id, txid, at, schema_name, table_name, operation, pk, old_row,
                          new_row, current_user_name, session_user_name, application_name, client_addr, app_context, signature)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::pg_catalog.inet, $14, $15)",
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
                     &types,
                 )
                 .map(|p| p.keep())
@@ -246,6 +246,15 @@ pub fn write_row(row: &LogRow<'_>, actor: &str) -> TgResult<i64> {
     let txid = unsafe { pg_sys::GetTopFullTransactionId().value as i64 };
     let now = unsafe { pg_sys::GetCurrentTimestamp() };
     let at = TimestampWithTimeZone::try_from(now).map_err(|_| CoreError::InvalidArgument("clock".into()))?;
+    // The client address travels and is signed in its binary inet form (verify reads it back
+    // without converting every row to text).
+    let addr_datum = match &addr {
+        Some(a) => {
+            let c = std::ffi::CString::new(a.as_str()).map_err(|_| CoreError::InvalidArgument("client address".into()))?;
+            unsafe { pgrx::direct_function_call_as_datum(pg_sys::inet_in, &[Some(pg_sys::Datum::from(c.as_ptr()))]) }
+        }
+        None => None,
+    };
     let signed = AuditRow {
         id,
         txid,
@@ -259,7 +268,7 @@ pub fn write_row(row: &LogRow<'_>, actor: &str) -> TgResult<i64> {
         current_user: actor,
         session_user: &session_user,
         application_name: app.as_deref(),
-        client_addr: addr.as_deref(),
+        client_addr: addr_datum.map(varlena_bytes),
         app_context: app_context.as_ref().map(Jsonb::bytes),
     };
     let sig = chain::sign_row(&key, &signed);
@@ -280,7 +289,10 @@ pub fn write_row(row: &LogRow<'_>, actor: &str) -> TgResult<i64> {
         actor.into(),
         session_user.as_str().into(),
         app.as_deref().into(),
-        addr.as_deref().into(),
+        match addr_datum {
+            Some(d) => unsafe { pgrx::datum::DatumWithOid::new(d, pg_sys::INETOID) },
+            None => pgrx::datum::DatumWithOid::null_oid(pg_sys::INETOID),
+        },
         jb(app_context),
         sig.as_slice().into(),
     ];
