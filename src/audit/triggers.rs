@@ -164,10 +164,11 @@ impl Jsonb {
     }
 }
 
-/// The bytes of any varlena datum (detoasted).
+/// The bytes of any varlena datum: detoasted when compressed or out of line, read in place
+/// (short header included) otherwise, so verify() copies nothing for ordinary rows.
 pub fn varlena_bytes<'a>(d: pg_sys::Datum) -> &'a [u8] {
     unsafe {
-        let v = pg_sys::pg_detoast_datum(d.cast_mut_ptr::<pg_sys::varlena>());
+        let v = pg_sys::pg_detoast_datum_packed(d.cast_mut_ptr::<pg_sys::varlena>());
         pgrx::varlena::varlena_to_byte_slice(v)
     }
 }
