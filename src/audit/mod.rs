@@ -76,8 +76,7 @@ struct TableRef {
 }
 
 fn table_ref(oid: pg_sys::Oid) -> TgResult<TableRef> {
-    let row = Spi::connect(|client| {
-        let t = client.select(
+    let row = common::spi_first_row(
             "SELECT n.nspname::text, c.relname::text,
                     ARRAY(SELECT a.attname::text FROM pg_catalog.pg_index i
                             JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
@@ -85,15 +84,9 @@ fn table_ref(oid: pg_sys::Oid) -> TgResult<TableRef> {
                FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
               WHERE c.oid = $1 AND c.relkind IN ('r', 'p')
                 AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'tradeguard', 'tradeguard_audit')",
-            Some(1),
             &[oid.into()],
-        )?;
-        if t.is_empty() {
-            return Ok::<_, pgrx::spi::Error>(None);
-        }
-        let r = t.first();
-        Ok(Some((r.get::<String>(1)?, r.get::<String>(2)?, r.get::<Vec<String>>(3)?)))
-    })?;
+            |r| Ok((r.get::<String>(1)?, r.get::<String>(2)?, r.get::<Vec<String>>(3)?)),
+    )?;
     match row {
         Some((Some(schema), Some(table), pk)) => Ok(TableRef { schema, table, pk: pk.unwrap_or_default() }),
         _ => Err(AuditError::InvalidArgument(format!("relation {} is not a user table", oid.to_u32())).into()),

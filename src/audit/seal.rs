@@ -19,13 +19,8 @@ fn now_micros() -> i64 {
 
 /// The first row of a `(block number, MAC)` query, if any.
 fn block_and_mac(query: &str) -> TgResult<Option<(i64, Vec<u8>)>> {
-    Ok(Spi::connect(|c| {
-        let t = c.select(query, Some(1), &[])?;
-        if t.is_empty() {
-            return Ok::<_, pgrx::spi::Error>(None);
-        }
-        let r = t.first();
-        Ok(Some((r.get::<i64>(1)?.unwrap_or_default(), r.get::<Vec<u8>>(2)?.unwrap_or_default())))
+    Ok(common::spi_first_row(query, &[], |r| {
+        Ok((r.get::<i64>(1)?.unwrap_or_default(), r.get::<Vec<u8>>(2)?.unwrap_or_default()))
     })?)
 }
 
@@ -386,18 +381,17 @@ pub fn verify(
 #[pg_extern(stable)]
 pub fn audit_digest() -> TableIterator<'static, (name!(block_no, i64), name!(hash, String), name!(sealed_at, Option<TimestampWithTimeZone>))> {
     let row = common::as_owner(|| {
-        Spi::connect(|c| {
-            let t = c.select(
-                "SELECT block_no, pg_catalog.encode(mac, 'hex'), sealed_at FROM tradeguard_audit.blocks ORDER BY block_no DESC LIMIT 1",
-                None,
-                &[],
-            )?;
-            if t.is_empty() {
-                return Ok::<_, pgrx::spi::Error>(None);
-            }
-            let r = t.first();
-            Ok(Some((r.get::<i64>(1)?.unwrap_or_default(), r.get::<String>(2)?.unwrap_or_default(), r.get::<TimestampWithTimeZone>(3)?)))
-        })
+        common::spi_first_row(
+            "SELECT block_no, pg_catalog.encode(mac, 'hex'), sealed_at FROM tradeguard_audit.blocks ORDER BY block_no DESC LIMIT 1",
+            &[],
+            |r| {
+                Ok((
+                    r.get::<i64>(1)?.unwrap_or_default(),
+                    r.get::<String>(2)?.unwrap_or_default(),
+                    r.get::<TimestampWithTimeZone>(3)?,
+                ))
+            },
+        )
     })
     .map_err(crate::error::TgError::from)
     .and_then(|r| r.map_err(Into::into))

@@ -31,25 +31,16 @@ struct TableInfo {
 }
 
 thread_local! {
-    static TABLES: RefCell<(Option<u64>, HashMap<pg_sys::Oid, Rc<TableInfo>>)> = RefCell::new((None, HashMap::new()));
+    static TABLES: common::shmem::GenerationCache<pg_sys::Oid, Rc<TableInfo>> = RefCell::new((None, HashMap::new()));
     static INSERT_PLAN: RefCell<Option<Rc<OwnedPreparedStatement>>> = const { RefCell::new(None) };
 }
 
 fn table_info(relid: pg_sys::Oid) -> TgResult<Rc<TableInfo>> {
-    let stamp = common::shmem::key_generation();
-    if let Some(p) = TABLES.with(|p| {
-        let mut p = p.borrow_mut();
-        if stamp.is_none() || p.0 != stamp {
-            p.1.clear();
-            p.0 = stamp;
-        }
-        p.1.get(&relid).cloned()
-    }) {
+    if let Some(p) = TABLES.with(|t| common::shmem::generation_cached(t, &relid)) {
         return Ok(p);
     }
     let row = common::as_owner(|| {
-        Spi::connect(|client| {
-            let t = client.select(
+        common::spi_first_row(
                 "SELECT n.nspname::text, c.relname::text,
                         coalesce(a.exclude_columns, '{}'), coalesce(a.pk_columns, '{}'),
                         ARRAY(SELECT att.attname::text FROM pg_catalog.pg_attribute att
@@ -60,22 +51,18 @@ fn table_info(relid: pg_sys::Oid) -> TgResult<Rc<TableInfo>> {
                    FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
                    LEFT JOIN tradeguard_audit.audited_tables a ON a.relid = c.oid
                   WHERE c.oid = $1",
-                Some(1),
                 &[relid.into()],
-            )?;
-            if t.is_empty() {
-                return Ok::<_, pgrx::spi::Error>(None);
-            }
-            let r = t.first();
-            Ok(Some((
-                r.get::<String>(1)?.unwrap_or_default(),
-                r.get::<String>(2)?.unwrap_or_default(),
-                r.get::<Vec<String>>(3)?.unwrap_or_default(),
-                r.get::<Vec<String>>(4)?.unwrap_or_default(),
-                r.get::<Vec<String>>(5)?.unwrap_or_default(),
-                r.get::<Vec<String>>(6)?.unwrap_or_default(),
-            )))
-        })
+                |r| {
+                    Ok((
+                        r.get::<String>(1)?.unwrap_or_default(),
+                        r.get::<String>(2)?.unwrap_or_default(),
+                        r.get::<Vec<String>>(3)?.unwrap_or_default(),
+                        r.get::<Vec<String>>(4)?.unwrap_or_default(),
+                        r.get::<Vec<String>>(5)?.unwrap_or_default(),
+                        r.get::<Vec<String>>(6)?.unwrap_or_default(),
+                    ))
+                },
+        )
     })??;
     // A table whose trigger exists but whose registration is missing (e.g. restored without it)
     // is still audited, without exclusions: never fail open.

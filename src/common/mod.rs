@@ -222,20 +222,29 @@ pgrx::extension_sql_file!("../../sql/common.sql", name = "common_sql", requires 
 #[cfg(feature = "pg_test")]
 mod tests;
 
-/// First column of the first row, or `None` when the query returns no row or NULL.
-/// (pgrx's `Spi::get_one` treats "no row" as an error.)
-pub fn spi_first<T: pgrx::FromDatum + pgrx::IntoDatum>(
+/// The first row of a read-only query mapped by `f`, or `None` when there is no row.
+/// (pgrx's `Spi::get_one` treats "no row" as an error, and marks the transaction as writing.)
+pub fn spi_first_row<T>(
     query: &str,
     args: &[pgrx::datum::DatumWithOid<'_>],
+    f: impl FnOnce(&pgrx::spi::SpiTupleTable<'_>) -> Result<T, pgrx::spi::Error>,
 ) -> Result<Option<T>, pgrx::spi::Error> {
     Spi::connect(|client| {
         let t = client.select(query, Some(1), args)?;
         if t.is_empty() {
             Ok(None)
         } else {
-            t.first().get::<T>(1)
+            f(&t.first()).map(Some)
         }
     })
+}
+
+/// First column of the first row, or `None` when the query returns no row or NULL.
+pub fn spi_first<T: pgrx::FromDatum + pgrx::IntoDatum>(
+    query: &str,
+    args: &[pgrx::datum::DatumWithOid<'_>],
+) -> Result<Option<T>, pgrx::spi::Error> {
+    Ok(spi_first_row(query, args, |r| r.get::<T>(1))?.flatten())
 }
 
 /// Text output (the type's output function) of attribute `name` of a heap tuple.

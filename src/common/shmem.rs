@@ -28,3 +28,18 @@ pub fn bump_key_generation() {
 pub fn local_xact_stamp() -> u64 {
     unsafe { (*pg_sys::MyProc).lxid as u64 }
 }
+
+/// A per-backend cache that is valid for one key generation (tradeguard preloaded) or is
+/// rebuilt on every use (not preloaded): table configurations derived from tradeguard's tables.
+pub type GenerationCache<K, V> = std::cell::RefCell<(Option<u64>, std::collections::HashMap<K, V>)>;
+
+/// The cached value for `key`, after dropping everything cached under an older generation.
+pub fn generation_cached<K: Eq + std::hash::Hash, V: Clone>(cache: &GenerationCache<K, V>, key: &K) -> Option<V> {
+    let stamp = key_generation();
+    let mut c = cache.borrow_mut();
+    if stamp.is_none() || c.0 != stamp {
+        c.1.clear();
+        c.0 = stamp;
+    }
+    c.1.get(key).cloned()
+}

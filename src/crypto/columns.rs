@@ -41,7 +41,7 @@ struct TableCfg {
 }
 
 thread_local! {
-    static TABLES: RefCell<(Option<u64>, HashMap<pg_sys::Oid, Rc<TableCfg>>)> = RefCell::new((None, HashMap::new()));
+    static TABLES: common::shmem::GenerationCache<pg_sys::Oid, Rc<TableCfg>> = RefCell::new((None, HashMap::new()));
 }
 
 fn value_type_for(sql_type: &str) -> Option<ValueType> {
@@ -57,15 +57,7 @@ fn value_type_for(sql_type: &str) -> Option<ValueType> {
 }
 
 fn load_table_cfg(relid: pg_sys::Oid) -> TgResult<Rc<TableCfg>> {
-    let stamp = crate::common::shmem::key_generation();
-    if let Some(cfg) = TABLES.with(|t| {
-        let mut t = t.borrow_mut();
-        if stamp.is_none() || t.0 != stamp {
-            t.1.clear();
-            t.0 = stamp;
-        }
-        t.1.get(&relid).cloned()
-    }) {
+    if let Some(cfg) = TABLES.with(|t| common::shmem::generation_cached(t, &relid)) {
         return Ok(cfg);
     }
     let rows = common::as_owner(|| {
@@ -220,8 +212,7 @@ struct TableNames {
 }
 
 fn table_names(tbl: pg_sys::Oid, col: &str) -> TgResult<TableNames> {
-    let row = Spi::connect(|client| {
-        let t = client.select(
+    let row = common::spi_first_row(
             "SELECT n.nspname::text, c.relname::text,
                     (SELECT pg_catalog.format_type(a.atttypid, a.atttypmod) FROM pg_catalog.pg_attribute a
                       WHERE a.attrelid = c.oid AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped),
@@ -232,15 +223,9 @@ fn table_names(tbl: pg_sys::Oid, col: &str) -> TgResult<TableNames> {
               WHERE c.oid = $1 AND c.relkind IN ('r', 'p')
                 AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'tradeguard', 'tradeguard_audit')
                 AND n.nspname NOT LIKE 'pg\\_%'",
-            Some(1),
             &[tbl.into(), col.into()],
-        )?;
-        if t.is_empty() {
-            return Ok::<_, pgrx::spi::Error>(None);
-        }
-        let r = t.first();
-        Ok(Some((r.get::<String>(1)?, r.get::<String>(2)?, r.get::<String>(3)?, r.get::<String>(4)?)))
-    })?;
+            |r| Ok((r.get::<String>(1)?, r.get::<String>(2)?, r.get::<String>(3)?, r.get::<String>(4)?)),
+    )?;
     let Some((Some(schema), Some(table), col_type, pk)) = row else {
         return Err(CoreError::InvalidArgument(format!("relation {} is not a user table", tbl.to_u32())).into());
     };

@@ -9,7 +9,6 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::rc::Rc;
 
-use pgrx::prelude::*;
 
 use super::blind::Normalize;
 use super::envelope::DataKey;
@@ -159,19 +158,14 @@ const KEY_QUERY: &str = "SELECT k.key_id, k.name, k.purpose, k.normalize,
 fn load_key(where_clause: &str, arg: pgrx::datum::DatumWithOid<'_>) -> TgResult<Option<KeyInfo>> {
     let q = format!("{KEY_QUERY}{where_clause}");
     let row = common::as_owner(|| {
-        Spi::connect(|client| {
-            let table = client.select(&q, Some(1), &[arg])?;
-            if table.is_empty() {
-                return Ok::<_, pgrx::spi::Error>(None);
-            }
-            let row = table.first();
-            Ok(Some((
+        common::spi_first_row(&q, &[arg], |row| {
+            Ok((
                 row.get::<i32>(1)?.unwrap_or_default(),
                 row.get::<String>(2)?.unwrap_or_default(),
                 row.get::<String>(3)?.unwrap_or_default(),
                 row.get::<String>(4)?.unwrap_or_default(),
                 row.get::<i32>(5)?,
-            )))
+            ))
         })
     })??;
     let Some((key_id, name, purpose, normalize, active)) = row else {
@@ -217,23 +211,18 @@ fn version_entry(info: &KeyInfo, version: u32) -> TgResult<Rc<VersionEntry>> {
         return Ok(v);
     }
     let row = common::as_owner(|| {
-        Spi::connect(|client| {
-            let t = client.select(
-                "SELECT status, wrapped, root_fingerprint FROM tradeguard_audit.key_versions
-                  WHERE key_id = $1 AND version = $2",
-                Some(1),
-                &[(info.key_id as i32).into(), (version as i32).into()],
-            )?;
-            if t.is_empty() {
-                return Ok::<_, pgrx::spi::Error>(None);
-            }
-            let r = t.first();
-            Ok(Some((
-                r.get::<String>(1)?.unwrap_or_default(),
-                r.get::<Vec<u8>>(2)?.unwrap_or_default(),
-                r.get::<String>(3)?.unwrap_or_default(),
-            )))
-        })
+        common::spi_first_row(
+            "SELECT status, wrapped, root_fingerprint FROM tradeguard_audit.key_versions
+              WHERE key_id = $1 AND version = $2",
+            &[(info.key_id as i32).into(), (version as i32).into()],
+            |r| {
+                Ok((
+                    r.get::<String>(1)?.unwrap_or_default(),
+                    r.get::<Vec<u8>>(2)?.unwrap_or_default(),
+                    r.get::<String>(3)?.unwrap_or_default(),
+                ))
+            },
+        )
     })??;
     let (status, wrapped, stored_fp) = row.ok_or(CryptoError::UnknownKeyVersion { key_id: info.key_id, version })?;
     let root = root_key()?;
