@@ -3,7 +3,6 @@
 //! protected tables (only tradeguard's own code, and pg_restore in restore mode, may insert).
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use pgrx::prelude::*;
@@ -31,7 +30,7 @@ struct TableInfo {
 }
 
 thread_local! {
-    static TABLES: common::shmem::GenerationCache<pg_sys::Oid, Rc<TableInfo>> = RefCell::new((None, HashMap::new()));
+    static TABLES: common::shmem::GenerationCache<pg_sys::Oid, Rc<TableInfo>> = RefCell::new((None, rustc_hash::FxHashMap::default()));
     static INSERT_PLAN: RefCell<Option<Rc<OwnedPreparedStatement>>> = const { RefCell::new(None) };
 }
 
@@ -151,14 +150,7 @@ impl Jsonb {
     }
 }
 
-/// The bytes of any varlena datum: detoasted when compressed or out of line, read in place
-/// (short header included) otherwise, so verify() copies nothing for ordinary rows.
-pub fn varlena_bytes<'a>(d: pg_sys::Datum) -> &'a [u8] {
-    unsafe {
-        let v = pg_sys::pg_detoast_datum_packed(d.cast_mut_ptr::<pg_sys::varlena>());
-        pgrx::varlena::varlena_to_byte_slice(v)
-    }
-}
+pub use crate::common::varlena_bytes;
 
 /// The jsonb image of a row: `row_to_json` (types kept: numbers stay numbers), as jsonb.
 fn row_image(tuple: *mut pg_sys::HeapTupleData, tupdesc: pg_sys::TupleDesc) -> TgResult<Jsonb> {

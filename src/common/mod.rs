@@ -304,3 +304,17 @@ pgrx::extension_sql_file!(
     name = "security_sql",
     requires = ["security_base", "ids_sql", "audit_sql", "selfaudit_sql"]
 );
+
+/// The bytes of any varlena datum: detoasted when compressed or out of line, read in place
+/// (short header included) otherwise, so verify() copies nothing for ordinary rows.
+/// Plain in-line values (the usual case, once per written row) are read without a call into
+/// PostgreSQL.
+pub fn varlena_bytes<'a>(d: pg_sys::Datum) -> &'a [u8] {
+    use pgrx::varlena::{varatt_is_1b, varatt_is_1b_e, varatt_is_4b_u};
+    unsafe {
+        let v = d.cast_mut_ptr::<pg_sys::varlena>();
+        let inline = (varatt_is_1b(v) && !varatt_is_1b_e(v)) || varatt_is_4b_u(v);
+        let v = if inline { v } else { pg_sys::pg_detoast_datum_packed(v) };
+        pgrx::varlena::varlena_to_byte_slice(v)
+    }
+}

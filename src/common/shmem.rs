@@ -31,7 +31,8 @@ pub fn local_xact_stamp() -> u64 {
 
 /// A per-backend cache that is valid for one key generation (tradeguard preloaded) or is
 /// rebuilt on every use (not preloaded): table configurations derived from tradeguard's tables.
-pub type GenerationCache<K, V> = std::cell::RefCell<(Option<u64>, std::collections::HashMap<K, V>)>;
+/// Keyed by small values (oids): FxHash, not SipHash, since it is looked up once per written row.
+pub type GenerationCache<K, V> = std::cell::RefCell<(Option<u64>, rustc_hash::FxHashMap<K, V>)>;
 
 /// The cached value for `key`, after dropping everything cached under an older generation.
 pub fn generation_cached<K: Eq + std::hash::Hash, V: Clone>(cache: &GenerationCache<K, V>, key: &K) -> Option<V> {

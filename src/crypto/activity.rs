@@ -52,29 +52,49 @@ type Key = (Op, u32, u32, String);
 
 thread_local! {
     static LOCAL: RefCell<HashMap<Key, u64>> = RefCell::new(HashMap::new());
+    static LAST: RefCell<Option<(Key, u64)>> = const { RefCell::new(None) };
+    static ENC_LAST: Cell<(u32, u32, u64)> = const { Cell::new((0, 0, 0)) };
     static HOOKED_LXID: Cell<u64> = const { Cell::new(u64::MAX) };
 }
 
 /// The column part of a context: `tg:3:42` → `tg:3`, `accounts.api_key:7` → `accounts.api_key`.
 pub fn context_label(context: &str) -> String {
+    label_of(context).to_string()
+}
+
+/// [`context_label`] as a prefix of `context` (no allocation on the per-value path).
+fn label_of(context: &str) -> &str {
+    let prefix_chars = |s: &str, n: usize| s.char_indices().nth(n).map_or(s.len(), |(i, _)| i);
     // Columns converted by encrypt_column bind to `tg:<column id>[:<primary key>]`.
     if let Some(rest) = context.strip_prefix("tg:") {
-        return format!("tg:{}", rest.split(':').next().unwrap_or_default().chars().take(20).collect::<String>());
+        let first = rest.split(':').next().unwrap_or_default();
+        return &context[..3 + prefix_chars(first, 20)];
     }
     let base = match context.rfind(':') {
         Some(i) if i > 0 => &context[..i],
         _ => context,
     };
-    base.chars().take(64).collect()
+    &base[..prefix_chars(base, 64)]
 }
 
-/// Counts one operation; flushed to shared memory at the end of the transaction.
+/// Counts one operation; flushed to shared memory at the end of the transaction. The last
+/// counter used is kept apart, so a scan over one column hashes and allocates nothing per value.
 pub fn count(op: Op, key_id: u32, key_version: u32, context: &str) {
     if !crate::common::is_preloaded() {
         return;
     }
-    let label = if op == Op::Decrypt { context_label(context) } else { String::new() };
-    LOCAL.with(|l| *l.borrow_mut().entry((op, key_id, key_version, label)).or_insert(0) += 1);
+    if op == Op::Encrypt {
+        // Encryptions carry no label: a plain counter for the key version last used.
+        let (id, version, n) = ENC_LAST.get();
+        if (id, version) == (key_id, key_version) && n > 0 {
+            ENC_LAST.set((id, version, n + 1));
+        } else {
+            flush_enc_last();
+            ENC_LAST.set((key_id, key_version, 1));
+        }
+    } else {
+        count_decrypt(key_id, key_version, label_of(context));
+    }
     let lxid = crate::common::shmem::local_xact_stamp();
     if HOOKED_LXID.with(|h| h.replace(lxid)) != lxid {
         pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::Commit, flush);
@@ -82,10 +102,36 @@ pub fn count(op: Op, key_id: u32, key_version: u32, context: &str) {
     }
 }
 
+fn flush_enc_last() {
+    let (id, version, n) = ENC_LAST.replace((0, 0, 0));
+    if n > 0 {
+        LOCAL.with(|l| *l.borrow_mut().entry((Op::Encrypt, id, version, String::new())).or_insert(0) += n);
+    }
+}
+
+fn count_decrypt(key_id: u32, key_version: u32, label: &str) {
+    let op = Op::Decrypt;
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        match last.as_mut() {
+            Some((k, n)) if k.0 == op && k.1 == key_id && k.2 == key_version && k.3 == label => *n += 1,
+            _ => {
+                if let Some((k, n)) = last.replace(((op, key_id, key_version, label.to_string()), 1)) {
+                    LOCAL.with(|l| *l.borrow_mut().entry(k).or_insert(0) += n);
+                }
+            }
+        }
+    });
+}
+
 /// Adds this backend's counts to shared memory (a decryption counts even if its transaction
 /// aborts: the plaintext was produced).
 fn flush() {
-    let local: HashMap<Key, u64> = LOCAL.with(|l| std::mem::take(&mut *l.borrow_mut()));
+    flush_enc_last();
+    let mut local: HashMap<Key, u64> = LOCAL.with(|l| std::mem::take(&mut *l.borrow_mut()));
+    if let Some((k, n)) = LAST.with(|l| l.borrow_mut().take()) {
+        *local.entry(k).or_insert(0) += n;
+    }
     if local.is_empty() {
         return;
     }
@@ -143,6 +189,8 @@ mod tests {
         assert_eq!(super::context_label("accounts.api_key:7"), "accounts.api_key");
         assert_eq!(super::context_label(""), "");
         assert_eq!(super::context_label("nocolon"), "nocolon");
+        assert_eq!(super::context_label(&format!("tg:{}:1", "é".repeat(30))), format!("tg:{}", "é".repeat(20)));
+        assert_eq!(super::context_label(&format!("{}:1", "ü".repeat(70))), "ü".repeat(64));
     }
 }
 

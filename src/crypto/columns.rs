@@ -9,7 +9,6 @@
 //! idempotent, and pg_restore does not encrypt twice.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use pgrx::prelude::*;
@@ -24,7 +23,6 @@ use crate::common;
 use crate::error::{CoreError, OrRaise, TgResult};
 
 /// One encrypted column of a table, as registered in `tradeguard_audit.encrypted_columns`.
-#[derive(Debug, Clone)]
 struct ColumnCfg {
     column_id: i32,
     name: String,
@@ -32,16 +30,37 @@ struct ColumnCfg {
     value_type: ValueType,
     blind_column: Option<String>,
     blind_key: Option<String>,
+    /// The encryption key (id, active version, data key), looked up on first use. Valid as long
+    /// as this configuration: both are dropped when keys change (key generation).
+    key: RefCell<Option<(u32, u32, Rc<keys::VersionEntry>)>>,
 }
 
-#[derive(Debug)]
+impl ColumnCfg {
+    fn seal(&self, vt: ValueType, plaintext: &[u8], context: &str) -> TgResult<Vec<u8>> {
+        let cached = self.key.borrow().clone();
+        let (key_id, version, entry) = match cached {
+            Some(k) => k,
+            None => {
+                let (info, version, entry) = keys::encryption_key(&self.key_name, Purpose::Encrypt)?;
+                let k = (info.key_id, version, entry);
+                // Only a preloaded server has a key generation to invalidate the cached key.
+                if common::is_preloaded() {
+                    *self.key.borrow_mut() = Some(k.clone());
+                }
+                k
+            }
+        };
+        super::seal_with(key_id, version, &entry, vt, plaintext, context)
+    }
+}
+
 struct TableCfg {
     columns: Vec<ColumnCfg>,
     pk_column: Option<String>,
 }
 
 thread_local! {
-    static TABLES: common::shmem::GenerationCache<pg_sys::Oid, Rc<TableCfg>> = RefCell::new((None, HashMap::new()));
+    static TABLES: common::shmem::GenerationCache<pg_sys::Oid, Rc<TableCfg>> = RefCell::new((None, rustc_hash::FxHashMap::default()));
 }
 
 fn value_type_for(sql_type: &str) -> Option<ValueType> {
@@ -96,17 +115,12 @@ fn load_table_cfg(relid: pg_sys::Oid) -> TgResult<Rc<TableCfg>> {
             value_type: ValueType::parse_name(&vt)?,
             blind_column,
             blind_key,
+            key: RefCell::new(None),
         });
     }
     let cfg = Rc::new(TableCfg { columns, pk_column });
     TABLES.with(|t| t.borrow_mut().1.insert(relid, cfg.clone()));
     Ok(cfg)
-}
-
-/// The text output of attribute `name` of the row being written (the primary key for the context).
-fn row_attribute_text(trigger: &pgrx::PgTrigger<'_>, name: &str) -> TgResult<Option<String>> {
-    let (new, _old, tupdesc) = common::trigger_tuples(trigger);
-    unsafe { common::tuple_attr_text(new, tupdesc, name) }
 }
 
 /// The context a column value is bound to.
@@ -143,45 +157,174 @@ fn encode_plaintext(vt: ValueType, text: &str) -> TgResult<Zeroizing<Vec<u8>>> {
 #[pg_trigger]
 fn encrypt_trigger<'a>(
     trigger: &'a pgrx::PgTrigger<'a>,
-) -> Result<Option<PgHeapTuple<'a, impl pgrx::WhoAllocated>>, CoreError> {
-    Ok(Some(encrypt_row(trigger).or_raise()))
+) -> Result<Option<PgHeapTuple<'a, pgrx::AllocatedByPostgres>>, CoreError> {
+    let td = trigger.trigger_data();
+    let tuple = encrypt_row(td).or_raise();
+    // SAFETY: `tuple` is the trigger's row or a copy of it palloc'd in the trigger's context,
+    // described by the relation's tuple descriptor.
+    Ok(Some(unsafe {
+        PgHeapTuple::from_heap_tuple(pgrx::PgTupleDesc::from_pg_unchecked((*td.tg_relation).rd_att), tuple)
+    }))
 }
 
-fn encrypt_row<'a>(trigger: &'a pgrx::PgTrigger<'a>) -> TgResult<PgHeapTuple<'a, pgrx::AllocatedByRust>> {
-    let relid = trigger.relid().map_err(|e| CoreError::InvalidArgument(e.to_string()))?;
-    let new = trigger
-        .new()
-        .ok_or_else(|| CoreError::InvalidArgument("tradeguard_zz_encrypt must be a row-level INSERT/UPDATE trigger".into()))?;
-    let mut new = new.into_owned();
-    let cfg = load_table_cfg(relid)?;
-    let pk = match &cfg.pk_column {
-        Some(c) => row_attribute_text(trigger, c)?,
-        None => None,
-    };
-    for col in &cfg.columns {
-        let Some(text) = new
-            .get_by_name::<String>(&col.name)
-            .map_err(|e| CoreError::InvalidArgument(format!("column {}: {e}", col.name)))?
-        else {
-            if let Some(b) = &col.blind_column {
-                new.set_by_name::<Option<Vec<u8>>>(b, None).map_err(|e| CoreError::InvalidArgument(e.to_string()))?;
-            }
-            continue;
-        };
-        let text = Zeroizing::new(text);
-        if envelope::looks_armored(&text) {
-            continue;
-        }
-        let ctx = column_context(col.column_id, pk.as_deref());
-        let pt = encode_plaintext(col.value_type, &text)?;
-        let ct = super::seal_value(&col.key_name, col.value_type, &pt, &ctx)?;
-        new.set_by_name(&col.name, envelope::armor(&ct)).map_err(|e| CoreError::InvalidArgument(e.to_string()))?;
-        if let (Some(b), Some(k)) = (&col.blind_column, &col.blind_key) {
-            let idx = super::blind_index_impl(&text, k)?;
-            new.set_by_name(b, idx).map_err(|e| CoreError::InvalidArgument(e.to_string()))?;
+/// The 0-based position of live column `name` in `tupdesc`.
+///
+/// # Safety
+/// `tupdesc` must be a valid tuple descriptor.
+unsafe fn column_index(tupdesc: pg_sys::TupleDesc, name: &str) -> TgResult<usize> {
+    let atts = (*tupdesc).attrs.as_slice((*tupdesc).natts as usize);
+    atts.iter()
+        .position(|a| !a.attisdropped && std::ffi::CStr::from_ptr(a.attname.data.as_ptr()).to_bytes() == name.as_bytes())
+        .ok_or_else(|| CoreError::InvalidArgument(format!("column \"{name}\" not found")).into())
+}
+
+/// The primary key of a written row, as bound into its columns' contexts.
+enum PkText {
+    Int(i64),
+    Text(String),
+}
+
+/// The text of a non-null attribute, through its output function (integers formatted directly:
+/// the primary key of every written row goes through here).
+///
+/// # Safety
+/// `tuple` must be described by `tupdesc`.
+unsafe fn attribute_text(tuple: pg_sys::HeapTuple, tupdesc: pg_sys::TupleDesc, idx: usize) -> Option<PkText> {
+    let mut isnull = false;
+    let d = pg_sys::heap_getattr(tuple, idx as i32 + 1, tupdesc, &mut isnull);
+    if isnull {
+        return None;
+    }
+    let typid = (*tupdesc).attrs.as_slice((*tupdesc).natts as usize)[idx].atttypid;
+    Some(match typid {
+        pg_sys::INT8OID => PkText::Int(d.value() as i64),
+        pg_sys::INT4OID => PkText::Int(d.value() as i32 as i64),
+        pg_sys::INT2OID => PkText::Int(d.value() as i16 as i64),
+        _ => PkText::Text(common::datum_text(d, typid)),
+    })
+}
+
+/// Appends the decimal form of `i` (core::fmt costs more than the encryption of a short value).
+fn push_int(buf: &mut String, i: i64) {
+    let mut digits = [0u8; 20];
+    let mut n = i.unsigned_abs();
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
         }
     }
-    Ok(new)
+    if i < 0 {
+        buf.push('-');
+    }
+    for &d in &digits[at..] {
+        buf.push(d as char);
+    }
+}
+
+thread_local! {
+    /// heap_modify_tuple's arrays and the context, reused from row to row.
+    static SCRATCH: RefCell<(Vec<pg_sys::Datum>, Vec<bool>, Vec<bool>, String)> = const { RefCell::new((Vec::new(), Vec::new(), Vec::new(), String::new())) };
+}
+
+/// A `text` datum holding the armor of `envelope`, written once into its palloc'd varlena.
+fn armored_datum(envelope_bytes: &[u8]) -> pg_sys::Datum {
+    let len = envelope::armored_len(envelope_bytes.len());
+    unsafe {
+        let v = pg_sys::palloc(len + pg_sys::VARHDRSZ) as *mut pg_sys::varlena;
+        pgrx::set_varsize_4b(v, (len + pg_sys::VARHDRSZ) as i32);
+        let body = std::slice::from_raw_parts_mut((v as *mut u8).add(pg_sys::VARHDRSZ), len);
+        envelope::armor_into(envelope_bytes, body);
+        pg_sys::Datum::from(v)
+    }
+}
+
+/// Encrypts the configured columns of the row being written (plaintext values only; values
+/// that already carry the armor are kept) and fills the blind index columns. Returns the row
+/// itself when nothing changes, else a modified copy.
+fn encrypt_row(td: &pg_sys::TriggerData) -> TgResult<pg_sys::HeapTuple> {
+    let event = td.tg_event;
+    let by_update = pgrx::trigger_support::trigger_fired_by_update(event);
+    if !pgrx::trigger_support::trigger_fired_for_row(event)
+        || !pgrx::trigger_support::trigger_fired_before(event)
+        || !(by_update || pgrx::trigger_support::trigger_fired_by_insert(event))
+    {
+        return Err(CoreError::InvalidArgument("tradeguard_zz_encrypt must be a BEFORE row-level INSERT/UPDATE trigger".into()).into());
+    }
+    let tuple = if by_update { td.tg_newtuple } else { td.tg_trigtuple };
+    unsafe {
+        let rel = td.tg_relation;
+        let tupdesc = (*rel).rd_att;
+        let cfg = load_table_cfg((*rel).rd_id)?;
+        let natts = (*tupdesc).natts as usize;
+        let pk = match &cfg.pk_column {
+            Some(c) => attribute_text(tuple, tupdesc, column_index(tupdesc, c)?),
+            None => None,
+        };
+        SCRATCH.with(|scratch| {
+            let (values, nulls, replace, ctx) = &mut *scratch.borrow_mut();
+            values.clear();
+            values.resize(natts, pg_sys::Datum::from(0usize));
+            (nulls.clear(), replace.clear());
+            nulls.resize(natts, false);
+            replace.resize(natts, false);
+            for col in &cfg.columns {
+                let idx = column_index(tupdesc, &col.name)?;
+                let blind_idx = col.blind_column.as_deref().map(|b| column_index(tupdesc, b)).transpose()?;
+                let mut isnull = false;
+                let d = pg_sys::heap_getattr(tuple, idx as i32 + 1, tupdesc, &mut isnull);
+                if isnull {
+                    if let Some(b) = blind_idx {
+                        (replace[b], nulls[b]) = (true, true);
+                    }
+                    continue;
+                }
+                if (*tupdesc).attrs.as_slice(natts)[idx].attlen != -1 {
+                    return Err(CoreError::InvalidArgument(format!("encrypted column {} must be of type text", col.name)).into());
+                }
+                // Read in place: the plaintext is never copied into Rust-owned memory. Text is
+                // encrypted as the bytes PostgreSQL stored (valid in the database encoding).
+                let raw = common::varlena_bytes(d);
+                if envelope::looks_armored_bytes(raw) {
+                    continue;
+                }
+                // Same text as column_context().
+                ctx.clear();
+                ctx.push_str("tg:");
+                push_int(ctx, col.column_id as i64);
+                match &pk {
+                    Some(PkText::Int(i)) => {
+                        ctx.push(':');
+                        push_int(ctx, *i);
+                    }
+                    Some(PkText::Text(t)) => {
+                        ctx.push(':');
+                        ctx.push_str(t);
+                    }
+                    None => {}
+                }
+                let text = || {
+                    std::str::from_utf8(raw)
+                        .map_err(|_| CryptoError::InvalidInput(format!("column {}: value is not valid UTF-8", col.name)))
+                };
+                let ct = match col.value_type {
+                    ValueType::Text | ValueType::Jsonb | ValueType::Bytea => col.seal(col.value_type, raw, ctx)?,
+                    vt => col.seal(vt, &encode_plaintext(vt, text()?)?, ctx)?,
+                };
+                (replace[idx], values[idx]) = (true, armored_datum(&ct));
+                if let (Some(b), Some(k)) = (blind_idx, &col.blind_key) {
+                    (replace[b], values[b]) = (true, super::blind_index_impl(text()?, k)?.as_slice().into_datum().expect("bytea datum"));
+                }
+            }
+            if !replace.contains(&true) {
+                return Ok(tuple);
+            }
+            Ok(pg_sys::heap_modify_tuple(tuple, tupdesc, values.as_mut_ptr(), nulls.as_mut_ptr(), replace.as_mut_ptr()))
+        })
+    }
 }
 
 fn q(ident: &str) -> String {
@@ -393,8 +536,7 @@ fn reencrypt_column_impl(tbl: pg_sys::Oid, col: &str, batch: i32) -> TgResult<i6
         .columns
         .iter()
         .find(|c| c.name == col)
-        .ok_or_else(|| CoreError::InvalidArgument(format!("column \"{col}\" of {}.{} is not encrypted by tradeguard", names.schema, names.table)))?
-        .clone();
+        .ok_or_else(|| CoreError::InvalidArgument(format!("column \"{col}\" of {}.{} is not encrypted by tradeguard", names.schema, names.table)))?;
     let (info, active, _) = keys::encryption_key(&c.key_name, Purpose::Encrypt)?;
     let fq = format!("{}.{}", q(&names.schema), q(&names.table));
     let ctx = match &cfg.pk_column {
@@ -445,4 +587,16 @@ fn ciphertext_key_version(value: &str) -> i32 {
         .map(|h| h.key_version as i32)
         .map_err(crate::error::TgError::from)
         .or_raise()
+}
+
+#[cfg(test)]
+mod unit_tests {
+    #[test]
+    fn push_int_matches_to_string() {
+        for i in [0i64, 1, -1, 9, 10, 42, -4711, i32::MAX as i64, i64::MAX, i64::MIN] {
+            let mut s = String::from("x");
+            super::push_int(&mut s, i);
+            assert_eq!(s, format!("x{i}"));
+        }
+    }
 }

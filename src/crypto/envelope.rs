@@ -280,12 +280,42 @@ impl std::fmt::Debug for DataKey {
     }
 }
 
-fn aad(header: &[u8], context: &[u8]) -> Vec<u8> {
-    let mut a = Vec::with_capacity(FIXED_HEADER_LEN + CONTEXT_SEPARATOR.len() + context.len());
-    a.extend_from_slice(&header[..FIXED_HEADER_LEN]);
-    a.extend_from_slice(CONTEXT_SEPARATOR);
-    a.extend_from_slice(context);
+fn aad(header: &[u8], context: &[u8]) -> Aad {
+    let len = FIXED_HEADER_LEN + CONTEXT_SEPARATOR.len() + context.len();
+    let mut a = if len <= AAD_INLINE { Aad::Inline([0; AAD_INLINE], 0) } else { Aad::Heap(Vec::with_capacity(len)) };
+    for part in [&header[..FIXED_HEADER_LEN], CONTEXT_SEPARATOR, context] {
+        a.push(part);
+    }
     a
+}
+
+/// Associated data: on the stack for the usual short contexts (no allocation per value).
+const AAD_INLINE: usize = 128;
+enum Aad {
+    Inline([u8; AAD_INLINE], usize),
+    Heap(Vec<u8>),
+}
+
+impl Aad {
+    fn push(&mut self, part: &[u8]) {
+        match self {
+            Aad::Inline(buf, used) => {
+                buf[*used..*used + part.len()].copy_from_slice(part);
+                *used += part.len();
+            }
+            Aad::Heap(v) => v.extend_from_slice(part),
+        }
+    }
+}
+
+impl std::ops::Deref for Aad {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Aad::Inline(buf, used) => &buf[..*used],
+            Aad::Heap(v) => v,
+        }
+    }
 }
 
 /// Encrypts with a caller-supplied nonce. The nonce MUST be unique per key: use only with a
@@ -388,6 +418,22 @@ pub fn armor(env: &[u8]) -> String {
     s
 }
 
+/// The length of [`armor`]'s output for an envelope of `env_len` bytes.
+pub fn armored_len(env_len: usize) -> usize {
+    ARMOR_PREFIX.len() + base64::encoded_len(env_len, false).expect("envelope length overflows usize")
+}
+
+/// [`armor`] into a buffer of exactly [`armored_len`] bytes (e.g. a varlena allocated by the
+/// caller), so the armored text is written once, in place.
+pub fn armor_into(env: &[u8], out: &mut [u8]) {
+    assert_eq!(out.len(), armored_len(env.len()), "armor_into: buffer of the wrong size");
+    out[..ARMOR_PREFIX.len()].copy_from_slice(ARMOR_PREFIX.as_bytes());
+    let n = B64
+        .encode_slice(env, &mut out[ARMOR_PREFIX.len()..])
+        .expect("buffer sized by armored_len");
+    debug_assert_eq!(n + ARMOR_PREFIX.len(), out.len());
+}
+
 /// Decodes the armored form back to envelope bytes (the envelope itself is
 /// validated by [`open`] / [`parse_header`], not here).
 pub fn dearmor(s: &str) -> Result<Vec<u8>, CryptoError> {
@@ -397,16 +443,48 @@ pub fn dearmor(s: &str) -> Result<Vec<u8>, CryptoError> {
     B64.decode(body).map_err(|_| CryptoError::BadArmor)
 }
 
+const INVALID: u8 = 0xFF;
+/// The standard base64 alphabet: character → 6-bit value, INVALID elsewhere.
+static SEXTET: [u8; 256] = {
+    let mut t = [INVALID; 256];
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut i = 0;
+    while i < 64 {
+        t[alphabet[i] as usize] = i as u8;
+        i += 1;
+    }
+    t
+};
+
 /// Whether `s` is an armored tradeguard ciphertext: the prefix, canonical
 /// base64, and a valid header. Does not need a key.
 pub fn looks_armored(s: &str) -> bool {
-    match s.strip_prefix(ARMOR_PREFIX) {
-        // 42 bytes of envelope need at least 56 base64 characters.
-        Some(body) if body.len() >= 56 => dearmor(s)
-            .map(|b| parse_header(&b).is_ok())
-            .unwrap_or(false),
-        _ => false,
+    looks_armored_bytes(s.as_bytes())
+}
+
+/// [`looks_armored`] for raw text bytes (armor is ASCII: no UTF-8 check needed first).
+pub fn looks_armored_bytes(s: &[u8]) -> bool {
+    // Same answer as `dearmor(s).map(|b| parse_header(&b).is_ok())`, without decoding the
+    // whole value: encrypt triggers ask this of every value written.
+    const MIN_CHARS: usize = MIN_ENVELOPE_LEN / 3 * 4; // 42 bytes = 56 characters, no padding
+    let Some(b) = s.strip_prefix(ARMOR_PREFIX.as_bytes()) else {
+        return false;
+    };
+    if b.len() < MIN_CHARS || b.len() % 4 == 1 || !b.iter().all(|&c| SEXTET[c as usize] != INVALID) {
+        return false;
     }
+    // Canonical encoding: the unused low bits of a final partial quantum are zero.
+    let last = SEXTET[b[b.len() - 1] as usize];
+    let unused_mask = match b.len() % 4 {
+        2 => 0x0F,
+        3 => 0x03,
+        _ => 0,
+    };
+    if last & unused_mask != 0 {
+        return false;
+    }
+    let mut head = [0u8; MIN_ENVELOPE_LEN];
+    B64.decode_slice(&b[..MIN_CHARS], &mut head).is_ok() && parse_header(&head).is_ok()
 }
 
 #[cfg(test)]
@@ -613,6 +691,34 @@ mod tests {
         assert!(matches!(dearmor("tg2:AAAA"), Err(CryptoError::NotArmored)));
         assert!(matches!(dearmor("tg1:@@@@"), Err(CryptoError::BadArmor)));
         assert!(matches!(dearmor("tg1:AAAA=="), Err(CryptoError::BadArmor)));
+        for len in [0usize, 1, 2, 3, 42, 100, 1000] {
+            let env: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
+            let mut buf = vec![0u8; armored_len(len)];
+            armor_into(&env, &mut buf);
+            assert_eq!(std::str::from_utf8(&buf).unwrap(), armor(&env));
+        }
+        // The fast check answers exactly like decoding everything.
+        let slow = |s: &str| dearmor(s).map(|b| parse_header(&b).is_ok()).unwrap_or(false);
+        let good = armor(&seal(&k, 5, 6, ValueType::Text, b"some value", b""));
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=- :";
+        for _ in 0..20_000 {
+            let mut v = good.clone().into_bytes();
+            match rng.below(4) {
+                0 => v.truncate(rng.below(v.len() + 1)),
+                1 => {
+                    let i = rng.below(v.len());
+                    v[i] = alphabet[rng.below(alphabet.len())];
+                }
+                2 => v.push(alphabet[rng.below(alphabet.len())]),
+                _ => {
+                    let i = 4 + rng.below(20);
+                    v[i] = alphabet[rng.below(64)];
+                }
+            }
+            let s = String::from_utf8(v).unwrap();
+            assert_eq!(looks_armored(&s), slow(&s), "{s}");
+        }
         assert!(!looks_armored("hello"));
         assert!(!looks_armored("tg1:"));
         assert!(!looks_armored(&armor(&[0u8; 42])));

@@ -5,7 +5,7 @@
 //! change) when tradeguard is preloaded, and for one transaction otherwise.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::path::Path;
 use std::rc::Rc;
 
@@ -120,6 +120,11 @@ pub fn invalidate() {
         c.versions.clear();
     });
     shmem::bump_key_generation();
+    // Other backends may reload before this transaction commits and cache what they saw then
+    // (e.g. the previous active version) under the new generation: bump again once the change
+    // is visible, or undone.
+    pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::Commit, shmem::bump_key_generation);
+    pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::Abort, shmem::bump_key_generation);
 }
 
 /// The root key, read once per backend (again if the setting names another file).

@@ -28,9 +28,14 @@ use keys::Purpose;
 /// Encrypts already-encoded plaintext bytes under the active version of `key_name`.
 pub fn seal_value(key_name: &str, vt: ValueType, plaintext: &[u8], context: &str) -> TgResult<Vec<u8>> {
     let (info, version, entry) = keys::encryption_key(key_name, Purpose::Encrypt)?;
+    seal_with(info.key_id, version, &entry, vt, plaintext, context)
+}
+
+/// [`seal_value`] with a key already looked up (and kept) by the caller.
+pub fn seal_with(key_id: u32, version: u32, entry: &keys::VersionEntry, vt: ValueType, plaintext: &[u8], context: &str) -> TgResult<Vec<u8>> {
     let nonce = nonce::fresh()?;
-    activity::count(activity::Op::Encrypt, info.key_id, version, "");
-    Ok(envelope::seal_with_nonce(&entry.key, info.key_id, version, vt, &nonce, plaintext, context.as_bytes()))
+    activity::count(activity::Op::Encrypt, key_id, version, "");
+    Ok(envelope::seal_with_nonce(&entry.key, key_id, version, vt, &nonce, plaintext, context.as_bytes()))
 }
 
 /// Authenticates and decrypts an envelope, then checks that it holds the requested type.

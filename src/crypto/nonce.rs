@@ -20,6 +20,10 @@ thread_local! {
 
 /// A fresh random nonce.
 pub fn fresh() -> Result<[u8; NONCE_LEN], CryptoError> {
+    // PostgreSQL sets MyProcPid in every child right after fork; reading it costs no system call.
+    #[cfg(not(test))]
+    let pid = unsafe { pgrx::pg_sys::MyProcPid } as u32;
+    #[cfg(test)]
     let pid = std::process::id();
     RNG.with(|r| {
         let mut r = r.borrow_mut();
