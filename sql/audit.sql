@@ -30,9 +30,13 @@ CREATE TABLE tradeguard_audit.log (
     block_no           bigint
 );
 -- Few, cheap indexes: every audited change pays for them. (block_no, id) also finds the
--- unsealed rows (NULL block_no); a hash index serves history() lookups by primary key.
+-- unsealed rows (NULL block_no); a B-tree on the primary key image serves history() lookups
+-- (keys mostly grow, so inserts land on the rightmost page; a hash index on the ever-growing
+-- trail cost twice as much per row, bucket splits included).
+-- No expression or partial indexes here: audit rows are written straight into the heap and
+-- these indexes (the trigger falls back to an INSERT statement if one is added).
 CREATE INDEX log_block ON tradeguard_audit.log (block_no, id);
-CREATE INDEX log_row ON tradeguard_audit.log USING hash (pk);
+CREATE INDEX log_row ON tradeguard_audit.log (pk);
 COMMENT ON TABLE tradeguard_audit.log IS 'tradeguard: the audit trail; each row HMAC-signed at write time (jsonb fields in their canonical binary form)';
 
 CREATE TABLE tradeguard_audit.blocks (

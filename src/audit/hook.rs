@@ -179,15 +179,27 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
                 ins.record = Some(("DDL".into(), rel_schema(relid), rel_name(relid)));
             }
         }
-    } else if t == N::T_CreateTrigStmt {
-        let s = stmt as *mut pg_sys::CreateTrigStmt;
-        if let Some(relid) = range_var_relid((*s).relation) {
+    } else if t == N::T_CreateTrigStmt || t == N::T_IndexStmt || t == N::T_RuleStmt {
+        // Triggers, indexes and rules change what a write to a table does.
+        let (rv, what) = if t == N::T_CreateTrigStmt {
+            ((*(stmt as *mut pg_sys::CreateTrigStmt)).relation, "triggers")
+        } else if t == N::T_IndexStmt {
+            ((*(stmt as *mut pg_sys::IndexStmt)).relation, "indexes")
+        } else {
+            ((*(stmt as *mut pg_sys::RuleStmt)).relation, "rules")
+        };
+        if let Some(relid) = range_var_relid(rv) {
             if rel_schema(relid) == "tradeguard_audit" {
-                ins.protected = Some(format!("triggers of tradeguard_audit.{}", rel_name(relid)));
+                ins.protected = Some(format!("{what} of tradeguard_audit.{}", rel_name(relid)));
             } else if is_audited(relid) {
                 ins.record = Some(("DDL".into(), rel_schema(relid), rel_name(relid)));
             }
         }
+    } else if t == N::T_CreateStmt
+        && !(*(stmt as *mut pg_sys::CreateStmt)).relation.is_null()
+        && cstr((*(*(stmt as *mut pg_sys::CreateStmt)).relation).schemaname) == "tradeguard_audit"
+    {
+        ins.protected = Some("new tables in tradeguard_audit".into());
     } else if t == N::T_GrantStmt || t == N::T_GrantRoleStmt || t == N::T_AlterDefaultPrivilegesStmt {
         ins.record = Some((tag.to_string(), String::new(), String::new()));
     } else if t == N::T_CreateRoleStmt {

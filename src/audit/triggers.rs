@@ -21,9 +21,9 @@ use crate::error::{CoreError, OrRaise, TgResult};
 struct TableInfo {
     schema: String,
     table: String,
-    exclude: Vec<String>,
+    exclude: KeyList,
     /// Every column but the primary key: deleting them from an image leaves the key.
-    non_pk: Vec<String>,
+    non_pk: KeyList,
     has_pk: bool,
     /// Encrypted columns: anything there that is not ciphertext is withheld from the trail.
     encrypted: Vec<String>,
@@ -67,7 +67,7 @@ fn table_info(relid: pg_sys::Oid) -> TgResult<Rc<TableInfo>> {
     // is still audited, without exclusions: never fail open.
     let (schema, table, exclude, pk, non_pk, encrypted) =
         row.ok_or_else(|| CoreError::InvalidArgument("audited relation vanished".into()))?;
-    let info = Rc::new(TableInfo { schema, table, exclude, has_pk: !pk.is_empty(), non_pk, encrypted });
+    let info = Rc::new(TableInfo { schema, table, exclude: KeyList::new(&exclude), has_pk: !pk.is_empty(), non_pk: KeyList::new(&non_pk), encrypted });
     TABLES.with(|p| p.borrow_mut().1.insert(relid, info.clone()));
     Ok(info)
 }
@@ -102,6 +102,52 @@ fn insert_plan() -> TgResult<Rc<OwnedPreparedStatement>> {
     Ok(plan)
 }
 
+/// A `text[]` of column names built once per table configuration (in TopMemoryContext), not
+/// once per audited row. None when empty. Never freed: configurations are rebuilt only after
+/// key or audit configuration changes, and freeing at backend exit would gain nothing.
+struct KeyList(Option<pg_sys::Datum>);
+
+impl KeyList {
+    fn new(keys: &[String]) -> KeyList {
+        if keys.is_empty() {
+            return KeyList(None);
+        }
+        KeyList(unsafe { pgrx::PgMemoryContexts::TopMemoryContext.switch_to(|_| keys.to_vec().into_datum()) })
+    }
+}
+
+/// `to_jsonb(record)` called directly: its argument type comes from the call expression, so
+/// the call carries a constant `record` expression (built once, in TopMemoryContext).
+fn to_jsonb_fn() -> *mut pg_sys::FmgrInfo {
+    TO_JSONB.with(|c| {
+        if c.get().is_null() {
+            unsafe {
+                pgrx::PgMemoryContexts::TopMemoryContext.switch_to(|_| {
+                    let f = pg_sys::palloc0(std::mem::size_of::<pg_sys::FmgrInfo>()) as *mut pg_sys::FmgrInfo;
+                    pg_sys::fmgr_info_cxt(pg_sys::Oid::from(pg_sys::F_TO_JSONB), f, pg_sys::TopMemoryContext);
+                    let arg = pg_sys::makeNullConst(pg_sys::RECORDOID, -1, pg_sys::InvalidOid);
+                    let args = pg_sys::lappend(std::ptr::null_mut(), arg.cast());
+                    let expr = pg_sys::makeFuncExpr(
+                        pg_sys::Oid::from(pg_sys::F_TO_JSONB),
+                        pg_sys::JSONBOID,
+                        args,
+                        pg_sys::InvalidOid,
+                        pg_sys::InvalidOid,
+                        pg_sys::CoercionForm::COERCE_EXPLICIT_CALL,
+                    );
+                    (*f).fn_expr = expr.cast();
+                    c.set(f);
+                });
+            }
+        }
+        c.get()
+    })
+}
+
+thread_local! {
+    static TO_JSONB: std::cell::Cell<*mut pg_sys::FmgrInfo> = const { std::cell::Cell::new(std::ptr::null_mut()) };
+}
+
 /// A jsonb datum (palloc'd in the current memory context).
 #[derive(Clone, Copy)]
 pub struct Jsonb(pub pg_sys::Datum);
@@ -120,12 +166,14 @@ impl Jsonb {
         varlena_bytes(self.0)
     }
 
-    fn delete_keys(self, keys: &[String]) -> Jsonb {
-        if keys.is_empty() {
-            return self;
+    fn delete_keys(self, keys: &KeyList) -> Jsonb {
+        match keys.0 {
+            None => self,
+            Some(arr) => Jsonb(
+                unsafe { pgrx::direct_function_call_as_datum(pg_sys::jsonb_delete_array, &[Some(self.0), Some(arr)]) }
+                    .unwrap_or(self.0),
+            ),
         }
-        let arr = keys.to_vec().into_datum();
-        Jsonb(unsafe { pgrx::direct_function_call_as_datum(pg_sys::jsonb_delete_array, &[Some(self.0), arr]) }.unwrap_or(self.0))
     }
 
     fn field_text(self, key: &str) -> Option<String> {
@@ -152,16 +200,12 @@ impl Jsonb {
 
 pub use crate::common::varlena_bytes;
 
-/// The jsonb image of a row: `row_to_json` (types kept: numbers stay numbers), as jsonb.
+/// The jsonb image of a row: `to_jsonb(row)` (types kept: numbers stay numbers; the same
+/// value as `row_to_json(row)::jsonb`).
 fn row_image(tuple: *mut pg_sys::HeapTupleData, tupdesc: pg_sys::TupleDesc) -> TgResult<Jsonb> {
     unsafe {
         let rec = pg_sys::heap_copy_tuple_as_datum(tuple, tupdesc);
-        let json = pgrx::direct_function_call_as_datum(pg_sys::row_to_json, &[Some(rec)])
-            .ok_or_else(|| CoreError::InvalidArgument("row_to_json returned NULL".into()))?;
-        let cstr = pg_sys::text_to_cstring(json.cast_mut_ptr::<pg_sys::text>());
-        let jb = pgrx::direct_function_call_as_datum(pg_sys::jsonb_in, &[Some(pg_sys::Datum::from(cstr))])
-            .ok_or_else(|| CoreError::InvalidArgument("jsonb_in returned NULL".into()))?;
-        Ok(Jsonb(jb))
+        Ok(Jsonb(pg_sys::FunctionCall1Coll(to_jsonb_fn(), pg_sys::InvalidOid, rec)))
     }
 }
 
@@ -175,66 +219,152 @@ pub struct LogRow<'a> {
     pub new_row: Option<Jsonb>,
 }
 
-fn session_text() -> (String, String, Option<String>, Option<String>) {
+/// What every audit row of a transaction shares, kept while it stays the same: the session user,
+/// `application_name`, the client address (binary inet) and the parsed `tradeguard.app_context`.
+struct SessionFacts {
+    xact: u64,
+    session_oid: pg_sys::Oid,
+    session_user: String,
+    app: Option<String>,
+    /// The whole inet varlena (header included): passed to the tuple by pointer.
+    addr: Option<Vec<u8>>,
+    app_context_src: String,
+    /// The whole jsonb varlena of the app context (header included).
+    app_context: Option<Vec<u8>>,
+}
+
+/// The bytes of a varlena datum, header included (a stable copy that outlives its memory context).
+unsafe fn varlena_copy(d: pg_sys::Datum) -> Vec<u8> {
+    let v = pg_sys::pg_detoast_datum(d.cast_mut_ptr::<pg_sys::varlena>());
+    std::slice::from_raw_parts(v as *const u8, pgrx::varlena::varsize_any(v)).to_vec()
+}
+
+fn role_name(oid: pg_sys::Oid) -> String {
     unsafe {
-        let name = |oid: pg_sys::Oid| {
-            let p = pg_sys::GetUserNameFromId(oid, true);
-            if p.is_null() { format!("oid:{}", oid.to_u32()) } else { std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned() }
-        };
-        let app = (!pg_sys::application_name.is_null())
-            .then(|| std::ffi::CStr::from_ptr(pg_sys::application_name).to_string_lossy().into_owned());
-        let port = pg_sys::libpq::be::MyProcPort;
-        let addr = if port.is_null() || (*port).remote_host.is_null() {
-            None
-        } else {
-            let h = std::ffi::CStr::from_ptr((*port).remote_host).to_string_lossy().into_owned();
-            h.parse::<std::net::IpAddr>().is_ok().then_some(h)
-        };
-        (name(pg_sys::GetUserId()), name(pg_sys::GetSessionUserId()), app, addr)
+        let p = pg_sys::GetUserNameFromId(oid, true);
+        if p.is_null() { format!("oid:{}", oid.to_u32()) } else { std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned() }
     }
 }
 
-/// Signs and writes one audit row through the shared plan. `actor` is the role acting
-/// (`current_user` before any elevation).
+fn session_facts() -> TgResult<Rc<SessionFacts>> {
+    let (session_oid, app) = unsafe {
+        let app = (!pg_sys::application_name.is_null())
+            .then(|| std::ffi::CStr::from_ptr(pg_sys::application_name).to_string_lossy().into_owned());
+        (pg_sys::GetSessionUserId(), app)
+    };
+    let ctx_src = crate::gucs::APP_CONTEXT.get().map(|c| c.to_string_lossy().into_owned()).unwrap_or_default();
+    if let Some(f) = SESSION.with(|s| s.borrow().clone()) {
+        if f.xact == common::shmem::local_xact_stamp() && f.session_oid == session_oid && f.app == app && f.app_context_src == ctx_src {
+            return Ok(f);
+        }
+    }
+    let addr = unsafe {
+        let port = pg_sys::libpq::be::MyProcPort;
+        if port.is_null() || (*port).remote_host.is_null() {
+            None
+        } else {
+            let h = std::ffi::CStr::from_ptr((*port).remote_host).to_string_lossy().into_owned();
+            match (h.parse::<std::net::IpAddr>().is_ok(), std::ffi::CString::new(h)) {
+                (true, Ok(c)) => pgrx::direct_function_call_as_datum(pg_sys::inet_in, &[Some(pg_sys::Datum::from(c.as_ptr()))])
+                    .map(|d| varlena_copy(d)),
+                _ => None,
+            }
+        }
+    };
+    let app_context = match ctx_src.as_str() {
+        "" => None,
+        s => Some(unsafe { varlena_copy(Jsonb::parse(s)?.0) }),
+    };
+    let f = Rc::new(SessionFacts { xact: common::shmem::local_xact_stamp(), session_oid, session_user: role_name(session_oid), app, addr, app_context_src: ctx_src, app_context });
+    SESSION.with(|s| *s.borrow_mut() = Some(f.clone()));
+    Ok(f)
+}
+
+/// Where audit rows go, looked up once per transaction: the trail table and its sequence.
+#[derive(Clone, Copy)]
+struct Target {
+    xact: u64,
+    log: pg_sys::Oid,
+    seq: pg_sys::Oid,
+}
+
+const LOG_COLUMNS: [&str; 16] = [
+    "id", "txid", "at", "schema_name", "table_name", "operation", "pk", "old_row", "new_row", "current_user_name",
+    "session_user_name", "application_name", "client_addr", "app_context", "signature", "block_no",
+];
+
+fn target() -> TgResult<Target> {
+    let xact = common::shmem::local_xact_stamp();
+    if let Some(t) = TARGET.with(|t| t.get()).filter(|t| t.xact == xact) {
+        return Ok(t);
+    }
+    let (log, seq) = unsafe {
+        let nsp = pg_sys::get_namespace_oid(c"tradeguard_audit".as_ptr(), true);
+        (pg_sys::get_relname_relid(c"log".as_ptr(), nsp), pg_sys::get_relname_relid(c"log_id_seq".as_ptr(), nsp))
+    };
+    if log == pg_sys::InvalidOid || seq == pg_sys::InvalidOid {
+        return Err(CoreError::InvalidArgument("the audit trail table tradeguard_audit.log is missing".into()).into());
+    }
+    let t = Target { xact, log, seq };
+    TARGET.with(|c| c.set(Some(t)));
+    Ok(t)
+}
+
+/// Inserts one trail row straight into the heap and its indexes (what COPY and the catalogs
+/// do), without planning and running an INSERT statement per audited change. Returns false,
+/// having written nothing, unless the table has exactly LOG_COLUMNS and only plain-column
+/// indexes (then the caller goes through SQL).
+///
+/// # Safety
+/// `values`/`nulls` must hold LOG_COLUMNS.len() entries matching LOG_COLUMNS.
+unsafe fn insert_direct(t: &Target, values: &mut [pg_sys::Datum], nulls: &mut [bool]) -> bool {
+    let rel = pg_sys::table_open(t.log, pg_sys::RowExclusiveLock as i32);
+    let desc = (*rel).rd_att;
+    let atts = (*desc).attrs.as_slice((*desc).natts as usize);
+    let layout_ok = atts.len() == LOG_COLUMNS.len()
+        && atts.iter().zip(LOG_COLUMNS).all(|(a, n)| {
+            !a.attisdropped && std::ffi::CStr::from_ptr(a.attname.data.as_ptr()).to_bytes() == n.as_bytes()
+        });
+    if !layout_ok {
+        pg_sys::table_close(rel, pg_sys::NoLock as i32);
+        return false;
+    }
+    let ind = pg_sys::CatalogOpenIndexes(rel);
+    let plain_indexes = (0..(*ind).ri_NumIndices as usize).all(|i| {
+        let ii = *(*ind).ri_IndexRelationInfo.add(i);
+        (*ii).ii_Expressions.is_null() && (*ii).ii_Predicate.is_null() && (*ii).ii_ExclusionOps.is_null()
+    });
+    if plain_indexes {
+        let tup = pg_sys::heap_form_tuple(desc, values.as_mut_ptr(), nulls.as_mut_ptr());
+        pg_sys::CatalogTupleInsertWithInfo(rel, tup, ind);
+        pg_sys::heap_freetuple(tup);
+    }
+    pg_sys::CatalogCloseIndexes(ind);
+    pg_sys::table_close(rel, pg_sys::NoLock as i32);
+    plain_indexes
+}
+
+thread_local! {
+    static SESSION: RefCell<Option<Rc<SessionFacts>>> = const { RefCell::new(None) };
+    static TARGET: std::cell::Cell<Option<Target>> = const { std::cell::Cell::new(None) };
+}
+
+/// Signs and writes one audit row. `actor` is the role acting (`current_user` before any
+/// elevation).
 pub fn write_row(row: &LogRow<'_>, actor: &str) -> TgResult<i64> {
     let key = audit_key()?;
-    let plan = insert_plan()?;
-    let (_, session_user, app, addr) = session_text();
-    let app_context = crate::gucs::APP_CONTEXT
-        .get()
-        .map(|c| c.to_string_lossy().into_owned())
-        .filter(|s| !s.is_empty())
-        .map(|s| Jsonb::parse(&s))
-        .transpose()?;
-    // The cached sequence oid goes stale when the extension is dropped and created again.
-    let cached = LOG_SEQ.with(|c| c.get());
-    let stale = cached == pg_sys::InvalidOid || unsafe {
-        let n = pg_sys::get_rel_name(cached);
-        n.is_null() || std::ffi::CStr::from_ptr(n).to_bytes() != b"log_id_seq"
-    };
-    if stale {
-        let oid = common::as_owner(|| {
-            common::spi_first::<pg_sys::Oid>("SELECT 'tradeguard_audit.log_id_seq'::pg_catalog.regclass::oid", &[])
-        })??
-        .ok_or_else(|| CoreError::InvalidArgument("audit sequence missing".into()))?;
-        LOG_SEQ.with(|c| c.set(oid));
-    }
-    let seq = LOG_SEQ.with(|c| c.get());
+    let facts = session_facts()?;
+    let t = target()?;
     // nextval checks USAGE on the sequence: take the id as the extension owner.
-    let id = common::as_owner_fast(|| unsafe { pgrx::direct_function_call::<i64>(pg_sys::nextval_oid, &[seq.into_datum()]) })?
+    let id = common::as_owner_fast(|| unsafe { pgrx::direct_function_call::<i64>(pg_sys::nextval_oid, &[t.seq.into_datum()]) })?
         .ok_or_else(|| CoreError::InvalidArgument("audit sequence missing".into()))?;
     let txid = unsafe { pg_sys::GetTopFullTransactionId().value as i64 };
     let now = unsafe { pg_sys::GetCurrentTimestamp() };
-    let at = TimestampWithTimeZone::try_from(now).map_err(|_| CoreError::InvalidArgument("clock".into()))?;
-    // The client address travels and is signed in its binary inet form (verify reads it back
-    // without converting every row to text).
-    let addr_datum = match &addr {
-        Some(a) => {
-            let c = std::ffi::CString::new(a.as_str()).map_err(|_| CoreError::InvalidArgument("client address".into()))?;
-            unsafe { pgrx::direct_function_call_as_datum(pg_sys::inet_in, &[Some(pg_sys::Datum::from(c.as_ptr()))]) }
-        }
-        None => None,
-    };
+    let ptr_datum = |v: &Option<Vec<u8>>| v.as_ref().map(|b| pg_sys::Datum::from(b.as_ptr()));
+    // The client address is signed in its binary inet form (verify reads it back without
+    // converting every row to text).
+    let addr_datum = ptr_datum(&facts.addr);
+    let ctx_datum = ptr_datum(&facts.app_context);
     let signed = AuditRow {
         id,
         txid,
@@ -246,15 +376,48 @@ pub fn write_row(row: &LogRow<'_>, actor: &str) -> TgResult<i64> {
         old_row: row.old_row.as_ref().map(Jsonb::bytes),
         new_row: row.new_row.as_ref().map(Jsonb::bytes),
         current_user: actor,
-        session_user: &session_user,
-        application_name: app.as_deref(),
+        session_user: &facts.session_user,
+        application_name: facts.app.as_deref(),
         client_addr: addr_datum.map(varlena_bytes),
-        app_context: app_context.as_ref().map(Jsonb::bytes),
+        app_context: ctx_datum.map(varlena_bytes),
     };
     let sig = chain::sign_row(&key, &signed);
+    let _w = InternalWrite::begin();
+    {
+        let text = |s: &str| s.into_datum();
+        let cells: [Option<pg_sys::Datum>; 16] = [
+            Some(pg_sys::Datum::from(id)),
+            Some(pg_sys::Datum::from(txid)),
+            Some(pg_sys::Datum::from(now)),
+            text(row.schema),
+            text(row.table),
+            text(row.operation),
+            row.pk.map(|j| j.0),
+            row.old_row.map(|j| j.0),
+            row.new_row.map(|j| j.0),
+            text(actor),
+            text(&facts.session_user),
+            facts.app.as_deref().and_then(text),
+            addr_datum,
+            ctx_datum,
+            sig.as_slice().into_datum(),
+            None,
+        ];
+        let mut values = cells.map(|c| c.unwrap_or(pg_sys::Datum::from(0usize)));
+        let mut nulls = cells.map(|c| c.is_none());
+        if unsafe { insert_direct(&t, &mut values, &mut nulls) } {
+            return Ok(id);
+        }
+    }
+    let plan = insert_plan()?;
+    let at = TimestampWithTimeZone::try_from(now).map_err(|_| CoreError::InvalidArgument("clock".into()))?;
     let jb = |j: Option<Jsonb>| match j {
         Some(j) => unsafe { pgrx::datum::DatumWithOid::new(j.0, pg_sys::JSONBOID) },
         None => pgrx::datum::DatumWithOid::null_oid(pg_sys::JSONBOID),
+    };
+    let ptr = |d: Option<pg_sys::Datum>, oid: pg_sys::Oid| match d {
+        Some(d) => unsafe { pgrx::datum::DatumWithOid::new(d, oid) },
+        None => pgrx::datum::DatumWithOid::null_oid(oid),
     };
     let args = [
         id.into(),
@@ -267,22 +430,14 @@ pub fn write_row(row: &LogRow<'_>, actor: &str) -> TgResult<i64> {
         jb(row.old_row),
         jb(row.new_row),
         actor.into(),
-        session_user.as_str().into(),
-        app.as_deref().into(),
-        match addr_datum {
-            Some(d) => unsafe { pgrx::datum::DatumWithOid::new(d, pg_sys::INETOID) },
-            None => pgrx::datum::DatumWithOid::null_oid(pg_sys::INETOID),
-        },
-        jb(app_context),
+        facts.session_user.as_str().into(),
+        facts.app.as_deref().into(),
+        ptr(addr_datum, pg_sys::INETOID),
+        ptr(ctx_datum, pg_sys::JSONBOID),
         sig.as_slice().into(),
     ];
-    let _w = InternalWrite::begin();
     common::as_owner_fast(|| Spi::connect_mut(|client| client.update(&*plan, None, &args).map(|_| ())))??;
     Ok(id)
-}
-
-thread_local! {
-    static LOG_SEQ: std::cell::Cell<pg_sys::Oid> = const { std::cell::Cell::new(pg_sys::InvalidOid) };
 }
 
 /// AFTER ROW (INSERT, UPDATE, DELETE) and AFTER STATEMENT (TRUNCATE) trigger of audited tables.
@@ -292,6 +447,27 @@ fn audit_trigger<'a>(
 ) -> Result<Option<PgHeapTuple<'a, pgrx::AllocatedByPostgres>>, CoreError> {
     record_change(trigger).or_raise();
     Ok(None)
+}
+
+/// `current_user` by name, remembered for the role and transaction (one catalog lookup per
+/// transaction, not per audited row; a role renamed since shows under its new name).
+fn actor_name() -> Rc<str> {
+    let key = (unsafe { pg_sys::GetUserId() }, common::shmem::local_xact_stamp());
+    ACTOR.with(|a| {
+        let mut a = a.borrow_mut();
+        match a.as_ref() {
+            Some((k, name)) if *k == key => name.clone(),
+            _ => {
+                let name: Rc<str> = role_name(key.0).into();
+                *a = Some((key, name.clone()));
+                name
+            }
+        }
+    })
+}
+
+thread_local! {
+    static ACTOR: RefCell<Option<((pg_sys::Oid, u64), Rc<str>)>> = const { RefCell::new(None) };
 }
 
 fn record_change(trigger: &pgrx::PgTrigger<'_>) -> TgResult<()> {
@@ -336,7 +512,7 @@ fn record_change(trigger: &pgrx::PgTrigger<'_>) -> TgResult<()> {
         old_img = old_i.map(|(_, i)| i);
         new_img = new_i.map(|(_, i)| i);
     }
-    let actor = common::current_role_name();
+    let actor = actor_name();
     write_row(
         &LogRow { schema: &info.schema, table: &info.table, operation: op, pk, old_row: old_img, new_row: new_img },
         &actor,
