@@ -11,6 +11,8 @@
 #   TG_BENCH_BULK_ROWS   rows of the bulk INSERT ... SELECT (default 100000)
 #   TG_BENCH_SECONDS     pgbench duration per run (default 20)
 #   TG_BENCH_REPS        timed repetitions per measurement, the median is kept (default 3)
+#   TG_BENCH_BULK_REPS   timed repetitions of each bulk INSERT variant (default 7: a bulk INSERT
+#                        writes WAL and extends files, so single runs vary more than scans)
 #   TG_BENCH_ASYNC       1 (default) also runs pgbench with synchronous_commit=off; 0 skips it
 #   TG_BENCH_TG_SQL      workaround only: install tradeguard by running this SQL file (as the
 #                        superuser) instead of CREATE EXTENSION; see bench/README.md
@@ -22,6 +24,7 @@ PGP_ROWS=${TG_BENCH_PGP_ROWS:-10000}
 BULK_ROWS=${TG_BENCH_BULK_ROWS:-100000}
 SECS=${TG_BENCH_SECONDS:-20}
 REPS=${TG_BENCH_REPS:-3}
+BULK_REPS=${TG_BENCH_BULK_REPS:-7}
 ASYNC=${TG_BENCH_ASYNC:-1}
 NAME=crypto
 DB=$TG_BENCH_DB
@@ -154,7 +157,7 @@ trap 'rm -f "$TIMES"' EXIT
   # Two more variants split the encrypted INSERT's cost: already-armored values (122 characters)
   # into the plaintext table (the size effect alone) and into the encrypted table (the trigger
   # runs, recognizes the armor and leaves it alone: trigger overhead without encryption).
-  for ((r = 0; r <= REPS; r++)); do
+  for ((r = 0; r <= BULK_REPS; r++)); do
     for v in plainarm:plain:src_arm encarm:enc:src_arm plain:plain:src_$BULK_ROWS enc:enc:src_$BULK_ROWS; do
       IFS=: read -r label t from <<<"$v"
       echo "TRUNCATE ins_$t RESTART IDENTITY;"
@@ -256,7 +259,7 @@ out=$BENCH_OUT/$NAME.md
 {
   echo "### Encryption (bench/crypto.sh)"
   echo
-  echo "tradeguard: $VERSION.$INSTALL_NOTE Medians of $REPS runs after a warm-up; one backend, no parallel workers, JIT off."
+  echo "tradeguard: $VERSION.$INSTALL_NOTE Medians of $REPS runs after a warm-up ($BULK_REPS for each bulk INSERT, interleaved); one backend, no parallel workers, JIT off."
   echo "Ratio: anchor time / tradeguard time for encrypt and decrypt (≥ 1 means tradeguard is faster);"
   echo "encrypted rate / plaintext rate for INSERT."
   echo

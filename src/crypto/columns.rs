@@ -36,7 +36,7 @@ struct ColumnCfg {
 }
 
 impl ColumnCfg {
-    fn seal(&self, vt: ValueType, plaintext: &[u8], context: &str) -> TgResult<Vec<u8>> {
+    fn seal_into(&self, out: &mut Vec<u8>, vt: ValueType, plaintext: &[u8], context: &str) -> TgResult<()> {
         let cached = self.key.borrow().clone();
         let (key_id, version, entry) = match cached {
             Some(k) => k,
@@ -50,7 +50,7 @@ impl ColumnCfg {
                 k
             }
         };
-        super::seal_with(key_id, version, &entry, vt, plaintext, context)
+        super::seal_into(out, key_id, version, &entry, vt, plaintext, context)
     }
 }
 
@@ -225,9 +225,12 @@ fn push_int(buf: &mut String, i: i64) {
     }
 }
 
+/// heap_modify_tuple's values, nulls and replace flags, the context, the envelope.
+type Scratch = (Vec<pg_sys::Datum>, Vec<bool>, Vec<bool>, String, Vec<u8>);
+
 thread_local! {
     /// heap_modify_tuple's arrays and the context, reused from row to row.
-    static SCRATCH: RefCell<(Vec<pg_sys::Datum>, Vec<bool>, Vec<bool>, String)> = const { RefCell::new((Vec::new(), Vec::new(), Vec::new(), String::new())) };
+    static SCRATCH: RefCell<Scratch> = const { RefCell::new((Vec::new(), Vec::new(), Vec::new(), String::new(), Vec::new())) };
 }
 
 /// A `text` datum holding the armor of `envelope`, written once into its palloc'd varlena.
@@ -265,7 +268,7 @@ fn encrypt_row(td: &pg_sys::TriggerData) -> TgResult<pg_sys::HeapTuple> {
             None => None,
         };
         SCRATCH.with(|scratch| {
-            let (values, nulls, replace, ctx) = &mut *scratch.borrow_mut();
+            let (values, nulls, replace, ctx, ct) = &mut *scratch.borrow_mut();
             values.clear();
             values.resize(natts, pg_sys::Datum::from(0usize));
             (nulls.clear(), replace.clear());
@@ -310,11 +313,14 @@ fn encrypt_row(td: &pg_sys::TriggerData) -> TgResult<pg_sys::HeapTuple> {
                     std::str::from_utf8(raw)
                         .map_err(|_| CryptoError::InvalidInput(format!("column {}: value is not valid UTF-8", col.name)))
                 };
-                let ct = match col.value_type {
-                    ValueType::Text | ValueType::Jsonb | ValueType::Bytea => col.seal(col.value_type, raw, ctx)?,
-                    vt => col.seal(vt, &encode_plaintext(vt, text()?)?, ctx)?,
-                };
-                (replace[idx], values[idx]) = (true, armored_datum(&ct));
+                match col.value_type {
+                    ValueType::Text | ValueType::Jsonb | ValueType::Bytea => col.seal_into(ct, col.value_type, raw, ctx)?,
+                    vt => col.seal_into(ct, vt, &encode_plaintext(vt, text()?)?, ctx)?,
+                }
+                (replace[idx], values[idx]) = (true, armored_datum(ct));
+                // The buffer briefly held the plaintext before it was encrypted in place; it now
+                // holds ciphertext only, cleared for the next value.
+                ct.clear();
                 if let (Some(b), Some(k)) = (blind_idx, &col.blind_key) {
                     (replace[b], values[b]) = (true, super::blind_index_impl(text()?, k)?.as_slice().into_datum().expect("bytea datum"));
                 }

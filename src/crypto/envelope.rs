@@ -290,7 +290,7 @@ fn aad(header: &[u8], context: &[u8]) -> Aad {
 }
 
 /// Associated data: on the stack for the usual short contexts (no allocation per value).
-const AAD_INLINE: usize = 128;
+const AAD_INLINE: usize = 64;
 enum Aad {
     Inline([u8; AAD_INLINE], usize),
     Heap(Vec<u8>),
@@ -329,6 +329,24 @@ pub fn seal_with_nonce(
     plaintext: &[u8],
     context: &[u8],
 ) -> Vec<u8> {
+    let mut out = Vec::with_capacity(MIN_ENVELOPE_LEN + plaintext.len());
+    seal_with_nonce_into(&mut out, key, key_id, key_version, vt, nonce, plaintext, context);
+    out
+}
+
+/// [`seal_with_nonce`] into `out` (cleared first), so a caller sealing many values reuses one
+/// buffer. The plaintext passes through `out`: callers that keep the buffer must clear it.
+#[allow(clippy::too_many_arguments)]
+pub fn seal_with_nonce_into(
+    out: &mut Vec<u8>,
+    key: &DataKey,
+    key_id: u32,
+    key_version: u32,
+    vt: ValueType,
+    nonce: &[u8; NONCE_LEN],
+    plaintext: &[u8],
+    context: &[u8],
+) {
     let header = Header {
         version: FORMAT_VERSION,
         algorithm: ALG_AES_256_GCM,
@@ -336,18 +354,18 @@ pub fn seal_with_nonce(
         key_id,
         key_version,
     };
-    let mut out = Vec::with_capacity(MIN_ENVELOPE_LEN + plaintext.len());
+    out.clear();
+    out.reserve(MIN_ENVELOPE_LEN + plaintext.len());
     out.extend_from_slice(&header.to_bytes());
     out.extend_from_slice(nonce);
     out.extend_from_slice(plaintext);
-    let aad = aad(&out, context);
+    let aad = aad(out, context);
     let tag = key
         .cipher
         .encrypt_in_place_detached(Nonce::from_slice(nonce), &aad, &mut out[HEADER_LEN..])
         // Only fails for plaintexts longer than 2^36 bytes, far above PostgreSQL's 1 GB.
         .expect("AES-GCM plaintext length limit exceeded");
     out.extend_from_slice(&tag);
-    out
 }
 
 /// Encrypts `plaintext` into an envelope; fails only if the operating
@@ -483,8 +501,16 @@ pub fn looks_armored_bytes(s: &[u8]) -> bool {
     if last & unused_mask != 0 {
         return false;
     }
+    // The header fields are the first 14 bytes: decode the first 20 characters (15 bytes; all
+    // characters were checked above). parse_header reads nothing past them once the length
+    // (at least 42 bytes here) is known to suffice.
+    const _: () = assert!(FIXED_HEADER_LEN <= 15);
     let mut head = [0u8; MIN_ENVELOPE_LEN];
-    B64.decode_slice(&b[..MIN_CHARS], &mut head).is_ok() && parse_header(&head).is_ok()
+    for (quad, out) in b[..20].chunks_exact(4).zip(head.chunks_exact_mut(3)) {
+        let n = quad.iter().fold(0u32, |acc, &c| (acc << 6) | SEXTET[c as usize] as u32);
+        out.copy_from_slice(&n.to_be_bytes()[1..]);
+    }
+    parse_header(&head).is_ok()
 }
 
 #[cfg(test)]

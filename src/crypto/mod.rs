@@ -31,11 +31,26 @@ pub fn seal_value(key_name: &str, vt: ValueType, plaintext: &[u8], context: &str
     seal_with(info.key_id, version, &entry, vt, plaintext, context)
 }
 
-/// [`seal_value`] with a key already looked up (and kept) by the caller.
-pub fn seal_with(key_id: u32, version: u32, entry: &keys::VersionEntry, vt: ValueType, plaintext: &[u8], context: &str) -> TgResult<Vec<u8>> {
+fn seal_with(key_id: u32, version: u32, entry: &keys::VersionEntry, vt: ValueType, plaintext: &[u8], context: &str) -> TgResult<Vec<u8>> {
+    let mut out = Vec::new();
+    seal_into(&mut out, key_id, version, entry, vt, plaintext, context)?;
+    Ok(out)
+}
+
+/// [`seal_value`] into a caller's buffer, with a key already looked up (and kept) by the caller.
+pub fn seal_into(
+    out: &mut Vec<u8>,
+    key_id: u32,
+    version: u32,
+    entry: &keys::VersionEntry,
+    vt: ValueType,
+    plaintext: &[u8],
+    context: &str,
+) -> TgResult<()> {
     let nonce = nonce::fresh()?;
     activity::count(activity::Op::Encrypt, key_id, version, "");
-    Ok(envelope::seal_with_nonce(&entry.key, key_id, version, vt, &nonce, plaintext, context.as_bytes()))
+    envelope::seal_with_nonce_into(out, &entry.key, key_id, version, vt, &nonce, plaintext, context.as_bytes());
+    Ok(())
 }
 
 /// Authenticates and decrypts an envelope, then checks that it holds the requested type.
