@@ -49,32 +49,53 @@ fn put(m: &mut HmacSha256, field: Option<&[u8]>) {
 
 /// HMAC-SHA-256 of the canonical encoding of a row.
 pub fn sign_row(key: &[u8; 32], row: &AuditRow<'_>) -> [u8; 32] {
-    let mut m = HmacSha256::new_from_slice(key).expect("HMAC accepts any key length");
-    m.update(b"tradeguard-audit-row-v1");
-    m.update(&row.id.to_be_bytes());
-    m.update(&row.txid.to_be_bytes());
-    m.update(&row.at_micros.to_be_bytes());
-    for f in [
-        Some(row.schema_name.as_bytes()),
-        Some(row.table_name.as_bytes()),
-        Some(row.operation.as_bytes()),
-        row.pk,
-        row.old_row,
-        row.new_row,
-        Some(row.current_user.as_bytes()),
-        Some(row.session_user.as_bytes()),
-        row.application_name.map(str::as_bytes),
-        row.client_addr,
-        row.app_context,
-    ] {
-        put(&mut m, f);
-    }
-    m.finalize().into_bytes().into()
+    RowSigner::new(key).sign(row)
 }
 
 /// Constant-time comparison of a stored signature with a recomputed one.
 pub fn signature_matches(key: &[u8; 32], row: &AuditRow<'_>, stored: &[u8]) -> bool {
-    constant_time_eq(&sign_row(key, row), stored)
+    RowSigner::new(key).matches(row, stored)
+}
+
+/// Signs rows with one key: HMAC's keyed inner and outer states are computed once and cloned
+/// per row (two SHA-256 blocks fewer per row than keying each time).
+#[derive(Clone)]
+pub struct RowSigner(HmacSha256);
+
+impl RowSigner {
+    pub fn new(key: &[u8; 32]) -> RowSigner {
+        let mut m = HmacSha256::new_from_slice(key).expect("HMAC accepts any key length");
+        m.update(b"tradeguard-audit-row-v1");
+        RowSigner(m)
+    }
+
+    pub fn sign(&self, row: &AuditRow<'_>) -> [u8; 32] {
+        let mut m = self.0.clone();
+        m.update(&row.id.to_be_bytes());
+        m.update(&row.txid.to_be_bytes());
+        m.update(&row.at_micros.to_be_bytes());
+        for f in [
+            Some(row.schema_name.as_bytes()),
+            Some(row.table_name.as_bytes()),
+            Some(row.operation.as_bytes()),
+            row.pk,
+            row.old_row,
+            row.new_row,
+            Some(row.current_user.as_bytes()),
+            Some(row.session_user.as_bytes()),
+            row.application_name.map(str::as_bytes),
+            row.client_addr,
+            row.app_context,
+        ] {
+            put(&mut m, f);
+        }
+        m.finalize().into_bytes().into()
+    }
+
+    /// Constant-time comparison of a stored signature with the recomputed one.
+    pub fn matches(&self, row: &AuditRow<'_>, stored: &[u8]) -> bool {
+        constant_time_eq(&self.sign(row), stored)
+    }
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -205,6 +226,47 @@ mod tests {
         assert!(signature_matches(&KEY, &row(1), &base));
         assert!(!signature_matches(&KEY, &row(2), &base));
         assert!(!signature_matches(&KEY, &row(1), &base[..31]));
+    }
+
+    /// The signed encoding, spelled out independently of RowSigner: a reused signer and a
+    /// fresh one both give HMAC-SHA-256 over exactly these bytes.
+    #[test]
+    fn signature_is_hmac_of_the_documented_encoding() {
+        let r = row(3);
+        let mut bytes = b"tradeguard-audit-row-v1".to_vec();
+        for n in [r.id, r.txid, r.at_micros] {
+            bytes.extend_from_slice(&n.to_be_bytes());
+        }
+        let fields = [
+            Some(r.schema_name.as_bytes()),
+            Some(r.table_name.as_bytes()),
+            Some(r.operation.as_bytes()),
+            r.pk,
+            r.old_row,
+            r.new_row,
+            Some(r.current_user.as_bytes()),
+            Some(r.session_user.as_bytes()),
+            r.application_name.map(str::as_bytes),
+            r.client_addr,
+            r.app_context,
+        ];
+        for f in fields {
+            match f {
+                None => bytes.push(0),
+                Some(b) => {
+                    bytes.push(1);
+                    bytes.extend_from_slice(&(b.len() as u64).to_be_bytes());
+                    bytes.extend_from_slice(b);
+                }
+            }
+        }
+        let mut m = HmacSha256::new_from_slice(&KEY).unwrap();
+        m.update(&bytes);
+        let want: [u8; 32] = m.finalize().into_bytes().into();
+        assert_eq!(sign_row(&KEY, &r), want);
+        let signer = RowSigner::new(&KEY);
+        assert_eq!(signer.sign(&row(1)), sign_row(&KEY, &row(1)));
+        assert_eq!(signer.sign(&r), want, "a signer is not changed by signing");
     }
 
     #[test]

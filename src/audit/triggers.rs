@@ -345,6 +345,8 @@ unsafe fn insert_direct(t: &Target, values: &mut [pg_sys::Datum], nulls: &mut [b
 }
 
 thread_local! {
+    /// The row signer for the audit key it was made with (HMAC keyed once per backend).
+    static SIGNER: RefCell<Option<(zeroize::Zeroizing<[u8; 32]>, chain::RowSigner)>> = const { RefCell::new(None) };
     static SESSION: RefCell<Option<Rc<SessionFacts>>> = const { RefCell::new(None) };
     static TARGET: std::cell::Cell<Option<Target>> = const { std::cell::Cell::new(None) };
 }
@@ -381,7 +383,18 @@ pub fn write_row(row: &LogRow<'_>, actor: &str) -> TgResult<i64> {
         client_addr: addr_datum.map(varlena_bytes),
         app_context: ctx_datum.map(varlena_bytes),
     };
-    let sig = chain::sign_row(&key, &signed);
+    let sig = SIGNER.with(|c| {
+        let mut c = c.borrow_mut();
+        match c.as_ref() {
+            Some((k, signer)) if k[..] == key[..] => signer.sign(&signed),
+            _ => {
+                let signer = chain::RowSigner::new(&key);
+                let sig = signer.sign(&signed);
+                *c = Some((key.clone(), signer));
+                sig
+            }
+        }
+    });
     let _w = InternalWrite::begin();
     {
         let text = |s: &str| s.into_datum();
