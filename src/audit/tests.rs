@@ -70,4 +70,55 @@ mod tests {
         );
         assert_eq!(leaks, Ok(Some(0)));
     }
+
+    /// The trigger writes images with to_jsonb(record): the same values as row_to_json()::jsonb,
+    /// for the awkward types too.
+    #[pg_test]
+    fn row_images_equal_row_to_json() {
+        Spi::run(
+            "CREATE TABLE t_odd (id int PRIMARY KEY, f float8, r real, n numeric, t timestamptz, d date, b bool,
+                 a int[], j json, jb jsonb, tx text, bi bigint, iv interval, by bytea)",
+        )
+        .unwrap();
+        Spi::run("SELECT tradeguard.audit_table('t_odd')").unwrap();
+        Spi::run(
+            "INSERT INTO t_odd VALUES
+               (1, 'Infinity', 'NaN', 1.50, now(), 'infinity', true, '{1,NULL,3}', '{\"b\":1, \"a\":[1,2]}',
+                '{\"x\":null}', E'q\"uo\\\\te\\n', -9223372036854775808, '1 day', '\\xdeadbeef'),
+               (2, 1e300, -0.0, 'NaN', '-infinity', now(), NULL, '{}', 'null', '[]', '', 0, NULL, '')",
+        )
+        .unwrap();
+        let same = Spi::get_one::<bool>(
+            "SELECT count(*) = 2 AND bool_and(l.new_row = row_to_json(o)::jsonb)
+               FROM tradeguard_audit.log l JOIN t_odd o ON l.pk = jsonb_build_object('id', o.id)
+              WHERE l.table_name = 't_odd' AND l.operation = 'INSERT'",
+        );
+        assert_eq!(same, Ok(Some(true)));
+    }
+
+    /// Audit rows normally go straight into the heap and the trail's indexes; with an expression
+    /// index on the trail (break-glass) they go through an INSERT statement, and both kinds of
+    /// row are indexed and signed alike.
+    #[pg_test]
+    fn expression_index_on_the_trail_falls_back_to_sql() {
+        Spi::run("CREATE TABLE t_fb (id int PRIMARY KEY, v text)").unwrap();
+        Spi::run("SELECT tradeguard.audit_table('t_fb'); INSERT INTO t_fb VALUES (1, 'direct')").unwrap();
+        Spi::run("SELECT tradeguard.break_glass('test: expression index on the trail')").unwrap();
+        Spi::run("CREATE INDEX t_fb_expr ON tradeguard_audit.log ((lower(table_name)))").unwrap();
+        Spi::run("INSERT INTO t_fb VALUES (2, 'through sql')").unwrap();
+        Spi::run("SET enable_seqscan = off").unwrap();
+        let found = Spi::get_one::<i64>(
+            "SELECT count(*) FROM tradeguard_audit.log WHERE lower(table_name) = 't_fb' AND operation = 'INSERT'",
+        );
+        assert_eq!(found, Ok(Some(2)));
+        let by_pk = Spi::get_one::<i64>(
+            "SELECT count(*) FROM tradeguard_audit.log WHERE pk IN ('{\"id\": 1}', '{\"id\": 2}') AND table_name = 't_fb'",
+        );
+        assert_eq!(by_pk, Ok(Some(2)));
+    }
+
+    #[pg_test(error = "tradeguard: indexes of tradeguard_audit.log is protected by tradeguard; a tradeguard_admin member must call tradeguard.break_glass(reason) first")]
+    fn index_on_the_trail_needs_break_glass() {
+        Spi::run("CREATE INDEX ON tradeguard_audit.log (operation)").unwrap();
+    }
 }
