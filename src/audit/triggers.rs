@@ -102,17 +102,21 @@ fn insert_plan() -> TgResult<Rc<OwnedPreparedStatement>> {
     Ok(plan)
 }
 
-/// A `text[]` of column names built once per table configuration (in TopMemoryContext), not
-/// once per audited row. None when empty. Never freed: configurations are rebuilt only after
-/// key or audit configuration changes, and freeing at backend exit would gain nothing.
-struct KeyList(Option<pg_sys::Datum>);
+/// A `text[]` of column names built once per table configuration, not once per audited row: the
+/// array's bytes are kept in Rust memory (freed with the configuration) and passed by pointer.
+/// None when empty.
+struct KeyList(Option<Vec<u8>>);
 
 impl KeyList {
     fn new(keys: &[String]) -> KeyList {
         if keys.is_empty() {
             return KeyList(None);
         }
-        KeyList(unsafe { pgrx::PgMemoryContexts::TopMemoryContext.switch_to(|_| keys.to_vec().into_datum()) })
+        KeyList(keys.to_vec().into_datum().map(|d| unsafe { varlena_copy(d) }))
+    }
+
+    fn datum(&self) -> Option<pg_sys::Datum> {
+        self.0.as_ref().map(|v| pg_sys::Datum::from(v.as_ptr()))
     }
 }
 
@@ -167,7 +171,7 @@ impl Jsonb {
     }
 
     fn delete_keys(self, keys: &KeyList) -> Jsonb {
-        match keys.0 {
+        match keys.datum() {
             None => self,
             Some(arr) => Jsonb(
                 unsafe { pgrx::direct_function_call_as_datum(pg_sys::jsonb_delete_array, &[Some(self.0), Some(arr)]) }

@@ -206,23 +206,7 @@ unsafe fn attribute_text(tuple: pg_sys::HeapTuple, tupdesc: pg_sys::TupleDesc, i
 
 /// Appends the decimal form of `i` (core::fmt costs more than the encryption of a short value).
 fn push_int(buf: &mut String, i: i64) {
-    let mut digits = [0u8; 20];
-    let mut n = i.unsigned_abs();
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    if i < 0 {
-        buf.push('-');
-    }
-    for &d in &digits[at..] {
-        buf.push(d as char);
-    }
+    buf.push_str(itoa::Buffer::new().format(i));
 }
 
 /// heap_modify_tuple's values, nulls and replace flags, the context, the envelope.
