@@ -16,6 +16,8 @@ pub enum AuditError {
     NoKey(String),
     #[error("no block {0} in the audit chain")]
     NoSuchBlock(i64),
+    #[error("seal: {0}; nothing was sealed")]
+    SealConflict(String),
 }
 
 impl AuditError {
@@ -25,6 +27,7 @@ impl AuditError {
             Self::ProtectedTable(_) | Self::Protected { .. } => C::ERRCODE_INSUFFICIENT_PRIVILEGE,
             Self::NotAudited(_) | Self::NoSuchBlock(_) => C::ERRCODE_UNDEFINED_OBJECT,
             Self::NoKey(_) => C::ERRCODE_CONFIG_FILE_ERROR,
+            Self::SealConflict(_) => C::ERRCODE_INTERNAL_ERROR,
         }
     }
 

@@ -1,6 +1,6 @@
 //! Sealing committed audit rows into MAC-chained blocks, and verifying the chain.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use pgrx::prelude::*;
 
@@ -45,14 +45,18 @@ pub fn seal_once() -> TgResult<Option<(i64, i64)>> {
     common::as_owner(|| -> TgResult<Option<(i64, i64)>> {
         Spi::run_with_args("SELECT pg_catalog.pg_advisory_xact_lock($1)", &[SEAL_LOCK.into()])?;
         // Rows of transactions older than every running one: nothing can still commit below them.
+        let horizon = common::spi_first::<i64>(
+            "SELECT pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())::text::bigint",
+            &[],
+        )?
+        .unwrap_or(0);
         let rows = Spi::connect(|c| {
             let t = c.select(
                 "SELECT id, signature FROM tradeguard_audit.log
-                  WHERE block_no IS NULL
-                    AND txid < pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())::text::bigint
+                  WHERE block_no IS NULL AND txid < $2
                   ORDER BY id LIMIT $1",
                 None,
-                &[MAX_ROWS_PER_BLOCK.into()],
+                &[MAX_ROWS_PER_BLOCK.into(), horizon.into()],
             )?;
             let mut out = Vec::new();
             for r in t {
@@ -91,14 +95,24 @@ pub fn seal_once() -> TgResult<Option<(i64, i64)>> {
                 b.first_id.into(),
                 b.last_id.into(),
                 ts.into(),
-                ids.clone().into(),
+                ids.into(),
                 mac.as_slice().into(),
             ],
         )?;
-        Spi::run_with_args(
-            "UPDATE tradeguard_audit.log SET block_no = $1 WHERE id = ANY ($2) AND block_no IS NULL",
-            &[block_no.into(), ids.into()],
-        )?;
+        // The same rows as selected: below the horizon no row can appear or commit any more, and
+        // the ORDER BY id LIMIT took every such row up to the last id (one index range scan,
+        // not one probe per id). Checked: a difference would make verify() fail later.
+        let marked = Spi::connect_mut(|c| {
+            c.update(
+                "UPDATE tradeguard_audit.log SET block_no = $1 WHERE block_no IS NULL AND txid < $2 AND id <= $3",
+                None,
+                &[block_no.into(), horizon.into(), b.last_id.into()],
+            )
+            .map(|t| t.len() as i64)
+        })?;
+        if marked != b.row_count {
+            return Err(AuditError::SealConflict(format!("block {block_no} would hold {} rows but {marked} were marked", b.row_count)).into());
+        }
         Ok(Some((block_no, b.row_count)))
     })?
 }
@@ -185,17 +199,19 @@ struct Checked {
     sig: [u8; 32],
 }
 
-/// Rows verified per scan, at most (about 48 bytes each are kept until their block is checked).
-const WINDOW_ROWS: i64 = 1_000_000;
+/// Rows verified per scan, at most (48 bytes each are kept until their block is checked, so a
+/// window holds at most about 100 MB). Each window is one scan, often of the whole trail: a
+/// trail of up to two million rows is verified in a single pass.
+const WINDOW_ROWS: i64 = 2_000_000;
 
 /// Reads the rows of blocks `lo..=hi` in one scan and checks every signature; returns them by
 /// block number.
-fn scan_rows(signer: &chain::RowSigner, lo: i64, hi: i64) -> TgResult<HashMap<i64, Vec<Checked>>> {
+fn scan_rows(signer: &chain::RowSigner, lo: i64, hi: i64, expected: &HashMap<i64, i64>) -> TgResult<HashMap<i64, Vec<Checked>>> {
     // Raw SPI access: each row's signature is recomputed straight from the binary values while
     // the tuple is in hand; nothing is copied out but the id and the signature.
     // A read-only cursor fetched in batches: a window's rows are never all in memory at once.
     let rows = Spi::connect(|_c| {
-        let mut out: HashMap<i64, Vec<Checked>> = HashMap::new();
+        let mut out: HashMap<i64, Vec<Checked>> = HashMap::default();
         unsafe {
             let query = std::ffi::CString::new(ROW_QUERY).expect("no NUL in the query");
             let mut types = [pg_sys::INT8OID, pg_sys::INT8OID];
@@ -258,7 +274,11 @@ fn scan_rows(signer: &chain::RowSigner, lo: i64, hi: i64) -> TgResult<HashMap<i6
                         sig.copy_from_slice(stored);
                     }
                     let block = col(16).map(|d| d.value() as i64).unwrap_or_default();
-                    out.entry(block).or_default().push(Checked { id, sig_ok, sig });
+                    out.entry(block)
+                    .or_insert_with(|| {
+                        Vec::with_capacity(expected.get(&block).map_or(0, |&n| n.clamp(0, MAX_ROWS_PER_BLOCK) as usize))
+                    })
+                    .push(Checked { id, sig_ok, sig });
                 }
                 pg_sys::SPI_freetuptable(tt);
             }
@@ -341,7 +361,7 @@ fn verify_impl(from: i64, to: Option<i64>) -> TgResult<Report> {
         loop {
             let hi = lo.saturating_add(999).min(to);
             let blocks = load_blocks(lo, hi)?;
-            let mut window: (i64, HashMap<i64, Vec<Checked>>) = (i64::MIN, HashMap::new());
+            let mut window: (i64, HashMap<i64, Vec<Checked>>) = (i64::MIN, HashMap::default());
             for (k, b) in blocks.iter().enumerate() {
                 if b.block_no != expected_no || b.prev_mac != expected_prev {
                     rep.fail(expected_no.min(b.block_no), None, Failure::ChainBroken);
@@ -374,7 +394,12 @@ fn verify_impl(from: i64, to: Option<i64>) -> TgResult<Report> {
                         })
                         .last()
                         .map_or(b.block_no, |x| x.block_no);
-                    window = (last, scan_rows(&signer, b.block_no, last)?);
+                    let expected: HashMap<i64, i64> = blocks[k..]
+                        .iter()
+                        .take_while(|x| x.block_no <= last)
+                        .map(|x| (x.block_no, x.row_count))
+                        .collect();
+                    window = (last, scan_rows(&signer, b.block_no, last, &expected)?);
                 }
                 check_block(b, window.1.remove(&b.block_no).unwrap_or_default(), &mut rep)?;
                 rep.blocks += 1;
