@@ -2,6 +2,8 @@
 # make bench: run every bench/*.sh (except lib.sh and run.sh) against the demo cluster and
 # rewrite bench/RESULTS.md with the date, the machine and each script's table.
 # Settings: TG_PORT (default 5499), TG_BENCH_DB (tg_bench), and each script's own TG_BENCH_* variables.
+# Arguments: script names (e.g. `bash bench/run.sh audit`) re-run only those; RESULTS.md then keeps
+# the other sections from their last run (each section names the build it ran on).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
@@ -11,9 +13,14 @@ cluster_up || bash scripts/demo.sh || bdie "could not start the demo cluster on 
 
 mkdir -p "$BENCH_OUT"
 declare -a done_scripts=() failed=()
+only=" $* "
 for script in bench/*.sh; do
   name=$(basename "$script" .sh)
   case $name in lib | run) continue ;; esac
+  if [ $# -gt 0 ] && [[ $only != *" $name "* ]]; then
+    [ -s "$BENCH_OUT/$name.md" ] && done_scripts+=("$name")
+    continue
+  fi
   blog "running $script"
   rm -f "$BENCH_OUT/$name.md"
   if bash "$script" >"$BENCH_OUT/$name.stdout" 2> >(tee "$BENCH_OUT/$name.stderr" >&2); then
@@ -29,6 +36,9 @@ results=bench/RESULTS.md
   echo "# tradeguard benchmark results"
   echo
   echo "Written by \`make bench\` (bench/run.sh); see bench/README.md for what each figure means."
+  if [ $# -gt 0 ]; then
+    echo "Sections re-run alone on $(bench_date): $*; the others are from the previous full run (each names its build)."
+  fi
   echo
   echo "- date: $(bench_date)"
   echo "- machine: $(machine_cores) cores, $(machine_cpu) (AES-NI: $(machine_aesni)), $(machine_memory) memory"
