@@ -71,6 +71,15 @@ SELECT check_id, level, object FROM tradeguard.findings WHERE check_id = 'audit_
 -- A deleted row is named too.
 UPDATE tradeguard_audit.log SET new_row = jsonb_set(new_row, '{price}', '2849.5000') WHERE id = (SELECT min(id) FROM tradeguard_audit.log WHERE operation = 'INSERT' AND table_name = 'trades');
 SELECT ok FROM tradeguard.verify();
+-- A forged row that claims a sealed block is named (row inserted), and so is one that claims a
+-- block beyond the end of the chain.
+INSERT INTO tradeguard_audit.log (id, txid, at, schema_name, table_name, operation, current_user_name, session_user_name, signature, block_no)
+  VALUES (999999, 1, now(), 'public', 'trades', 'INSERT', 'mallory', 'mallory', '\x00', 1);
+SELECT ok, first_bad_block, first_bad_id, reason FROM tradeguard.verify();
+UPDATE tradeguard_audit.log SET block_no = 999 WHERE id = 999999;
+SELECT ok, first_bad_block, first_bad_id, reason FROM tradeguard.verify();
+DELETE FROM tradeguard_audit.log WHERE id = 999999;
+SELECT ok FROM tradeguard.verify();
 DELETE FROM tradeguard_audit.log WHERE id = (SELECT max(id) FROM tradeguard_audit.log WHERE block_no = 1);
 SELECT ok, first_bad_block, first_bad_id = (SELECT max(id) FROM tradeguard_audit.blocks b, unnest(b.ids) AS id WHERE b.block_no = 1) AS names_the_row, reason FROM tradeguard.verify();
 -- A forged block and a broken link to the previous block are named as well.

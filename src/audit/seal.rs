@@ -414,13 +414,15 @@ fn verify_impl(from: i64, to: Option<i64>) -> TgResult<Report> {
             }
             lo = hi + 1;
         }
-        // A row that claims a block beyond the chain, or a block number that does not exist.
+        // A row that claims a block beyond the chain. (Every block from `from` to the last one
+        // exists and was checked above, rows claiming one of them included: one index range
+        // scan past the last block is all that is left, not a second pass over the trail.)
         if to == i64::MAX {
             if let Some(id) = common::spi_first::<i64>(
                 "SELECT min(l.id) FROM tradeguard_audit.log l
-                  WHERE l.block_no IS NOT NULL AND l.block_no >= $1
+                  WHERE l.block_no > $1
                     AND NOT EXISTS (SELECT 1 FROM tradeguard_audit.blocks b WHERE b.block_no = l.block_no)",
-                &[from.into()],
+                &[(expected_no - 1).into()],
             )? {
                 let blk = common::spi_first::<i64>("SELECT block_no FROM tradeguard_audit.log WHERE id = $1", &[id.into()])?;
                 rep.fail(blk.unwrap_or_default(), Some(id), Failure::RowInserted);
