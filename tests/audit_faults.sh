@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The audit trail under concurrency and faults: 16 writers through audit triggers and an
 # encrypted column, the background worker sealing; kill -9 of a writing backend; an immediate
-# shutdown. After each: nothing committed is lost, pending rows get sealed, verify() is ok and
+# shutdown; the worker terminated (it must come back). After each: nothing committed is lost, pending rows get sealed, verify() is ok and
 # the chain has no fork (contiguous block numbers), every value decrypts.
 set -uo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -81,6 +81,30 @@ check "immediate shutdown: verify ok" chain_ok
 check "immediate shutdown: every row sealed" all_sealed
 check "immediate shutdown: chain unforked" no_fork
 check "immediate shutdown: keys intact" all_decrypt
+# 4. The worker terminated as DROP DATABASE ... WITH (FORCE) or pg_terminate_backend would: it
+# comes back after its restart time and seals new rows on its own (no explicit seal() here).
+worker_pid() { q faults -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'tradeguard worker'"; }
+old_worker=$(worker_pid)
+check "a worker serves the database" [ -n "$old_worker" ]
+q faults -c "SELECT pg_terminate_backend(${old_worker:-0})" >/dev/null
+worker_back_and_sealing() {
+  local new
+  for _ in $(seq 1 40); do
+    new=$(worker_pid)
+    if [ -n "$new" ] && [ "$new" != "$old_worker" ]; then
+      q faults -c "INSERT INTO trades (symbol, qty, account_ref) VALUES ('9984.T', 1, 'DT-1')" >/dev/null
+      for _ in $(seq 1 50); do
+        [ "$(q faults -c "SELECT count(*) FROM tradeguard_audit.log WHERE block_no IS NULL")" = 0 ] && return 0
+        sleep 0.2
+      done
+      return 1
+    fi
+    sleep 0.25
+  done
+  return 1
+}
+check "terminated worker: restarted, and seals new rows by itself" worker_back_and_sealing
+
 check "no crashed backend except the killed one" [ "$(grep -c 'was terminated by signal 11\|was terminated by signal 6' "$TG_TEST_DIR/faults/server.log")" = 0 ]
 
 echo "$fails failed"

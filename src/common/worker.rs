@@ -93,6 +93,11 @@ pub extern "C-unwind" fn tradeguard_worker_main(_arg: pg_sys::Datum) {
             }
         });
     }
+    // SIGTERM. At shutdown the postmaster does not restart workers; otherwise (DROP DATABASE
+    // ... WITH (FORCE) or pg_terminate_backend on the served database) exit code 1 has the
+    // worker started again after its restart time. Returning would exit with 0, which
+    // unregisters the worker for good: no more sealing, events or key activity until restart.
+    unsafe { pg_sys::proc_exit(1) };
 }
 
 fn detail_json(s: &str) -> serde_json::Value {
