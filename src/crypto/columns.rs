@@ -123,11 +123,30 @@ fn load_table_cfg(relid: pg_sys::Oid) -> TgResult<Rc<TableCfg>> {
     Ok(cfg)
 }
 
-/// The context a column value is bound to.
-pub fn column_context(column_id: i32, pk: Option<&str>) -> String {
+/// Appends the context a column value is bound to: `tg:<column id>[:<primary key>]`.
+/// [`context_sql`] is the same text as a SQL expression over the row.
+fn push_context(buf: &mut String, column_id: i32, pk: Option<&PkText>) {
+    let mut int = itoa::Buffer::new();
+    buf.push_str("tg:");
+    buf.push_str(int.format(column_id));
     match pk {
-        Some(pk) => format!("tg:{column_id}:{pk}"),
-        None => format!("tg:{column_id}"),
+        Some(PkText::Int(i)) => {
+            buf.push(':');
+            buf.push_str(int.format(*i));
+        }
+        Some(PkText::Text(t)) => {
+            buf.push(':');
+            buf.push_str(t);
+        }
+        None => {}
+    }
+}
+
+/// [`push_context`] as a SQL expression over the row (for the decrypting view and re-encryption).
+fn context_sql(column_id: i32, pk_column: Option<&str>) -> String {
+    match pk_column {
+        Some(pk) => format!("'tg:{column_id}:' || {}::text", q(pk)),
+        None => format!("'tg:{column_id}'"),
     }
 }
 
@@ -204,11 +223,6 @@ unsafe fn attribute_text(tuple: pg_sys::HeapTuple, tupdesc: pg_sys::TupleDesc, i
     })
 }
 
-/// Appends the decimal form of `i` (core::fmt costs more than the encryption of a short value).
-fn push_int(buf: &mut String, i: i64) {
-    buf.push_str(itoa::Buffer::new().format(i));
-}
-
 /// heap_modify_tuple's values, nulls and replace flags, the context, the envelope.
 type Scratch = (Vec<pg_sys::Datum>, Vec<bool>, Vec<bool>, String, Vec<u8>);
 
@@ -278,21 +292,8 @@ fn encrypt_row(td: &pg_sys::TriggerData) -> TgResult<pg_sys::HeapTuple> {
                 if envelope::looks_armored_bytes(raw) {
                     continue;
                 }
-                // Same text as column_context().
                 ctx.clear();
-                ctx.push_str("tg:");
-                push_int(ctx, col.column_id as i64);
-                match &pk {
-                    Some(PkText::Int(i)) => {
-                        ctx.push(':');
-                        push_int(ctx, *i);
-                    }
-                    Some(PkText::Text(t)) => {
-                        ctx.push(':');
-                        ctx.push_str(t);
-                    }
-                    None => {}
-                }
+                push_context(ctx, col.column_id, pk.as_ref());
                 let text = || {
                     std::str::from_utf8(raw)
                         .map_err(|_| CryptoError::InvalidInput(format!("column {}: value is not valid UTF-8", col.name)))
@@ -480,10 +481,7 @@ fn create_decrypted_view(schema: &str, table: &str) -> TgResult<()> {
         match (id, vt) {
             (Some(id), Some(vt)) => {
                 let vt = ValueType::parse_name(&vt)?;
-                let ctx = match pk {
-                    Some(pk) => format!("'tg:{id}:' || {}::text", q(&pk)),
-                    None => format!("'tg:{id}'"),
-                };
+                let ctx = context_sql(id, pk.as_deref());
                 let call = format!("tradeguard.decrypt_{}({}, {ctx})", vt.sql_suffix(), q(&name));
                 let orig = orig.unwrap_or_else(|| "text".into());
                 select.push(format!("({call})::{orig} AS {}", q(&name)));
@@ -529,10 +527,7 @@ fn reencrypt_column_impl(tbl: pg_sys::Oid, col: &str, batch: i32) -> TgResult<i6
         .ok_or_else(|| CoreError::InvalidArgument(format!("column \"{col}\" of {}.{} is not encrypted by tradeguard", names.schema, names.table)))?;
     let (info, active, _) = keys::encryption_key(&c.key_name, Purpose::Encrypt)?;
     let fq = format!("{}.{}", q(&names.schema), q(&names.table));
-    let ctx = match &cfg.pk_column {
-        Some(pk) => format!("'tg:{}:' || {}::text", c.column_id, q(pk)),
-        None => format!("'tg:{}'", c.column_id),
-    };
+    let ctx = context_sql(c.column_id, cfg.pk_column.as_deref());
     // Re-encryption decrypts to the typed plaintext text and writes it back: the trigger
     // encrypts it with the active version (and recomputes the blind index).
     let plain = format!("(tradeguard.decrypt_{}({}, {ctx}))::text", c.value_type.sql_suffix(), q(col));
@@ -581,12 +576,20 @@ fn ciphertext_key_version(value: &str) -> i32 {
 
 #[cfg(test)]
 mod unit_tests {
+    use super::{push_context, PkText};
+
     #[test]
-    fn push_int_matches_to_string() {
+    fn context_text() {
         for i in [0i64, 1, -1, 9, 10, 42, -4711, i32::MAX as i64, i64::MAX, i64::MIN] {
-            let mut s = String::from("x");
-            super::push_int(&mut s, i);
-            assert_eq!(s, format!("x{i}"));
+            let mut s = String::new();
+            push_context(&mut s, 7, Some(&PkText::Int(i)));
+            assert_eq!(s, format!("tg:7:{i}"));
         }
+        let mut s = String::new();
+        push_context(&mut s, 12, Some(&PkText::Text("DT-1000-0001".into())));
+        assert_eq!(s, "tg:12:DT-1000-0001");
+        s.clear();
+        push_context(&mut s, 3, None);
+        assert_eq!(s, "tg:3");
     }
 }
