@@ -243,13 +243,6 @@ unsafe fn varlena_copy(d: pg_sys::Datum) -> Vec<u8> {
     std::slice::from_raw_parts(v as *const u8, pgrx::varlena::varsize_any(v)).to_vec()
 }
 
-fn role_name(oid: pg_sys::Oid) -> String {
-    unsafe {
-        let p = pg_sys::GetUserNameFromId(oid, true);
-        if p.is_null() { format!("oid:{}", oid.to_u32()) } else { std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned() }
-    }
-}
-
 fn session_facts() -> TgResult<Rc<SessionFacts>> {
     let (session_oid, app) = unsafe {
         let app = (!pg_sys::application_name.is_null())
@@ -279,7 +272,7 @@ fn session_facts() -> TgResult<Rc<SessionFacts>> {
         "" => None,
         s => Some(unsafe { varlena_copy(Jsonb::parse(s)?.0) }),
     };
-    let f = Rc::new(SessionFacts { xact: common::shmem::local_xact_stamp(), session_oid, session_user: role_name(session_oid), app, addr, app_context_src: ctx_src, app_context });
+    let f = Rc::new(SessionFacts { xact: common::shmem::local_xact_stamp(), session_oid, session_user: common::role_name(session_oid), app, addr, app_context_src: ctx_src, app_context });
     SESSION.with(|s| *s.borrow_mut() = Some(f.clone()));
     Ok(f)
 }
@@ -475,7 +468,7 @@ fn actor_name() -> Rc<str> {
         match a.as_ref() {
             Some((k, name)) if *k == key => name.clone(),
             _ => {
-                let name: Rc<str> = role_name(key.0).into();
+                let name: Rc<str> = common::role_name(key.0).into();
                 *a = Some((key, name.clone()));
                 name
             }

@@ -148,8 +148,12 @@ pub fn as_owner_fast<R>(f: impl FnOnce() -> R) -> TgResult<R> {
 
 /// The role the caller is acting as (`current_user`), by name.
 pub fn current_role_name() -> String {
+    role_name(unsafe { pg_sys::GetUserId() })
+}
+
+/// A role's name, or `oid:<n>` for a role that no longer exists.
+pub fn role_name(oid: pg_sys::Oid) -> String {
     unsafe {
-        let oid = pg_sys::GetUserId();
         let name = pg_sys::GetUserNameFromId(oid, true);
         if name.is_null() {
             format!("oid:{}", oid.to_u32())

@@ -204,10 +204,7 @@ pub fn store() -> crate::error::TgResult<()> {
         let key_name = if here { super::keys::key_name_by_id(x.key_id) } else { None }
             .unwrap_or_else(|| format!("#{}", x.key_id));
         if x.op == Op::Decrypt as u8 {
-            let role = unsafe {
-                let p = pg_sys::GetUserNameFromId(pg_sys::Oid::from(x.roleoid), true);
-                if p.is_null() { format!("oid:{}", x.roleoid) } else { std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned() }
-            };
+            let role = crate::common::role_name(pg_sys::Oid::from(x.roleoid));
             let db = unsafe {
                 let p = pg_sys::get_database_name(pg_sys::Oid::from(x.dboid));
                 if p.is_null() { format!("oid:{}", x.dboid) } else { std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned() }
