@@ -77,14 +77,7 @@ fn insert_plan() -> TgResult<Rc<OwnedPreparedStatement>> {
     if let Some(p) = INSERT_PLAN.with(|p| p.borrow().clone()) {
         return Ok(p);
     }
-    let types: Vec<PgOid> = [
-        pg_sys::INT8OID, pg_sys::INT8OID, pg_sys::TIMESTAMPTZOID, pg_sys::TEXTOID, pg_sys::TEXTOID, pg_sys::TEXTOID,
-        pg_sys::JSONBOID, pg_sys::JSONBOID, pg_sys::JSONBOID, pg_sys::TEXTOID, pg_sys::TEXTOID, pg_sys::TEXTOID,
-        pg_sys::INETOID, pg_sys::JSONBOID, pg_sys::BYTEAOID,
-    ]
-    .into_iter()
-    .map(PgOid::from)
-    .collect();
+    let types: Vec<PgOid> = LOG_TYPES.into_iter().map(PgOid::from).collect();
     let plan = common::as_owner(|| {
         Spi::connect(|client| {
             client
@@ -290,6 +283,13 @@ const LOG_COLUMNS: [&str; 16] = [
     "session_user_name", "application_name", "client_addr", "app_context", "signature", "block_no",
 ];
 
+/// The types of LOG_COLUMNS but `block_no` (never set on write): the fallback INSERT's parameters.
+const LOG_TYPES: [pg_sys::Oid; 15] = [
+    pg_sys::INT8OID, pg_sys::INT8OID, pg_sys::TIMESTAMPTZOID, pg_sys::TEXTOID, pg_sys::TEXTOID, pg_sys::TEXTOID,
+    pg_sys::JSONBOID, pg_sys::JSONBOID, pg_sys::JSONBOID, pg_sys::TEXTOID, pg_sys::TEXTOID, pg_sys::TEXTOID,
+    pg_sys::INETOID, pg_sys::JSONBOID, pg_sys::BYTEAOID,
+];
+
 fn target() -> TgResult<Target> {
     let xact = common::shmem::local_xact_stamp();
     if let Some(t) = TARGET.with(|t| t.get()).filter(|t| t.xact == xact) {
@@ -393,59 +393,40 @@ pub fn write_row(row: &LogRow<'_>, actor: &str) -> TgResult<i64> {
         }
     });
     let _w = InternalWrite::begin();
-    {
-        let text = |s: &str| s.into_datum();
-        let cells: [Option<pg_sys::Datum>; 16] = [
-            Some(pg_sys::Datum::from(id)),
-            Some(pg_sys::Datum::from(txid)),
-            Some(pg_sys::Datum::from(now)),
-            text(row.schema),
-            text(row.table),
-            text(row.operation),
-            row.pk.map(|j| j.0),
-            row.old_row.map(|j| j.0),
-            row.new_row.map(|j| j.0),
-            text(actor),
-            text(&facts.session_user),
-            facts.app.as_deref().and_then(text),
-            addr_datum,
-            ctx_datum,
-            sig.as_slice().into_datum(),
-            None,
-        ];
-        let mut values = cells.map(|c| c.unwrap_or(pg_sys::Datum::from(0usize)));
-        let mut nulls = cells.map(|c| c.is_none());
-        if unsafe { insert_direct(&t, &mut values, &mut nulls) } {
-            return Ok(id);
-        }
+    // The row, once: written into the heap directly, or else passed to the INSERT.
+    let text = |s: &str| s.into_datum();
+    let cells: [Option<pg_sys::Datum>; 16] = [
+        Some(pg_sys::Datum::from(id)),
+        Some(pg_sys::Datum::from(txid)),
+        Some(pg_sys::Datum::from(now)),
+        text(row.schema),
+        text(row.table),
+        text(row.operation),
+        row.pk.map(|j| j.0),
+        row.old_row.map(|j| j.0),
+        row.new_row.map(|j| j.0),
+        text(actor),
+        text(&facts.session_user),
+        facts.app.as_deref().and_then(text),
+        addr_datum,
+        ctx_datum,
+        sig.as_slice().into_datum(),
+        None,
+    ];
+    let mut values = cells.map(|c| c.unwrap_or(pg_sys::Datum::from(0usize)));
+    let mut nulls = cells.map(|c| c.is_none());
+    if unsafe { insert_direct(&t, &mut values, &mut nulls) } {
+        return Ok(id);
     }
     let plan = insert_plan()?;
-    let at = TimestampWithTimeZone::try_from(now).map_err(|_| CoreError::InvalidArgument("clock".into()))?;
-    let jb = |j: Option<Jsonb>| match j {
-        Some(j) => unsafe { pgrx::datum::DatumWithOid::new(j.0, pg_sys::JSONBOID) },
-        None => pgrx::datum::DatumWithOid::null_oid(pg_sys::JSONBOID),
-    };
-    let ptr = |d: Option<pg_sys::Datum>, oid: pg_sys::Oid| match d {
-        Some(d) => unsafe { pgrx::datum::DatumWithOid::new(d, oid) },
-        None => pgrx::datum::DatumWithOid::null_oid(oid),
-    };
-    let args = [
-        id.into(),
-        txid.into(),
-        at.into(),
-        row.schema.into(),
-        row.table.into(),
-        row.operation.into(),
-        jb(row.pk),
-        jb(row.old_row),
-        jb(row.new_row),
-        actor.into(),
-        facts.session_user.as_str().into(),
-        facts.app.as_deref().into(),
-        ptr(addr_datum, pg_sys::INETOID),
-        ptr(ctx_datum, pg_sys::JSONBOID),
-        sig.as_slice().into(),
-    ];
+    let args: Vec<pgrx::datum::DatumWithOid> = cells
+        .iter()
+        .zip(LOG_TYPES)
+        .map(|(c, oid)| match c {
+            Some(d) => unsafe { pgrx::datum::DatumWithOid::new(*d, oid) },
+            None => pgrx::datum::DatumWithOid::null_oid(oid),
+        })
+        .collect();
     common::as_owner_fast(|| Spi::connect_mut(|client| client.update(&*plan, None, &args).map(|_| ())))??;
     Ok(id)
 }
