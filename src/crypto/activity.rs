@@ -52,7 +52,8 @@ type Key = (Op, u32, u32, String);
 
 thread_local! {
     static LOCAL: RefCell<HashMap<Key, u64>> = RefCell::new(HashMap::new());
-    static LAST: RefCell<Option<(Key, u64)>> = const { RefCell::new(None) };
+    /// The decryption counter last used: (key id, version, label) and its count.
+    static LAST: RefCell<Option<((u32, u32, String), u64)>> = const { RefCell::new(None) };
     static ENC_LAST: Cell<(u32, u32, u64)> = const { Cell::new((0, 0, 0)) };
     static HOOKED_LXID: Cell<u64> = const { Cell::new(u64::MAX) };
 }
@@ -110,14 +111,13 @@ fn flush_enc_last() {
 }
 
 fn count_decrypt(key_id: u32, key_version: u32, label: &str) {
-    let op = Op::Decrypt;
     LAST.with(|last| {
         let mut last = last.borrow_mut();
         match last.as_mut() {
-            Some((k, n)) if k.0 == op && k.1 == key_id && k.2 == key_version && k.3 == label => *n += 1,
+            Some((k, n)) if k.0 == key_id && k.1 == key_version && k.2 == label => *n += 1,
             _ => {
-                if let Some((k, n)) = last.replace(((op, key_id, key_version, label.to_string()), 1)) {
-                    LOCAL.with(|l| *l.borrow_mut().entry(k).or_insert(0) += n);
+                if let Some(((id, version, label), n)) = last.replace(((key_id, key_version, label.to_string()), 1)) {
+                    LOCAL.with(|l| *l.borrow_mut().entry((Op::Decrypt, id, version, label)).or_insert(0) += n);
                 }
             }
         }
@@ -129,8 +129,8 @@ fn count_decrypt(key_id: u32, key_version: u32, label: &str) {
 fn flush() {
     flush_enc_last();
     let mut local: HashMap<Key, u64> = LOCAL.with(|l| std::mem::take(&mut *l.borrow_mut()));
-    if let Some((k, n)) = LAST.with(|l| l.borrow_mut().take()) {
-        *local.entry(k).or_insert(0) += n;
+    if let Some(((id, version, label), n)) = LAST.with(|l| l.borrow_mut().take()) {
+        *local.entry((Op::Decrypt, id, version, label)).or_insert(0) += n;
     }
     if local.is_empty() {
         return;

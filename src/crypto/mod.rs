@@ -28,12 +28,8 @@ use keys::Purpose;
 /// Encrypts already-encoded plaintext bytes under the active version of `key_name`.
 pub fn seal_value(key_name: &str, vt: ValueType, plaintext: &[u8], context: &str) -> TgResult<Vec<u8>> {
     let (info, version, entry) = keys::encryption_key(key_name, Purpose::Encrypt)?;
-    seal_with(info.key_id, version, &entry, vt, plaintext, context)
-}
-
-fn seal_with(key_id: u32, version: u32, entry: &keys::VersionEntry, vt: ValueType, plaintext: &[u8], context: &str) -> TgResult<Vec<u8>> {
     let mut out = Vec::new();
-    seal_into(&mut out, key_id, version, entry, vt, plaintext, context)?;
+    seal_into(&mut out, info.key_id, version, &entry, vt, plaintext, context)?;
     Ok(out)
 }
 
