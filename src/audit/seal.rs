@@ -40,7 +40,7 @@ fn anchor() -> TgResult<Option<(i64, Vec<u8>)>> {
 }
 
 /// Seals the committed, unsealed rows (at most one block). Returns (block_no, rows).
-pub fn seal_once() -> TgResult<Option<(i64, i64)>> {
+fn seal_once() -> TgResult<Option<(i64, i64)>> {
     let key = audit_key()?;
     common::as_owner(|| -> TgResult<Option<(i64, i64)>> {
         Spi::run_with_args("SELECT pg_catalog.pg_advisory_xact_lock($1)", &[SEAL_LOCK.into()])?;
@@ -120,14 +120,20 @@ pub fn seal_once() -> TgResult<Option<(i64, i64)>> {
 /// `tradeguard.seal()`: seals everything that can be sealed now; returns the rows sealed.
 #[pg_extern(volatile)]
 pub fn seal() -> i64 {
+    seal_pending().or_raise()
+}
+
+/// Seals block after block until a block is not full; returns the rows sealed (seal() and the
+/// background worker).
+pub fn seal_pending() -> TgResult<i64> {
     let mut total = 0;
-    while let Some((_, n)) = seal_once().or_raise() {
+    while let Some((_, n)) = seal_once()? {
         total += n;
         if n < MAX_ROWS_PER_BLOCK {
             break;
         }
     }
-    total
+    Ok(total)
 }
 
 #[derive(Default)]

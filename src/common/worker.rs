@@ -85,11 +85,8 @@ pub extern "C-unwind" fn tradeguard_worker_main(_arg: pg_sys::Datum) {
                 }
             }
             if seal_due {
-                while let Ok(Some((_, n))) = crate::audit::seal::seal_once() {
-                    if n < 50_000 {
-                        break;
-                    }
-                }
+                // An error stops this round (rows stay pending for the next one), as before.
+                let _ = crate::audit::seal::seal_pending();
             }
         });
     }
