@@ -59,12 +59,6 @@ attach() { # <config> <table>: the audit trigger of that configuration
 {
   cat <<SQL
 SET client_min_messages = warning;
-CREATE FUNCTION bench_ms(q text) RETURNS float8 LANGUAGE plpgsql AS \$f\$
-DECLARE t0 timestamptz := clock_timestamp();
-BEGIN
-  EXECUTE q;
-  RETURN 1000 * extract(epoch FROM clock_timestamp() - t0);
-END \$f\$;
 CREATE FUNCTION bench_seal(OUT n bigint, OUT ms float8) LANGUAGE plpgsql AS \$f\$
 DECLARE t0 timestamptz := clock_timestamp();
 BEGIN

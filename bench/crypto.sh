@@ -72,12 +72,6 @@ SET max_parallel_workers_per_gather = 0;
 SET jit = off;
 SET client_min_messages = warning;
 SELECT tradeguard.create_key('bench');
-CREATE FUNCTION bench_ms(q text) RETURNS float8 LANGUAGE plpgsql AS \$f\$
-DECLARE t0 timestamptz := clock_timestamp();
-BEGIN
-  EXECUTE q;
-  RETURN 1000 * extract(epoch FROM clock_timestamp() - t0);
-END \$f\$;
 CREATE TABLE src_all AS
   SELECT i AS id, md5(i::text) || md5((i * 7)::text) AS v FROM generate_series(1, $MAXN) i;
 SQL

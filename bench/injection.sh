@@ -66,12 +66,6 @@ loaded=$(bval "$DB" "SELECT count(*) FROM s")
 blog "injection: building $ROWS mixed values (the corpus samples repeated in order)"
 bpsql "$DB" <<SQL >/dev/null
 SET client_min_messages = warning;
-CREATE FUNCTION bench_ms(q text) RETURNS float8 LANGUAGE plpgsql AS \$f\$
-DECLARE t0 timestamptz := clock_timestamp();
-BEGIN
-  EXECUTE q;
-  RETURN 1000 * extract(epoch FROM clock_timestamp() - t0);
-END \$f\$;
 CREATE TABLE t AS
   SELECT s.sample AS v, s.class
     FROM generate_series(1, ceil($ROWS::numeric / (SELECT count(*) FROM s))::int) g, s

@@ -42,10 +42,19 @@ bpgbench() {
 cluster_up() { "$PG_BIN/pg_isready" -q -h /tmp -p "$TG_PORT" >/dev/null 2>&1; }
 
 # (Re)create the benchmark database (never daytrading_prod).
+# The new database has bench_ms(q): q's run time in ms, timed in the server (every script uses it).
 fresh_bench_db() {
   [ "$TG_BENCH_DB" = daytrading_prod ] && bdie "refusing to use daytrading_prod as the benchmark database"
   bpsql postgres -c "DROP DATABASE IF EXISTS $TG_BENCH_DB WITH (FORCE)" -c "CREATE DATABASE $TG_BENCH_DB" 2>/dev/null \
     || bdie "could not (re)create database $TG_BENCH_DB on port $TG_PORT"
+  bpsql "$TG_BENCH_DB" >/dev/null <<'SQL' || bdie "could not create bench_ms() in $TG_BENCH_DB"
+CREATE FUNCTION bench_ms(q text) RETURNS float8 LANGUAGE plpgsql AS $f$
+DECLARE t0 timestamptz := clock_timestamp();
+BEGIN
+  EXECUTE q;
+  RETURN 1000 * extract(epoch FROM clock_timestamp() - t0);
+END $f$;
+SQL
 }
 
 # Median of the numbers given as arguments (or on stdin, one per line).
