@@ -251,26 +251,6 @@ pub fn spi_first<T: pgrx::FromDatum + pgrx::IntoDatum>(
     Ok(spi_first_row(query, args, |r| r.get::<T>(1))?.flatten())
 }
 
-/// Text output (the type's output function) of attribute `name` of a heap tuple.
-///
-/// # Safety
-/// `tuple` and `tupdesc` must be valid and describe each other.
-pub unsafe fn tuple_attr_text(
-    tuple: *mut pg_sys::HeapTupleData,
-    tupdesc: pg_sys::TupleDesc,
-    name: &str,
-) -> TgResult<Option<String>> {
-    let desc = pgrx::PgTupleDesc::from_pg_unchecked(tupdesc);
-    let Some((idx, att)) = desc.iter().enumerate().find(|(_, a)| !a.is_dropped() && a.name() == name) else {
-        return Err(CoreError::InvalidArgument(format!("column \"{name}\" not found")).into());
-    };
-    let typid = att.type_oid().value();
-    let Some(datum) = pgrx::heap_getattr_raw(tuple, std::num::NonZeroUsize::new(idx + 1).unwrap(), tupdesc) else {
-        return Ok(None);
-    };
-    Ok(Some(datum_text(datum, typid)))
-}
-
 /// A datum's text through its type's output function.
 ///
 /// # Safety
