@@ -8,6 +8,7 @@
 pub mod chain;
 pub mod error;
 pub mod hook;
+pub mod image;
 pub mod seal;
 pub mod triggers;
 

@@ -96,6 +96,94 @@ mod tests {
         assert_eq!(same, Ok(Some(true)));
     }
 
+    /// Tables whose columns are all of the common scalar types get their images from the
+    /// trigger's own builder, not from to_jsonb(record): the same jsonb, to the text form
+    /// (number scales, padding, time zones, NaN and infinities as strings).
+    #[pg_test]
+    fn built_images_equal_to_jsonb() {
+        Spi::run("CREATE DOMAIN t_price AS numeric(18,4) CHECK (VALUE >= 0); CREATE DOMAIN t_qty AS bigint").unwrap();
+        Spi::run(
+            "CREATE TABLE t_fast (id bigint PRIMARY KEY, s smallint, i int, n numeric, p t_price, q t_qty, tx text,
+                 vc varchar(10), ch char(5), b bool, d date, ts timestamp, tz timestamptz, u uuid, ip inet,
+                 iv interval, nm name, tm time, secret text)",
+        )
+        .unwrap();
+        Spi::run("SELECT tradeguard.audit_table('t_fast', '{secret}')").unwrap();
+        Spi::run("SET TimeZone = 'Asia/Tokyo'").unwrap();
+        Spi::run(
+            r#"INSERT INTO t_fast VALUES
+               (1, -32768, 2147483647, 1.50, 12.3, 9223372036854775807, E'q"uo\\te\n\u00e9\t', 'abc', 'ab', true,
+                'infinity', '2026-11-25 01:02:03.456789', now(), gen_random_uuid(), '10.1.2.3/8', '1 day 2 hours',
+                'nm', '12:34', 'hidden'),
+               (2, NULL, 0, 'NaN', 0, -1, '', NULL, NULL, false, '-infinity', '-infinity', 'infinity', NULL, '::1',
+                NULL, NULL, NULL, NULL),
+               (3, 1, -1, 'Infinity', 100000000000000000000.0000, 0, 'x', 'y', 'z', NULL, '2000-01-01', NULL,
+                '1999-12-31 23:59:59+09', NULL, NULL, '-1 mon', '', '00:00', 's'),
+               (4, 2, 2, '-Infinity', 0.0001, 42, 'a', 'b', 'c', true, now(), now(), now(), NULL, NULL, NULL, NULL, NULL, NULL),
+               (5, 3, 3, -0.000000000000000000001, 1, 1, 'a', 'b', 'c', true, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)"#,
+        )
+        .unwrap();
+        Spi::run("UPDATE t_fast SET n = n * 2, secret = 'still hidden' WHERE id IN (1, 5)").unwrap();
+        Spi::run("DELETE FROM t_fast WHERE id = 3").unwrap();
+        // Each remaining row against the image of its latest change.
+        let same = Spi::get_one::<bool>(
+            "SELECT count(*) = 4 AND bool_and(l.new_row::text = (to_jsonb(o) - 'secret')::text
+                                         AND l.pk::text = jsonb_build_object('id', o.id)::text)
+               FROM t_fast o
+               JOIN LATERAL (SELECT * FROM tradeguard_audit.log x
+                              WHERE x.table_name = 't_fast' AND x.pk = jsonb_build_object('id', o.id)
+                              ORDER BY x.id DESC LIMIT 1) l ON true",
+        );
+        assert_eq!(same, Ok(Some(true)));
+        // The UPDATEs' old images and the DELETE's image, against the rows as inserted.
+        let old_ok = Spi::get_one::<bool>(
+            "SELECT count(*) = 3 AND bool_and(u.old_row::text = i.new_row::text)
+               FROM tradeguard_audit.log u JOIN tradeguard_audit.log i ON i.pk = u.pk AND i.operation = 'INSERT'
+              WHERE u.table_name = 't_fast' AND i.table_name = 't_fast' AND u.operation IN ('UPDATE', 'DELETE')",
+        );
+        assert_eq!(old_ok, Ok(Some(true)));
+        let leaked = Spi::get_one::<i64>(
+            "SELECT count(*) FROM tradeguard_audit.log WHERE table_name = 't_fast' AND (new_row ? 'secret' OR old_row ? 'secret')",
+        );
+        assert_eq!(leaked, Ok(Some(0)));
+    }
+
+    /// A column added or renamed in the same session shows in the next image; the primary key
+    /// image stays the key.
+    #[pg_test]
+    fn images_follow_alter_table() {
+        Spi::run("CREATE TABLE t_alt (id int PRIMARY KEY, px numeric)").unwrap();
+        Spi::run("SELECT tradeguard.audit_table('t_alt'); INSERT INTO t_alt VALUES (1, 10)").unwrap();
+        Spi::run("SELECT tradeguard.break_glass('test: alter an audited table')").unwrap();
+        Spi::run("ALTER TABLE t_alt ADD COLUMN venue text DEFAULT 'XTKS'; ALTER TABLE t_alt RENAME COLUMN px TO price").unwrap();
+        Spi::run("INSERT INTO t_alt VALUES (2, 20)").unwrap();
+        let row = Spi::get_two::<String, String>(
+            "SELECT new_row::text, pk::text FROM tradeguard_audit.log WHERE table_name = 't_alt' AND operation = 'INSERT' ORDER BY id DESC LIMIT 1",
+        )
+        .unwrap();
+        assert_eq!(row, (Some(r#"{"id": 2, "price": 20, "venue": "XTKS"}"#.into()), Some(r#"{"id": 2}"#.into())));
+    }
+
+    /// The trail stays open for the transaction: an index added in the same transaction (break-
+    /// glass) receives the rows written after it.
+    #[pg_test]
+    fn index_added_mid_transaction_gets_later_rows() {
+        Spi::run("CREATE TABLE t_ix (id int PRIMARY KEY); SELECT tradeguard.audit_table('t_ix'); INSERT INTO t_ix VALUES (1)").unwrap();
+        Spi::run("SELECT tradeguard.break_glass('test: index on the trail')").unwrap();
+        Spi::run("CREATE INDEX t_ix_op ON tradeguard_audit.log (operation, table_name)").unwrap();
+        Spi::run("INSERT INTO t_ix VALUES (2), (3)").unwrap();
+        Spi::run("SET enable_seqscan = off; SET enable_bitmapscan = off").unwrap();
+        Spi::run(
+            "CREATE FUNCTION t_plan(q text) RETURNS text LANGUAGE plpgsql AS $$
+             DECLARE r text; o text := ''; BEGIN FOR r IN EXECUTE 'EXPLAIN ' || q LOOP o := o || r; END LOOP; RETURN o; END $$",
+        )
+        .unwrap();
+        let q = "SELECT count(*) FROM tradeguard_audit.log WHERE operation = 'INSERT' AND table_name = 't_ix'";
+        let plan = Spi::get_one_with_args::<String>("SELECT t_plan($1)", &[q.into()]).unwrap().unwrap_or_default();
+        assert!(plan.contains("t_ix_op"), "the count must read the new index: {plan}");
+        assert_eq!(Spi::get_one::<i64>(q), Ok(Some(3)));
+    }
+
     /// Audit rows normally go straight into the heap and the trail's indexes; with an expression
     /// index on the trail (break-glass) they go through an INSERT statement, and both kinds of
     /// row are indexed and signed alike.

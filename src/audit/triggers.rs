@@ -13,6 +13,7 @@ use pgrx::{FromDatum, IntoDatum};
 
 use super::chain::{self, AuditRow};
 use super::error::AuditError;
+use super::image::{ImagePlan, WITHHELD};
 use super::{audit_key, break_glass_active, internal_write_active, InternalWrite};
 use crate::common;
 use crate::error::{CoreError, OrRaise, TgResult};
@@ -27,6 +28,28 @@ struct TableInfo {
     has_pk: bool,
     /// Encrypted columns: anything there that is not ciphertext is withheld from the trail.
     encrypted: Vec<String>,
+    exclude_names: Vec<String>,
+    pk_names: Vec<String>,
+    /// How rows of the table's current shape become images (made at the first audited row).
+    plan: RefCell<Option<Rc<ImagePlan>>>,
+}
+
+impl TableInfo {
+    /// The image plan for the table's current tuple descriptor (remade after ALTER TABLE).
+    ///
+    /// # Safety
+    /// `tupdesc` must be the audited relation's tuple descriptor.
+    unsafe fn plan(&self, tupdesc: pg_sys::TupleDesc) -> Rc<ImagePlan> {
+        let mut p = self.plan.borrow_mut();
+        match p.as_ref() {
+            Some(plan) if plan.fits(tupdesc) => plan.clone(),
+            _ => {
+                let plan = Rc::new(ImagePlan::new(tupdesc, &self.exclude_names, &self.pk_names, &self.encrypted));
+                *p = Some(plan.clone());
+                plan
+            }
+        }
+    }
 }
 
 thread_local! {
@@ -67,7 +90,17 @@ fn table_info(relid: pg_sys::Oid) -> TgResult<Rc<TableInfo>> {
     // is still audited, without exclusions: never fail open.
     let (schema, table, exclude, pk, non_pk, encrypted) =
         row.ok_or_else(|| CoreError::InvalidArgument("audited relation vanished".into()))?;
-    let info = Rc::new(TableInfo { schema, table, exclude: KeyList::new(&exclude), has_pk: !pk.is_empty(), non_pk: KeyList::new(&non_pk), encrypted });
+    let info = Rc::new(TableInfo {
+        schema,
+        table,
+        exclude: KeyList::new(&exclude),
+        has_pk: !pk.is_empty(),
+        non_pk: KeyList::new(&non_pk),
+        encrypted,
+        exclude_names: exclude,
+        pk_names: pk,
+        plan: RefCell::new(None),
+    });
     TABLES.with(|p| p.borrow_mut().1.insert(relid, info.clone()));
     Ok(info)
 }
@@ -223,6 +256,7 @@ struct SessionFacts {
     session_oid: pg_sys::Oid,
     session_user: String,
     app: Option<String>,
+    app_raw: Option<Vec<u8>>,
     /// The whole inet varlena (header included): passed to the tuple by pointer.
     addr: Option<Vec<u8>>,
     app_context_src: String,
@@ -237,17 +271,22 @@ unsafe fn varlena_copy(d: pg_sys::Datum) -> Vec<u8> {
 }
 
 fn session_facts() -> TgResult<Rc<SessionFacts>> {
-    let (session_oid, app) = unsafe {
-        let app = (!pg_sys::application_name.is_null())
-            .then(|| std::ffi::CStr::from_ptr(pg_sys::application_name).to_string_lossy().into_owned());
-        (pg_sys::GetSessionUserId(), app)
-    };
-    let ctx_src = crate::gucs::APP_CONTEXT.get().map(|c| c.to_string_lossy().into_owned()).unwrap_or_default();
+    // Compared as raw bytes on every row; converted to strings only when something changed.
+    let session_oid = unsafe { pg_sys::GetSessionUserId() };
+    let app_raw = unsafe { (!pg_sys::application_name.is_null()).then(|| std::ffi::CStr::from_ptr(pg_sys::application_name)) };
+    let ctx = crate::gucs::APP_CONTEXT.get();
+    let ctx_raw = ctx.as_deref().map(|c| c.to_bytes()).unwrap_or_default();
     if let Some(f) = SESSION.with(|s| s.borrow().clone()) {
-        if f.xact == common::shmem::local_xact_stamp() && f.session_oid == session_oid && f.app == app && f.app_context_src == ctx_src {
+        if f.xact == common::shmem::local_xact_stamp()
+            && f.session_oid == session_oid
+            && f.app_raw.as_deref() == app_raw.map(|a| a.to_bytes())
+            && f.app_context_src.as_bytes() == ctx_raw
+        {
             return Ok(f);
         }
     }
+    let app = app_raw.map(|a| a.to_string_lossy().into_owned());
+    let ctx_src = String::from_utf8_lossy(ctx_raw).into_owned();
     let addr = unsafe {
         let port = pg_sys::libpq::be::MyProcPort;
         if port.is_null() || (*port).remote_host.is_null() {
@@ -265,7 +304,7 @@ fn session_facts() -> TgResult<Rc<SessionFacts>> {
         "" => None,
         s => Some(unsafe { varlena_copy(Jsonb::parse(s)?.0) }),
     };
-    let f = Rc::new(SessionFacts { xact: common::shmem::local_xact_stamp(), session_oid, session_user: common::role_name(session_oid), app, addr, app_context_src: ctx_src, app_context });
+    let f = Rc::new(SessionFacts { xact: common::shmem::local_xact_stamp(), session_oid, session_user: common::role_name(session_oid), app_raw: app_raw.map(|a| a.to_bytes().to_vec()), app, addr, app_context_src: ctx_src, app_context });
     SESSION.with(|s| *s.borrow_mut() = Some(f.clone()));
     Ok(f)
 }
@@ -307,6 +346,113 @@ fn target() -> TgResult<Target> {
     Ok(t)
 }
 
+/// The trail table and its indexes, opened once per transaction by the first audit row and
+/// kept open until commit (not opened, checked and closed again for every audited change).
+/// Opened under the top transaction's resource owner, so that a subtransaction ending does not
+/// close them; closed before commit or prepare; on abort the resource owner releases them.
+#[derive(Clone, Copy)]
+struct OpenTrail {
+    xact: u64,
+    relid: pg_sys::Oid,
+    /// Null when the trail is not written directly (then `ind` is null too).
+    rel: pg_sys::Relation,
+    ind: pg_sys::CatalogIndexState,
+}
+
+thread_local! {
+    static OPEN_TRAIL: std::cell::Cell<Option<OpenTrail>> = const { std::cell::Cell::new(None) };
+    /// Set when the trail's relcache entry is invalidated (an index or column added, ANALYZE):
+    /// the next row closes and reopens it, so that a new index also receives the row.
+    static TRAIL_STALE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static TRAIL_CALLBACKS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn trail_xact_callback(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+    use pg_sys::XactEvent::*;
+    match event {
+        XACT_EVENT_PRE_COMMIT | XACT_EVENT_PARALLEL_PRE_COMMIT | XACT_EVENT_PRE_PREPARE => close_trail(),
+        // The resource owner releases the relation and its indexes.
+        XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT => OPEN_TRAIL.with(|o| o.set(None)),
+        _ => {}
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn trail_relcache_callback(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    if let Some(o) = OPEN_TRAIL.with(|o| o.get()) {
+        if relid == pg_sys::InvalidOid || relid == o.relid {
+            TRAIL_STALE.with(|s| s.set(true));
+        }
+    }
+}
+
+/// Runs `f` with the top transaction's resource owner and memory context.
+unsafe fn in_top_transaction<R>(f: impl FnOnce() -> R) -> R {
+    let (owner, cxt) = (pg_sys::CurrentResourceOwner, pg_sys::CurrentMemoryContext);
+    pg_sys::CurrentResourceOwner = pg_sys::TopTransactionResourceOwner;
+    pg_sys::CurrentMemoryContext = pg_sys::TopTransactionContext;
+    let r = f();
+    (pg_sys::CurrentResourceOwner, pg_sys::CurrentMemoryContext) = (owner, cxt);
+    r
+}
+
+fn close_trail() {
+    if let Some(o) = OPEN_TRAIL.with(|o| o.take()) {
+        if !o.rel.is_null() {
+            unsafe {
+                in_top_transaction(|| {
+                    pg_sys::CatalogCloseIndexes(o.ind);
+                    pg_sys::table_close(o.rel, pg_sys::NoLock as i32);
+                })
+            }
+        }
+    }
+}
+
+/// The trail opened for this transaction. `rel` is null unless the table has exactly
+/// LOG_COLUMNS and only plain-column indexes (else rows go through SQL).
+unsafe fn open_trail(t: &Target) -> OpenTrail {
+    if let Some(o) = OPEN_TRAIL.with(|o| o.get()) {
+        if o.xact == t.xact && o.relid == t.log && !TRAIL_STALE.with(|s| s.get()) {
+            return o;
+        }
+    }
+    close_trail();
+    if !TRAIL_CALLBACKS.with(|c| c.replace(true)) {
+        pg_sys::RegisterXactCallback(Some(trail_xact_callback), std::ptr::null_mut());
+        pg_sys::CacheRegisterRelcacheCallback(Some(trail_relcache_callback), pg_sys::Datum::from(0usize));
+    }
+    TRAIL_STALE.with(|s| s.set(false));
+    let o = in_top_transaction(|| {
+        let none = OpenTrail { xact: t.xact, relid: t.log, rel: std::ptr::null_mut(), ind: std::ptr::null_mut() };
+        let rel = pg_sys::table_open(t.log, pg_sys::RowExclusiveLock as i32);
+        let desc = (*rel).rd_att;
+        let atts = (*desc).attrs.as_slice((*desc).natts as usize);
+        let layout_ok = atts.len() == LOG_COLUMNS.len()
+            && atts.iter().zip(LOG_COLUMNS).all(|(a, n)| {
+                !a.attisdropped && std::ffi::CStr::from_ptr(a.attname.data.as_ptr()).to_bytes() == n.as_bytes()
+            });
+        if !layout_ok {
+            pg_sys::table_close(rel, pg_sys::NoLock as i32);
+            return none;
+        }
+        let ind = pg_sys::CatalogOpenIndexes(rel);
+        let plain_indexes = (0..(*ind).ri_NumIndices as usize).all(|i| {
+            let ii = *(*ind).ri_IndexRelationInfo.add(i);
+            (*ii).ii_Expressions.is_null() && (*ii).ii_Predicate.is_null() && (*ii).ii_ExclusionOps.is_null()
+        });
+        if !plain_indexes {
+            pg_sys::CatalogCloseIndexes(ind);
+            pg_sys::table_close(rel, pg_sys::NoLock as i32);
+            return none;
+        }
+        OpenTrail { rel, ind, ..none }
+    });
+    OPEN_TRAIL.with(|c| c.set(Some(o)));
+    o
+}
+
 /// Inserts one trail row straight into the heap and its indexes (what COPY and the catalogs
 /// do), without planning and running an INSERT statement per audited change. Returns false,
 /// having written nothing, unless the table has exactly LOG_COLUMNS and only plain-column
@@ -315,43 +461,42 @@ fn target() -> TgResult<Target> {
 /// # Safety
 /// `values`/`nulls` must hold LOG_COLUMNS.len() entries matching LOG_COLUMNS.
 unsafe fn insert_direct(t: &Target, values: &mut [pg_sys::Datum], nulls: &mut [bool]) -> bool {
-    let rel = pg_sys::table_open(t.log, pg_sys::RowExclusiveLock as i32);
-    let desc = (*rel).rd_att;
-    let atts = (*desc).attrs.as_slice((*desc).natts as usize);
-    let layout_ok = atts.len() == LOG_COLUMNS.len()
-        && atts.iter().zip(LOG_COLUMNS).all(|(a, n)| {
-            !a.attisdropped && std::ffi::CStr::from_ptr(a.attname.data.as_ptr()).to_bytes() == n.as_bytes()
-        });
-    if !layout_ok {
-        pg_sys::table_close(rel, pg_sys::NoLock as i32);
+    let o = open_trail(t);
+    if o.rel.is_null() {
         return false;
     }
-    let ind = pg_sys::CatalogOpenIndexes(rel);
-    let plain_indexes = (0..(*ind).ri_NumIndices as usize).all(|i| {
-        let ii = *(*ind).ri_IndexRelationInfo.add(i);
-        (*ii).ii_Expressions.is_null() && (*ii).ii_Predicate.is_null() && (*ii).ii_ExclusionOps.is_null()
-    });
-    if plain_indexes {
-        let tup = pg_sys::heap_form_tuple(desc, values.as_mut_ptr(), nulls.as_mut_ptr());
-        pg_sys::CatalogTupleInsertWithInfo(rel, tup, ind);
-        pg_sys::heap_freetuple(tup);
-    }
-    pg_sys::CatalogCloseIndexes(ind);
-    pg_sys::table_close(rel, pg_sys::NoLock as i32);
-    plain_indexes
+    let tup = pg_sys::heap_form_tuple((*o.rel).rd_att, values.as_mut_ptr(), nulls.as_mut_ptr());
+    pg_sys::CatalogTupleInsertWithInfo(o.rel, tup, o.ind);
+    pg_sys::heap_freetuple(tup);
+    true
 }
 
 thread_local! {
     /// The row signer for the audit key it was made with (HMAC keyed once per backend).
-    static SIGNER: RefCell<Option<(zeroize::Zeroizing<[u8; 32]>, chain::RowSigner)>> = const { RefCell::new(None) };
+    /// Keyed by the root key file setting, like the root key cache (`keys::root_key`).
+    static SIGNER: RefCell<Option<(Option<std::ffi::CString>, Rc<chain::RowSigner>)>> = const { RefCell::new(None) };
     static SESSION: RefCell<Option<Rc<SessionFacts>>> = const { RefCell::new(None) };
     static TARGET: std::cell::Cell<Option<Target>> = const { std::cell::Cell::new(None) };
+}
+
+/// The row signer of the audit key (HMAC keyed once per backend and root key file).
+fn row_signer() -> TgResult<Rc<chain::RowSigner>> {
+    let path = crate::gucs::ROOT_KEY_FILE.get();
+    if let Some((p, signer)) = SIGNER.with(|c| c.borrow().clone()) {
+        if p == path {
+            return Ok(signer);
+        }
+    }
+    let key = audit_key()?;
+    let signer = Rc::new(chain::RowSigner::new(&key));
+    SIGNER.with(|c| *c.borrow_mut() = Some((path, signer.clone())));
+    Ok(signer)
 }
 
 /// Signs and writes one audit row. `actor` is the role acting (`current_user` before any
 /// elevation).
 pub fn write_row(row: &LogRow<'_>, actor: &str) -> TgResult<i64> {
-    let key = audit_key()?;
+    let signer = row_signer()?;
     let facts = session_facts()?;
     let t = target()?;
     // nextval checks USAGE on the sequence: take the id as the extension owner.
@@ -380,18 +525,7 @@ pub fn write_row(row: &LogRow<'_>, actor: &str) -> TgResult<i64> {
         client_addr: addr_datum.map(varlena_bytes),
         app_context: ctx_datum.map(varlena_bytes),
     };
-    let sig = SIGNER.with(|c| {
-        let mut c = c.borrow_mut();
-        match c.as_ref() {
-            Some((k, signer)) if k[..] == key[..] => signer.sign(&signed),
-            _ => {
-                let signer = chain::RowSigner::new(&key);
-                let sig = signer.sign(&signed);
-                *c = Some((key.clone(), signer));
-                sig
-            }
-        }
-    });
+    let sig = signer.sign(&signed);
     let _w = InternalWrite::begin();
     // The row, once: written into the heap directly, or else passed to the INSERT.
     let text = |s: &str| s.into_datum();
@@ -478,30 +612,24 @@ fn record_change(trigger: &pgrx::PgTrigger<'_>) -> TgResult<()> {
     let (mut pk, mut old_img, mut new_img) = (None, None, None);
     if op != "TRUNCATE" {
         let (new_t, old_t, tupdesc) = common::trigger_tuples(trigger);
-        let image = |t: *mut pg_sys::HeapTupleData| -> TgResult<Option<(Jsonb, Jsonb)>> {
-            if t.is_null() {
-                return Ok(None);
-            }
-            let full = row_image(t, tupdesc)?;
-            let mut img = full.delete_keys(&info.exclude);
-            // Encrypted columns must never reach the trail as plaintext (e.g. while
-            // encrypt_column converts a table): what is not ciphertext there is withheld.
-            for c in &info.encrypted {
-                if let Some(v) = img.field_text(c) {
-                    if !crate::crypto::envelope::looks_armored(&v) {
-                        img = img.set(c, Jsonb::parse("\"[plaintext withheld]\"")?);
-                    }
+        let plan = unsafe { info.plan(tupdesc) };
+        let fast = || -> Option<(Option<Jsonb>, Option<Jsonb>, Option<Jsonb>)> {
+            let build = |t: *mut pg_sys::HeapTupleData, want_pk: bool| -> Option<Option<(Jsonb, Option<Jsonb>)>> {
+                if t.is_null() {
+                    return Some(None);
                 }
-            }
-            Ok(Some((full, img)))
+                let (img, pk) = unsafe { plan.build(t, tupdesc, want_pk)? };
+                Some(Some((Jsonb(img), pk.map(Jsonb))))
+            };
+            let new_i = build(new_t, info.has_pk)?;
+            let old_i = build(old_t, info.has_pk && new_i.is_none())?;
+            let pk = new_i.as_ref().or(old_i.as_ref()).and_then(|(_, pk)| *pk);
+            Some((pk, old_i.map(|(i, _)| i), new_i.map(|(i, _)| i)))
         };
-        let new_i = image(new_t)?;
-        let old_i = image(old_t)?;
-        if info.has_pk {
-            pk = new_i.as_ref().or(old_i.as_ref()).map(|(full, _)| full.delete_keys(&info.non_pk));
+        match (!plan.generic).then(fast).flatten() {
+            Some(images) => (pk, old_img, new_img) = images,
+            None => (pk, old_img, new_img) = generic_images(&info, new_t, old_t, tupdesc)?,
         }
-        old_img = old_i.map(|(_, i)| i);
-        new_img = new_i.map(|(_, i)| i);
     }
     let actor = actor_name();
     write_row(
@@ -509,6 +637,37 @@ fn record_change(trigger: &pgrx::PgTrigger<'_>) -> TgResult<()> {
         &actor,
     )?;
     Ok(())
+}
+
+/// The images through `to_jsonb(row)` (tables with columns [`ImagePlan`] does not convert):
+/// (primary key, old row, new row).
+type Images = (Option<Jsonb>, Option<Jsonb>, Option<Jsonb>);
+
+fn generic_images(
+    info: &TableInfo,
+    new_t: *mut pg_sys::HeapTupleData,
+    old_t: *mut pg_sys::HeapTupleData,
+    tupdesc: pg_sys::TupleDesc,
+) -> TgResult<Images> {
+    let image = |t: *mut pg_sys::HeapTupleData| -> TgResult<Option<(Jsonb, Jsonb)>> {
+        if t.is_null() {
+            return Ok(None);
+        }
+        let full = row_image(t, tupdesc)?;
+        let mut img = full.delete_keys(&info.exclude);
+        for c in &info.encrypted {
+            if let Some(v) = img.field_text(c) {
+                if !crate::crypto::envelope::looks_armored(&v) {
+                    img = img.set(c, Jsonb::parse(&format!("\"{WITHHELD}\""))?);
+                }
+            }
+        }
+        Ok(Some((full, img)))
+    };
+    let new_i = image(new_t)?;
+    let old_i = image(old_t)?;
+    let pk = if info.has_pk { new_i.as_ref().or(old_i.as_ref()).map(|(full, _)| full.delete_keys(&info.non_pk)) } else { None };
+    Ok((pk, old_i.map(|(_, i)| i), new_i.map(|(_, i)| i)))
 }
 
 /// BEFORE UPDATE/DELETE (row) and TRUNCATE (statement) on the protected tables.
