@@ -259,6 +259,11 @@ unsafe extern "C-unwind" fn tradeguard_process_utility(
             }
         }
     }
+    // The trail may be open from audit rows written earlier in this transaction: DDL on it
+    // (CREATE INDEX, ALTER, TRUNCATE, DROP EXTENSION) refuses a table in use by this session.
+    if !stmt.is_null() {
+        super::triggers::close_trail();
+    }
     match PREV_UTILITY {
         Some(prev) => prev(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc),
         None => pg_sys::standard_ProcessUtility(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc),

@@ -117,7 +117,7 @@ mod tests {
                 'nm', '12:34', 'hidden'),
                (2, NULL, 0, 'NaN', 0, -1, '', NULL, NULL, false, '-infinity', '-infinity', 'infinity', NULL, '::1',
                 NULL, NULL, NULL, NULL),
-               (3, 1, -1, 'Infinity', 100000000000000000000.0000, 0, 'x', 'y', 'z', NULL, '2000-01-01', NULL,
+               (3, 1, -1, 'Infinity', 99999999999999.9999, 0, 'x', 'y', 'z', NULL, '2000-01-01', NULL,
                 '1999-12-31 23:59:59+09', NULL, NULL, '-1 mon', '', '00:00', 's'),
                (4, 2, 2, '-Infinity', 0.0001, 42, 'a', 'b', 'c', true, now(), now(), now(), NULL, NULL, NULL, NULL, NULL, NULL),
                (5, 3, 3, -0.000000000000000000001, 1, 1, 'a', 'b', 'c', true, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)"#,

@@ -397,7 +397,9 @@ unsafe fn in_top_transaction<R>(f: impl FnOnce() -> R) -> R {
     r
 }
 
-fn close_trail() {
+/// Closes the trail if this transaction opened it (before commit, and before any utility
+/// statement: see the utility hook).
+pub(crate) fn close_trail() {
     if let Some(o) = OPEN_TRAIL.with(|o| o.take()) {
         if !o.rel.is_null() {
             unsafe {
