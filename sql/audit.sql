@@ -27,16 +27,19 @@ CREATE TABLE tradeguard_audit.log (
     client_addr        inet,
     app_context        jsonb,
     signature          bytea NOT NULL,
+    pk_hash            bigint,
     block_no           bigint
 );
--- Few, cheap indexes: every audited change pays for them. (block_no, id) also finds the
--- unsealed rows (NULL block_no); a B-tree on the primary key image serves history() lookups
--- (keys mostly grow, so inserts land on the rightmost page; a hash index on the ever-growing
--- trail cost twice as much per row, bucket splits included).
--- No expression or partial indexes here: audit rows are written straight into the heap and
--- these indexes (the trigger falls back to an INSERT statement if one is added).
+-- Few, cheap indexes: every audited change pays for them. The writer's two are monotonic: the
+-- primary key and (block_no, id), which also finds the unsealed rows (NULL block_no).
+-- history() finds a row's sealed changes through pk_hash, the jsonb hash of the primary key
+-- image (jsonb_hash_extended(pk, 0), as hash partitioning computes it; verify() checks it
+-- against pk), in a partial index that only sealed rows enter: sealing rewrites each row
+-- anyway (block_no), so the writer never pays for it. A hash index: it serves equality only,
+-- so no range query over block_no (verify's scan) is ever planned through it. Unsealed rows
+-- are few and found through (block_no, id).
 CREATE INDEX log_block ON tradeguard_audit.log (block_no, id);
-CREATE INDEX log_row ON tradeguard_audit.log (pk);
+CREATE INDEX log_row ON tradeguard_audit.log USING hash (pk_hash) WHERE block_no IS NOT NULL;
 COMMENT ON TABLE tradeguard_audit.log IS 'tradeguard: the audit trail; each row HMAC-signed at write time (jsonb fields in their canonical binary form)';
 
 CREATE TABLE tradeguard_audit.blocks (
@@ -86,7 +89,7 @@ ALTER TABLE tradeguard_audit.retention ENABLE ALWAYS TRIGGER tradeguard_protect;
 
 CREATE VIEW tradeguard.audit_log AS
 SELECT id, txid, at, schema_name, table_name, operation, pk, old_row, new_row, current_user_name,
-       session_user_name, application_name, client_addr, app_context, block_no
+       session_user_name, application_name, client_addr, app_context, block_no, pk_hash
   FROM tradeguard_audit.log;
 COMMENT ON VIEW tradeguard.audit_log IS 'tradeguard: the audit trail (read-only; signatures checked by verify())';
 
@@ -117,7 +120,10 @@ AS $$
              WHEN 'DELETE' THEN l.old_row
              ELSE l.new_row
            END
-      FROM tradeguard.audit_log l
+      FROM (SELECT * FROM tradeguard.audit_log s
+             WHERE s.block_no IS NOT NULL AND s.pk_hash = pg_catalog.jsonb_hash_extended(history.pk, 0)
+            UNION ALL
+            SELECT * FROM tradeguard.audit_log u WHERE u.block_no IS NULL) l
       JOIN pg_class c ON c.oid = tbl
       JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE l.schema_name = n.nspname AND l.table_name = c.relname AND l.pk = history.pk

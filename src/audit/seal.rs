@@ -194,7 +194,7 @@ fn load_blocks(from: i64, to: i64) -> TgResult<Vec<BlockRow>> {
 /// range of blocks (one scan for many blocks, not one per block), and no ORDER BY (rows are put
 /// in id order after checking: 48 bytes each instead of whole rows).
 const ROW_QUERY: &str = "SELECT id, txid, at, schema_name, table_name, operation, pk, old_row, new_row,
-        current_user_name, session_user_name, application_name, client_addr, app_context, signature, block_no
+        current_user_name, session_user_name, application_name, client_addr, app_context, signature, pk_hash, block_no
    FROM tradeguard_audit.log WHERE block_no BETWEEN $1 AND $2";
 
 /// What verification keeps of a row: its id, whether its signature is right, and the
@@ -235,6 +235,8 @@ fn scan_rows(signer: &chain::RowSigner, lo: i64, hi: i64, expected: &HashMap<i64
             if portal.is_null() {
                 return Err(CoreError::InvalidArgument("verify: could not open a cursor over the trail".into()));
             }
+            // Detoasted images and pk_hash computations are freed batch by batch.
+            let mut batch = pgrx::PgMemoryContexts::new("tradeguard verify batch");
             loop {
                 pg_sys::SPI_cursor_fetch(portal, true, 10_000);
                 let tt = pg_sys::SPI_tuptable;
@@ -243,6 +245,7 @@ fn scan_rows(signer: &chain::RowSigner, lo: i64, hi: i64, expected: &HashMap<i64
                     break;
                 }
                 let desc = (*tt).tupdesc;
+                batch.switch_to(|_| {
                 // One deform per row (attribute by attribute access re-walks the varlena columns).
                 let natts = (*desc).natts as usize;
                 let mut values = vec![pg_sys::Datum::from(0usize); natts];
@@ -275,17 +278,26 @@ fn scan_rows(signer: &chain::RowSigner, lo: i64, hi: i64, expected: &HashMap<i64
                     };
                     let stored = bytes(15).unwrap_or_default();
                     let mut sig = [0u8; 32];
-                    let sig_ok = stored.len() == 32 && signer.matches(&signed, stored);
+                    // pk_hash is not signed but derived from the signed pk: a changed one (which
+                    // would hide the row from history()) counts as an altered row.
+                    let hash_ok = match (col(7), col(16)) {
+                        (Some(pk), Some(h)) => super::triggers::Jsonb(pk).pk_hash() == h.value() as i64,
+                        (None, None) => true,
+                        _ => false,
+                    };
+                    let sig_ok = hash_ok && stored.len() == 32 && signer.matches(&signed, stored);
                     if stored.len() == 32 {
                         sig.copy_from_slice(stored);
                     }
-                    let block = col(16).map(|d| d.value() as i64).unwrap_or_default();
+                    let block = col(17).map(|d| d.value() as i64).unwrap_or_default();
                     out.entry(block)
                     .or_insert_with(|| {
                         Vec::with_capacity(expected.get(&block).map_or(0, |&n| n.clamp(0, MAX_ROWS_PER_BLOCK) as usize))
                     })
                     .push(Checked { id, sig_ok, sig });
                 }
+                });
+                batch.reset();
                 pg_sys::SPI_freetuptable(tt);
             }
             pg_sys::SPI_cursor_close(portal);

@@ -116,8 +116,8 @@ fn insert_plan() -> TgResult<Rc<OwnedPreparedStatement>> {
             client
                 .prepare_mut(
                     "INSERT INTO tradeguard_audit.log (id, txid, at, schema_name, table_name, operation, pk, old_row,
-                         new_row, current_user_name, session_user_name, application_name, client_addr, app_context, signature)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+                         new_row, current_user_name, session_user_name, application_name, client_addr, app_context, signature, pk_hash)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
                     &types,
                 )
                 .map(|p| p.keep())
@@ -194,6 +194,14 @@ impl Jsonb {
     /// keys sorted and unique, so equal values have equal bytes).
     pub fn bytes(&self) -> &[u8] {
         varlena_bytes(self.0)
+    }
+
+    /// `jsonb_hash_extended(pk, 0)`: the trail's `pk_hash`, what history() looks rows up by.
+    pub fn pk_hash(self) -> i64 {
+        unsafe {
+            pgrx::direct_function_call_as_datum(pg_sys::jsonb_hash_extended, &[Some(self.0), Some(pg_sys::Datum::from(0i64))])
+                .map_or(0, |d| d.value() as i64)
+        }
     }
 
     fn delete_keys(self, keys: &KeyList) -> Jsonb {
@@ -317,16 +325,16 @@ struct Target {
     seq: pg_sys::Oid,
 }
 
-const LOG_COLUMNS: [&str; 16] = [
+const LOG_COLUMNS: [&str; 17] = [
     "id", "txid", "at", "schema_name", "table_name", "operation", "pk", "old_row", "new_row", "current_user_name",
-    "session_user_name", "application_name", "client_addr", "app_context", "signature", "block_no",
+    "session_user_name", "application_name", "client_addr", "app_context", "signature", "pk_hash", "block_no",
 ];
 
 /// The types of LOG_COLUMNS but `block_no` (never set on write): the fallback INSERT's parameters.
-const LOG_TYPES: [pg_sys::Oid; 15] = [
+const LOG_TYPES: [pg_sys::Oid; 16] = [
     pg_sys::INT8OID, pg_sys::INT8OID, pg_sys::TIMESTAMPTZOID, pg_sys::TEXTOID, pg_sys::TEXTOID, pg_sys::TEXTOID,
     pg_sys::JSONBOID, pg_sys::JSONBOID, pg_sys::JSONBOID, pg_sys::TEXTOID, pg_sys::TEXTOID, pg_sys::TEXTOID,
-    pg_sys::INETOID, pg_sys::JSONBOID, pg_sys::BYTEAOID,
+    pg_sys::INETOID, pg_sys::JSONBOID, pg_sys::BYTEAOID, pg_sys::INT8OID,
 ];
 
 fn target() -> TgResult<Target> {
@@ -349,14 +357,18 @@ fn target() -> TgResult<Target> {
 /// The trail table and its indexes, opened once per transaction by the first audit row and
 /// kept open until commit (not opened, checked and closed again for every audited change).
 /// Opened under the top transaction's resource owner, so that a subtransaction ending does not
-/// close them; closed before commit or prepare; on abort the resource owner releases them.
+/// close them; closed before commit or prepare and before any utility statement; on abort the
+/// resource owner releases them. Indexes are maintained as the executor does (partial and
+/// expression indexes included), with an executor state of the transaction's own.
 #[derive(Clone, Copy)]
 struct OpenTrail {
     xact: u64,
     relid: pg_sys::Oid,
-    /// Null when the trail is not written directly (then `ind` is null too).
+    /// Null when the trail is not written directly (the other pointers are null too).
     rel: pg_sys::Relation,
-    ind: pg_sys::CatalogIndexState,
+    rri: *mut pg_sys::ResultRelInfo,
+    estate: *mut pg_sys::EState,
+    slot: *mut pg_sys::TupleTableSlot,
 }
 
 thread_local! {
@@ -404,7 +416,9 @@ pub(crate) fn close_trail() {
         if !o.rel.is_null() {
             unsafe {
                 in_top_transaction(|| {
-                    pg_sys::CatalogCloseIndexes(o.ind);
+                    pg_sys::ExecDropSingleTupleTableSlot(o.slot);
+                    pg_sys::ExecCloseIndices(o.rri);
+                    pg_sys::FreeExecutorState(o.estate);
                     pg_sys::table_close(o.rel, pg_sys::NoLock as i32);
                 })
             }
@@ -413,7 +427,7 @@ pub(crate) fn close_trail() {
 }
 
 /// The trail opened for this transaction. `rel` is null unless the table has exactly
-/// LOG_COLUMNS and only plain-column indexes (else rows go through SQL).
+/// LOG_COLUMNS (else rows go through SQL).
 unsafe fn open_trail(t: &Target) -> OpenTrail {
     if let Some(o) = OPEN_TRAIL.with(|o| o.get()) {
         if o.xact == t.xact && o.relid == t.log && !TRAIL_STALE.with(|s| s.get()) {
@@ -427,7 +441,14 @@ unsafe fn open_trail(t: &Target) -> OpenTrail {
     }
     TRAIL_STALE.with(|s| s.set(false));
     let o = in_top_transaction(|| {
-        let none = OpenTrail { xact: t.xact, relid: t.log, rel: std::ptr::null_mut(), ind: std::ptr::null_mut() };
+        let none = OpenTrail {
+            xact: t.xact,
+            relid: t.log,
+            rel: std::ptr::null_mut(),
+            rri: std::ptr::null_mut(),
+            estate: std::ptr::null_mut(),
+            slot: std::ptr::null_mut(),
+        };
         let rel = pg_sys::table_open(t.log, pg_sys::RowExclusiveLock as i32);
         let desc = (*rel).rd_att;
         let atts = (*desc).attrs.as_slice((*desc).natts as usize);
@@ -439,26 +460,21 @@ unsafe fn open_trail(t: &Target) -> OpenTrail {
             pg_sys::table_close(rel, pg_sys::NoLock as i32);
             return none;
         }
-        let ind = pg_sys::CatalogOpenIndexes(rel);
-        let plain_indexes = (0..(*ind).ri_NumIndices as usize).all(|i| {
-            let ii = *(*ind).ri_IndexRelationInfo.add(i);
-            (*ii).ii_Expressions.is_null() && (*ii).ii_Predicate.is_null() && (*ii).ii_ExclusionOps.is_null()
-        });
-        if !plain_indexes {
-            pg_sys::CatalogCloseIndexes(ind);
-            pg_sys::table_close(rel, pg_sys::NoLock as i32);
-            return none;
-        }
-        OpenTrail { rel, ind, ..none }
+        let estate = pg_sys::CreateExecutorState();
+        let rri = pg_sys::palloc0(std::mem::size_of::<pg_sys::ResultRelInfo>()) as *mut pg_sys::ResultRelInfo;
+        (*rri).type_ = pg_sys::NodeTag::T_ResultRelInfo;
+        pg_sys::InitResultRelInfo(rri, rel, 1, std::ptr::null_mut(), 0);
+        pg_sys::ExecOpenIndices(rri, false);
+        let slot = pg_sys::MakeSingleTupleTableSlot(desc, &pg_sys::TTSOpsHeapTuple);
+        OpenTrail { rel, rri, estate, slot, ..none }
     });
     OPEN_TRAIL.with(|c| c.set(Some(o)));
     o
 }
 
-/// Inserts one trail row straight into the heap and its indexes (what COPY and the catalogs
-/// do), without planning and running an INSERT statement per audited change. Returns false,
-/// having written nothing, unless the table has exactly LOG_COLUMNS and only plain-column
-/// indexes (then the caller goes through SQL).
+/// Inserts one trail row straight into the heap and its indexes (what COPY does), without
+/// planning and running an INSERT statement per audited change. Returns false, having written
+/// nothing, unless the table has exactly LOG_COLUMNS (then the caller goes through SQL).
 ///
 /// # Safety
 /// `values`/`nulls` must hold LOG_COLUMNS.len() entries matching LOG_COLUMNS.
@@ -468,7 +484,15 @@ unsafe fn insert_direct(t: &Target, values: &mut [pg_sys::Datum], nulls: &mut [b
         return false;
     }
     let tup = pg_sys::heap_form_tuple((*o.rel).rd_att, values.as_mut_ptr(), nulls.as_mut_ptr());
-    pg_sys::CatalogTupleInsertWithInfo(o.rel, tup, o.ind);
+    pg_sys::simple_heap_insert(o.rel, tup);
+    pg_sys::ExecStoreHeapTuple(tup, o.slot, false);
+    let ec = match (*o.estate).es_per_tuple_exprcontext {
+        ec if ec.is_null() => in_top_transaction(|| pg_sys::MakePerTupleExprContext(o.estate)),
+        ec => ec,
+    };
+    pg_sys::ExecInsertIndexTuples(o.rri, o.slot, o.estate, false, false, std::ptr::null_mut(), std::ptr::null_mut());
+    pg_sys::ExecClearTuple(o.slot);
+    pg_sys::MemoryContextReset((*ec).ecxt_per_tuple_memory);
     pg_sys::heap_freetuple(tup);
     true
 }
@@ -531,7 +555,7 @@ pub fn write_row(row: &LogRow<'_>, actor: &str) -> TgResult<i64> {
     let _w = InternalWrite::begin();
     // The row, once: written into the heap directly, or else passed to the INSERT.
     let text = |s: &str| s.into_datum();
-    let cells: [Option<pg_sys::Datum>; 16] = [
+    let cells: [Option<pg_sys::Datum>; 17] = [
         Some(pg_sys::Datum::from(id)),
         Some(pg_sys::Datum::from(txid)),
         Some(pg_sys::Datum::from(now)),
@@ -547,6 +571,7 @@ pub fn write_row(row: &LogRow<'_>, actor: &str) -> TgResult<i64> {
         addr_datum,
         ctx_datum,
         sig.as_slice().into_datum(),
+        row.pk.map(|j| pg_sys::Datum::from(j.pk_hash())),
         None,
     ];
     let mut values = cells.map(|c| c.unwrap_or(pg_sys::Datum::from(0usize)));
