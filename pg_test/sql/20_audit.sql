@@ -36,6 +36,8 @@ SELECT operation, changed_by IS NOT NULL AS who, app_context->>'desk' AS desk, c
 -- Sealing puts committed rows into a block; verify checks every signature and link.
 SELECT tradeguard.seal() > 0 AS sealed;
 SELECT ok, blocks_checked, rows_checked > 0 AS rows_checked, first_bad_block, first_bad_id, reason FROM tradeguard.verify();
+-- history() finds sealed rows too (through pk_hash), the same as before sealing.
+SELECT operation, changed_by IS NOT NULL AS who, changes FROM tradeguard.history('trades', '{"id": 1}');
 SELECT block_no, length(hash) AS hash_hex_len FROM tradeguard.audit_digest();
 SELECT tradeguard.verify_digest(d.block_no, d.hash) AS digest_ok FROM tradeguard.audit_digest() d;
 SELECT tradeguard.verify_digest(1, repeat('0', 64)) AS forged_digest_ok;
@@ -70,6 +72,11 @@ SELECT ok, first_bad_block, first_bad_id = (SELECT min(id) FROM tradeguard_audit
 SELECT check_id, level, object FROM tradeguard.findings WHERE check_id = 'audit_chain_broken';
 -- A deleted row is named too.
 UPDATE tradeguard_audit.log SET new_row = jsonb_set(new_row, '{price}', '2849.5000') WHERE id = (SELECT min(id) FROM tradeguard_audit.log WHERE operation = 'INSERT' AND table_name = 'trades');
+SELECT ok FROM tradeguard.verify();
+-- A changed pk_hash (it would hide the row from history()) is named as an altered row.
+UPDATE tradeguard_audit.log SET pk_hash = pk_hash + 1 WHERE id = (SELECT min(id) FROM tradeguard_audit.log WHERE operation = 'INSERT' AND table_name = 'trades');
+SELECT ok, first_bad_id = (SELECT min(id) FROM tradeguard_audit.log WHERE operation = 'INSERT' AND table_name = 'trades') AS names_the_row, reason FROM tradeguard.verify();
+UPDATE tradeguard_audit.log SET pk_hash = pk_hash - 1 WHERE id = (SELECT min(id) FROM tradeguard_audit.log WHERE operation = 'INSERT' AND table_name = 'trades');
 SELECT ok FROM tradeguard.verify();
 -- A forged row that claims a sealed block is named (row inserted), and so is one that claims a
 -- block beyond the end of the chain.
