@@ -22,6 +22,12 @@ pgrx::extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
+    // .cargo/config.toml compiles AES-NI and PCLMULQDQ into the AES-GCM code: refuse to load
+    // (an ERROR, never an illegal instruction later) on a CPU without them.
+    #[cfg(all(target_arch = "x86_64", target_feature = "aes"))]
+    if !(std::arch::is_x86_feature_detected!("aes") && std::arch::is_x86_feature_detected!("pclmulqdq")) {
+        pgrx::error!("tradeguard: this build needs a CPU with AES-NI and PCLMULQDQ; rebuild without the target features of .cargo/config.toml");
+    }
     gucs::init();
     common::init();
     if common::is_preloaded() {

@@ -577,6 +577,11 @@ pub fn write_row(row: &LogRow<'_>, actor: &str) -> TgResult<i64> {
     let mut values = cells.map(|c| c.unwrap_or(pg_sys::Datum::from(0usize)));
     let mut nulls = cells.map(|c| c.is_none());
     if unsafe { insert_direct(&t, &mut values, &mut nulls) } {
+        // Without the utility hook (not preloaded) nothing would close the trail before DDL on
+        // it later in the transaction: keep it open only for the row.
+        if !common::is_preloaded() {
+            close_trail();
+        }
         return Ok(id);
     }
     let plan = insert_plan()?;
