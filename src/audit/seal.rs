@@ -246,56 +246,56 @@ fn scan_rows(signer: &chain::RowSigner, lo: i64, hi: i64, expected: &HashMap<i64
                 }
                 let desc = (*tt).tupdesc;
                 batch.switch_to(|_| {
-                // One deform per row (attribute by attribute access re-walks the varlena columns).
-                let natts = (*desc).natts as usize;
-                let mut values = vec![pg_sys::Datum::from(0usize); natts];
-                let mut nulls = vec![false; natts];
-                for i in 0..n {
-                    let tup = *(*tt).vals.add(i);
-                    pg_sys::heap_deform_tuple(tup, desc, values.as_mut_ptr(), nulls.as_mut_ptr());
-                    let col = |k: i32| -> Option<pg_sys::Datum> {
-                        let j = (k - 1) as usize;
-                        (!nulls[j]).then_some(values[j])
-                    };
-                    let bytes = |k: i32| col(k).map(super::triggers::varlena_bytes);
-                    let text = |k: i32| bytes(k).map(|b| std::str::from_utf8(b).unwrap_or("\u{fffd}"));
-                    let id = col(1).map(|d| d.value() as i64).unwrap_or_default();
-                    let signed = chain::AuditRow {
-                        id,
-                        txid: col(2).map(|d| d.value() as i64).unwrap_or_default(),
-                        at_micros: col(3).map(|d| d.value() as i64).unwrap_or_default(),
-                        schema_name: text(4).unwrap_or_default(),
-                        table_name: text(5).unwrap_or_default(),
-                        operation: text(6).unwrap_or_default(),
-                        pk: bytes(7),
-                        old_row: bytes(8),
-                        new_row: bytes(9),
-                        current_user: text(10).unwrap_or_default(),
-                        session_user: text(11).unwrap_or_default(),
-                        application_name: text(12),
-                        client_addr: bytes(13),
-                        app_context: bytes(14),
-                    };
-                    let stored = bytes(15).unwrap_or_default();
-                    let mut sig = [0u8; 32];
-                    // pk_hash is not signed but derived from the signed pk: a changed one (which
-                    // would hide the row from history()) counts as an altered row.
-                    let hash_ok = match (col(7), col(16)) {
-                        (Some(pk), Some(h)) => super::triggers::Jsonb(pk).pk_hash() == h.value() as i64,
-                        (None, None) => true,
-                        _ => false,
-                    };
-                    let sig_ok = hash_ok && stored.len() == 32 && signer.matches(&signed, stored);
-                    if stored.len() == 32 {
-                        sig.copy_from_slice(stored);
+                    // One deform per row (attribute by attribute access re-walks the varlena columns).
+                    let natts = (*desc).natts as usize;
+                    let mut values = vec![pg_sys::Datum::from(0usize); natts];
+                    let mut nulls = vec![false; natts];
+                    for i in 0..n {
+                        let tup = *(*tt).vals.add(i);
+                        pg_sys::heap_deform_tuple(tup, desc, values.as_mut_ptr(), nulls.as_mut_ptr());
+                        let col = |k: i32| -> Option<pg_sys::Datum> {
+                            let j = (k - 1) as usize;
+                            (!nulls[j]).then_some(values[j])
+                        };
+                        let bytes = |k: i32| col(k).map(super::triggers::varlena_bytes);
+                        let text = |k: i32| bytes(k).map(|b| std::str::from_utf8(b).unwrap_or("\u{fffd}"));
+                        let id = col(1).map(|d| d.value() as i64).unwrap_or_default();
+                        let signed = chain::AuditRow {
+                            id,
+                            txid: col(2).map(|d| d.value() as i64).unwrap_or_default(),
+                            at_micros: col(3).map(|d| d.value() as i64).unwrap_or_default(),
+                            schema_name: text(4).unwrap_or_default(),
+                            table_name: text(5).unwrap_or_default(),
+                            operation: text(6).unwrap_or_default(),
+                            pk: bytes(7),
+                            old_row: bytes(8),
+                            new_row: bytes(9),
+                            current_user: text(10).unwrap_or_default(),
+                            session_user: text(11).unwrap_or_default(),
+                            application_name: text(12),
+                            client_addr: bytes(13),
+                            app_context: bytes(14),
+                        };
+                        let stored = bytes(15).unwrap_or_default();
+                        let mut sig = [0u8; 32];
+                        // pk_hash is not signed but derived from the signed pk: a changed one (which
+                        // would hide the row from history()) counts as an altered row.
+                        let hash_ok = match (col(7), col(16)) {
+                            (Some(pk), Some(h)) => super::triggers::Jsonb(pk).pk_hash() == h.value() as i64,
+                            (None, None) => true,
+                            _ => false,
+                        };
+                        let sig_ok = hash_ok && stored.len() == 32 && signer.matches(&signed, stored);
+                        if stored.len() == 32 {
+                            sig.copy_from_slice(stored);
+                        }
+                        let block = col(17).map(|d| d.value() as i64).unwrap_or_default();
+                        out.entry(block)
+                        .or_insert_with(|| {
+                            Vec::with_capacity(expected.get(&block).map_or(0, |&n| n.clamp(0, MAX_ROWS_PER_BLOCK) as usize))
+                        })
+                        .push(Checked { id, sig_ok, sig });
                     }
-                    let block = col(17).map(|d| d.value() as i64).unwrap_or_default();
-                    out.entry(block)
-                    .or_insert_with(|| {
-                        Vec::with_capacity(expected.get(&block).map_or(0, |&n| n.clamp(0, MAX_ROWS_PER_BLOCK) as usize))
-                    })
-                    .push(Checked { id, sig_ok, sig });
-                }
                 });
                 batch.reset();
                 pg_sys::SPI_freetuptable(tt);
