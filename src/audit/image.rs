@@ -133,6 +133,15 @@ impl ImagePlan {
             && atts.iter().zip(&self.shape).all(|(a, (t, d, n))| a.atttypid == *t && a.attisdropped == *d && att_name(a) == n.as_slice())
     }
 
+    /// The live columns of this shape whose names are not in `keep`.
+    pub fn live_columns_except(&self, keep: &[String]) -> Vec<String> {
+        self.shape
+            .iter()
+            .filter(|(_, dropped, name)| !dropped && !keep.iter().any(|k| k.as_bytes() == name.as_slice()))
+            .map(|(_, _, name)| String::from_utf8_lossy(name).into_owned())
+            .collect()
+    }
+
     /// The row's image (excluded columns left out, plaintext in encrypted columns withheld) and,
     /// when `want_pk`, its primary key columns; both palloc'd jsonb datums. None when a value
     /// is too long for a jsonb string (the generic path raises PostgreSQL's own error).

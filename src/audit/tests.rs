@@ -164,6 +164,22 @@ mod tests {
         assert_eq!(row, (Some(r#"{"id": 2, "price": 20, "venue": "XTKS"}"#.into()), Some(r#"{"id": 2}"#.into())));
     }
 
+    /// The same for a table on the `to_jsonb` path (a float column): the primary key image is
+    /// cut from the columns the table has now, not those it had at its first audited row.
+    #[pg_test]
+    fn generic_images_follow_alter_table() {
+        Spi::run("CREATE TABLE t_galt (id int PRIMARY KEY, px float8)").unwrap();
+        Spi::run("SELECT tradeguard.audit_table('t_galt'); INSERT INTO t_galt VALUES (1, 10.5)").unwrap();
+        Spi::run("SELECT tradeguard.break_glass('test: alter an audited table')").unwrap();
+        Spi::run("ALTER TABLE t_galt ADD COLUMN venue text DEFAULT 'XTKS'").unwrap();
+        Spi::run("INSERT INTO t_galt VALUES (2, 20.5)").unwrap();
+        let row = Spi::get_two::<String, String>(
+            "SELECT new_row::text, pk::text FROM tradeguard_audit.log WHERE table_name = 't_galt' AND operation = 'INSERT' ORDER BY id DESC LIMIT 1",
+        )
+        .unwrap();
+        assert_eq!(row, (Some(r#"{"id": 2, "px": 20.5, "venue": "XTKS"}"#.into()), Some(r#"{"id": 2}"#.into())));
+    }
+
     /// The trail stays open for the transaction: an index added in the same transaction (break-
     /// glass) receives the rows written after it.
     #[pg_test]

@@ -23,30 +23,38 @@ struct TableInfo {
     schema: String,
     table: String,
     exclude: KeyList,
-    /// Every column but the primary key: deleting them from an image leaves the key.
-    non_pk: KeyList,
     has_pk: bool,
     /// Encrypted columns: anything there that is not ciphertext is withheld from the trail.
     encrypted: Vec<String>,
     exclude_names: Vec<String>,
     pk_names: Vec<String>,
     /// How rows of the table's current shape become images (made at the first audited row).
-    plan: RefCell<Option<Rc<ImagePlan>>>,
+    shape: RefCell<Option<Rc<Shape>>>,
+}
+
+/// What is derived from the table's current tuple descriptor (remade after ALTER TABLE).
+struct Shape {
+    plan: ImagePlan,
+    /// Every live column but the primary key: deleting them from a `to_jsonb` image leaves the
+    /// key (the generic path).
+    non_pk: KeyList,
 }
 
 impl TableInfo {
-    /// The image plan for the table's current tuple descriptor (remade after ALTER TABLE).
+    /// The shape of the table's current tuple descriptor (remade after ALTER TABLE).
     ///
     /// # Safety
     /// `tupdesc` must be the audited relation's tuple descriptor.
-    unsafe fn plan(&self, tupdesc: pg_sys::TupleDesc) -> Rc<ImagePlan> {
-        let mut p = self.plan.borrow_mut();
-        match p.as_ref() {
-            Some(plan) if plan.fits(tupdesc) => plan.clone(),
+    unsafe fn shape(&self, tupdesc: pg_sys::TupleDesc) -> Rc<Shape> {
+        let mut s = self.shape.borrow_mut();
+        match s.as_ref() {
+            Some(shape) if shape.plan.fits(tupdesc) => shape.clone(),
             _ => {
-                let plan = Rc::new(ImagePlan::new(tupdesc, &self.exclude_names, &self.pk_names, &self.encrypted));
-                *p = Some(plan.clone());
-                plan
+                let plan = ImagePlan::new(tupdesc, &self.exclude_names, &self.pk_names, &self.encrypted);
+                let non_pk = KeyList::new(&plan.live_columns_except(&self.pk_names));
+                let shape = Rc::new(Shape { plan, non_pk });
+                *s = Some(shape.clone());
+                shape
             }
         }
     }
@@ -65,9 +73,6 @@ fn table_info(relid: pg_sys::Oid) -> TgResult<Rc<TableInfo>> {
         common::spi_first_row(
                 "SELECT n.nspname::text, c.relname::text,
                         coalesce(a.exclude_columns, '{}'), coalesce(a.pk_columns, '{}'),
-                        ARRAY(SELECT att.attname::text FROM pg_catalog.pg_attribute att
-                               WHERE att.attrelid = c.oid AND att.attnum > 0 AND NOT att.attisdropped
-                                 AND att.attname::text <> ALL (coalesce(a.pk_columns, '{}'))),
                         ARRAY(SELECT e.column_name FROM tradeguard_audit.encrypted_columns e
                                WHERE e.schema_name = n.nspname AND e.table_name = c.relname)
                    FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -81,25 +86,23 @@ fn table_info(relid: pg_sys::Oid) -> TgResult<Rc<TableInfo>> {
                         r.get::<Vec<String>>(3)?.unwrap_or_default(),
                         r.get::<Vec<String>>(4)?.unwrap_or_default(),
                         r.get::<Vec<String>>(5)?.unwrap_or_default(),
-                        r.get::<Vec<String>>(6)?.unwrap_or_default(),
                     ))
                 },
         )
     })??;
     // A table whose trigger exists but whose registration is missing (e.g. restored without it)
     // is still audited, without exclusions: never fail open.
-    let (schema, table, exclude, pk, non_pk, encrypted) =
+    let (schema, table, exclude, pk, encrypted) =
         row.ok_or_else(|| CoreError::InvalidArgument("audited relation vanished".into()))?;
     let info = Rc::new(TableInfo {
         schema,
         table,
         exclude: KeyList::new(&exclude),
         has_pk: !pk.is_empty(),
-        non_pk: KeyList::new(&non_pk),
         encrypted,
         exclude_names: exclude,
         pk_names: pk,
-        plan: RefCell::new(None),
+        shape: RefCell::new(None),
     });
     TABLES.with(|p| p.borrow_mut().1.insert(relid, info.clone()));
     Ok(info)
@@ -644,8 +647,9 @@ fn record_change(trigger: &pgrx::PgTrigger<'_>) -> TgResult<()> {
     let (mut pk, mut old_img, mut new_img) = (None, None, None);
     if op != "TRUNCATE" {
         let (new_t, old_t, tupdesc) = common::trigger_tuples(trigger);
-        let plan = unsafe { info.plan(tupdesc) };
-        let fast = || -> Option<(Option<Jsonb>, Option<Jsonb>, Option<Jsonb>)> {
+        let shape = unsafe { info.shape(tupdesc) };
+        let plan = &shape.plan;
+        let fast = || -> Option<Images> {
             let build = |t: *mut pg_sys::HeapTupleData, want_pk: bool| -> Option<Option<(Jsonb, Option<Jsonb>)>> {
                 if t.is_null() {
                     return Some(None);
@@ -660,7 +664,7 @@ fn record_change(trigger: &pgrx::PgTrigger<'_>) -> TgResult<()> {
         };
         match (!plan.generic).then(fast).flatten() {
             Some(images) => (pk, old_img, new_img) = images,
-            None => (pk, old_img, new_img) = generic_images(&info, new_t, old_t, tupdesc)?,
+            None => (pk, old_img, new_img) = generic_images(&info, &shape.non_pk, new_t, old_t, tupdesc)?,
         }
     }
     let actor = actor_name();
@@ -677,6 +681,7 @@ type Images = (Option<Jsonb>, Option<Jsonb>, Option<Jsonb>);
 
 fn generic_images(
     info: &TableInfo,
+    non_pk: &KeyList,
     new_t: *mut pg_sys::HeapTupleData,
     old_t: *mut pg_sys::HeapTupleData,
     tupdesc: pg_sys::TupleDesc,
@@ -698,7 +703,7 @@ fn generic_images(
     };
     let new_i = image(new_t)?;
     let old_i = image(old_t)?;
-    let pk = if info.has_pk { new_i.as_ref().or(old_i.as_ref()).map(|(full, _)| full.delete_keys(&info.non_pk)) } else { None };
+    let pk = if info.has_pk { new_i.as_ref().or(old_i.as_ref()).map(|(full, _)| full.delete_keys(non_pk)) } else { None };
     Ok((pk, old_i.map(|(_, i)| i), new_i.map(|(_, i)| i)))
 }
 
