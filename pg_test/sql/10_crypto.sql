@@ -77,6 +77,9 @@ INSERT INTO accounts (account_number, email, api_key, balance)
 SELECT id, tradeguard.is_ciphertext(api_key) AS api_key_enc, tradeguard.is_ciphertext(email) AS email_enc,
        tradeguard.is_ciphertext(balance::text) AS balance_enc, email_bidx IS NOT NULL AS has_bidx
   FROM accounts ORDER BY id;
+-- The stored form: "tg1:" + base64 of 3 header bytes, nonce (12), ciphertext and tag (16):
+-- 24 characters become 4 + 74 = 78.
+SELECT length(api_key) AS api_key_chars, left(api_key, 4) AS prefix FROM accounts WHERE id = 3;
 -- The decrypted view gives the original values and types back.
 SELECT id, account_number, email, api_key, balance, pg_typeof(balance) AS balance_type
   FROM accounts_decrypted ORDER BY id;

@@ -408,7 +408,7 @@ mod tests {
             b"x",
             b"",
         );
-        assert_eq!(parse_value(&envelope::armor(&env)).unwrap(), env);
+        assert_eq!(parse_value(&envelope::armor(&env).unwrap()).unwrap(), env);
         assert_eq!(
             parse_value(&format!("\\x{}\n", hex::encode(&env))).unwrap(),
             env

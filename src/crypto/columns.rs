@@ -203,49 +203,43 @@ enum PkText {
     Text(String),
 }
 
-/// The text of a non-null attribute, through its output function (integers formatted directly:
-/// the primary key of every written row goes through here).
+/// The text of a non-null attribute of type `typid`, through its output function (integers
+/// formatted directly: the primary key of every written row goes through here).
 ///
 /// # Safety
-/// `tuple` must be described by `tupdesc`.
-unsafe fn attribute_text(tuple: pg_sys::HeapTuple, tupdesc: pg_sys::TupleDesc, idx: usize) -> Option<PkText> {
-    let mut isnull = false;
-    let d = pg_sys::heap_getattr(tuple, idx as i32 + 1, tupdesc, &mut isnull);
-    if isnull {
-        return None;
-    }
-    let typid = (*tupdesc).attrs.as_slice((*tupdesc).natts as usize)[idx].atttypid;
-    Some(match typid {
+/// `d` must be a non-null datum of type `typid`.
+unsafe fn attribute_text(d: pg_sys::Datum, typid: pg_sys::Oid) -> PkText {
+    match typid {
         pg_sys::INT8OID => PkText::Int(d.value() as i64),
         pg_sys::INT4OID => PkText::Int(d.value() as i32 as i64),
         pg_sys::INT2OID => PkText::Int(d.value() as i16 as i64),
         _ => PkText::Text(common::datum_text(d, typid)),
-    })
+    }
 }
 
-/// heap_modify_tuple's values, nulls and replace flags, the context, the envelope.
-type Scratch = (Vec<pg_sys::Datum>, Vec<bool>, Vec<bool>, String, Vec<u8>);
+/// The row's attributes (heap_deform_tuple), the context, the envelope: reused from row to row.
+type Scratch = (Vec<pg_sys::Datum>, Vec<bool>, String, Vec<u8>);
 
 thread_local! {
-    /// heap_modify_tuple's arrays and the context, reused from row to row.
-    static SCRATCH: RefCell<Scratch> = const { RefCell::new((Vec::new(), Vec::new(), Vec::new(), String::new(), Vec::new())) };
+    static SCRATCH: RefCell<Scratch> = const { RefCell::new((Vec::new(), Vec::new(), String::new(), Vec::new())) };
 }
 
 /// A `text` datum holding the armor of `envelope`, written once into its palloc'd varlena.
-fn armored_datum(envelope_bytes: &[u8]) -> pg_sys::Datum {
-    let len = envelope::armored_len(envelope_bytes.len());
-    unsafe {
-        let v = pg_sys::palloc(len + pg_sys::VARHDRSZ) as *mut pg_sys::varlena;
+fn armored_datum(envelope_bytes: &[u8]) -> TgResult<pg_sys::Datum> {
+    let mut v: *mut pg_sys::varlena = std::ptr::null_mut();
+    envelope::armor_with(envelope_bytes, |len| unsafe {
+        v = pg_sys::palloc(len + pg_sys::VARHDRSZ) as *mut pg_sys::varlena;
         pgrx::set_varsize_4b(v, (len + pg_sys::VARHDRSZ) as i32);
-        let body = std::slice::from_raw_parts_mut((v as *mut u8).add(pg_sys::VARHDRSZ), len);
-        envelope::armor_into(envelope_bytes, body);
-        pg_sys::Datum::from(v)
-    }
+        std::slice::from_raw_parts_mut((v as *mut u8).add(pg_sys::VARHDRSZ), len)
+    })?;
+    Ok(pg_sys::Datum::from(v))
 }
 
 /// Encrypts the configured columns of the row being written (plaintext values only; values
 /// that already carry the armor are kept) and fills the blind index columns. Returns the row
-/// itself when nothing changes, else a modified copy.
+/// itself when nothing changes, else a new row formed from the same attributes (what
+/// heap_modify_tuple does, with the row deformed once: the values read and the values
+/// written share one array).
 fn encrypt_row(td: &pg_sys::TriggerData) -> TgResult<pg_sys::HeapTuple> {
     let event = td.tg_event;
     let by_update = pgrx::trigger_support::trigger_fired_by_update(event);
@@ -261,34 +255,37 @@ fn encrypt_row(td: &pg_sys::TriggerData) -> TgResult<pg_sys::HeapTuple> {
         let tupdesc = (*rel).rd_att;
         let cfg = load_table_cfg((*rel).rd_id)?;
         let natts = (*tupdesc).natts as usize;
-        let pk = match &cfg.pk_column {
-            Some(c) => attribute_text(tuple, tupdesc, column_index(tupdesc, c)?),
-            None => None,
-        };
+        let atts = (*tupdesc).attrs.as_slice(natts);
         SCRATCH.with(|scratch| {
-            let (values, nulls, replace, ctx, ct) = &mut *scratch.borrow_mut();
+            let (values, nulls, ctx, ct) = &mut *scratch.borrow_mut();
             values.clear();
             values.resize(natts, pg_sys::Datum::from(0usize));
-            (nulls.clear(), replace.clear());
+            nulls.clear();
             nulls.resize(natts, false);
-            replace.resize(natts, false);
+            pg_sys::heap_deform_tuple(tuple, tupdesc, values.as_mut_ptr(), nulls.as_mut_ptr());
+            let pk = match &cfg.pk_column {
+                Some(c) => {
+                    let i = column_index(tupdesc, c)?;
+                    (!nulls[i]).then(|| attribute_text(values[i], atts[i].atttypid))
+                }
+                None => None,
+            };
+            let mut changed = false;
             for col in &cfg.columns {
                 let idx = column_index(tupdesc, &col.name)?;
                 let blind_idx = col.blind_column.as_deref().map(|b| column_index(tupdesc, b)).transpose()?;
-                let mut isnull = false;
-                let d = pg_sys::heap_getattr(tuple, idx as i32 + 1, tupdesc, &mut isnull);
-                if isnull {
+                if nulls[idx] {
                     if let Some(b) = blind_idx {
-                        (replace[b], nulls[b]) = (true, true);
+                        (nulls[b], changed) = (true, true);
                     }
                     continue;
                 }
-                if (*tupdesc).attrs.as_slice(natts)[idx].attlen != -1 {
+                if atts[idx].attlen != -1 {
                     return Err(CoreError::InvalidArgument(format!("encrypted column {} must be of type text", col.name)).into());
                 }
                 // Read in place: the plaintext is never copied into Rust-owned memory. Text is
                 // encrypted as the bytes PostgreSQL stored (valid in the database encoding).
-                let raw = common::varlena_bytes(d);
+                let raw = common::varlena_bytes(values[idx]);
                 if envelope::looks_armored_bytes(raw) {
                     continue;
                 }
@@ -302,18 +299,29 @@ fn encrypt_row(td: &pg_sys::TriggerData) -> TgResult<pg_sys::HeapTuple> {
                     ValueType::Text | ValueType::Jsonb | ValueType::Bytea => col.seal_into(ct, col.value_type, raw, ctx)?,
                     vt => col.seal_into(ct, vt, &encode_plaintext(vt, text()?)?, ctx)?,
                 }
-                (replace[idx], values[idx]) = (true, armored_datum(ct));
+                let blind = match (blind_idx, &col.blind_key) {
+                    (Some(b), Some(k)) => Some((b, super::blind_index_impl(text()?, k)?)),
+                    _ => None,
+                };
+                // `raw` (the plaintext) is not read past this point: its attribute now holds
+                // the armor.
+                (values[idx], changed) = (armored_datum(ct)?, true);
                 // The buffer briefly held the plaintext before it was encrypted in place; it now
                 // holds ciphertext only, cleared for the next value.
                 ct.clear();
-                if let (Some(b), Some(k)) = (blind_idx, &col.blind_key) {
-                    (replace[b], values[b]) = (true, super::blind_index_impl(text()?, k)?.as_slice().into_datum().expect("bytea datum"));
+                if let Some((b, mac)) = blind {
+                    (values[b], nulls[b]) = (mac.as_slice().into_datum().expect("bytea datum"), false);
                 }
             }
-            if !replace.contains(&true) {
+            if !changed {
                 return Ok(tuple);
             }
-            Ok(pg_sys::heap_modify_tuple(tuple, tupdesc, values.as_mut_ptr(), nulls.as_mut_ptr(), replace.as_mut_ptr()))
+            let new = pg_sys::heap_form_tuple(tupdesc, values.as_mut_ptr(), nulls.as_mut_ptr());
+            // The identity of the row being written, as heap_modify_tuple copies it.
+            (*(*new).t_data).t_ctid = (*(*tuple).t_data).t_ctid;
+            (*new).t_self = (*tuple).t_self;
+            (*new).t_tableOid = (*tuple).t_tableOid;
+            Ok(new)
         })
     }
 }
