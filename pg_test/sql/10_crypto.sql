@@ -90,6 +90,15 @@ SELECT api_key FROM accounts_decrypted WHERE id = 1;
 UPDATE accounts SET api_key = (SELECT api_key FROM accounts WHERE id = 3) WHERE id = 2;
 SELECT api_key FROM accounts_decrypted WHERE id = 2;
 UPDATE accounts SET api_key = NULL WHERE id = 2;
+-- Updates of other columns pass stored ciphertext through untouched, TOASTed ones too.
+UPDATE accounts SET api_key = repeat('k', 20000) WHERE id = 2;
+CREATE TEMP TABLE stored AS SELECT id, api_key FROM accounts WHERE id IN (2, 3);
+UPDATE accounts SET account_number = account_number || '-x' WHERE id IN (2, 3);
+SELECT s.id, a.api_key = s.api_key AS ciphertext_unchanged, length(d.api_key) AS plaintext_chars
+  FROM stored s JOIN accounts a USING (id) JOIN accounts_decrypted d USING (id) ORDER BY s.id;
+UPDATE accounts SET account_number = left(account_number, -2), api_key = NULL WHERE id = 2;
+UPDATE accounts SET account_number = left(account_number, -2) WHERE id = 3;
+DROP TABLE stored;
 -- Rotation then re-encryption moves rows to the new version.
 SELECT tradeguard.rotate_key('accounts');
 SELECT tradeguard.reencrypt_column('accounts', 'api_key') AS moved;
