@@ -8,7 +8,7 @@ pub enum AuditError {
     InvalidArgument(String),
     #[error("audit rows are written only by tradeguard; {0}")]
     ProtectedTable(String),
-    #[error("{what} is protected by tradeguard; a tradeguard_admin member must call tradeguard.break_glass(reason) first")]
+    #[error("cannot change {what}: protected by tradeguard; a tradeguard_admin member must call tradeguard.break_glass(reason) first")]
     Protected { what: String },
     #[error("{0} is not audited by tradeguard")]
     NotAudited(String),

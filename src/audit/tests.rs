@@ -44,7 +44,7 @@ mod tests {
         Spi::run("DELETE FROM tradeguard_audit.log").unwrap();
     }
 
-    #[pg_test(error = "tradeguard: the tradeguard triggers of public.t_d is protected by tradeguard; a tradeguard_admin member must call tradeguard.break_glass(reason) first")]
+    #[pg_test(error = "tradeguard: cannot change the tradeguard triggers of public.t_d: protected by tradeguard; a tradeguard_admin member must call tradeguard.break_glass(reason) first")]
     fn disable_trigger_is_refused() {
         Spi::run("CREATE TABLE t_d (id int PRIMARY KEY); SELECT tradeguard.audit_table('t_d')").unwrap();
         Spi::run("ALTER TABLE t_d DISABLE TRIGGER ALL").unwrap();
@@ -220,7 +220,7 @@ mod tests {
         assert_eq!(by_pk, Ok(Some(2)));
     }
 
-    #[pg_test(error = "tradeguard: indexes of tradeguard_audit.log is protected by tradeguard; a tradeguard_admin member must call tradeguard.break_glass(reason) first")]
+    #[pg_test(error = "tradeguard: cannot change indexes of tradeguard_audit.log: protected by tradeguard; a tradeguard_admin member must call tradeguard.break_glass(reason) first")]
     fn index_on_the_trail_needs_break_glass() {
         Spi::run("CREATE INDEX ON tradeguard_audit.log (operation)").unwrap();
     }
