@@ -33,6 +33,9 @@ struct ColumnCfg {
     /// The encryption key (id, active version, data key), looked up on first use. Valid as long
     /// as this configuration: both are dropped when keys change (key generation).
     key: RefCell<Option<(u32, u32, Rc<keys::VersionEntry>)>>,
+    /// Where the column and its blind index column were found in the row last time (checked
+    /// by name on every use, so a changed table is never misread).
+    position: std::cell::Cell<(usize, usize)>,
 }
 
 impl ColumnCfg {
@@ -57,6 +60,8 @@ impl ColumnCfg {
 struct TableCfg {
     columns: Vec<ColumnCfg>,
     pk_column: Option<String>,
+    /// Where the primary key column was found last time (see `ColumnCfg::position`).
+    pk_position: std::cell::Cell<usize>,
 }
 
 thread_local! {
@@ -116,9 +121,10 @@ fn load_table_cfg(relid: pg_sys::Oid) -> TgResult<Rc<TableCfg>> {
             blind_column,
             blind_key,
             key: RefCell::new(None),
+            position: std::cell::Cell::new((usize::MAX, usize::MAX)),
         });
     }
-    let cfg = Rc::new(TableCfg { columns, pk_column });
+    let cfg = Rc::new(TableCfg { columns, pk_column, pk_position: std::cell::Cell::new(usize::MAX) });
     TABLES.with(|t| t.borrow_mut().1.insert(relid, cfg.clone()));
     Ok(cfg)
 }
@@ -186,14 +192,21 @@ fn encrypt_trigger<'a>(
     }))
 }
 
-/// The 0-based position of live column `name` in `tupdesc`.
+/// The 0-based position of live column `name` in `tupdesc`; position `hint` is tried first
+/// (where the column was in the last row).
 ///
 /// # Safety
 /// `tupdesc` must be a valid tuple descriptor.
-unsafe fn column_index(tupdesc: pg_sys::TupleDesc, name: &str) -> TgResult<usize> {
+unsafe fn column_index_from(tupdesc: pg_sys::TupleDesc, name: &str, hint: usize) -> TgResult<usize> {
     let atts = (*tupdesc).attrs.as_slice((*tupdesc).natts as usize);
+    let is = |a: &pg_sys::FormData_pg_attribute| {
+        !a.attisdropped && std::ffi::CStr::from_ptr(a.attname.data.as_ptr()).to_bytes() == name.as_bytes()
+    };
+    if atts.get(hint).is_some_and(is) {
+        return Ok(hint);
+    }
     atts.iter()
-        .position(|a| !a.attisdropped && std::ffi::CStr::from_ptr(a.attname.data.as_ptr()).to_bytes() == name.as_bytes())
+        .position(is)
         .ok_or_else(|| CoreError::InvalidArgument(format!("column \"{name}\" not found")).into())
 }
 
@@ -217,22 +230,30 @@ unsafe fn attribute_text(d: pg_sys::Datum, typid: pg_sys::Oid) -> PkText {
     }
 }
 
-/// The row's attributes (heap_deform_tuple), the context, the envelope: reused from row to row.
-type Scratch = (Vec<pg_sys::Datum>, Vec<bool>, String, Vec<u8>);
+/// The row's attributes (heap_deform_tuple), the context, the envelope and the armored values
+/// (one buffer per encrypted column): reused from row to row.
+type Scratch = (Vec<pg_sys::Datum>, Vec<bool>, String, Vec<u8>, Vec<Vec<u64>>);
 
 thread_local! {
-    static SCRATCH: RefCell<Scratch> = const { RefCell::new((Vec::new(), Vec::new(), String::new(), Vec::new())) };
+    static SCRATCH: RefCell<Scratch> =
+        const { RefCell::new((Vec::new(), Vec::new(), String::new(), Vec::new(), Vec::new())) };
 }
 
-/// A `text` datum holding the armor of `envelope`, written once into its palloc'd varlena.
-fn armored_datum(envelope_bytes: &[u8]) -> TgResult<pg_sys::Datum> {
-    let mut v: *mut pg_sys::varlena = std::ptr::null_mut();
-    envelope::armor_with(envelope_bytes, |len| unsafe {
-        v = pg_sys::palloc(len + pg_sys::VARHDRSZ) as *mut pg_sys::varlena;
-        pgrx::set_varsize_4b(v, (len + pg_sys::VARHDRSZ) as i32);
-        std::slice::from_raw_parts_mut((v as *mut u8).add(pg_sys::VARHDRSZ), len)
+/// A `text` datum holding the armor of `envelope`, written once into `buf` (a varlena with a
+/// 4-byte header, 8-byte aligned). The datum points into `buf`: it is valid until `buf` is
+/// written again, which is long enough for heap_form_tuple to copy it into the new row (no
+/// palloc per value).
+fn armored_datum(envelope_bytes: &[u8], buf: &mut Vec<u64>) -> TgResult<pg_sys::Datum> {
+    envelope::armor_with(envelope_bytes, |len| {
+        let total = len + pg_sys::VARHDRSZ;
+        buf.clear();
+        buf.resize(total.div_ceil(8), 0);
+        let bytes = unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr() as *mut u8, total) };
+        // SAFETY: `bytes` is `total` bytes long, 8-byte aligned (more than a varlena needs).
+        unsafe { pgrx::set_varsize_4b(bytes.as_mut_ptr() as *mut pg_sys::varlena, total as i32) };
+        &mut bytes[pg_sys::VARHDRSZ..]
     })?;
-    Ok(pg_sys::Datum::from(v))
+    Ok(pg_sys::Datum::from(buf.as_ptr()))
 }
 
 /// Encrypts the configured columns of the row being written (plaintext values only; values
@@ -257,7 +278,10 @@ fn encrypt_row(td: &pg_sys::TriggerData) -> TgResult<pg_sys::HeapTuple> {
         let natts = (*tupdesc).natts as usize;
         let atts = (*tupdesc).attrs.as_slice(natts);
         SCRATCH.with(|scratch| {
-            let (values, nulls, ctx, ct) = &mut *scratch.borrow_mut();
+            let (values, nulls, ctx, ct, armor) = &mut *scratch.borrow_mut();
+            if armor.len() < cfg.columns.len() {
+                armor.resize_with(cfg.columns.len(), Vec::new);
+            }
             values.clear();
             values.resize(natts, pg_sys::Datum::from(0usize));
             nulls.clear();
@@ -265,15 +289,18 @@ fn encrypt_row(td: &pg_sys::TriggerData) -> TgResult<pg_sys::HeapTuple> {
             pg_sys::heap_deform_tuple(tuple, tupdesc, values.as_mut_ptr(), nulls.as_mut_ptr());
             let pk = match &cfg.pk_column {
                 Some(c) => {
-                    let i = column_index(tupdesc, c)?;
+                    let i = column_index_from(tupdesc, c, cfg.pk_position.get())?;
+                    cfg.pk_position.set(i);
                     (!nulls[i]).then(|| attribute_text(values[i], atts[i].atttypid))
                 }
                 None => None,
             };
             let mut changed = false;
-            for col in &cfg.columns {
-                let idx = column_index(tupdesc, &col.name)?;
-                let blind_idx = col.blind_column.as_deref().map(|b| column_index(tupdesc, b)).transpose()?;
+            for (col, armor_buf) in cfg.columns.iter().zip(armor.iter_mut()) {
+                let (idx_hint, blind_hint) = col.position.get();
+                let idx = column_index_from(tupdesc, &col.name, idx_hint)?;
+                let blind_idx = col.blind_column.as_deref().map(|b| column_index_from(tupdesc, b, blind_hint)).transpose()?;
+                col.position.set((idx, blind_idx.unwrap_or(usize::MAX)));
                 if nulls[idx] {
                     if let Some(b) = blind_idx {
                         (nulls[b], changed) = (true, true);
@@ -305,7 +332,7 @@ fn encrypt_row(td: &pg_sys::TriggerData) -> TgResult<pg_sys::HeapTuple> {
                 };
                 // `raw` (the plaintext) is not read past this point: its attribute now holds
                 // the armor.
-                (values[idx], changed) = (armored_datum(ct)?, true);
+                (values[idx], changed) = (armored_datum(ct, armor_buf)?, true);
                 // The buffer briefly held the plaintext before it was encrypted in place; it now
                 // holds ciphertext only, cleared for the next value.
                 ct.clear();
