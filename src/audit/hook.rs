@@ -100,6 +100,35 @@ struct Inspection {
     protected: Option<String>,
     /// Recorded after it succeeds: (operation, schema, object).
     record: Option<(String, String, String)>,
+    /// Partitions of audited tables named by a TRUNCATE: (schema, table) of the audited table,
+    /// and the partition. A partition carries a clone of the audited table's row trigger but
+    /// not its statement-level TRUNCATE trigger (PostgreSQL does not clone those).
+    truncated: Vec<(String, String, String)>,
+}
+
+/// The audited table `relid` is a partition of, when `relid` lacks a TRUNCATE trigger of its
+/// own: (schema, table), nearest ancestor first.
+fn audited_ancestor(relid: pg_sys::Oid) -> Option<(String, String)> {
+    crate::common::as_owner(|| {
+        crate::common::spi_first_row(
+            concat!(
+                "SELECT n.nspname::text, c.relname::text
+                   FROM ", crate::self_and_ancestors_sql!(), " x
+                   JOIN tradeguard_audit.audited_tables a ON a.relid = x.relid
+                   JOIN pg_catalog.pg_class c ON c.oid = x.relid
+                   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                  WHERE x.relid <> $1
+                    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
+                                     WHERE t.tgrelid = $1 AND t.tgname = 'tradeguard_audit_truncate')
+                  ORDER BY x.depth LIMIT 1"
+            ),
+            &[relid.into()],
+            |r| Ok((r.get::<String>(1)?.unwrap_or_default(), r.get::<String>(2)?.unwrap_or_default())),
+        )
+    })
+    .ok()
+    .and_then(|r| r.ok())
+    .flatten()
 }
 
 /// Trigger state changes that weaken tradeguard's triggers (they are ENABLE ALWAYS; setting
@@ -115,7 +144,7 @@ const TRIGGER_STATE_CMDS: [pg_sys::AlterTableType::Type; 7] = [
 ];
 
 unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
-    let mut ins = Inspection { protected: None, record: None };
+    let mut ins = Inspection { protected: None, record: None, truncated: Vec::new() };
     let t = (*stmt).type_;
     use pg_sys::NodeTag as N;
     if t == N::T_AlterTableStmt {
@@ -200,6 +229,14 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
         && cstr((*(*(stmt as *mut pg_sys::CreateStmt)).relation).schemaname) == "tradeguard_audit"
     {
         ins.protected = Some("new tables in tradeguard_audit".into());
+    } else if t == N::T_TruncateStmt {
+        for rv in list_ptrs((*(stmt as *mut pg_sys::TruncateStmt)).relations) {
+            if let Some(relid) = range_var_relid(rv as *mut pg_sys::RangeVar) {
+                if let Some((schema, table)) = audited_ancestor(relid) {
+                    ins.truncated.push((schema, table, format!("{}.{}", rel_schema(relid), rel_name(relid))));
+                }
+            }
+        }
     } else if t == N::T_GrantStmt || t == N::T_GrantRoleStmt || t == N::T_AlterDefaultPrivilegesStmt {
         ins.record = Some((tag.to_string(), String::new(), String::new()));
     } else if t == N::T_CreateRoleStmt {
@@ -239,7 +276,7 @@ unsafe extern "C-unwind" fn tradeguard_process_utility(
         && !pg_sys::creating_extension
         && !internal_write_active()
         && pg_sys::get_extension_oid(c"tradeguard".as_ptr(), true) != pg_sys::InvalidOid;
-    let mut ins = Inspection { protected: None, record: None };
+    let mut ins = Inspection { protected: None, record: None, truncated: Vec::new() };
     if relevant {
         let tag = cstr(pg_sys::CreateCommandName(stmt));
         ins = inspect(stmt, &tag);
@@ -251,11 +288,10 @@ unsafe extern "C-unwind" fn tradeguard_process_utility(
         }
         // Fail closed: a change that must be recorded does not run when it cannot be signed.
         // ALTER SYSTEM and SET stay possible (with a WARNING) so the DBA can repair the key setting.
-        if let Some((op, _, _)) = &ins.record {
-            if op != "ALTER SYSTEM" && op != "SET" {
-                if let Err(e) = super::audit_key() {
-                    e.raise();
-                }
+        let must_sign = ins.record.as_ref().is_some_and(|(op, _, _)| op != "ALTER SYSTEM" && op != "SET");
+        if must_sign || !ins.truncated.is_empty() {
+            if let Err(e) = super::audit_key() {
+                e.raise();
             }
         }
     }
@@ -267,6 +303,13 @@ unsafe extern "C-unwind" fn tradeguard_process_utility(
     match PREV_UTILITY {
         Some(prev) => prev(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc),
         None => pg_sys::standard_ProcessUtility(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc),
+    }
+    for (schema, table, partition) in &ins.truncated {
+        // Recorded like the audited table's own TRUNCATE trigger would, naming the partition.
+        let detail = serde_json::json!({ "command": "TRUNCATE TABLE", "partition": partition });
+        if let Err(e) = record_system("TRUNCATE", schema, table, detail) {
+            e.raise();
+        }
     }
     if let Some((op, schema, object)) = ins.record {
         // The extension may be gone now (DROP EXTENSION under break-glass).

@@ -224,4 +224,33 @@ mod tests {
     fn index_on_the_trail_needs_break_glass() {
         Spi::run("CREATE INDEX ON tradeguard_audit.log (operation)").unwrap();
     }
+    #[pg_test]
+    fn partitions_are_recorded_as_their_audited_table() {
+        Spi::run(
+            "CREATE TABLE t_ptrades (id int, day date, qty int, note text, PRIMARY KEY (id, day)) PARTITION BY RANGE (day);
+             CREATE TABLE t_ptrades_1 PARTITION OF t_ptrades FOR VALUES FROM ('2026-01-01') TO ('2026-02-01');
+             SELECT tradeguard.audit_table('t_ptrades', '{note}');
+             CREATE TABLE t_ptrades_2 PARTITION OF t_ptrades FOR VALUES FROM ('2026-02-01') TO ('2026-03-01');
+             INSERT INTO t_ptrades VALUES (1, '2026-01-05', 10, 'n'), (2, '2026-02-05', 20, 'n');
+             UPDATE t_ptrades_2 SET qty = 21 WHERE id = 2;
+             TRUNCATE t_ptrades_1",
+        )
+        .unwrap();
+        let rows = Spi::get_one::<String>(
+            "SELECT string_agg(operation || ' ' || table_name || ' ' || coalesce(pk::text, '-') || ' ' || coalesce(new_row::text, '-'), '; ' ORDER BY id)
+               FROM tradeguard_audit.log WHERE table_name LIKE 't_ptrades%' AND operation <> 'AUDIT_TABLE'",
+        )
+        .unwrap();
+        assert_eq!(
+            rows.as_deref(),
+            Some(
+                "INSERT t_ptrades {\"id\": 1, \"day\": \"2026-01-05\"} {\"id\": 1, \"day\": \"2026-01-05\", \"qty\": 10}; \
+                 INSERT t_ptrades {\"id\": 2, \"day\": \"2026-02-05\"} {\"id\": 2, \"day\": \"2026-02-05\", \"qty\": 20}; \
+                 UPDATE t_ptrades {\"id\": 2, \"day\": \"2026-02-05\"} {\"id\": 2, \"day\": \"2026-02-05\", \"qty\": 21}; \
+                 TRUNCATE t_ptrades - {\"command\": \"TRUNCATE TABLE\", \"partition\": \"public.t_ptrades_1\"}"
+            )
+        );
+        let history = Spi::get_one::<i64>("SELECT count(*) FROM tradeguard.history('t_ptrades', '{\"id\": 2, \"day\": \"2026-02-05\"}')");
+        assert_eq!(history, Ok(Some(2)));
+    }
 }

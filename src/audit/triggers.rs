@@ -71,13 +71,22 @@ fn table_info(relid: pg_sys::Oid) -> TgResult<Rc<TableInfo>> {
     }
     let row = common::as_owner(|| {
         common::spi_first_row(
-                "SELECT n.nspname::text, c.relname::text,
-                        coalesce(a.exclude_columns, '{}'), coalesce(a.pk_columns, '{}'),
-                        ARRAY(SELECT e.column_name FROM tradeguard_audit.encrypted_columns e
-                               WHERE e.schema_name = n.nspname AND e.table_name = c.relname)
-                   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-                   LEFT JOIN tradeguard_audit.audited_tables a ON a.relid = c.oid
-                  WHERE c.oid = $1",
+                // A partition is recorded as the audited table it belongs to (its trigger is a
+                // clone of that table's), with that table's exclusions and primary key.
+                concat!(
+                    "WITH target AS (
+                       SELECT coalesce((SELECT c.relid FROM ", crate::self_and_ancestors_sql!(), " c
+                                         WHERE EXISTS (SELECT 1 FROM tradeguard_audit.audited_tables a WHERE a.relid = c.relid)
+                                         ORDER BY c.depth LIMIT 1), $1::oid) AS relid
+                     )
+                     SELECT n.nspname::text, c.relname::text,
+                            coalesce(a.exclude_columns, '{}'), coalesce(a.pk_columns, '{}'),
+                            ARRAY(SELECT e.column_name FROM tradeguard_audit.encrypted_columns e
+                                   WHERE e.schema_name = n.nspname AND e.table_name = c.relname)
+                       FROM target t JOIN pg_catalog.pg_class c ON c.oid = t.relid
+                       JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                       LEFT JOIN tradeguard_audit.audited_tables a ON a.relid = c.oid"
+                ),
                 &[relid.into()],
                 |r| {
                     Ok((

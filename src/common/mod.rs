@@ -151,6 +151,31 @@ pub fn current_role_name() -> String {
     role_name(unsafe { pg_sys::GetUserId() })
 }
 
+/// SQL text (for `concat!`): the relation `$1` and the partitioned tables it is a partition of,
+/// nearest first, as `(relid oid, depth bigint)`. Triggers made on a partitioned table are cloned
+/// onto its partitions, where they fire with the partition's oid: configuration registered for
+/// the partitioned table is found through this.
+#[macro_export]
+macro_rules! self_and_ancestors_sql {
+    () => {
+        "(SELECT $1::oid AS relid, 0::bigint AS depth
+          UNION ALL
+          SELECT p.relid::oid, p.depth FROM pg_catalog.pg_partition_ancestors($1::regclass) WITH ORDINALITY AS p(relid, depth))"
+    };
+}
+
+/// `schema.table` of a relation (for messages), or `relation <oid>` if it no longer exists.
+pub fn relation_name(relid: pg_sys::Oid) -> String {
+    unsafe {
+        let (nsp, rel) = (pg_sys::get_namespace_name(pg_sys::get_rel_namespace(relid)), pg_sys::get_rel_name(relid));
+        if nsp.is_null() || rel.is_null() {
+            return format!("relation {}", relid.to_u32());
+        }
+        let text = |p: *mut std::ffi::c_char| std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned();
+        format!("{}.{}", text(nsp), text(rel))
+    }
+}
+
 /// A role's name, or `oid:<n>` for a role that no longer exists.
 pub fn role_name(oid: pg_sys::Oid) -> String {
     unsafe {

@@ -87,10 +87,19 @@ fn load_table_cfg(relid: pg_sys::Oid) -> TgResult<Rc<TableCfg>> {
     let rows = common::as_owner(|| {
         Spi::connect(|client| {
             let t = client.select(
-                "SELECT e.column_id, e.column_name, e.key_name, e.value_type, e.blind_column, e.blind_key, e.pk_column
-                   FROM tradeguard_audit.encrypted_columns e
-                  WHERE pg_catalog.to_regclass(pg_catalog.quote_ident(e.schema_name) || '.' || pg_catalog.quote_ident(e.table_name)) = $1
-                  ORDER BY e.column_id",
+                concat!(
+                    "WITH registered AS (
+                       SELECT e.*, pg_catalog.to_regclass(pg_catalog.quote_ident(e.schema_name) || '.' || pg_catalog.quote_ident(e.table_name))::oid AS relid
+                         FROM tradeguard_audit.encrypted_columns e
+                     ), target AS (
+                       SELECT c.relid FROM ", crate::self_and_ancestors_sql!(), " c
+                        WHERE EXISTS (SELECT 1 FROM registered r WHERE r.relid = c.relid)
+                        ORDER BY c.depth LIMIT 1
+                     )
+                     SELECT e.column_id, e.column_name, e.key_name, e.value_type, e.blind_column, e.blind_key, e.pk_column
+                       FROM registered e JOIN target t ON t.relid = e.relid
+                      ORDER BY e.column_id"
+                ),
                 None,
                 &[relid.into()],
             )?;
@@ -123,6 +132,11 @@ fn load_table_cfg(relid: pg_sys::Oid) -> TgResult<Rc<TableCfg>> {
             key: RefCell::new(None),
             position: std::cell::Cell::new((usize::MAX, usize::MAX)),
         });
+    }
+    if columns.is_empty() {
+        // The trigger is there but nothing says what to encrypt: refuse the write rather than
+        // store plaintext (never fail open).
+        return Err(CryptoError::NotConfigured(common::relation_name(relid)).into());
     }
     let cfg = Rc::new(TableCfg { columns, pk_column, pk_position: std::cell::Cell::new(usize::MAX) });
     TABLES.with(|t| t.borrow_mut().1.insert(relid, cfg.clone()));

@@ -144,6 +144,8 @@ pub enum CryptoError {
     RetireActive { name: String, version: u32 },
     #[error("decryption is frozen by an incident response; only tradeguard_admin members may decrypt")]
     DecryptionFrozen,
+    #[error("{0} has tradeguard's encrypt trigger but no encrypted column is registered for it or a table it is a partition of; the row was not written")]
+    NotConfigured(String),
 }
 
 impl CryptoError {
@@ -185,7 +187,8 @@ impl CryptoError {
             | KeyRetired { .. }
             | WrongPurpose { .. }
             | RetireActive { .. }
-            | DecryptionFrozen => K::KeyState,
+            | DecryptionFrozen
+            | NotConfigured(_) => K::KeyState,
             KeyExists(_) | InvalidKeyName(_) => K::InvalidInput,
         }
     }
@@ -201,6 +204,7 @@ impl CryptoError {
             AuthFailed => Some("check the context argument: it must be the same as at encryption"),
             KeyRetired { .. } => Some("re-encrypt values with tradeguard.reencrypt_column() before retiring a key version"),
             UnknownKey(_) => Some("create it with tradeguard.create_key(name)"),
+            NotConfigured(_) => Some("run tradeguard.encrypt_column() for the table (or its partitioned parent) again, or drop the trigger tradeguard_zz_encrypt with break-glass"),
             _ => None,
         }
     }

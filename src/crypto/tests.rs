@@ -91,4 +91,40 @@ mod tests {
             assert_eq!(got.as_deref(), Some(*code), "{q}");
         }
     }
+    #[pg_test]
+    fn partitioned_table_is_encrypted_in_every_partition() {
+        Spi::run("SELECT tradeguard.create_key('t_part')").unwrap();
+        Spi::run(
+            "CREATE TABLE t_fills (id int, venue text, account text, PRIMARY KEY (id, venue)) PARTITION BY LIST (venue);
+             CREATE TABLE t_fills_x PARTITION OF t_fills FOR VALUES IN ('x');
+             INSERT INTO t_fills VALUES (1, 'x', 'acct-1')",
+        )
+        .unwrap();
+        assert_eq!(one::<i64>("SELECT tradeguard.encrypt_column('t_fills', 'account', 't_part')"), Some(1));
+        // A partition made afterwards gets the cloned trigger; writes straight into a
+        // partition go through it too.
+        Spi::run(
+            "CREATE TABLE t_fills_y PARTITION OF t_fills FOR VALUES IN ('y');
+             INSERT INTO t_fills VALUES (2, 'y', 'acct-2'), (3, 'x', 'acct-3');
+             INSERT INTO t_fills_y VALUES (4, 'y', 'acct-4');
+             UPDATE t_fills SET account = 'acct-1b' WHERE id = 1",
+        )
+        .unwrap();
+        assert_eq!(one::<i64>("SELECT count(*) FROM t_fills WHERE NOT tradeguard.is_ciphertext(account)"), Some(0));
+        assert_eq!(
+            one::<String>("SELECT string_agg(account, ',' ORDER BY id) FROM t_fills_decrypted").as_deref(),
+            Some("acct-1b,acct-2,acct-3,acct-4")
+        );
+    }
+
+    #[pg_test(error = "tradeguard: public.t_orphan has tradeguard's encrypt trigger but no encrypted column is registered for it or a table it is a partition of; the row was not written")]
+    fn encrypt_trigger_without_registration_fails_closed() {
+        Spi::run(
+            "CREATE TABLE t_orphan (id int PRIMARY KEY, v text);
+             CREATE TRIGGER tradeguard_zz_encrypt BEFORE INSERT OR UPDATE ON t_orphan
+                FOR EACH ROW EXECUTE FUNCTION tradeguard.encrypt_trigger()",
+        )
+        .unwrap();
+        Spi::run("INSERT INTO t_orphan VALUES (1, 'plaintext')").unwrap();
+    }
 }
