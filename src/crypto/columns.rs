@@ -391,7 +391,11 @@ struct TableNames {
     schema: String,
     table: String,
     col_type: String,
+    /// The primary key column values are bound to, if the key is one column of a type whose
+    /// text is the same in every session.
     pk: Option<String>,
+    /// The primary key's columns and types, whatever they are (for the notice).
+    pk_columns: Option<String>,
 }
 
 fn table_names(tbl: pg_sys::Oid, col: &str) -> TgResult<TableNames> {
@@ -399,21 +403,30 @@ fn table_names(tbl: pg_sys::Oid, col: &str) -> TgResult<TableNames> {
             "SELECT n.nspname::text, c.relname::text,
                     (SELECT pg_catalog.format_type(a.atttypid, a.atttypmod) FROM pg_catalog.pg_attribute a
                       WHERE a.attrelid = c.oid AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped),
+                    -- Row binding uses the key's text, so only types whose text does not depend
+                    -- on session settings (TimeZone, DateStyle, extra_float_digits, padding).
                     (SELECT a.attname::text FROM pg_catalog.pg_index i
                        JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-                      WHERE i.indrelid = c.oid AND i.indisprimary AND i.indnkeyatts = 1)
+                      WHERE i.indrelid = c.oid AND i.indisprimary AND i.indnkeyatts = 1
+                        AND a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype, 'numeric'::regtype,
+                                           'text'::regtype, 'varchar'::regtype, 'uuid'::regtype, 'name'::regtype)),
+                    (SELECT pg_catalog.string_agg(pg_catalog.format('%I %s', a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod)), ', '
+                                                  ORDER BY k.ord)
+                       FROM pg_catalog.pg_index i, unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, ord)
+                       JOIN pg_catalog.pg_attribute a ON a.attnum = k.attnum
+                      WHERE i.indrelid = c.oid AND i.indisprimary AND a.attrelid = c.oid AND k.ord <= i.indnkeyatts)
                FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
               WHERE c.oid = $1 AND c.relkind IN ('r', 'p')
                 AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'tradeguard', 'tradeguard_audit')
                 AND n.nspname NOT LIKE 'pg\\_%'",
             &[tbl.into(), col.into()],
-            |r| Ok((r.get::<String>(1)?, r.get::<String>(2)?, r.get::<String>(3)?, r.get::<String>(4)?)),
+            |r| Ok((r.get::<String>(1)?, r.get::<String>(2)?, r.get::<String>(3)?, r.get::<String>(4)?, r.get::<String>(5)?)),
     )?;
-    let Some((Some(schema), Some(table), col_type, pk)) = row else {
+    let Some((Some(schema), Some(table), col_type, pk, pk_columns)) = row else {
         return Err(CoreError::InvalidArgument(format!("relation {} is not a user table", tbl.to_u32())).into());
     };
     let col_type = col_type.ok_or_else(|| CoreError::InvalidArgument(format!("column \"{col}\" does not exist in {schema}.{table}")))?;
-    Ok(TableNames { schema, table, col_type, pk })
+    Ok(TableNames { schema, table, col_type, pk, pk_columns })
 }
 
 fn encrypt_column_impl(tbl: pg_sys::Oid, col: &str, key_name: &str, blind_key: Option<&str>, batch: i32) -> TgResult<i64> {
@@ -447,6 +460,15 @@ fn encrypt_column_impl(tbl: pg_sys::Oid, col: &str, key_name: &str, blind_key: O
             vt
         }
     };
+    if already.is_none() && names.pk.is_none() {
+        let why = match &names.pk_columns {
+            Some(cols) => format!("its primary key ({cols}) is not a single column of type integer, numeric, text, varchar or uuid"),
+            None => "it has no primary key".into(),
+        };
+        pgrx::notice!(
+            "tradeguard: values of {schema}.{table}.{col} are bound to the column only, not to their row: {why}; a value copied to another row of this column still decrypts"
+        );
+    }
     let blind_column = blind_key.map(|_| format!("{col}_bidx"));
     // Only our own DDL runs as "internal": user triggers fired by the conversion below must not.
     let own = common::InternalWrite::begin();

@@ -127,4 +127,16 @@ mod tests {
         .unwrap();
         Spi::run("INSERT INTO t_orphan VALUES (1, 'plaintext')").unwrap();
     }
+    #[pg_test]
+    fn keys_whose_text_depends_on_the_session_are_not_bound() {
+        // A timestamptz key's text follows TimeZone and DateStyle: binding values to it would
+        // make them fail to decrypt for a reader in another time zone.
+        Spi::run("SELECT tradeguard.create_key('t_tzkey')").unwrap();
+        Spi::run("CREATE TABLE t_ticks (at timestamptz PRIMARY KEY, v text)").unwrap();
+        Spi::run("SELECT tradeguard.encrypt_column('t_ticks', 'v', 't_tzkey')").unwrap();
+        assert_eq!(one::<bool>("SELECT bound_to_key IS NULL FROM tradeguard.encrypted_columns WHERE table_name = 't_ticks'"), Some(true));
+        Spi::run("SET LOCAL TimeZone = 'UTC'; INSERT INTO t_ticks VALUES ('2026-12-05 10:00:00+00', 'tick')").unwrap();
+        Spi::run("SET LOCAL TimeZone = 'Asia/Tokyo'; SET LOCAL DateStyle = 'SQL, DMY'").unwrap();
+        assert_eq!(one::<String>("SELECT v FROM t_ticks_decrypted").as_deref(), Some("tick"));
+    }
 }
