@@ -225,6 +225,7 @@ unsafe fn column_index_from(tupdesc: pg_sys::TupleDesc, name: &str, hint: usize)
 }
 
 /// The primary key of a written row, as bound into its columns' contexts.
+#[derive(PartialEq)]
 enum PkText {
     Int(i64),
     Text(String),
@@ -242,6 +243,20 @@ unsafe fn attribute_text(d: pg_sys::Datum, typid: pg_sys::Oid) -> PkText {
         pg_sys::INT2OID => PkText::Int(d.value() as i16 as i64),
         _ => PkText::Text(common::datum_text(d, typid)),
     }
+}
+
+/// The typed plaintext of armored value `raw` if it authenticates as column `column_id`'s value
+/// of the row whose key was `old_pk`; `None` otherwise (the value is then kept as written and
+/// must authenticate under the row's new key to be read). Never counted or recorded as a
+/// decryption: the plaintext only passes through to be sealed again.
+fn open_bound(raw: &[u8], column_id: i32, old_pk: &PkText) -> Option<(ValueType, Zeroizing<Vec<u8>>)> {
+    let env = envelope::dearmor(std::str::from_utf8(raw).ok()?).ok()?;
+    let header = envelope::parse_header(&env).ok()?;
+    let (_, entry) = keys::decryption_key(header.key_id, header.key_version).ok()?;
+    let mut old_ctx = String::new();
+    push_context(&mut old_ctx, column_id, Some(old_pk));
+    let plaintext = envelope::open(&entry.key, &env, old_ctx.as_bytes()).ok()?;
+    Some((header.value_type, plaintext))
 }
 
 /// The row's attributes (heap_deform_tuple), the context, the envelope and the armored values
@@ -301,13 +316,22 @@ fn encrypt_row(td: &pg_sys::TriggerData) -> TgResult<pg_sys::HeapTuple> {
             nulls.clear();
             nulls.resize(natts, false);
             pg_sys::heap_deform_tuple(tuple, tupdesc, values.as_mut_ptr(), nulls.as_mut_ptr());
-            let pk = match &cfg.pk_column {
+            let (pk, old_pk) = match &cfg.pk_column {
                 Some(c) => {
                     let i = column_index_from(tupdesc, c, cfg.pk_position.get())?;
                     cfg.pk_position.set(i);
-                    (!nulls[i]).then(|| attribute_text(values[i], atts[i].atttypid))
+                    let text_of = |d: pg_sys::Datum| attribute_text(d, atts[i].atttypid);
+                    let pk = (!nulls[i]).then(|| text_of(values[i]));
+                    // An UPDATE that changes the key: values bound to the old key are re-bound.
+                    let old = if by_update {
+                        let attno = std::num::NonZeroUsize::new(i + 1).expect("1-based");
+                        pgrx::heap_getattr_raw(td.tg_trigtuple, attno, tupdesc).map(text_of).filter(|old| Some(old) != pk.as_ref())
+                    } else {
+                        None
+                    };
+                    (pk, old)
                 }
-                None => None,
+                None => (None, None),
             };
             let mut changed = false;
             for (col, armor_buf) in cfg.columns.iter().zip(armor.iter_mut()) {
@@ -327,21 +351,30 @@ fn encrypt_row(td: &pg_sys::TriggerData) -> TgResult<pg_sys::HeapTuple> {
                 // Read in place: the plaintext is never copied into Rust-owned memory. Text is
                 // encrypted as the bytes PostgreSQL stored (valid in the database encoding).
                 let raw = common::varlena_bytes(values[idx]);
-                if envelope::looks_armored_bytes(raw) {
-                    continue;
-                }
+                let rebound = if envelope::looks_armored_bytes(raw) {
+                    // Ciphertext is kept as written, unless the row's key changed and it is
+                    // bound to the old key: then it is opened and sealed again for the new key
+                    // (inside the server; the blind index, keyed on the plaintext, stays).
+                    match old_pk.as_ref().and_then(|old| open_bound(raw, col.column_id, old)) {
+                        Some(opened) => Some(opened),
+                        None => continue,
+                    }
+                } else {
+                    None
+                };
                 ctx.clear();
                 push_context(ctx, col.column_id, pk.as_ref());
                 let text = || {
                     std::str::from_utf8(raw)
                         .map_err(|_| CryptoError::InvalidInput(format!("column {}: value is not valid UTF-8", col.name)))
                 };
-                match col.value_type {
-                    ValueType::Text | ValueType::Jsonb | ValueType::Bytea => col.seal_into(ct, col.value_type, raw, ctx)?,
-                    vt => col.seal_into(ct, vt, &encode_plaintext(vt, text()?)?, ctx)?,
+                match (&rebound, col.value_type) {
+                    (Some((vt, plaintext)), _) => col.seal_into(ct, *vt, plaintext, ctx)?,
+                    (None, ValueType::Text | ValueType::Jsonb | ValueType::Bytea) => col.seal_into(ct, col.value_type, raw, ctx)?,
+                    (None, vt) => col.seal_into(ct, vt, &encode_plaintext(vt, text()?)?, ctx)?,
                 }
-                let blind = match (blind_idx, &col.blind_key) {
-                    (Some(b), Some(k)) => Some((b, super::blind_index_impl(text()?, k)?)),
+                let blind = match (blind_idx, &col.blind_key, &rebound) {
+                    (Some(b), Some(k), None) => Some((b, super::blind_index_impl(text()?, k)?)),
                     _ => None,
                 };
                 // `raw` (the plaintext) is not read past this point: its attribute now holds

@@ -139,4 +139,27 @@ mod tests {
         Spi::run("SET LOCAL TimeZone = 'Asia/Tokyo'; SET LOCAL DateStyle = 'SQL, DMY'").unwrap();
         assert_eq!(one::<String>("SELECT v FROM t_ticks_decrypted").as_deref(), Some("tick"));
     }
+    #[pg_test]
+    fn changing_a_row_key_rebinds_its_values() {
+        Spi::run("SELECT tradeguard.create_key('t_pkmove')").unwrap();
+        Spi::run("CREATE TABLE t_moved (id int PRIMARY KEY, s text, n numeric)").unwrap();
+        Spi::run("SELECT tradeguard.encrypt_column('t_moved', 's', 't_pkmove'); SELECT tradeguard.encrypt_column('t_moved', 'n', 't_pkmove')").unwrap();
+        Spi::run("INSERT INTO t_moved VALUES (1, 'one', 1.5), (2, 'two', NULL); UPDATE t_moved SET id = id + 10").unwrap();
+        assert_eq!(
+            one::<String>("SELECT string_agg(id || ':' || s || ':' || coalesce(n::text, '-'), ',' ORDER BY id) FROM t_moved_decrypted").as_deref(),
+            Some("11:one:1.5,12:two:-")
+        );
+    }
+
+    #[pg_test(error = "tradeguard: authentication failed: wrong context, wrong key or altered ciphertext")]
+    fn a_copied_value_is_not_rebound_by_a_key_change() {
+        Spi::run("SELECT tradeguard.create_key('t_pkcopy')").unwrap();
+        Spi::run("CREATE TABLE t_copied (id int PRIMARY KEY, s text)").unwrap();
+        Spi::run("SELECT tradeguard.encrypt_column('t_copied', 's', 't_pkcopy')").unwrap();
+        Spi::run("INSERT INTO t_copied VALUES (1, 'mine'), (2, 'yours')").unwrap();
+        // Row 2 takes row 1's ciphertext while its key changes: the value is bound to row 1, not
+        // to row 2's old key, so it is kept as written and does not decrypt as row 3's.
+        Spi::run("UPDATE t_copied SET id = 3, s = (SELECT s FROM t_copied WHERE id = 1) WHERE id = 2").unwrap();
+        Spi::run("SELECT s FROM t_copied_decrypted WHERE id = 3").unwrap();
+    }
 }
