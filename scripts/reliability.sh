@@ -19,7 +19,8 @@ fi
 if cargo fuzz --version >/dev/null 2>&1; then
   # cargo-fuzz needs nightly flags; the stable toolchain accepts them with RUSTC_BOOTSTRAP.
   for target in envelope_open ids_check; do
-    (cd fuzz && RUSTC_BOOTSTRAP=1 run cargo fuzz run "$target" -- -max_total_time="$secs" -rss_limit_mb=2048)
+    # Not in a subshell: a crash must count in $failed.
+    run env -C fuzz RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" -- -max_total_time="$secs" -rss_limit_mb=2048
   done
 else
   echo "cargo-fuzz unavailable: skipped coverage-guided fuzzing" >&2
