@@ -35,6 +35,8 @@ CREATE TABLE tradeguard_audit.encrypted_columns (
     pk_column      text,
     blind_column   text,
     blind_key      text,
+    -- A composite primary key values are bound to (then pk_column is NULL).
+    pk_columns     text[],
     created_at     timestamptz NOT NULL DEFAULT pg_catalog.now(),
     UNIQUE (schema_name, table_name, column_name)
 );
@@ -54,7 +56,7 @@ COMMENT ON VIEW tradeguard.keys IS 'tradeguard: key names, versions and state; n
 
 CREATE VIEW tradeguard.encrypted_columns AS
 SELECT schema_name, table_name, column_name, key_name, value_type, original_type,
-       pk_column AS bound_to_key, blind_column, blind_key, created_at
+       coalesce(pk_column, pg_catalog.array_to_string(pk_columns, ', ')) AS bound_to_key, blind_column, blind_key, created_at
   FROM tradeguard_audit.encrypted_columns;
 COMMENT ON VIEW tradeguard.encrypted_columns IS 'tradeguard: columns encrypted in place by encrypt_column()';
 

@@ -59,9 +59,10 @@ impl ColumnCfg {
 
 struct TableCfg {
     columns: Vec<ColumnCfg>,
-    pk_column: Option<String>,
-    /// Where the primary key column was found last time (see `ColumnCfg::position`).
-    pk_position: std::cell::Cell<usize>,
+    /// The primary key columns values are bound to: none, one, or several (composite).
+    pk_columns: Vec<String>,
+    /// Where each of them was found last time (see `ColumnCfg::position`).
+    pk_positions: Vec<std::cell::Cell<usize>>,
 }
 
 thread_local! {
@@ -96,7 +97,8 @@ fn load_table_cfg(relid: pg_sys::Oid) -> TgResult<Rc<TableCfg>> {
                         WHERE EXISTS (SELECT 1 FROM registered r WHERE r.relid = c.relid)
                         ORDER BY c.depth LIMIT 1
                      )
-                     SELECT e.column_id, e.column_name, e.key_name, e.value_type, e.blind_column, e.blind_key, e.pk_column
+                     SELECT e.column_id, e.column_name, e.key_name, e.value_type, e.blind_column, e.blind_key,
+                            coalesce(e.pk_columns, CASE WHEN e.pk_column IS NULL THEN '{}' ELSE ARRAY[e.pk_column] END)
                        FROM registered e JOIN target t ON t.relid = e.relid
                       ORDER BY e.column_id"
                 ),
@@ -112,16 +114,16 @@ fn load_table_cfg(relid: pg_sys::Oid) -> TgResult<Rc<TableCfg>> {
                     r.get::<String>(4)?.unwrap_or_default(),
                     r.get::<String>(5)?,
                     r.get::<String>(6)?,
-                    r.get::<String>(7)?,
+                    r.get::<Vec<String>>(7)?.unwrap_or_default(),
                 ));
             }
             Ok::<_, pgrx::spi::Error>(out)
         })
     })??;
-    let mut pk_column = None;
+    let mut pk_columns = Vec::new();
     let mut columns = Vec::new();
     for (column_id, name, key_name, vt, blind_column, blind_key, pk) in rows {
-        pk_column = pk;
+        pk_columns = pk;
         columns.push(ColumnCfg {
             column_id,
             name,
@@ -138,12 +140,14 @@ fn load_table_cfg(relid: pg_sys::Oid) -> TgResult<Rc<TableCfg>> {
         // store plaintext (never fail open).
         return Err(CryptoError::NotConfigured(common::relation_name(relid)).into());
     }
-    let cfg = Rc::new(TableCfg { columns, pk_column, pk_position: std::cell::Cell::new(usize::MAX) });
+    let pk_positions = pk_columns.iter().map(|_| std::cell::Cell::new(usize::MAX)).collect();
+    let cfg = Rc::new(TableCfg { columns, pk_columns, pk_positions });
     TABLES.with(|t| t.borrow_mut().1.insert(relid, cfg.clone()));
     Ok(cfg)
 }
 
-/// Appends the context a column value is bound to: `tg:<column id>[:<primary key>]`.
+/// Appends the context a column value is bound to: `tg:<column id>[:<primary key>]`, where a
+/// composite key is written as `<octet length>:<text>` per column ([`composite_key`]).
 /// [`context_sql`] is the same text as a SQL expression over the row.
 fn push_context(buf: &mut String, column_id: i32, pk: Option<&PkText>) {
     let mut int = itoa::Buffer::new();
@@ -163,11 +167,35 @@ fn push_context(buf: &mut String, column_id: i32, pk: Option<&PkText>) {
 }
 
 /// [`push_context`] as a SQL expression over the row (for the decrypting view and re-encryption).
-fn context_sql(column_id: i32, pk_column: Option<&str>) -> String {
-    match pk_column {
-        Some(pk) => format!("'tg:{column_id}:' || {}::text", q(pk)),
-        None => format!("'tg:{column_id}'"),
+fn context_sql(column_id: i32, pk_columns: &[String]) -> String {
+    match pk_columns {
+        [] => format!("'tg:{column_id}'"),
+        [pk] => format!("'tg:{column_id}:' || {}::text", q(pk)),
+        many => {
+            let parts: Vec<String> = many
+                .iter()
+                .map(|c| format!("pg_catalog.octet_length({c}::text) || ':' || {c}::text", c = q(c)))
+                .collect();
+            format!("'tg:{column_id}:' || {}", parts.join(" || "))
+        }
     }
+}
+
+/// The text a composite key is bound as: `<octet length>:<text>` for each column, in key order
+/// (unambiguous whatever the texts hold).
+fn composite_key(parts: &[PkText]) -> PkText {
+    let mut out = String::new();
+    let mut int = itoa::Buffer::new();
+    for p in parts {
+        let text = match p {
+            PkText::Int(i) => int.format(*i).to_owned(),
+            PkText::Text(t) => t.clone(),
+        };
+        out.push_str(itoa::Buffer::new().format(text.len()));
+        out.push(':');
+        out.push_str(&text);
+    }
+    PkText::Text(out)
 }
 
 /// Turns the text the application wrote into the typed plaintext encoding.
@@ -316,22 +344,31 @@ fn encrypt_row(td: &pg_sys::TriggerData) -> TgResult<pg_sys::HeapTuple> {
             nulls.clear();
             nulls.resize(natts, false);
             pg_sys::heap_deform_tuple(tuple, tupdesc, values.as_mut_ptr(), nulls.as_mut_ptr());
-            let (pk, old_pk) = match &cfg.pk_column {
-                Some(c) => {
-                    let i = column_index_from(tupdesc, c, cfg.pk_position.get())?;
-                    cfg.pk_position.set(i);
-                    let text_of = |d: pg_sys::Datum| attribute_text(d, atts[i].atttypid);
-                    let pk = (!nulls[i]).then(|| text_of(values[i]));
-                    // An UPDATE that changes the key: values bound to the old key are re-bound.
-                    let old = if by_update {
-                        let attno = std::num::NonZeroUsize::new(i + 1).expect("1-based");
-                        pgrx::heap_getattr_raw(td.tg_trigtuple, attno, tupdesc).map(text_of).filter(|old| Some(old) != pk.as_ref())
-                    } else {
-                        None
-                    };
-                    (pk, old)
+            let (pk, old_pk) = if cfg.pk_columns.is_empty() {
+                (None, None)
+            } else {
+                let mut positions = Vec::with_capacity(cfg.pk_columns.len());
+                for (c, hint) in cfg.pk_columns.iter().zip(&cfg.pk_positions) {
+                    let i = column_index_from(tupdesc, c, hint.get())?;
+                    hint.set(i);
+                    positions.push(i);
                 }
-                None => (None, None),
+                // The key of the new row, and for an UPDATE that changes it, of the old row:
+                // values bound to the old key are re-bound.
+                let new_part = |i: usize| (!nulls[i]).then(|| attribute_text(values[i], atts[i].atttypid));
+                let old_part = |i: usize| {
+                    let attno = std::num::NonZeroUsize::new(i + 1).expect("1-based");
+                    pgrx::heap_getattr_raw(td.tg_trigtuple, attno, tupdesc).map(|d| attribute_text(d, atts[i].atttypid))
+                };
+                let key = |part: &dyn Fn(usize) -> Option<PkText>| -> Option<PkText> {
+                    match positions.as_slice() {
+                        [i] => part(*i),
+                        many => many.iter().map(|i| part(*i)).collect::<Option<Vec<_>>>().map(|p| composite_key(&p)),
+                    }
+                };
+                let pk = key(&new_part);
+                let old = if by_update { key(&old_part).filter(|old| Some(old) != pk.as_ref()) } else { None };
+                (pk, old)
             };
             let mut changed = false;
             for (col, armor_buf) in cfg.columns.iter().zip(armor.iter_mut()) {
@@ -427,6 +464,9 @@ struct TableNames {
     /// The primary key column values are bound to, if the key is one column of a type whose
     /// text is the same in every session.
     pk: Option<String>,
+    /// The columns of a composite primary key values are bound to, if every one is of such a
+    /// type.
+    composite: Option<Vec<String>>,
     /// The primary key's columns and types, whatever they are (for the notice).
     pk_columns: Option<String>,
 }
@@ -443,6 +483,12 @@ fn table_names(tbl: pg_sys::Oid, col: &str) -> TgResult<TableNames> {
                       WHERE i.indrelid = c.oid AND i.indisprimary AND i.indnkeyatts = 1
                         AND a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype, 'numeric'::regtype,
                                            'text'::regtype, 'varchar'::regtype, 'uuid'::regtype, 'name'::regtype)),
+                    (SELECT CASE WHEN count(*) > 1 AND bool_and(a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype,
+                                   'numeric'::regtype, 'text'::regtype, 'varchar'::regtype, 'uuid'::regtype, 'name'::regtype))
+                                 THEN pg_catalog.array_agg(a.attname::text ORDER BY k.ord) END
+                       FROM pg_catalog.pg_index i, unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, ord)
+                       JOIN pg_catalog.pg_attribute a ON a.attnum = k.attnum
+                      WHERE i.indrelid = c.oid AND i.indisprimary AND a.attrelid = c.oid AND k.ord <= i.indnkeyatts),
                     (SELECT pg_catalog.string_agg(pg_catalog.format('%I %s', a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod)), ', '
                                                   ORDER BY k.ord)
                        FROM pg_catalog.pg_index i, unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, ord)
@@ -453,13 +499,22 @@ fn table_names(tbl: pg_sys::Oid, col: &str) -> TgResult<TableNames> {
                 AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'tradeguard', 'tradeguard_audit')
                 AND n.nspname NOT LIKE 'pg\\_%'",
             &[tbl.into(), col.into()],
-            |r| Ok((r.get::<String>(1)?, r.get::<String>(2)?, r.get::<String>(3)?, r.get::<String>(4)?, r.get::<String>(5)?)),
+            |r| {
+                Ok((
+                    r.get::<String>(1)?,
+                    r.get::<String>(2)?,
+                    r.get::<String>(3)?,
+                    r.get::<String>(4)?,
+                    r.get::<Vec<String>>(5)?,
+                    r.get::<String>(6)?,
+                ))
+            },
     )?;
-    let Some((Some(schema), Some(table), col_type, pk, pk_columns)) = row else {
+    let Some((Some(schema), Some(table), col_type, pk, composite, pk_columns)) = row else {
         return Err(CoreError::InvalidArgument(format!("relation {} is not a user table", tbl.to_u32())).into());
     };
     let col_type = col_type.ok_or_else(|| CoreError::InvalidArgument(format!("column \"{col}\" does not exist in {schema}.{table}")))?;
-    Ok(TableNames { schema, table, col_type, pk, pk_columns })
+    Ok(TableNames { schema, table, col_type, pk, composite, pk_columns })
 }
 
 fn encrypt_column_impl(tbl: pg_sys::Oid, col: &str, key_name: &str, blind_key: Option<&str>, batch: i32) -> TgResult<i64> {
@@ -493,9 +548,9 @@ fn encrypt_column_impl(tbl: pg_sys::Oid, col: &str, key_name: &str, blind_key: O
             vt
         }
     };
-    if already.is_none() && names.pk.is_none() {
+    if already.is_none() && names.pk.is_none() && names.composite.is_none() {
         let why = match &names.pk_columns {
-            Some(cols) => format!("its primary key ({cols}) is not a single column of type integer, numeric, text, varchar or uuid"),
+            Some(cols) => format!("its primary key ({cols}) has a column whose text depends on session settings (only integer, numeric, text, varchar, uuid and name keys are bound)"),
             None => "it has no primary key".into(),
         };
         pgrx::notice!(
@@ -514,8 +569,8 @@ fn encrypt_column_impl(tbl: pg_sys::Oid, col: &str, key_name: &str, blind_key: O
             }
             Spi::run_with_args(
                 "INSERT INTO tradeguard_audit.encrypted_columns
-                   (schema_name, table_name, column_name, key_name, value_type, original_type, pk_column, blind_column, blind_key)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                   (schema_name, table_name, column_name, key_name, value_type, original_type, pk_column, blind_column, blind_key, pk_columns)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                 &[
                     schema.into(),
                     table.into(),
@@ -526,6 +581,7 @@ fn encrypt_column_impl(tbl: pg_sys::Oid, col: &str, key_name: &str, blind_key: O
                     names.pk.as_deref().into(),
                     blind_column.as_deref().into(),
                     blind_key.into(),
+                    names.composite.clone().into(),
                 ],
             )?;
         }
@@ -558,7 +614,8 @@ fn encrypt_column_impl(tbl: pg_sys::Oid, col: &str, key_name: &str, blind_key: O
 fn create_decrypted_view(schema: &str, table: &str) -> TgResult<()> {
     let cols = Spi::connect(|client| {
         let t = client.select(
-            "SELECT a.attname::text, e.column_id, e.value_type, e.original_type, e.pk_column
+            "SELECT a.attname::text, e.column_id, e.value_type, e.original_type,
+                    coalesce(e.pk_columns, CASE WHEN e.pk_column IS NULL THEN '{}' ELSE ARRAY[e.pk_column] END)
                FROM pg_catalog.pg_attribute a
                LEFT JOIN tradeguard_audit.encrypted_columns e
                  ON e.schema_name = $1 AND e.table_name = $2 AND e.column_name = a.attname
@@ -575,7 +632,7 @@ fn create_decrypted_view(schema: &str, table: &str) -> TgResult<()> {
                 r.get::<i32>(2)?,
                 r.get::<String>(3)?,
                 r.get::<String>(4)?,
-                r.get::<String>(5)?,
+                r.get::<Vec<String>>(5)?.unwrap_or_default(),
             ));
         }
         Ok::<_, pgrx::spi::Error>(out)
@@ -585,7 +642,7 @@ fn create_decrypted_view(schema: &str, table: &str) -> TgResult<()> {
         match (id, vt) {
             (Some(id), Some(vt)) => {
                 let vt = ValueType::parse_name(&vt)?;
-                let ctx = context_sql(id, pk.as_deref());
+                let ctx = context_sql(id, &pk);
                 let call = format!("tradeguard.decrypt_{}({}, {ctx})", vt.sql_suffix(), q(&name));
                 let orig = orig.unwrap_or_else(|| "text".into());
                 select.push(format!("({call})::{orig} AS {}", q(&name)));
@@ -631,7 +688,7 @@ fn reencrypt_column_impl(tbl: pg_sys::Oid, col: &str, batch: i32) -> TgResult<i6
         .ok_or_else(|| CoreError::InvalidArgument(format!("column \"{col}\" of {}.{} is not encrypted by tradeguard", names.schema, names.table)))?;
     let (info, active, _) = keys::encryption_key(&c.key_name, Purpose::Encrypt)?;
     let fq = format!("{}.{}", q(&names.schema), q(&names.table));
-    let ctx = context_sql(c.column_id, cfg.pk_column.as_deref());
+    let ctx = context_sql(c.column_id, &cfg.pk_columns);
     // Re-encryption decrypts to the typed plaintext text and writes it back: the trigger
     // encrypts it with the active version (and recomputes the blind index).
     let plain = format!("(tradeguard.decrypt_{}({}, {ctx}))::text", c.value_type.sql_suffix(), q(col));
@@ -680,7 +737,7 @@ fn ciphertext_key_version(value: &str) -> i32 {
 
 #[cfg(test)]
 mod unit_tests {
-    use super::{push_context, PkText};
+    use super::{composite_key, push_context, PkText};
 
     #[test]
     fn context_text() {
@@ -695,5 +752,18 @@ mod unit_tests {
         s.clear();
         push_context(&mut s, 3, None);
         assert_eq!(s, "tg:3");
+    }
+
+    #[test]
+    fn composite_keys_are_length_prefixed() {
+        let key = |parts: Vec<PkText>| {
+            let mut s = String::new();
+            push_context(&mut s, 5, Some(&composite_key(&parts)));
+            s
+        };
+        assert_eq!(key(vec![PkText::Text("a1".into()), PkText::Int(2)]), "tg:5:2:a11:2");
+        assert_eq!(key(vec![PkText::Text("a".into()), PkText::Int(12)]), "tg:5:1:a2:12");
+        // Lengths are in bytes, as octet_length() counts them in the view's expression.
+        assert_eq!(key(vec![PkText::Text("東京".into()), PkText::Int(-7)]), "tg:5:6:東京2:-7");
     }
 }

@@ -111,6 +111,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(one::<i64>("SELECT count(*) FROM t_fills WHERE NOT tradeguard.is_ciphertext(account)"), Some(0));
+        // The composite key (the partition key is part of it) binds the values to their rows.
+        assert_eq!(one::<String>("SELECT bound_to_key FROM tradeguard.encrypted_columns WHERE table_name = 't_fills'").as_deref(), Some("id, venue"));
+        Spi::run("UPDATE t_fills SET id = 5 WHERE id = 4").unwrap();
         assert_eq!(
             one::<String>("SELECT string_agg(account, ',' ORDER BY id) FROM t_fills_decrypted").as_deref(),
             Some("acct-1b,acct-2,acct-3,acct-4")
@@ -161,5 +164,16 @@ mod tests {
         // to row 2's old key, so it is kept as written and does not decrypt as row 3's.
         Spi::run("UPDATE t_copied SET id = 3, s = (SELECT s FROM t_copied WHERE id = 1) WHERE id = 2").unwrap();
         Spi::run("SELECT s FROM t_copied_decrypted WHERE id = 3").unwrap();
+    }
+    #[pg_test(error = "tradeguard: authentication failed: wrong context, wrong key or altered ciphertext")]
+    fn composite_keys_bind_values_to_their_rows() {
+        Spi::run("SELECT tradeguard.create_key('t_ckey')").unwrap();
+        Spi::run("CREATE TABLE t_legs (book text, leg int, secret text, PRIMARY KEY (book, leg))").unwrap();
+        Spi::run("SELECT tradeguard.encrypt_column('t_legs', 'secret', 't_ckey')").unwrap();
+        // Keys chosen so that a plain concatenation would be the same text for both rows.
+        Spi::run("INSERT INTO t_legs VALUES ('a1', 2, 'first'), ('a', 12, 'second')").unwrap();
+        assert_eq!(one::<String>("SELECT string_agg(secret, ',' ORDER BY book) FROM t_legs_decrypted").as_deref(), Some("second,first"));
+        Spi::run("UPDATE t_legs SET secret = (SELECT secret FROM t_legs WHERE book = 'a1') WHERE book = 'a'").unwrap();
+        Spi::run("SELECT secret FROM t_legs_decrypted WHERE book = 'a'").unwrap();
     }
 }
