@@ -344,31 +344,37 @@ fn encrypt_row(td: &pg_sys::TriggerData) -> TgResult<pg_sys::HeapTuple> {
             nulls.clear();
             nulls.resize(natts, false);
             pg_sys::heap_deform_tuple(tuple, tupdesc, values.as_mut_ptr(), nulls.as_mut_ptr());
-            let (pk, old_pk) = if cfg.pk_columns.is_empty() {
-                (None, None)
-            } else {
-                let mut positions = Vec::with_capacity(cfg.pk_columns.len());
-                for (c, hint) in cfg.pk_columns.iter().zip(&cfg.pk_positions) {
-                    let i = column_index_from(tupdesc, c, hint.get())?;
-                    hint.set(i);
-                    positions.push(i);
+            // The key of the new row, and for an UPDATE that changes it, of the old row: values
+            // bound to the old key are re-bound.
+            let new_part = |i: usize| (!nulls[i]).then(|| attribute_text(values[i], atts[i].atttypid));
+            let old_part = |i: usize| {
+                let attno = std::num::NonZeroUsize::new(i + 1).expect("1-based");
+                pgrx::heap_getattr_raw(td.tg_trigtuple, attno, tupdesc).map(|d| attribute_text(d, atts[i].atttypid))
+            };
+            let position = |k: usize| -> TgResult<usize> {
+                let (c, hint) = (&cfg.pk_columns[k], &cfg.pk_positions[k]);
+                let i = column_index_from(tupdesc, c, hint.get())?;
+                hint.set(i);
+                Ok(i)
+            };
+            let (pk, old_pk) = match cfg.pk_columns.len() {
+                0 => (None, None),
+                // One column (the usual case): no allocation per row.
+                1 => {
+                    let i = position(0)?;
+                    let pk = new_part(i);
+                    let old = if by_update { old_part(i).filter(|old| Some(old) != pk.as_ref()) } else { None };
+                    (pk, old)
                 }
-                // The key of the new row, and for an UPDATE that changes it, of the old row:
-                // values bound to the old key are re-bound.
-                let new_part = |i: usize| (!nulls[i]).then(|| attribute_text(values[i], atts[i].atttypid));
-                let old_part = |i: usize| {
-                    let attno = std::num::NonZeroUsize::new(i + 1).expect("1-based");
-                    pgrx::heap_getattr_raw(td.tg_trigtuple, attno, tupdesc).map(|d| attribute_text(d, atts[i].atttypid))
-                };
-                let key = |part: &dyn Fn(usize) -> Option<PkText>| -> Option<PkText> {
-                    match positions.as_slice() {
-                        [i] => part(*i),
-                        many => many.iter().map(|i| part(*i)).collect::<Option<Vec<_>>>().map(|p| composite_key(&p)),
-                    }
-                };
-                let pk = key(&new_part);
-                let old = if by_update { key(&old_part).filter(|old| Some(old) != pk.as_ref()) } else { None };
-                (pk, old)
+                n => {
+                    let positions = (0..n).map(position).collect::<TgResult<Vec<_>>>()?;
+                    let key = |part: &dyn Fn(usize) -> Option<PkText>| {
+                        positions.iter().map(|i| part(*i)).collect::<Option<Vec<_>>>().map(|p| composite_key(&p))
+                    };
+                    let pk = key(&new_part);
+                    let old = if by_update { key(&old_part).filter(|old| Some(old) != pk.as_ref()) } else { None };
+                    (pk, old)
+                }
             };
             let mut changed = false;
             for (col, armor_buf) in cfg.columns.iter().zip(armor.iter_mut()) {
