@@ -108,8 +108,8 @@ struct Inspection {
 
 /// The audited table `relid` is a partition of, when `relid` lacks a TRUNCATE trigger of its
 /// own: (schema, table), nearest ancestor first.
-fn audited_ancestor(relid: pg_sys::Oid) -> Option<(String, String)> {
-    crate::common::as_owner(|| {
+fn audited_ancestor(relid: pg_sys::Oid) -> TgResult<Option<(String, String)>> {
+    let found = crate::common::as_owner(|| {
         crate::common::spi_first_row(
             concat!(
                 "SELECT n.nspname::text, c.relname::text
@@ -125,10 +125,8 @@ fn audited_ancestor(relid: pg_sys::Oid) -> Option<(String, String)> {
             &[relid.into()],
             |r| Ok((r.get::<String>(1)?.unwrap_or_default(), r.get::<String>(2)?.unwrap_or_default())),
         )
-    })
-    .ok()
-    .and_then(|r| r.ok())
-    .flatten()
+    })??;
+    Ok(found)
 }
 
 /// Trigger state changes that weaken tradeguard's triggers (they are ENABLE ALWAYS; setting
@@ -232,8 +230,13 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
     } else if t == N::T_TruncateStmt {
         for rv in list_ptrs((*(stmt as *mut pg_sys::TruncateStmt)).relations) {
             if let Some(relid) = range_var_relid(rv as *mut pg_sys::RangeVar) {
-                if let Some((schema, table)) = audited_ancestor(relid) {
-                    ins.truncated.push((schema, table, format!("{}.{}", rel_schema(relid), rel_name(relid))));
+                // Not knowing whether it must be recorded stops the TRUNCATE (never fail open).
+                match audited_ancestor(relid) {
+                    Ok(Some((schema, table))) => {
+                        ins.truncated.push((schema, table, format!("{}.{}", rel_schema(relid), rel_name(relid))))
+                    }
+                    Ok(None) => {}
+                    Err(e) => e.raise(),
                 }
             }
         }
