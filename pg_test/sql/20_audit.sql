@@ -41,6 +41,8 @@ SELECT operation, changed_by IS NOT NULL AS who, changes FROM tradeguard.history
 SELECT block_no, length(hash) AS hash_hex_len FROM tradeguard.audit_digest();
 SELECT tradeguard.verify_digest(d.block_no, d.hash) AS digest_ok FROM tradeguard.audit_digest() d;
 SELECT tradeguard.verify_digest(1, repeat('0', 64)) AS forged_digest_ok;
+-- Asking for blocks beyond the chain is an error, not a tamper report.
+SELECT ok FROM tradeguard.verify(999);
 
 -- Nobody edits the trail through SQL, not even its owner (a superuser here).
 UPDATE tradeguard_audit.log SET new_row = '{}' WHERE id = 1;

@@ -353,6 +353,11 @@ fn verify_impl(from: i64, to: Option<i64>) -> TgResult<Report> {
         let mut rep = Report::default();
         let first = common::spi_first::<i64>("SELECT min(block_no) FROM tradeguard_audit.blocks", &[])?;
         let Some(first) = first else { return Ok(rep) };
+        let last = common::spi_first::<i64>("SELECT max(block_no) FROM tradeguard_audit.blocks", &[])?.unwrap_or(first);
+        // Asking for blocks beyond the chain is a mistake, not tampering: say so.
+        if from > last && to.is_none_or(|t| t >= from) {
+            return Err(AuditError::NoSuchBlock(from).into());
+        }
         let from = from.max(first);
         let to = to.unwrap_or(i64::MAX);
         // What block `from` must chain to.

@@ -253,4 +253,21 @@ mod tests {
         let history = Spi::get_one::<i64>("SELECT count(*) FROM tradeguard.history('t_ptrades', '{\"id\": 2, \"day\": \"2026-02-05\"}')");
         assert_eq!(history, Ok(Some(2)));
     }
+    #[pg_test]
+    fn a_partition_audited_on_its_own_withholds_plaintext() {
+        Spi::run("SELECT tradeguard.create_key('t_lp')").unwrap();
+        Spi::run(
+            "CREATE TABLE t_lp (id int PRIMARY KEY, c text) PARTITION BY RANGE (id);
+             CREATE TABLE t_lp1 PARTITION OF t_lp FOR VALUES FROM (0) TO (100);
+             SELECT tradeguard.encrypt_column('t_lp', 'c', 't_lp');
+             CREATE TABLE t_lp2 (id int PRIMARY KEY, c text);
+             INSERT INTO t_lp2 VALUES (150, 'LEAKME');
+             ALTER TABLE t_lp ATTACH PARTITION t_lp2 FOR VALUES FROM (100) TO (200);
+             SELECT tradeguard.audit_table('t_lp2');
+             DELETE FROM t_lp2",
+        )
+        .unwrap();
+        let old = Spi::get_one::<String>("SELECT old_row->>'c' FROM tradeguard_audit.log WHERE table_name = 't_lp2' AND operation = 'DELETE'");
+        assert_eq!(old, Ok(Some("[plaintext withheld]".to_string())));
+    }
 }

@@ -81,7 +81,13 @@ fn table_info(relid: pg_sys::Oid) -> TgResult<Rc<TableInfo>> {
                      )
                      SELECT n.nspname::text, c.relname::text,
                             coalesce(a.exclude_columns, '{}'), coalesce(a.pk_columns, '{}'),
-                            ARRAY(SELECT e.column_name FROM tradeguard_audit.encrypted_columns e
+                            -- Encrypted columns of the table written or of any table it is a
+                            -- partition of (a partition may be audited on its own).
+                            ARRAY(SELECT DISTINCT e.column_name FROM tradeguard_audit.encrypted_columns e
+                                    JOIN ", crate::self_and_ancestors_sql!(), " x
+                                      ON x.relid = pg_catalog.to_regclass(pg_catalog.quote_ident(e.schema_name) || '.' || pg_catalog.quote_ident(e.table_name))
+                                  UNION
+                                  SELECT e.column_name FROM tradeguard_audit.encrypted_columns e
                                    WHERE e.schema_name = n.nspname AND e.table_name = c.relname)
                        FROM target t JOIN pg_catalog.pg_class c ON c.oid = t.relid
                        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace

@@ -36,6 +36,11 @@ struct ColumnCfg {
     /// Where the column and its blind index column were found in the row last time (checked
     /// by name on every use, so a changed table is never misread).
     position: std::cell::Cell<(usize, usize)>,
+    /// The column's type before it was encrypted (`format_type` text, e.g. `numeric(6,2)`).
+    original_type: String,
+    /// That type's input function, I/O parameter and typmod (resolved on first use), when
+    /// written values must be checked against it: every original type but unlimited text.
+    input: std::cell::OnceCell<Option<(pg_sys::Oid, pg_sys::Oid, i32)>>,
 }
 
 impl ColumnCfg {
@@ -54,6 +59,44 @@ impl ColumnCfg {
             }
         };
         super::seal_into(out, key_id, version, &entry, vt, plaintext, context)
+    }
+
+    /// Refuses a written value the column's original type would refuse (range, length,
+    /// precision, syntax): the decrypting view casts back to that type, and a value it cannot
+    /// take would make the view fail for every reader (or, for varchar(n), be cut). The error
+    /// never contains the value.
+    fn check_input<'t>(&self, text: impl FnOnce() -> TgResult<&'t str>) -> TgResult<()> {
+        let input = *self.input.get_or_init(|| {
+            if matches!(self.original_type.as_str(), "text" | "character varying") {
+                return None;
+            }
+            let name = std::ffi::CString::new(self.original_type.as_str()).ok()?;
+            let (mut typid, mut typmod, mut func, mut ioparam) = (pg_sys::InvalidOid, -1i32, pg_sys::InvalidOid, pg_sys::InvalidOid);
+            unsafe {
+                pg_sys::parseTypeString(name.as_ptr(), &mut typid, &mut typmod, true);
+                if typid == pg_sys::InvalidOid {
+                    return None;
+                }
+                pg_sys::getTypeInputInfo(typid, &mut func, &mut ioparam);
+            }
+            Some((func, ioparam, typmod))
+        });
+        let Some((func, ioparam, typmod)) = input else { return Ok(()) };
+        let bad = || CryptoError::InvalidInput(format!("column {}: value is not a valid {}", self.name, self.original_type));
+        let c = std::ffi::CString::new(text()?).map_err(|_| bad())?;
+        // Input functions raise plain errors that quote the value: catch them and raise one
+        // that does not.
+        let ok = pgrx::PgTryBuilder::new(|| unsafe {
+            pg_sys::OidInputFunctionCall(func, c.as_ptr() as *mut std::ffi::c_char, ioparam, typmod);
+            true
+        })
+        .catch_others(|_| false)
+        .execute();
+        if ok {
+            Ok(())
+        } else {
+            Err(bad().into())
+        }
     }
 }
 
@@ -98,7 +141,8 @@ fn load_table_cfg(relid: pg_sys::Oid) -> TgResult<Rc<TableCfg>> {
                         ORDER BY c.depth LIMIT 1
                      )
                      SELECT e.column_id, e.column_name, e.key_name, e.value_type, e.blind_column, e.blind_key,
-                            coalesce(e.pk_columns, CASE WHEN e.pk_column IS NULL THEN '{}' ELSE ARRAY[e.pk_column] END)
+                            coalesce(e.pk_columns, CASE WHEN e.pk_column IS NULL THEN '{}' ELSE ARRAY[e.pk_column] END),
+                            e.original_type
                        FROM registered e JOIN target t ON t.relid = e.relid
                       ORDER BY e.column_id"
                 ),
@@ -115,6 +159,7 @@ fn load_table_cfg(relid: pg_sys::Oid) -> TgResult<Rc<TableCfg>> {
                     r.get::<String>(5)?,
                     r.get::<String>(6)?,
                     r.get::<Vec<String>>(7)?.unwrap_or_default(),
+                    r.get::<String>(8)?.unwrap_or_else(|| "text".into()),
                 ));
             }
             Ok::<_, pgrx::spi::Error>(out)
@@ -122,7 +167,7 @@ fn load_table_cfg(relid: pg_sys::Oid) -> TgResult<Rc<TableCfg>> {
     })??;
     let mut pk_columns = Vec::new();
     let mut columns = Vec::new();
-    for (column_id, name, key_name, vt, blind_column, blind_key, pk) in rows {
+    for (column_id, name, key_name, vt, blind_column, blind_key, pk, original_type) in rows {
         pk_columns = pk;
         columns.push(ColumnCfg {
             column_id,
@@ -133,6 +178,8 @@ fn load_table_cfg(relid: pg_sys::Oid) -> TgResult<Rc<TableCfg>> {
             blind_key,
             key: RefCell::new(None),
             position: std::cell::Cell::new((usize::MAX, usize::MAX)),
+            original_type,
+            input: std::cell::OnceCell::new(),
         });
     }
     if columns.is_empty() {
@@ -411,6 +458,9 @@ fn encrypt_row(td: &pg_sys::TriggerData) -> TgResult<pg_sys::HeapTuple> {
                     std::str::from_utf8(raw)
                         .map_err(|_| CryptoError::InvalidInput(format!("column {}: value is not valid UTF-8", col.name)))
                 };
+                if rebound.is_none() {
+                    col.check_input(|| Ok(text()?))?;
+                }
                 match (&rebound, col.value_type) {
                     (Some((vt, plaintext)), _) => col.seal_into(ct, *vt, plaintext, ctx)?,
                     (None, ValueType::Text | ValueType::Jsonb | ValueType::Bytea) => col.seal_into(ct, col.value_type, raw, ctx)?,
@@ -523,23 +573,69 @@ fn table_names(tbl: pg_sys::Oid, col: &str) -> TgResult<TableNames> {
     Ok(TableNames { schema, table, col_type, pk, composite, pk_columns })
 }
 
+/// Tables `encrypt_column` cannot protect, refused before anything changes.
+fn refuse_unsupported_shape(tbl: pg_sys::Oid, names: &TableNames, col: &str, blind: bool) -> TgResult<()> {
+    let refuse = |why: String| -> TgResult<()> {
+        Err(CoreError::InvalidArgument(format!("cannot encrypt {}.{}.{col}: {why}", names.schema, names.table)).into())
+    };
+    // Table inheritance (not partitioning): triggers are not inherited, so rows written into a
+    // child would be stored in plaintext.
+    let inherits = common::spi_first::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i
+                          JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+                         WHERE (i.inhparent = $1 OR i.inhrelid = $1) AND NOT c.relispartition)",
+        &[tbl.into()],
+    )?
+    .unwrap_or(false);
+    if inherits {
+        return refuse("the table uses table inheritance, and child tables do not inherit the encrypt trigger (their rows would stay in plaintext); use declarative partitioning".into());
+    }
+    if names.pk.as_deref() == Some(col) || names.composite.as_ref().is_some_and(|k| k.iter().any(|c| c == col)) {
+        return refuse("it is part of the primary key its values are bound to".into());
+    }
+    // Names tradeguard derives must fit PostgreSQL's 63-byte identifiers (else they would be cut).
+    let limit = pg_sys::NAMEDATALEN as usize - 1;
+    for derived in [format!("{}_decrypted", names.table)]
+        .into_iter()
+        .chain(blind.then(|| format!("{col}_bidx")))
+    {
+        if derived.len() > limit {
+            return refuse(format!("the name \"{derived}\" it needs is longer than {limit} bytes"));
+        }
+    }
+    Ok(())
+}
+
 fn encrypt_column_impl(tbl: pg_sys::Oid, col: &str, key_name: &str, blind_key: Option<&str>, batch: i32) -> TgResult<i64> {
     if batch < 1 {
         return Err(CoreError::InvalidArgument("batch_size must be positive".into()).into());
     }
     let names = table_names(tbl, col)?;
     let (schema, table) = (names.schema.as_str(), names.table.as_str());
+    refuse_unsupported_shape(tbl, &names, col, blind_key.is_some())?;
     keys::encryption_key(key_name, Purpose::Encrypt)?;
     if let Some(b) = blind_key {
         keys::encryption_key(b, Purpose::BlindIndex)?;
     }
-    let already: Option<String> = common::as_owner(|| {
-        common::spi_first::<String>(
-            "SELECT value_type FROM tradeguard_audit.encrypted_columns
+    let already: Option<(String, String, Option<String>)> = common::as_owner(|| {
+        common::spi_first_row(
+            "SELECT value_type, key_name, blind_key FROM tradeguard_audit.encrypted_columns
               WHERE schema_name = $1 AND table_name = $2 AND column_name = $3",
             &[schema.into(), table.into(), col.into()],
+            |r| Ok((r.get::<String>(1)?.unwrap_or_default(), r.get::<String>(2)?.unwrap_or_default(), r.get::<String>(3)?)),
         )
     })??;
+    if let Some((_, registered_key, registered_blind)) = &already {
+        // A second call resumes a conversion; it does not change how the column is protected.
+        if registered_key != key_name || registered_blind.as_deref() != blind_key {
+            return Err(CoreError::InvalidArgument(format!(
+                "{schema}.{table}.{col} is already encrypted with key \"{registered_key}\"{}; encrypt_column cannot change its key or blind index (use rotate_key and reencrypt_column for a new key version)",
+                registered_blind.as_deref().map(|b| format!(" and blind index key \"{b}\"")).unwrap_or_else(|| " without a blind index".into())
+            ))
+            .into());
+        }
+    }
+    let already = already.map(|(vt, _, _)| vt);
     let fq = format!("{}.{}", q(schema), q(table));
     let vt = match &already {
         Some(vt) => ValueType::parse_name(vt)?,
@@ -712,8 +808,12 @@ fn reencrypt_column_impl(tbl: pg_sys::Oid, col: &str, batch: i32) -> TgResult<i6
 /// UPDATE, so concurrent writers wait rather than conflict) until no row is left; returns the
 /// count. Re-running after an interruption continues where it stopped.
 fn update_in_batches(fq: &str, set: &str, cond: &str, batch: i32) -> TgResult<i64> {
+    // Rows are named by (tableoid, ctid): in a partitioned table the same ctid exists in
+    // several partitions.
     let sql = format!(
-        "UPDATE {fq} SET {set} WHERE ctid = ANY (ARRAY(SELECT ctid FROM {fq} WHERE {cond} LIMIT {batch} FOR UPDATE))"
+        "UPDATE {fq} AS tg_t SET {set}
+           FROM (SELECT tableoid AS tg_rel, ctid AS tg_row FROM {fq} WHERE {cond} LIMIT {batch} FOR UPDATE) tg_s
+          WHERE tg_t.tableoid = tg_s.tg_rel AND tg_t.ctid = tg_s.tg_row"
     );
     let mut total = 0i64;
     loop {

@@ -176,4 +176,74 @@ mod tests {
         Spi::run("UPDATE t_legs SET secret = (SELECT secret FROM t_legs WHERE book = 'a1') WHERE book = 'a'").unwrap();
         Spi::run("SELECT secret FROM t_legs_decrypted WHERE book = 'a'").unwrap();
     }
+    #[pg_test(error = "tradeguard: invalid argument: cannot encrypt public.t_par.c: the table uses table inheritance, and child tables do not inherit the encrypt trigger (their rows would stay in plaintext); use declarative partitioning")]
+    fn inheritance_is_refused() {
+        Spi::run("SELECT tradeguard.create_key('t_inh')").unwrap();
+        Spi::run("CREATE TABLE t_par (id int PRIMARY KEY, c text); CREATE TABLE t_chi () INHERITS (t_par)").unwrap();
+        Spi::run("SELECT tradeguard.encrypt_column('t_par', 'c', 't_inh')").unwrap();
+    }
+
+    #[pg_test(error = "tradeguard: invalid argument: cannot encrypt public.t_pkcol.id: it is part of the primary key its values are bound to")]
+    fn primary_key_columns_are_refused() {
+        Spi::run("SELECT tradeguard.create_key('t_pkcol')").unwrap();
+        Spi::run("CREATE TABLE t_pkcol (id text PRIMARY KEY, v text)").unwrap();
+        Spi::run("SELECT tradeguard.encrypt_column('t_pkcol', 'id', 't_pkcol')").unwrap();
+    }
+
+    #[pg_test(error = "tradeguard: invalid argument: public.t_again.c is already encrypted with key \"t_again\" without a blind index; encrypt_column cannot change its key or blind index (use rotate_key and reencrypt_column for a new key version)")]
+    fn a_second_call_cannot_change_the_protection() {
+        Spi::run("SELECT tradeguard.create_key('t_again'); SELECT tradeguard.create_key('t_again_bi', 'blind_index')").unwrap();
+        Spi::run("CREATE TABLE t_again (id int PRIMARY KEY, c text)").unwrap();
+        Spi::run("SELECT tradeguard.encrypt_column('t_again', 'c', 't_again')").unwrap();
+        assert_eq!(one::<i64>("SELECT tradeguard.encrypt_column('t_again', 'c', 't_again')"), Some(0));
+        Spi::run("SELECT tradeguard.encrypt_column('t_again', 'c', 't_again', 't_again_bi')").unwrap();
+    }
+
+    #[pg_test]
+    fn values_are_checked_against_the_original_type() {
+        Spi::run("SELECT tradeguard.create_key('t_types')").unwrap();
+        Spi::run("CREATE TABLE t_typed (id int PRIMARY KEY, s varchar(5), n numeric(4,1), i int, j jsonb, t timestamptz)").unwrap();
+        for c in ["s", "n", "i", "j", "t"] {
+            Spi::run(&format!("SELECT tradeguard.encrypt_column('t_typed', '{c}', 't_types')")).unwrap();
+        }
+        Spi::run("INSERT INTO t_typed VALUES (1, 'abcde', 123.4, 2147483647, '{\"a\": 1}', '2026-12-05 10:00+00')").unwrap();
+        // Each refused INSERT runs in a PL/pgSQL exception block (a subtransaction).
+        Spi::run(
+            "CREATE FUNCTION t_try(q text) RETURNS text LANGUAGE plpgsql AS $f$
+             BEGIN EXECUTE q; RETURN NULL; EXCEPTION WHEN OTHERS THEN RETURN SQLERRM; END $f$",
+        )
+        .unwrap();
+        let refused = |sql: &str| one::<String>(&format!("SELECT t_try({})", pgrx::spi::quote_literal(sql)));
+        for (col, value, ty) in [
+            ("s", "'abcdef'", "character varying(5)"),
+            ("n", "12345.6", "numeric(4,1)"),
+            ("i", "3000000000", "integer"),
+            ("j", "'SECRET not json'", "jsonb"),
+            ("t", "'SECRET-TS-VALUE'", "timestamp with time zone"),
+        ] {
+            let msg = refused(&format!("INSERT INTO t_typed (id, {col}) VALUES (2, {value})"));
+            assert_eq!(msg, Some(format!("tradeguard: invalid argument: column {col}: value is not a valid {ty}")), "{col}");
+        }
+        assert_eq!(
+            one::<String>("SELECT concat_ws(',', s, n, i, j, t AT TIME ZONE 'UTC') FROM t_typed_decrypted").as_deref(),
+            Some("abcde,123.4,2147483647,{\"a\": 1},2026-12-05 10:00:00")
+        );
+    }
+
+    #[pg_test]
+    fn conversion_counts_rows_of_every_partition_once() {
+        Spi::run("SELECT tradeguard.create_key('t_ctid')").unwrap();
+        Spi::run(
+            "CREATE TABLE t_oc (id int PRIMARY KEY, c text) PARTITION BY RANGE (id);
+             CREATE TABLE t_oc1 PARTITION OF t_oc FOR VALUES FROM (0) TO (100);
+             CREATE TABLE t_oc2 (id int PRIMARY KEY, c text);
+             INSERT INTO t_oc VALUES (1, 'one'); INSERT INTO t_oc2 VALUES (101, 'two')",
+        )
+        .unwrap();
+        assert_eq!(one::<i64>("SELECT tradeguard.encrypt_column('t_oc', 'c', 't_ctid')"), Some(1));
+        // Both first rows sit at ctid (0,1) of their partition.
+        Spi::run("ALTER TABLE t_oc ATTACH PARTITION t_oc2 FOR VALUES FROM (100) TO (200)").unwrap();
+        assert_eq!(one::<i64>("SELECT tradeguard.encrypt_column('t_oc', 'c', 't_ctid')"), Some(1));
+        assert_eq!(one::<String>("SELECT string_agg(c, ',' ORDER BY id) FROM t_oc_decrypted").as_deref(), Some("one,two"));
+    }
 }
