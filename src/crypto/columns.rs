@@ -41,6 +41,9 @@ struct ColumnCfg {
     /// That type's input function, I/O parameter and typmod (resolved on first use), when
     /// written values must be checked against it: every original type but unlimited text.
     input: std::cell::OnceCell<Option<(pg_sys::Oid, pg_sys::Oid, i32)>>,
+    /// The armor and context of the last value an INSERT sealed into this column (ciphertext
+    /// and key text only).
+    last_sealed: RefCell<(Vec<u8>, String)>,
 }
 
 impl ColumnCfg {
@@ -180,6 +183,7 @@ fn load_table_cfg(relid: pg_sys::Oid) -> TgResult<Rc<TableCfg>> {
             position: std::cell::Cell::new((usize::MAX, usize::MAX)),
             original_type,
             input: std::cell::OnceCell::new(),
+            last_sealed: RefCell::new((Vec::new(), String::new())),
         });
     }
     if columns.is_empty() {
@@ -320,17 +324,16 @@ unsafe fn attribute_text(d: pg_sys::Datum, typid: pg_sys::Oid) -> PkText {
     }
 }
 
-/// The typed plaintext of armored value `raw` if it authenticates as column `column_id`'s value
-/// of the row whose key was `old_pk`; `None` otherwise (the value is then kept as written and
-/// must authenticate under the row's new key to be read). Never counted or recorded as a
-/// decryption: the plaintext only passes through to be sealed again.
-fn open_bound(raw: &[u8], column_id: i32, old_pk: &PkText) -> Option<(ValueType, Zeroizing<Vec<u8>>)> {
+/// The typed plaintext of armored value `raw` if it authenticates under `context` (the column's
+/// context for the row's old key, or for the row an INSERT sealed it for); `None` otherwise
+/// (the value is then kept as written and must authenticate under the row's context to be
+/// read). Never counted or recorded as a decryption: the plaintext only passes through to be
+/// sealed again.
+fn open_bound(raw: &[u8], context: &str) -> Option<(ValueType, Zeroizing<Vec<u8>>)> {
     let env = envelope::dearmor(std::str::from_utf8(raw).ok()?).ok()?;
     let header = envelope::parse_header(&env).ok()?;
     let (_, entry) = keys::decryption_key(header.key_id, header.key_version).ok()?;
-    let mut old_ctx = String::new();
-    push_context(&mut old_ctx, column_id, Some(old_pk));
-    let plaintext = envelope::open(&entry.key, &env, old_ctx.as_bytes()).ok()?;
+    let plaintext = envelope::open(&entry.key, &env, context.as_bytes()).ok()?;
     Some((header.value_type, plaintext))
 }
 
@@ -441,19 +444,32 @@ fn encrypt_row(td: &pg_sys::TriggerData) -> TgResult<pg_sys::HeapTuple> {
                 // Read in place: the plaintext is never copied into Rust-owned memory. Text is
                 // encrypted as the bytes PostgreSQL stored (valid in the database encoding).
                 let raw = common::varlena_bytes(values[idx]);
+                ctx.clear();
+                push_context(ctx, col.column_id, pk.as_ref());
                 let rebound = if envelope::looks_armored_bytes(raw) {
-                    // Ciphertext is kept as written, unless the row's key changed and it is
-                    // bound to the old key: then it is opened and sealed again for the new key
-                    // (inside the server; the blind index, keyed on the plaintext, stays).
-                    match old_pk.as_ref().and_then(|old| open_bound(raw, col.column_id, old)) {
+                    // Ciphertext is kept as written, except (opened and sealed again for this
+                    // row, inside the server; the blind index, keyed on the plaintext, stays):
+                    // - when the row's key changed and it is bound to the old key;
+                    // - when an UPDATE writes the value this backend's last INSERT sealed for
+                    //   another row (INSERT ... ON CONFLICT DO UPDATE SET c = EXCLUDED.c: the
+                    //   proposed row had its own key, e.g. a consumed serial).
+                    let from_old_key = || {
+                        let old = old_pk.as_ref()?;
+                        let mut old_ctx = String::new();
+                        push_context(&mut old_ctx, col.column_id, Some(old));
+                        open_bound(raw, &old_ctx)
+                    };
+                    let from_insert = || {
+                        let last = col.last_sealed.borrow();
+                        (by_update && last.0 == raw && last.1 != *ctx).then(|| open_bound(raw, &last.1)).flatten()
+                    };
+                    match from_old_key().or_else(from_insert) {
                         Some(opened) => Some(opened),
                         None => continue,
                     }
                 } else {
                     None
                 };
-                ctx.clear();
-                push_context(ctx, col.column_id, pk.as_ref());
                 let text = || {
                     std::str::from_utf8(raw)
                         .map_err(|_| CryptoError::InvalidInput(format!("column {}: value is not valid UTF-8", col.name)))
@@ -473,6 +489,14 @@ fn encrypt_row(td: &pg_sys::TriggerData) -> TgResult<pg_sys::HeapTuple> {
                 // `raw` (the plaintext) is not read past this point: its attribute now holds
                 // the armor.
                 (values[idx], changed) = (armored_datum(ct, armor_buf)?, true);
+                if !by_update {
+                    // Remembered for an ON CONFLICT DO UPDATE that may write it to another row.
+                    let mut last = col.last_sealed.borrow_mut();
+                    let armored = common::varlena_bytes(values[idx]);
+                    (last.0.clear(), last.1.clear());
+                    last.0.extend_from_slice(armored);
+                    last.1.push_str(ctx);
+                }
                 // The buffer briefly held the plaintext before it was encrypted in place; it now
                 // holds ciphertext only, cleared for the next value.
                 ct.clear();

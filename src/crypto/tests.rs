@@ -246,4 +246,21 @@ mod tests {
         assert_eq!(one::<i64>("SELECT tradeguard.encrypt_column('t_oc', 'c', 't_ctid')"), Some(1));
         assert_eq!(one::<String>("SELECT string_agg(c, ',' ORDER BY id) FROM t_oc_decrypted").as_deref(), Some("one,two"));
     }
+    #[pg_test]
+    fn upsert_with_excluded_values_binds_them_to_the_updated_row() {
+        Spi::run("SELECT tradeguard.create_key('t_upsert')").unwrap();
+        Spi::run("CREATE TABLE t_up (id serial PRIMARY KEY, email text UNIQUE, secret text)").unwrap();
+        Spi::run("SELECT tradeguard.encrypt_column('t_up', 'secret', 't_upsert')").unwrap();
+        Spi::run(
+            "INSERT INTO t_up (email, secret) VALUES ('a@x', 'first');
+             INSERT INTO t_up (email, secret) VALUES ('a@x', 'second') ON CONFLICT (email) DO UPDATE SET secret = EXCLUDED.secret;
+             INSERT INTO t_up (email, secret) VALUES ('a@x', 'third'), ('b@x', 'new')
+                 ON CONFLICT (email) DO UPDATE SET secret = EXCLUDED.secret",
+        )
+        .unwrap();
+        assert_eq!(
+            one::<String>("SELECT string_agg(email || '=' || secret, ',' ORDER BY email) FROM t_up_decrypted").as_deref(),
+            Some("a@x=third,b@x=new")
+        );
+    }
 }
