@@ -41,9 +41,9 @@ struct ColumnCfg {
     /// That type's input function, I/O parameter and typmod (resolved on first use), when
     /// written values must be checked against it: every original type but unlimited text.
     input: std::cell::OnceCell<Option<(pg_sys::Oid, pg_sys::Oid, i32)>>,
-    /// The armor and context of the last value an INSERT sealed into this column (ciphertext
-    /// and key text only).
-    last_sealed: RefCell<(Vec<u8>, String)>,
+    /// The transaction (local id), armor and context of the last value an INSERT sealed into
+    /// this column (ciphertext and key text only).
+    last_sealed: RefCell<(u64, Vec<u8>, String)>,
 }
 
 impl ColumnCfg {
@@ -183,7 +183,7 @@ fn load_table_cfg(relid: pg_sys::Oid) -> TgResult<Rc<TableCfg>> {
             position: std::cell::Cell::new((usize::MAX, usize::MAX)),
             original_type,
             input: std::cell::OnceCell::new(),
-            last_sealed: RefCell::new((Vec::new(), String::new())),
+            last_sealed: RefCell::new((0, Vec::new(), String::new())),
         });
     }
     if columns.is_empty() {
@@ -461,7 +461,10 @@ fn encrypt_row(td: &pg_sys::TriggerData) -> TgResult<pg_sys::HeapTuple> {
                     };
                     let from_insert = || {
                         let last = col.last_sealed.borrow();
-                        (by_update && last.0 == raw && last.1 != *ctx).then(|| open_bound(raw, &last.1)).flatten()
+                        // Only in the transaction that sealed it (a pooled connection serves
+                        // other users in other transactions).
+                        let same_xact = last.0 == common::shmem::local_xact_stamp();
+                        (by_update && same_xact && last.1 == raw && last.2 != *ctx).then(|| open_bound(raw, &last.2)).flatten()
                     };
                     match from_old_key().or_else(from_insert) {
                         Some(opened) => Some(opened),
@@ -493,9 +496,10 @@ fn encrypt_row(td: &pg_sys::TriggerData) -> TgResult<pg_sys::HeapTuple> {
                     // Remembered for an ON CONFLICT DO UPDATE that may write it to another row.
                     let mut last = col.last_sealed.borrow_mut();
                     let armored = common::varlena_bytes(values[idx]);
-                    (last.0.clear(), last.1.clear());
-                    last.0.extend_from_slice(armored);
-                    last.1.push_str(ctx);
+                    last.0 = common::shmem::local_xact_stamp();
+                    (last.1.clear(), last.2.clear());
+                    last.1.extend_from_slice(armored);
+                    last.2.push_str(ctx);
                 }
                 // The buffer briefly held the plaintext before it was encrypted in place; it now
                 // holds ciphertext only, cleared for the next value.
@@ -778,7 +782,9 @@ fn create_decrypted_view(schema: &str, table: &str) -> TgResult<()> {
     }
     let view = format!("{}.{}", q(schema), q(&format!("{table}_decrypted")));
     Spi::run(&format!(
-        "CREATE OR REPLACE VIEW {view} AS SELECT {} FROM {}.{}",
+        // security_invoker: the reader's own SELECT privilege and row-level security policies on
+        // the table apply; the view only adds decryption (for tradeguard_decryptor members).
+        "CREATE OR REPLACE VIEW {view} WITH (security_invoker = true) AS SELECT {} FROM {}.{}",
         select.join(", "),
         q(schema),
         q(table)
