@@ -263,4 +263,31 @@ mod tests {
             Some("a@x=third,b@x=new")
         );
     }
+    #[pg_test]
+    fn the_decrypting_view_keeps_the_tables_privileges_and_policies() {
+        Spi::run("SELECT tradeguard.create_key('t_rls')").unwrap();
+        Spi::run(
+            "CREATE TABLE t_desk (id int PRIMARY KEY, desk text, note text);
+             SELECT tradeguard.encrypt_column('t_desk', 'note', 't_rls');
+             INSERT INTO t_desk VALUES (1, 'fx', 'fx note'), (2, 'rates', 'rates note');
+             ALTER TABLE t_desk ENABLE ROW LEVEL SECURITY;
+             CREATE POLICY fx_only ON t_desk FOR SELECT USING (desk = 'fx');
+             CREATE ROLE t_fx_reader; GRANT tradeguard_decryptor TO t_fx_reader;
+             GRANT SELECT ON t_desk TO t_fx_reader;
+             CREATE ROLE t_no_select; GRANT tradeguard_decryptor TO t_no_select",
+        )
+        .unwrap();
+        Spi::run("SET ROLE t_fx_reader").unwrap();
+        assert_eq!(one::<String>("SELECT string_agg(note, ',') FROM t_desk_decrypted").as_deref(), Some("fx note"));
+        Spi::run("RESET ROLE; SET ROLE t_no_select").unwrap();
+        Spi::run(
+            "CREATE FUNCTION pg_temp.t_try(q text) RETURNS text LANGUAGE plpgsql AS $f$
+             BEGIN EXECUTE q; RETURN NULL; EXCEPTION WHEN OTHERS THEN RETURN SQLERRM; END $f$",
+        )
+        .unwrap();
+        assert_eq!(
+            one::<String>("SELECT pg_temp.t_try('SELECT count(*) FROM t_desk_decrypted')").as_deref(),
+            Some("permission denied for table t_desk")
+        );
+    }
 }
