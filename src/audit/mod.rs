@@ -112,6 +112,16 @@ fn audit_table_impl(oid: pg_sys::Oid, exclude: Vec<String>) -> TgResult<String> 
     audit_key()?; // fail now, not at the first write, when no root key is configured
     let t = table_ref(oid)?;
     let fq = format!("{}.{}", q(&t.schema), q(&t.table));
+    // A misspelt exclusion would silently record the column it meant to leave out.
+    let unknown = common::spi_first::<String>(
+        "SELECT pg_catalog.string_agg(pg_catalog.quote_ident(x), ', ') FROM pg_catalog.unnest($2::text[]) x
+          WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+                             WHERE a.attrelid = $1 AND a.attname = x AND a.attnum > 0 AND NOT a.attisdropped)",
+        &[oid.into(), exclude.clone().into()],
+    )?;
+    if let Some(unknown) = unknown {
+        return Err(AuditError::InvalidArgument(format!("{fq} has no column {unknown} to exclude")).into());
+    }
     {
         let _w = InternalWrite::begin();
         common::as_owner(|| -> TgResult<()> {

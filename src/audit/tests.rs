@@ -270,4 +270,9 @@ mod tests {
         let old = Spi::get_one::<String>("SELECT old_row->>'c' FROM tradeguard_audit.log WHERE table_name = 't_lp2' AND operation = 'DELETE'");
         assert_eq!(old, Ok(Some("[plaintext withheld]".to_string())));
     }
+    #[pg_test(error = "tradeguard: invalid argument: public.t_excl has no column nosuchcol to exclude")]
+    fn excluding_an_unknown_column_is_refused() {
+        Spi::run("CREATE TABLE t_excl (id int PRIMARY KEY, note text)").unwrap();
+        Spi::run("SELECT tradeguard.audit_table('t_excl', '{note,nosuchcol}')").unwrap();
+    }
 }
