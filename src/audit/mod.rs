@@ -153,6 +153,20 @@ fn audit_table_impl(oid: pg_sys::Oid, exclude: Vec<String>) -> TgResult<String> 
         })??;
     }
     crate::crypto::keys::invalidate();
+    // Table inheritance (not partitioning): a child's rows are written through the child's own
+    // triggers, so a parent's audit does not cover them.
+    let children = common::spi_first::<String>(
+        "SELECT pg_catalog.string_agg(i.inhrelid::regclass::text, ', ' ORDER BY i.inhrelid::regclass::text)
+           FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+          WHERE i.inhparent = $1 AND NOT c.relispartition
+            AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.tgrelid = i.inhrelid AND t.tgname = 'tradeguard_audit_row')",
+        &[oid.into()],
+    )?;
+    if let Some(children) = children {
+        pgrx::warning!(
+            "tradeguard: {fq} has inheritance children that are not audited ({children}): changes to their rows, also through {fq}, are not recorded until audit_table is called on each"
+        );
+    }
     record_system(
         "AUDIT_TABLE",
         &t.schema,
