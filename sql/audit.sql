@@ -79,13 +79,16 @@ CREATE TRIGGER tradeguard_protect BEFORE INSERT OR UPDATE OR DELETE ON tradeguar
     FOR EACH ROW EXECUTE FUNCTION tradeguard.protect_trigger();
 CREATE TRIGGER tradeguard_protect_truncate BEFORE TRUNCATE ON tradeguard_audit.blocks
     FOR EACH STATEMENT EXECUTE FUNCTION tradeguard.protect_trigger();
-CREATE TRIGGER tradeguard_protect BEFORE UPDATE OR DELETE ON tradeguard_audit.retention
+CREATE TRIGGER tradeguard_protect BEFORE INSERT OR UPDATE OR DELETE ON tradeguard_audit.retention
     FOR EACH ROW EXECUTE FUNCTION tradeguard.protect_trigger();
+CREATE TRIGGER tradeguard_protect_truncate BEFORE TRUNCATE ON tradeguard_audit.retention
+    FOR EACH STATEMENT EXECUTE FUNCTION tradeguard.protect_trigger();
 ALTER TABLE tradeguard_audit.log ENABLE ALWAYS TRIGGER tradeguard_protect;
 ALTER TABLE tradeguard_audit.log ENABLE ALWAYS TRIGGER tradeguard_protect_truncate;
 ALTER TABLE tradeguard_audit.blocks ENABLE ALWAYS TRIGGER tradeguard_protect;
 ALTER TABLE tradeguard_audit.blocks ENABLE ALWAYS TRIGGER tradeguard_protect_truncate;
 ALTER TABLE tradeguard_audit.retention ENABLE ALWAYS TRIGGER tradeguard_protect;
+ALTER TABLE tradeguard_audit.retention ENABLE ALWAYS TRIGGER tradeguard_protect_truncate;
 
 CREATE VIEW tradeguard.audit_log AS
 SELECT id, txid, at, schema_name, table_name, operation, pk, old_row, new_row, current_user_name,

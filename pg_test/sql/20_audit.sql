@@ -87,6 +87,12 @@ INSERT INTO tradeguard_audit.log (id, txid, at, schema_name, table_name, operati
 SELECT ok, first_bad_block, first_bad_id, reason FROM tradeguard.verify();
 UPDATE tradeguard_audit.log SET block_no = 999 WHERE id = 999999;
 SELECT ok, first_bad_block, first_bad_id, reason FROM tradeguard.verify();
+-- Or a block number no block can have (zero, negative, archived), or no block at all yet: an
+-- unsealed row of a transaction that cannot have started.
+UPDATE tradeguard_audit.log SET block_no = 0 WHERE id = 999999;
+SELECT ok, first_bad_block, first_bad_id, reason FROM tradeguard.verify();
+UPDATE tradeguard_audit.log SET block_no = NULL, txid = 9223372036854775000 WHERE id = 999999;
+SELECT ok, first_bad_id, reason FROM tradeguard.verify();
 DELETE FROM tradeguard_audit.log WHERE id = 999999;
 SELECT ok FROM tradeguard.verify();
 DELETE FROM tradeguard_audit.log WHERE id = (SELECT max(id) FROM tradeguard_audit.log WHERE block_no = 1);

@@ -25,12 +25,53 @@ use error::AuditError;
 
 pub use crate::common::{internal_write_active, InternalWrite};
 
+/// Break-glass of this session: switched on in a transaction at a (sub)transaction nest level;
+/// it holds for the session once that transaction commits, and is gone if the (sub)transaction
+/// that switched it on aborts (its signed BREAK_GLASS row is rolled back with it).
+#[derive(Clone, Copy)]
+struct BreakGlass {
+    nest: i32,
+    committed: bool,
+}
+
 thread_local! {
-    static BREAK_GLASS: Cell<bool> = const { Cell::new(false) };
+    static BREAK_GLASS: Cell<Option<BreakGlass>> = const { Cell::new(None) };
+    static BREAK_GLASS_CALLBACKS: Cell<bool> = const { Cell::new(false) };
 }
 
 pub fn break_glass_active() -> bool {
-    BREAK_GLASS.with(|c| c.get())
+    BREAK_GLASS.with(|c| c.get()).is_some()
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn break_glass_xact_callback(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+    use pg_sys::XactEvent::*;
+    BREAK_GLASS.with(|c| match (c.get(), event) {
+        (Some(b), XACT_EVENT_COMMIT | XACT_EVENT_PARALLEL_COMMIT | XACT_EVENT_PREPARE) if !b.committed => {
+            c.set(Some(BreakGlass { committed: true, ..b }))
+        }
+        (Some(b), XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT) if !b.committed => c.set(None),
+        _ => {}
+    });
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn break_glass_subxact_callback(
+    event: pg_sys::SubXactEvent::Type,
+    _my: pg_sys::SubTransactionId,
+    _parent: pg_sys::SubTransactionId,
+    _arg: *mut std::ffi::c_void,
+) {
+    use pg_sys::SubXactEvent::*;
+    // Called while the subtransaction ending is still the current one.
+    let level = pg_sys::GetCurrentTransactionNestLevel();
+    BREAK_GLASS.with(|c| match (c.get(), event) {
+        (Some(b), SUBXACT_EVENT_ABORT_SUB) if !b.committed && b.nest >= level => c.set(None),
+        (Some(b), SUBXACT_EVENT_COMMIT_SUB) if !b.committed && b.nest >= level => {
+            c.set(Some(BreakGlass { nest: level - 1, ..b }))
+        }
+        _ => {}
+    });
 }
 
 /// The audit signing key: HKDF of the root key; never visible to SQL.
@@ -242,14 +283,21 @@ fn break_glass(reason: &str) -> String {
         &serde_json::json!({ "reason": reason }),
     )
     .or_raise();
-    BREAK_GLASS.with(|c| c.set(true));
+    unsafe {
+        if !BREAK_GLASS_CALLBACKS.with(|c| c.replace(true)) {
+            pg_sys::RegisterXactCallback(Some(break_glass_xact_callback), std::ptr::null_mut());
+            pg_sys::RegisterSubXactCallback(Some(break_glass_subxact_callback), std::ptr::null_mut());
+        }
+        let nest = pg_sys::GetCurrentTransactionNestLevel();
+        BREAK_GLASS.with(|c| c.set(Some(BreakGlass { nest, committed: false })));
+    }
     "break-glass enabled for this session; every protected change is recorded".into()
 }
 
 /// `tradeguard.break_glass_end()`: ends break-glass for this session.
 #[pg_extern(volatile)]
 fn break_glass_end() -> bool {
-    let was = BREAK_GLASS.with(|c| c.replace(false));
+    let was = BREAK_GLASS.with(|c| c.replace(None)).is_some();
     if was {
         record_system("BREAK_GLASS", "tradeguard", "session", serde_json::json!({ "on": false })).or_raise();
     }

@@ -352,7 +352,29 @@ fn verify_impl(from: i64, to: Option<i64>) -> TgResult<Report> {
     common::as_owner(|| -> TgResult<Report> {
         let mut rep = Report::default();
         let first = common::spi_first::<i64>("SELECT min(block_no) FROM tradeguard_audit.blocks", &[])?;
-        let Some(first) = first else { return Ok(rep) };
+        // Rows no block can hold: a block number below the chain's first block (zero, negative,
+        // archived) when checking from the start, or, with no block at all, any block number.
+        let below_first = |first: Option<i64>| -> TgResult<Option<(i64, i64)>> {
+            Ok(common::spi_first_row(
+                "SELECT block_no, id FROM tradeguard_audit.log
+                  WHERE block_no IS NOT NULL AND ($1::bigint IS NULL OR block_no < $1)
+                  ORDER BY block_no, id LIMIT 1",
+                &[first.into()],
+                |r| Ok((r.get::<i64>(1)?.unwrap_or_default(), r.get::<i64>(2)?.unwrap_or_default())),
+            )?)
+        };
+        let Some(first) = first else {
+            if let Some((blk, id)) = below_first(None)? {
+                rep.fail(blk, Some(id), Failure::RowInserted);
+            }
+            return Ok(rep);
+        };
+        if from <= first {
+            if let Some((blk, id)) = below_first(Some(first))? {
+                rep.fail(blk, Some(id), Failure::RowInserted);
+                return Ok(rep);
+            }
+        }
         let last = common::spi_first::<i64>("SELECT max(block_no) FROM tradeguard_audit.blocks", &[])?.unwrap_or(first);
         // Asking for blocks beyond the chain is a mistake, not tampering: say so.
         if from > last && to.is_none_or(|t| t >= from) {
@@ -449,6 +471,18 @@ fn verify_impl(from: i64, to: Option<i64>) -> TgResult<Report> {
             )? {
                 let blk = common::spi_first::<i64>("SELECT block_no FROM tradeguard_audit.log WHERE id = $1", &[id.into()])?;
                 rep.fail(blk.unwrap_or_default(), Some(id), Failure::RowInserted);
+            }
+            // An unsealed row of a transaction that had not ended when this snapshot was taken
+            // can only be visible if it is this transaction's own; any other is forged (it would
+            // never be sealed, so no block would ever check it).
+            if let Some(id) = common::spi_first::<i64>(
+                "SELECT min(id) FROM tradeguard_audit.log
+                  WHERE block_no IS NULL
+                    AND txid >= pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot())::text::bigint
+                    AND txid IS DISTINCT FROM pg_catalog.pg_current_xact_id_if_assigned()::text::bigint",
+                &[],
+            )? {
+                rep.fail(expected_no, Some(id), Failure::RowInserted);
             }
         }
         Ok(rep)

@@ -275,4 +275,30 @@ mod tests {
         Spi::run("CREATE TABLE t_excl (id int PRIMARY KEY, note text)").unwrap();
         Spi::run("SELECT tradeguard.audit_table('t_excl', '{note,nosuchcol}')").unwrap();
     }
+    #[pg_test(error = "tradeguard: cannot change the tradeguard triggers of public.t_glass: protected by tradeguard; a tradeguard_admin member must call tradeguard.break_glass(reason) first")]
+    fn break_glass_ends_with_the_subtransaction_that_rolled_back() {
+        Spi::run("CREATE TABLE t_glass (id int PRIMARY KEY); SELECT tradeguard.audit_table('t_glass')").unwrap();
+        // Its signed BREAK_GLASS row is rolled back: break-glass must not outlive it.
+        Spi::run(
+            "DO $$ BEGIN PERFORM tradeguard.break_glass('test: rolled back glass'); RAISE EXCEPTION 'undo';
+                   EXCEPTION WHEN OTHERS THEN NULL; END $$",
+        )
+        .unwrap();
+        Spi::run("ALTER TABLE t_glass DISABLE TRIGGER tradeguard_audit_row").unwrap();
+    }
+
+    #[pg_test(error = "tradeguard: audit rows are written only by tradeguard; INSERT on tradeguard_audit.blocks is refused (for the table owner and superusers too)")]
+    fn break_glass_alone_does_not_insert_blocks() {
+        Spi::run("SELECT tradeguard.break_glass('test: forge a block')").unwrap();
+        Spi::run(
+            "INSERT INTO tradeguard_audit.blocks (block_no, prev_mac, merkle_root, row_count, first_id, last_id, sealed_at, ids, mac)
+             VALUES (77, '\\x00', '\\x00', 0, 0, 0, now(), '{}', '\\x00')",
+        )
+        .unwrap();
+    }
+
+    #[pg_test(error = "tradeguard: audit rows are written only by tradeguard; INSERT on tradeguard_audit.retention is refused (for the table owner and superusers too)")]
+    fn the_retention_anchor_cannot_be_forged() {
+        Spi::run("INSERT INTO tradeguard_audit.retention VALUES (3, '\\x00', 'forged anchor', 'nobody', 0)").unwrap();
+    }
 }

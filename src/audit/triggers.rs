@@ -728,10 +728,10 @@ fn protect_trigger<'a>(
     trigger: &'a pgrx::PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, pgrx::AllocatedByPostgres>>, CoreError> {
     let td = trigger.trigger_data();
-    // pg_restore of a signed trail (tradeguard.restore_mode, superuser only) may INSERT blocks;
-    // nothing may UPDATE, DELETE or TRUNCATE them but tradeguard itself.
-    let restoring_insert = (crate::gucs::RESTORE_MODE.get() || break_glass_active())
-        && pgrx::trigger_support::trigger_fired_by_insert(td.tg_event);
+    // pg_restore of a signed trail (tradeguard.restore_mode, superuser only) may INSERT rows;
+    // nothing else may write them but tradeguard itself (break-glass alone does not: a row or
+    // block inserted by hand would not be recorded anywhere).
+    let restoring_insert = crate::gucs::RESTORE_MODE.get() && pgrx::trigger_support::trigger_fired_by_insert(td.tg_event);
     if internal_write_active() || restoring_insert || (break_glass_active() && crate::gucs::RESTORE_MODE.get()) {
         let row = if pgrx::trigger_support::trigger_fired_by_delete(td.tg_event) { trigger.old() } else { trigger.new() };
         return Ok(row);
