@@ -141,8 +141,139 @@ const TRIGGER_STATE_CMDS: [pg_sys::AlterTableType::Type; 7] = [
     pg_sys::AlterTableType::AT_DisableTrigUser,
 ];
 
+/// Whether a namespace is one of tradeguard's.
+unsafe fn is_tradeguard_namespace(nsp: pg_sys::Oid) -> bool {
+    nsp != pg_sys::InvalidOid && matches!(cstr(pg_sys::get_namespace_name(nsp)).as_str(), "tradeguard" | "tradeguard_audit")
+}
+
+unsafe fn is_tradeguard_schema_name(name: *const c_char) -> bool {
+    matches!(cstr(name).as_str(), "tradeguard" | "tradeguard_audit")
+}
+
+/// The namespace a new relation would be created in (as PostgreSQL resolves it: the schema
+/// written, or the first one of search_path).
+unsafe fn creation_namespace(rv: *mut pg_sys::RangeVar) -> pg_sys::Oid {
+    if rv.is_null() {
+        return pg_sys::InvalidOid;
+    }
+    if !(*rv).schemaname.is_null() {
+        return pg_sys::get_namespace_oid((*rv).schemaname, true);
+    }
+    pg_sys::RangeVarGetCreationNamespace(rv)
+}
+
+/// The namespace of the function an ObjectWithArgs names, if it exists.
+unsafe fn function_namespace(node: *mut c_void, kind: pg_sys::ObjectType::Type) -> pg_sys::Oid {
+    if !is_tag(node, pg_sys::NodeTag::T_ObjectWithArgs) {
+        return pg_sys::InvalidOid;
+    }
+    let oid = pg_sys::LookupFuncWithArgs(kind, node as *mut pg_sys::ObjectWithArgs, true);
+    if oid == pg_sys::InvalidOid {
+        pg_sys::InvalidOid
+    } else {
+        pg_sys::get_func_namespace(oid)
+    }
+}
+
+const FUNCTION_KINDS: [pg_sys::ObjectType::Type; 3] =
+    [pg_sys::ObjectType::OBJECT_FUNCTION, pg_sys::ObjectType::OBJECT_PROCEDURE, pg_sys::ObjectType::OBJECT_ROUTINE];
+
+/// Statements that create, move, replace or detach objects of tradeguard's own schemas (however
+/// the names are written: resolved through search_path as PostgreSQL does), refused unless
+/// break-glass: what tradeguard itself runs on (the trail's tables, verify(), the protection
+/// trigger function) must not change under it.
+unsafe fn protected_schema_change(stmt: *mut pg_sys::Node) -> Option<String> {
+    use pg_sys::NodeTag as N;
+    let t = (*stmt).type_;
+    let rel_in = |rv: *mut pg_sys::RangeVar| range_var_relid(rv).is_some_and(|r| is_tradeguard_namespace(pg_sys::get_rel_namespace(r)));
+    if t == N::T_CreateStmt || t == N::T_CreateSeqStmt || t == N::T_ViewStmt || t == N::T_CreateTableAsStmt {
+        let rv = match t {
+            N::T_CreateStmt => (*(stmt as *mut pg_sys::CreateStmt)).relation,
+            N::T_CreateSeqStmt => (*(stmt as *mut pg_sys::CreateSeqStmt)).sequence,
+            N::T_ViewStmt => (*(stmt as *mut pg_sys::ViewStmt)).view,
+            _ => {
+                let into = (*(stmt as *mut pg_sys::CreateTableAsStmt)).into;
+                if into.is_null() { std::ptr::null_mut() } else { (*into).rel }
+            }
+        };
+        if is_tradeguard_namespace(creation_namespace(rv)) {
+            return Some("new objects in tradeguard's schemas".into());
+        }
+    } else if t == N::T_CreateFunctionStmt {
+        let mut name: *mut c_char = std::ptr::null_mut();
+        let nsp = pg_sys::QualifiedNameGetCreationNamespace((*(stmt as *mut pg_sys::CreateFunctionStmt)).funcname, &mut name);
+        if is_tradeguard_namespace(nsp) {
+            return Some("functions in tradeguard's schemas".into());
+        }
+    } else if t == N::T_AlterFunctionStmt {
+        let s = stmt as *mut pg_sys::AlterFunctionStmt;
+        if is_tradeguard_namespace(function_namespace((*s).func as *mut c_void, (*s).objtype)) {
+            return Some("functions in tradeguard's schemas".into());
+        }
+    } else if t == N::T_AlterObjectSchemaStmt {
+        let s = stmt as *mut pg_sys::AlterObjectSchemaStmt;
+        let moved_out = if FUNCTION_KINDS.contains(&(*s).objectType) {
+            is_tradeguard_namespace(function_namespace((*s).object as *mut c_void, (*s).objectType))
+        } else {
+            rel_in((*s).relation)
+        };
+        if moved_out || is_tradeguard_schema_name((*s).newschema) {
+            return Some("the schema of tradeguard's objects".into());
+        }
+    } else if t == N::T_RenameStmt || t == N::T_AlterOwnerStmt {
+        let (kind, object) = if t == N::T_RenameStmt {
+            let s = stmt as *mut pg_sys::RenameStmt;
+            ((*s).renameType, (*s).object as *mut c_void)
+        } else {
+            let s = stmt as *mut pg_sys::AlterOwnerStmt;
+            ((*s).objectType, (*s).object as *mut c_void)
+        };
+        if FUNCTION_KINDS.contains(&kind) && is_tradeguard_namespace(function_namespace(object, kind)) {
+            return Some("functions in tradeguard's schemas".into());
+        }
+        if kind == pg_sys::ObjectType::OBJECT_SCHEMA && t == N::T_RenameStmt && is_tradeguard_schema_name((*(stmt as *mut pg_sys::RenameStmt)).subname) {
+            return Some("tradeguard's schemas".into());
+        }
+    } else if t == N::T_DropStmt {
+        let s = stmt as *mut pg_sys::DropStmt;
+        let kind = (*s).removeType;
+        for o in list_ptrs((*s).objects) {
+            let inside = if FUNCTION_KINDS.contains(&kind) {
+                is_tradeguard_namespace(function_namespace(o, kind))
+            } else if matches!(
+                kind,
+                pg_sys::ObjectType::OBJECT_TABLE
+                    | pg_sys::ObjectType::OBJECT_INDEX
+                    | pg_sys::ObjectType::OBJECT_SEQUENCE
+                    | pg_sys::ObjectType::OBJECT_VIEW
+                    | pg_sys::ObjectType::OBJECT_MATVIEW
+            ) && is_tag(o, N::T_List)
+            {
+                rel_in(pg_sys::makeRangeVarFromNameList(o as *mut pg_sys::List))
+            } else {
+                false
+            };
+            if inside {
+                return Some(format!("objects of tradeguard's schemas ({})", name_list(o as *mut pg_sys::List).join(".")));
+            }
+        }
+    } else if t == N::T_AlterExtensionContentsStmt && cstr((*(stmt as *mut pg_sys::AlterExtensionContentsStmt)).extname) == "tradeguard" {
+        return Some("the members of extension tradeguard".into());
+    } else if t == N::T_CreatePolicyStmt || t == N::T_AlterPolicyStmt {
+        let rv = if t == N::T_CreatePolicyStmt {
+            (*(stmt as *mut pg_sys::CreatePolicyStmt)).table
+        } else {
+            (*(stmt as *mut pg_sys::AlterPolicyStmt)).table
+        };
+        if rel_in(rv) {
+            return Some("policies on tradeguard's tables".into());
+        }
+    }
+    None
+}
+
 unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
-    let mut ins = Inspection { protected: None, record: None, truncated: Vec::new() };
+    let mut ins = Inspection { protected: protected_schema_change(stmt), record: None, truncated: Vec::new() };
     let t = (*stmt).type_;
     use pg_sys::NodeTag as N;
     if t == N::T_AlterTableStmt {
@@ -222,11 +353,6 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
                 ins.record = Some(("DDL".into(), rel_schema(relid), rel_name(relid)));
             }
         }
-    } else if t == N::T_CreateStmt
-        && !(*(stmt as *mut pg_sys::CreateStmt)).relation.is_null()
-        && cstr((*(*(stmt as *mut pg_sys::CreateStmt)).relation).schemaname) == "tradeguard_audit"
-    {
-        ins.protected = Some("new tables in tradeguard_audit".into());
     } else if t == N::T_TruncateStmt {
         for rv in list_ptrs((*(stmt as *mut pg_sys::TruncateStmt)).relations) {
             if let Some(relid) = range_var_relid(rv as *mut pg_sys::RangeVar) {

@@ -301,4 +301,30 @@ mod tests {
     fn the_retention_anchor_cannot_be_forged() {
         Spi::run("INSERT INTO tradeguard_audit.retention VALUES (3, '\\x00', 'forged anchor', 'nobody', 0)").unwrap();
     }
+    #[pg_test]
+    fn tradeguards_schemas_cannot_be_changed_around_it() {
+        Spi::run(
+            "CREATE FUNCTION pg_temp.t_try(q text) RETURNS text LANGUAGE plpgsql AS $f$
+             BEGIN EXECUTE q; RETURN 'allowed'; EXCEPTION WHEN OTHERS THEN RETURN SQLERRM; END $f$",
+        )
+        .unwrap();
+        let refused = |what: &str| format!("tradeguard: cannot change {what}: protected by tradeguard; a tradeguard_admin member must call tradeguard.break_glass(reason) first");
+        for (sql, what) in [
+            ("ALTER TABLE tradeguard_audit.blocks SET SCHEMA public", "the schema of tradeguard's objects".to_string()),
+            ("ALTER FUNCTION tradeguard.seal() SET SCHEMA public", "the schema of tradeguard's objects".to_string()),
+            ("SET LOCAL search_path = tradeguard_audit; CREATE TABLE log2 (id int)", "new objects in tradeguard's schemas".to_string()),
+            ("SET LOCAL search_path = tradeguard_audit; CREATE SEQUENCE log_id_seq2", "new objects in tradeguard's schemas".to_string()),
+            (
+                "CREATE OR REPLACE FUNCTION tradeguard.protect_trigger() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NEW; END'",
+                "functions in tradeguard's schemas".to_string(),
+            ),
+            ("ALTER FUNCTION tradeguard.verify(bigint, bigint) RENAME TO verify_real", "functions in tradeguard's schemas".to_string()),
+            ("ALTER EXTENSION tradeguard DROP TABLE tradeguard_audit.log", "the members of extension tradeguard".to_string()),
+            ("SET LOCAL search_path = tradeguard_audit; DROP INDEX log_block", "objects of tradeguard's schemas (log_block)".to_string()),
+            ("CREATE POLICY p ON tradeguard_audit.log USING (true)", "policies on tradeguard's tables".to_string()),
+        ] {
+            let got = Spi::get_one::<String>(&format!("SELECT pg_temp.t_try({})", pgrx::spi::quote_literal(sql))).unwrap();
+            assert_eq!(got, Some(refused(&what)), "{sql}");
+        }
+    }
 }
