@@ -3,6 +3,8 @@
 
 pub mod engine;
 pub mod error;
+#[cfg(feature = "pg_test")]
+mod tests;
 
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -75,16 +77,39 @@ fn guard_trigger<'a>(
 fn guard_row(trigger: &pgrx::PgTrigger<'_>) -> TgResult<()> {
     let args = trigger.extra_args().map_err(|e| CoreError::InvalidArgument(e.to_string()))?;
     let (action, columns) = args.split_first().ok_or_else(|| CoreError::InvalidArgument("guard trigger without arguments".into()))?;
-    let Some(new) = trigger.new() else { return Ok(()) };
+    let td = trigger.trigger_data();
+    let by_update = pgrx::trigger_support::trigger_fired_by_update(td.tg_event);
+    let new_t = if by_update { td.tg_newtuple } else { td.tg_trigtuple };
+    if new_t.is_null() {
+        return Ok(());
+    }
     let table = format!(
         "{}.{}",
         trigger.table_schema().unwrap_or_default(),
         trigger.table_name().unwrap_or_default()
     );
+    let tupdesc = unsafe { (*td.tg_relation).rd_att };
     for col in columns {
-        let Some(value) = new.get_by_name::<String>(col).map_err(|e| CoreError::InvalidArgument(e.to_string()))? else {
-            continue;
-        };
+        // text, varchar and char(n) alike: the stored bytes (char(n) with its padding).
+        let attno = unsafe { pg_sys::SPI_fnumber(tupdesc, std::ffi::CString::new(col.as_str()).unwrap_or_default().as_ptr()) };
+        if attno <= 0 {
+            return Err(IdsError::NotTextColumn { table: table.clone(), column: col.clone() }.into());
+        }
+        let attno = std::num::NonZeroUsize::new(attno as usize).expect("positive");
+        let Some(datum) = (unsafe { pgrx::heap_getattr_raw(new_t, attno, tupdesc) }) else { continue };
+        let typlen = unsafe { (*tupdesc).attrs.as_slice((*tupdesc).natts as usize)[attno.get() - 1].attlen };
+        if typlen != -1 {
+            return Err(IdsError::NotTextColumn { table: table.clone(), column: col.clone() }.into());
+        }
+        let bytes = common::varlena_bytes(datum);
+        // An UPDATE that leaves the value as it was is not a new write of it.
+        if by_update {
+            let old = unsafe { pgrx::heap_getattr_raw(td.tg_trigtuple, attno, tupdesc) };
+            if old.is_some_and(|o| common::varlena_bytes(o) == bytes) {
+                continue;
+            }
+        }
+        let value = String::from_utf8_lossy(bytes);
         let verdict = engine::check(&value, Context::Auto);
         if !verdict.is_attack {
             continue;
@@ -117,6 +142,15 @@ fn guard_columns(tbl: pgrx::PgRelation, columns: Vec<String>, action: default!(&
     guard_columns_impl(oid, &columns, action).or_raise()
 }
 
+/// The trigger of each action: a column is guarded by at most one of them.
+fn guard_trigger_name(action: &str) -> &'static str {
+    if action == "log" {
+        "tradeguard_a_guard_log"
+    } else {
+        "tradeguard_a_guard"
+    }
+}
+
 fn guard_columns_impl(oid: pg_sys::Oid, columns: &[String], action: &str) -> TgResult<String> {
     if action != "reject" && action != "log" {
         return Err(IdsError::UnknownAction(action.chars().take(40).collect()).into());
@@ -124,12 +158,24 @@ fn guard_columns_impl(oid: pg_sys::Oid, columns: &[String], action: &str) -> TgR
     if columns.is_empty() {
         return Err(IdsError::InvalidArgument("no columns given".into()).into());
     }
-    let table: String = common::spi_first::<String>(
-        "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) FROM pg_catalog.pg_class c
-           JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1",
+    let (table, own): (String, bool) = common::spi_first_row(
+        "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname),
+                n.nspname IN ('tradeguard', 'tradeguard_audit', 'pg_catalog', 'information_schema') OR n.nspname LIKE 'pg\\_%'
+           FROM pg_catalog.pg_class c
+           JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1 AND c.relkind IN ('r', 'p')",
         &[oid.into()],
+        |r| Ok((r.get::<String>(1)?.unwrap_or_default(), r.get::<bool>(2)?.unwrap_or(true))),
     )?
-        .ok_or_else(|| IdsError::InvalidArgument("unknown table".into()))?;
+    .ok_or_else(|| IdsError::InvalidArgument("not a user table".into()))?;
+    if own {
+        return Err(IdsError::InvalidArgument(format!("{table} is not a user table")).into());
+    }
+    // The trigger is installed as the extension owner: the caller must be allowed to create
+    // triggers on the table themselves.
+    let may = common::spi_first::<bool>("SELECT pg_catalog.has_table_privilege($1, 'TRIGGER')", &[oid.into()])?.unwrap_or(false);
+    if !may {
+        return Err(CoreError::PermissionDenied(format!("guard_columns on {table} needs the TRIGGER privilege on it (or its ownership)")).into());
+    }
     for c in columns {
         let ok = common::spi_first::<bool>(
             "SELECT pg_catalog.format_type(atttypid, NULL) IN ('text', 'character varying', 'character')
@@ -140,22 +186,47 @@ fn guard_columns_impl(oid: pg_sys::Oid, columns: &[String], action: &str) -> TgR
             return Err(IdsError::NotTextColumn { table, column: c.clone() }.into());
         }
     }
-    let args: Vec<String> = std::iter::once(action.to_string())
-        .chain(columns.iter().cloned())
-        .map(|a| format!("'{}'", a.replace('\'', "''")))
-        .collect();
+    // Columns already guarded, by action (arguments of the two triggers after the action).
+    let guarded = |name: &str| -> TgResult<Vec<String>> {
+        Ok(common::as_owner(|| {
+            common::spi_first::<Vec<String>>(
+                "SELECT (pg_catalog.string_to_array(pg_catalog.encode(t.tgargs, 'escape'), '\\000'))[2:t.tgnargs]
+                   FROM pg_catalog.pg_trigger t WHERE t.tgrelid = $1 AND t.tgname = $2",
+                &[oid.into(), name.into()],
+            )
+        })??
+        .unwrap_or_default())
+    };
+    let other = if action == "log" { "reject" } else { "log" };
+    let mut mine = guarded(guard_trigger_name(action))?;
+    for c in columns {
+        if !mine.contains(c) {
+            mine.push(c.clone());
+        }
+    }
+    let theirs: Vec<String> = guarded(guard_trigger_name(other))?.into_iter().filter(|c| !columns.contains(c)).collect();
     let _own = common::InternalWrite::begin();
     common::as_owner(|| -> TgResult<()> {
-        Spi::run(&format!("DROP TRIGGER IF EXISTS tradeguard_a_guard ON {table}"))?;
-        Spi::run(&format!(
-            "CREATE TRIGGER tradeguard_a_guard BEFORE INSERT OR UPDATE ON {table}
-               FOR EACH ROW EXECUTE FUNCTION tradeguard.guard_trigger({})",
-            args.join(", ")
-        ))?;
-        Spi::run(&format!("ALTER TABLE {table} ENABLE ALWAYS TRIGGER tradeguard_a_guard"))?;
+        for (act, cols) in [(action, &mine), (other, &theirs)] {
+            let name = guard_trigger_name(act);
+            Spi::run(&format!("DROP TRIGGER IF EXISTS {name} ON {table}"))?;
+            if cols.is_empty() {
+                continue;
+            }
+            let args: Vec<String> = std::iter::once(act.to_string())
+                .chain(cols.iter().cloned())
+                .map(|a| format!("'{}'", a.replace('\'', "''")))
+                .collect();
+            Spi::run(&format!(
+                "CREATE TRIGGER {name} BEFORE INSERT OR UPDATE ON {table}
+                   FOR EACH ROW EXECUTE FUNCTION tradeguard.guard_trigger({})",
+                args.join(", ")
+            ))?;
+            Spi::run(&format!("ALTER TABLE {table} ENABLE ALWAYS TRIGGER {name}"))?;
+        }
         Ok(())
     })??;
-    Ok(format!("guarding {} of {table} ({action})", columns.join(", ")))
+    Ok(format!("guarding {} of {table} ({action})", mine.join(", ")))
 }
 
 pgrx::extension_sql_file!(
