@@ -104,6 +104,11 @@ struct Inspection {
     /// and the partition. A partition carries a clone of the audited table's row trigger but
     /// not its statement-level TRUNCATE trigger (PostgreSQL does not clone those).
     truncated: Vec<(String, String, String)>,
+    /// More system changes to record after it succeeds (a DROP of several audited tables).
+    more: Vec<(String, String, String)>,
+    /// An audited table whose DDL may change the columns its registration names (primary key,
+    /// exclusions), and a column renamed (old, new name).
+    refresh: Option<(pg_sys::Oid, Option<(String, String)>)>,
 }
 
 /// The audited table `relid` is a partition of, when `relid` lacks a TRUNCATE trigger of its
@@ -273,7 +278,7 @@ unsafe fn protected_schema_change(stmt: *mut pg_sys::Node) -> Option<String> {
 }
 
 unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
-    let mut ins = Inspection { protected: protected_schema_change(stmt), record: None, truncated: Vec::new() };
+    let mut ins = Inspection { protected: protected_schema_change(stmt), record: None, truncated: Vec::new(), more: Vec::new(), refresh: None };
     let t = (*stmt).type_;
     use pg_sys::NodeTag as N;
     if t == N::T_AlterTableStmt {
@@ -296,6 +301,7 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
             }
             if is_audited(relid) {
                 ins.record = Some(("DDL".into(), schema, name));
+                ins.refresh = Some((relid, None));
             }
         }
     } else if t == N::T_DropStmt {
@@ -320,7 +326,12 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
                 let rv = pg_sys::makeRangeVarFromNameList(o as *mut pg_sys::List);
                 if let Some(relid) = range_var_relid(rv) {
                     if is_audited(relid) {
-                        ins.record = Some(("DROP TABLE".into(), rel_schema(relid), rel_name(relid)));
+                        let r = ("DROP TABLE".to_string(), rel_schema(relid), rel_name(relid));
+                        if ins.record.is_none() {
+                            ins.record = Some(r);
+                        } else {
+                            ins.more.push(r);
+                        }
                     }
                 }
             }
@@ -335,6 +346,8 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
                 ins.protected = Some(format!("tradeguard_audit.{}", rel_name(relid)));
             } else if is_audited(relid) {
                 ins.record = Some(("DDL".into(), rel_schema(relid), rel_name(relid)));
+                let renamed = ((*s).renameType == pg_sys::ObjectType::OBJECT_COLUMN).then(|| (cstr((*s).subname), cstr((*s).newname)));
+                ins.refresh = Some((relid, renamed));
             }
         }
     } else if t == N::T_CreateTrigStmt || t == N::T_IndexStmt || t == N::T_RuleStmt {
@@ -405,7 +418,7 @@ unsafe extern "C-unwind" fn tradeguard_process_utility(
         && !pg_sys::creating_extension
         && !internal_write_active()
         && pg_sys::get_extension_oid(c"tradeguard".as_ptr(), true) != pg_sys::InvalidOid;
-    let mut ins = Inspection { protected: None, record: None, truncated: Vec::new() };
+    let mut ins = Inspection { protected: None, record: None, truncated: Vec::new(), more: Vec::new(), refresh: None };
     if relevant {
         let tag = cstr(pg_sys::CreateCommandName(stmt));
         ins = inspect(stmt, &tag);
@@ -440,6 +453,19 @@ unsafe extern "C-unwind" fn tradeguard_process_utility(
             e.raise();
         }
     }
+    if let Some((relid, renamed)) = &ins.refresh {
+        // The registration follows the table: a renamed excluded column stays excluded, and the
+        // primary key recorded is the table's current one.
+        if let Err(e) = refresh_registration(*relid, renamed.as_ref()) {
+            e.raise();
+        }
+    }
+    for (op, schema, object) in &ins.more {
+        let detail = serde_json::json!({ "command": cstr(pg_sys::CreateCommandName(stmt)) });
+        if let Err(e) = record(op, schema, object, detail) {
+            pgrx::warning!("tradeguard: could not record {op} {object} in the audit trail: {e}");
+        }
+    }
     if let Some((op, schema, object)) = ins.record {
         // The extension may be gone now (DROP EXTENSION under break-glass).
         if pg_sys::get_extension_oid(c"tradeguard".as_ptr(), true) == pg_sys::InvalidOid {
@@ -452,6 +478,25 @@ unsafe extern "C-unwind" fn tradeguard_process_utility(
             pgrx::warning!("tradeguard: could not record {tag} in the audit trail: {e}");
         }
     }
+}
+
+fn refresh_registration(relid: pg_sys::Oid, renamed: Option<&(String, String)>) -> TgResult<()> {
+    let (old, new) = renamed.map(|(o, n)| (Some(o.as_str()), Some(n.as_str()))).unwrap_or((None, None));
+    let _w = super::InternalWrite::begin();
+    crate::common::as_owner(|| {
+        Spi::run_with_args(
+            "UPDATE tradeguard_audit.audited_tables a
+                SET exclude_columns = CASE WHEN $2::text IS NULL THEN a.exclude_columns
+                                           ELSE pg_catalog.array_replace(a.exclude_columns, $2::text, $3::text) END,
+                    pk_columns = ARRAY(SELECT att.attname::text FROM pg_catalog.pg_index i
+                                         JOIN pg_catalog.pg_attribute att ON att.attrelid = i.indrelid AND att.attnum = ANY (i.indkey)
+                                        WHERE i.indrelid = a.relid AND i.indisprimary ORDER BY att.attnum)
+              WHERE a.relid = $1",
+            &[relid.into(), old.into(), new.into()],
+        )
+    })??;
+    crate::crypto::keys::invalidate();
+    Ok(())
 }
 
 fn record(op: &str, schema: &str, object: &str, detail: serde_json::Value) -> TgResult<()> {

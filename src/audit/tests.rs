@@ -327,4 +327,25 @@ mod tests {
             assert_eq!(got, Some(refused(&what)), "{sql}");
         }
     }
+    #[pg_test]
+    fn the_registration_follows_renamed_columns_and_new_keys() {
+        Spi::run(
+            "CREATE TABLE t_ren (id int PRIMARY KEY, note text, qty int);
+             SELECT tradeguard.audit_table('t_ren', '{note}');
+             ALTER TABLE t_ren RENAME COLUMN note TO note2;
+             ALTER TABLE t_ren RENAME COLUMN id TO tid;
+             INSERT INTO t_ren VALUES (1, 'secret note', 5);
+             CREATE TABLE t_nokey (id int, v text);
+             SELECT tradeguard.audit_table('t_nokey');
+             ALTER TABLE t_nokey ADD PRIMARY KEY (id);
+             INSERT INTO t_nokey VALUES (7, 'x')",
+        )
+        .unwrap();
+        let row = Spi::get_one::<String>(
+            "SELECT pk::text || ' ' || new_row::text FROM tradeguard_audit.log WHERE table_name = 't_ren' AND operation = 'INSERT'",
+        );
+        assert_eq!(row, Ok(Some("{\"tid\": 1} {\"qty\": 5, \"tid\": 1}".to_string())));
+        let pk = Spi::get_one::<String>("SELECT pk::text FROM tradeguard_audit.log WHERE table_name = 't_nokey' AND operation = 'INSERT'");
+        assert_eq!(pk, Ok(Some("{\"id\": 7}".to_string())));
+    }
 }
