@@ -107,7 +107,7 @@ unsafe extern "C-unwind" fn tradeguard_client_auth(port: *mut pg_sys::libpq::be:
             "key": if is_role { "role" } else { "source" }, "value": key, "until": format_until(until),
             "until_us": until,
         });
-        security::push(security::security_event("lockout", "high", Some(&remote), &role, &detail.to_string()));
+        security::push(security::security_event("lockout", "high", Some(&remote), &role, "", &detail.to_string()));
     }
 }
 

@@ -56,7 +56,7 @@ pub struct EventSlot {
     pub addr: FixedStr<64>,
     pub role: FixedStr<64>,
     pub database: FixedStr<64>,
-    pub detail: FixedStr<640>,
+    pub detail: FixedStr<DETAIL_CAPACITY>,
 }
 
 #[repr(C)]
@@ -133,7 +133,10 @@ pub fn push(slot: EventSlot) -> bool {
     true
 }
 
-pub fn security_event(event_type: &str, severity: &str, addr: Option<&str>, role: &str, detail: &str) -> EventSlot {
+/// Bytes of an event's detail that fit its shared-memory slot.
+pub const DETAIL_CAPACITY: usize = 640;
+
+pub fn security_event(event_type: &str, severity: &str, addr: Option<&str>, role: &str, database: &str, detail: &str) -> EventSlot {
     EventSlot {
         kind: EventKind::Security,
         at: now(),
@@ -143,7 +146,7 @@ pub fn security_event(event_type: &str, severity: &str, addr: Option<&str>, role
         severity: FixedStr::new(severity),
         addr: FixedStr::new(addr.unwrap_or("")),
         role: FixedStr::new(role),
-        database: FixedStr::new(""),
+        database: FixedStr::new(database),
         detail: FixedStr::new(detail),
     }
 }

@@ -135,7 +135,13 @@ fn store_events(events: &[EventSlot], dropped: u64) -> TgResult<()> {
                 }
             }
             EventKind::Security => {
-                let detail = detail_json(e.detail.as_str());
+                let mut detail = detail_json(e.detail.as_str());
+                // Events of every database are stored here: say which one it came from.
+                if let (Some(obj), db) = (detail.as_object_mut(), e.database.as_str()) {
+                    if !db.is_empty() && !obj.contains_key("database") {
+                        obj.insert("database".into(), serde_json::json!(db));
+                    }
+                }
                 if e.event_type.as_str() == "lockout" {
                     lockouts = true;
                     let is_role = detail["key"] == "role";
