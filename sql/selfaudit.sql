@@ -859,9 +859,11 @@ BEGIN
           JOIN pg_catalog.pg_attribute a ON a.attrelid = t.relid AND a.attnum > 0 AND NOT a.attisdropped
           JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid
           LEFT JOIN tradeguard_audit.sensitive_columns s ON s.relid = t.relid AND s.attname = a.attname
-         WHERE (ty.typcategory = 'S' OR ty.oid IN ('pg_catalog.json'::pg_catalog.regtype, 'pg_catalog.jsonb'::pg_catalog.regtype))
-           AND (s.relid IS NOT NULL
-                OR pg_catalog.lower(a.attname) ~ '(^|_)(password|passwd|pwd|secret|token|api_?key|apikey|access_?key|private_?key|account_?(number|no|num)|acct_?(number|no|num)|card|card_?(number|no|num)|credit_?card|pan|cvv|cvc|iban|bic_?iban|ssn|tax_?id|pin)(_|$)')
+         -- Columns marked sensitive whatever their type (encrypt_column converts numbers, times and
+         -- jsonb too); columns named like a secret when they hold text.
+         WHERE (s.relid IS NOT NULL
+                OR ((ty.typcategory = 'S' OR ty.oid IN ('pg_catalog.json'::pg_catalog.regtype, 'pg_catalog.jsonb'::pg_catalog.regtype))
+                    AND pg_catalog.lower(a.attname) ~ '(^|_)(password|passwd|pwd|secret|token|api_?key|apikey|access_?key|private_?key|account_?(number|no|num)|acct_?(number|no|num)|card|card_?(number|no|num)|credit_?card|pan|cvv|cvc|iban|bic_?iban|ssn|tax_?id|pin)(_|$)'))
            AND (t.relid::text || ':' || a.attname) <> ALL (coalesce(v_cols, '{}'::text[]));
 
     ELSIF p_check = 'root_key_file_permissions' THEN
