@@ -112,11 +112,37 @@ pgrx::extension_sql_file!(
 );
 
 #[cfg(test)]
-mod tests {
+mod unit_tests {
     #[test]
     fn unix_epoch_maps_to_postgres_epoch() {
         // 2000-01-01T00:00:00Z is 946684800 in Unix time and 0 in PostgreSQL's.
         assert_eq!(super::unix_to_ts(946_684_800).into_inner(), 0);
         assert_eq!(super::unix_to_ts(946_684_801).into_inner(), 1_000_000);
+    }
+}
+
+#[cfg(feature = "pg_test")]
+#[pgrx::pg_schema]
+mod tests {
+    use pgrx::prelude::*;
+
+    #[pg_test]
+    fn marked_columns_of_any_type_are_reported_until_encrypted() {
+        Spi::run(
+            "CREATE TABLE public.t_acct (id int PRIMARY KEY, balance numeric, ssn bigint, blob bytea, note text);
+             SELECT tradeguard.mark_sensitive('public.t_acct', c) FROM unnest('{balance,ssn,note}'::name[]) c",
+        )
+        .unwrap();
+        let reported = Spi::get_one::<String>(
+            "SELECT string_agg(object, ',' ORDER BY object) FROM tradeguard.findings
+              WHERE check_id = 'sensitive_column_plaintext' AND object LIKE '%t_acct.%'",
+        );
+        assert_eq!(reported, Ok(Some("public.t_acct.balance,public.t_acct.note,public.t_acct.ssn".to_string())));
+        Spi::run("SELECT tradeguard.create_key('t_acct'); SELECT tradeguard.encrypt_column('public.t_acct', 'balance', 't_acct')").unwrap();
+        let reported = Spi::get_one::<String>(
+            "SELECT string_agg(object, ',' ORDER BY object) FROM tradeguard.findings
+              WHERE check_id = 'sensitive_column_plaintext' AND object LIKE '%t_acct.%'",
+        );
+        assert_eq!(reported, Ok(Some("public.t_acct.note,public.t_acct.ssn".to_string())));
     }
 }
