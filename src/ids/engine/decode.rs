@@ -47,13 +47,15 @@ fn push_char(out: &mut Vec<u8>, c: char) {
 }
 
 /// Map look-alike code points used for evasion to their ASCII meaning.
-fn fold_lookalike(cp: u32) -> Option<char> {
+pub(crate) fn fold_lookalike(cp: u32) -> Option<char> {
     Some(match cp {
         0x2215 | 0xFF0F | 0x2044 => '/',
         0x2216 | 0xFF3C | 0x29F5 | 0xFE68 => '\\',
         0xFF0E | 0x2024 => '.',
-        0xFF1C | 0x2039 | 0x3008 => '<',
-        0xFF1E | 0x203A | 0x3009 => '>',
+        // Not the CJK brackets 〈 〉 (U+3008/3009): ordinary punctuation in Japanese text, and
+        // no browser or normalisation reads them as markup.
+        0xFF1C | 0x2039 => '<',
+        0xFF1E | 0x203A => '>',
         0xFF07 => '\'',
         0xFF02 => '"',
         _ => return None,

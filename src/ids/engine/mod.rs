@@ -393,7 +393,10 @@ fn scan(input: &str, ctx: Context, early: bool) -> Option<Scan> {
     if b.is_empty() {
         return None;
     }
-    let any_special = b.iter().any(|&c| special_byte(c));
+    // Look-alikes of ASCII punctuation (full-width ．／＜, ∕, ․ ...) count as special: they are
+    // folded before detection, so a value made of them is not plain.
+    let any_special = b.iter().any(|&c| special_byte(c))
+        || (!b.is_ascii() && input.chars().any(|c| (c as u32) >= 0x80 && decode::fold_lookalike(c as u32).is_some()));
     if !any_special {
         // Plain value: nothing to decode, no quotes/markup/separators. Only keywords,
         // bare command/handler names and sensitive paths can matter.

@@ -577,3 +577,16 @@ fn more_attacks_by_class() {
         Class::Traversal,
     );
 }
+
+#[test]
+fn look_alike_punctuation_alone_is_folded() {
+    // Values whose only "special" characters are look-alikes took the plain fast path before.
+    for s in ["\u{FF0E}\u{FF0E}\u{FF0F}\u{FF0E}\u{FF0E}\u{FF0F}secret", "\u{2215}etc\u{2215}passwd", "\u{2024}\u{2024}/\u{2024}\u{2024}/x"] {
+        assert!(attack(s), "{s}");
+        assert_eq!(is_attack(s, Context::Auto), check(s, Context::Auto).is_attack, "{s}");
+    }
+    // CJK angle brackets are Japanese punctuation, not markup.
+    for s in ["〈重要〉 決算前に確認", "〈重要〉 決算前に確認;", "ＡＢＣ（株）の注文、１００株", "1／2 を売却"] {
+        assert!(!attack(s), "{s}");
+    }
+}
