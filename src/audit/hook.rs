@@ -146,6 +146,26 @@ const TRIGGER_STATE_CMDS: [pg_sys::AlterTableType::Type; 7] = [
     pg_sys::AlterTableType::AT_DisableTrigUser,
 ];
 
+/// A role as written in a statement (`CURRENT_USER`, `PUBLIC`... by their keyword; NULL is ALL).
+unsafe fn role_spec_name(r: *mut pg_sys::RoleSpec) -> String {
+    if r.is_null() {
+        return "ALL".into();
+    }
+    use pg_sys::RoleSpecType::*;
+    match (*r).roletype {
+        ROLESPEC_CSTRING => cstr((*r).rolename),
+        ROLESPEC_CURRENT_ROLE => "CURRENT_ROLE".into(),
+        ROLESPEC_CURRENT_USER => "CURRENT_USER".into(),
+        ROLESPEC_SESSION_USER => "SESSION_USER".into(),
+        _ => "PUBLIC".into(),
+    }
+}
+
+/// The roles of a list of RoleSpec nodes, comma-separated.
+unsafe fn role_specs(list: *mut pg_sys::List) -> String {
+    list_ptrs(list).into_iter().map(|p| role_spec_name(p as *mut pg_sys::RoleSpec)).collect::<Vec<_>>().join(", ")
+}
+
 /// Whether a namespace is one of tradeguard's.
 unsafe fn is_tradeguard_namespace(nsp: pg_sys::Oid) -> bool {
     nsp != pg_sys::InvalidOid && matches!(cstr(pg_sys::get_namespace_name(nsp)).as_str(), "tradeguard" | "tradeguard_audit")
@@ -336,6 +356,9 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
                 }
             }
         }
+    } else if t == N::T_RenameStmt && (*(stmt as *mut pg_sys::RenameStmt)).renameType == pg_sys::ObjectType::OBJECT_ROLE {
+        let s = stmt as *mut pg_sys::RenameStmt;
+        ins.record = Some((tag.to_string(), String::new(), format!("{} RENAME TO {}", cstr((*s).subname), cstr((*s).newname))));
     } else if t == N::T_RenameStmt {
         let s = stmt as *mut pg_sys::RenameStmt;
         if (*s).renameType == pg_sys::ObjectType::OBJECT_TRIGGER && cstr((*s).subname).starts_with("tradeguard_") {
@@ -379,12 +402,29 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
                 }
             }
         }
-    } else if t == N::T_GrantStmt || t == N::T_GrantRoleStmt || t == N::T_AlterDefaultPrivilegesStmt {
-        ins.record = Some((tag.to_string(), String::new(), String::new()));
+    } else if t == N::T_GrantRoleStmt {
+        // "granted roles TO grantees" (role names only; never options that could carry secrets).
+        let s = stmt as *mut pg_sys::GrantRoleStmt;
+        let granted: Vec<String> = list_ptrs((*s).granted_roles)
+            .into_iter()
+            .filter(|p| is_tag(*p, N::T_AccessPriv))
+            .map(|p| cstr((*(p as *mut pg_sys::AccessPriv)).priv_name))
+            .collect();
+        let grantees = role_specs((*s).grantee_roles);
+        let dir = if (*s).is_grant { "TO" } else { "FROM" };
+        ins.record = Some((tag.to_string(), String::new(), format!("{} {dir} {grantees}", granted.join(", "))));
+    } else if t == N::T_GrantStmt || t == N::T_AlterDefaultPrivilegesStmt {
+        let grantees = if t == N::T_GrantStmt { role_specs((*(stmt as *mut pg_sys::GrantStmt)).grantees) } else { String::new() };
+        ins.record = Some((tag.to_string(), String::new(), grantees));
     } else if t == N::T_CreateRoleStmt {
         ins.record = Some((tag.to_string(), String::new(), cstr((*(stmt as *mut pg_sys::CreateRoleStmt)).role)));
     } else if t == N::T_AlterRoleStmt || t == N::T_AlterRoleSetStmt || t == N::T_DropRoleStmt {
-        ins.record = Some((tag.to_string(), String::new(), String::new()));
+        let who = match t {
+            N::T_AlterRoleStmt => role_spec_name((*(stmt as *mut pg_sys::AlterRoleStmt)).role),
+            N::T_AlterRoleSetStmt => role_spec_name((*(stmt as *mut pg_sys::AlterRoleSetStmt)).role),
+            _ => role_specs((*(stmt as *mut pg_sys::DropRoleStmt)).roles),
+        };
+        ins.record = Some((tag.to_string(), String::new(), who));
     } else if t == N::T_AlterSystemStmt {
         let s = stmt as *mut pg_sys::AlterSystemStmt;
         let name = if (*s).setstmt.is_null() { String::new() } else { cstr((*(*s).setstmt).name) };

@@ -348,4 +348,31 @@ mod tests {
         let pk = Spi::get_one::<String>("SELECT pk::text FROM tradeguard_audit.log WHERE table_name = 't_nokey' AND operation = 'INSERT'");
         assert_eq!(pk, Ok(Some("{\"id\": 7}".to_string())));
     }
+    #[pg_test]
+    fn role_changes_name_their_roles() {
+        Spi::run(
+            "CREATE ROLE t_trader; CREATE ROLE t_desk_head;
+             GRANT t_trader TO t_desk_head;
+             ALTER ROLE t_trader PASSWORD 'never-recorded';
+             ALTER ROLE t_trader RENAME TO t_trader2;
+             GRANT SELECT ON pg_catalog.pg_class TO t_desk_head;
+             REVOKE SELECT ON pg_catalog.pg_class FROM t_desk_head;
+             DROP ROLE t_trader2, t_desk_head",
+        )
+        .unwrap();
+        let rows = Spi::get_one::<String>(
+            "SELECT string_agg(operation || ': ' || table_name, '; ' ORDER BY id) FROM tradeguard_audit.log
+              WHERE operation IN ('CREATE ROLE', 'GRANT ROLE', 'ALTER ROLE', 'GRANT', 'REVOKE', 'DROP ROLE') AND table_name LIKE '%t\\_%'",
+        );
+        assert_eq!(
+            rows,
+            Ok(Some(
+                "CREATE ROLE: t_trader; CREATE ROLE: t_desk_head; GRANT ROLE: t_trader TO t_desk_head; ALTER ROLE: t_trader; \
+                 ALTER ROLE: t_trader RENAME TO t_trader2; GRANT: t_desk_head; REVOKE: t_desk_head; DROP ROLE: t_trader2, t_desk_head"
+                    .to_string()
+            ))
+        );
+        let leaked = Spi::get_one::<bool>("SELECT EXISTS (SELECT 1 FROM tradeguard_audit.log WHERE log::text LIKE '%never-recorded%')");
+        assert_eq!(leaked, Ok(Some(false)));
+    }
 }
