@@ -375,4 +375,10 @@ mod tests {
         let leaked = Spi::get_one::<bool>("SELECT EXISTS (SELECT 1 FROM tradeguard_audit.log WHERE log::text LIKE '%never-recorded%')");
         assert_eq!(leaked, Ok(Some(false)));
     }
+    #[pg_test(error = "tradeguard: invalid argument: tradeguard.app_context is larger than 4 kB; set a smaller context")]
+    fn an_oversized_context_set_by_set_config_is_refused() {
+        Spi::run("CREATE TABLE t_ctx (id int PRIMARY KEY); SELECT tradeguard.audit_table('t_ctx')").unwrap();
+        Spi::run("SELECT set_config('tradeguard.app_context', json_build_object('x', repeat('y', 5000))::text, true)").unwrap();
+        Spi::run("INSERT INTO t_ctx VALUES (1)").unwrap();
+    }
 }

@@ -328,6 +328,11 @@ fn session_facts() -> TgResult<Rc<SessionFacts>> {
     };
     let app_context = match ctx_src.as_str() {
         "" => None,
+        // The limit set_context() enforces, also for a value set with set_config() or SET:
+        // every audit row carries the context.
+        s if s.len() > 4096 => {
+            return Err(AuditError::InvalidArgument("tradeguard.app_context is larger than 4 kB; set a smaller context".into()).into())
+        }
         s => Some(unsafe { varlena_copy(Jsonb::parse(s)?.0) }),
     };
     let f = Rc::new(SessionFacts { xact: common::shmem::local_xact_stamp(), session_oid, session_user: common::role_name(session_oid), app_raw: app_raw.map(|a| a.to_bytes().to_vec()), app, addr, app_context_src: ctx_src, app_context });
