@@ -224,6 +224,7 @@ mod tests {
     fn index_on_the_trail_needs_break_glass() {
         Spi::run("CREATE INDEX ON tradeguard_audit.log (operation)").unwrap();
     }
+
     #[pg_test]
     fn partitions_are_recorded_as_their_audited_table() {
         Spi::run(
@@ -253,6 +254,7 @@ mod tests {
         let history = Spi::get_one::<i64>("SELECT count(*) FROM tradeguard.history('t_ptrades', '{\"id\": 2, \"day\": \"2026-02-05\"}')");
         assert_eq!(history, Ok(Some(2)));
     }
+
     #[pg_test]
     fn a_partition_audited_on_its_own_withholds_plaintext() {
         Spi::run("SELECT tradeguard.create_key('t_lp')").unwrap();
@@ -270,11 +272,13 @@ mod tests {
         let old = Spi::get_one::<String>("SELECT old_row->>'c' FROM tradeguard_audit.log WHERE table_name = 't_lp2' AND operation = 'DELETE'");
         assert_eq!(old, Ok(Some("[plaintext withheld]".to_string())));
     }
+
     #[pg_test(error = "tradeguard: invalid argument: public.t_excl has no column nosuchcol to exclude")]
     fn excluding_an_unknown_column_is_refused() {
         Spi::run("CREATE TABLE t_excl (id int PRIMARY KEY, note text)").unwrap();
         Spi::run("SELECT tradeguard.audit_table('t_excl', '{note,nosuchcol}')").unwrap();
     }
+
     #[pg_test(error = "tradeguard: cannot change the tradeguard triggers of public.t_glass: protected by tradeguard; a tradeguard_admin member must call tradeguard.break_glass(reason) first")]
     fn break_glass_ends_with_the_subtransaction_that_rolled_back() {
         Spi::run("CREATE TABLE t_glass (id int PRIMARY KEY); SELECT tradeguard.audit_table('t_glass')").unwrap();
@@ -301,6 +305,7 @@ mod tests {
     fn the_retention_anchor_cannot_be_forged() {
         Spi::run("INSERT INTO tradeguard_audit.retention VALUES (3, '\\x00', 'forged anchor', 'nobody', 0)").unwrap();
     }
+
     #[pg_test]
     fn tradeguards_schemas_cannot_be_changed_around_it() {
         Spi::run(
@@ -327,6 +332,7 @@ mod tests {
             assert_eq!(got, Some(refused(&what)), "{sql}");
         }
     }
+
     #[pg_test]
     fn the_registration_follows_renamed_columns_and_new_keys() {
         Spi::run(
@@ -348,6 +354,7 @@ mod tests {
         let pk = Spi::get_one::<String>("SELECT pk::text FROM tradeguard_audit.log WHERE table_name = 't_nokey' AND operation = 'INSERT'");
         assert_eq!(pk, Ok(Some("{\"id\": 7}".to_string())));
     }
+
     #[pg_test]
     fn role_changes_name_their_roles() {
         Spi::run(
@@ -375,6 +382,7 @@ mod tests {
         let leaked = Spi::get_one::<bool>("SELECT EXISTS (SELECT 1 FROM tradeguard_audit.log WHERE log::text LIKE '%never-recorded%')");
         assert_eq!(leaked, Ok(Some(false)));
     }
+
     #[pg_test(error = "tradeguard: invalid argument: tradeguard.app_context is larger than 4 kB; set a smaller context")]
     fn an_oversized_context_set_by_set_config_is_refused() {
         Spi::run("CREATE TABLE t_ctx (id int PRIMARY KEY); SELECT tradeguard.audit_table('t_ctx')").unwrap();

@@ -91,6 +91,7 @@ mod tests {
             assert_eq!(got.as_deref(), Some(*code), "{q}");
         }
     }
+
     #[pg_test]
     fn partitioned_table_is_encrypted_in_every_partition() {
         Spi::run("SELECT tradeguard.create_key('t_part')").unwrap();
@@ -130,6 +131,7 @@ mod tests {
         .unwrap();
         Spi::run("INSERT INTO t_orphan VALUES (1, 'plaintext')").unwrap();
     }
+
     #[pg_test]
     fn keys_whose_text_depends_on_the_session_are_not_bound() {
         // A timestamptz key's text follows TimeZone and DateStyle: binding values to it would
@@ -142,6 +144,7 @@ mod tests {
         Spi::run("SET LOCAL TimeZone = 'Asia/Tokyo'; SET LOCAL DateStyle = 'SQL, DMY'").unwrap();
         assert_eq!(one::<String>("SELECT v FROM t_ticks_decrypted").as_deref(), Some("tick"));
     }
+
     #[pg_test]
     fn changing_a_row_key_rebinds_its_values() {
         Spi::run("SELECT tradeguard.create_key('t_pkmove')").unwrap();
@@ -165,6 +168,7 @@ mod tests {
         Spi::run("UPDATE t_copied SET id = 3, s = (SELECT s FROM t_copied WHERE id = 1) WHERE id = 2").unwrap();
         Spi::run("SELECT s FROM t_copied_decrypted WHERE id = 3").unwrap();
     }
+
     #[pg_test(error = "tradeguard: authentication failed: wrong context, wrong key or altered ciphertext")]
     fn composite_keys_bind_values_to_their_rows() {
         Spi::run("SELECT tradeguard.create_key('t_ckey')").unwrap();
@@ -176,6 +180,7 @@ mod tests {
         Spi::run("UPDATE t_legs SET secret = (SELECT secret FROM t_legs WHERE book = 'a1') WHERE book = 'a'").unwrap();
         Spi::run("SELECT secret FROM t_legs_decrypted WHERE book = 'a'").unwrap();
     }
+
     #[pg_test(error = "tradeguard: invalid argument: cannot encrypt public.t_par.c: the table uses table inheritance, and child tables do not inherit the encrypt trigger (their rows would stay in plaintext); use declarative partitioning")]
     fn inheritance_is_refused() {
         Spi::run("SELECT tradeguard.create_key('t_inh')").unwrap();
@@ -246,6 +251,7 @@ mod tests {
         assert_eq!(one::<i64>("SELECT tradeguard.encrypt_column('t_oc', 'c', 't_ctid')"), Some(1));
         assert_eq!(one::<String>("SELECT string_agg(c, ',' ORDER BY id) FROM t_oc_decrypted").as_deref(), Some("one,two"));
     }
+
     #[pg_test]
     fn upsert_with_excluded_values_binds_them_to_the_updated_row() {
         Spi::run("SELECT tradeguard.create_key('t_upsert')").unwrap();
@@ -263,6 +269,7 @@ mod tests {
             Some("a@x=third,b@x=new")
         );
     }
+
     #[pg_test]
     fn the_decrypting_view_keeps_the_tables_privileges_and_policies() {
         Spi::run("SELECT tradeguard.create_key('t_rls')").unwrap();
