@@ -336,6 +336,14 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
             let last = names.last().cloned().unwrap_or_default();
             if kind == pg_sys::ObjectType::OBJECT_TRIGGER && last.starts_with("tradeguard_") {
                 ins.protected = Some(format!("trigger {last}"));
+            } else if matches!(kind, pg_sys::ObjectType::OBJECT_TRIGGER | pg_sys::ObjectType::OBJECT_RULE) && names.len() >= 2 {
+                // DROP TRIGGER/RULE name ON table: the list is the table's name, then the object's.
+                let table = pg_sys::list_copy_head(o as *mut pg_sys::List, (names.len() - 1) as i32);
+                if let Some(relid) = range_var_relid(pg_sys::makeRangeVarFromNameList(table)) {
+                    if is_audited(relid) {
+                        ins.record = Some(("DDL".into(), rel_schema(relid), rel_name(relid)));
+                    }
+                }
             } else if kind == pg_sys::ObjectType::OBJECT_SCHEMA && last == "tradeguard_audit" {
                 ins.protected = Some("schema tradeguard_audit".into());
             } else if kind == pg_sys::ObjectType::OBJECT_EXTENSION && last == "tradeguard" && audit_rows_exist() {
@@ -386,6 +394,13 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
             if rel_schema(relid) == "tradeguard_audit" {
                 ins.protected = Some(format!("{what} of tradeguard_audit.{}", rel_name(relid)));
             } else if is_audited(relid) {
+                ins.record = Some(("DDL".into(), rel_schema(relid), rel_name(relid)));
+            }
+        }
+    } else if t == N::T_AlterObjectSchemaStmt {
+        // SET SCHEMA of an audited table (tradeguard's own objects are refused above).
+        if let Some(relid) = range_var_relid((*(stmt as *mut pg_sys::AlterObjectSchemaStmt)).relation) {
+            if is_audited(relid) {
                 ins.record = Some(("DDL".into(), rel_schema(relid), rel_name(relid)));
             }
         }

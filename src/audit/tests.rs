@@ -389,4 +389,21 @@ mod tests {
         Spi::run("SELECT set_config('tradeguard.app_context', json_build_object('x', repeat('y', 5000))::text, true)").unwrap();
         Spi::run("INSERT INTO t_ctx VALUES (1)").unwrap();
     }
+
+    #[pg_test]
+    fn dropped_triggers_and_schema_moves_of_audited_tables_are_recorded() {
+        Spi::run(
+            "CREATE TABLE t_mv (id int PRIMARY KEY); SELECT tradeguard.audit_table('t_mv');
+             CREATE FUNCTION t_noop() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NEW; END';
+             CREATE TRIGGER t_extra BEFORE INSERT ON t_mv FOR EACH ROW EXECUTE FUNCTION t_noop();
+             DROP TRIGGER t_extra ON t_mv;
+             CREATE SCHEMA t_other; ALTER TABLE t_mv SET SCHEMA t_other",
+        )
+        .unwrap();
+        let rows = Spi::get_one::<String>(
+            "SELECT string_agg(new_row->>'command', ', ' ORDER BY id) FROM tradeguard_audit.log
+              WHERE operation = 'DDL' AND table_name = 't_mv'",
+        );
+        assert_eq!(rows, Ok(Some("CREATE TRIGGER, DROP TRIGGER, ALTER TABLE".to_string())));
+    }
 }
