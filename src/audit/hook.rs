@@ -109,6 +109,9 @@ struct Inspection {
     /// An audited table whose DDL may change the columns its registration names (primary key,
     /// exclusions), and a column renamed (old, new name).
     refresh: Option<(pg_sys::Oid, Option<(String, String)>)>,
+    /// Tables attached as partitions: their plaintext in columns encrypted through the
+    /// partitioned table is converted once they are attached.
+    attached: Vec<pg_sys::Oid>,
 }
 
 /// The audited table `relid` is a partition of, when `relid` lacks a TRUNCATE trigger of its
@@ -298,7 +301,7 @@ unsafe fn protected_schema_change(stmt: *mut pg_sys::Node) -> Option<String> {
 }
 
 unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
-    let mut ins = Inspection { protected: protected_schema_change(stmt), record: None, truncated: Vec::new(), more: Vec::new(), refresh: None };
+    let mut ins = Inspection { protected: protected_schema_change(stmt), record: None, truncated: Vec::new(), more: Vec::new(), refresh: None, attached: Vec::new() };
     let t = (*stmt).type_;
     use pg_sys::NodeTag as N;
     if t == N::T_AlterTableStmt {
@@ -311,6 +314,11 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
             }
             for c in list_ptrs((*s).cmds) {
                 let cmd = c as *mut pg_sys::AlterTableCmd;
+                if (*cmd).subtype == pg_sys::AlterTableType::AT_AttachPartition && is_tag((*cmd).def as *mut c_void, N::T_PartitionCmd) {
+                    if let Some(part) = range_var_relid((*((*cmd).def as *mut pg_sys::PartitionCmd)).name) {
+                        ins.attached.push(part);
+                    }
+                }
                 if TRIGGER_STATE_CMDS.contains(&(*cmd).subtype) {
                     let trig = cstr((*cmd).name);
                     let all = trig.is_empty();
@@ -473,7 +481,7 @@ unsafe extern "C-unwind" fn tradeguard_process_utility(
         && !pg_sys::creating_extension
         && !internal_write_active()
         && pg_sys::get_extension_oid(c"tradeguard".as_ptr(), true) != pg_sys::InvalidOid;
-    let mut ins = Inspection { protected: None, record: None, truncated: Vec::new(), more: Vec::new(), refresh: None };
+    let mut ins = Inspection { protected: None, record: None, truncated: Vec::new(), more: Vec::new(), refresh: None, attached: Vec::new() };
     if relevant {
         let tag = cstr(pg_sys::CreateCommandName(stmt));
         ins = inspect(stmt, &tag);
@@ -505,6 +513,14 @@ unsafe extern "C-unwind" fn tradeguard_process_utility(
         // Recorded like the audited table's own TRUNCATE trigger would, naming the partition.
         let detail = serde_json::json!({ "command": "TRUNCATE TABLE", "partition": partition });
         if let Err(e) = record_system("TRUNCATE", schema, table, detail) {
+            e.raise();
+        }
+    }
+    for part in &ins.attached {
+        // The encrypt trigger was cloned onto the attached table; its existing rows are
+        // converted now, in the same transaction (or the ATTACH fails): no plaintext at rest
+        // in an encrypted partitioned table.
+        if let Err(e) = crate::crypto::columns::convert_attached_partition(*part) {
             e.raise();
         }
     }

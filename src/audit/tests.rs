@@ -264,13 +264,16 @@ mod tests {
              SELECT tradeguard.encrypt_column('t_lp', 'c', 't_lp');
              CREATE TABLE t_lp2 (id int PRIMARY KEY, c text);
              INSERT INTO t_lp2 VALUES (150, 'LEAKME');
-             ALTER TABLE t_lp ATTACH PARTITION t_lp2 FOR VALUES FROM (100) TO (200);
              SELECT tradeguard.audit_table('t_lp2');
-             DELETE FROM t_lp2",
+             ALTER TABLE t_lp ATTACH PARTITION t_lp2 FOR VALUES FROM (100) TO (200)",
         )
         .unwrap();
-        let old = Spi::get_one::<String>("SELECT old_row->>'c' FROM tradeguard_audit.log WHERE table_name = 't_lp2' AND operation = 'DELETE'");
+        // Attaching converts the row; the conversion's old image held the plaintext.
+        let old = Spi::get_one::<String>("SELECT old_row->>'c' FROM tradeguard_audit.log WHERE table_name = 't_lp2' AND operation = 'UPDATE'");
         assert_eq!(old, Ok(Some("[plaintext withheld]".to_string())));
+        let leaked = Spi::get_one::<bool>("SELECT EXISTS (SELECT 1 FROM tradeguard_audit.log l WHERE l::text LIKE '%LEAKME%')");
+        assert_eq!(leaked, Ok(Some(false)));
+        assert_eq!(Spi::get_one::<bool>("SELECT tradeguard.is_ciphertext(c) FROM t_lp2"), Ok(Some(true)));
     }
 
     #[pg_test(error = "tradeguard: invalid argument: public.t_excl has no column nosuchcol to exclude")]

@@ -837,6 +837,29 @@ fn reencrypt_column_impl(tbl: pg_sys::Oid, col: &str, batch: i32) -> TgResult<i6
 /// Runs `UPDATE <fq> SET <set> WHERE <cond>` on at most `batch` rows at a time (locked with FOR
 /// UPDATE, so concurrent writers wait rather than conflict) until no row is left; returns the
 /// count. Re-running after an interruption continues where it stopped.
+/// Converts the plaintext rows of a table just attached as a partition of a table with
+/// encrypted columns (the utility hook calls it after ATTACH PARTITION). Returns the rows
+/// converted; 0 when nothing above the table is encrypted.
+pub fn convert_attached_partition(relid: pg_sys::Oid) -> TgResult<i64> {
+    let cfg = match load_table_cfg(relid) {
+        Ok(cfg) => cfg,
+        Err(crate::error::TgError::Crypto(CryptoError::NotConfigured(_))) => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let fq = common::spi_first::<String>(
+        "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) FROM pg_catalog.pg_class c
+           JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1",
+        &[relid.into()],
+    )?
+    .ok_or_else(|| CoreError::InvalidArgument("attached table vanished".into()))?;
+    let mut total = 0;
+    for col in &cfg.columns {
+        let c = q(&col.name);
+        total += update_in_batches(&fq, &format!("{c} = {c}"), &format!("{c} IS NOT NULL AND NOT tradeguard.is_ciphertext({c})"), 10_000)?;
+    }
+    Ok(total)
+}
+
 fn update_in_batches(fq: &str, set: &str, cond: &str, batch: i32) -> TgResult<i64> {
     // Rows are named by (tableoid, ctid): in a partitioned table the same ctid exists in
     // several partitions.

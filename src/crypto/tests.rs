@@ -246,9 +246,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(one::<i64>("SELECT tradeguard.encrypt_column('t_oc', 'c', 't_ctid')"), Some(1));
-        // Both first rows sit at ctid (0,1) of their partition.
+        // Both first rows sit at ctid (0,1) of their partition. Attaching converts the new
+        // partition's plaintext at once; nothing is left for a second call.
         Spi::run("ALTER TABLE t_oc ATTACH PARTITION t_oc2 FOR VALUES FROM (100) TO (200)").unwrap();
-        assert_eq!(one::<i64>("SELECT tradeguard.encrypt_column('t_oc', 'c', 't_ctid')"), Some(1));
+        assert_eq!(one::<i64>("SELECT count(*) FROM t_oc WHERE NOT tradeguard.is_ciphertext(c)"), Some(0));
+        assert_eq!(one::<i64>("SELECT tradeguard.encrypt_column('t_oc', 'c', 't_ctid')"), Some(0));
+        // Re-encryption through the parent, one row per batch: each row once.
+        Spi::run("SELECT tradeguard.rotate_key('t_ctid')").unwrap();
+        assert_eq!(one::<i64>("SELECT tradeguard.reencrypt_column('t_oc', 'c', 1)"), Some(2));
         assert_eq!(one::<String>("SELECT string_agg(c, ',' ORDER BY id) FROM t_oc_decrypted").as_deref(), Some("one,two"));
     }
 
