@@ -112,6 +112,9 @@ struct Inspection {
     /// Tables attached as partitions: their plaintext in columns encrypted through the
     /// partitioned table is converted once they are attached.
     attached: Vec<pg_sys::Oid>,
+    /// Tables dropped by name: (oid, schema, table), whose registrations (audited table,
+    /// encrypted columns) go with them.
+    dropped: Vec<(pg_sys::Oid, String, String)>,
 }
 
 /// The audited table `relid` is a partition of, when `relid` lacks a TRUNCATE trigger of its
@@ -301,7 +304,7 @@ unsafe fn protected_schema_change(stmt: *mut pg_sys::Node) -> Option<String> {
 }
 
 unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
-    let mut ins = Inspection { protected: protected_schema_change(stmt), record: None, truncated: Vec::new(), more: Vec::new(), refresh: None, attached: Vec::new() };
+    let mut ins = Inspection { protected: protected_schema_change(stmt), record: None, truncated: Vec::new(), more: Vec::new(), refresh: None, attached: Vec::new(), dropped: Vec::new() };
     let t = (*stmt).type_;
     use pg_sys::NodeTag as N;
     if t == N::T_AlterTableStmt {
@@ -361,6 +364,7 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
             } else if kind == pg_sys::ObjectType::OBJECT_TABLE {
                 let rv = pg_sys::makeRangeVarFromNameList(o as *mut pg_sys::List);
                 if let Some(relid) = range_var_relid(rv) {
+                    ins.dropped.push((relid, rel_schema(relid), rel_name(relid)));
                     if is_audited(relid) {
                         let r = ("DROP TABLE".to_string(), rel_schema(relid), rel_name(relid));
                         if ins.record.is_none() {
@@ -481,7 +485,7 @@ unsafe extern "C-unwind" fn tradeguard_process_utility(
         && !pg_sys::creating_extension
         && !internal_write_active()
         && pg_sys::get_extension_oid(c"tradeguard".as_ptr(), true) != pg_sys::InvalidOid;
-    let mut ins = Inspection { protected: None, record: None, truncated: Vec::new(), more: Vec::new(), refresh: None, attached: Vec::new() };
+    let mut ins = Inspection { protected: None, record: None, truncated: Vec::new(), more: Vec::new(), refresh: None, attached: Vec::new(), dropped: Vec::new() };
     if relevant {
         let tag = cstr(pg_sys::CreateCommandName(stmt));
         ins = inspect(stmt, &tag);
@@ -513,6 +517,12 @@ unsafe extern "C-unwind" fn tradeguard_process_utility(
         // Recorded like the audited table's own TRUNCATE trigger would, naming the partition.
         let detail = serde_json::json!({ "command": "TRUNCATE TABLE", "partition": partition });
         if let Err(e) = record_system("TRUNCATE", schema, table, detail) {
+            e.raise();
+        }
+    }
+    if !ins.dropped.is_empty() {
+        // A table created later under the same name must not inherit them.
+        if let Err(e) = forget_dropped(&ins.dropped) {
             e.raise();
         }
     }
@@ -549,6 +559,22 @@ unsafe extern "C-unwind" fn tradeguard_process_utility(
             pgrx::warning!("tradeguard: could not record {tag} in the audit trail: {e}");
         }
     }
+}
+
+fn forget_dropped(dropped: &[(pg_sys::Oid, String, String)]) -> TgResult<()> {
+    let _w = super::InternalWrite::begin();
+    crate::common::as_owner(|| -> TgResult<()> {
+        for (relid, schema, table) in dropped {
+            Spi::run_with_args("DELETE FROM tradeguard_audit.audited_tables WHERE relid = $1", &[(*relid).into()])?;
+            Spi::run_with_args(
+                "DELETE FROM tradeguard_audit.encrypted_columns WHERE schema_name = $1 AND table_name = $2",
+                &[schema.as_str().into(), table.as_str().into()],
+            )?;
+        }
+        Ok(())
+    })??;
+    crate::crypto::keys::invalidate();
+    Ok(())
 }
 
 fn refresh_registration(relid: pg_sys::Oid, renamed: Option<&(String, String)>) -> TgResult<()> {

@@ -409,4 +409,23 @@ mod tests {
         );
         assert_eq!(rows, Ok(Some("CREATE TRIGGER, DROP TRIGGER, ALTER TABLE".to_string())));
     }
+
+    #[pg_test]
+    fn a_dropped_table_takes_its_registrations_with_it() {
+        Spi::run(
+            "SELECT tradeguard.create_key('t_gone');
+             CREATE TABLE t_gone (id int PRIMARY KEY, secret text);
+             SELECT tradeguard.audit_table('t_gone');
+             SELECT tradeguard.encrypt_column('t_gone', 'secret', 't_gone');
+             DROP TABLE t_gone CASCADE",
+        )
+        .unwrap();
+        let left = Spi::get_one::<i64>(
+            "SELECT (SELECT count(*) FROM tradeguard.audited_tables WHERE table_name = 't_gone')
+                  + (SELECT count(*) FROM tradeguard.encrypted_columns WHERE table_name = 't_gone')",
+        );
+        assert_eq!(left, Ok(Some(0)));
+        let dropped = Spi::get_one::<i64>("SELECT count(*) FROM tradeguard_audit.log WHERE operation = 'DROP TABLE' AND table_name = 't_gone'");
+        assert_eq!(dropped, Ok(Some(1)));
+    }
 }
