@@ -847,7 +847,9 @@ BEGIN
 
     ---------------------------------------------------------------------------- encryption
     ELSIF p_check = 'sensitive_column_plaintext' THEN
-        SELECT pg_catalog.array_agg(e.relid::text || ':' || e.attname) INTO v_cols
+        -- (A registration whose table is gone or renamed has no relid: left out, or the NULL
+        -- in the array would make every "<> ALL" below unknown and hide every finding.)
+        SELECT pg_catalog.array_agg(e.relid::text || ':' || e.attname) FILTER (WHERE e.relid IS NOT NULL) INTO v_cols
           FROM tradeguard_audit.encrypted_column_list() e;
         RETURN QUERY
         SELECT t.relid::pg_catalog.regclass::text || '.' || pg_catalog.quote_ident(a.attname),
