@@ -236,15 +236,15 @@ fn context_sql(column_id: i32, pk_columns: &[String]) -> String {
 /// (unambiguous whatever the texts hold).
 fn composite_key(parts: &[PkText]) -> PkText {
     let mut out = String::new();
-    let mut int = itoa::Buffer::new();
+    let (mut int, mut len) = (itoa::Buffer::new(), itoa::Buffer::new());
     for p in parts {
         let text = match p {
-            PkText::Int(i) => int.format(*i).to_owned(),
-            PkText::Text(t) => t.clone(),
+            PkText::Int(i) => int.format(*i),
+            PkText::Text(t) => t.as_str(),
         };
-        out.push_str(itoa::Buffer::new().format(text.len()));
+        out.push_str(len.format(text.len()));
         out.push(':');
-        out.push_str(&text);
+        out.push_str(text);
     }
     PkText::Text(out)
 }
@@ -735,9 +735,14 @@ fn encrypt_column_impl(tbl: pg_sys::Oid, col: &str, key_name: &str, blind_key: O
     drop(own);
     keys::invalidate();
     TABLES.with(|t| t.borrow_mut().1.clear());
-    // Existing rows: rewrite the plaintext ones in batches; the trigger encrypts them.
+    convert_plaintext(&fq, col, batch)
+}
+
+/// Existing rows of `fq`: rewrites the ones whose `col` holds plaintext, in batches; the
+/// encrypt trigger encrypts them. Returns the rows converted.
+fn convert_plaintext(fq: &str, col: &str, batch: i32) -> TgResult<i64> {
     let c = q(col);
-    update_in_batches(&fq, &format!("{c} = {c}"), &format!("{c} IS NOT NULL AND NOT tradeguard.is_ciphertext({c})"), batch)
+    update_in_batches(fq, &format!("{c} = {c}"), &format!("{c} IS NOT NULL AND NOT tradeguard.is_ciphertext({c})"), batch)
 }
 
 /// (Re)creates `<table>_decrypted`: every column, encrypted ones decrypted to their original type.
@@ -834,9 +839,6 @@ fn reencrypt_column_impl(tbl: pg_sys::Oid, col: &str, batch: i32) -> TgResult<i6
     )
 }
 
-/// Runs `UPDATE <fq> SET <set> WHERE <cond>` on at most `batch` rows at a time (locked with FOR
-/// UPDATE, so concurrent writers wait rather than conflict) until no row is left; returns the
-/// count. Re-running after an interruption continues where it stopped.
 /// Converts the plaintext rows of a table just attached as a partition of a table with
 /// encrypted columns (the utility hook calls it after ATTACH PARTITION). Returns the rows
 /// converted; 0 when nothing above the table is encrypted.
@@ -854,12 +856,14 @@ pub fn convert_attached_partition(relid: pg_sys::Oid) -> TgResult<i64> {
     .ok_or_else(|| CoreError::InvalidArgument("attached table vanished".into()))?;
     let mut total = 0;
     for col in &cfg.columns {
-        let c = q(&col.name);
-        total += update_in_batches(&fq, &format!("{c} = {c}"), &format!("{c} IS NOT NULL AND NOT tradeguard.is_ciphertext({c})"), 10_000)?;
+        total += convert_plaintext(&fq, &col.name, 10_000)?;
     }
     Ok(total)
 }
 
+/// Runs `UPDATE <fq> SET <set> WHERE <cond>` on at most `batch` rows at a time (locked with FOR
+/// UPDATE, so concurrent writers wait rather than conflict) until no row is left; returns the
+/// count. Re-running after an interruption continues where it stopped.
 fn update_in_batches(fq: &str, set: &str, cond: &str, batch: i32) -> TgResult<i64> {
     // Rows are named by (tableoid, ctid): in a partitioned table the same ctid exists in
     // several partitions.
