@@ -560,25 +560,21 @@ fn table_names(tbl: pg_sys::Oid, col: &str) -> TgResult<TableNames> {
             "SELECT n.nspname::text, c.relname::text,
                     (SELECT pg_catalog.format_type(a.atttypid, a.atttypmod) FROM pg_catalog.pg_attribute a
                       WHERE a.attrelid = c.oid AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped),
-                    -- Row binding uses the key's text, so only types whose text does not depend
-                    -- on session settings (TimeZone, DateStyle, extra_float_digits, padding).
-                    (SELECT a.attname::text FROM pg_catalog.pg_index i
-                       JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-                      WHERE i.indrelid = c.oid AND i.indisprimary AND i.indnkeyatts = 1
-                        AND a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype, 'numeric'::regtype,
-                                           'text'::regtype, 'varchar'::regtype, 'uuid'::regtype, 'name'::regtype)),
-                    (SELECT CASE WHEN count(*) > 1 AND bool_and(a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype,
-                                   'numeric'::regtype, 'text'::regtype, 'varchar'::regtype, 'uuid'::regtype, 'name'::regtype))
-                                 THEN pg_catalog.array_agg(a.attname::text ORDER BY k.ord) END
-                       FROM pg_catalog.pg_index i, unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, ord)
-                       JOIN pg_catalog.pg_attribute a ON a.attnum = k.attnum
-                      WHERE i.indrelid = c.oid AND i.indisprimary AND a.attrelid = c.oid AND k.ord <= i.indnkeyatts),
-                    (SELECT pg_catalog.string_agg(pg_catalog.format('%I %s', a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod)), ', '
-                                                  ORDER BY k.ord)
-                       FROM pg_catalog.pg_index i, unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, ord)
-                       JOIN pg_catalog.pg_attribute a ON a.attnum = k.attnum
-                      WHERE i.indrelid = c.oid AND i.indisprimary AND a.attrelid = c.oid AND k.ord <= i.indnkeyatts)
+                    pk.names, pk.stable, pk.described
                FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+               -- The primary key's columns in key order. Row binding uses the key's text, so only
+               -- types whose text does not depend on session settings (TimeZone, DateStyle,
+               -- extra_float_digits, padding) can be bound.
+               LEFT JOIN LATERAL (
+                 SELECT pg_catalog.array_agg(a.attname::text ORDER BY k.ord) AS names,
+                        pg_catalog.bool_and(a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype, 'numeric'::regtype,
+                                                           'text'::regtype, 'varchar'::regtype, 'uuid'::regtype, 'name'::regtype)) AS stable,
+                        pg_catalog.string_agg(pg_catalog.format('%I %s', a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod)), ', '
+                                              ORDER BY k.ord) AS described
+                   FROM pg_catalog.pg_index i, unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, ord)
+                   JOIN pg_catalog.pg_attribute a ON a.attnum = k.attnum
+                  WHERE i.indrelid = c.oid AND i.indisprimary AND a.attrelid = c.oid AND k.ord <= i.indnkeyatts
+               ) pk ON true
               WHERE c.oid = $1 AND c.relkind IN ('r', 'p')
                 AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'tradeguard', 'tradeguard_audit')
                 AND n.nspname NOT LIKE 'pg\\_%'",
@@ -588,16 +584,23 @@ fn table_names(tbl: pg_sys::Oid, col: &str) -> TgResult<TableNames> {
                     r.get::<String>(1)?,
                     r.get::<String>(2)?,
                     r.get::<String>(3)?,
-                    r.get::<String>(4)?,
-                    r.get::<Vec<String>>(5)?,
+                    r.get::<Vec<String>>(4)?,
+                    r.get::<bool>(5)?,
                     r.get::<String>(6)?,
                 ))
             },
     )?;
-    let Some((Some(schema), Some(table), col_type, pk, composite, pk_columns)) = row else {
+    let Some((Some(schema), Some(table), col_type, key, stable, pk_columns)) = row else {
         return Err(CoreError::InvalidArgument(format!("relation {} is not a user table", tbl.to_u32())).into());
     };
     let col_type = col_type.ok_or_else(|| CoreError::InvalidArgument(format!("column \"{col}\" does not exist in {schema}.{table}")))?;
+    // Bound to: one column (registered as pk_column) or several (pk_columns).
+    let bound = key.filter(|_| stable == Some(true)).unwrap_or_default();
+    let (pk, composite) = match bound.len() {
+        0 => (None, None),
+        1 => (bound.into_iter().next(), None),
+        _ => (None, Some(bound)),
+    };
     Ok(TableNames { schema, table, col_type, pk, composite, pk_columns })
 }
 
