@@ -16,10 +16,7 @@ pub fn record(kind: &str, severity: &str, detail: &serde_json::Value) -> TgResul
         let name = pg_sys::GetUserNameFromId(pg_sys::GetSessionUserId(), true);
         if name.is_null() { String::new() } else { std::ffi::CStr::from_ptr(name).to_string_lossy().into_owned() }
     };
-    let database = unsafe {
-        let name = pg_sys::get_database_name(pg_sys::MyDatabaseId);
-        if name.is_null() { String::new() } else { std::ffi::CStr::from_ptr(name).to_string_lossy().into_owned() }
-    };
+    let database = super::current_database_name();
     let text = fit_detail(detail, super::security::DETAIL_CAPACITY);
     if super::security::push(super::security::security_event(kind, severity, addr.as_deref(), &role, &database, &text)) {
         return Ok(());

@@ -164,6 +164,14 @@ macro_rules! self_and_ancestors_sql {
     };
 }
 
+/// The name of the database this backend is connected to ("" if it cannot be read).
+pub fn current_database_name() -> String {
+    unsafe {
+        let p = pg_sys::get_database_name(pg_sys::MyDatabaseId);
+        if p.is_null() { String::new() } else { std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned() }
+    }
+}
+
 /// `schema.table` of a relation (for messages), or `relation <oid>` if it no longer exists.
 pub fn relation_name(relid: pg_sys::Oid) -> String {
     unsafe {

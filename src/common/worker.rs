@@ -204,10 +204,7 @@ pub fn sync_state_impl() -> TgResult<()> {
     // Without shared memory a block or a freeze would silently do nothing: refuse instead.
     super::require_preload("blocks, lockouts and the decryption freeze")?;
     // Shared memory is cluster-wide; its blocks come from one database's tables.
-    let here = unsafe {
-        let p = pg_sys::get_database_name(pg_sys::MyDatabaseId);
-        if p.is_null() { String::new() } else { std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned() }
-    };
+    let here = super::current_database_name();
     let served = crate::gucs::database_name();
     if here != served {
         return Err(crate::error::CoreError::InvalidArgument(format!(
