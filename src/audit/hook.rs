@@ -95,17 +95,17 @@ fn audit_rows_exist() -> bool {
 }
 
 /// What a statement means for tradeguard.
+#[derive(Default)]
 struct Inspection {
     /// Refused unless break-glass: the protected thing it touches.
     protected: Option<String>,
-    /// Recorded after it succeeds: (operation, schema, object).
-    record: Option<(String, String, String)>,
+    /// Recorded after it succeeds: (operation, schema, object), one row each (a DROP of several
+    /// audited tables records each).
+    record: Vec<(String, String, String)>,
     /// Partitions of audited tables named by a TRUNCATE: (schema, table) of the audited table,
     /// and the partition. A partition carries a clone of the audited table's row trigger but
     /// not its statement-level TRUNCATE trigger (PostgreSQL does not clone those).
     truncated: Vec<(String, String, String)>,
-    /// More system changes to record after it succeeds (a DROP of several audited tables).
-    more: Vec<(String, String, String)>,
     /// An audited table whose DDL may change the columns its registration names (primary key,
     /// exclusions), and a column renamed (old, new name).
     refresh: Option<(pg_sys::Oid, Option<(String, String)>)>,
@@ -304,7 +304,7 @@ unsafe fn protected_schema_change(stmt: *mut pg_sys::Node) -> Option<String> {
 }
 
 unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
-    let mut ins = Inspection { protected: protected_schema_change(stmt), record: None, truncated: Vec::new(), more: Vec::new(), refresh: None, attached: Vec::new(), dropped: Vec::new() };
+    let mut ins = Inspection { protected: protected_schema_change(stmt), ..Default::default() };
     let t = (*stmt).type_;
     use pg_sys::NodeTag as N;
     if t == N::T_AlterTableStmt {
@@ -331,7 +331,7 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
                 }
             }
             if is_audited(relid) {
-                ins.record = Some(("DDL".into(), schema, name));
+                ins.record.push(("DDL".into(), schema, name));
                 ins.refresh = Some((relid, None));
             }
         }
@@ -352,7 +352,7 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
                 let table = pg_sys::list_copy_head(o as *mut pg_sys::List, (names.len() - 1) as i32);
                 if let Some(relid) = range_var_relid(pg_sys::makeRangeVarFromNameList(table)) {
                     if is_audited(relid) {
-                        ins.record = Some(("DDL".into(), rel_schema(relid), rel_name(relid)));
+                        ins.record.push(("DDL".into(), rel_schema(relid), rel_name(relid)));
                     }
                 }
             } else if kind == pg_sys::ObjectType::OBJECT_SCHEMA && last == "tradeguard_audit" {
@@ -366,19 +366,14 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
                 if let Some(relid) = range_var_relid(rv) {
                     ins.dropped.push((relid, rel_schema(relid), rel_name(relid)));
                     if is_audited(relid) {
-                        let r = ("DROP TABLE".to_string(), rel_schema(relid), rel_name(relid));
-                        if ins.record.is_none() {
-                            ins.record = Some(r);
-                        } else {
-                            ins.more.push(r);
-                        }
+                        ins.record.push(("DROP TABLE".to_string(), rel_schema(relid), rel_name(relid)));
                     }
                 }
             }
         }
     } else if t == N::T_RenameStmt && (*(stmt as *mut pg_sys::RenameStmt)).renameType == pg_sys::ObjectType::OBJECT_ROLE {
         let s = stmt as *mut pg_sys::RenameStmt;
-        ins.record = Some((tag.to_string(), String::new(), format!("{} RENAME TO {}", cstr((*s).subname), cstr((*s).newname))));
+        ins.record.push((tag.to_string(), String::new(), format!("{} RENAME TO {}", cstr((*s).subname), cstr((*s).newname))));
     } else if t == N::T_RenameStmt {
         let s = stmt as *mut pg_sys::RenameStmt;
         if (*s).renameType == pg_sys::ObjectType::OBJECT_TRIGGER && cstr((*s).subname).starts_with("tradeguard_") {
@@ -388,7 +383,7 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
             if rel_schema(relid) == "tradeguard_audit" {
                 ins.protected = Some(format!("tradeguard_audit.{}", rel_name(relid)));
             } else if is_audited(relid) {
-                ins.record = Some(("DDL".into(), rel_schema(relid), rel_name(relid)));
+                ins.record.push(("DDL".into(), rel_schema(relid), rel_name(relid)));
                 let renamed = ((*s).renameType == pg_sys::ObjectType::OBJECT_COLUMN).then(|| (cstr((*s).subname), cstr((*s).newname)));
                 ins.refresh = Some((relid, renamed));
             }
@@ -406,14 +401,14 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
             if rel_schema(relid) == "tradeguard_audit" {
                 ins.protected = Some(format!("{what} of tradeguard_audit.{}", rel_name(relid)));
             } else if is_audited(relid) {
-                ins.record = Some(("DDL".into(), rel_schema(relid), rel_name(relid)));
+                ins.record.push(("DDL".into(), rel_schema(relid), rel_name(relid)));
             }
         }
     } else if t == N::T_AlterObjectSchemaStmt {
         // SET SCHEMA of an audited table (tradeguard's own objects are refused above).
         if let Some(relid) = range_var_relid((*(stmt as *mut pg_sys::AlterObjectSchemaStmt)).relation) {
             if is_audited(relid) {
-                ins.record = Some(("DDL".into(), rel_schema(relid), rel_name(relid)));
+                ins.record.push(("DDL".into(), rel_schema(relid), rel_name(relid)));
             }
         }
     } else if t == N::T_TruncateStmt {
@@ -439,28 +434,28 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
             .collect();
         let grantees = role_specs((*s).grantee_roles);
         let dir = if (*s).is_grant { "TO" } else { "FROM" };
-        ins.record = Some((tag.to_string(), String::new(), format!("{} {dir} {grantees}", granted.join(", "))));
+        ins.record.push((tag.to_string(), String::new(), format!("{} {dir} {grantees}", granted.join(", "))));
     } else if t == N::T_GrantStmt || t == N::T_AlterDefaultPrivilegesStmt {
         let grantees = if t == N::T_GrantStmt { role_specs((*(stmt as *mut pg_sys::GrantStmt)).grantees) } else { String::new() };
-        ins.record = Some((tag.to_string(), String::new(), grantees));
+        ins.record.push((tag.to_string(), String::new(), grantees));
     } else if t == N::T_CreateRoleStmt {
-        ins.record = Some((tag.to_string(), String::new(), cstr((*(stmt as *mut pg_sys::CreateRoleStmt)).role)));
+        ins.record.push((tag.to_string(), String::new(), cstr((*(stmt as *mut pg_sys::CreateRoleStmt)).role)));
     } else if t == N::T_AlterRoleStmt || t == N::T_AlterRoleSetStmt || t == N::T_DropRoleStmt {
         let who = match t {
             N::T_AlterRoleStmt => role_spec_name((*(stmt as *mut pg_sys::AlterRoleStmt)).role),
             N::T_AlterRoleSetStmt => role_spec_name((*(stmt as *mut pg_sys::AlterRoleSetStmt)).role),
             _ => role_specs((*(stmt as *mut pg_sys::DropRoleStmt)).roles),
         };
-        ins.record = Some((tag.to_string(), String::new(), who));
+        ins.record.push((tag.to_string(), String::new(), who));
     } else if t == N::T_AlterSystemStmt {
         let s = stmt as *mut pg_sys::AlterSystemStmt;
         let name = if (*s).setstmt.is_null() { String::new() } else { cstr((*(*s).setstmt).name) };
-        ins.record = Some(("ALTER SYSTEM".into(), String::new(), name));
+        ins.record.push(("ALTER SYSTEM".into(), String::new(), name));
     } else if t == N::T_VariableSetStmt {
         let s = stmt as *mut pg_sys::VariableSetStmt;
         let name = cstr((*s).name);
         if name.starts_with("tradeguard.") && name != "tradeguard.app_context" {
-            ins.record = Some(("SET".into(), String::new(), name));
+            ins.record.push(("SET".into(), String::new(), name));
         }
     }
     ins
@@ -485,7 +480,7 @@ unsafe extern "C-unwind" fn tradeguard_process_utility(
         && !pg_sys::creating_extension
         && !internal_write_active()
         && pg_sys::get_extension_oid(c"tradeguard".as_ptr(), true) != pg_sys::InvalidOid;
-    let mut ins = Inspection { protected: None, record: None, truncated: Vec::new(), more: Vec::new(), refresh: None, attached: Vec::new(), dropped: Vec::new() };
+    let mut ins = Inspection::default();
     if relevant {
         let tag = cstr(pg_sys::CreateCommandName(stmt));
         ins = inspect(stmt, &tag);
@@ -493,11 +488,11 @@ unsafe extern "C-unwind" fn tradeguard_process_utility(
             if !break_glass_active() {
                 TgError::from(AuditError::Protected { what: what.clone() }).raise();
             }
-            ins.record = Some(("BREAK_GLASS_CHANGE".into(), "tradeguard".into(), what.clone()));
+            ins.record = vec![("BREAK_GLASS_CHANGE".into(), "tradeguard".into(), what.clone())];
         }
         // Fail closed: a change that must be recorded does not run when it cannot be signed.
         // ALTER SYSTEM and SET stay possible (with a WARNING) so the DBA can repair the key setting.
-        let must_sign = ins.record.as_ref().is_some_and(|(op, _, _)| op != "ALTER SYSTEM" && op != "SET");
+        let must_sign = ins.record.iter().any(|(op, _, _)| op != "ALTER SYSTEM" && op != "SET");
         if must_sign || !ins.truncated.is_empty() {
             if let Err(e) = super::audit_key() {
                 e.raise();
@@ -541,13 +536,7 @@ unsafe extern "C-unwind" fn tradeguard_process_utility(
             e.raise();
         }
     }
-    for (op, schema, object) in &ins.more {
-        let detail = serde_json::json!({ "command": cstr(pg_sys::CreateCommandName(stmt)) });
-        if let Err(e) = record(op, schema, object, detail) {
-            pgrx::warning!("tradeguard: could not record {op} {object} in the audit trail: {e}");
-        }
-    }
-    if let Some((op, schema, object)) = ins.record {
+    for (op, schema, object) in &ins.record {
         // The extension may be gone now (DROP EXTENSION under break-glass).
         if pg_sys::get_extension_oid(c"tradeguard".as_ptr(), true) == pg_sys::InvalidOid {
             pgrx::warning!("tradeguard: {op} {object} done under break-glass; the extension and its trail are gone");
@@ -555,7 +544,7 @@ unsafe extern "C-unwind" fn tradeguard_process_utility(
         }
         let tag = cstr(pg_sys::CreateCommandName(stmt));
         let detail = serde_json::json!({ "command": tag });
-        if let Err(e) = record(&op, &schema, &object, detail) {
+        if let Err(e) = record(op, schema, object, detail) {
             pgrx::warning!("tradeguard: could not record {tag} in the audit trail: {e}");
         }
     }
@@ -579,17 +568,17 @@ fn forget_dropped(dropped: &[(pg_sys::Oid, String, String)]) -> TgResult<()> {
 
 fn refresh_registration(relid: pg_sys::Oid, renamed: Option<&(String, String)>) -> TgResult<()> {
     let (old, new) = renamed.map(|(o, n)| (Some(o.as_str()), Some(n.as_str()))).unwrap_or((None, None));
+    // The primary key as audit_table reads it.
+    let pk = super::table_ref(relid)?.pk;
     let _w = super::InternalWrite::begin();
     crate::common::as_owner(|| {
         Spi::run_with_args(
             "UPDATE tradeguard_audit.audited_tables a
                 SET exclude_columns = CASE WHEN $2::text IS NULL THEN a.exclude_columns
                                            ELSE pg_catalog.array_replace(a.exclude_columns, $2::text, $3::text) END,
-                    pk_columns = ARRAY(SELECT att.attname::text FROM pg_catalog.pg_index i
-                                         JOIN pg_catalog.pg_attribute att ON att.attrelid = i.indrelid AND att.attnum = ANY (i.indkey)
-                                        WHERE i.indrelid = a.relid AND i.indisprimary ORDER BY att.attnum)
+                    pk_columns = $4
               WHERE a.relid = $1",
-            &[relid.into(), old.into(), new.into()],
+            &[relid.into(), old.into(), new.into(), pk.into()],
         )
     })??;
     crate::crypto::keys::invalidate();
