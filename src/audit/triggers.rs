@@ -83,12 +83,9 @@ fn table_info(relid: pg_sys::Oid) -> TgResult<Rc<TableInfo>> {
                             coalesce(a.exclude_columns, '{}'), coalesce(a.pk_columns, '{}'),
                             -- Encrypted columns of the table written or of any table it is a
                             -- partition of (a partition may be audited on its own).
-                            ARRAY(SELECT DISTINCT e.column_name FROM tradeguard_audit.encrypted_columns e
-                                    JOIN ", crate::self_and_ancestors_sql!(), " x
-                                      ON x.relid = pg_catalog.to_regclass(pg_catalog.quote_ident(e.schema_name) || '.' || pg_catalog.quote_ident(e.table_name))
-                                  UNION
-                                  SELECT e.column_name FROM tradeguard_audit.encrypted_columns e
-                                   WHERE e.schema_name = n.nspname AND e.table_name = c.relname)
+                            -- (The audited table is one of them.)
+                            ARRAY(SELECT DISTINCT e.attname::text FROM tradeguard_audit.encrypted_column_list() e
+                                    JOIN ", crate::self_and_ancestors_sql!(), " x ON x.relid = e.relid)
                        FROM target t JOIN pg_catalog.pg_class c ON c.oid = t.relid
                        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
                        LEFT JOIN tradeguard_audit.audited_tables a ON a.relid = c.oid"
