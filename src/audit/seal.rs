@@ -351,7 +351,10 @@ fn verify_impl(from: i64, to: Option<i64>) -> TgResult<Report> {
     let signer = chain::RowSigner::new(&key);
     common::as_owner(|| -> TgResult<Report> {
         let mut rep = Report::default();
-        let first = common::spi_first::<i64>("SELECT min(block_no) FROM tradeguard_audit.blocks", &[])?;
+        let (first, last) = common::spi_first_row("SELECT min(block_no), max(block_no) FROM tradeguard_audit.blocks", &[], |r| {
+            Ok((r.get::<i64>(1)?, r.get::<i64>(2)?))
+        })?
+        .unwrap_or((None, None));
         // Rows no block can hold: a block number below the chain's first block (zero, negative,
         // archived) when checking from the start, or, with no block at all, any block number.
         let below_first = |first: Option<i64>| -> TgResult<Option<(i64, i64)>> {
@@ -375,7 +378,7 @@ fn verify_impl(from: i64, to: Option<i64>) -> TgResult<Report> {
                 return Ok(rep);
             }
         }
-        let last = common::spi_first::<i64>("SELECT max(block_no) FROM tradeguard_audit.blocks", &[])?.unwrap_or(first);
+        let last = last.unwrap_or(first);
         // Asking for blocks beyond the chain is a mistake, not tampering: say so.
         if from > last && to.is_none_or(|t| t >= from) {
             return Err(AuditError::NoSuchBlock(from).into());
