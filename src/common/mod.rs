@@ -259,6 +259,23 @@ pgrx::extension_sql_file!("../../sql/common.sql", name = "common_sql", requires 
 #[cfg(feature = "pg_test")]
 mod tests;
 
+/// For in-database tests: the error message `sql` raises, run inside a PL/pgSQL exception block
+/// (a subtransaction, so the test's transaction goes on); `None` when it succeeds.
+#[cfg(feature = "pg_test")]
+pub fn sql_error(sql: &str) -> Option<String> {
+    let missing = Spi::get_one::<bool>("SELECT pg_catalog.to_regprocedure('pg_temp.tg_sql_error(text)') IS NULL")
+        .expect("pg_temp lookup")
+        .unwrap_or(true);
+    if missing {
+        Spi::run(
+            "CREATE FUNCTION pg_temp.tg_sql_error(q text) RETURNS text LANGUAGE plpgsql AS $f$
+             BEGIN EXECUTE q; RETURN NULL; EXCEPTION WHEN OTHERS THEN RETURN SQLERRM; END $f$",
+        )
+        .expect("create pg_temp.tg_sql_error");
+    }
+    Spi::get_one::<String>(&format!("SELECT pg_temp.tg_sql_error({})", pgrx::spi::quote_literal(sql))).expect("pg_temp.tg_sql_error")
+}
+
 /// The first row of a read-only query mapped by `f`, or `None` when there is no row.
 /// (pgrx's `Spi::get_one` treats "no row" as an error, and marks the transaction as writing.)
 pub fn spi_first_row<T>(

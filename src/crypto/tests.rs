@@ -213,12 +213,7 @@ mod tests {
         }
         Spi::run("INSERT INTO t_typed VALUES (1, 'abcde', 123.4, 2147483647, '{\"a\": 1}', '2026-12-05 10:00+00')").unwrap();
         // Each refused INSERT runs in a PL/pgSQL exception block (a subtransaction).
-        Spi::run(
-            "CREATE FUNCTION t_try(q text) RETURNS text LANGUAGE plpgsql AS $f$
-             BEGIN EXECUTE q; RETURN NULL; EXCEPTION WHEN OTHERS THEN RETURN SQLERRM; END $f$",
-        )
-        .unwrap();
-        let refused = |sql: &str| one::<String>(&format!("SELECT t_try({})", pgrx::spi::quote_literal(sql)));
+        let refused = crate::common::sql_error;
         for (col, value, ty) in [
             ("s", "'abcdef'", "character varying(5)"),
             ("n", "12345.6", "numeric(4,1)"),
@@ -292,13 +287,8 @@ mod tests {
         Spi::run("SET ROLE t_fx_reader").unwrap();
         assert_eq!(one::<String>("SELECT string_agg(note, ',') FROM t_desk_decrypted").as_deref(), Some("fx note"));
         Spi::run("RESET ROLE; SET ROLE t_no_select").unwrap();
-        Spi::run(
-            "CREATE FUNCTION pg_temp.t_try(q text) RETURNS text LANGUAGE plpgsql AS $f$
-             BEGIN EXECUTE q; RETURN NULL; EXCEPTION WHEN OTHERS THEN RETURN SQLERRM; END $f$",
-        )
-        .unwrap();
         assert_eq!(
-            one::<String>("SELECT pg_temp.t_try('SELECT count(*) FROM t_desk_decrypted')").as_deref(),
+            crate::common::sql_error("SELECT count(*) FROM t_desk_decrypted").as_deref(),
             Some("permission denied for table t_desk")
         );
     }
