@@ -47,7 +47,7 @@ fn fit_detail(detail: &serde_json::Value, max: usize) -> String {
         obj.insert(format!("{k}_count"), serde_json::json!(items.len()));
         obj.insert(k, serde_json::json!(items.into_iter().take(3).collect::<Vec<_>>()));
     }
-    let t = serde_json::Value::Object(obj.clone()).to_string();
+    let t = serde_json::to_string(&obj).unwrap_or_default();
     if t.len() <= max {
         return t;
     }
@@ -59,7 +59,7 @@ fn fit_detail(detail: &serde_json::Value, max: usize) -> String {
             }
         }
     }
-    let t = serde_json::Value::Object(obj).to_string();
+    let t = serde_json::to_string(&obj).unwrap_or_default();
     if t.len() <= max {
         return t;
     }
