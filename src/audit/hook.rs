@@ -115,6 +115,10 @@ struct Inspection {
     /// Tables dropped by name: (oid, schema, table), whose registrations (audited table,
     /// encrypted columns) go with them.
     dropped: Vec<(pg_sys::Oid, String, String)>,
+    /// A table renamed, moved to another schema or with a column renamed: (oid, schema and
+    /// name before, column renamed (old, new)). Encrypted-column registrations and guard
+    /// triggers name their table and columns: they follow, so that writes keep working.
+    renamed: Option<(pg_sys::Oid, String, String, Option<(String, String)>)>,
 }
 
 /// The audited table `relid` is a partition of, when `relid` lacks a TRUNCATE trigger of its
@@ -380,6 +384,11 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
             ins.protected = Some(format!("trigger {}", cstr((*s).subname)));
         }
         if let Some(relid) = range_var_relid((*s).relation) {
+            let column = (*s).renameType == pg_sys::ObjectType::OBJECT_COLUMN;
+            if column || (*s).renameType == pg_sys::ObjectType::OBJECT_TABLE {
+                let renamed = column.then(|| (cstr((*s).subname), cstr((*s).newname)));
+                ins.renamed = Some((relid, rel_schema(relid), rel_name(relid), renamed));
+            }
             if rel_schema(relid) == "tradeguard_audit" {
                 ins.protected = Some(format!("tradeguard_audit.{}", rel_name(relid)));
             } else if is_audited(relid) {
@@ -407,6 +416,9 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
     } else if t == N::T_AlterObjectSchemaStmt {
         // SET SCHEMA of an audited table (tradeguard's own objects are refused above).
         if let Some(relid) = range_var_relid((*(stmt as *mut pg_sys::AlterObjectSchemaStmt)).relation) {
+            if (*(stmt as *mut pg_sys::AlterObjectSchemaStmt)).objectType == pg_sys::ObjectType::OBJECT_TABLE {
+                ins.renamed = Some((relid, rel_schema(relid), rel_name(relid), None));
+            }
             if is_audited(relid) {
                 ins.record.push(("DDL".into(), rel_schema(relid), rel_name(relid)));
             }
@@ -526,6 +538,13 @@ unsafe extern "C-unwind" fn tradeguard_process_utility(
         // converted now, in the same transaction (or the ATTACH fails): no plaintext at rest
         // in an encrypted partitioned table.
         if let Err(e) = crate::crypto::columns::convert_attached_partition(*part) {
+            e.raise();
+        }
+    }
+    if let Some((relid, schema, table, column)) = &ins.renamed {
+        let followed = crate::crypto::columns::follow_rename(*relid, schema, table, column.as_ref())
+            .and_then(|_| column.as_ref().map_or(Ok(()), |(old, new)| crate::ids::follow_column_rename(*relid, old, new)));
+        if let Err(e) = followed {
             e.raise();
         }
     }

@@ -842,6 +842,39 @@ fn reencrypt_column_impl(tbl: pg_sys::Oid, col: &str, batch: i32) -> TgResult<i6
     )
 }
 
+/// Follows a table renamed or moved to another schema (`schema`.`table` before) or a column
+/// renamed (`column`: old, new name) in the encrypted-column registrations, which name their
+/// table and columns (names survive pg_dump, OIDs do not). The utility hook calls it after the
+/// statement; without it the encrypt trigger would refuse every write (never fail open).
+pub fn follow_rename(relid: pg_sys::Oid, schema: &str, table: &str, column: Option<&(String, String)>) -> TgResult<()> {
+    let (old, new) = column.map_or((None, None), |(o, n)| (Some(o.as_str()), Some(n.as_str())));
+    let changed = {
+        let _w = crate::audit::InternalWrite::begin();
+        common::as_owner(|| {
+            common::spi_first::<i64>(
+                "WITH moved AS (
+                   UPDATE tradeguard_audit.encrypted_columns e
+                      SET schema_name = n.nspname, table_name = c.relname,
+                          column_name = CASE WHEN e.column_name = $4 THEN $5 ELSE e.column_name END,
+                          pk_column = CASE WHEN e.pk_column = $4 THEN $5 ELSE e.pk_column END,
+                          blind_column = CASE WHEN e.blind_column = $4 THEN $5 ELSE e.blind_column END,
+                          pk_columns = CASE WHEN $4::text IS NULL THEN e.pk_columns
+                                            ELSE pg_catalog.array_replace(e.pk_columns, $4::text, $5::text) END
+                     FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                    WHERE c.oid = $1 AND e.schema_name = $2 AND e.table_name = $3
+                   RETURNING 1)
+                 SELECT count(*) FROM moved",
+                &[relid.into(), schema.into(), table.into(), old.into(), new.into()],
+            )
+        })??
+        .unwrap_or(0)
+    };
+    if changed > 0 {
+        keys::invalidate();
+    }
+    Ok(())
+}
+
 /// Converts the plaintext rows of a table just attached as a partition of a table with
 /// encrypted columns (the utility hook calls it after ATTACH PARTITION). Returns the rows
 /// converted; 0 when nothing above the table is encrypted.

@@ -121,6 +121,50 @@ mod tests {
         );
     }
 
+    #[pg_test]
+    fn registrations_follow_renames() {
+        // A DBA renames the table, its encrypted column and its key column, and moves the
+        // table to another schema: writes keep being encrypted and the view keeps decrypting.
+        Spi::run(
+            "SELECT tradeguard.create_key('t_ren');
+             SELECT tradeguard.create_key('t_ren_bi', 'blind_index');
+             CREATE TABLE t_ren (id int PRIMARY KEY, account text);
+             INSERT INTO t_ren VALUES (1, 'acct-1');
+             SELECT tradeguard.encrypt_column('t_ren', 'account', 't_ren', 't_ren_bi');",
+        )
+        .unwrap();
+        let blind = one::<String>("SELECT blind_column FROM tradeguard_audit.encrypted_columns WHERE table_name = 't_ren'").unwrap();
+        Spi::run(&format!(
+            "ALTER TABLE t_ren RENAME TO t_ren2;
+             ALTER TABLE t_ren2 RENAME COLUMN account TO acct;
+             ALTER TABLE t_ren2 RENAME COLUMN id TO fill_id;
+             ALTER TABLE t_ren2 RENAME COLUMN {blind} TO acct_lookup;
+             CREATE SCHEMA t_ren_s;
+             ALTER TABLE t_ren2 SET SCHEMA t_ren_s;
+             INSERT INTO t_ren_s.t_ren2 (fill_id, acct) VALUES (2, 'acct-2');
+             UPDATE t_ren_s.t_ren2 SET acct = 'acct-1b' WHERE fill_id = 1"
+        ))
+        .unwrap();
+        assert_eq!(
+            one::<String>(
+                "SELECT schema_name || '.' || table_name || ':' || column_name || ':' || pk_column || ':' || blind_column
+                   FROM tradeguard_audit.encrypted_columns WHERE key_name = 't_ren'"
+            )
+            .as_deref(),
+            Some("t_ren_s.t_ren2:acct:fill_id:acct_lookup")
+        );
+        assert_eq!(one::<i64>("SELECT count(*) FROM t_ren_s.t_ren2 WHERE NOT tradeguard.is_ciphertext(acct)"), Some(0));
+        assert_eq!(
+            one::<String>("SELECT string_agg(account, ',' ORDER BY id) FROM t_ren_decrypted").as_deref(),
+            Some("acct-1b,acct-2")
+        );
+        // The blind index column is still maintained under its new name.
+        assert_eq!(
+            one::<bool>("SELECT acct_lookup = tradeguard.blind_index('acct-2', 't_ren_bi') FROM t_ren_s.t_ren2 WHERE fill_id = 2"),
+            Some(true)
+        );
+    }
+
     #[pg_test(error = "tradeguard: public.t_orphan has tradeguard's encrypt trigger but no encrypted column is registered for it or a table it is a partition of; the row was not written")]
     fn encrypt_trigger_without_registration_fails_closed() {
         Spi::run(

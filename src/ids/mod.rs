@@ -186,28 +186,36 @@ fn guard_columns_impl(oid: pg_sys::Oid, columns: &[String], action: &str) -> TgR
             return Err(IdsError::NotTextColumn { table, column: c.clone() }.into());
         }
     }
-    // Columns already guarded, by action (arguments of the two triggers after the action).
-    let guarded = |name: &str| -> TgResult<Vec<String>> {
-        Ok(common::as_owner(|| {
-            common::spi_first::<Vec<String>>(
-                "SELECT (pg_catalog.string_to_array(pg_catalog.encode(t.tgargs, 'escape'), '\\000'))[2:t.tgnargs]
-                   FROM pg_catalog.pg_trigger t WHERE t.tgrelid = $1 AND t.tgname = $2",
-                &[oid.into(), name.into()],
-            )
-        })??
-        .unwrap_or_default())
-    };
     let other = if action == "log" { "reject" } else { "log" };
-    let mut mine = guarded(guard_trigger_name(action))?;
+    let mut mine = guarded_columns(oid, guard_trigger_name(action))?;
     for c in columns {
         if !mine.contains(c) {
             mine.push(c.clone());
         }
     }
-    let theirs: Vec<String> = guarded(guard_trigger_name(other))?.into_iter().filter(|c| !columns.contains(c)).collect();
+    let theirs: Vec<String> = guarded_columns(oid, guard_trigger_name(other))?.into_iter().filter(|c| !columns.contains(c)).collect();
+    install_guards(&table, &[(action, &mine), (other, &theirs)])?;
+    Ok(format!("guarding {} of {table} ({action})", mine.join(", ")))
+}
+
+/// Columns a guard trigger of the table checks (its arguments after the action).
+fn guarded_columns(oid: pg_sys::Oid, trigger: &str) -> TgResult<Vec<String>> {
+    Ok(common::as_owner(|| {
+        common::spi_first::<Vec<String>>(
+            "SELECT (pg_catalog.string_to_array(pg_catalog.encode(t.tgargs, 'escape'), '\\000'))[2:t.tgnargs]
+               FROM pg_catalog.pg_trigger t WHERE t.tgrelid = $1 AND t.tgname = $2",
+            &[oid.into(), trigger.into()],
+        )
+    })??
+    .unwrap_or_default())
+}
+
+/// (Re)creates the guard trigger of each action over its columns (none: no trigger).
+/// `table` is the quoted, qualified name.
+fn install_guards(table: &str, guards: &[(&str, &Vec<String>)]) -> TgResult<()> {
     let _own = common::InternalWrite::begin();
     common::as_owner(|| -> TgResult<()> {
-        for (act, cols) in [(action, &mine), (other, &theirs)] {
+        for (act, cols) in guards {
             let name = guard_trigger_name(act);
             Spi::run(&format!("DROP TRIGGER IF EXISTS {name} ON {table}"))?;
             if cols.is_empty() {
@@ -225,8 +233,27 @@ fn guard_columns_impl(oid: pg_sys::Oid, columns: &[String], action: &str) -> TgR
             Spi::run(&format!("ALTER TABLE {table} ENABLE ALWAYS TRIGGER {name}"))?;
         }
         Ok(())
-    })??;
-    Ok(format!("guarding {} of {table} ({action})", mine.join(", ")))
+    })?
+}
+
+/// Follows a guarded column renamed (the utility hook calls it after ALTER TABLE ... RENAME
+/// COLUMN): the guard triggers name their columns, and would otherwise refuse every write.
+pub fn follow_column_rename(oid: pg_sys::Oid, old: &str, new: &str) -> TgResult<()> {
+    for act in ["reject", "log"] {
+        let cols = guarded_columns(oid, guard_trigger_name(act))?;
+        if !cols.iter().any(|c| c == old) {
+            continue;
+        }
+        let cols: Vec<String> = cols.into_iter().map(|c| if c == old { new.to_string() } else { c }).collect();
+        let table = common::spi_first::<String>(
+            "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) FROM pg_catalog.pg_class c
+               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1",
+            &[oid.into()],
+        )?
+        .ok_or_else(|| IdsError::InvalidArgument("the renamed table vanished".into()))?;
+        install_guards(&table, &[(act, &cols)])?;
+    }
+    Ok(())
 }
 
 pgrx::extension_sql_file!(

@@ -7,6 +7,27 @@ mod tests {
     use crate::common::sql_error as try_sql;
 
     #[pg_test]
+    fn guards_follow_a_renamed_column() {
+        Spi::run(
+            "CREATE TABLE t_renamed (id int PRIMARY KEY, note text, memo text);
+             SELECT tradeguard.guard_columns('t_renamed', ARRAY['note']);
+             SELECT tradeguard.guard_columns('t_renamed', ARRAY['memo'], 'log');
+             ALTER TABLE t_renamed RENAME COLUMN note TO trader_note;
+             ALTER TABLE t_renamed RENAME COLUMN memo TO desk_memo",
+        )
+        .unwrap();
+        // Writes keep working, and the renamed columns stay guarded with their actions.
+        assert_eq!(try_sql("INSERT INTO t_renamed VALUES (1, 'buy at the open', 'ok')").as_deref(), None);
+        let rejected = try_sql("INSERT INTO t_renamed VALUES (2, 'x'' OR 1=1 --', 'm')").unwrap_or_default();
+        assert!(rejected.contains("column \"trader_note\" of public.t_renamed rejected"), "{rejected}");
+        assert_eq!(try_sql("INSERT INTO t_renamed VALUES (3, 'n', '1 UNION SELECT api_key FROM accounts')").as_deref(), None);
+        assert_eq!(
+            Spi::get_one::<i64>("SELECT count(*) FROM pg_trigger WHERE tgrelid = 't_renamed'::regclass AND tgname LIKE 'tradeguard_a_guard%' AND tgenabled = 'A'").unwrap(),
+            Some(2)
+        );
+    }
+
+    #[pg_test]
     fn guards_read_char_columns_and_keep_each_columns_action() {
         Spi::run("CREATE TABLE t_orders (id int PRIMARY KEY, code char(20), note text, memo varchar(200))").unwrap();
         Spi::run("SELECT tradeguard.guard_columns('t_orders', ARRAY['code', 'note'])").unwrap();
