@@ -111,28 +111,82 @@ COMMENT ON VIEW tradeguard.audited_tables IS 'tradeguard: tables covered by the 
 CREATE FUNCTION tradeguard.history(tbl regclass, pk jsonb)
 RETURNS TABLE (id bigint, at timestamptz, operation text, changed_by text, session_user_name text,
                application_name text, client_addr inet, app_context jsonb, changes jsonb)
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
+-- The row's changes under its key, and, when an UPDATE gave the row this key, its changes
+-- under the key it had before (back to that key's last DELETE: an earlier row with the same
+-- key is another row), and so on back: every key change moves further back in the trail, so
+-- the walk ends. Sealed rows are found through pk_hash, unsealed ones (few) by a scan.
+DECLARE
+    s text;
+    r text;
+    todo_keys jsonb[] := ARRAY[history.pk];
+    todo_before bigint[] := ARRAY[NULL::bigint];
+    k jsonb;
+    before bigint;
+    mine bigint[];
+    found_keys jsonb[];
+    found_before bigint[];
+    ids bigint[] := '{}';
+    old_key jsonb;
+    c record;
+BEGIN
+    SELECT n.nspname, cl.relname INTO s, r
+      FROM pg_class cl JOIN pg_namespace n ON n.oid = cl.relnamespace WHERE cl.oid = tbl;
+    WHILE cardinality(todo_keys) > 0 LOOP
+        k := todo_keys[1];
+        before := todo_before[1];
+        todo_keys := todo_keys[2:];
+        todo_before := todo_before[2:];
+        mine := '{}';
+        found_keys := '{}';
+        found_before := '{}';
+        FOR c IN
+            SELECT l.id, l.operation, l.pk, l.old_row
+              FROM (SELECT * FROM tradeguard.audit_log a
+                     WHERE a.block_no IS NOT NULL AND a.pk_hash = jsonb_hash_extended(k, 0)
+                    UNION ALL
+                    SELECT * FROM tradeguard.audit_log u WHERE u.block_no IS NULL) l
+             WHERE l.schema_name = s AND l.table_name = r AND l.pk = k AND (before IS NULL OR l.id < before)
+             ORDER BY l.id
+        LOOP
+            IF before IS NOT NULL AND c.operation = 'DELETE' THEN
+                -- an earlier row that had this key: not the row followed
+                mine := '{}';
+                found_keys := '{}';
+                found_before := '{}';
+                CONTINUE;
+            END IF;
+            mine := mine || c.id;
+            IF c.operation = 'UPDATE' THEN
+                SELECT jsonb_object_agg(f, c.old_row -> f) INTO old_key FROM jsonb_object_keys(c.pk) f;
+                IF old_key IS NOT NULL AND old_key IS DISTINCT FROM k THEN
+                    found_keys := found_keys || old_key;
+                    found_before := found_before || c.id;
+                END IF;
+            END IF;
+        END LOOP;
+        ids := ids || mine;
+        todo_keys := todo_keys || found_keys;
+        todo_before := todo_before || found_before;
+    END LOOP;
+    RETURN QUERY
     SELECT l.id, l.at, l.operation, l.current_user_name, l.session_user_name, l.application_name,
            l.client_addr, l.app_context,
            CASE l.operation
-             WHEN 'UPDATE' THEN (SELECT jsonb_object_agg(k, jsonb_build_object('old', l.old_row -> k, 'new', l.new_row -> k))
-                                   FROM jsonb_object_keys(l.new_row) k
-                                  WHERE (l.old_row -> k) IS DISTINCT FROM (l.new_row -> k))
+             WHEN 'UPDATE' THEN (SELECT jsonb_object_agg(f, jsonb_build_object('old', l.old_row -> f, 'new', l.new_row -> f))
+                                   FROM jsonb_object_keys(l.new_row) f
+                                  WHERE (l.old_row -> f) IS DISTINCT FROM (l.new_row -> f))
              WHEN 'DELETE' THEN l.old_row
              ELSE l.new_row
            END
-      FROM (SELECT * FROM tradeguard.audit_log s
-             WHERE s.block_no IS NOT NULL AND s.pk_hash = pg_catalog.jsonb_hash_extended(history.pk, 0)
-            UNION ALL
-            SELECT * FROM tradeguard.audit_log u WHERE u.block_no IS NULL) l
-      JOIN pg_class c ON c.oid = tbl
-      JOIN pg_namespace n ON n.oid = c.relnamespace
-     WHERE l.schema_name = n.nspname AND l.table_name = c.relname AND l.pk = history.pk
-     ORDER BY l.id
+      FROM tradeguard.audit_log l
+     WHERE l.id IN (SELECT DISTINCT unnest(ids))
+     ORDER BY l.id;
+END
 $$;
-COMMENT ON FUNCTION tradeguard.history(regclass, jsonb) IS 'tradeguard: who changed this row, when, from where, and what changed (oldest first)';
+COMMENT ON FUNCTION tradeguard.history(regclass, jsonb) IS 'tradeguard: who changed this row, when, from where, and what changed (oldest first; back through primary key changes)';
 
 COMMENT ON FUNCTION tradeguard.audit_table(regclass, text[]) IS 'tradeguard: install the signed audit triggers on a table (idempotent)';
 COMMENT ON FUNCTION tradeguard.unaudit_table(regclass) IS 'tradeguard: remove the audit triggers (recorded)';

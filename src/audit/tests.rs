@@ -256,6 +256,41 @@ mod tests {
     }
 
     #[pg_test]
+    fn history_follows_the_row_back_through_key_changes() {
+        Spi::run(
+            "CREATE TABLE t_rekey (id int PRIMARY KEY, qty int);
+             SELECT tradeguard.audit_table('t_rekey');
+             INSERT INTO t_rekey VALUES (5, 1);
+             UPDATE t_rekey SET qty = 2 WHERE id = 5;
+             SELECT tradeguard.seal();
+             UPDATE t_rekey SET id = 6 WHERE id = 5;
+             UPDATE t_rekey SET qty = 3 WHERE id = 6;
+             -- key 5 is used again by another row; key 7 lives twice, then becomes 8
+             INSERT INTO t_rekey VALUES (5, 50);
+             INSERT INTO t_rekey VALUES (7, 70);
+             DELETE FROM t_rekey WHERE id = 7;
+             INSERT INTO t_rekey VALUES (7, 71);
+             UPDATE t_rekey SET id = 8 WHERE id = 7",
+        )
+        .unwrap();
+        let hist = |pk: &str| {
+            Spi::get_one::<String>(&format!(
+                "SELECT string_agg(operation || ' ' || changes::text, '; ' ORDER BY id) FROM tradeguard.history('t_rekey', '{pk}')"
+            ))
+            .unwrap()
+            .unwrap_or_default()
+        };
+        assert_eq!(
+            hist(r#"{"id": 6}"#),
+            r#"INSERT {"id": 5, "qty": 1}; UPDATE {"qty": {"new": 2, "old": 1}}; UPDATE {"id": {"new": 6, "old": 5}}; UPDATE {"qty": {"new": 3, "old": 2}}"#
+        );
+        // The key's own rows, every life of it (the row that left for key 6 and the new one).
+        assert_eq!(hist(r#"{"id": 5}"#), r#"INSERT {"id": 5, "qty": 1}; UPDATE {"qty": {"new": 2, "old": 1}}; INSERT {"id": 5, "qty": 50}"#);
+        // Back through a key change, only the row that changed key: not the deleted row 7.
+        assert_eq!(hist(r#"{"id": 8}"#), r#"INSERT {"id": 7, "qty": 71}; UPDATE {"id": {"new": 8, "old": 7}}"#);
+    }
+
+    #[pg_test]
     fn a_partition_audited_on_its_own_withholds_plaintext() {
         Spi::run("SELECT tradeguard.create_key('t_lp')").unwrap();
         Spi::run(
