@@ -57,6 +57,7 @@ struct Rx {
     start_cmd: Regex,
     subst: Regex,
     ifs: Regex,
+    jndi: Regex,
     shellshock: Regex,
     ssi: Regex,
     template: Regex,
@@ -74,6 +75,8 @@ fn rx() -> &'static Rx {
             start_cmd: Regex::new(&format!(r#"(?i)^[\s"']*{}([a-z][a-z0-9_.]*)(\$\{{?ifs\}}?|[\s\x00]+[^\s]{{0,12}})"#, path)).unwrap(),
             subst: Regex::new(r#"(?i)\$\([\s]*[a-z/\\][^)]{0,200}\)|`[\s]*[a-z/\\][^`]{0,200}`"#).unwrap(),
             ifs: Regex::new(r"(?i)\$\{?ifs\}?|\$\{[a-z_]+:[0-9]|\$\{[a-z_]+[#%/^,]").unwrap(),
+            // Log4Shell lookups, nested-lookup obfuscation included (`${${lower:j}ndi:`, `${j${::-n}di:`)
+            jndi: Regex::new(r"(?i)\$\{(?:jndi|\$\{[^{}]{0,20}\}[^{}:]{0,6}|j[^{}:]{0,6}\$\{[^{}]{0,20}\}[^{}:]{0,6}):").unwrap(),
             shellshock: Regex::new(r"\(\s*\)\s*\{\s*:?\s*;?\s*\}\s*;").unwrap(),
             ssi: Regex::new(r"(?i)<!--\s*#\s*(?:exec|include|echo|config|set|printenv)(?-u:\b)").unwrap(),
             template: Regex::new(r"\{\{[^{}]{1,200}\}\}|(?i:\{%-?\s*(?:for|if|set|import|include|extends|macro|raw|debug|load|block|with|print|exec)(?-u:\b)[^%]{0,200}%\})|\{\$[^}]{1,100}\}|\$\{\s*\d+\s*[*+\-/]\s*\d+\s*\}|<%=?\s*\d+\s*[*+]\s*\d+\s*%>|#\{\s*\d+\s*[*+]\s*\d+\s*\}|\{\{\s*(?:config|self|request|_self|''\.__class__)(?-u:\b)").unwrap(),
@@ -115,6 +118,40 @@ fn is_argish(arg: &str) -> bool {
         || word.contains(".php") || word.contains(".sh") || word.contains(".txt") || word.contains(".exe") || word.contains(".ini")
 }
 
+/// A command word whose argument is a number followed by prose: a note (`id 7 cancelled`,
+/// `; sell 50 at close`), not a command line. `follow` is the matched argument, `after` the
+/// text after the match.
+fn number_then_prose(follow: &str, after: &str) -> bool {
+    follow.trim_start().starts_with(|c: char| c.is_ascii_digit()) && prose_words(after) > 0
+}
+
+/// How many ordinary words (three letters or more, not command names) follow the argument
+/// matched (the rest of its word is skipped); 0 when anything in it is something a shell would
+/// act on: a pipe, redirection, substitution, path or option, or a command after a `;`.
+fn prose_words(after: &str) -> usize {
+    let rest = after.trim_start_matches(|c: char| !c.is_whitespace());
+    let first_word = |s: &str| s.split_whitespace().next().unwrap_or("").to_ascii_lowercase();
+    let shellish = rest.contains(['|', '&', '`', '$', '<', '>', '\\', '\n', '\r'])
+        || rest.split_whitespace().any(|w| {
+            // an option (`-la`, not `-5`) or a path (`/etc/x`, `./x`, `~/x`; not `cancel/replace`)
+            (w.starts_with('-') && w.len() > 1 && !w[1..].starts_with(|c: char| c.is_ascii_digit()))
+                || w.starts_with('/') || w.starts_with("./") || w.starts_with("../") || w.starts_with("~/")
+        })
+        || rest.split(';').skip(1).any(|seg| {
+            let w = first_word(seg);
+            strong(&w) || weak(&w) || very_strong(&w)
+        });
+    if shellish {
+        return 0;
+    }
+    rest.split(|c: char| c.is_whitespace() || matches!(c, ';' | ',' | '.' | '/' | ':' | '(' | ')' | '!' | '?'))
+        .filter(|w| {
+            let l = w.to_ascii_lowercase();
+            l.len() >= 3 && l.bytes().all(|c| c.is_ascii_lowercase()) && !strong(&l) && !weak(&l) && !very_strong(&l)
+        })
+        .count()
+}
+
 fn push(out: &mut Vec<Hit>, rule: &'static str, weight: u8, start: usize, end: usize, text: &str) {
     if out.iter().any(|h| h.rule_id == rule) {
         return;
@@ -140,6 +177,13 @@ fn judge_cmd(word: &str, follow: &str) -> Option<u8> {
             return Some(80);
         }
     }
+    if w == "net" {
+        // `net user`, `net view`...: not `net 50` (a trading note)
+        let f = follow.trim_start().to_ascii_lowercase();
+        let sub = f.split(|c: char| !c.is_ascii_alphabetic()).next().unwrap_or("");
+        return matches!(sub, "user" | "users" | "localgroup" | "group" | "view" | "share" | "start" | "stop" | "config" | "use" | "accounts" | "session" | "time")
+            .then_some(80);
+    }
     if weak(w) {
         if is_argish(follow) && !follow.trim_start().starts_with('`') || follow.starts_with("${") {
             return Some(80);
@@ -159,6 +203,9 @@ pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
             let follow = caps.get(2).map(|x| x.as_str()).unwrap_or("");
             let quote_sep = matches!(m.as_str().as_bytes()[0], b'\'' | b'"');
             if quote_sep && !very_strong(&word.to_ascii_lowercase()) {
+                continue;
+            }
+            if !strong(word.to_ascii_lowercase().trim_end_matches(".exe")) && number_then_prose(follow, &text[m.end()..]) {
                 continue;
             }
             if let Some(w) = judge_cmd(word, follow) {
@@ -209,9 +256,15 @@ pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
         let follow = caps.get(2).map(|x| x.as_str()).unwrap_or("");
         let lw = word.to_ascii_lowercase();
         let english = matches!(follow.trim().to_ascii_lowercase().as_str(), "user" | "users" | "view" | "share" | "start" | "stop" | "config");
-        if word.bytes().all(|c| !c.is_ascii_uppercase()) && (strong(&lw) || weak(&lw)) && is_argish(follow) && !english {
+        if word.bytes().all(|c| !c.is_ascii_uppercase()) && (strong(&lw) || weak(&lw)) && is_argish(follow) && !english
+            // `id 7 cancelled`, `head & shoulders forming on the daily`: a note
+            && !(number_then_prose(follow, &text[m.end()..]) || prose_words(&text[m.end()..]) >= 3)
+        {
             push(out, "cmdi.leading_command", 55, m.start(), m.end(), text);
         }
+    }
+    if let Some(m) = if seen.has(b'$') && seen.has(b'{') { r.jndi.find(text) } else { None } {
+        push(out, "cmdi.jndi_lookup", 90, m.start(), m.end(), text);
     }
     if let Some(m) = if seen.has(b'(') && seen.has(b'{') { r.shellshock.find(text) } else { None } {
         push(out, "cmdi.shellshock", 95, m.start(), m.end(), text);

@@ -290,3 +290,22 @@ fn corpus_rates() {
     }
     assert!(failures.is_empty(), "corpus targets missed: {:?}\n{}", failures, report.join("\n"));
 }
+
+/// Samples written for this project (not from the public corpus): notes a trading desk types
+/// (SQL and shell words in prose, tickers with `&`, Japanese) and attacks typed into the same
+/// fields. Every benign sample passes; every attack is caught.
+#[test]
+fn trading_samples() {
+    let lines = |s: &'static str| s.lines().filter(|l| !l.trim().is_empty()).collect::<Vec<_>>();
+    let benign = lines(include_str!("samples/trading_benign.txt"));
+    let attack = lines(include_str!("samples/trading_attack.txt"));
+    assert!(benign.len() > 400 && attack.len() > 150);
+    let wrong: Vec<String> = benign
+        .iter()
+        .map(|l| (l, false))
+        .chain(attack.iter().map(|l| (l, true)))
+        .filter(|(l, want)| is_attack(l, Context::Auto) != *want)
+        .map(|(l, want)| format!("{} {l:?}", if want { "missed" } else { "false alarm" }))
+        .collect();
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}

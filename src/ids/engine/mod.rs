@@ -21,7 +21,7 @@ mod corpus_test;
 #[cfg(test)]
 mod tests;
 
-pub const RULESET_VERSION: &str = "2026.11.1";
+pub const RULESET_VERSION: &str = "2026.12.1";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Context {
@@ -208,6 +208,7 @@ static RULES: &[RuleInfo] = &[
     RuleInfo { id: "cmdi.leading_command", class: Class::Cmdi, description: "value starting with a shell command and shell-like arguments" },
     RuleInfo { id: "cmdi.substitution", class: Class::Cmdi, description: "$(...) or backtick command substitution" },
     RuleInfo { id: "cmdi.ifs_evasion", class: Class::Cmdi, description: "${IFS}, $IFS$9 and parameter-expansion tricks" },
+    RuleInfo { id: "cmdi.jndi_lookup", class: Class::Cmdi, description: "JNDI lookup (Log4Shell), nested-lookup obfuscation included" },
     RuleInfo { id: "cmdi.shellshock", class: Class::Cmdi, description: "() { :;}; function-definition exploit" },
     RuleInfo { id: "cmdi.ssi", class: Class::Cmdi, description: "server-side include directive" },
     RuleInfo { id: "cmdi.template_injection", class: Class::Cmdi, description: "server-side template expression probe ({{7*7}}, ${7*7})" },

@@ -149,7 +149,10 @@ pub fn tokenize(s: &[u8], in_quote: Option<u8>, out: &mut Vec<Token>) {
     let mut i = 0;
     let mut in_exec_comment = false;
     if let Some(q) = in_quote {
-        let (end, closed) = scan_string(s, 0, q);
+        // A value that starts with `\'` escapes an escaping application's backslash (`\\'`)
+        // or meets a server where backslash is not an escape (standard strings): its quote
+        // closes the string.
+        let (end, closed) = if s.len() >= 2 && s[0] == b'\\' && s[1] == q { (2, true) } else { scan_string(s, 0, q) };
         out.push(Token { kind: Tk::Str, start: 0, end, kw: "", flag: closed });
         i = end;
         if !closed {
@@ -493,11 +496,21 @@ fn stmt_valid(v: &View, i: usize) -> bool {
         "select" => match nk {
             Some(Tk::Num) | Some(Tk::Str) | Some(Tk::Var) | Some(Tk::Func) | Some(Tk::LParen) => true,
             Some(Tk::Op) => nkw == "*" || nkw == "-" || nkw == "~",
-            Some(Tk::Kw) => matches!(nkw, "null" | "distinct" | "all" | "top" | "case" | "true" | "false" | "user"),
+            // `select all` / `select distinct` need something to select (not `"select all" didn't work`)
+            Some(Tk::Kw) if matches!(nkw, "distinct" | "all") => match v.kind(i + 2) {
+                Some(Tk::Num) | Some(Tk::Var) | Some(Tk::Func) | Some(Tk::LParen) | Some(Tk::Bare) => true,
+                Some(Tk::Str) => v.t[i + 2].flag,
+                Some(Tk::Op) => v.kw(i + 2) == "*",
+                Some(Tk::Kw) => matches!(v.kw(i + 2), "null" | "case" | "true" | "false" | "user" | "on"),
+                _ => false,
+            },
+            Some(Tk::Kw) => matches!(nkw, "null" | "top" | "case" | "true" | "false" | "user"),
             Some(Tk::Bare) => match v.kind(i + 2) {
                 None | Some(Tk::Comma) | Some(Tk::Semi) | Some(Tk::Dot) | Some(Tk::RParen) => true,
                 Some(Tk::Kw) => matches!(v.kw(i + 2), "from" | "into" | "as"),
-                Some(Tk::Logic) | Some(Tk::Op) => true,
+                Some(Tk::Logic) => true,
+                // `select strategy: momentum` is a note, not a select list
+                Some(Tk::Op) => v.kw(i + 2) != ":",
                 _ => false,
             },
             _ => false,
@@ -556,6 +569,8 @@ fn stmt_valid(v: &View, i: usize) -> bool {
         "show" => matches!(nkw, "tables" | "databases" | "grants" | "variables" | "columns"),
         "use" => nk == Some(Tk::Bare) && (matches!(v.kind(i + 2), None | Some(Tk::Semi)) || (v.kind(i + 2) == Some(Tk::Stmt) && stmt_valid(v, i + 2))),
         "begin" => end || matches!(nk, Some(Tk::Semi)) || nkw == "declare",
+        // PostgreSQL's anonymous code block: `DO $$ ... $$`
+        "do" if nk == Some(Tk::Str) => v.t[i + 1].flag && v.src.get(v.t[i + 1].start) == Some(&b'$'),
         "kill" | "backup" | "restore" | "dbcc" | "rename" | "merge" | "handler" | "prepare" | "deallocate" | "pragma" | "attach" | "do" | "open" | "fetch" => {
             matches!(nk, Some(Tk::Num) | Some(Tk::Func) | Some(Tk::Var) | Some(Tk::LParen)) || matches!(nkw, "database" | "table" | "into")
         }
@@ -899,7 +914,12 @@ fn analyze(v: &View, quoted: bool, out: &mut Vec<Hit>) {
                     "order" | "group" => v.kw(k + 1) == "by",
                     "having" => logic_operand_ok(v, k + 1),
                     "into" => matches!(v.kw(k + 1), "outfile" | "dumpfile") || v.kind(k + 1) == Some(Tk::Var),
-                    "limit" => v.kind(k + 1) == Some(Tk::Num),
+                    // `' limit 1 --`, `' limit 1,1 ...`: not `"limit 10, not 100"`
+                    "limit" => v.kind(k + 1) == Some(Tk::Num) && match v.kind(k + 2) {
+                        Some(Tk::Comma) => v.kind(k + 3) == Some(Tk::Num),
+                        Some(Tk::Bare) | Some(Tk::Logic) | Some(Tk::Cmp) => false,
+                        _ => true,
+                    },
                     "procedure" => v.kind(k + 1) == Some(Tk::Func),
                     "for" => v.word_is(k + 1, "update") || v.word_is(k + 1, "xml"),
                     _ => false,
@@ -1101,7 +1121,7 @@ fn analyze(v: &View, quoted: bool, out: &mut Vec<Hit>) {
                 if matches!(t.kw, "having" | "where") && tautology_at(v, i + 1).is_some() {
                     found(hit(v, "sqli.tautology", 80, i, c), out);
                 }
-                if t.kw == "limit" && i == 0 && v.kind(1) == Some(Tk::Num) && matches!(v.kind(2), None | Some(Tk::Comma)) {
+                if t.kw == "limit" && i == 0 && v.kind(1) == Some(Tk::Num) && matches!(v.kind(2), Some(Tk::Comma)) {
                     found(hit(v, "sqli.clause_probe", 60, i, c), out);
                 }
                 if (t.kw == "order" || t.kw == "group") && v.kw(i + 1) == "by" && i >= 1 {
