@@ -217,19 +217,38 @@ fn push_context(buf: &mut String, column_id: i32, pk: Option<&PkText>) {
     }
 }
 
-/// [`push_context`] as a SQL expression over the row (for the decrypting view and re-encryption).
-fn context_sql(column_id: i32, pk_columns: &[String]) -> String {
-    match pk_columns {
+/// [`push_context`] as a SQL expression over the row of table `rel` (for the decrypting view
+/// and re-encryption).
+fn context_sql(column_id: i32, pk_columns: &[String], rel: pg_sys::Oid) -> TgResult<String> {
+    let parts = pk_columns.iter().map(|c| key_text_sql(rel, c)).collect::<TgResult<Vec<_>>>()?;
+    Ok(match parts.as_slice() {
         [] => format!("'tg:{column_id}'"),
-        [pk] => format!("'tg:{column_id}:' || {}::text", q(pk)),
+        [pk] => format!("'tg:{column_id}:' || {pk}"),
         many => {
-            let parts: Vec<String> = many
-                .iter()
-                .map(|c| format!("pg_catalog.octet_length({c}::text) || ':' || {c}::text", c = q(c)))
-                .collect();
+            let parts: Vec<String> = many.iter().map(|t| format!("pg_catalog.octet_length({t}) || ':' || {t}")).collect();
             format!("'tg:{column_id}:' || {}", parts.join(" || "))
         }
-    }
+    })
+}
+
+/// The key text [`attribute_text`] binds a value of key column `col` of `rel` to, as SQL: the
+/// column's text, except for dates and timestamps, whose text depends on DateStyle and
+/// TimeZone: their day or microsecond count since 2000-01-01 (what PostgreSQL stores), or
+/// `infinity` / `-infinity`.
+fn key_text_sql(rel: pg_sys::Oid, col: &str) -> TgResult<String> {
+    let typid = common::spi_first::<pg_sys::Oid>(
+        "SELECT atttypid FROM pg_catalog.pg_attribute WHERE attrelid = $1 AND attname = $2 AND attnum > 0 AND NOT attisdropped",
+        &[rel.into(), col.into()],
+    )?
+    .ok_or_else(|| CoreError::InvalidArgument(format!("key column \"{col}\" not found")))?;
+    let c = q(col);
+    Ok(match typid {
+        pg_sys::DATEOID => format!("CASE WHEN pg_catalog.isfinite({c}) THEN ({c} - DATE '2000-01-01')::text ELSE {c}::text END"),
+        pg_sys::TIMESTAMPOID | pg_sys::TIMESTAMPTZOID => format!(
+            "CASE WHEN pg_catalog.isfinite({c}) THEN ((pg_catalog.extract('epoch', {c}) - 946684800) * 1000000)::bigint::text ELSE {c}::text END"
+        ),
+        _ => format!("{c}::text"),
+    })
 }
 
 /// The text a composite key is bound as: `<octet length>:<text>` for each column, in key order
@@ -320,6 +339,17 @@ unsafe fn attribute_text(d: pg_sys::Datum, typid: pg_sys::Oid) -> PkText {
         pg_sys::INT8OID => PkText::Int(d.value() as i64),
         pg_sys::INT4OID => PkText::Int(d.value() as i32 as i64),
         pg_sys::INT2OID => PkText::Int(d.value() as i16 as i64),
+        // Days or microseconds since 2000-01-01, as stored (see key_text_sql).
+        pg_sys::DATEOID => match d.value() as i32 {
+            i32::MIN => PkText::Text("-infinity".into()),
+            i32::MAX => PkText::Text("infinity".into()),
+            days => PkText::Int(days as i64),
+        },
+        pg_sys::TIMESTAMPOID | pg_sys::TIMESTAMPTZOID => match d.value() as i64 {
+            i64::MIN => PkText::Text("-infinity".into()),
+            i64::MAX => PkText::Text("infinity".into()),
+            micros => PkText::Int(micros),
+        },
         _ => PkText::Text(common::datum_text(d, typid)),
     }
 }
@@ -563,12 +593,13 @@ fn table_names(tbl: pg_sys::Oid, col: &str) -> TgResult<TableNames> {
                     pk.names, pk.stable, pk.described
                FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
                -- The primary key's columns in key order. Row binding uses the key's text, so only
-               -- types whose text does not depend on session settings (TimeZone, DateStyle,
-               -- extra_float_digits, padding) can be bound.
+               -- types whose text does not depend on session settings (extra_float_digits,
+               -- padding) can be bound; dates and timestamps are bound by their stored value.
                LEFT JOIN LATERAL (
                  SELECT pg_catalog.array_agg(a.attname::text ORDER BY k.ord) AS names,
                         pg_catalog.bool_and(a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype, 'numeric'::regtype,
-                                                           'text'::regtype, 'varchar'::regtype, 'uuid'::regtype, 'name'::regtype)) AS stable,
+                                                           'text'::regtype, 'varchar'::regtype, 'uuid'::regtype, 'name'::regtype,
+                                                           'date'::regtype, 'timestamp'::regtype, 'timestamptz'::regtype)) AS stable,
                         pg_catalog.string_agg(pg_catalog.format('%I %s', a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod)), ', '
                                               ORDER BY k.ord) AS described
                    FROM pg_catalog.pg_index i, unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, ord)
@@ -641,7 +672,21 @@ fn encrypt_column_impl(tbl: pg_sys::Oid, col: &str, key_name: &str, blind_key: O
     if batch < 1 {
         return Err(CoreError::InvalidArgument("batch_size must be positive".into()).into());
     }
-    let names = table_names(tbl, col)?;
+    let mut names = table_names(tbl, col)?;
+    // One binding per table (the trigger binds every column of a row to the same key): a column
+    // added later takes the binding of the columns already registered, even if the table's key
+    // or the types tradeguard binds changed since.
+    let registered: Option<(Option<String>, Option<Vec<String>>)> = common::as_owner(|| {
+        common::spi_first_row(
+            "SELECT pk_column, pk_columns FROM tradeguard_audit.encrypted_columns
+              WHERE schema_name = $1 AND table_name = $2 ORDER BY column_id LIMIT 1",
+            &[names.schema.as_str().into(), names.table.as_str().into()],
+            |r| Ok((r.get::<String>(1)?, r.get::<Vec<String>>(2)?)),
+        )
+    })??;
+    if let Some((pk, composite)) = registered {
+        (names.pk, names.composite) = (pk, composite.filter(|c| !c.is_empty()));
+    }
     let (schema, table) = (names.schema.as_str(), names.table.as_str());
     refuse_unsupported_shape(tbl, &names, col, blind_key.is_some())?;
     keys::encryption_key(key_name, Purpose::Encrypt)?;
@@ -683,7 +728,7 @@ fn encrypt_column_impl(tbl: pg_sys::Oid, col: &str, key_name: &str, blind_key: O
     };
     if already.is_none() && names.pk.is_none() && names.composite.is_none() {
         let why = match &names.pk_columns {
-            Some(cols) => format!("its primary key ({cols}) has a column whose text depends on session settings (only integer, numeric, text, varchar, uuid and name keys are bound)"),
+            Some(cols) => format!("its primary key ({cols}) has a column whose text depends on session settings (only integer, numeric, text, varchar, uuid, name, date and timestamp keys are bound)"),
             None => "it has no primary key".into(),
         };
         pgrx::notice!(
@@ -750,6 +795,11 @@ fn convert_plaintext(fq: &str, col: &str, batch: i32) -> TgResult<i64> {
 
 /// (Re)creates `<table>_decrypted`: every column, encrypted ones decrypted to their original type.
 fn create_decrypted_view(schema: &str, table: &str) -> TgResult<()> {
+    let oid = common::spi_first::<pg_sys::Oid>(
+        "SELECT (pg_catalog.quote_ident($1) || '.' || pg_catalog.quote_ident($2))::pg_catalog.regclass::oid",
+        &[schema.into(), table.into()],
+    )?
+    .ok_or_else(|| CoreError::InvalidArgument(format!("{schema}.{table} not found")))?;
     let cols = Spi::connect(|client| {
         let t = client.select(
             "SELECT a.attname::text, e.column_id, e.value_type, e.original_type,
@@ -780,7 +830,7 @@ fn create_decrypted_view(schema: &str, table: &str) -> TgResult<()> {
         match (id, vt) {
             (Some(id), Some(vt)) => {
                 let vt = ValueType::parse_name(&vt)?;
-                let ctx = context_sql(id, &pk);
+                let ctx = context_sql(id, &pk, oid)?;
                 let call = format!("tradeguard.decrypt_{}({}, {ctx})", vt.sql_suffix(), q(&name));
                 let orig = orig.unwrap_or_else(|| "text".into());
                 select.push(format!("({call})::{orig} AS {}", q(&name)));
@@ -828,7 +878,7 @@ fn reencrypt_column_impl(tbl: pg_sys::Oid, col: &str, batch: i32) -> TgResult<i6
         .ok_or_else(|| CoreError::InvalidArgument(format!("column \"{col}\" of {}.{} is not encrypted by tradeguard", names.schema, names.table)))?;
     let (info, active, _) = keys::encryption_key(&c.key_name, Purpose::Encrypt)?;
     let fq = format!("{}.{}", q(&names.schema), q(&names.table));
-    let ctx = context_sql(c.column_id, &cfg.pk_columns);
+    let ctx = context_sql(c.column_id, &cfg.pk_columns, tbl)?;
     // Re-encryption decrypts to the typed plaintext text and writes it back: the trigger
     // encrypts it with the active version (and recomputes the blind index).
     let plain = format!("(tradeguard.decrypt_{}({}, {ctx}))::text", c.value_type.sql_suffix(), q(col));

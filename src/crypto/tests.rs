@@ -122,6 +122,49 @@ mod tests {
     }
 
     #[pg_test]
+    fn date_and_timestamp_keys_bind_values_to_their_rows_whatever_the_session_settings() {
+        Spi::run(
+            "SELECT tradeguard.create_key('t_dk');
+             CREATE TABLE t_dfills (id int, trade_date date, placed timestamptz, account text,
+                                    PRIMARY KEY (id, trade_date, placed)) PARTITION BY RANGE (trade_date);
+             CREATE TABLE t_dfills_all PARTITION OF t_dfills DEFAULT;
+             SET LOCAL DateStyle = 'SQL, DMY';
+             SET LOCAL TimeZone = 'Asia/Tokyo';
+             INSERT INTO t_dfills VALUES
+               (1, '2026-03-08', '2026-03-08 01:30:00.123456+00', 'acct-1'),
+               (2, '1999-12-31', '1969-07-20 20:17:40-04', 'acct-2'),
+               (3, 'infinity', '-infinity', 'acct-3'),
+               (4, '2026-11-01', '2026-11-01 01:30:00 America/New_York', 'acct-4');
+             SELECT tradeguard.encrypt_column('t_dfills', 'account', 't_dk');
+             INSERT INTO t_dfills VALUES (5, '2026-12-05', '2026-12-05 09:00:00.000001+09', 'acct-5')",
+        )
+        .unwrap();
+        assert_eq!(
+            one::<String>("SELECT bound_to_key FROM tradeguard.encrypted_columns WHERE table_name = 't_dfills'").as_deref(),
+            Some("id, trade_date, placed")
+        );
+        // Written under one DateStyle and TimeZone, read under others.
+        for (style, zone) in [("ISO, MDY", "UTC"), ("German", "America/Los_Angeles"), ("Postgres, YMD", "Pacific/Chatham")] {
+            Spi::run(&format!("SET LOCAL DateStyle = '{style}'; SET LOCAL TimeZone = '{zone}'")).unwrap();
+            assert_eq!(
+                one::<String>("SELECT string_agg(account, ',' ORDER BY id) FROM t_dfills_decrypted").as_deref(),
+                Some("acct-1,acct-2,acct-3,acct-4,acct-5"),
+                "{style} / {zone}"
+            );
+        }
+        // A value copied to another row no longer decrypts there.
+        Spi::run("UPDATE t_dfills SET account = (SELECT account FROM t_dfills WHERE id = 1) WHERE id = 2").unwrap();
+        let err = crate::common::sql_error("SELECT account FROM t_dfills_decrypted WHERE id = 2").unwrap_or_default();
+        assert!(err.contains("authentication failed"), "{err}");
+        // A column encrypted later keeps the table's binding.
+        Spi::run("ALTER TABLE t_dfills ADD COLUMN note text; SELECT tradeguard.encrypt_column('t_dfills', 'note', 't_dk')").unwrap();
+        assert_eq!(
+            one::<i64>("SELECT count(DISTINCT bound_to_key) FROM tradeguard.encrypted_columns WHERE table_name = 't_dfills'"),
+            Some(1)
+        );
+    }
+
+    #[pg_test]
     fn registrations_follow_renames() {
         // A DBA renames the table, its encrypted column and its key column, and moves the
         // table to another schema: writes keep being encrypted and the view keeps decrypting.
@@ -178,15 +221,16 @@ mod tests {
 
     #[pg_test]
     fn keys_whose_text_depends_on_the_session_are_not_bound() {
-        // A timestamptz key's text follows TimeZone and DateStyle: binding values to it would
-        // make them fail to decrypt for a reader in another time zone.
-        Spi::run("SELECT tradeguard.create_key('t_tzkey')").unwrap();
-        Spi::run("CREATE TABLE t_ticks (at timestamptz PRIMARY KEY, v text)").unwrap();
-        Spi::run("SELECT tradeguard.encrypt_column('t_ticks', 'v', 't_tzkey')").unwrap();
-        assert_eq!(one::<bool>("SELECT bound_to_key IS NULL FROM tradeguard.encrypted_columns WHERE table_name = 't_ticks'"), Some(true));
-        Spi::run("SET LOCAL TimeZone = 'UTC'; INSERT INTO t_ticks VALUES ('2026-12-05 10:00:00+00', 'tick')").unwrap();
-        Spi::run("SET LOCAL TimeZone = 'Asia/Tokyo'; SET LOCAL DateStyle = 'SQL, DMY'").unwrap();
-        assert_eq!(one::<String>("SELECT v FROM t_ticks_decrypted").as_deref(), Some("tick"));
+        // A double precision key's text follows extra_float_digits (and an interval's
+        // IntervalStyle): binding values to it would make them fail to decrypt for a reader
+        // with other settings. (Dates and timestamps are bound by their stored value.)
+        Spi::run("SELECT tradeguard.create_key('t_fkey')").unwrap();
+        Spi::run("CREATE TABLE t_levels (px float8 PRIMARY KEY, v text)").unwrap();
+        Spi::run("SELECT tradeguard.encrypt_column('t_levels', 'v', 't_fkey')").unwrap();
+        assert_eq!(one::<bool>("SELECT bound_to_key IS NULL FROM tradeguard.encrypted_columns WHERE table_name = 't_levels'"), Some(true));
+        Spi::run("SET LOCAL extra_float_digits = 0; INSERT INTO t_levels VALUES (0.1, 'level')").unwrap();
+        Spi::run("SET LOCAL extra_float_digits = 3").unwrap();
+        assert_eq!(one::<String>("SELECT v FROM t_levels_decrypted").as_deref(), Some("level"));
     }
 
     #[pg_test]
