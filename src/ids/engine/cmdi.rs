@@ -58,6 +58,7 @@ struct Rx {
     subst: Regex,
     ifs: Regex,
     jndi: Regex,
+    glob_path: Regex,
     shellshock: Regex,
     ssi: Regex,
     template: Regex,
@@ -77,6 +78,8 @@ fn rx() -> &'static Rx {
             ifs: Regex::new(r"(?i)\$\{?ifs\}?|\$\{[a-z_]+:[0-9]|\$\{[a-z_]+[#%/^,]").unwrap(),
             // Log4Shell lookups, nested-lookup obfuscation included (`${${lower:j}ndi:`, `${j${::-n}di:`)
             jndi: Regex::new(r"(?i)\$\{(?:jndi|\$\{[^{}]{0,20}\}[^{}:]{0,6}|j[^{}:]{0,6}\$\{[^{}]{0,20}\}[^{}:]{0,6}):").unwrap(),
+            // a command named by a wildcard path after a separator: `;/bin/ca?/et?/pass??`, `|/???/c?t`
+            glob_path: Regex::new(r"(?i)(?:[;|&\n`]|\$\()[\s]*(?:/[a-z0-9_.?*\[\]-]+){2,}(?:[\s;|&)`]|$)").unwrap(),
             shellshock: Regex::new(r"\(\s*\)\s*\{\s*:?\s*;?\s*\}\s*;").unwrap(),
             ssi: Regex::new(r"(?i)<!--\s*#\s*(?:exec|include|echo|config|set|printenv)(?-u:\b)").unwrap(),
             template: Regex::new(r"\{\{[^{}]{1,200}\}\}|(?i:\{%-?\s*(?:for|if|set|import|include|extends|macro|raw|debug|load|block|with|print|exec)(?-u:\b)[^%]{0,200}%\})|\{\$[^}]{1,100}\}|\$\{\s*\d+\s*[*+\-/]\s*\d+\s*\}|<%=?\s*\d+\s*[*+]\s*\d+\s*%>|#\{\s*\d+\s*[*+]\s*\d+\s*\}|\{\{\s*(?:config|self|request|_self|''\.__class__)(?-u:\b)").unwrap(),
@@ -261,6 +264,15 @@ pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
             && !(number_then_prose(follow, &text[m.end()..]) || prose_words(&text[m.end()..]) >= 3)
         {
             push(out, "cmdi.leading_command", 55, m.start(), m.end(), text);
+        }
+    }
+    if seen.any(b"?*[") && seen.has(b'/') {
+        if let Some(m) = r.glob_path.find_iter(text).find(|m| {
+            let cmd = m.as_str().trim_start_matches(|c: char| !c.is_ascii_alphanumeric() && c != '/' && c != '?' && c != '*');
+            // the wildcard is in the command's own path (not only in an argument)
+            cmd.split_whitespace().next().is_some_and(|p| p.contains(['?', '*', '[']))
+        }) {
+            push(out, "cmdi.glob_path", 85, m.start(), m.end(), text);
         }
     }
     if let Some(m) = if seen.has(b'$') && seen.has(b'{') { r.jndi.find(text) } else { None } {

@@ -299,7 +299,7 @@ fn trading_samples() {
     let lines = |s: &'static str| s.lines().filter(|l| !l.trim().is_empty()).collect::<Vec<_>>();
     let benign = lines(include_str!("samples/trading_benign.txt"));
     let attack = lines(include_str!("samples/trading_attack.txt"));
-    assert!(benign.len() > 400 && attack.len() > 150);
+    assert!(benign.len() > 800 && attack.len() > 280);
     let wrong: Vec<String> = benign
         .iter()
         .map(|l| (l, false))

@@ -413,3 +413,50 @@ pub fn decode(input: &str, url_ctx: bool) -> Decoded {
     }
     Decoded { text, steps, had_nul }
 }
+
+/// Spellings attackers use to get a keyword or command past filters that a decoder does not
+/// undo, rewritten into the plain form (each with its step name):
+/// - `comment_split`: an inline comment inside a word (`UN/**/ION SEL/**/ECT`), for
+///   applications or filters that strip comments;
+/// - `shell_dequote`: quotes and backslashes inside a word (`c'a't /e't'c/pa's'swd`,
+///   `c\at`), which a shell removes, when the value also has a shell separator.
+pub fn evasion_variants(text: &str) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    let b = text.as_bytes();
+    let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    if let Some(p) = text.find("/*") {
+        if p > 0 && word(b[p - 1]) {
+            let mut s = String::with_capacity(text.len());
+            let mut rest = text;
+            while let Some(i) = rest.find("/*") {
+                s.push_str(&rest[..i]);
+                match rest[i + 2..].find("*/") {
+                    Some(j) => rest = &rest[i + 2 + j + 2..],
+                    None => {
+                        rest = "";
+                        break;
+                    }
+                }
+            }
+            s.push_str(rest);
+            out.push(("comment_split", s));
+        }
+    }
+    let separator = b.iter().any(|c| matches!(c, b';' | b'|' | b'&' | b'\n' | b'`')) || text.contains("$(");
+    let inner = |i: usize| {
+        let ok = |c: u8| c.is_ascii_alphanumeric() || c == b'/';
+        i > 0 && i + 1 < b.len() && ok(b[i - 1]) && (ok(b[i + 1]) || matches!(b[i + 1], b'\'' | b'"'))
+    };
+    if separator && b.iter().enumerate().any(|(i, &c)| matches!(c, b'\'' | b'"' | b'\\') && inner(i)) {
+        let s: String = b
+            .iter()
+            .enumerate()
+            .filter(|&(i, &c)| !(matches!(c, b'\'' | b'"' | b'\\') && (inner(i) || (i > 0 && matches!(b[i - 1], b'\'' | b'"') && inner(i - 1)))))
+            .map(|(_, &c)| c as char)
+            .collect();
+        if s != text && s.is_ascii() {
+            out.push(("shell_dequote", s));
+        }
+    }
+    out
+}

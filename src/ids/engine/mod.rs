@@ -208,6 +208,7 @@ static RULES: &[RuleInfo] = &[
     RuleInfo { id: "cmdi.leading_command", class: Class::Cmdi, description: "value starting with a shell command and shell-like arguments" },
     RuleInfo { id: "cmdi.substitution", class: Class::Cmdi, description: "$(...) or backtick command substitution" },
     RuleInfo { id: "cmdi.ifs_evasion", class: Class::Cmdi, description: "${IFS}, $IFS$9 and parameter-expansion tricks" },
+    RuleInfo { id: "cmdi.glob_path", class: Class::Cmdi, description: "command named by a wildcard path after a separator (;/bin/ca?)" },
     RuleInfo { id: "cmdi.jndi_lookup", class: Class::Cmdi, description: "JNDI lookup (Log4Shell), nested-lookup obfuscation included" },
     RuleInfo { id: "cmdi.shellshock", class: Class::Cmdi, description: "() { :;}; function-definition exploit" },
     RuleInfo { id: "cmdi.ssi", class: Class::Cmdi, description: "server-side include directive" },
@@ -424,7 +425,22 @@ fn scan(input: &str, ctx: Context, early: bool) -> Option<Scan> {
             }
         }
     }
-    Some(Scan { hits: all, steps: dec.steps })
+    let mut steps = dec.steps;
+    if !all.iter().any(|(h, _)| context_weight(ctx, h) >= ctx.threshold()) {
+        for (step, variant) in decode::evasion_variants(&dec.text) {
+            let mut more = Vec::new();
+            run_detectors(&variant, ctx, dec.had_nul, early, &mut more);
+            if !more.is_empty() {
+                steps.push(step);
+            }
+            for h in more {
+                if !all.iter().any(|(o, _)| o.rule_id == h.rule_id) {
+                    all.push((h, true));
+                }
+            }
+        }
+    }
+    Some(Scan { hits: all, steps })
 }
 
 fn context_weight(ctx: Context, h: &Hit) -> u8 {

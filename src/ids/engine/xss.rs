@@ -80,7 +80,13 @@ pub fn encoded_markup(raw: &str, decoded: &str, out: &mut Vec<Hit>) {
         out.push(Hit { class: Class::Xss, rule_id: "xss.angle_bracket_probe", weight: 50, offset: 0, length: decoded.len().min(64), detail: "lone angle bracket".into() });
         return;
     }
-    if let Some(p) = decoded.find('<') {
+    // A decoded '<' that opens a tag (a letter, '/', '!', '?' or '%' after it): not `＜注意＞`, the
+    // full-width brackets Japanese notes put around a heading, folded to '<'.
+    let opens_tag = |p: usize| {
+        let rest = decoded[p + 1..].trim_start_matches([' ', '\t', '\n', '\0']);
+        rest.starts_with(|c: char| c.is_ascii_alphabetic() || matches!(c, '/' | '!' | '?' | '%'))
+    };
+    if let Some(p) = decoded.match_indices('<').map(|(p, _)| p).find(|&p| opens_tag(p)) {
         if !raw.contains('<') {
             out.push(Hit { class: Class::Xss, rule_id: "xss.encoded_markup", weight: 55, offset: p, length: 1, detail: "encoded '<'".into() });
         }
