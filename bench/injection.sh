@@ -131,13 +131,16 @@ res = json.load(open(sys.argv[1]))
 def pct(v):
     return "n/a" if v is None else "%.2f%%" % (100 * v)
 det_target = {"sqli": 0.99, "xss": 0.98, "cmdi": 0.95, "traversal": 0.95}
-for cls in ["sqli", "xss", "cmdi", "traversal"]:
+for cls in ["sqli", "xss", "cmdi", "traversal", "mixed"]:
     r = res["detection"].get(cls)
     if not r:
         continue
     tg, li, rx = r.get("tradeguard"), r.get("libinjection"), r.get("regex_list")
     anchor = "libinjection: %s; regex list: %s" % (pct(li), pct(rx))
     ratio = "%.3f" % (tg / li) if tg is not None and li else "—"
+    if cls == "mixed":
+        print("| detection: src/ids/engine/samples/trading_attack.txt, every class (%d samples; written for tradeguard's tests, tuned on) | %s | %s | %s | — | — |" % (r["samples"], pct(tg), anchor, ratio))
+        continue
     t = det_target[cls]
     met = "yes" if tg is not None and tg >= t else "no"
     print("| detection: attack/%s (%d samples) | %s | %s | %s | ≥ %g%% | %s |" % (cls, r["samples"], pct(tg), anchor, ratio, 100 * t, met))
@@ -146,6 +149,7 @@ def cnt(r, k):
     v, n = r.get(k), r.get(k + "_count")
     return "n/a" if v is None else "%s (%d)" % (pct(v), n)
 for name, label in [("trading-notes", "benign/trading-notes.txt"), ("trading-extra", "trading-extra (corpus_test.rs TRADING_BENIGN)"),
+                    ("trading-samples", "src/ids/engine/samples/trading_benign.txt (written for tradeguard's tests, tuned on)"),
                     ("libinjection-fp", "benign/libinjection-false_positives.txt"), ("dict", "/usr/share/dict/american-english"),
                     ("fortunes", "fortunes (fortunes-min)")]:
     r = fa.get(name)

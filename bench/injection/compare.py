@@ -110,6 +110,13 @@ def load_samples(corpus):
         samples.append(("benign", "trading-notes", s))
     for s in trading_extra():
         samples.append(("benign", "trading-extra", s))
+    # Written for tradeguard's own tests (src/ids/engine/samples/, tuned on: every note passes and
+    # every attack is caught by construction); shown for the anchors' figures on trading text.
+    sdir = os.path.join(REPO, "src", "ids", "engine", "samples")
+    for s in read_lines(os.path.join(sdir, "trading_benign.txt"), False):
+        samples.append(("benign", "trading-samples", s))
+    for s in read_lines(os.path.join(sdir, "trading_attack.txt"), False):
+        samples.append(("mixed", "trading-attacks", s))
     for s in read_lines(os.path.join(corpus, "benign", "libinjection-false_positives.txt"), True):
         samples.append(("benign", "libinjection-fp", s))
     if os.path.isfile(DICT):
@@ -229,13 +236,16 @@ def compute(samples, verdicts):
     for (kind, name), idx in sorted(groups.items()):
         row = {"samples": len(idx)}
         if kind == "attack":
-            g = sum(guide_class(samples[i][2], name) for i in idx)
+            # "mixed": attacks of every class in one set (any detector of the tool counts)
+            g = sum(guide_any(samples[i][2]) if name == "mixed" else guide_class(samples[i][2], name) for i in idx)
             row["regex_list"] = rate(g, len(idx))
             if li:
                 if name == "sqli":
                     row["libinjection"] = rate(sum(li_sqli[i] for i in idx), len(idx))
                 elif name == "xss":
                     row["libinjection"] = rate(sum(li_xss[i] for i in idx), len(idx))
+                elif name == "mixed":
+                    row["libinjection"] = rate(sum(li_sqli[i] or li_xss[i] for i in idx), len(idx))
                 else:
                     row["libinjection"] = None  # no detector for this class
                 row["libinjection_any"] = rate(sum(li_sqli[i] or li_xss[i] for i in idx), len(idx))
