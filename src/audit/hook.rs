@@ -69,7 +69,7 @@ unsafe fn rel_name(relid: pg_sys::Oid) -> String {
 
 fn has_tradeguard_triggers(relid: pg_sys::Oid) -> bool {
     crate::common::spi_first::<bool>(
-        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = $1 AND tgname LIKE 'tradeguard\\_%')",
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = $1 AND tgname LIKE E'tradeguard\\\\_%')",
         &[relid.into()],
     )
     .ok()

@@ -608,7 +608,7 @@ fn table_names(tbl: pg_sys::Oid, col: &str) -> TgResult<TableNames> {
                ) pk ON true
               WHERE c.oid = $1 AND c.relkind IN ('r', 'p')
                 AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'tradeguard', 'tradeguard_audit')
-                AND n.nspname NOT LIKE 'pg\\_%'",
+                AND n.nspname NOT LIKE E'pg\\\\_%'",
             &[tbl.into(), col.into()],
             |r| {
                 Ok((
@@ -849,10 +849,11 @@ fn create_decrypted_view(schema: &str, table: &str) -> TgResult<()> {
     ))?;
     Spi::run(&format!("REVOKE ALL ON {view} FROM PUBLIC"))?;
     Spi::run(&format!("GRANT SELECT ON {view} TO tradeguard_decryptor"))?;
+    // quote_literal (E'...' when needed): a name with a backslash stays inside the literal even
+    // with standard_conforming_strings off.
     Spi::run(&format!(
-        "COMMENT ON VIEW {view} IS 'tradeguard: decrypted view of {}.{} (tradeguard_decryptor only)'",
-        schema.replace('\'', "''"),
-        table.replace('\'', "''")
+        "COMMENT ON VIEW {view} IS {}",
+        pgrx::spi::quote_literal(format!("tradeguard: decrypted view of {schema}.{table} (tradeguard_decryptor only)"))
     ))?;
     Ok(())
 }

@@ -160,7 +160,7 @@ fn guard_columns_impl(oid: pg_sys::Oid, columns: &[String], action: &str) -> TgR
     }
     let (table, own): (String, bool) = common::spi_first_row(
         "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname),
-                n.nspname IN ('tradeguard', 'tradeguard_audit', 'pg_catalog', 'information_schema') OR n.nspname LIKE 'pg\\_%'
+                n.nspname IN ('tradeguard', 'tradeguard_audit', 'pg_catalog', 'information_schema') OR n.nspname LIKE E'pg\\\\_%'
            FROM pg_catalog.pg_class c
            JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1 AND c.relkind IN ('r', 'p')",
         &[oid.into()],
@@ -198,16 +198,25 @@ fn guard_columns_impl(oid: pg_sys::Oid, columns: &[String], action: &str) -> TgR
     Ok(format!("guarding {} of {table} ({action})", mine.join(", ")))
 }
 
-/// Columns a guard trigger of the table checks (its arguments after the action).
+/// Columns a guard trigger of the table checks (its arguments after the action). The
+/// arguments are NUL-terminated in `tgargs`, read as bytes (a name may hold a backslash).
 fn guarded_columns(oid: pg_sys::Oid, trigger: &str) -> TgResult<Vec<String>> {
-    Ok(common::as_owner(|| {
-        common::spi_first::<Vec<String>>(
-            "SELECT (pg_catalog.string_to_array(pg_catalog.encode(t.tgargs, 'escape'), '\\000'))[2:t.tgnargs]
-               FROM pg_catalog.pg_trigger t WHERE t.tgrelid = $1 AND t.tgname = $2",
+    let row = common::as_owner(|| {
+        common::spi_first_row(
+            "SELECT t.tgargs, t.tgnargs::int FROM pg_catalog.pg_trigger t WHERE t.tgrelid = $1 AND t.tgname = $2",
             &[oid.into(), trigger.into()],
+            |r| Ok((r.get::<Vec<u8>>(1)?.unwrap_or_default(), r.get::<i32>(2)?.unwrap_or_default())),
         )
-    })??
-    .unwrap_or_default())
+    })??;
+    Ok(row
+        .map(|(args, n)| {
+            args.split(|b| *b == 0)
+                .take(n.max(0) as usize)
+                .skip(1)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect()
+        })
+        .unwrap_or_default())
 }
 
 /// (Re)creates the guard trigger of each action over its columns (none: no trigger).
@@ -223,7 +232,9 @@ fn install_guards(table: &str, guards: &[(&str, &Vec<String>)]) -> TgResult<()> 
             }
             let args: Vec<String> = std::iter::once(act.to_string())
                 .chain(cols.iter().cloned())
-                .map(|a| format!("'{}'", a.replace('\'', "''")))
+                // quote_literal (E'...' when needed): a column name with a backslash stays inside
+                // the literal even with standard_conforming_strings off.
+                .map(pgrx::spi::quote_literal)
                 .collect();
             Spi::run(&format!(
                 "CREATE TRIGGER {name} BEFORE INSERT OR UPDATE ON {table}

@@ -28,6 +28,24 @@ mod tests {
     }
 
     #[pg_test]
+    fn a_renamed_column_name_cannot_inject_sql_into_the_guard_trigger() {
+        // The trigger is recreated as the extension owner with the column names as string
+        // literals: a name ending a literal early (a backslash with standard_conforming_strings
+        // off) must stay a name.
+        Spi::run(
+            r#"CREATE TABLE t_inj (id int PRIMARY KEY, note text);
+               SELECT tradeguard.guard_columns('t_inj', ARRAY['note']);
+               SET LOCAL standard_conforming_strings = off;
+               ALTER TABLE t_inj RENAME COLUMN note TO "x\'); CREATE TABLE t_pwned (); --";
+               SET LOCAL standard_conforming_strings = on"#,
+        )
+        .unwrap();
+        assert_eq!(Spi::get_one::<bool>("SELECT to_regclass('t_pwned') IS NULL").unwrap(), Some(true));
+        let rejected = try_sql("INSERT INTO t_inj VALUES (1, '1 UNION SELECT api_key FROM accounts')").unwrap_or_default();
+        assert!(rejected.contains("rejected"), "{rejected}");
+    }
+
+    #[pg_test]
     fn guards_read_char_columns_and_keep_each_columns_action() {
         Spi::run("CREATE TABLE t_orders (id int PRIMARY KEY, code char(20), note text, memo varchar(200))").unwrap();
         Spi::run("SELECT tradeguard.guard_columns('t_orders', ARRAY['code', 'note'])").unwrap();
