@@ -114,62 +114,75 @@ RETURNS TABLE (id bigint, at timestamptz, operation text, changed_by text, sessi
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
--- The row's changes under its key, and, when an UPDATE gave the row this key, its changes
--- under the key it had before (back to that key's last DELETE: an earlier row with the same
--- key is another row), and so on back: every key change moves further back in the trail, so
--- the walk ends. Sealed rows are found through pk_hash, unsealed ones (few) by a scan.
+-- The key's own changes (every row that had it), then, for each UPDATE that gave a row this
+-- key, that row's changes under the key it had before, walking back from that UPDATE: until
+-- the row's INSERT, an UPDATE that gave it that key (the walk goes on under the key before),
+-- a DELETE (an earlier row that had the key), or a change already listed (the rest is listed
+-- too). Every change is read once: the walk is linear in the trail rows of the keys visited.
+-- Sealed rows are found through pk_hash, unsealed ones (few) by a scan.
 DECLARE
     s text;
     r text;
-    todo_keys jsonb[] := ARRAY[history.pk];
-    todo_before bigint[] := ARRAY[NULL::bigint];
+    todo_keys jsonb[] := '{}';
+    todo_before bigint[] := '{}';
     k jsonb;
     before bigint;
-    mine bigint[];
-    found_keys jsonb[];
-    found_before bigint[];
+    next_key jsonb;
+    next_before bigint;
     ids bigint[] := '{}';
     old_key jsonb;
     c record;
 BEGIN
     SELECT n.nspname, cl.relname INTO s, r
       FROM pg_class cl JOIN pg_namespace n ON n.oid = cl.relnamespace WHERE cl.oid = tbl;
+    FOR c IN
+        SELECT l.id, l.operation, l.pk, l.old_row
+          FROM (SELECT * FROM tradeguard.audit_log a
+                 WHERE a.block_no IS NOT NULL AND a.pk_hash = jsonb_hash_extended(history.pk, 0)
+                UNION ALL
+                SELECT * FROM tradeguard.audit_log u WHERE u.block_no IS NULL) l
+         WHERE l.schema_name = s AND l.table_name = r AND l.pk = history.pk
+    LOOP
+        ids := ids || c.id;
+        IF c.operation = 'UPDATE' THEN
+            SELECT jsonb_object_agg(f, c.old_row -> f) INTO old_key FROM jsonb_object_keys(c.pk) f;
+            IF old_key IS NOT NULL AND old_key IS DISTINCT FROM history.pk THEN
+                todo_keys := todo_keys || old_key;
+                todo_before := todo_before || c.id;
+            END IF;
+        END IF;
+    END LOOP;
     WHILE cardinality(todo_keys) > 0 LOOP
         k := todo_keys[1];
         before := todo_before[1];
         todo_keys := todo_keys[2:];
         todo_before := todo_before[2:];
-        mine := '{}';
-        found_keys := '{}';
-        found_before := '{}';
+        next_key := NULL;
         FOR c IN
             SELECT l.id, l.operation, l.pk, l.old_row
               FROM (SELECT * FROM tradeguard.audit_log a
                      WHERE a.block_no IS NOT NULL AND a.pk_hash = jsonb_hash_extended(k, 0)
                     UNION ALL
                     SELECT * FROM tradeguard.audit_log u WHERE u.block_no IS NULL) l
-             WHERE l.schema_name = s AND l.table_name = r AND l.pk = k AND (before IS NULL OR l.id < before)
-             ORDER BY l.id
+             WHERE l.schema_name = s AND l.table_name = r AND l.pk = k AND l.id < before
+             ORDER BY l.id DESC
         LOOP
-            IF before IS NOT NULL AND c.operation = 'DELETE' THEN
-                -- an earlier row that had this key: not the row followed
-                mine := '{}';
-                found_keys := '{}';
-                found_before := '{}';
-                CONTINUE;
-            END IF;
-            mine := mine || c.id;
+            EXIT WHEN c.id = ANY (ids) OR c.operation = 'DELETE';
+            ids := ids || c.id;
+            EXIT WHEN c.operation = 'INSERT';
             IF c.operation = 'UPDATE' THEN
                 SELECT jsonb_object_agg(f, c.old_row -> f) INTO old_key FROM jsonb_object_keys(c.pk) f;
                 IF old_key IS NOT NULL AND old_key IS DISTINCT FROM k THEN
-                    found_keys := found_keys || old_key;
-                    found_before := found_before || c.id;
+                    next_key := old_key;
+                    next_before := c.id;
+                    EXIT;
                 END IF;
             END IF;
         END LOOP;
-        ids := ids || mine;
-        todo_keys := todo_keys || found_keys;
-        todo_before := todo_before || found_before;
+        IF next_key IS NOT NULL THEN
+            todo_keys := todo_keys || next_key;
+            todo_before := todo_before || next_before;
+        END IF;
     END LOOP;
     RETURN QUERY
     SELECT l.id, l.at, l.operation, l.current_user_name, l.session_user_name, l.application_name,
@@ -182,7 +195,7 @@ BEGIN
              ELSE l.new_row
            END
       FROM tradeguard.audit_log l
-     WHERE l.id IN (SELECT DISTINCT unnest(ids))
+     WHERE l.id IN (SELECT unnest(ids))
      ORDER BY l.id;
 END
 $$;

@@ -288,6 +288,22 @@ mod tests {
         assert_eq!(hist(r#"{"id": 5}"#), r#"INSERT {"id": 5, "qty": 1}; UPDATE {"qty": {"new": 2, "old": 1}}; INSERT {"id": 5, "qty": 50}"#);
         // Back through a key change, only the row that changed key: not the deleted row 7.
         assert_eq!(hist(r#"{"id": 8}"#), r#"INSERT {"id": 7, "qty": 71}; UPDATE {"id": {"new": 8, "old": 7}}"#);
+        // A key freed by an UPDATE (not a DELETE) and taken by another row: only that row.
+        Spi::run(
+            "INSERT INTO t_rekey VALUES (1, 10); UPDATE t_rekey SET id = 11 WHERE id = 1;
+             INSERT INTO t_rekey VALUES (1, 20); UPDATE t_rekey SET id = 2 WHERE id = 1",
+        )
+        .unwrap();
+        assert_eq!(hist(r#"{"id": 2}"#), r#"INSERT {"id": 1, "qty": 20}; UPDATE {"id": {"new": 2, "old": 1}}"#);
+        // A row whose key goes back and forth: every change once, read in linear time.
+        Spi::run(
+            "INSERT INTO t_rekey VALUES (100, 0);
+             DO $d$ BEGIN FOR i IN 1..30 LOOP
+               UPDATE t_rekey SET id = 201 - id WHERE id IN (100, 101);
+             END LOOP; END $d$",
+        )
+        .unwrap();
+        assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM tradeguard.history('t_rekey', '{\"id\": 100}')"), Ok(Some(31)));
     }
 
     #[pg_test]
