@@ -132,9 +132,15 @@ fn number_then_prose(follow: &str, after: &str) -> bool {
 /// matched (the rest of its word is skipped); 0 when anything in it is something a shell would
 /// act on: a pipe, redirection, substitution, path or option, or a command after a `;`.
 fn prose_words(after: &str) -> usize {
-    let rest = after.trim_start_matches(|c: char| !c.is_whitespace());
+    // A bounded window (each separator match looks at it: no quadratic work on long values).
+    let mut end = after.len().min(256);
+    while !after.is_char_boundary(end) {
+        end -= 1;
+    }
+    let rest = after[..end].trim_start_matches(|c: char| !c.is_whitespace());
     let first_word = |s: &str| s.split_whitespace().next().unwrap_or("").to_ascii_lowercase();
-    let shellish = rest.contains(['|', '&', '`', '$', '<', '>', '\\', '\n', '\r'])
+    // `#` too: `1; sleep 10 # and wait` is a command and a shell comment, not prose
+    let shellish = rest.contains(['|', '&', '`', '$', '<', '>', '\\', '\n', '\r', '#'])
         || rest.split_whitespace().any(|w| {
             // an option (`-la`, not `-5`) or a path (`/etc/x`, `./x`, `~/x`; not `cancel/replace`)
             (w.starts_with('-') && w.len() > 1 && !w[1..].starts_with(|c: char| c.is_ascii_digit()))

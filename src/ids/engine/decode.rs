@@ -424,8 +424,8 @@ pub fn evasion_variants(text: &str) -> Vec<(&'static str, String)> {
     let mut out = Vec::new();
     let b = text.as_bytes();
     let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
-    if let Some(p) = text.find("/*") {
-        if p > 0 && word(b[p - 1]) {
+    if text.match_indices("/*").any(|(p, _)| p > 0 && word(b[p - 1])) {
+        {
             let mut s = String::with_capacity(text.len());
             let mut rest = text;
             while let Some(i) = rest.find("/*") {
@@ -448,14 +448,17 @@ pub fn evasion_variants(text: &str) -> Vec<(&'static str, String)> {
         i > 0 && i + 1 < b.len() && ok(b[i - 1]) && (ok(b[i + 1]) || matches!(b[i + 1], b'\'' | b'"'))
     };
     if separator && b.iter().enumerate().any(|(i, &c)| matches!(c, b'\'' | b'"' | b'\\') && inner(i)) {
-        let s: String = b
+        // Only ASCII bytes are removed, so what is left is still UTF-8.
+        let kept: Vec<u8> = b
             .iter()
             .enumerate()
             .filter(|&(i, &c)| !(matches!(c, b'\'' | b'"' | b'\\') && (inner(i) || (i > 0 && matches!(b[i - 1], b'\'' | b'"') && inner(i - 1)))))
-            .map(|(_, &c)| c as char)
+            .map(|(_, &c)| c)
             .collect();
-        if s != text && s.is_ascii() {
-            out.push(("shell_dequote", s));
+        if let Ok(s) = String::from_utf8(kept) {
+            if s != text {
+                out.push(("shell_dequote", s));
+            }
         }
     }
     out
