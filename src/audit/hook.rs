@@ -115,6 +115,8 @@ struct Inspection {
     /// Tables dropped by name: (oid, schema, table), whose registrations (audited table,
     /// encrypted columns) go with them.
     dropped: Vec<(pg_sys::Oid, String, String)>,
+    /// A schema renamed (old, new name): encrypted-column registrations name their schema.
+    schema_renamed: Option<(String, String)>,
     /// A table renamed, moved to another schema or with a column renamed: (oid, schema and
     /// name before, column renamed (old, new)). Encrypted-column registrations and guard
     /// triggers name their table and columns: they follow, so that writes keep working.
@@ -326,6 +328,17 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
                         ins.attached.push(part);
                     }
                 }
+                if (*cmd).subtype == pg_sys::AlterTableType::AT_AlterColumnType {
+                    // Encrypted values are bound to the text of their row's key: a new type for a
+                    // key column (date to timestamp, numeric scale) would change it and leave every
+                    // value of the table undecryptable.
+                    let col = cstr((*cmd).name);
+                    if crate::crypto::columns::is_bound_key_column(relid, &col).unwrap_or(true) {
+                        ins.protected = Some(format!(
+                            "the type of {schema}.{name}.{col}, a key column encrypted values of the table are bound to (changing it would leave them undecryptable)"
+                        ));
+                    }
+                }
                 if TRIGGER_STATE_CMDS.contains(&(*cmd).subtype) {
                     let trig = cstr((*cmd).name);
                     let all = trig.is_empty();
@@ -378,6 +391,9 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
     } else if t == N::T_RenameStmt && (*(stmt as *mut pg_sys::RenameStmt)).renameType == pg_sys::ObjectType::OBJECT_ROLE {
         let s = stmt as *mut pg_sys::RenameStmt;
         ins.record.push((tag.to_string(), String::new(), format!("{} RENAME TO {}", cstr((*s).subname), cstr((*s).newname))));
+    } else if t == N::T_RenameStmt && (*(stmt as *mut pg_sys::RenameStmt)).renameType == pg_sys::ObjectType::OBJECT_SCHEMA {
+        let s = stmt as *mut pg_sys::RenameStmt;
+        ins.schema_renamed = Some((cstr((*s).subname), cstr((*s).newname)));
     } else if t == N::T_RenameStmt {
         let s = stmt as *mut pg_sys::RenameStmt;
         if (*s).renameType == pg_sys::ObjectType::OBJECT_TRIGGER && cstr((*s).subname).starts_with("tradeguard_") {
@@ -538,6 +554,11 @@ unsafe extern "C-unwind" fn tradeguard_process_utility(
         // converted now, in the same transaction (or the ATTACH fails): no plaintext at rest
         // in an encrypted partitioned table.
         if let Err(e) = crate::crypto::columns::convert_attached_partition(*part) {
+            e.raise();
+        }
+    }
+    if let Some((old, new)) = &ins.schema_renamed {
+        if let Err(e) = crate::crypto::columns::follow_schema_rename(old, new) {
             e.raise();
         }
     }

@@ -926,6 +926,43 @@ pub fn follow_rename(relid: pg_sys::Oid, schema: &str, table: &str, column: Opti
     Ok(())
 }
 
+/// Follows `ALTER SCHEMA old RENAME TO new` in the encrypted-column registrations.
+pub fn follow_schema_rename(old: &str, new: &str) -> TgResult<()> {
+    let changed = {
+        let _w = crate::audit::InternalWrite::begin();
+        common::as_owner(|| {
+            common::spi_first::<i64>(
+                "WITH moved AS (UPDATE tradeguard_audit.encrypted_columns SET schema_name = $2 WHERE schema_name = $1 RETURNING 1)
+                 SELECT count(*) FROM moved",
+                &[old.into(), new.into()],
+            )
+        })??
+        .unwrap_or(0)
+    };
+    if changed > 0 {
+        keys::invalidate();
+    }
+    Ok(())
+}
+
+/// Whether `col` of `relid` (or of a table it is a partition of) is a key column that encrypted
+/// values are bound to.
+pub fn is_bound_key_column(relid: pg_sys::Oid, col: &str) -> TgResult<bool> {
+    Ok(common::as_owner(|| {
+        common::spi_first::<bool>(
+            concat!(
+                "SELECT EXISTS (
+                   SELECT 1 FROM tradeguard_audit.encrypted_columns e
+                     JOIN ", crate::self_and_ancestors_sql!(), " x
+                       ON x.relid = pg_catalog.to_regclass(pg_catalog.quote_ident(e.schema_name) || '.' || pg_catalog.quote_ident(e.table_name))
+                    WHERE e.pk_column = $2 OR $2 = ANY (e.pk_columns))"
+            ),
+            &[relid.into(), col.into()],
+        )
+    })??
+    .unwrap_or(false))
+}
+
 /// Converts the plaintext rows of a table just attached as a partition of a table with
 /// encrypted columns (the utility hook calls it after ATTACH PARTITION). Returns the rows
 /// converted; 0 when nothing above the table is encrypted.

@@ -206,6 +206,13 @@ mod tests {
             one::<bool>("SELECT acct_lookup = tradeguard.blind_index('acct-2', 't_ren_bi') FROM t_ren_s.t_ren2 WHERE fill_id = 2"),
             Some(true)
         );
+        // The schema renamed too.
+        Spi::run("ALTER SCHEMA t_ren_s RENAME TO t_ren_s2; INSERT INTO t_ren_s2.t_ren2 (fill_id, acct) VALUES (3, 'acct-3')").unwrap();
+        assert_eq!(one::<i64>("SELECT count(*) FROM t_ren_s2.t_ren2 WHERE NOT tradeguard.is_ciphertext(acct)"), Some(0));
+        assert_eq!(one::<String>("SELECT schema_name FROM tradeguard_audit.encrypted_columns WHERE key_name = 't_ren'").as_deref(), Some("t_ren_s2"));
+        // A key column's type cannot change under its bound values.
+        let err = crate::common::sql_error("ALTER TABLE t_ren_s2.t_ren2 ALTER COLUMN fill_id TYPE numeric(10,2)").unwrap_or_default();
+        assert!(err.contains("cannot change the type of t_ren_s2.t_ren2.fill_id"), "{err}");
     }
 
     #[pg_test(error = "tradeguard: public.t_orphan has tradeguard's encrypt trigger but no encrypted column is registered for it or a table it is a partition of; the row was not written")]
