@@ -121,38 +121,63 @@ fn is_argish(arg: &str) -> bool {
         || word.contains(".php") || word.contains(".sh") || word.contains(".txt") || word.contains(".exe") || word.contains(".ini")
 }
 
+/// Where shell syntax last appears in a value (one pass, computed once per value): a pipe,
+/// redirection, substitution, backslash or line break, an option (`-la`, not `-5`), a path
+/// (`/etc/x`, `./x`, `~/x`; not `cancel/replace`), or a command word after a `;`. Text after a
+/// command is prose only if nothing of this follows it.
+struct ShellMarks {
+    last: Option<usize>,
+}
+
+impl ShellMarks {
+    fn of(text: &str) -> ShellMarks {
+        let mut last = None;
+        let b = text.as_bytes();
+        for (i, &c) in b.iter().enumerate() {
+            let word_start = i == 0 || b[i - 1].is_ascii_whitespace();
+            let mark = matches!(c, b'|' | b'&' | b'`' | b'$' | b'<' | b'>' | b'\\' | b'\n' | b'\r')
+                || (word_start && c == b'-' && b.get(i + 1).is_some_and(|n| !n.is_ascii_digit() && !n.is_ascii_whitespace()))
+                || (word_start && (c == b'/' || text[i..].starts_with("./") || text[i..].starts_with("../") || text[i..].starts_with("~/")))
+                || (c == b';' && {
+                    let w: String = text[i + 1..].trim_start().chars().take_while(|c| c.is_ascii_alphanumeric()).collect::<String>().to_ascii_lowercase();
+                    strong(&w) || weak(&w) || very_strong(&w)
+                });
+            if mark {
+                last = Some(i);
+            }
+        }
+        ShellMarks { last }
+    }
+}
+
 /// A command word whose argument is a number followed by prose: a note (`id 7 cancelled`,
-/// `; sell 50 at close`), not a command line. `follow` is the matched argument, `after` the
-/// text after the match.
-fn number_then_prose(follow: &str, after: &str) -> bool {
-    follow.trim_start().starts_with(|c: char| c.is_ascii_digit()) && prose_words(after) > 0
+/// `; sell 50 at close`), not a command line. `follow` is the matched argument, `from` the
+/// offset in `text` after the match.
+fn number_then_prose(marks: &ShellMarks, text: &str, follow: &str, from: usize) -> bool {
+    // (`sleep 10;`: the argument's word ends with a separator, a command line)
+    follow.trim_start().starts_with(|c: char| c.is_ascii_digit())
+        && !follow.contains([';', '|', '&'])
+        && prose_words(marks, text, from) > 0
 }
 
 /// How many ordinary words (three letters or more, not command names) follow the argument
-/// matched (the rest of its word is skipped); 0 when anything in it is something a shell would
-/// act on: a pipe, redirection, substitution, path or option, or a command after a `;`.
-fn prose_words(after: &str) -> usize {
-    // A bounded window (each separator match looks at it: no quadratic work on long values).
+/// matched at `from` (the rest of its word skipped, up to a `#` shell comment, in a bounded
+/// window); 0 when shell syntax follows anywhere after it, or when a separator comes right after
+/// the argument (`; sleep 10; please ignore`).
+fn prose_words(marks: &ShellMarks, text: &str, from: usize) -> usize {
+    if marks.last.is_some_and(|l| l >= from) {
+        return 0;
+    }
+    let after = &text[from..];
     let mut end = after.len().min(256);
     while !after.is_char_boundary(end) {
         end -= 1;
     }
     let rest = after[..end].trim_start_matches(|c: char| !c.is_whitespace());
-    let first_word = |s: &str| s.split_whitespace().next().unwrap_or("").to_ascii_lowercase();
-    // `#` too: `1; sleep 10 # and wait` is a command and a shell comment, not prose
-    let shellish = rest.contains(['|', '&', '`', '$', '<', '>', '\\', '\n', '\r', '#'])
-        || rest.split_whitespace().any(|w| {
-            // an option (`-la`, not `-5`) or a path (`/etc/x`, `./x`, `~/x`; not `cancel/replace`)
-            (w.starts_with('-') && w.len() > 1 && !w[1..].starts_with(|c: char| c.is_ascii_digit()))
-                || w.starts_with('/') || w.starts_with("./") || w.starts_with("../") || w.starts_with("~/")
-        })
-        || rest.split(';').skip(1).any(|seg| {
-            let w = first_word(seg);
-            strong(&w) || weak(&w) || very_strong(&w)
-        });
-    if shellish {
+    if rest.trim_start().starts_with([';', '|', '&']) {
         return 0;
     }
+    let rest = rest.split('#').next().unwrap_or("");
     rest.split(|c: char| c.is_whitespace() || matches!(c, ';' | ',' | '.' | '/' | ':' | '(' | ')' | '!' | '?'))
         .filter(|w| {
             let l = w.to_ascii_lowercase();
@@ -203,6 +228,7 @@ fn judge_cmd(word: &str, follow: &str) -> Option<u8> {
 
 pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
     let r = rx();
+    let marks: std::cell::OnceCell<ShellMarks> = std::cell::OnceCell::new();
     let b = text.as_bytes();
     let has_sep = seen.any(b";|&\n\r`$'\"");
     if has_sep {
@@ -214,7 +240,7 @@ pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
             if quote_sep && !very_strong(&word.to_ascii_lowercase()) {
                 continue;
             }
-            if !strong(word.to_ascii_lowercase().trim_end_matches(".exe")) && number_then_prose(follow, &text[m.end()..]) {
+            if !strong(word.to_ascii_lowercase().trim_end_matches(".exe")) && number_then_prose(marks.get_or_init(|| ShellMarks::of(text)), text, follow, m.end()) {
                 continue;
             }
             if let Some(w) = judge_cmd(word, follow) {
@@ -267,7 +293,10 @@ pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
         let english = matches!(follow.trim().to_ascii_lowercase().as_str(), "user" | "users" | "view" | "share" | "start" | "stop" | "config");
         if word.bytes().all(|c| !c.is_ascii_uppercase()) && (strong(&lw) || weak(&lw)) && is_argish(follow) && !english
             // `id 7 cancelled`, `head & shoulders forming on the daily`: a note
-            && !(number_then_prose(follow, &text[m.end()..]) || prose_words(&text[m.end()..]) >= 3)
+            && !({
+                let marks = marks.get_or_init(|| ShellMarks::of(text));
+                number_then_prose(marks, text, follow, m.end()) || prose_words(marks, text, m.end()) >= 3
+            })
         {
             push(out, "cmdi.leading_command", 55, m.start(), m.end(), text);
         }
