@@ -111,80 +111,10 @@ COMMENT ON VIEW tradeguard.audited_tables IS 'tradeguard: tables covered by the 
 CREATE FUNCTION tradeguard.history(tbl regclass, pk jsonb)
 RETURNS TABLE (id bigint, at timestamptz, operation text, changed_by text, session_user_name text,
                application_name text, client_addr inet, app_context jsonb, changes jsonb)
-LANGUAGE plpgsql STABLE
+LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
--- The key's own changes (every row that had it), then, for each UPDATE that gave a row this
--- key, that row's changes under the key it had before, walking back from that UPDATE: until
--- the row's INSERT, an UPDATE that gave it that key (the walk goes on under the key before),
--- a DELETE (an earlier row that had the key), or a change already listed (the rest is listed
--- too). Every change is read once: the walk is linear in the trail rows of the keys visited.
--- Sealed rows are found through pk_hash, unsealed ones (few) by a scan.
-DECLARE
-    s text;
-    r text;
-    todo_keys jsonb[] := '{}';
-    todo_before bigint[] := '{}';
-    k jsonb;
-    before bigint;
-    next_key jsonb;
-    next_before bigint;
-    ids bigint[] := '{}';
-    old_key jsonb;
-    c record;
-BEGIN
-    SELECT n.nspname, cl.relname INTO s, r
-      FROM pg_class cl JOIN pg_namespace n ON n.oid = cl.relnamespace WHERE cl.oid = tbl;
-    FOR c IN
-        SELECT l.id, l.operation, l.pk, l.old_row
-          FROM (SELECT * FROM tradeguard.audit_log a
-                 WHERE a.block_no IS NOT NULL AND a.pk_hash = jsonb_hash_extended(history.pk, 0)
-                UNION ALL
-                SELECT * FROM tradeguard.audit_log u WHERE u.block_no IS NULL) l
-         WHERE l.schema_name = s AND l.table_name = r AND l.pk = history.pk
-    LOOP
-        ids := ids || c.id;
-        IF c.operation = 'UPDATE' THEN
-            SELECT jsonb_object_agg(f, c.old_row -> f) INTO old_key FROM jsonb_object_keys(c.pk) f;
-            IF old_key IS NOT NULL AND old_key IS DISTINCT FROM history.pk THEN
-                todo_keys := todo_keys || old_key;
-                todo_before := todo_before || c.id;
-            END IF;
-        END IF;
-    END LOOP;
-    WHILE cardinality(todo_keys) > 0 LOOP
-        k := todo_keys[1];
-        before := todo_before[1];
-        todo_keys := todo_keys[2:];
-        todo_before := todo_before[2:];
-        next_key := NULL;
-        FOR c IN
-            SELECT l.id, l.operation, l.pk, l.old_row
-              FROM (SELECT * FROM tradeguard.audit_log a
-                     WHERE a.block_no IS NOT NULL AND a.pk_hash = jsonb_hash_extended(k, 0)
-                    UNION ALL
-                    SELECT * FROM tradeguard.audit_log u WHERE u.block_no IS NULL) l
-             WHERE l.schema_name = s AND l.table_name = r AND l.pk = k AND l.id < before
-             ORDER BY l.id DESC
-        LOOP
-            EXIT WHEN c.id = ANY (ids) OR c.operation = 'DELETE';
-            ids := ids || c.id;
-            EXIT WHEN c.operation = 'INSERT';
-            IF c.operation = 'UPDATE' THEN
-                SELECT jsonb_object_agg(f, c.old_row -> f) INTO old_key FROM jsonb_object_keys(c.pk) f;
-                IF old_key IS NOT NULL AND old_key IS DISTINCT FROM k THEN
-                    next_key := old_key;
-                    next_before := c.id;
-                    EXIT;
-                END IF;
-            END IF;
-        END LOOP;
-        IF next_key IS NOT NULL THEN
-            todo_keys := todo_keys || next_key;
-            todo_before := todo_before || next_before;
-        END IF;
-    END LOOP;
-    RETURN QUERY
+    -- The walk back through key changes is tradeguard.history_ids() (src/audit/history.rs).
     SELECT l.id, l.at, l.operation, l.current_user_name, l.session_user_name, l.application_name,
            l.client_addr, l.app_context,
            CASE l.operation
@@ -194,11 +124,11 @@ BEGIN
              WHEN 'DELETE' THEN l.old_row
              ELSE l.new_row
            END
-      FROM tradeguard.audit_log l
-     WHERE l.id IN (SELECT unnest(ids))
-     ORDER BY l.id;
-END
+      FROM pg_catalog.unnest(tradeguard.history_ids(history.tbl, history.pk::text)) AS h(id)
+      JOIN tradeguard.audit_log l ON l.id = h.id
+     ORDER BY l.id
 $$;
+COMMENT ON FUNCTION tradeguard.history_ids(oid, text) IS 'tradeguard: the trail row ids history() lists (its walk back through key changes)';
 COMMENT ON FUNCTION tradeguard.history(regclass, jsonb) IS 'tradeguard: who changed this row, when, from where, and what changed (oldest first; back through primary key changes)';
 
 COMMENT ON FUNCTION tradeguard.audit_table(regclass, text[]) IS 'tradeguard: install the signed audit triggers on a table (idempotent)';
@@ -212,7 +142,8 @@ COMMENT ON FUNCTION tradeguard.set_context(jsonb, boolean) IS 'tradeguard: appli
 COMMENT ON FUNCTION tradeguard.break_glass(text) IS 'tradeguard: allow protected changes in this session (recorded)';
 
 GRANT EXECUTE ON FUNCTION tradeguard.verify(bigint, bigint), tradeguard.audit_digest(),
-    tradeguard.verify_digest(bigint, text), tradeguard.history(regclass, jsonb)
+    tradeguard.verify_digest(bigint, text), tradeguard.history(regclass, jsonb),
+    tradeguard.history_ids(oid, text)
   TO tradeguard_auditor;
 GRANT EXECUTE ON FUNCTION tradeguard.set_context(jsonb, boolean) TO tradeguard_encryptor, tradeguard_decryptor, tradeguard_auditor;
 GRANT EXECUTE ON FUNCTION tradeguard.audit_table(regclass, text[]), tradeguard.unaudit_table(regclass),

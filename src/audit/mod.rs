@@ -10,6 +10,7 @@ pub mod error;
 pub mod hook;
 pub mod image;
 pub mod seal;
+pub mod history;
 pub mod triggers;
 
 use std::cell::Cell;
@@ -311,7 +312,7 @@ pgrx::extension_sql_file!(
         audit_table, unaudit_table, set_context, break_glass, break_glass_end,
         triggers::audit_trigger, triggers::protect_trigger,
         seal::seal, seal::verify, seal::audit_digest, seal::verify_digest, seal::archive_blocks,
-        "ids_sql"
+        history::history_ids, "ids_sql"
     ]
 );
 

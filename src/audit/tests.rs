@@ -304,6 +304,24 @@ mod tests {
         )
         .unwrap();
         assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM tradeguard.history('t_rekey', '{\"id\": 100}')"), Ok(Some(31)));
+        // Two rows swapping keys under a deferred key: each keeps its own changes.
+        Spi::run(
+            "CREATE TABLE t_swap (id int PRIMARY KEY DEFERRABLE INITIALLY DEFERRED, who text);
+             SELECT tradeguard.audit_table('t_swap');
+             INSERT INTO t_swap VALUES (1, 'X'), (2, 'Y');
+             UPDATE t_swap SET id = 2 WHERE who = 'X';
+             UPDATE t_swap SET id = 1 WHERE who = 'Y'",
+        )
+        .unwrap();
+        let swap = Spi::get_one::<String>(
+            "SELECT string_agg(operation || ' ' || changes::text, '; ' ORDER BY id) FROM tradeguard.history('t_swap', '{\"id\": 1}')",
+        )
+        .unwrap()
+        .unwrap_or_default();
+        assert_eq!(
+            swap,
+            r#"INSERT {"id": 1, "who": "X"}; INSERT {"id": 2, "who": "Y"}; UPDATE {"id": {"new": 1, "old": 2}}"#
+        );
     }
 
     #[pg_test]
