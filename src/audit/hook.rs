@@ -117,6 +117,8 @@ struct Inspection {
     dropped: Vec<(pg_sys::Oid, String, String)>,
     /// A schema renamed (old, new name): encrypted-column registrations name their schema.
     schema_renamed: Option<(String, String)>,
+    /// Schemas dropped (their tables' registrations go with them).
+    dropped_schemas: Vec<String>,
     /// A table renamed, moved to another schema or with a column renamed: (oid, schema and
     /// name before, column renamed (old, new)). Encrypted-column registrations and guard
     /// triggers name their table and columns: they follow, so that writes keep working.
@@ -374,6 +376,11 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
                 }
             } else if kind == pg_sys::ObjectType::OBJECT_SCHEMA && last == "tradeguard_audit" {
                 ins.protected = Some("schema tradeguard_audit".into());
+            } else if kind == pg_sys::ObjectType::OBJECT_SCHEMA && !is_tradeguard_schema_name_str(&last) {
+                // DROP SCHEMA ... CASCADE drops its tables without a DROP TABLE the hook sees:
+                // their registrations must not outlive them (a new table of the same name would
+                // inherit them).
+                ins.dropped_schemas.push(last.clone());
             } else if kind == pg_sys::ObjectType::OBJECT_EXTENSION && last == "tradeguard" && audit_rows_exist() {
                 ins.protected = Some("extension tradeguard (it holds the audit trail)".into());
             } else if names.len() >= 2 && names[names.len() - 2] == "tradeguard_audit" {
@@ -393,7 +400,15 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
         ins.record.push((tag.to_string(), String::new(), format!("{} RENAME TO {}", cstr((*s).subname), cstr((*s).newname))));
     } else if t == N::T_RenameStmt && (*(stmt as *mut pg_sys::RenameStmt)).renameType == pg_sys::ObjectType::OBJECT_SCHEMA {
         let s = stmt as *mut pg_sys::RenameStmt;
-        ins.schema_renamed = Some((cstr((*s).subname), cstr((*s).newname)));
+        let (old, new) = (cstr((*s).subname), cstr((*s).newname));
+        // tradeguard's own schemas are refused above (or renamed under break-glass: then there
+        // is nothing of the user's to follow, and the registrations' table is being moved).
+        if !is_tradeguard_schema_name_str(&old) {
+            if schema_has_audited_tables(&old) {
+                ins.record.push(("DDL".into(), old.clone(), format!("schema renamed to {new}")));
+            }
+            ins.schema_renamed = Some((old, new));
+        }
     } else if t == N::T_RenameStmt {
         let s = stmt as *mut pg_sys::RenameStmt;
         if (*s).renameType == pg_sys::ObjectType::OBJECT_TRIGGER && cstr((*s).subname).starts_with("tradeguard_") {
@@ -557,6 +572,11 @@ unsafe extern "C-unwind" fn tradeguard_process_utility(
             e.raise();
         }
     }
+    if !ins.dropped_schemas.is_empty() {
+        if let Err(e) = forget_dropped_schemas(&ins.dropped_schemas) {
+            e.raise();
+        }
+    }
     if let Some((old, new)) = &ins.schema_renamed {
         if let Err(e) = crate::crypto::columns::follow_schema_rename(old, new) {
             e.raise();
@@ -588,6 +608,47 @@ unsafe extern "C-unwind" fn tradeguard_process_utility(
             pgrx::warning!("tradeguard: could not record {tag} in the audit trail: {e}");
         }
     }
+}
+
+/// Whether `name` is one of tradeguard's schemas.
+fn is_tradeguard_schema_name_str(name: &str) -> bool {
+    name == "tradeguard" || name == "tradeguard_audit"
+}
+
+/// Whether schema `name` holds an audited table (its rename is recorded).
+fn schema_has_audited_tables(name: &str) -> bool {
+    crate::common::as_owner(|| {
+        crate::common::spi_first::<bool>(
+            "SELECT EXISTS (SELECT 1 FROM tradeguard_audit.audited_tables a
+                              JOIN pg_catalog.pg_class c ON c.oid = a.relid
+                              JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                             WHERE n.nspname = $1)",
+            &[name.into()],
+        )
+    })
+    .ok()
+    .and_then(|r| r.ok())
+    .flatten()
+    .unwrap_or(false)
+}
+
+/// After DROP SCHEMA: the encrypted-column registrations of its tables, and audited-table
+/// registrations whose table is gone.
+fn forget_dropped_schemas(schemas: &[String]) -> TgResult<()> {
+    let _w = super::InternalWrite::begin();
+    crate::common::as_owner(|| -> TgResult<()> {
+        Spi::run_with_args(
+            "DELETE FROM tradeguard_audit.encrypted_columns WHERE schema_name = ANY ($1)",
+            &[schemas.to_vec().into()],
+        )?;
+        Spi::run(
+            "DELETE FROM tradeguard_audit.audited_tables a
+              WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = a.relid)",
+        )?;
+        Ok(())
+    })??;
+    crate::crypto::keys::invalidate();
+    Ok(())
 }
 
 fn forget_dropped(dropped: &[(pg_sys::Oid, String, String)]) -> TgResult<()> {

@@ -256,6 +256,26 @@ mod tests {
     }
 
     #[pg_test]
+    fn a_renamed_schema_is_recorded_and_followed() {
+        Spi::run(
+            "CREATE SCHEMA t_sch; CREATE TABLE t_sch.fills (id int PRIMARY KEY, qty int);
+             SELECT tradeguard.audit_table('t_sch.fills');
+             ALTER SCHEMA t_sch RENAME TO t_sch2;
+             INSERT INTO t_sch2.fills VALUES (1, 5)",
+        )
+        .unwrap();
+        assert_eq!(
+            Spi::get_one::<String>(
+                "SELECT string_agg(operation || ' ' || schema_name || ' ' || table_name, '; ' ORDER BY id)
+                   FROM tradeguard_audit.log WHERE schema_name IN ('t_sch', 't_sch2') AND operation <> 'AUDIT_TABLE'"
+            )
+            .unwrap()
+            .as_deref(),
+            Some("DDL t_sch schema renamed to t_sch2; INSERT t_sch2 fills")
+        );
+    }
+
+    #[pg_test]
     fn history_follows_the_row_back_through_key_changes() {
         Spi::run(
             "CREATE TABLE t_rekey (id int PRIMARY KEY, qty int);

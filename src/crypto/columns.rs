@@ -928,32 +928,32 @@ pub fn follow_rename(relid: pg_sys::Oid, schema: &str, table: &str, column: Opti
 
 /// Follows `ALTER SCHEMA old RENAME TO new` in the encrypted-column registrations.
 pub fn follow_schema_rename(old: &str, new: &str) -> TgResult<()> {
-    let changed = {
+    {
         let _w = crate::audit::InternalWrite::begin();
         common::as_owner(|| {
-            common::spi_first::<i64>(
-                "WITH moved AS (UPDATE tradeguard_audit.encrypted_columns SET schema_name = $2 WHERE schema_name = $1 RETURNING 1)
-                 SELECT count(*) FROM moved",
+            Spi::run_with_args(
+                "UPDATE tradeguard_audit.encrypted_columns SET schema_name = $2 WHERE schema_name = $1",
                 &[old.into(), new.into()],
             )
-        })??
-        .unwrap_or(0)
-    };
-    if changed > 0 {
-        keys::invalidate();
+        })??;
     }
+    // Audit triggers cache their table's schema name too: every backend refreshes.
+    keys::invalidate();
     Ok(())
 }
 
-/// Whether `col` of `relid` (or of a table it is a partition of) is a key column that encrypted
-/// values are bound to.
+/// Whether `col` of `relid` (or of a table it is a partition of, or of one of its partitions)
+/// is a key column that encrypted values are bound to.
 pub fn is_bound_key_column(relid: pg_sys::Oid, col: &str) -> TgResult<bool> {
     Ok(common::as_owner(|| {
         common::spi_first::<bool>(
             concat!(
                 "SELECT EXISTS (
                    SELECT 1 FROM tradeguard_audit.encrypted_columns e
-                     JOIN ", crate::self_and_ancestors_sql!(), " x
+                     JOIN (SELECT a.relid FROM ", crate::self_and_ancestors_sql!(), " a
+                           UNION ALL
+                           -- partitions below (encrypted on their own): the new type reaches them too
+                           SELECT t.relid FROM pg_catalog.pg_partition_tree($1::regclass) t) x
                        ON x.relid = pg_catalog.to_regclass(pg_catalog.quote_ident(e.schema_name) || '.' || pg_catalog.quote_ident(e.table_name))
                     WHERE e.pk_column = $2 OR $2 = ANY (e.pk_columns))"
             ),

@@ -213,6 +213,18 @@ mod tests {
         // A key column's type cannot change under its bound values.
         let err = crate::common::sql_error("ALTER TABLE t_ren_s2.t_ren2 ALTER COLUMN fill_id TYPE numeric(10,2)").unwrap_or_default();
         assert!(err.contains("cannot change the type of t_ren_s2.t_ren2.fill_id"), "{err}");
+        // Encrypted on a partition only: the partitioned table's key type cannot change either.
+        Spi::run(
+            "CREATE TABLE t_kp (id int, d date, v text, PRIMARY KEY (id, d)) PARTITION BY RANGE (d);
+             CREATE TABLE t_kp_1 PARTITION OF t_kp DEFAULT;
+             SELECT tradeguard.encrypt_column('t_kp_1', 'v', 't_ren')",
+        )
+        .unwrap();
+        let err = crate::common::sql_error("ALTER TABLE t_kp ALTER COLUMN d TYPE timestamp").unwrap_or_default();
+        assert!(err.contains("cannot change the type of public.t_kp.d"), "{err}");
+        // DROP SCHEMA ... CASCADE takes the registrations of its tables with it.
+        Spi::run("DROP SCHEMA t_ren_s2 CASCADE").unwrap();
+        assert_eq!(one::<i64>("SELECT count(*) FROM tradeguard_audit.encrypted_columns WHERE schema_name = 't_ren_s2'"), Some(0));
     }
 
     #[pg_test(error = "tradeguard: public.t_orphan has tradeguard's encrypt trigger but no encrypted column is registered for it or a table it is a partition of; the row was not written")]
