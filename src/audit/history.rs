@@ -14,7 +14,7 @@ use crate::error::{OrRaise, TgResult};
 struct Rec {
     id: i64,
     op: String,
-    /// For an UPDATE: the key the row had before it (jsonb text).
+    /// For an UPDATE that changed the row's key: the key it had before (jsonb text).
     old_key: Option<String>,
     old_img: Option<String>,
     new_img: Option<String>,
@@ -32,7 +32,7 @@ impl Rec {
 /// Whether `img` (a row image) can be the state `rec` left the row in: equal on every column
 /// both have (a column added or dropped in between is in only one of them).
 fn continues(rec: &Rec, img: &serde_json::Map<String, serde_json::Value>) -> bool {
-    rec.new_map().is_some_and(|m| m.iter().all(|(k, v)| img.get(k).is_none_or(|w| w == v)))
+    rec.new_map().is_none_or(|m| m.iter().all(|(k, v)| img.get(k).is_none_or(|w| w == v)))
 }
 
 /// The trail rows of `table` recorded under key `key` (jsonb text), oldest first. Sealed rows are
@@ -41,8 +41,10 @@ fn rows_of(schema: &str, table: &str, key: &str) -> TgResult<Vec<Rec>> {
     Ok(Spi::connect(|client| {
         let t = client.select(
             "SELECT l.id, l.operation,
-                    CASE WHEN l.operation = 'UPDATE' THEN
-                      (SELECT pg_catalog.jsonb_object_agg(f, l.old_row -> f) FROM pg_catalog.jsonb_object_keys(l.pk) f)::text END,
+                    -- the key the row had before an UPDATE, when it differs as jsonb (1 = 1.0)
+                    (SELECT o::text FROM (SELECT pg_catalog.jsonb_object_agg(f, l.old_row -> f) AS o
+                                            FROM pg_catalog.jsonb_object_keys(l.pk) f) k
+                      WHERE l.operation = 'UPDATE' AND k.o IS DISTINCT FROM l.pk),
                     l.old_row::text, l.new_row::text
                FROM (SELECT * FROM tradeguard.audit_log a
                       WHERE a.block_no IS NOT NULL AND a.pk_hash = pg_catalog.jsonb_hash_extended($3::jsonb, 0)
@@ -68,53 +70,90 @@ fn rows_of(schema: &str, table: &str, key: &str) -> TgResult<Vec<Rec>> {
     })?)
 }
 
-/// The ids `history(tbl, pk)` lists: every trail row recorded under the key, then, for each
-/// UPDATE that gave a row the key, that row's earlier rows: walking back under the key it had
-/// before, from the newest row that left the row in the state the UPDATE found it in (its image
-/// continues into the UPDATE's old image: not another row that had the key, even within a
-/// deferred-key transaction), until its INSERT, the UPDATE that gave it that earlier key (the
-/// walk goes on under the key before), or a row already listed. Each key's rows are read once.
-fn walk(schema: &str, table: &str, pk: &str) -> TgResult<Vec<i64>> {
-    let mut keys: HashMap<String, Vec<Rec>> = HashMap::new();
-    let mut ids = BTreeSet::new();
-    // (key, walk back from before this id, the image the row had then)
-    let mut todo: Vec<(String, i64, Option<String>)> = Vec::new();
-    let top = rows_of(schema, table, pk)?;
-    for r in &top {
-        ids.insert(r.id);
-        if r.op == "UPDATE" {
-            if let Some(old) = r.old_key.as_ref().filter(|k| k.as_str() != pk) {
-                todo.push((old.clone(), r.id, r.old_img.clone()));
+/// Rows of each key read so far, under the first spelling of the key met; other spellings of an
+/// equal key (`1.0` for `1` in a numeric key) point to it, so no key is read twice.
+#[derive(Default)]
+struct Keys {
+    rows: HashMap<String, Vec<Rec>>,
+    alias: HashMap<String, String>,
+}
+
+impl Keys {
+    /// The spelling `key` is read under (reading its rows the first time).
+    fn load(&mut self, schema: &str, table: &str, key: &str) -> TgResult<String> {
+        if self.rows.contains_key(key) {
+            return Ok(key.to_string());
+        }
+        if let Some(k) = self.alias.get(key) {
+            return Ok(k.clone());
+        }
+        let known: Vec<String> = self.rows.keys().cloned().collect();
+        let same = common::spi_first::<String>(
+            "SELECT k FROM pg_catalog.unnest($1::text[]) k WHERE k::jsonb = $2::jsonb LIMIT 1",
+            &[known.into(), key.into()],
+        )?;
+        match same {
+            Some(k) => {
+                self.alias.insert(key.to_string(), k.clone());
+                Ok(k)
+            }
+            None => {
+                self.rows.insert(key.to_string(), rows_of(schema, table, key)?);
+                Ok(key.to_string())
             }
         }
     }
-    keys.insert(pk.to_string(), top);
-    while let Some((key, before, img)) = todo.pop() {
-        if !keys.contains_key(&key) {
-            let rows = rows_of(schema, table, &key)?;
-            keys.insert(key.clone(), rows);
+}
+
+/// How many earlier rows of a key are compared with the state a row was found in, to tell the
+/// row's own predecessor from another row's (two rows swapping keys); past that, the newest.
+const MATCH_WINDOW: usize = 64;
+
+/// The ids `history(tbl, pk)` lists: every trail row recorded under the key, then, for each
+/// UPDATE that gave a row the key, that row's earlier rows, walking back under the key it had
+/// before: until its INSERT, a DELETE (an earlier row that had the key), the UPDATE that gave it
+/// that earlier key (the walk goes on under the key before), or a row already listed. Each step
+/// takes the newest earlier row of the key; when rows of two rows interleave (keys swapped in a
+/// deferred-key transaction), the newest one whose image continues into the state the next
+/// row found is preferred. Each key's rows are read once.
+fn walk(schema: &str, table: &str, pk: &str) -> TgResult<Vec<i64>> {
+    let mut keys = Keys::default();
+    let mut ids = BTreeSet::new();
+    // (key, walk back from before this id, the image the row had then)
+    let mut todo: Vec<(String, i64, Option<String>)> = Vec::new();
+    let top = keys.load(schema, table, pk)?;
+    for r in &keys.rows[&top] {
+        ids.insert(r.id);
+        if let Some(old) = &r.old_key {
+            todo.push((old.clone(), r.id, r.old_img.clone()));
         }
-        let rows = &keys[&key];
+    }
+    while let Some((key, before, img)) = todo.pop() {
+        let key = keys.load(schema, table, &key)?;
+        let rows = &keys.rows[&key];
         let mut end = rows.partition_point(|r| r.id < before);
-        let mut img: Option<serde_json::Map<String, serde_json::Value>> = img.as_deref().and_then(|t| serde_json::from_str(t).ok());
+        let mut img = img;
         loop {
-            let Some(want) = img.as_ref() else { break };
-            // The newest earlier row of this key that left the row as the next one found it.
-            let Some(i) = (0..end).rev().find(|&i| continues(&rows[i], want)) else { break };
+            // Candidates: the earlier rows back to the key's last DELETE.
+            let floor = rows[..end].iter().rposition(|r| r.op == "DELETE").map_or(0, |d| d + 1);
+            if floor >= end {
+                break;
+            }
+            let want: Option<serde_json::Map<String, serde_json::Value>> = img.as_deref().and_then(|t| serde_json::from_str(t).ok());
+            let i = want
+                .as_ref()
+                .and_then(|w| (floor..end).rev().take(MATCH_WINDOW).find(|&i| continues(&rows[i], w)))
+                .unwrap_or(end - 1);
             let r = &rows[i];
             if !ids.insert(r.id) || r.op == "INSERT" {
                 break;
             }
-            match r.old_key.as_ref() {
-                Some(old) if old != &key => {
-                    todo.push((old.clone(), r.id, r.old_img.clone()));
-                    break;
-                }
-                _ => {
-                    img = r.old_img.as_deref().and_then(|t| serde_json::from_str(t).ok());
-                    end = i;
-                }
+            if let Some(old) = &r.old_key {
+                todo.push((old.clone(), r.id, r.old_img.clone()));
+                break;
             }
+            img = r.old_img.clone();
+            end = i;
         }
     }
     Ok(ids.into_iter().collect())

@@ -381,6 +381,10 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
                 // their registrations must not outlive them (a new table of the same name would
                 // inherit them).
                 ins.dropped_schemas.push(last.clone());
+                // ... and its audited tables are dropped as surely as by DROP TABLE: recorded.
+                for table in audited_tables_in_schema(&last) {
+                    ins.record.push(("DROP TABLE".to_string(), last.clone(), table));
+                }
             } else if kind == pg_sys::ObjectType::OBJECT_EXTENSION && last == "tradeguard" && audit_rows_exist() {
                 ins.protected = Some("extension tradeguard (it holds the audit trail)".into());
             } else if names.len() >= 2 && names[names.len() - 2] == "tradeguard_audit" {
@@ -615,21 +619,28 @@ fn is_tradeguard_schema_name_str(name: &str) -> bool {
     name == "tradeguard" || name == "tradeguard_audit"
 }
 
-/// Whether schema `name` holds an audited table (its rename is recorded).
-fn schema_has_audited_tables(name: &str) -> bool {
-    crate::common::as_owner(|| {
-        crate::common::spi_first::<bool>(
-            "SELECT EXISTS (SELECT 1 FROM tradeguard_audit.audited_tables a
-                              JOIN pg_catalog.pg_class c ON c.oid = a.relid
-                              JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-                             WHERE n.nspname = $1)",
+/// The audited tables in schema `name`.
+fn audited_tables_in_schema(name: &str) -> Vec<String> {
+    // Not knowing stops the statement (never drop or move audited tables unrecorded).
+    match crate::common::as_owner(|| {
+        crate::common::spi_first::<Vec<String>>(
+            "SELECT pg_catalog.array_agg(c.relname::text ORDER BY c.relname)
+               FROM tradeguard_audit.audited_tables a
+               JOIN pg_catalog.pg_class c ON c.oid = a.relid
+               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname = $1",
             &[name.into()],
         )
-    })
-    .ok()
-    .and_then(|r| r.ok())
-    .flatten()
-    .unwrap_or(false)
+    }) {
+        Ok(Ok(v)) => v.unwrap_or_default(),
+        Ok(Err(e)) => crate::error::TgError::from(e).raise(),
+        Err(e) => e.raise(),
+    }
+}
+
+/// Whether schema `name` holds an audited table (its rename is recorded).
+fn schema_has_audited_tables(name: &str) -> bool {
+    !audited_tables_in_schema(name).is_empty()
 }
 
 /// After DROP SCHEMA: the encrypted-column registrations of its tables, and audited-table

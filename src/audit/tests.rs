@@ -273,6 +273,12 @@ mod tests {
             .as_deref(),
             Some("DDL t_sch schema renamed to t_sch2; INSERT t_sch2 fills")
         );
+        // DROP SCHEMA ... CASCADE drops the audited table: recorded like DROP TABLE.
+        Spi::run("DROP SCHEMA t_sch2 CASCADE").unwrap();
+        assert_eq!(
+            Spi::get_one::<i64>("SELECT count(*) FROM tradeguard_audit.log WHERE operation = 'DROP TABLE' AND schema_name = 't_sch2' AND table_name = 'fills'"),
+            Ok(Some(1))
+        );
     }
 
     #[pg_test]
@@ -324,6 +330,22 @@ mod tests {
         )
         .unwrap();
         assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM tradeguard.history('t_rekey', '{\"id\": 100}')"), Ok(Some(31)));
+        // A numeric key written 1, 1.0, 1.00...: one key (no key change, read once), and a key
+        // change made under another TimeZone (the images' timestamps are spelled differently).
+        Spi::run(
+            "CREATE TABLE t_nk (id numeric PRIMARY KEY, at timestamptz);
+             SELECT tradeguard.audit_table('t_nk');
+             INSERT INTO t_nk VALUES (1, '2026-12-05 10:00+00');
+             DO $d$ BEGIN FOR i IN 1..20 LOOP
+               UPDATE t_nk SET id = round(id, i) WHERE id = 1;
+             END LOOP; END $d$;
+             SET LOCAL TimeZone = 'UTC';
+             UPDATE t_nk SET id = 2 WHERE id = 1;
+             SET LOCAL TimeZone = 'Asia/Tokyo';
+             UPDATE t_nk SET id = 3 WHERE id = 2",
+        )
+        .unwrap();
+        assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM tradeguard.history('t_nk', '{\"id\": 3}')"), Ok(Some(23)));
         // Two rows swapping keys under a deferred key: each keeps its own changes.
         Spi::run(
             "CREATE TABLE t_swap (id int PRIMARY KEY DEFERRABLE INITIALLY DEFERRED, who text);
