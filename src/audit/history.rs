@@ -19,6 +19,8 @@ struct Rec {
     old_img: Option<String>,
     new_img: Option<String>,
     new_parsed: OnceCell<Option<serde_json::Map<String, serde_json::Value>>>,
+    /// Index of the key's last DELETE at or before this row (set when the key is read).
+    last_delete: Option<usize>,
 }
 
 impl Rec {
@@ -64,7 +66,15 @@ fn rows_of(schema: &str, table: &str, key: &str) -> TgResult<Vec<Rec>> {
                 old_img: r.get::<String>(4)?,
                 new_img: r.get::<String>(5)?,
                 new_parsed: OnceCell::new(),
+                last_delete: None,
             });
+        }
+        let mut last = None;
+        for (i, r) in out.iter_mut().enumerate() {
+            if r.op == "DELETE" {
+                last = Some(i);
+            }
+            r.last_delete = last;
         }
         Ok::<_, pgrx::spi::Error>(out)
     })?)
@@ -135,7 +145,7 @@ fn walk(schema: &str, table: &str, pk: &str) -> TgResult<Vec<i64>> {
         let mut img = img;
         loop {
             // Candidates: the earlier rows back to the key's last DELETE.
-            let floor = rows[..end].iter().rposition(|r| r.op == "DELETE").map_or(0, |d| d + 1);
+            let floor = if end == 0 { 0 } else { rows[end - 1].last_delete.map_or(0, |d| d + 1) };
             if floor >= end {
                 break;
             }
