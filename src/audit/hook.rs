@@ -648,8 +648,12 @@ fn schema_has_audited_tables(name: &str) -> bool {
 fn forget_dropped_schemas(schemas: &[String]) -> TgResult<()> {
     let _w = super::InternalWrite::begin();
     crate::common::as_owner(|| -> TgResult<()> {
+        // The schema's tables, and tables elsewhere it took with it (a partition of one of its
+        // tables in another schema).
         Spi::run_with_args(
-            "DELETE FROM tradeguard_audit.encrypted_columns WHERE schema_name = ANY ($1)",
+            "DELETE FROM tradeguard_audit.encrypted_columns e
+              WHERE e.schema_name = ANY ($1)
+                 OR pg_catalog.to_regclass(pg_catalog.quote_ident(e.schema_name) || '.' || pg_catalog.quote_ident(e.table_name)) IS NULL",
             &[schemas.to_vec().into()],
         )?;
         Spi::run(

@@ -222,9 +222,19 @@ mod tests {
         .unwrap();
         let err = crate::common::sql_error("ALTER TABLE t_kp ALTER COLUMN d TYPE timestamp").unwrap_or_default();
         assert!(err.contains("cannot change the type of public.t_kp.d"), "{err}");
-        // DROP SCHEMA ... CASCADE takes the registrations of its tables with it.
-        Spi::run("DROP SCHEMA t_ren_s2 CASCADE").unwrap();
-        assert_eq!(one::<i64>("SELECT count(*) FROM tradeguard_audit.encrypted_columns WHERE schema_name = 't_ren_s2'"), Some(0));
+        // DROP SCHEMA ... CASCADE takes the registrations of its tables with it, and of a
+        // partition in another schema that went with its table.
+        Spi::run(
+            "CREATE TABLE t_ren_s2.t_kq (id int, d date, v text, PRIMARY KEY (id, d)) PARTITION BY RANGE (d);
+             CREATE TABLE public.t_kq_1 PARTITION OF t_ren_s2.t_kq DEFAULT;
+             SELECT tradeguard.encrypt_column('public.t_kq_1', 'v', 't_ren');
+             DROP SCHEMA t_ren_s2 CASCADE",
+        )
+        .unwrap();
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM tradeguard_audit.encrypted_columns WHERE schema_name = 't_ren_s2' OR table_name = 't_kq_1'"),
+            Some(0)
+        );
     }
 
     #[pg_test(error = "tradeguard: public.t_orphan has tradeguard's encrypt trigger but no encrypted column is registered for it or a table it is a partition of; the row was not written")]
