@@ -9,7 +9,7 @@ use pgrx::prelude::*;
 
 use super::error::AuditError;
 use super::{break_glass_active, internal_write_active, record_system};
-use crate::error::{TgError, TgResult};
+use crate::error::{OrRaise, TgError, TgResult};
 
 static mut PREV_UTILITY: pg_sys::ProcessUtility_hook_type = None;
 
@@ -182,11 +182,12 @@ unsafe fn role_specs(list: *mut pg_sys::List) -> String {
 
 /// Whether a namespace is one of tradeguard's.
 unsafe fn is_tradeguard_namespace(nsp: pg_sys::Oid) -> bool {
-    nsp != pg_sys::InvalidOid && matches!(cstr(pg_sys::get_namespace_name(nsp)).as_str(), "tradeguard" | "tradeguard_audit")
+    nsp != pg_sys::InvalidOid && is_tradeguard_schema(&cstr(pg_sys::get_namespace_name(nsp)))
 }
 
-unsafe fn is_tradeguard_schema_name(name: *const c_char) -> bool {
-    matches!(cstr(name).as_str(), "tradeguard" | "tradeguard_audit")
+/// Whether `name` is one of tradeguard's schemas.
+fn is_tradeguard_schema(name: &str) -> bool {
+    matches!(name, "tradeguard" | "tradeguard_audit")
 }
 
 /// The namespace a new relation would be created in (as PostgreSQL resolves it: the schema
@@ -256,7 +257,7 @@ unsafe fn protected_schema_change(stmt: *mut pg_sys::Node) -> Option<String> {
         } else {
             rel_in((*s).relation)
         };
-        if moved_out || is_tradeguard_schema_name((*s).newschema) {
+        if moved_out || is_tradeguard_schema(&cstr((*s).newschema)) {
             return Some("the schema of tradeguard's objects".into());
         }
     } else if t == N::T_RenameStmt || t == N::T_AlterOwnerStmt {
@@ -270,7 +271,7 @@ unsafe fn protected_schema_change(stmt: *mut pg_sys::Node) -> Option<String> {
         if FUNCTION_KINDS.contains(&kind) && is_tradeguard_namespace(function_namespace(object, kind)) {
             return Some("functions in tradeguard's schemas".into());
         }
-        if kind == pg_sys::ObjectType::OBJECT_SCHEMA && t == N::T_RenameStmt && is_tradeguard_schema_name((*(stmt as *mut pg_sys::RenameStmt)).subname) {
+        if kind == pg_sys::ObjectType::OBJECT_SCHEMA && t == N::T_RenameStmt && is_tradeguard_schema(&cstr((*(stmt as *mut pg_sys::RenameStmt)).subname)) {
             return Some("tradeguard's schemas".into());
         }
     } else if t == N::T_DropStmt {
@@ -376,7 +377,7 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
                 }
             } else if kind == pg_sys::ObjectType::OBJECT_SCHEMA && last == "tradeguard_audit" {
                 ins.protected = Some("schema tradeguard_audit".into());
-            } else if kind == pg_sys::ObjectType::OBJECT_SCHEMA && !is_tradeguard_schema_name_str(&last) {
+            } else if kind == pg_sys::ObjectType::OBJECT_SCHEMA && !is_tradeguard_schema(&last) {
                 // DROP SCHEMA ... CASCADE drops its tables without a DROP TABLE the hook sees:
                 // their registrations must not outlive them (a new table of the same name would
                 // inherit them).
@@ -407,7 +408,7 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
         let (old, new) = (cstr((*s).subname), cstr((*s).newname));
         // tradeguard's own schemas are refused above (or renamed under break-glass: then there
         // is nothing of the user's to follow, and the registrations' table is being moved).
-        if !is_tradeguard_schema_name_str(&old) {
+        if !is_tradeguard_schema(&old) {
             if schema_has_audited_tables(&old) {
                 ins.record.push(("DDL".into(), old.clone(), format!("schema renamed to {new}")));
             }
@@ -420,15 +421,14 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
         }
         if let Some(relid) = range_var_relid((*s).relation) {
             let column = (*s).renameType == pg_sys::ObjectType::OBJECT_COLUMN;
+            let renamed = column.then(|| (cstr((*s).subname), cstr((*s).newname)));
             if column || (*s).renameType == pg_sys::ObjectType::OBJECT_TABLE {
-                let renamed = column.then(|| (cstr((*s).subname), cstr((*s).newname)));
-                ins.renamed = Some((relid, rel_schema(relid), rel_name(relid), renamed));
+                ins.renamed = Some((relid, rel_schema(relid), rel_name(relid), renamed.clone()));
             }
             if rel_schema(relid) == "tradeguard_audit" {
                 ins.protected = Some(format!("tradeguard_audit.{}", rel_name(relid)));
             } else if is_audited(relid) {
                 ins.record.push(("DDL".into(), rel_schema(relid), rel_name(relid)));
-                let renamed = ((*s).renameType == pg_sys::ObjectType::OBJECT_COLUMN).then(|| (cstr((*s).subname), cstr((*s).newname)));
                 ins.refresh = Some((relid, renamed));
             }
         }
@@ -614,28 +614,23 @@ unsafe extern "C-unwind" fn tradeguard_process_utility(
     }
 }
 
-/// Whether `name` is one of tradeguard's schemas.
-fn is_tradeguard_schema_name_str(name: &str) -> bool {
-    name == "tradeguard" || name == "tradeguard_audit"
-}
-
 /// The audited tables in schema `name`.
 fn audited_tables_in_schema(name: &str) -> Vec<String> {
+    let found = || -> TgResult<Vec<String>> {
+        Ok(crate::common::as_owner(|| {
+            crate::common::spi_first::<Vec<String>>(
+                "SELECT pg_catalog.array_agg(c.relname::text ORDER BY c.relname)
+                   FROM tradeguard_audit.audited_tables a
+                   JOIN pg_catalog.pg_class c ON c.oid = a.relid
+                   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                  WHERE n.nspname = $1",
+                &[name.into()],
+            )
+        })??
+        .unwrap_or_default())
+    };
     // Not knowing stops the statement (never drop or move audited tables unrecorded).
-    match crate::common::as_owner(|| {
-        crate::common::spi_first::<Vec<String>>(
-            "SELECT pg_catalog.array_agg(c.relname::text ORDER BY c.relname)
-               FROM tradeguard_audit.audited_tables a
-               JOIN pg_catalog.pg_class c ON c.oid = a.relid
-               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-              WHERE n.nspname = $1",
-            &[name.into()],
-        )
-    }) {
-        Ok(Ok(v)) => v.unwrap_or_default(),
-        Ok(Err(e)) => crate::error::TgError::from(e).raise(),
-        Err(e) => e.raise(),
-    }
+    found().or_raise()
 }
 
 /// Whether schema `name` holds an audited table (its rename is recorded).
@@ -651,9 +646,10 @@ fn forget_dropped_schemas(schemas: &[String]) -> TgResult<()> {
         // The schema's tables, and tables elsewhere it took with it (a partition of one of its
         // tables in another schema).
         Spi::run_with_args(
-            "DELETE FROM tradeguard_audit.encrypted_columns e
-              WHERE e.schema_name = ANY ($1)
-                 OR pg_catalog.to_regclass(pg_catalog.quote_ident(e.schema_name) || '.' || pg_catalog.quote_ident(e.table_name)) IS NULL",
+            concat!(
+                "DELETE FROM tradeguard_audit.encrypted_columns e
+                  WHERE e.schema_name = ANY ($1) OR ", crate::registered_relid_sql!(), " IS NULL"
+            ),
             &[schemas.to_vec().into()],
         )?;
         Spi::run(

@@ -172,16 +172,36 @@ pub fn current_database_name() -> String {
     }
 }
 
-/// `schema.table` of a relation (for messages), or `relation <oid>` if it no longer exists.
-pub fn relation_name(relid: pg_sys::Oid) -> String {
+/// SQL text (for `concat!`): the relation an `encrypted_columns` row `e` names, as a regclass
+/// (NULL when no such table exists). Registrations name their table (names survive pg_dump).
+#[macro_export]
+macro_rules! registered_relid_sql {
+    () => {
+        "pg_catalog.to_regclass(pg_catalog.quote_ident(e.schema_name) || '.' || pg_catalog.quote_ident(e.table_name))"
+    };
+}
+
+/// (schema, name) of a relation, if it exists.
+fn relation_parts(relid: pg_sys::Oid) -> Option<(String, String)> {
     unsafe {
         let (nsp, rel) = (pg_sys::get_namespace_name(pg_sys::get_rel_namespace(relid)), pg_sys::get_rel_name(relid));
         if nsp.is_null() || rel.is_null() {
-            return format!("relation {}", relid.to_u32());
+            return None;
         }
         let text = |p: *mut std::ffi::c_char| std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned();
-        format!("{}.{}", text(nsp), text(rel))
+        Some((text(nsp), text(rel)))
     }
+}
+
+/// `schema.table` of a relation (for messages), or `relation <oid>` if it no longer exists.
+pub fn relation_name(relid: pg_sys::Oid) -> String {
+    relation_parts(relid).map_or_else(|| format!("relation {}", relid.to_u32()), |(nsp, rel)| format!("{nsp}.{rel}"))
+}
+
+/// `schema.table` of a relation quoted for SQL text (both parts quoted as identifiers), if it
+/// exists.
+pub fn quoted_relation_name(relid: pg_sys::Oid) -> Option<String> {
+    relation_parts(relid).map(|(nsp, rel)| format!("{}.{}", pgrx::spi::quote_identifier(nsp), pgrx::spi::quote_identifier(rel)))
 }
 
 /// A role's name, or `oid:<n>` for a role that no longer exists.

@@ -136,7 +136,7 @@ fn load_table_cfg(relid: pg_sys::Oid) -> TgResult<Rc<TableCfg>> {
             let t = client.select(
                 concat!(
                     "WITH registered AS (
-                       SELECT e.*, pg_catalog.to_regclass(pg_catalog.quote_ident(e.schema_name) || '.' || pg_catalog.quote_ident(e.table_name))::oid AS relid
+                       SELECT e.*, ", crate::registered_relid_sql!(), "::oid AS relid
                          FROM tradeguard_audit.encrypted_columns e
                      ), target AS (
                        SELECT c.relid FROM ", crate::self_and_ancestors_sql!(), " c
@@ -954,7 +954,7 @@ pub fn is_bound_key_column(relid: pg_sys::Oid, col: &str) -> TgResult<bool> {
                            UNION ALL
                            -- partitions below (encrypted on their own): the new type reaches them too
                            SELECT t.relid FROM pg_catalog.pg_partition_tree($1::regclass) t) x
-                       ON x.relid = pg_catalog.to_regclass(pg_catalog.quote_ident(e.schema_name) || '.' || pg_catalog.quote_ident(e.table_name))
+                       ON x.relid = ", crate::registered_relid_sql!(), "
                     WHERE e.pk_column = $2 OR $2 = ANY (e.pk_columns))"
             ),
             &[relid.into(), col.into()],
@@ -972,12 +972,7 @@ pub fn convert_attached_partition(relid: pg_sys::Oid) -> TgResult<i64> {
         Err(crate::error::TgError::Crypto(CryptoError::NotConfigured(_))) => return Ok(0),
         Err(e) => return Err(e),
     };
-    let fq = common::spi_first::<String>(
-        "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) FROM pg_catalog.pg_class c
-           JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1",
-        &[relid.into()],
-    )?
-    .ok_or_else(|| CoreError::InvalidArgument("attached table vanished".into()))?;
+    let fq = common::quoted_relation_name(relid).ok_or_else(|| CoreError::InvalidArgument("attached table vanished".into()))?;
     let mut total = 0;
     for col in &cfg.columns {
         total += convert_plaintext(&fq, &col.name, 10_000)?;

@@ -256,12 +256,7 @@ pub fn follow_column_rename(oid: pg_sys::Oid, old: &str, new: &str) -> TgResult<
             continue;
         }
         let cols: Vec<String> = cols.into_iter().map(|c| if c == old { new.to_string() } else { c }).collect();
-        let table = common::spi_first::<String>(
-            "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) FROM pg_catalog.pg_class c
-               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1",
-            &[oid.into()],
-        )?
-        .ok_or_else(|| IdsError::InvalidArgument("the renamed table vanished".into()))?;
+        let table = common::quoted_relation_name(oid).ok_or_else(|| IdsError::InvalidArgument("the renamed table vanished".into()))?;
         install_guards(&table, &[(act, &cols)])?;
     }
     Ok(())

@@ -425,22 +425,20 @@ pub fn evasion_variants(text: &str) -> Vec<(&'static str, String)> {
     let b = text.as_bytes();
     let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
     if text.match_indices("/*").any(|(p, _)| p > 0 && word(b[p - 1])) {
-        {
-            let mut s = String::with_capacity(text.len());
-            let mut rest = text;
-            while let Some(i) = rest.find("/*") {
-                s.push_str(&rest[..i]);
-                match rest[i + 2..].find("*/") {
-                    Some(j) => rest = &rest[i + 2 + j + 2..],
-                    None => {
-                        rest = "";
-                        break;
-                    }
+        let mut s = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(i) = rest.find("/*") {
+            s.push_str(&rest[..i]);
+            match rest[i + 2..].find("*/") {
+                Some(j) => rest = &rest[i + 2 + j + 2..],
+                None => {
+                    rest = "";
+                    break;
                 }
             }
-            s.push_str(rest);
-            out.push(("comment_split", s));
         }
+        s.push_str(rest);
+        out.push(("comment_split", s));
     }
     let separator = b.iter().any(|c| matches!(c, b';' | b'|' | b'&' | b'\n' | b'`')) || text.contains("$(");
     let inner = |i: usize| {
