@@ -7,7 +7,11 @@ CREATE TABLE tradeguard_audit.audited_tables (
     exclude_columns  text[] NOT NULL DEFAULT '{}',
     pk_columns       text[] NOT NULL DEFAULT '{}',
     added_at         timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    added_by         text NOT NULL
+    added_by         text NOT NULL,
+    -- Names the table had before a rename, SET SCHEMA or schema rename, oldest first:
+    -- [{"schema", "table", "until": id of the trail row that recorded the change}] (history()
+    -- reads rows up to "until" under that name).
+    former_names     jsonb NOT NULL DEFAULT '[]'
 );
 COMMENT ON TABLE tradeguard_audit.audited_tables IS 'tradeguard: tables that carry the audit triggers';
 
@@ -104,7 +108,8 @@ COMMENT ON VIEW tradeguard.audit_blocks IS 'tradeguard: sealed blocks of the aud
 CREATE VIEW tradeguard.audited_tables AS
 SELECT schema_name, table_name, exclude_columns, pk_columns, added_at, added_by,
        EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.tgrelid = a.relid
-                  AND t.tgname = 'tradeguard_audit_row' AND t.tgenabled = 'A') AS trigger_enabled
+                  AND t.tgname = 'tradeguard_audit_row' AND t.tgenabled = 'A') AS trigger_enabled,
+       former_names
   FROM tradeguard_audit.audited_tables a;
 COMMENT ON VIEW tradeguard.audited_tables IS 'tradeguard: tables covered by the audit trail';
 

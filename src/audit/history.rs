@@ -37,9 +37,50 @@ fn continues(rec: &Rec, img: &serde_json::Map<String, serde_json::Value>) -> boo
     rec.new_map().is_none_or(|m| m.iter().all(|(k, v)| img.get(k).is_none_or(|w| w == v)))
 }
 
-/// The trail rows of `table` recorded under key `key` (jsonb text), oldest first. Sealed rows are
-/// found through pk_hash, unsealed ones (few) by a scan.
-fn rows_of(schema: &str, table: &str, key: &str) -> TgResult<Vec<Rec>> {
+/// A name the table was recorded under: rows with `lo < id < hi` (its id range under that name).
+struct Era {
+    schema: String,
+    table: String,
+    lo: i64,
+    hi: i64,
+}
+
+/// The names the audited table now called `schema.table` was recorded under, with their id
+/// ranges: the former names its registration kept (renames, SET SCHEMA, schema renames), then
+/// its current name. A name another audited table had until some row (renamed away since) starts after
+/// that row: its earlier rows are the other table's.
+fn eras(schema: &str, table: &str) -> TgResult<Vec<Era>> {
+    let former = common::spi_first::<pgrx::JsonB>(
+        "SELECT former_names FROM tradeguard.audited_tables WHERE schema_name = $1 AND table_name = $2 LIMIT 1",
+        &[schema.into(), table.into()],
+    )?;
+    let mut out = Vec::new();
+    let mut lo = 0;
+    let names = former.and_then(|j| j.0.as_array().cloned()).unwrap_or_default();
+    for n in names {
+        let (Some(s), Some(t), Some(hi)) = (n["schema"].as_str(), n["table"].as_str(), n["until"].as_i64()) else { continue };
+        out.push(Era { schema: s.to_string(), table: t.to_string(), lo, hi });
+        lo = hi;
+    }
+    out.push(Era { schema: schema.to_string(), table: table.to_string(), lo, hi: i64::MAX });
+    for e in &mut out {
+        let other = common::spi_first::<i64>(
+            "SELECT max((f ->> 'until')::bigint) FROM tradeguard.audited_tables a, pg_catalog.jsonb_array_elements(a.former_names) f
+              WHERE (a.schema_name, a.table_name) IS DISTINCT FROM ($1, $2)
+                AND f ->> 'schema' = $3 AND f ->> 'table' = $4 AND (f ->> 'until')::bigint < $5",
+            &[schema.into(), table.into(), e.schema.as_str().into(), e.table.as_str().into(), e.hi.into()],
+        )?;
+        e.lo = e.lo.max(other.unwrap_or(0));
+    }
+    Ok(out)
+}
+
+/// The trail rows recorded under key `key` (jsonb text) in `eras`, oldest first. Sealed rows
+/// are found through pk_hash, unsealed ones (few) by a scan.
+fn rows_of(eras: &[Era], key: &str) -> TgResult<Vec<Rec>> {
+    let col = |f: fn(&Era) -> &str| eras.iter().map(|e| f(e).to_string()).collect::<Vec<_>>();
+    let (schemas, tables) = (col(|e| &e.schema), col(|e| &e.table));
+    let (los, his): (Vec<i64>, Vec<i64>) = eras.iter().map(|e| (e.lo, e.hi)).unzip();
     Ok(Spi::connect(|client| {
         let t = client.select(
             "SELECT l.id, l.operation,
@@ -52,10 +93,13 @@ fn rows_of(schema: &str, table: &str, key: &str) -> TgResult<Vec<Rec>> {
                       WHERE a.block_no IS NOT NULL AND a.pk_hash = pg_catalog.jsonb_hash_extended($3::jsonb, 0)
                      UNION ALL
                      SELECT * FROM tradeguard.audit_log u WHERE u.block_no IS NULL) l
-              WHERE l.schema_name = $1 AND l.table_name = $2 AND l.pk = $3::jsonb
+              WHERE l.pk = $3::jsonb
+                AND EXISTS (SELECT 1 FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[]),
+                                                 pg_catalog.unnest($4::bigint[]), pg_catalog.unnest($5::bigint[])) e(s, t, lo, hi)
+                             WHERE l.schema_name = e.s AND l.table_name = e.t AND l.id > e.lo AND l.id < e.hi)
               ORDER BY l.id",
             None,
-            &[schema.into(), table.into(), key.into()],
+            &[schemas.into(), tables.into(), key.into(), los.into(), his.into()],
         )?;
         let mut out = Vec::new();
         for r in t {
@@ -90,7 +134,7 @@ struct Keys {
 
 impl Keys {
     /// The spelling `key` is read under (reading its rows the first time).
-    fn load(&mut self, schema: &str, table: &str, key: &str) -> TgResult<String> {
+    fn load(&mut self, eras: &[Era], key: &str) -> TgResult<String> {
         if self.rows.contains_key(key) {
             return Ok(key.to_string());
         }
@@ -108,7 +152,7 @@ impl Keys {
                 Ok(k)
             }
             None => {
-                self.rows.insert(key.to_string(), rows_of(schema, table, key)?);
+                self.rows.insert(key.to_string(), rows_of(eras, key)?);
                 Ok(key.to_string())
             }
         }
@@ -126,12 +170,12 @@ const MATCH_WINDOW: usize = 64;
 /// takes the newest earlier row of the key; when rows of two rows interleave (keys swapped in a
 /// deferred-key transaction), the newest one whose image continues into the state the next
 /// row found is preferred. Each key's rows are read once.
-fn walk(schema: &str, table: &str, pk: &str) -> TgResult<Vec<i64>> {
+fn walk(eras: &[Era], pk: &str) -> TgResult<Vec<i64>> {
     let mut keys = Keys::default();
     let mut ids = BTreeSet::new();
     // (key, walk back from before this id, the image the row had then)
     let mut todo: Vec<(String, i64, Option<String>)> = Vec::new();
-    let top = keys.load(schema, table, pk)?;
+    let top = keys.load(eras, pk)?;
     for r in &keys.rows[&top] {
         ids.insert(r.id);
         if let Some(old) = &r.old_key {
@@ -139,7 +183,7 @@ fn walk(schema: &str, table: &str, pk: &str) -> TgResult<Vec<i64>> {
         }
     }
     while let Some((key, before, img)) = todo.pop() {
-        let key = keys.load(schema, table, &key)?;
+        let key = keys.load(eras, &key)?;
         let rows = &keys.rows[&key];
         let mut end = rows.partition_point(|r| r.id < before);
         let mut img = img;
@@ -181,7 +225,7 @@ fn history_ids(tbl: pg_sys::Oid, pk: &str) -> Vec<i64> {
     );
     let run = || -> TgResult<Vec<i64>> {
         match names? {
-            Some((schema, table)) => walk(&schema, &table, pk),
+            Some((schema, table)) => walk(&eras(&schema, &table)?, pk),
             None => Ok(Vec::new()),
         }
     };

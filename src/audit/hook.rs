@@ -607,11 +607,59 @@ unsafe extern "C-unwind" fn tradeguard_process_utility(
             return;
         }
         let tag = cstr(pg_sys::CreateCommandName(stmt));
-        let detail = serde_json::json!({ "command": tag });
-        if let Err(e) = record(op, schema, object, detail) {
-            pgrx::warning!("tradeguard: could not record {tag} in the audit trail: {e}");
+        let mut detail = serde_json::json!({ "command": tag });
+        // A renamed or moved audited table, or a renamed schema that holds audited tables: the
+        // row names where it went, and the registration keeps the names it had (history()
+        // follows them back).
+        let table_moved = ins
+            .renamed
+            .as_ref()
+            .filter(|(_, s, t, column)| column.is_none() && op == "DDL" && s == schema && t == object)
+            .map(|(relid, ..)| (*relid, rel_schema(*relid), rel_name(*relid)));
+        let schema_moved = ins.schema_renamed.as_ref().filter(|(old, _)| op == "DDL" && old == schema && object.starts_with("schema renamed"));
+        if let Some((_, s, t)) = &table_moved {
+            detail["renamed_to"] = serde_json::json!([s, t]);
+        }
+        if let Some((_, new)) = schema_moved {
+            detail["schema_renamed_to"] = serde_json::json!(new);
+        }
+        let id = match record(op, schema, object, detail) {
+            Ok(id) => Some(id),
+            Err(e) => {
+                pgrx::warning!("tradeguard: could not record {tag} in the audit trail: {e}");
+                None
+            }
+        };
+        let followed = match (&table_moved, schema_moved) {
+            (Some((relid, s, t)), _) => follow_names(Some(*relid), (schema, s), Some(t), id),
+            (None, Some((old, new))) => follow_names(None, (old, new), None, id),
+            _ => Ok(()),
+        };
+        if let Err(e) = followed {
+            e.raise();
         }
     }
+}
+
+/// Keeps audited-table registrations under their tables' current names, and the names they had
+/// before with the id of the trail row that recorded the change (`until`): rows up to it were
+/// recorded under the former name. A table moved (`relid`: new schema and `table`), or every
+/// table of a renamed schema (`schemas`: old, new).
+fn follow_names(relid: Option<pg_sys::Oid>, schemas: (&str, &str), table: Option<&str>, until: Option<i64>) -> TgResult<()> {
+    let _w = super::InternalWrite::begin();
+    crate::common::as_owner(|| {
+        Spi::run_with_args(
+            "UPDATE tradeguard_audit.audited_tables a
+                SET schema_name = $3, table_name = coalesce($4, a.table_name),
+                    former_names = a.former_names || pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object(
+                        'schema', a.schema_name, 'table', a.table_name,
+                        'until', coalesce($5, (SELECT s.last_value FROM tradeguard_audit.log_id_seq s))))
+              WHERE CASE WHEN $1 IS NULL THEN a.schema_name = $2 ELSE a.relid = $1 END
+                AND (a.schema_name, a.table_name) IS DISTINCT FROM ($3, coalesce($4, a.table_name))",
+            &[relid.into(), schemas.0.into(), schemas.1.into(), table.into(), until.into()],
+        )
+    })??;
+    Ok(())
 }
 
 /// The audited tables in schema `name`.
@@ -697,6 +745,6 @@ fn refresh_registration(relid: pg_sys::Oid, renamed: Option<&(String, String)>) 
     Ok(())
 }
 
-fn record(op: &str, schema: &str, object: &str, detail: serde_json::Value) -> TgResult<()> {
+fn record(op: &str, schema: &str, object: &str, detail: serde_json::Value) -> TgResult<i64> {
     record_system(op, if schema.is_empty() { "pg_catalog" } else { schema }, object, detail)
 }

@@ -98,8 +98,9 @@ thread_local! {
     static AUDIT_KEY: std::cell::RefCell<Option<(String, Zeroizing<[u8; 32]>)>> = const { std::cell::RefCell::new(None) };
 }
 
-/// Writes a system row (DDL, role and grant changes, audit_table, break-glass) into the trail.
-pub fn record_system(operation: &str, schema: &str, object: &str, detail: serde_json::Value) -> TgResult<()> {
+/// Writes a system row (DDL, role and grant changes, audit_table, break-glass) into the trail;
+/// returns its id.
+pub fn record_system(operation: &str, schema: &str, object: &str, detail: serde_json::Value) -> TgResult<i64> {
     // Check the key first: the utility hook wants an error it can turn into a WARNING (the DBA
     // must still be able to fix the configuration).
     audit_key()?;
@@ -108,8 +109,7 @@ pub fn record_system(operation: &str, schema: &str, object: &str, detail: serde_
     triggers::write_row(
         &triggers::LogRow { schema, table: object, operation, pk: None, old_row: None, new_row: Some(new_row) },
         &actor,
-    )?;
-    Ok(())
+    )
 }
 
 struct TableRef {

@@ -282,6 +282,46 @@ mod tests {
     }
 
     #[pg_test]
+    fn history_follows_the_table_through_renames() {
+        Spi::run(
+            "CREATE SCHEMA t_hs; CREATE TABLE t_hs.orders (id int PRIMARY KEY, qty int);
+             SELECT tradeguard.audit_table('t_hs.orders');
+             INSERT INTO t_hs.orders VALUES (1, 1);
+             ALTER TABLE t_hs.orders RENAME TO orders_2026;
+             UPDATE t_hs.orders_2026 SET qty = 2;
+             SELECT tradeguard.seal();
+             CREATE SCHEMA t_hs_archive; ALTER TABLE t_hs.orders_2026 SET SCHEMA t_hs_archive;
+             UPDATE t_hs_archive.orders_2026 SET qty = 3;
+             ALTER SCHEMA t_hs_archive RENAME TO t_hs_old;
+             UPDATE t_hs_old.orders_2026 SET qty = 4;
+             -- a new table takes the first name: its history starts after the rename
+             CREATE TABLE t_hs.orders (id int PRIMARY KEY, qty int);
+             SELECT tradeguard.audit_table('t_hs.orders');
+             INSERT INTO t_hs.orders VALUES (1, 100)",
+        )
+        .unwrap();
+        let history = |t: &str| {
+            Spi::get_one::<String>(&format!(
+                "SELECT string_agg(operation || ' ' || coalesce(changes -> 'qty' ->> 'new', changes ->> 'qty'), ', ' ORDER BY id)
+                   FROM tradeguard.history('{t}', '{{\"id\": 1}}')"
+            ))
+        };
+        assert_eq!(history("t_hs_old.orders_2026"), Ok(Some("INSERT 1, UPDATE 2, UPDATE 3, UPDATE 4".to_string())));
+        assert_eq!(history("t_hs.orders"), Ok(Some("INSERT 100".to_string())));
+        let names = Spi::get_one::<String>(
+            "SELECT schema_name || '.' || table_name || ' ' || (SELECT string_agg(f ->> 'schema' || '.' || (f ->> 'table'), ', ')
+                                                             FROM jsonb_array_elements(former_names) f)
+               FROM tradeguard.audited_tables WHERE table_name = 'orders_2026'",
+        );
+        assert_eq!(names, Ok(Some("t_hs_old.orders_2026 t_hs.orders, t_hs.orders_2026, t_hs_archive.orders_2026".to_string())));
+        let renamed_to = Spi::get_one::<String>(
+            "SELECT string_agg(coalesce(new_row ->> 'renamed_to', new_row ->> 'schema_renamed_to'), ', ' ORDER BY id)
+               FROM tradeguard_audit.log WHERE operation = 'DDL' AND schema_name LIKE 't_hs%'",
+        );
+        assert_eq!(renamed_to, Ok(Some("[\"t_hs\", \"orders_2026\"], [\"t_hs_archive\", \"orders_2026\"], t_hs_old".to_string())));
+    }
+
+    #[pg_test]
     fn history_follows_the_row_back_through_key_changes() {
         Spi::run(
             "CREATE TABLE t_rekey (id int PRIMARY KEY, qty int);
