@@ -35,6 +35,16 @@ as_pg "$PG_BIN/createdb" -h /tmp -p "$E2E_PORT" dst
 out=$(as_pg env PGOPTIONS='-c tradeguard.restore_mode=on' "$PG_BIN/pg_restore" -h /tmp -p "$E2E_PORT" -d dst "$dump" 2>&1)
 echo "$out" | grep -i error | head -20
 check "pg_restore into a new database" [ -z "$(grep -i error <<<"$out")" ]
+# Restore mode turned on through PGOPTIONS runs no SET statement: its writes are a security
+# event (stored by the worker, in the database it serves).
+restore_event() {
+  for _ in $(seq 1 50); do
+    [ "$(q src -c "SELECT count(*) > 0 FROM tradeguard.security_events WHERE event_type = 'restore_mode_write' AND severity = 'high' AND detail->>'database' = 'dst' AND detail->>'table' LIKE 'tradeguard_audit.%'")" = t ] && return 0
+    sleep 0.2
+  done
+  return 1
+}
+check "the restore's writes into the trail raised restore_mode_write" restore_event
 
 check "every value decrypts to what it was" [ "$(q dst -c "SELECT md5(string_agg(id || email || api_key || balance, ',' ORDER BY id)) FROM accounts_decrypted")" = "$before" ]
 check "nothing was encrypted twice (same ciphertexts)" [ "$(q dst -c "SELECT md5(string_agg(api_key, ',' ORDER BY id)) FROM accounts")" = "$cipher_before" ]

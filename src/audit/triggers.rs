@@ -734,15 +734,40 @@ fn protect_trigger<'a>(
     // nothing else may write them but tradeguard itself (break-glass alone does not: a row or
     // block inserted by hand would not be recorded anywhere).
     let restoring_insert = crate::gucs::RESTORE_MODE.get() && pgrx::trigger_support::trigger_fired_by_insert(td.tg_event);
-    if internal_write_active() || restoring_insert || (break_glass_active() && crate::gucs::RESTORE_MODE.get()) {
+    let restoring = restoring_insert || (break_glass_active() && crate::gucs::RESTORE_MODE.get());
+    let table = trigger.table_name().unwrap_or_default();
+    let op = format!("{}", trigger.op().map_err(|e| CoreError::InvalidArgument(e.to_string()))?);
+    if internal_write_active() || restoring {
+        if !internal_write_active() {
+            // However restore mode was turned on (SET is recorded by the utility hook;
+            // set_config(), PGOPTIONS and the configuration file are not), the first write it
+            // lets through in a transaction is a security event.
+            restore_write_event(&table, &op).or_raise();
+        }
         let row = if pgrx::trigger_support::trigger_fired_by_delete(td.tg_event) { trigger.old() } else { trigger.new() };
         return Ok(row);
     }
-    let table = trigger.table_name().unwrap_or_default();
-    let op = format!("{}", trigger.op().map_err(|e| CoreError::InvalidArgument(e.to_string()))?);
     Err::<(), _>(crate::error::TgError::from(AuditError::ProtectedTable(format!(
         "{op} on tradeguard_audit.{table} is refused (for the table owner and superusers too)"
     ))))
     .or_raise();
     Ok(None)
+}
+
+thread_local! {
+    /// The transaction that last raised `restore_mode_write`.
+    static RESTORE_EVENT: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Raises the `restore_mode_write` security event once per transaction.
+fn restore_write_event(table: &str, op: &str) -> TgResult<()> {
+    let xact = common::shmem::local_xact_stamp();
+    if RESTORE_EVENT.with(|e| e.replace(xact)) == xact {
+        return Ok(());
+    }
+    common::events::record(
+        "restore_mode_write",
+        "high",
+        &serde_json::json!({ "table": format!("tradeguard_audit.{table}"), "operation": op, "first_of_transaction": true }),
+    )
 }
