@@ -735,18 +735,21 @@ fn protect_trigger<'a>(
     // block inserted by hand would not be recorded anywhere).
     let restoring_insert = crate::gucs::RESTORE_MODE.get() && pgrx::trigger_support::trigger_fired_by_insert(td.tg_event);
     let restoring = restoring_insert || (break_glass_active() && crate::gucs::RESTORE_MODE.get());
-    let table = trigger.table_name().unwrap_or_default();
-    let op = format!("{}", trigger.op().map_err(|e| CoreError::InvalidArgument(e.to_string()))?);
-    if internal_write_active() || restoring {
-        if !internal_write_active() {
+    let internal = internal_write_active();
+    let table = || trigger.table_name().unwrap_or_default();
+    let op = || trigger.op().map(|o| o.to_string()).map_err(|e| CoreError::InvalidArgument(e.to_string()));
+    if internal || restoring {
+        if !internal && first_restore_write_of_transaction() {
             // However restore mode was turned on (SET is recorded by the utility hook;
             // set_config(), PGOPTIONS and the configuration file are not), the first write it
             // lets through in a transaction is a security event.
-            restore_write_event(&table, &op).or_raise();
+            let detail = serde_json::json!({ "table": format!("tradeguard_audit.{}", table()), "operation": op()? });
+            common::events::record("restore_mode_write", "high", &detail).or_raise();
         }
         let row = if pgrx::trigger_support::trigger_fired_by_delete(td.tg_event) { trigger.old() } else { trigger.new() };
         return Ok(row);
     }
+    let (table, op) = (table(), op()?);
     Err::<(), _>(crate::error::TgError::from(AuditError::ProtectedTable(format!(
         "{op} on tradeguard_audit.{table} is refused (for the table owner and superusers too)"
     ))))
@@ -759,15 +762,8 @@ thread_local! {
     static RESTORE_EVENT: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
-/// Raises the `restore_mode_write` security event once per transaction.
-fn restore_write_event(table: &str, op: &str) -> TgResult<()> {
+/// Whether no restore-mode write was let through earlier in this transaction.
+fn first_restore_write_of_transaction() -> bool {
     let xact = common::shmem::local_xact_stamp();
-    if RESTORE_EVENT.with(|e| e.replace(xact)) == xact {
-        return Ok(());
-    }
-    common::events::record(
-        "restore_mode_write",
-        "high",
-        &serde_json::json!({ "table": format!("tradeguard_audit.{table}"), "operation": op, "first_of_transaction": true }),
-    )
+    RESTORE_EVENT.with(|e| e.replace(xact)) != xact
 }
