@@ -1,7 +1,9 @@
 -- Signed audit trail: protected tables, triggers, views and grants.
 
 CREATE TABLE tradeguard_audit.audited_tables (
-    relid            oid PRIMARY KEY,
+    -- regclass, not oid: pg_dump writes the table's name and pg_restore reads it back as the
+    -- restored table's new OID (an oid would name another table, or none, after a restore).
+    relid            regclass PRIMARY KEY,
     schema_name      text NOT NULL,
     table_name       text NOT NULL,
     exclude_columns  text[] NOT NULL DEFAULT '{}',
@@ -11,7 +13,9 @@ CREATE TABLE tradeguard_audit.audited_tables (
     -- Names the table had before a rename, SET SCHEMA or schema rename, oldest first:
     -- [{"schema", "table", "until": id of the trail row that recorded the change}] (history()
     -- reads rows up to "until" under that name).
-    former_names     jsonb NOT NULL DEFAULT '[]'
+    former_names     jsonb NOT NULL DEFAULT '[]',
+    -- The id of the AUDIT_TABLE row that registered the table: its history starts there.
+    since_id         bigint
 );
 COMMENT ON TABLE tradeguard_audit.audited_tables IS 'tradeguard: tables that carry the audit triggers';
 
@@ -109,7 +113,7 @@ CREATE VIEW tradeguard.audited_tables AS
 SELECT schema_name, table_name, exclude_columns, pk_columns, added_at, added_by,
        EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.tgrelid = a.relid
                   AND t.tgname = 'tradeguard_audit_row' AND t.tgenabled = 'A') AS trigger_enabled,
-       former_names
+       former_names, since_id
   FROM tradeguard_audit.audited_tables a;
 COMMENT ON VIEW tradeguard.audited_tables IS 'tradeguard: tables covered by the audit trail';
 

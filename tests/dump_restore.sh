@@ -18,6 +18,10 @@ SELECT tradeguard.encrypt_column('accounts', 'api_key', 'acct');
 SELECT tradeguard.encrypt_column('accounts', 'email', 'acct', 'acct_bidx');
 SELECT tradeguard.encrypt_column('accounts', 'balance', 'acct');
 SELECT tradeguard.audit_table('accounts');
+-- a second audited table with an excluded column: its registration (exclusions, key) must
+-- still apply to the restored table
+CREATE TABLE desk_notes (note_id int PRIMARY KEY, desk text, private_memo text);
+SELECT tradeguard.audit_table('desk_notes', '{private_memo}');
 UPDATE accounts SET api_key = 'sk_live_updated_' || id WHERE id <= 10;
 SELECT tradeguard.rotate_key('acct');
 INSERT INTO accounts (email, api_key, balance) VALUES ('late@example.jp', 'sk_live_late', 1);
@@ -57,6 +61,8 @@ q dst -c "INSERT INTO accounts (email, api_key, balance) VALUES ('after@example.
 check "new writes after the restore are encrypted" [ "$(q dst -c "SELECT tradeguard.is_ciphertext(api_key) FROM accounts WHERE id = (SELECT max(id) FROM accounts)")" = t ]
 check "and audited without id collisions" [ "$(q dst -c "SELECT count(*) FROM tradeguard_audit.log WHERE operation = 'INSERT' AND new_row->>'id' = (SELECT max(id)::text FROM accounts)")" = 1 ]
 q dst -c "SELECT tradeguard.seal()" >/dev/null
+q dst -c "INSERT INTO desk_notes VALUES (1, 'fx', 'do not record me')" >/dev/null
+check "the restored registration still applies (exclusion and key)" [ "$(q dst -c "SELECT pk::text || ' ' || new_row::text FROM tradeguard_audit.log WHERE table_name = 'desk_notes' AND operation = 'INSERT'")" = '{"note_id": 1} {"desk": "fx", "note_id": 1}' ]
 check "and the chain still verifies after sealing them" [ "$(q dst -c "SELECT ok FROM tradeguard.verify()")" = t ]
 
 echo "$fails failed"

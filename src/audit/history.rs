@@ -46,16 +46,17 @@ struct Era {
 }
 
 /// The names the audited table now called `schema.table` was recorded under, with their id
-/// ranges: the former names its registration kept (renames, SET SCHEMA, schema renames), then
-/// its current name. A name another audited table had until some row (renamed away since) starts after
-/// that row: its earlier rows are the other table's.
+/// ranges: from the row that registered it (`since_id`), the former names its registration
+/// kept (renames, SET SCHEMA, schema renames), then its current name.
 fn eras(schema: &str, table: &str) -> TgResult<Vec<Era>> {
-    let former = common::spi_first::<pgrx::JsonB>(
-        "SELECT former_names FROM tradeguard.audited_tables WHERE schema_name = $1 AND table_name = $2 LIMIT 1",
+    let registration = common::spi_first_row(
+        "SELECT former_names, since_id FROM tradeguard.audited_tables WHERE schema_name = $1 AND table_name = $2",
         &[schema.into(), table.into()],
+        |r| Ok((r.get::<pgrx::JsonB>(1)?, r.get::<i64>(2)?)),
     )?;
+    let (former, since) = registration.unwrap_or((None, None));
     let mut out = Vec::new();
-    let mut lo = 0;
+    let mut lo = since.unwrap_or(0);
     let names = former.and_then(|j| j.0.as_array().cloned()).unwrap_or_default();
     for n in names {
         let (Some(s), Some(t), Some(hi)) = (n["schema"].as_str(), n["table"].as_str(), n["until"].as_i64()) else { continue };
@@ -63,15 +64,6 @@ fn eras(schema: &str, table: &str) -> TgResult<Vec<Era>> {
         lo = hi;
     }
     out.push(Era { schema: schema.to_string(), table: table.to_string(), lo, hi: i64::MAX });
-    for e in &mut out {
-        let other = common::spi_first::<i64>(
-            "SELECT max((f ->> 'until')::bigint) FROM tradeguard.audited_tables a, pg_catalog.jsonb_array_elements(a.former_names) f
-              WHERE (a.schema_name, a.table_name) IS DISTINCT FROM ($1, $2)
-                AND f ->> 'schema' = $3 AND f ->> 'table' = $4 AND (f ->> 'until')::bigint < $5",
-            &[schema.into(), table.into(), e.schema.as_str().into(), e.table.as_str().into(), e.hi.into()],
-        )?;
-        e.lo = e.lo.max(other.unwrap_or(0));
-    }
     Ok(out)
 }
 

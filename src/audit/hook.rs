@@ -420,9 +420,15 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
             ins.protected = Some(format!("trigger {}", cstr((*s).subname)));
         }
         if let Some(relid) = range_var_relid((*s).relation) {
-            let column = (*s).renameType == pg_sys::ObjectType::OBJECT_COLUMN;
+            use pg_sys::ObjectType::*;
+            let column = (*s).renameType == OBJECT_COLUMN;
             let renamed = column.then(|| (cstr((*s).subname), cstr((*s).newname)));
-            if column || (*s).renameType == pg_sys::ObjectType::OBJECT_TABLE {
+            // ALTER INDEX, SEQUENCE, VIEW ... RENAME TO rename a table too (PostgreSQL allows it).
+            let relation = matches!(
+                (*s).renameType,
+                OBJECT_TABLE | OBJECT_INDEX | OBJECT_SEQUENCE | OBJECT_VIEW | OBJECT_MATVIEW | OBJECT_FOREIGN_TABLE
+            );
+            if column || relation {
                 ins.renamed = Some((relid, rel_schema(relid), rel_name(relid), renamed.clone()));
             }
             if rel_schema(relid) == "tradeguard_audit" {
@@ -631,7 +637,7 @@ unsafe extern "C-unwind" fn tradeguard_process_utility(
             }
         };
         let followed = match (&table_moved, schema_moved) {
-            (Some((relid, s, t)), _) => follow_names(Some(*relid), (schema, s), Some(t), id),
+            (Some((relid, s, t)), _) => follow_names(Some(*relid), (schema, s), Some((object, t)), id),
             (None, Some((old, new))) => follow_names(None, (old, new), None, id),
             _ => Ok(()),
         };
@@ -643,22 +649,25 @@ unsafe extern "C-unwind" fn tradeguard_process_utility(
 
 /// Keeps audited-table registrations under their tables' current names, and the names they had
 /// before with the id of the trail row that recorded the change (`until`): rows up to it were
-/// recorded under the former name. A table moved (`relid`: new schema and `table`), or every
-/// table of a renamed schema (`schemas`: old, new).
-fn follow_names(relid: Option<pg_sys::Oid>, schemas: (&str, &str), table: Option<&str>, until: Option<i64>) -> TgResult<()> {
+/// recorded under the former name. A table moved (`relid`, `schemas` and `tables`: old and new
+/// names), or every table of a renamed schema (`schemas`: old, new).
+fn follow_names(relid: Option<pg_sys::Oid>, schemas: (&str, &str), tables: Option<(&str, &str)>, until: Option<i64>) -> TgResult<()> {
+    let (old_table, new_table) = tables.unzip();
     let _w = super::InternalWrite::begin();
     crate::common::as_owner(|| {
         Spi::run_with_args(
             "UPDATE tradeguard_audit.audited_tables a
-                SET schema_name = $3, table_name = coalesce($4, a.table_name),
+                SET schema_name = $3, table_name = coalesce($5, a.table_name),
                     former_names = a.former_names || pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object(
-                        'schema', a.schema_name, 'table', a.table_name,
-                        'until', coalesce($5, (SELECT s.last_value FROM tradeguard_audit.log_id_seq s))))
+                        'schema', $2::text, 'table', coalesce($4, a.table_name),
+                        'until', coalesce($6, (SELECT s.last_value FROM tradeguard_audit.log_id_seq s))))
               WHERE CASE WHEN $1 IS NULL THEN a.schema_name = $2 ELSE a.relid = $1 END
-                AND (a.schema_name, a.table_name) IS DISTINCT FROM ($3, coalesce($4, a.table_name))",
-            &[relid.into(), schemas.0.into(), schemas.1.into(), table.into(), until.into()],
+                AND ($2::text, coalesce($4, a.table_name)) IS DISTINCT FROM ($3::text, coalesce($5, a.table_name))",
+            &[relid.into(), schemas.0.into(), schemas.1.into(), old_table.into(), new_table.into(), until.into()],
         )
     })??;
+    // The audit triggers of every backend record the new names from the next row on.
+    crate::crypto::keys::invalidate();
     Ok(())
 }
 

@@ -209,12 +209,21 @@ fn audit_table_impl(oid: pg_sys::Oid, exclude: Vec<String>) -> TgResult<String> 
             "tradeguard: {fq} has inheritance children that are not audited ({children}): changes to their rows, also through {fq}, are not recorded until audit_table is called on each"
         );
     }
-    record_system(
+    let id = record_system(
         "AUDIT_TABLE",
         &t.schema,
         &t.table,
         serde_json::json!({ "exclude_columns": exclude, "primary_key": t.pk }),
     )?;
+    // history() of the table starts here: rows recorded earlier under its name belong to a
+    // table that had the name before (dropped or renamed since).
+    let _w = InternalWrite::begin();
+    common::as_owner(|| {
+        Spi::run_with_args(
+            "UPDATE tradeguard_audit.audited_tables SET since_id = $2 WHERE relid = $1 AND since_id IS NULL",
+            &[oid.into(), id.into()],
+        )
+    })??;
     Ok(format!("auditing {fq}"))
 }
 

@@ -319,6 +319,41 @@ mod tests {
                FROM tradeguard_audit.log WHERE operation = 'DDL' AND schema_name LIKE 't_hs%'",
         );
         assert_eq!(renamed_to, Ok(Some("[\"t_hs\", \"orders_2026\"], [\"t_hs_archive\", \"orders_2026\"], t_hs_old".to_string())));
+        // Still so once the renamed table is gone: the new table's history starts at its
+        // registration.
+        Spi::run("DROP TABLE t_hs_old.orders_2026").unwrap();
+        assert_eq!(history("t_hs.orders"), Ok(Some("INSERT 100".to_string())));
+    }
+
+    #[pg_test]
+    fn rows_are_recorded_under_the_name_the_table_has() {
+        Spi::run(
+            "CREATE TABLE t_nm (id int PRIMARY KEY, q int);
+             SELECT tradeguard.audit_table('t_nm');
+             INSERT INTO t_nm VALUES (1, 1);
+             CREATE SCHEMA t_nm_s; ALTER TABLE t_nm SET SCHEMA t_nm_s;
+             UPDATE t_nm_s.t_nm SET q = 2;
+             -- PostgreSQL lets ALTER INDEX rename a table
+             ALTER INDEX t_nm_s.t_nm RENAME TO t_nm2;
+             UPDATE t_nm_s.t_nm2 SET q = 3;
+             -- a rename rolled back with its subtransaction
+             DO $$ BEGIN
+               ALTER TABLE t_nm_s.t_nm2 RENAME TO t_nm3; UPDATE t_nm_s.t_nm3 SET q = 4;
+               RAISE EXCEPTION 'undo';
+             EXCEPTION WHEN raise_exception THEN NULL;
+             END $$;
+             UPDATE t_nm_s.t_nm2 SET q = 5",
+        )
+        .unwrap();
+        let rows = Spi::get_one::<String>(
+            "SELECT string_agg(schema_name || '.' || table_name || ' ' || coalesce(new_row ->> 'q', ''), ', ' ORDER BY id)
+               FROM tradeguard_audit.log WHERE operation IN ('INSERT', 'UPDATE') AND table_name LIKE 't_nm%'",
+        );
+        assert_eq!(rows, Ok(Some("public.t_nm 1, t_nm_s.t_nm 2, t_nm_s.t_nm2 3, t_nm_s.t_nm2 5".to_string())));
+        let history = Spi::get_one::<String>(
+            "SELECT string_agg(changes -> 'q' ->> 'new', ', ' ORDER BY id) FROM tradeguard.history('t_nm_s.t_nm2', '{\"id\": 1}')",
+        );
+        assert_eq!(history, Ok(Some("2, 3, 5".to_string())));
     }
 
     #[pg_test]

@@ -22,6 +22,11 @@ use crate::error::{CoreError, OrRaise, TgResult};
 struct TableInfo {
     schema: String,
     table: String,
+    /// Where the names were read from when the table written is the audited table itself (not
+    /// a partition of it): its namespace, checked against the relation on every row (a rename
+    /// rolled back to a savepoint, or made while this backend cached the names, never leaves
+    /// rows under a name the table does not have).
+    own_namespace: Option<pg_sys::Oid>,
     exclude: KeyList,
     has_pk: bool,
     /// Encrypted columns: anything there that is not ciphertext is withheld from the trail.
@@ -79,7 +84,7 @@ fn table_info(relid: pg_sys::Oid) -> TgResult<Rc<TableInfo>> {
                                          WHERE EXISTS (SELECT 1 FROM tradeguard_audit.audited_tables a WHERE a.relid = c.relid)
                                          ORDER BY c.depth LIMIT 1), $1::oid) AS relid
                      )
-                     SELECT n.nspname::text, c.relname::text,
+                     SELECT c.oid,
                             coalesce(a.exclude_columns, '{}'), coalesce(a.pk_columns, '{}'),
                             -- Encrypted columns of the table written or of any table it is a
                             -- partition of (a partition may be audited on its own).
@@ -93,22 +98,32 @@ fn table_info(relid: pg_sys::Oid) -> TgResult<Rc<TableInfo>> {
                 &[relid.into()],
                 |r| {
                     Ok((
-                        r.get::<String>(1)?.unwrap_or_default(),
-                        r.get::<String>(2)?.unwrap_or_default(),
+                        r.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::InvalidOid),
+                        r.get::<Vec<String>>(2)?.unwrap_or_default(),
                         r.get::<Vec<String>>(3)?.unwrap_or_default(),
                         r.get::<Vec<String>>(4)?.unwrap_or_default(),
-                        r.get::<Vec<String>>(5)?.unwrap_or_default(),
                     ))
                 },
         )
     })??;
     // A table whose trigger exists but whose registration is missing (e.g. restored without it)
     // is still audited, without exclusions: never fail open.
-    let (schema, table, exclude, pk, encrypted) =
+    let (target, exclude, pk, encrypted) =
         row.ok_or_else(|| CoreError::InvalidArgument("audited relation vanished".into()))?;
+    // The names as the catalog has them now (the system caches, not this transaction's
+    // snapshot: a REPEATABLE READ transaction sees a rename committed after it began).
+    let (namespace, schema, table) = unsafe {
+        let namespace = pg_sys::get_rel_namespace(target);
+        let (s, t) = (pg_sys::get_namespace_name(namespace), pg_sys::get_rel_name(target));
+        if s.is_null() || t.is_null() {
+            return Err(CoreError::InvalidArgument("audited relation vanished".into()).into());
+        }
+        (namespace, std::ffi::CStr::from_ptr(s).to_string_lossy().into_owned(), std::ffi::CStr::from_ptr(t).to_string_lossy().into_owned())
+    };
     let info = Rc::new(TableInfo {
         schema,
         table,
+        own_namespace: (target == relid).then_some(namespace),
         exclude: KeyList::new(&exclude),
         has_pk: !pk.is_empty(),
         encrypted,
@@ -651,7 +666,18 @@ fn record_change(trigger: &pgrx::PgTrigger<'_>) -> TgResult<()> {
     let td = trigger.trigger_data();
     let event = td.tg_event;
     let relid = trigger.relid().map_err(|e| CoreError::InvalidArgument(e.to_string()))?;
-    let info = table_info(relid)?;
+    let mut info = table_info(relid)?;
+    // SAFETY: the trigger's relation is open and described by its relcache entry.
+    let current = unsafe {
+        let form = (*td.tg_relation).rd_rel;
+        info.own_namespace.is_none_or(|nsp| {
+            (*form).relnamespace == nsp && std::ffi::CStr::from_ptr((*form).relname.data.as_ptr()).to_bytes() == info.table.as_bytes()
+        })
+    };
+    if !current {
+        TABLES.with(|t| t.borrow_mut().1.remove(&relid));
+        info = table_info(relid)?;
+    }
     let op = if pgrx::trigger_support::trigger_fired_by_truncate(event) {
         "TRUNCATE"
     } else if pgrx::trigger_support::trigger_fired_by_insert(event) {
