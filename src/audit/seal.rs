@@ -50,17 +50,24 @@ fn seal_once() -> TgResult<Option<(i64, i64)>> {
             &[],
         )?
         .unwrap_or(0);
+        // Ordered as the (block_no, id) index is (every row here has a NULL block_no, so this
+        // is id order): the plan reads the unsealed rows from that index whatever the
+        // statistics say, never the whole trail (by primary key or sequentially).
         let rows = Spi::connect(|c| {
             let t = c.select(
-                "SELECT id, signature FROM tradeguard_audit.log
+                "SELECT id, signature, ctid::text FROM tradeguard_audit.log
                   WHERE block_no IS NULL AND txid < $2
-                  ORDER BY id LIMIT $1",
+                  ORDER BY block_no, id LIMIT $1",
                 None,
                 &[MAX_ROWS_PER_BLOCK.into(), horizon.into()],
             )?;
             let mut out = Vec::new();
             for r in t {
-                out.push((r.get::<i64>(1)?.unwrap_or_default(), r.get::<Vec<u8>>(2)?.unwrap_or_default()));
+                out.push((
+                    r.get::<i64>(1)?.unwrap_or_default(),
+                    r.get::<Vec<u8>>(2)?.unwrap_or_default(),
+                    r.get::<String>(3)?.unwrap_or_default(),
+                ));
             }
             Ok::<_, pgrx::spi::Error>(out)
         })?;
@@ -69,8 +76,8 @@ fn seal_once() -> TgResult<Option<(i64, i64)>> {
         }
         let (prev_no, prev_mac) = chain_head()?;
         let block_no = prev_no + 1;
-        let root = chain::merkle_root(rows.iter().map(|(_, s)| s.as_slice()));
-        let ids: Vec<i64> = rows.iter().map(|(i, _)| *i).collect();
+        let root = chain::merkle_root(rows.iter().map(|(_, s, _)| s.as_slice()));
+        let ids: Vec<i64> = rows.iter().map(|(i, _, _)| *i).collect();
         let sealed_at = now_micros();
         let b = Block {
             block_no,
@@ -99,14 +106,16 @@ fn seal_once() -> TgResult<Option<(i64, i64)>> {
                 mac.as_slice().into(),
             ],
         )?;
-        // The same rows as selected: below the horizon no row can appear or commit any more, and
-        // the ORDER BY id LIMIT took every such row up to the last id (one index range scan,
-        // not one probe per id). Checked: a difference would make verify() fail later.
+        // The same rows as selected, found by their tuple ids (a TID scan: no index, and never
+        // the whole trail); only the sealer updates trail rows, under the advisory lock, so the
+        // ids still hold. Checked: a difference would make verify() fail later.
+        let ctids: Vec<String> = rows.iter().map(|(_, _, t)| t.clone()).collect();
         let marked = Spi::connect_mut(|c| {
             c.update(
-                "UPDATE tradeguard_audit.log SET block_no = $1 WHERE block_no IS NULL AND txid < $2 AND id <= $3",
+                "UPDATE tradeguard_audit.log SET block_no = $1
+                  WHERE ctid = ANY ($2::text[]::tid[]) AND block_no IS NULL AND id BETWEEN $3 AND $4",
                 None,
-                &[block_no.into(), horizon.into(), b.last_id.into()],
+                &[block_no.into(), ctids.into(), b.first_id.into(), b.last_id.into()],
             )
             .map(|t| t.len() as i64)
         })?;
