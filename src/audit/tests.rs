@@ -490,6 +490,13 @@ mod tests {
         .unwrap();
     }
 
+    #[pg_test(error = "tradeguard: audit rows are written only by tradeguard; DELETE on tradeguard_audit.log is refused (for the table owner and superusers too)")]
+    fn break_glass_and_restore_mode_do_not_delete_rows() {
+        Spi::run("CREATE TABLE t_bgr (id int PRIMARY KEY); SELECT tradeguard.audit_table('t_bgr'); INSERT INTO t_bgr VALUES (1)").unwrap();
+        Spi::run("SELECT tradeguard.break_glass('test: restore mode and break-glass together'); SET tradeguard.restore_mode = on").unwrap();
+        Spi::run("DELETE FROM tradeguard_audit.log WHERE table_name = 't_bgr'").unwrap();
+    }
+
     #[pg_test(error = "tradeguard: audit rows are written only by tradeguard; INSERT on tradeguard_audit.retention is refused (for the table owner and superusers too)")]
     fn the_retention_anchor_cannot_be_forged() {
         Spi::run("INSERT INTO tradeguard_audit.retention VALUES (3, '\\x00', 'forged anchor', 'nobody', 0)").unwrap();

@@ -14,7 +14,7 @@ use pgrx::{FromDatum, IntoDatum};
 use super::chain::{self, AuditRow};
 use super::error::AuditError;
 use super::image::{ImagePlan, WITHHELD};
-use super::{audit_key, break_glass_active, internal_write_active, InternalWrite};
+use super::{audit_key, internal_write_active, InternalWrite};
 use crate::common;
 use crate::error::{CoreError, OrRaise, TgResult};
 
@@ -759,8 +759,7 @@ fn protect_trigger<'a>(
     // pg_restore of a signed trail (tradeguard.restore_mode, superuser only) may INSERT rows;
     // nothing else may write them but tradeguard itself (break-glass alone does not: a row or
     // block inserted by hand would not be recorded anywhere).
-    let restoring_insert = crate::gucs::RESTORE_MODE.get() && pgrx::trigger_support::trigger_fired_by_insert(td.tg_event);
-    let restoring = restoring_insert || (break_glass_active() && crate::gucs::RESTORE_MODE.get());
+    let restoring = crate::gucs::RESTORE_MODE.get() && pgrx::trigger_support::trigger_fired_by_insert(td.tg_event);
     let internal = internal_write_active();
     let table = || trigger.table_name().unwrap_or_default();
     let op = || trigger.op().map(|o| o.to_string()).map_err(|e| CoreError::InvalidArgument(e.to_string()));
