@@ -129,7 +129,8 @@ fn store_events(events: &[EventSlot], dropped: u64) -> TgResult<()> {
                         e.blocked.into(),
                     ],
                 )?;
-                if !e.success {
+                // A failed login, or any attempt a block refused (the right password included).
+                if !e.success || e.blocked {
                     let detail = serde_json::json!({ "database": e.database.as_str(), "reason": e.detail.as_str() });
                     insert_security(e.at, e.event_type.as_str(), e.severity.as_str(), addr, e.role.as_str(), detail)?;
                 }
