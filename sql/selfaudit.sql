@@ -189,6 +189,9 @@ SELECT c.check_id, c.level, c.category, c.title,
     ('audit_chain_broken', 'critical', 'audit', 'the signed audit trail does not verify', 'daily',
      'tradeguard.verify() reports a break in the hash chain or a bad signature: audit rows were altered, deleted or forged.',
      'Investigate with SELECT * FROM tradeguard.verify(); keep the evidence, restore the audit trail from a verified backup.'),
+    ('audit_seal_backlog', 'high', 'audit', 'audit rows wait long to be sealed', 'daily',
+     'Audit rows older than five minutes are not sealed into the hash chain: verify() does not check them yet. The sealing worker is not running, or a long-open transaction holds sealing back.',
+     'Check SELECT * FROM tradeguard.runtime_status(); end long-open transactions (SELECT pid, xact_start FROM pg_stat_activity ORDER BY xact_start LIMIT 5) or run SELECT tradeguard.seal();'),
     ('shared_preload_missing_tradeguard', 'high', 'audit', 'tradeguard is not preloaded', 'daily',
      'Without shared_preload_libraries the background worker, the intrusion-detection hooks and the key cache do not run.',
      'ALTER SYSTEM SET shared_preload_libraries = ''tradeguard''; (keep the libraries already listed) then restart the server.'),
@@ -411,6 +414,8 @@ DECLARE
     v_text2    text;
     v_int      integer;
     v_bool     boolean;
+    v_count    bigint;
+    v_time     timestamptz;
     v_oids     oid[];
     v_cols     text[];
     v_uid      integer;
@@ -605,6 +610,18 @@ BEGIN
             IF v_bool IS FALSE THEN
                 RETURN QUERY SELECT 'tradeguard.verify()'::text, v_text,
                     'Investigate with SELECT * FROM tradeguard.verify() WHERE NOT ok; keep the evidence and restore the audit trail from a verified backup.'::text;
+            END IF;
+        END IF;
+
+    ELSIF p_check = 'audit_seal_backlog' THEN
+        IF pg_catalog.to_regclass('tradeguard_audit.log') IS NOT NULL THEN
+            -- Unsealed rows are found through the (block_no, id) index.
+            EXECUTE 'SELECT pg_catalog.count(*), pg_catalog.min(at) FROM tradeguard_audit.log WHERE block_no IS NULL'
+               INTO v_count, v_time;
+            IF v_time < pg_catalog.now() - interval '5 minutes' THEN
+                RETURN QUERY SELECT 'tradeguard_audit.log'::text,
+                    pg_catalog.format('%s audit rows are not sealed yet, the oldest written at %s', v_count, v_time),
+                    'Check SELECT * FROM tradeguard.runtime_status() (the worker seals the database named by tradeguard.database_name); end long-open transactions (SELECT pid, datname, xact_start FROM pg_catalog.pg_stat_activity WHERE xact_start IS NOT NULL ORDER BY xact_start LIMIT 5); or run SELECT tradeguard.seal();'::text;
             END IF;
         END IF;
 

@@ -38,7 +38,7 @@ SELECT c.check_id, count(f.check_id) AS findings
                     'listen_all_addresses', 'session_without_ssl', 'ssl_weak_protocol', 'ssl_cert_expiring',
                     'ssl_key_file_permissions', 'data_directory_permissions', 'config_file_permissions',
                     'log_file_permissions', 'root_key_file_permissions', 'shared_preload_missing_tradeguard',
-                    'fsync_off', 'full_page_writes_off', 'password_encryption_md5', 'audit_chain_broken',
+                    'fsync_off', 'full_page_writes_off', 'password_encryption_md5', 'audit_chain_broken', 'audit_seal_backlog',
                     'server_version_eol']) AS c(check_id)
   LEFT JOIN tradeguard.findings f ON f.check_id = c.check_id
  GROUP BY c.check_id ORDER BY 1;

@@ -357,6 +357,23 @@ mod tests {
     }
 
     #[pg_test]
+    fn a_row_left_unsealed_is_a_finding_and_a_runtime_status() {
+        {
+            // A committed row left unsealed for ten minutes (written the way tradeguard writes).
+            let _w = crate::common::InternalWrite::begin();
+            Spi::run(
+                "INSERT INTO tradeguard_audit.log (txid, at, schema_name, table_name, operation, current_user_name, session_user_name, signature)
+                 VALUES (1, now() - interval '10 minutes', 'public', 't_unsealed', 'INSERT', 'x', 'x', '\\x00')",
+            )
+            .unwrap();
+        }
+        let finding = Spi::get_one::<String>("SELECT object || ': ' || detail FROM tradeguard_audit.run_check('audit_seal_backlog')");
+        assert!(finding.as_ref().is_ok_and(|f| f.as_deref().is_some_and(|f| f.starts_with("tradeguard_audit.log: ") && f.contains("audit rows are not sealed yet"))), "{finding:?}");
+        let status = Spi::get_one::<bool>("SELECT active FROM tradeguard.runtime_status() WHERE component = 'audit sealing'");
+        assert_eq!(status, Ok(Some(false)));
+    }
+
+    #[pg_test]
     fn history_follows_the_row_back_through_key_changes() {
         Spi::run(
             "CREATE TABLE t_rekey (id int PRIMARY KEY, qty int);

@@ -270,6 +270,27 @@ fn runtime_status() -> TableIterator<'static, (name!(component, String), name!(a
             Err(e) => e.to_string(),
         },
     ));
+    // Sealing keeps up when no committed row waits more than a minute (the trail is read as
+    // the extension owner: the caller may not read it).
+    let backlog = as_owner(|| {
+        spi_first_row(
+            "SELECT pg_catalog.count(*), coalesce(pg_catalog.date_part('epoch', pg_catalog.now() - pg_catalog.min(at)), 0)::float8
+               FROM tradeguard_audit.log WHERE block_no IS NULL",
+            &[],
+            |r| Ok((r.get::<i64>(1)?.unwrap_or(0), r.get::<f64>(2)?.unwrap_or(0.0))),
+        )
+    });
+    if let Ok(Ok(Some((waiting, oldest)))) = backlog {
+        rows.push((
+            "audit sealing".to_string(),
+            oldest < 60.0,
+            if waiting == 0 {
+                "every audit row is sealed".to_string()
+            } else {
+                format!("{waiting} audit rows wait to be sealed, the oldest for {oldest:.0} s")
+            },
+        ));
+    }
     TableIterator::new(rows)
 }
 
