@@ -67,31 +67,42 @@ unsafe fn rel_name(relid: pg_sys::Oid) -> String {
     cstr(pg_sys::get_rel_name(relid))
 }
 
+/// A yes/no catalog query run with `search_path = pg_catalog, pg_temp`: the caller's schemas
+/// (an operator `=` it created) cannot change its answer.
+fn catalog_query(sql: &str, args: &[pgrx::datum::DatumWithOid]) -> Result<Option<bool>, pgrx::spi::SpiError> {
+    crate::common::with_catalog_search_path(|| crate::common::spi_first::<bool>(sql, args))
+}
+
 fn has_tradeguard_triggers(relid: pg_sys::Oid) -> bool {
-    crate::common::spi_first::<bool>(
+    catalog_query(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = $1 AND tgname LIKE E'tradeguard\\\\_%')",
         &[relid.into()],
     )
-    .ok()
-    .flatten()
-    .unwrap_or(false)
+    // Not knowing is "yes" (refused unless break-glass): never fail open.
+    .map_or(true, |b| b.unwrap_or(true))
+}
+
+/// The encrypt trigger's name (BEFORE row triggers fire in name order).
+const ENCRYPT_TRIGGER: &str = "tradeguard_zz_encrypt";
+
+fn has_trigger(relid: pg_sys::Oid, name: &str) -> bool {
+    catalog_query(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = $1 AND tgname = $2)",
+        &[relid.into(), name.into()],
+    )
+    .map_or(true, |b| b.unwrap_or(true))
 }
 
 fn is_audited(relid: pg_sys::Oid) -> bool {
-    crate::common::spi_first::<bool>(
+    catalog_query(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = $1 AND tgname = 'tradeguard_audit_row')",
         &[relid.into()],
     )
-    .ok()
-    .flatten()
-    .unwrap_or(false)
+    .map_or(true, |b| b.unwrap_or(true))
 }
 
 fn audit_rows_exist() -> bool {
-    crate::common::spi_first::<bool>("SELECT EXISTS (SELECT 1 FROM tradeguard_audit.log)", &[])
-        .ok()
-        .flatten()
-        .unwrap_or(false)
+    catalog_query("SELECT EXISTS (SELECT 1 FROM tradeguard_audit.log)", &[]).map_or(true, |b| b.unwrap_or(true))
 }
 
 /// What a statement means for tradeguard.
@@ -274,6 +285,11 @@ unsafe fn protected_schema_change(stmt: *mut pg_sys::Node) -> Option<String> {
         if kind == pg_sys::ObjectType::OBJECT_SCHEMA && t == N::T_RenameStmt && is_tradeguard_schema(&cstr((*(stmt as *mut pg_sys::RenameStmt)).subname)) {
             return Some("tradeguard's schemas".into());
         }
+        // A view, table, sequence or one of their columns, triggers or rules renamed.
+        let rv = if t == N::T_RenameStmt { (*(stmt as *mut pg_sys::RenameStmt)).relation } else { (*(stmt as *mut pg_sys::AlterOwnerStmt)).relation };
+        if rel_in(rv) {
+            return Some(format!("relations of tradeguard's schemas ({})", cstr((*rv).relname)));
+        }
     } else if t == N::T_DropStmt {
         let s = stmt as *mut pg_sys::DropStmt;
         let kind = (*s).removeType;
@@ -296,6 +312,19 @@ unsafe fn protected_schema_change(stmt: *mut pg_sys::Node) -> Option<String> {
             if inside {
                 return Some(format!("objects of tradeguard's schemas ({})", name_list(o as *mut pg_sys::List).join(".")));
             }
+        }
+    } else if t == N::T_RuleStmt || t == N::T_CreateTrigStmt || t == N::T_IndexStmt || t == N::T_AlterTableStmt || t == N::T_AlterSeqStmt {
+        // Rules (a view's "_RETURN" replaced), triggers, indexes, ALTER TABLE/VIEW and ALTER
+        // SEQUENCE (the trail's id sequence restarted) on tradeguard's relations.
+        let rv = match t {
+            N::T_RuleStmt => (*(stmt as *mut pg_sys::RuleStmt)).relation,
+            N::T_CreateTrigStmt => (*(stmt as *mut pg_sys::CreateTrigStmt)).relation,
+            N::T_IndexStmt => (*(stmt as *mut pg_sys::IndexStmt)).relation,
+            N::T_AlterTableStmt => (*(stmt as *mut pg_sys::AlterTableStmt)).relation,
+            _ => (*(stmt as *mut pg_sys::AlterSeqStmt)).sequence,
+        };
+        if rel_in(rv) {
+            return Some(format!("relations of tradeguard's schemas ({})", cstr((*rv).relname)));
         }
     } else if t == N::T_AlterExtensionContentsStmt && cstr((*(stmt as *mut pg_sys::AlterExtensionContentsStmt)).extname) == "tradeguard" {
         return Some("the members of extension tradeguard".into());
@@ -336,10 +365,9 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
                     // key column (date to timestamp, numeric scale) would change it and leave every
                     // value of the table undecryptable.
                     let col = cstr((*cmd).name);
-                    if crate::crypto::columns::is_bound_key_column(relid, &col).unwrap_or(true) {
-                        ins.protected = Some(format!(
-                            "the type of {schema}.{name}.{col}, a key column encrypted values of the table are bound to (changing it would leave them undecryptable)"
-                        ));
+                    let role = crate::crypto::columns::protected_column_role(relid, &col).unwrap_or_else(|_| Some("a column tradeguard could not check".into()));
+                    if let Some(role) = role {
+                        ins.protected = Some(format!("the type of {schema}.{name}.{col}, {role} (changing it would leave the values unreadable)"));
                     }
                 }
                 if TRIGGER_STATE_CMDS.contains(&(*cmd).subtype) {
@@ -453,6 +481,26 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
             } else if is_audited(relid) {
                 ins.record.push(("DDL".into(), rel_schema(relid), rel_name(relid)));
             }
+            if t == N::T_CreateTrigStmt {
+                let s = stmt as *mut pg_sys::CreateTrigStmt;
+                let name = cstr((*s).trigname);
+                if name.starts_with("tradeguard_") {
+                    // CREATE OR REPLACE TRIGGER would swap the function behind one of ours.
+                    ins.protected = Some(format!("the tradeguard triggers of {}.{}", rel_schema(relid), rel_name(relid)));
+                } else if (*s).row
+                    && (*s).timing as u32 & pg_sys::TRIGGER_TYPE_BEFORE != 0
+                    && name.as_str() > ENCRYPT_TRIGGER
+                    && has_trigger(relid, ENCRYPT_TRIGGER)
+                {
+                    // BEFORE row triggers fire in name order: one after the encrypt trigger
+                    // would see (or write, in clear) the sealed values.
+                    ins.protected = Some(format!(
+                        "BEFORE row triggers of {}.{} that fire after {ENCRYPT_TRIGGER} (name the trigger to sort before it)",
+                        rel_schema(relid),
+                        rel_name(relid)
+                    ));
+                }
+            }
         }
     } else if t == N::T_AlterObjectSchemaStmt {
         // SET SCHEMA of an audited table (tradeguard's own objects are refused above).
@@ -500,6 +548,29 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
             _ => role_specs((*(stmt as *mut pg_sys::DropRoleStmt)).roles),
         };
         ins.record.push((tag.to_string(), String::new(), who));
+    } else if t == N::T_AlterObjectDependsStmt {
+        // ALTER ... DEPENDS ON EXTENSION: the object would go with that extension's DROP,
+        // unrecorded (a tradeguard trigger, an audited or encrypted table, tradeguard's own).
+        let s = stmt as *mut pg_sys::AlterObjectDependsStmt;
+        let on_relation = range_var_relid((*s).relation).is_some_and(|r| has_tradeguard_triggers(r) || is_tradeguard_namespace(pg_sys::get_rel_namespace(r)));
+        let function = FUNCTION_KINDS.contains(&(*s).objectType) && is_tradeguard_namespace(function_namespace((*s).object as *mut c_void, (*s).objectType));
+        if on_relation || function {
+            ins.protected = Some("extension dependencies of tradeguard's objects and of protected tables".into());
+        }
+    } else if t == N::T_DropOwnedStmt {
+        // DROP OWNED BY would drop audited or encrypted tables without their DROP TABLE being
+        // recorded or their registrations removed.
+        let roles: Vec<pg_sys::Oid> =
+            list_ptrs((*(stmt as *mut pg_sys::DropOwnedStmt)).roles).into_iter().map(|r| pg_sys::get_rolespec_oid(r as *mut pg_sys::RoleSpec, true)).collect();
+        let owns = catalog_query(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_trigger t ON t.tgrelid = c.oid
+                             WHERE c.relowner = ANY ($1) AND t.tgname LIKE E'tradeguard\\\\_%')",
+            &[roles.into()],
+        )
+        .map_or(true, |b| b.unwrap_or(true));
+        if owns {
+            ins.protected = Some("DROP OWNED BY of roles that own audited or encrypted tables (DROP TABLE them first: each drop is recorded)".into());
+        }
     } else if t == N::T_AlterSystemStmt {
         let s = stmt as *mut pg_sys::AlterSystemStmt;
         let name = if (*s).setstmt.is_null() { String::new() } else { cstr((*(*s).setstmt).name) };
@@ -527,15 +598,20 @@ unsafe extern "C-unwind" fn tradeguard_process_utility(
     qc: *mut pg_sys::QueryCompletion,
 ) {
     let stmt = (*pstmt).utilityStmt;
+    let tradeguard = if pg_sys::IsTransactionState() { pg_sys::get_extension_oid(c"tradeguard".as_ptr(), true) } else { pg_sys::InvalidOid };
+    // Only tradeguard's own install and update scripts are left alone: another extension's
+    // script (or an event trigger it sets off) is inspected like any statement.
+    let own_script = pg_sys::creating_extension && pg_sys::CurrentExtensionObject == tradeguard;
     let relevant = !stmt.is_null()
         && (*stmt).type_ != pg_sys::NodeTag::T_TransactionStmt
-        && pg_sys::IsTransactionState()
-        && !pg_sys::creating_extension
-        && !internal_write_active()
-        && pg_sys::get_extension_oid(c"tradeguard".as_ptr(), true) != pg_sys::InvalidOid;
+        && tradeguard != pg_sys::InvalidOid
+        && !own_script
+        && !internal_write_active();
     let mut ins = Inspection::default();
     if relevant {
         let tag = cstr(pg_sys::CreateCommandName(stmt));
+        // Names in the statement resolve through the caller's search_path, as PostgreSQL will
+        // resolve them; tradeguard's own catalog queries pin theirs (catalog_query).
         ins = inspect(stmt, &tag);
         if let Some(what) = &ins.protected {
             if !break_glass_active() {
@@ -561,6 +637,12 @@ unsafe extern "C-unwind" fn tradeguard_process_utility(
         Some(prev) => prev(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc),
         None => pg_sys::standard_ProcessUtility(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc),
     }
+    crate::common::with_catalog_search_path(|| after_statement(stmt, &ins));
+}
+
+/// What the hook does once the statement has run: records it, and brings registrations up to
+/// date with it.
+unsafe fn after_statement(stmt: *mut pg_sys::Node, ins: &Inspection) {
     for (schema, table, partition) in &ins.truncated {
         // Recorded like the audited table's own TRUNCATE trigger would, naming the partition.
         let detail = serde_json::json!({ "command": "TRUNCATE TABLE", "partition": partition });
@@ -631,10 +713,13 @@ unsafe extern "C-unwind" fn tradeguard_process_utility(
         }
         let id = match record(op, schema, object, detail) {
             Ok(id) => Some(id),
-            Err(e) => {
+            // ALTER SYSTEM and SET stay possible so the DBA can repair the key setting.
+            Err(e) if op == "ALTER SYSTEM" || op == "SET" => {
                 pgrx::warning!("tradeguard: could not record {tag} in the audit trail: {e}");
                 None
             }
+            // Fail closed: the statement has run, and its transaction now rolls back with it.
+            Err(e) => e.raise(),
         };
         let followed = match (&table_moved, schema_moved) {
             (Some((relid, s, t)), _) => follow_names(Some(*relid), (schema, s), Some((object, t)), id),

@@ -541,6 +541,50 @@ mod tests {
     }
 
     #[pg_test]
+    fn the_hook_cannot_be_steered_or_sidestepped() {
+        let refused = |what: &str| format!("tradeguard: cannot change {what}: protected by tradeguard; a tradeguard_admin member must call tradeguard.break_glass(reason) first");
+        Spi::run(
+            "CREATE ROLE t_shadow; GRANT CREATE ON SCHEMA public TO t_shadow;
+             CREATE TABLE t_sh (id int PRIMARY KEY); ALTER TABLE t_sh OWNER TO t_shadow;
+             SELECT tradeguard.audit_table('t_sh')",
+        )
+        .unwrap();
+        // The table's owner shadows pg_catalog's = for oids: the hook's checks still see the
+        // audit triggers.
+        Spi::run(
+            "SET ROLE t_shadow;
+             CREATE FUNCTION public.t_never(oid, oid) RETURNS bool LANGUAGE sql IMMUTABLE AS 'SELECT false';
+             CREATE OPERATOR public.= (LEFTARG = oid, RIGHTARG = oid, FUNCTION = public.t_never);
+             SET search_path = public, pg_catalog",
+        )
+        .unwrap();
+        assert_eq!(crate::common::sql_error("ALTER TABLE t_sh DISABLE TRIGGER ALL"), Some(refused("the tradeguard triggers of public.t_sh")));
+        Spi::run("RESET search_path; RESET ROLE").unwrap();
+        for (sql, what) in [
+            ("ALTER TRIGGER tradeguard_audit_row ON t_sh DEPENDS ON EXTENSION plpgsql", "extension dependencies of tradeguard's objects and of protected tables"),
+            ("DROP OWNED BY t_shadow", "DROP OWNED BY of roles that own audited or encrypted tables (DROP TABLE them first: each drop is recorded)"),
+            (
+                "CREATE OR REPLACE TRIGGER tradeguard_audit_row BEFORE UPDATE ON t_sh FOR EACH ROW EXECUTE FUNCTION suppress_redundant_updates_trigger()",
+                "the tradeguard triggers of public.t_sh",
+            ),
+            (
+                "CREATE OR REPLACE RULE \"_RETURN\" AS ON SELECT TO tradeguard.audit_log DO INSTEAD SELECT * FROM tradeguard.audit_log",
+                "relations of tradeguard's schemas (audit_log)",
+            ),
+            ("ALTER VIEW tradeguard.audit_log RENAME TO audit_log2", "relations of tradeguard's schemas (audit_log)"),
+            ("ALTER SEQUENCE tradeguard_audit.log_id_seq RESTART WITH 1", "relations of tradeguard's schemas (log_id_seq)"),
+        ] {
+            assert_eq!(crate::common::sql_error(sql), Some(refused(what)), "{sql}");
+        }
+        // A change that cannot be recorded does not happen (here: an oversized context).
+        Spi::run("SELECT set_config('tradeguard.app_context', json_build_object('x', repeat('y', 5000))::text, true)").unwrap();
+        let err = crate::common::sql_error("GRANT SELECT ON t_sh TO PUBLIC").unwrap_or_default();
+        assert!(err.contains("app_context is larger than 4 kB"), "{err}");
+        Spi::run("SELECT set_config('tradeguard.app_context', '', true)").unwrap();
+        assert_eq!(Spi::get_one::<bool>("SELECT has_table_privilege('public', 't_sh', 'SELECT')"), Ok(Some(false)));
+    }
+
+    #[pg_test]
     fn the_registration_follows_renamed_columns_and_new_keys() {
         Spi::run(
             "CREATE TABLE t_ren (id int PRIMARY KEY, note text, qty int);

@@ -121,6 +121,48 @@ pub fn as_owner<R>(f: impl FnOnce() -> R) -> TgResult<R> {
     }
 }
 
+/// Runs `f` as the owner of table `relid` inside a security-restricted operation (what
+/// PostgreSQL does for VACUUM, ANALYZE or REFRESH MATERIALIZED VIEW): for statements on a user
+/// table that run its code (triggers, CHECK constraints, index expressions), so that code
+/// never runs with the extension owner's rights, whoever called tradeguard.
+pub fn as_table_owner<R>(relid: pg_sys::Oid, f: impl FnOnce() -> R) -> TgResult<R> {
+    let owner = spi_first::<pg_sys::Oid>("SELECT relowner FROM pg_catalog.pg_class WHERE oid OPERATOR(pg_catalog.=) $1", &[relid.into()])
+        .map_err(CoreError::from)?
+        .ok_or_else(|| CoreError::InvalidArgument("table vanished".into()))?;
+    unsafe {
+        let mut saved_uid = pg_sys::InvalidOid;
+        let mut saved_ctx: i32 = 0;
+        pg_sys::GetUserIdAndSecContext(&mut saved_uid, &mut saved_ctx);
+        let restricted = (pg_sys::SECURITY_LOCAL_USERID_CHANGE | pg_sys::SECURITY_RESTRICTED_OPERATION) as i32;
+        pg_sys::SetUserIdAndSecContext(owner, saved_ctx | restricted);
+        let r = f();
+        pg_sys::SetUserIdAndSecContext(saved_uid, saved_ctx);
+        Ok(r)
+    }
+}
+
+/// Runs `f` with `search_path = pg_catalog, pg_temp` (as the current role): catalog queries
+/// tradeguard runs on behalf of a statement (the utility hook's inspection) cannot be steered
+/// by objects the caller created in its own schemas (an operator `=` shadowing pg_catalog's).
+pub fn with_catalog_search_path<R>(f: impl FnOnce() -> R) -> R {
+    unsafe {
+        let nest = pg_sys::NewGUCNestLevel();
+        pg_sys::set_config_option(
+            c"search_path".as_ptr(),
+            c"pg_catalog, pg_temp".as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+            true,
+            0,
+            false,
+        );
+        let r = f();
+        pg_sys::AtEOXact_GUC(true, nest);
+        r
+    }
+}
+
 /// Whether the current role has the privileges of `role` (membership with inheritance).
 pub fn is_member_of(role: &str) -> bool {
     let Ok(name) = std::ffi::CString::new(role) else { return false };

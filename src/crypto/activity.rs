@@ -100,6 +100,9 @@ pub fn count(op: Op, key_id: u32, key_version: u32, context: &str) {
     if HOOKED_LXID.with(|h| h.replace(lxid)) != lxid {
         pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::Commit, flush);
         pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::Abort, flush);
+        // Parallel workers end their part of the transaction with these instead.
+        pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::ParallelCommit, flush);
+        pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::ParallelAbort, flush);
     }
 }
 

@@ -75,8 +75,10 @@ impl ColumnCfg {
             }
             let name = std::ffi::CString::new(self.original_type.as_str()).ok()?;
             let (mut typid, mut typmod, mut func, mut ioparam) = (pg_sys::InvalidOid, -1i32, pg_sys::InvalidOid, pg_sys::InvalidOid);
+            // pg_catalog first: a type of the writer's pg_temp (searched first for type names
+            // by default) must not stand in for the original type.
             unsafe {
-                pg_sys::parseTypeString(name.as_ptr(), &mut typid, &mut typmod, true);
+                common::with_catalog_search_path(|| pg_sys::parseTypeString(name.as_ptr(), &mut typid, &mut typmod, true));
                 if typid == pg_sys::InvalidOid {
                     return None;
                 }
@@ -322,6 +324,11 @@ unsafe fn column_index_from(tupdesc: pg_sys::TupleDesc, name: &str, hint: usize)
         .ok_or_else(|| CoreError::InvalidArgument(format!("column \"{name}\" not found")).into())
 }
 
+fn atts_name(a: &pg_sys::FormData_pg_attribute) -> String {
+    // SAFETY: attname is a NUL-terminated NameData.
+    unsafe { std::ffi::CStr::from_ptr(a.attname.data.as_ptr()).to_string_lossy().into_owned() }
+}
+
 /// The primary key of a written row, as bound into its columns' contexts.
 #[derive(PartialEq)]
 enum PkText {
@@ -381,6 +388,11 @@ thread_local! {
 /// written again, which is long enough for heap_form_tuple to copy it into the new row (no
 /// palloc per value).
 fn armored_datum(envelope_bytes: &[u8], buf: &mut Vec<u64>) -> TgResult<pg_sys::Datum> {
+    // The armor is 4/3 of the envelope: past PostgreSQL's 1 GB value limit it cannot be stored.
+    const MAX_ALLOC_SIZE: usize = 0x3fff_ffff; // PostgreSQL's MaxAllocSize
+    if envelope_bytes.len() / 3 * 4 + 16 > MAX_ALLOC_SIZE - pg_sys::VARHDRSZ {
+        return Err(CryptoError::InvalidInput("value too large to encrypt into a text column (its armor would exceed 1 GB)".into()).into());
+    }
     envelope::armor_with(envelope_bytes, |len| {
         let total = len + pg_sys::VARHDRSZ;
         buf.clear();
@@ -468,8 +480,13 @@ fn encrypt_row(td: &pg_sys::TriggerData) -> TgResult<pg_sys::HeapTuple> {
                     }
                     continue;
                 }
-                if atts[idx].attlen != -1 {
+                if atts[idx].atttypid != pg_sys::TEXTOID {
                     return Err(CoreError::InvalidArgument(format!("encrypted column {} must be of type text", col.name)).into());
+                }
+                if let Some(b) = blind_idx {
+                    if atts[b].atttypid != pg_sys::BYTEAOID {
+                        return Err(CoreError::InvalidArgument(format!("blind index column {} must be of type bytea", atts_name(&atts[b]))).into());
+                    }
                 }
                 // Read in place: the plaintext is never copied into Rust-owned memory. Text is
                 // encrypted as the bytes PostgreSQL stored (valid in the database encoding).
@@ -494,10 +511,16 @@ fn encrypt_row(td: &pg_sys::TriggerData) -> TgResult<pg_sys::HeapTuple> {
                         // Only in the transaction that sealed it (a pooled connection serves
                         // other users in other transactions).
                         let same_xact = last.0 == common::shmem::local_xact_stamp();
-                        (by_update && same_xact && last.1 == raw && last.2 != *ctx).then(|| open_bound(raw, &last.2)).flatten()
+                        // (The same row's key too: the blind index is written again with it.)
+                        (by_update && same_xact && last.1 == raw).then(|| open_bound(raw, &last.2)).flatten()
                     };
+                    // reencrypt_column writes each value back unchanged: sealed again here with
+                    // the active version (a value that does not open under its row's context
+                    // stops it, as decrypting it would).
+                    let resealing = resealing_column(&col.name);
                     match from_old_key().or_else(from_insert) {
                         Some(opened) => Some(opened),
+                        None if resealing => Some(open_bound(raw, ctx).ok_or(CryptoError::AuthFailed)?),
                         None => continue,
                     }
                 } else {
@@ -517,6 +540,12 @@ fn encrypt_row(td: &pg_sys::TriggerData) -> TgResult<pg_sys::HeapTuple> {
                 }
                 let blind = match (blind_idx, &col.blind_key, &rebound) {
                     (Some(b), Some(k), None) => Some((b, super::blind_index_impl(text()?, k)?)),
+                    // A value written back from another row (ON CONFLICT DO UPDATE SET c =
+                    // EXCLUDED.c): its blind index follows it.
+                    (Some(b), Some(k), Some((ValueType::Text, plaintext))) if !by_update || !resealing_column(&col.name) => {
+                        let t = std::str::from_utf8(plaintext).map_err(|_| CryptoError::InvalidInput(format!("column {}: value is not valid UTF-8", col.name)))?;
+                        Some((b, super::blind_index_impl(t, k)?))
+                    }
                     _ => None,
                 };
                 // `raw` (the plaintext) is not read past this point: its attribute now holds
@@ -736,15 +765,25 @@ fn encrypt_column_impl(tbl: pg_sys::Oid, col: &str, key_name: &str, blind_key: O
         );
     }
     let blind_column = blind_key.map(|_| format!("{col}_bidx"));
-    // Only our own DDL runs as "internal": user triggers fired by the conversion below must not.
+    let drop_view = || -> TgResult<()> {
+        // Our own view depends on the table's columns: rebuilt after the change.
+        let _own = common::InternalWrite::begin();
+        common::as_owner(|| Spi::run(&format!("DROP VIEW IF EXISTS {}.{}", q(schema), q(&format!("{table}_decrypted")))))??;
+        Ok(())
+    };
+    if already.is_none() && names.col_type != "text" {
+        drop_view()?;
+        // The rewrite runs the table's own code (CHECK constraints, index expressions): as its
+        // owner, restricted, and recorded by the utility hook like any ALTER TABLE.
+        common::as_table_owner(tbl, || {
+            Spi::run(&format!("ALTER TABLE {fq} ALTER COLUMN {c} TYPE pg_catalog.text USING {c}::pg_catalog.text", c = q(col)))
+        })??;
+    }
+    // Only our own DDL runs as "internal": no user code runs in it.
     let own = common::InternalWrite::begin();
     common::as_owner(|| -> TgResult<()> {
-        // Our own view depends on the table's columns: rebuild it after the change.
         Spi::run(&format!("DROP VIEW IF EXISTS {}.{}", q(schema), q(&format!("{table}_decrypted"))))?;
         if already.is_none() {
-            if names.col_type != "text" {
-                Spi::run(&format!("ALTER TABLE {fq} ALTER COLUMN {c} TYPE text USING {c}::text", c = q(col)))?;
-            }
             Spi::run_with_args(
                 "INSERT INTO tradeguard_audit.encrypted_columns
                    (schema_name, table_name, column_name, key_name, value_type, original_type, pk_column, blind_column, blind_key, pk_columns)
@@ -783,14 +822,20 @@ fn encrypt_column_impl(tbl: pg_sys::Oid, col: &str, key_name: &str, blind_key: O
     drop(own);
     keys::invalidate();
     TABLES.with(|t| t.borrow_mut().1.clear());
-    convert_plaintext(&fq, col, batch)
+    let n = convert_plaintext(tbl, &fq, col, batch)?;
+    if n > 0 {
+        // pg_stats still holds the plaintext's most common values and histogram (readable by
+        // anyone who may read the table): sampled again from the ciphertext now.
+        common::as_owner(|| Spi::run(&format!("ANALYZE {fq} ({})", q(col))))??;
+    }
+    Ok(n)
 }
 
 /// Existing rows of `fq`: rewrites the ones whose `col` holds plaintext, in batches; the
 /// encrypt trigger encrypts them. Returns the rows converted.
-fn convert_plaintext(fq: &str, col: &str, batch: i32) -> TgResult<i64> {
+fn convert_plaintext(relid: pg_sys::Oid, fq: &str, col: &str, batch: i32) -> TgResult<i64> {
     let c = q(col);
-    update_in_batches(fq, &format!("{c} = {c}"), &format!("{c} IS NOT NULL AND NOT tradeguard.is_ciphertext({c})"), batch)
+    update_in_batches(relid, fq, col, &format!("{c} IS NOT NULL AND NOT tradeguard.is_ciphertext({c})"), batch)
 }
 
 /// (Re)creates `<table>_decrypted`: every column, encrypted ones decrypted to their original type.
@@ -879,18 +924,42 @@ fn reencrypt_column_impl(tbl: pg_sys::Oid, col: &str, batch: i32) -> TgResult<i6
         .ok_or_else(|| CoreError::InvalidArgument(format!("column \"{col}\" of {}.{} is not encrypted by tradeguard", names.schema, names.table)))?;
     let (info, active, _) = keys::encryption_key(&c.key_name, Purpose::Encrypt)?;
     let fq = format!("{}.{}", q(&names.schema), q(&names.table));
-    let ctx = context_sql(c.column_id, &cfg.pk_columns, tbl)?;
-    // Re-encryption decrypts to the typed plaintext text and writes it back: the trigger
-    // encrypts it with the active version (and recomputes the blind index).
-    let plain = format!("(tradeguard.decrypt_{}({}, {ctx}))::text", c.value_type.sql_suffix(), q(col));
+    // Each row is written back as it is; the encrypt trigger opens the value under the row's
+    // context and seals it again with the active version (the plaintext never leaves the
+    // server's memory; the blind index, keyed on the plaintext, stays).
     debug_assert_eq!(info.active_version, Some(active));
+    let reseal = ResealScope::begin(col);
     let c = q(col);
-    update_in_batches(
-        &fq,
-        &format!("{c} = {plain}"),
-        &format!("{c} IS NOT NULL AND tradeguard.ciphertext_key_version({c}) <> {active}"),
-        batch,
-    )
+    let n = update_in_batches(tbl, &fq, col, &format!("{c} IS NOT NULL AND tradeguard.ciphertext_key_version({c}) < {active}"), batch);
+    drop(reseal);
+    n
+}
+
+/// Whether `reencrypt_column` is moving this column to the active key version now.
+fn resealing_column(name: &str) -> bool {
+    RESEAL.with(|r| r.borrow().as_deref() == Some(name))
+}
+
+thread_local! {
+    /// The column `reencrypt_column` is moving to the active key version (while its UPDATE runs).
+    static RESEAL: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// While alive, the encrypt trigger seals values of this column written back unchanged again
+/// with the active key version (ended on drop, and by an error: the transaction aborts).
+struct ResealScope;
+
+impl ResealScope {
+    fn begin(col: &str) -> ResealScope {
+        RESEAL.with(|r| *r.borrow_mut() = Some(col.to_string()));
+        ResealScope
+    }
+}
+
+impl Drop for ResealScope {
+    fn drop(&mut self) {
+        RESEAL.with(|r| *r.borrow_mut() = None);
+    }
 }
 
 /// Follows a table renamed or moved to another schema (`schema`.`table` before) or a column
@@ -942,25 +1011,28 @@ pub fn follow_schema_rename(old: &str, new: &str) -> TgResult<()> {
     Ok(())
 }
 
-/// Whether `col` of `relid` (or of a table it is a partition of, or of one of its partitions)
-/// is a key column that encrypted values are bound to.
-pub fn is_bound_key_column(relid: pg_sys::Oid, col: &str) -> TgResult<bool> {
+/// What `col` of `relid` (or of a table it is a partition of, or of one of its partitions) is
+/// to encrypted values: a key column they are bound to, the encrypted column itself or its
+/// blind index column (a new type for any of them leaves the values unreadable).
+pub fn protected_column_role(relid: pg_sys::Oid, col: &str) -> TgResult<Option<String>> {
     Ok(common::as_owner(|| {
-        common::spi_first::<bool>(
+        common::spi_first::<String>(
             concat!(
-                "SELECT EXISTS (
-                   SELECT 1 FROM tradeguard_audit.encrypted_columns e
-                     JOIN (SELECT a.relid FROM ", crate::self_and_ancestors_sql!(), " a
-                           UNION ALL
-                           -- partitions below (encrypted on their own): the new type reaches them too
-                           SELECT t.relid FROM pg_catalog.pg_partition_tree($1::regclass) t) x
-                       ON x.relid = ", crate::registered_relid_sql!(), "
-                    WHERE e.pk_column = $2 OR $2 = ANY (e.pk_columns))"
+                "SELECT CASE WHEN e.column_name = $2 THEN 'an encrypted column'
+                             WHEN e.blind_column = $2 THEN 'the blind index column of ' || e.column_name
+                             ELSE 'a key column encrypted values of the table are bound to' END
+                   FROM tradeguard_audit.encrypted_columns e
+                   JOIN (SELECT a.relid FROM ", crate::self_and_ancestors_sql!(), " a
+                         UNION ALL
+                         -- partitions below (encrypted on their own): the new type reaches them too
+                         SELECT t.relid FROM pg_catalog.pg_partition_tree($1::regclass) t) x
+                     ON x.relid = ", crate::registered_relid_sql!(), "
+                  WHERE e.pk_column = $2 OR $2 = ANY (e.pk_columns) OR e.column_name = $2 OR e.blind_column = $2
+                  LIMIT 1"
             ),
             &[relid.into(), col.into()],
         )
-    })??
-    .unwrap_or(false))
+    })??)
 }
 
 /// Converts the plaintext rows of a table just attached as a partition of a table with
@@ -975,29 +1047,50 @@ pub fn convert_attached_partition(relid: pg_sys::Oid) -> TgResult<i64> {
     let fq = common::quoted_relation_name(relid).ok_or_else(|| CoreError::InvalidArgument("attached table vanished".into()))?;
     let mut total = 0;
     for col in &cfg.columns {
-        total += convert_plaintext(&fq, &col.name, 10_000)?;
+        total += convert_plaintext(relid, &fq, &col.name, 10_000)?;
     }
     Ok(total)
 }
 
-/// Runs `UPDATE <fq> SET <set> WHERE <cond>` on at most `batch` rows at a time (locked with FOR
-/// UPDATE, so concurrent writers wait rather than conflict) until no row is left; returns the
-/// count. Re-running after an interruption continues where it stopped.
-fn update_in_batches(fq: &str, set: &str, cond: &str, batch: i32) -> TgResult<i64> {
+/// Writes back (`SET col = col`: the encrypt trigger does the work) the rows of `fq` (table
+/// `relid`) that match `cond`, at most `batch` at a time, until none is left; returns the count.
+/// Re-running after an interruption continues where it stopped. The rows are chosen and locked
+/// (FOR UPDATE: concurrent writers wait rather than conflict) as the extension owner, which
+/// sees every row; the UPDATE, which fires the table's own triggers and checks, runs as the
+/// table's owner in a security-restricted operation.
+fn update_in_batches(relid: pg_sys::Oid, fq: &str, col: &str, cond: &str, batch: i32) -> TgResult<i64> {
     // Rows are named by (tableoid, ctid): in a partitioned table the same ctid exists in
     // several partitions.
-    let sql = format!(
-        "UPDATE {fq} AS tg_t SET {set}
-           FROM (SELECT tableoid AS tg_rel, ctid AS tg_row FROM {fq} WHERE {cond} LIMIT {batch} FOR UPDATE) tg_s
-          WHERE tg_t.tableoid = tg_s.tg_rel AND tg_t.ctid = tg_s.tg_row"
+    let pick = format!("SELECT pg_catalog.array_agg(tableoid), pg_catalog.array_agg(ctid) FROM (SELECT tableoid, ctid FROM {fq} WHERE {cond} LIMIT {batch} FOR UPDATE) s");
+    let c = q(col);
+    let write = format!(
+        "UPDATE {fq} AS tg_t SET {c} = tg_t.{c}
+           FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.oid[]), pg_catalog.unnest($2::pg_catalog.tid[])) AS tg_s (tg_rel, tg_row)
+          WHERE tg_t.tableoid OPERATOR(pg_catalog.=) tg_s.tg_rel AND tg_t.ctid OPERATOR(pg_catalog.=) tg_s.tg_row"
     );
     let mut total = 0i64;
     loop {
-        let n = common::as_owner(|| Spi::connect_mut(|client| client.update(&sql, None, &[]).map(|t| t.len() as i64)))??;
-        total += n;
-        if n < batch as i64 {
+        let picked = common::as_owner(|| {
+            common::spi_first_row(&pick, &[], |r| Ok((r.get::<Vec<pg_sys::Oid>>(1)?.unwrap_or_default(), r.get::<pgrx::datum::Array<pg_sys::ItemPointerData>>(2).ok().flatten().map(|a| a.iter().flatten().collect::<Vec<_>>()).unwrap_or_default())))
+        })??;
+        let (rels, rows) = picked.unwrap_or_default();
+        if rels.is_empty() {
             return Ok(total);
         }
+        let n = common::as_table_owner(relid, || {
+            Spi::connect_mut(|client| client.update(&write, None, &[rels.clone().into(), rows.clone().into()]).map(|t| t.len() as i64))
+        })??;
+        if n == 0 {
+            // The owner cannot see them (FORCE ROW LEVEL SECURITY): stop rather than loop.
+            return Err(CoreError::InvalidArgument(format!(
+                "{} rows of {fq} could not be rewritten as the table's owner (row-level security hides them from it?)",
+                rels.len()
+            ))
+            .into());
+        }
+        // Rows a trigger of the table skipped (returned NULL for) are picked again: the loop
+        // ends when none is left, or stops above when none could be written.
+        total += n;
     }
 }
 

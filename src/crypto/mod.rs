@@ -140,6 +140,14 @@ fn rotate_key(name: &str) -> i32 {
 
 pub fn rotate_key_impl(name: &str) -> TgResult<i32> {
     let info = keys::key_by_name(name)?;
+    if info.purpose == keys::Purpose::BlindIndex {
+        // Blind indexes are computed with the active version only and nothing recomputes the
+        // stored ones: a new version would make equality search miss every existing row.
+        return Err(crate::error::CoreError::InvalidArgument(format!(
+            "key \"{name}\" is a blind_index key: rotating it would make equality search miss every row indexed before; create a new blind_index key and encrypt the column again instead"
+        ))
+        .into());
+    }
     let next = common::as_owner(|| {
         common::spi_first::<i32>(
             "SELECT coalesce(max(version), 0) + 1 FROM tradeguard_audit.key_versions WHERE key_id = $1",

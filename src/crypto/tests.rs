@@ -213,6 +213,9 @@ mod tests {
         // A key column's type cannot change under its bound values.
         let err = crate::common::sql_error("ALTER TABLE t_ren_s2.t_ren2 ALTER COLUMN fill_id TYPE numeric(10,2)").unwrap_or_default();
         assert!(err.contains("cannot change the type of t_ren_s2.t_ren2.fill_id"), "{err}");
+        // Nor the encrypted column's own (the trigger would write text into another type).
+        let err = crate::common::sql_error("ALTER TABLE t_ren_s2.t_ren2 ALTER COLUMN acct TYPE jsonb USING NULL").unwrap_or_default();
+        assert!(err.contains("cannot change the type of t_ren_s2.t_ren2.acct, an encrypted column"), "{err}");
         // Encrypted on a partition only: the partitioned table's key type cannot change either.
         Spi::run(
             "CREATE TABLE t_kp (id int, d date, v text, PRIMARY KEY (id, d)) PARTITION BY RANGE (d);
@@ -241,6 +244,8 @@ mod tests {
     fn encrypt_trigger_without_registration_fails_closed() {
         Spi::run(
             "CREATE TABLE t_orphan (id int PRIMARY KEY, v text);
+             -- (a trigger named like tradeguard's is refused unless break-glass)
+             SELECT tradeguard.break_glass('test: an orphaned encrypt trigger');
              CREATE TRIGGER tradeguard_zz_encrypt BEFORE INSERT OR UPDATE ON t_orphan
                 FOR EACH ROW EXECUTE FUNCTION tradeguard.encrypt_trigger()",
         )
@@ -408,5 +413,48 @@ mod tests {
             crate::common::sql_error("SELECT count(*) FROM t_desk_decrypted").as_deref(),
             Some("permission denied for table t_desk")
         );
+    }
+
+    #[pg_test]
+    fn conversion_runs_the_tables_code_as_its_owner() {
+        // The owner of a table puts a trigger on it; an admin encrypts a column of it: the
+        // trigger runs as the table's owner, not as the extension's (a superuser).
+        Spi::run(
+            "CREATE ROLE t_tab_owner; GRANT CREATE ON SCHEMA public TO t_tab_owner;
+             SELECT tradeguard.create_key('t_own'); SELECT tradeguard.create_key('t_own_bidx', 'blind_index');
+             SET ROLE t_tab_owner;
+             CREATE TABLE t_who (who text, su bool);
+             CREATE FUNCTION t_note() RETURNS trigger LANGUAGE plpgsql AS
+               $$ BEGIN INSERT INTO t_who SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user; RETURN NEW; END $$;
+             CREATE TABLE t_acct (id int PRIMARY KEY, secret text);
+             INSERT INTO t_acct VALUES (1, 'sk_1050'), (2, 'sk_2025');
+             CREATE TRIGGER a_note BEFORE UPDATE ON t_acct FOR EACH ROW EXECUTE FUNCTION t_note();
+             RESET ROLE;
+             ANALYZE t_acct;
+             SELECT tradeguard.encrypt_column('t_acct', 'secret', 't_own')",
+        )
+        .unwrap();
+        // The statistics no longer show the plaintext values.
+        assert_eq!(
+            one::<bool>("SELECT bool_or(coalesce(most_common_vals::text, '') || coalesce(histogram_bounds::text, '') LIKE '%sk_1050%') FROM pg_stats WHERE tablename = 't_acct' AND attname = 'secret'"),
+            Some(false)
+        );
+        assert_eq!(one::<String>("SELECT string_agg(DISTINCT who || ' ' || su, ', ') FROM t_who").as_deref(), Some("t_tab_owner false"));
+        assert_eq!(one::<i64>("SELECT count(*) FROM t_acct WHERE tradeguard.is_ciphertext(secret)"), Some(2));
+        // Re-encryption after a rotation: also as the owner, values moved to the new version,
+        // and they still decrypt to what they were.
+        Spi::run("SELECT tradeguard.rotate_key('t_own')").unwrap();
+        assert_eq!(one::<i64>("SELECT tradeguard.reencrypt_column('t_acct', 'secret')"), Some(2));
+        assert_eq!(one::<String>("SELECT string_agg(DISTINCT who || ' ' || su, ', ') FROM t_who").as_deref(), Some("t_tab_owner false"));
+        assert_eq!(one::<i64>("SELECT count(*) FROM t_acct WHERE tradeguard.ciphertext_key_version(secret) = 2"), Some(2));
+        assert_eq!(one::<String>("SELECT string_agg(secret::text, ',' ORDER BY id) FROM t_acct_decrypted").as_deref(), Some("sk_1050,sk_2025"));
+        // A BEFORE row trigger that would fire after the encrypt trigger (name order) is refused;
+        // one that fires before it is not.
+        let err = crate::common::sql_error("CREATE TRIGGER zz_late BEFORE INSERT ON t_acct FOR EACH ROW EXECUTE FUNCTION t_note()").unwrap_or_default();
+        assert!(err.contains("BEFORE row triggers of public.t_acct that fire after tradeguard_zz_encrypt"), "{err}");
+        Spi::run("CREATE TRIGGER b_early BEFORE INSERT ON t_acct FOR EACH ROW EXECUTE FUNCTION t_note()").unwrap();
+        // A blind-index key is not rotated (stored indexes would stop matching).
+        let err = crate::common::sql_error("SELECT tradeguard.rotate_key('t_own_bidx')").unwrap_or_default();
+        assert!(err.contains("is a blind_index key"), "{err}");
     }
 }
