@@ -484,8 +484,9 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
             if t == N::T_CreateTrigStmt {
                 let s = stmt as *mut pg_sys::CreateTrigStmt;
                 let name = cstr((*s).trigname);
-                if name.starts_with("tradeguard_") {
-                    // CREATE OR REPLACE TRIGGER would swap the function behind one of ours.
+                if name.starts_with("tradeguard_") && has_trigger(relid, &name) {
+                    // CREATE OR REPLACE TRIGGER would swap the function behind one of ours (a
+                    // new one, as pg_restore creates them, is not refused).
                     ins.protected = Some(format!("the tradeguard triggers of {}.{}", rel_schema(relid), rel_name(relid)));
                 } else if (*s).row
                     && (*s).timing as u32 & pg_sys::TRIGGER_TYPE_BEFORE != 0

@@ -1070,10 +1070,18 @@ fn update_in_batches(relid: pg_sys::Oid, fq: &str, col: &str, cond: &str, batch:
     );
     let mut total = 0i64;
     loop {
+        // (Not read-only: FOR UPDATE locks the rows.)
         let picked = common::as_owner(|| {
-            common::spi_first_row(&pick, &[], |r| Ok((r.get::<Vec<pg_sys::Oid>>(1)?.unwrap_or_default(), r.get::<pgrx::datum::Array<pg_sys::ItemPointerData>>(2).ok().flatten().map(|a| a.iter().flatten().collect::<Vec<_>>()).unwrap_or_default())))
+            Spi::connect_mut(|client| {
+                let t = client.update(&pick, Some(1), &[])?;
+                let r = t.first();
+                Ok::<_, pgrx::spi::Error>((
+                    r.get::<Vec<pg_sys::Oid>>(1)?.unwrap_or_default(),
+                    r.get::<pgrx::datum::Array<pg_sys::ItemPointerData>>(2)?.map(|a| a.iter().flatten().collect::<Vec<_>>()).unwrap_or_default(),
+                ))
+            })
         })??;
-        let (rels, rows) = picked.unwrap_or_default();
+        let (rels, rows) = picked;
         if rels.is_empty() {
             return Ok(total);
         }

@@ -244,8 +244,6 @@ mod tests {
     fn encrypt_trigger_without_registration_fails_closed() {
         Spi::run(
             "CREATE TABLE t_orphan (id int PRIMARY KEY, v text);
-             -- (a trigger named like tradeguard's is refused unless break-glass)
-             SELECT tradeguard.break_glass('test: an orphaned encrypt trigger');
              CREATE TRIGGER tradeguard_zz_encrypt BEFORE INSERT OR UPDATE ON t_orphan
                 FOR EACH ROW EXECUTE FUNCTION tradeguard.encrypt_trigger()",
         )
