@@ -82,6 +82,38 @@ fn has_tradeguard_triggers(relid: pg_sys::Oid) -> bool {
     .map_or(true, |b| b.unwrap_or(true))
 }
 
+/// Refusal of a table inheriting from one of `parents` that carries a tradeguard trigger.
+unsafe fn inherits_protected(parents: &[*mut pg_sys::RangeVar]) -> Option<String> {
+    parents.iter().filter_map(|rv| range_var_relid(*rv)).find(|r| has_tradeguard_triggers(*r)).map(|r| {
+        format!(
+            "table inheritance from {}.{} (its audit, encryption and guard triggers would not fire for the child's rows; use partitioning)",
+            rel_schema(r),
+            rel_name(r)
+        )
+    })
+}
+
+/// The audited tables (schema, name) with a column of type `typid`, of a domain over it or of
+/// an array of it.
+unsafe fn audited_tables_using_type(typid: pg_sys::Oid) -> Vec<(String, String)> {
+    if typid == pg_sys::InvalidOid {
+        return Vec::new();
+    }
+    let tables = crate::common::with_catalog_search_path(|| {
+        crate::common::spi_first::<Vec<pg_sys::Oid>>(
+            "SELECT pg_catalog.array_agg(DISTINCT a.attrelid)
+               FROM pg_catalog.pg_attribute a
+               JOIN pg_catalog.pg_trigger t ON t.tgrelid = a.attrelid AND t.tgname = 'tradeguard_audit_row'
+              WHERE a.attnum > 0 AND NOT a.attisdropped
+                AND (a.atttypid = $1 OR a.atttypid IN (SELECT y.oid FROM pg_catalog.pg_type y WHERE y.typbasetype = $1 OR y.typelem = $1))",
+            &[typid.into()],
+        )
+    });
+    // Not knowing stops the statement (a change to audited data must be recorded).
+    let tables = tables.map_err(crate::error::TgError::from).or_raise().unwrap_or_default();
+    tables.into_iter().map(|r| (rel_schema(r), rel_name(r))).collect()
+}
+
 /// The encrypt trigger's name (BEFORE row triggers fire in name order).
 const ENCRYPT_TRIGGER: &str = "tradeguard_zz_encrypt";
 
@@ -355,6 +387,11 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
             }
             for c in list_ptrs((*s).cmds) {
                 let cmd = c as *mut pg_sys::AlterTableCmd;
+                if (*cmd).subtype == pg_sys::AlterTableType::AT_AddInherit && is_tag((*cmd).def as *mut c_void, N::T_RangeVar) {
+                    if let Some(what) = inherits_protected(&[(*cmd).def as *mut pg_sys::RangeVar]) {
+                        ins.protected = Some(what);
+                    }
+                }
                 if (*cmd).subtype == pg_sys::AlterTableType::AT_AttachPartition && is_tag((*cmd).def as *mut c_void, N::T_PartitionCmd) {
                     if let Some(part) = range_var_relid((*((*cmd).def as *mut pg_sys::PartitionCmd)).name) {
                         ins.attached.push(part);
@@ -387,6 +424,13 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
         let s = stmt as *mut pg_sys::DropStmt;
         let kind = (*s).removeType;
         for o in list_ptrs((*s).objects) {
+            if matches!(kind, pg_sys::ObjectType::OBJECT_TYPE | pg_sys::ObjectType::OBJECT_DOMAIN) && is_tag(o, N::T_TypeName) {
+                // DROP TYPE/DOMAIN ... CASCADE drops the audited columns of that type.
+                for (schema, table) in audited_tables_using_type(pg_sys::LookupTypeNameOid(std::ptr::null_mut(), o as *mut pg_sys::TypeName, true)) {
+                    ins.record.push(("DDL".into(), schema, table));
+                }
+                continue;
+            }
             let names = if is_tag(o, N::T_List) { name_list(o as *mut pg_sys::List) } else if is_tag(o, N::T_String) {
                 vec![cstr((*(o as *mut pg_sys::String)).sval)]
             } else {
@@ -549,6 +593,22 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
             _ => role_specs((*(stmt as *mut pg_sys::DropRoleStmt)).roles),
         };
         ins.record.push((tag.to_string(), String::new(), who));
+    } else if t == N::T_CreateStmt {
+        // A child by table inheritance (not a partition) of a protected table: the parent's
+        // triggers do not fire for the child's rows.
+        let s = stmt as *mut pg_sys::CreateStmt;
+        if (*s).partbound.is_null() {
+            let parents: Vec<*mut pg_sys::RangeVar> = list_ptrs((*s).inhRelations).into_iter().map(|p| p as *mut pg_sys::RangeVar).collect();
+            if let Some(what) = inherits_protected(&parents) {
+                ins.protected = Some(what);
+            }
+        }
+    } else if t == N::T_AlterEnumStmt && !(*(stmt as *mut pg_sys::AlterEnumStmt)).oldVal.is_null() {
+        // ALTER TYPE ... RENAME VALUE changes what stored values of audited columns mean.
+        let tn = pg_sys::makeTypeNameFromNameList((*(stmt as *mut pg_sys::AlterEnumStmt)).typeName);
+        for (schema, table) in audited_tables_using_type(pg_sys::LookupTypeNameOid(std::ptr::null_mut(), tn, true)) {
+            ins.record.push(("DDL".into(), schema, table));
+        }
     } else if t == N::T_AlterObjectDependsStmt {
         // ALTER ... DEPENDS ON EXTENSION: the object would go with that extension's DROP,
         // unrecorded (a tradeguard trigger, an audited or encrypted table, tradeguard's own).

@@ -576,6 +576,24 @@ mod tests {
         ] {
             assert_eq!(crate::common::sql_error(sql), Some(refused(what)), "{sql}");
         }
+        // Changes to audited data made through its types are recorded; table inheritance from
+        // an audited table (whose triggers would not fire for the child) is refused.
+        Spi::run(
+            "CREATE TYPE t_side AS ENUM ('buy', 'sell'); CREATE DOMAIN t_px AS numeric;
+             CREATE TABLE t_en (id int PRIMARY KEY, side t_side, px t_px); SELECT tradeguard.audit_table('t_en');
+             ALTER TYPE t_side RENAME VALUE 'buy' TO 'tmp';
+             ALTER TYPE t_side ADD VALUE 'short';
+             DROP DOMAIN t_px CASCADE",
+        )
+        .unwrap();
+        let ddl = Spi::get_one::<String>(
+            "SELECT string_agg(new_row ->> 'command', ', ' ORDER BY id) FROM tradeguard_audit.log WHERE table_name = 't_en' AND operation = 'DDL'",
+        );
+        assert_eq!(ddl, Ok(Some("ALTER TYPE, DROP DOMAIN".to_string())));
+        assert_eq!(
+            crate::common::sql_error("CREATE TABLE t_child () INHERITS (t_en)"),
+            Some(refused("table inheritance from public.t_en (its audit, encryption and guard triggers would not fire for the child's rows; use partitioning)"))
+        );
         // A change that cannot be recorded does not happen (here: an oversized context).
         Spi::run("SELECT set_config('tradeguard.app_context', json_build_object('x', repeat('y', 5000))::text, true)").unwrap();
         let err = crate::common::sql_error("GRANT SELECT ON t_sh TO PUBLIC").unwrap_or_default();

@@ -684,6 +684,21 @@ fn refuse_unsupported_shape(tbl: pg_sys::Oid, names: &TableNames, col: &str, bli
     if names.pk.as_deref() == Some(col) || names.composite.as_ref().is_some_and(|k| k.iter().any(|c| c == col)) {
         return refuse("it is part of the primary key its values are bound to".into());
     }
+    // BEFORE row triggers fire in name order: one that sorts after the encrypt trigger would see
+    // the sealed value, and could write plaintext back or change the key it is bound to.
+    let late = common::with_catalog_search_path(|| {
+        common::spi_first::<String>(
+            "SELECT pg_catalog.string_agg(pg_catalog.quote_ident(t.tgname), ', ' ORDER BY t.tgname)
+               FROM pg_catalog.pg_trigger t
+              WHERE (t.tgrelid = $1 OR t.tgrelid IN (SELECT relid FROM pg_catalog.pg_partition_tree($1::pg_catalog.regclass)))
+                AND NOT t.tgisinternal AND t.tgtype::int & 3 = 3
+                AND t.tgname COLLATE \"C\" > 'tradeguard_zz_encrypt' COLLATE \"C\"",
+            &[tbl.into()],
+        )
+    })?;
+    if let Some(late) = late {
+        return refuse(format!("BEFORE row triggers would fire after tradeguard_zz_encrypt ({late}): rename them to sort before it"));
+    }
     // Names tradeguard derives must fit PostgreSQL's 63-byte identifiers (else they would be cut).
     let limit = pg_sys::NAMEDATALEN as usize - 1;
     for derived in [format!("{}_decrypted", names.table)]

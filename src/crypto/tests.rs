@@ -451,6 +451,14 @@ mod tests {
         let err = crate::common::sql_error("CREATE TRIGGER zz_late BEFORE INSERT ON t_acct FOR EACH ROW EXECUTE FUNCTION t_note()").unwrap_or_default();
         assert!(err.contains("BEFORE row triggers of public.t_acct that fire after tradeguard_zz_encrypt"), "{err}");
         Spi::run("CREATE TRIGGER b_early BEFORE INSERT ON t_acct FOR EACH ROW EXECUTE FUNCTION t_note()").unwrap();
+        // Nor can a column be encrypted on a table that already has one.
+        Spi::run(
+            "CREATE TABLE t_late (id int PRIMARY KEY, v text);
+             CREATE TRIGGER zz_late BEFORE INSERT ON t_late FOR EACH ROW EXECUTE FUNCTION t_note()",
+        )
+        .unwrap();
+        let err = crate::common::sql_error("SELECT tradeguard.encrypt_column('t_late', 'v', 't_own')").unwrap_or_default();
+        assert!(err.contains("BEFORE row triggers would fire after tradeguard_zz_encrypt (zz_late)"), "{err}");
         // A blind-index key is not rotated (stored indexes would stop matching).
         let err = crate::common::sql_error("SELECT tradeguard.rotate_key('t_own_bidx')").unwrap_or_default();
         assert!(err.contains("is a blind_index key"), "{err}");
