@@ -48,10 +48,10 @@ pub fn break_glass_active() -> bool {
 unsafe extern "C-unwind" fn break_glass_xact_callback(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
     use pg_sys::XactEvent::*;
     BREAK_GLASS.with(|c| match (c.get(), event) {
-        (Some(b), XACT_EVENT_COMMIT | XACT_EVENT_PARALLEL_COMMIT | XACT_EVENT_PREPARE) if !b.committed => {
-            c.set(Some(BreakGlass { committed: true, ..b }))
-        }
-        (Some(b), XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT) if !b.committed => c.set(None),
+        (Some(b), XACT_EVENT_COMMIT | XACT_EVENT_PARALLEL_COMMIT) if !b.committed => c.set(Some(BreakGlass { committed: true, ..b })),
+        // A prepared transaction may still be rolled back (ROLLBACK PREPARED, with its signed
+        // BREAK_GLASS row): the session does not keep break-glass on its strength.
+        (Some(b), XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT | XACT_EVENT_PREPARE) if !b.committed => c.set(None),
         _ => {}
     });
 }
