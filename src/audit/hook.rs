@@ -117,6 +117,20 @@ unsafe fn audited_tables_using_type(typid: pg_sys::Oid) -> Vec<(String, String)>
 /// The encrypt trigger's name (BEFORE row triggers fire in name order).
 const ENCRYPT_TRIGGER: &str = "tradeguard_zz_encrypt";
 
+/// Whether `relid` has a BEFORE row trigger that fires after the encrypt trigger (its name, or
+/// `name` when given, sorts after it).
+fn late_before_trigger(relid: pg_sys::Oid, trigger: Option<(&str, &str)>) -> bool {
+    let (only, name) = trigger.unzip();
+    catalog_query(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
+                         WHERE t.tgrelid = $1 AND NOT t.tgisinternal AND t.tgtype::int & 3 = 3
+                           AND ($2::text IS NULL OR t.tgname = $2)
+                           AND coalesce($3, t.tgname::text) COLLATE \"C\" > 'tradeguard_zz_encrypt' COLLATE \"C\")",
+        &[relid.into(), only.into(), name.into()],
+    )
+    .map_or(true, |b| b.unwrap_or(true))
+}
+
 fn has_trigger(relid: pg_sys::Oid, name: &str) -> bool {
     catalog_query(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = $1 AND tgname = $2)",
@@ -395,6 +409,13 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
                 if (*cmd).subtype == pg_sys::AlterTableType::AT_AttachPartition && is_tag((*cmd).def as *mut c_void, N::T_PartitionCmd) {
                     if let Some(part) = range_var_relid((*((*cmd).def as *mut pg_sys::PartitionCmd)).name) {
                         ins.attached.push(part);
+                        if has_trigger(relid, ENCRYPT_TRIGGER) && late_before_trigger(part, None) {
+                            ins.protected = Some(format!(
+                                "BEFORE row triggers of {}.{} that would fire after {ENCRYPT_TRIGGER} once attached (name them to sort before it)",
+                                rel_schema(part),
+                                rel_name(part)
+                            ));
+                        }
                     }
                 }
                 if (*cmd).subtype == pg_sys::AlterTableType::AT_AlterColumnType {
@@ -488,8 +509,20 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
         }
     } else if t == N::T_RenameStmt {
         let s = stmt as *mut pg_sys::RenameStmt;
-        if (*s).renameType == pg_sys::ObjectType::OBJECT_TRIGGER && cstr((*s).subname).starts_with("tradeguard_") {
-            ins.protected = Some(format!("trigger {}", cstr((*s).subname)));
+        if (*s).renameType == pg_sys::ObjectType::OBJECT_TRIGGER {
+            let (old, new) = (cstr((*s).subname), cstr((*s).newname));
+            if old.starts_with("tradeguard_") || new.starts_with("tradeguard_") {
+                ins.protected = Some(format!("trigger {old}"));
+            } else if let Some(relid) = range_var_relid((*s).relation) {
+                // Renamed to fire after the encrypt trigger (BEFORE row triggers fire in name order).
+                if has_trigger(relid, ENCRYPT_TRIGGER) && late_before_trigger(relid, Some((&old, &new))) {
+                    ins.protected = Some(format!(
+                        "BEFORE row triggers of {}.{} that fire after {ENCRYPT_TRIGGER} (name the trigger to sort before it)",
+                        rel_schema(relid),
+                        rel_name(relid)
+                    ));
+                }
+            }
         }
         if let Some(relid) = range_var_relid((*s).relation) {
             use pg_sys::ObjectType::*;

@@ -135,7 +135,11 @@ pub fn as_table_owner<R>(relid: pg_sys::Oid, f: impl FnOnce() -> R) -> TgResult<
         pg_sys::GetUserIdAndSecContext(&mut saved_uid, &mut saved_ctx);
         let restricted = (pg_sys::SECURITY_LOCAL_USERID_CHANGE | pg_sys::SECURITY_RESTRICTED_OPERATION) as i32;
         pg_sys::SetUserIdAndSecContext(owner, saved_ctx | restricted);
+        // Settings the owner's code changes (search_path, tradeguard.app_context) are rolled
+        // back, as PostgreSQL does around index functions: they must not reach the caller.
+        let nest = pg_sys::NewGUCNestLevel();
         let r = f();
+        pg_sys::AtEOXact_GUC(false, nest);
         pg_sys::SetUserIdAndSecContext(saved_uid, saved_ctx);
         Ok(r)
     }
@@ -158,7 +162,8 @@ pub fn with_catalog_search_path<R>(f: impl FnOnce() -> R) -> R {
             false,
         );
         let r = f();
-        pg_sys::AtEOXact_GUC(true, nest);
+        // (false: nothing set inside outlives the call)
+        pg_sys::AtEOXact_GUC(false, nest);
         r
     }
 }

@@ -43,7 +43,7 @@ struct ColumnCfg {
     input: std::cell::OnceCell<Option<(pg_sys::Oid, pg_sys::Oid, i32)>>,
     /// The transaction (local id), armor and context of the last value an INSERT sealed into
     /// this column (ciphertext and key text only).
-    last_sealed: RefCell<(u64, Vec<u8>, String)>,
+    last_sealed: RefCell<(u64, Vec<u8>, String, Option<Vec<u8>>)>,
 }
 
 impl ColumnCfg {
@@ -185,7 +185,7 @@ fn load_table_cfg(relid: pg_sys::Oid) -> TgResult<Rc<TableCfg>> {
             position: std::cell::Cell::new((usize::MAX, usize::MAX)),
             original_type,
             input: std::cell::OnceCell::new(),
-            last_sealed: RefCell::new((0, Vec::new(), String::new())),
+            last_sealed: RefCell::new((0, Vec::new(), String::new(), None)),
         });
     }
     if columns.is_empty() {
@@ -493,6 +493,7 @@ fn encrypt_row(td: &pg_sys::TriggerData) -> TgResult<pg_sys::HeapTuple> {
                 let raw = common::varlena_bytes(values[idx]);
                 ctx.clear();
                 push_context(ctx, col.column_id, pk.as_ref());
+                let mut insert_mac: Option<Vec<u8>> = None;
                 let rebound = if envelope::looks_armored_bytes(raw) {
                     // Ciphertext is kept as written, except (opened and sealed again for this
                     // row, inside the server; the blind index, keyed on the plaintext, stays):
@@ -511,8 +512,13 @@ fn encrypt_row(td: &pg_sys::TriggerData) -> TgResult<pg_sys::HeapTuple> {
                         // Only in the transaction that sealed it (a pooled connection serves
                         // other users in other transactions).
                         let same_xact = last.0 == common::shmem::local_xact_stamp();
-                        // (The same row's key too: the blind index is written again with it.)
-                        (by_update && same_xact && last.1 == raw).then(|| open_bound(raw, &last.2)).flatten()
+                        // (The same row's key too: the blind index the INSERT computed comes
+                        // with the value.)
+                        let opened = (by_update && same_xact && last.1 == raw).then(|| open_bound(raw, &last.2)).flatten();
+                        if opened.is_some() {
+                            insert_mac = last.3.clone();
+                        }
+                        opened
                     };
                     // reencrypt_column writes each value back unchanged: sealed again here with
                     // the active version (a value that does not open under its row's context
@@ -542,10 +548,7 @@ fn encrypt_row(td: &pg_sys::TriggerData) -> TgResult<pg_sys::HeapTuple> {
                     (Some(b), Some(k), None) => Some((b, super::blind_index_impl(text()?, k)?)),
                     // A value written back from another row (ON CONFLICT DO UPDATE SET c =
                     // EXCLUDED.c): its blind index follows it.
-                    (Some(b), Some(k), Some((ValueType::Text, plaintext))) if !by_update || !resealing_column(&col.name) => {
-                        let t = std::str::from_utf8(plaintext).map_err(|_| CryptoError::InvalidInput(format!("column {}: value is not valid UTF-8", col.name)))?;
-                        Some((b, super::blind_index_impl(t, k)?))
-                    }
+                    (Some(b), Some(_), Some(_)) => insert_mac.take().map(|m| (b, m)),
                     _ => None,
                 };
                 // `raw` (the plaintext) is not read past this point: its attribute now holds
@@ -559,6 +562,7 @@ fn encrypt_row(td: &pg_sys::TriggerData) -> TgResult<pg_sys::HeapTuple> {
                     (last.1.clear(), last.2.clear());
                     last.1.extend_from_slice(armored);
                     last.2.push_str(ctx);
+                    last.3 = blind.as_ref().map(|(_, m)| m.to_vec());
                 }
                 // The buffer briefly held the plaintext before it was encrypted in place; it now
                 // holds ciphertext only, cleared for the next value.
@@ -841,7 +845,7 @@ fn encrypt_column_impl(tbl: pg_sys::Oid, col: &str, key_name: &str, blind_key: O
     if n > 0 {
         // pg_stats still holds the plaintext's most common values and histogram (readable by
         // anyone who may read the table): sampled again from the ciphertext now.
-        common::as_owner(|| Spi::run(&format!("ANALYZE {fq} ({})", q(col))))??;
+        common::as_owner(|| Spi::run(&format!("ANALYZE {fq}")))??;
     }
     Ok(n)
 }
@@ -962,18 +966,18 @@ thread_local! {
 
 /// While alive, the encrypt trigger seals values of this column written back unchanged again
 /// with the active key version (ended on drop, and by an error: the transaction aborts).
-struct ResealScope;
+struct ResealScope(Option<String>);
 
 impl ResealScope {
     fn begin(col: &str) -> ResealScope {
-        RESEAL.with(|r| *r.borrow_mut() = Some(col.to_string()));
-        ResealScope
+        ResealScope(RESEAL.with(|r| r.borrow_mut().replace(col.to_string())))
     }
 }
 
 impl Drop for ResealScope {
     fn drop(&mut self) {
-        RESEAL.with(|r| *r.borrow_mut() = None);
+        // (A reencrypt_column called from a trigger during another one restores the outer one.)
+        RESEAL.with(|r| *r.borrow_mut() = self.0.take());
     }
 }
 
@@ -1064,6 +1068,10 @@ pub fn convert_attached_partition(relid: pg_sys::Oid) -> TgResult<i64> {
     for col in &cfg.columns {
         total += convert_plaintext(relid, &fq, &col.name, 10_000)?;
     }
+    if total > 0 {
+        // (pg_stats of the attached table held its plaintext.)
+        common::as_owner(|| Spi::run(&format!("ANALYZE {fq}")))??;
+    }
     Ok(total)
 }
 
@@ -1084,6 +1092,7 @@ fn update_in_batches(relid: pg_sys::Oid, fq: &str, col: &str, cond: &str, batch:
           WHERE tg_t.tableoid OPERATOR(pg_catalog.=) tg_s.tg_rel AND tg_t.ctid OPERATOR(pg_catalog.=) tg_s.tg_row"
     );
     let mut total = 0i64;
+    let mut last_pick: Option<(Vec<pg_sys::Oid>, Vec<(u16, u16, u16)>)> = None;
     loop {
         // (Not read-only: FOR UPDATE locks the rows.)
         let picked = common::as_owner(|| {
@@ -1100,13 +1109,23 @@ fn update_in_batches(relid: pg_sys::Oid, fq: &str, col: &str, cond: &str, batch:
         if rels.is_empty() {
             return Ok(total);
         }
+        if last_pick.as_ref() == Some(&(rels.clone(), rows.iter().map(|t| (t.ip_blkid.bi_hi, t.ip_blkid.bi_lo, t.ip_posid)).collect::<Vec<_>>())) {
+            // Written, yet still plaintext (or still on the old version): a rule or trigger
+            // of the table redirects or undoes the write.
+            return Err(CoreError::InvalidArgument(format!(
+                "{} rows of {fq} were written but not converted: a rule or trigger of the table redirects or undoes the write",
+                rels.len()
+            ))
+            .into());
+        }
+        last_pick = Some((rels.clone(), rows.iter().map(|t| (t.ip_blkid.bi_hi, t.ip_blkid.bi_lo, t.ip_posid)).collect()));
         let n = common::as_table_owner(relid, || {
             Spi::connect_mut(|client| client.update(&write, None, &[rels.clone().into(), rows.clone().into()]).map(|t| t.len() as i64))
         })??;
         if n == 0 {
             // The owner cannot see them (FORCE ROW LEVEL SECURITY): stop rather than loop.
             return Err(CoreError::InvalidArgument(format!(
-                "{} rows of {fq} could not be rewritten as the table's owner (row-level security hides them from it?)",
+                "{} rows of {fq} could not be rewritten as the table's owner: a trigger or rule of the table skipped them, or row-level security hides them from the owner",
                 rels.len()
             ))
             .into());

@@ -427,7 +427,11 @@ mod tests {
              CREATE TABLE t_acct (id int PRIMARY KEY, secret text);
              INSERT INTO t_acct VALUES (1, 'sk_1050'), (2, 'sk_2025');
              CREATE TRIGGER a_note BEFORE UPDATE ON t_acct FOR EACH ROW EXECUTE FUNCTION t_note();
+             CREATE FUNCTION t_steer() RETURNS trigger LANGUAGE plpgsql AS
+               $$ BEGIN PERFORM set_config('search_path', 'public, pg_catalog', false); RETURN NEW; END $$;
+             CREATE TRIGGER a_steer BEFORE UPDATE ON t_acct FOR EACH ROW EXECUTE FUNCTION t_steer();
              RESET ROLE;
+             SET search_path = pg_catalog, public;
              ANALYZE t_acct;
              SELECT tradeguard.encrypt_column('t_acct', 'secret', 't_own')",
         )
@@ -439,6 +443,9 @@ mod tests {
         );
         assert_eq!(one::<String>("SELECT string_agg(DISTINCT who || ' ' || su, ', ') FROM t_who").as_deref(), Some("t_tab_owner false"));
         assert_eq!(one::<i64>("SELECT count(*) FROM t_acct WHERE tradeguard.is_ciphertext(secret)"), Some(2));
+        // What the owner's code set does not reach the caller's session.
+        assert_eq!(one::<String>("SELECT current_setting('search_path')").as_deref(), Some("pg_catalog, public"));
+        Spi::run("RESET search_path").unwrap();
         // Re-encryption after a rotation: also as the owner, values moved to the new version,
         // and they still decrypt to what they were.
         Spi::run("SELECT tradeguard.rotate_key('t_own')").unwrap();
@@ -451,6 +458,9 @@ mod tests {
         let err = crate::common::sql_error("CREATE TRIGGER zz_late BEFORE INSERT ON t_acct FOR EACH ROW EXECUTE FUNCTION t_note()").unwrap_or_default();
         assert!(err.contains("BEFORE row triggers of public.t_acct that fire after tradeguard_zz_encrypt"), "{err}");
         Spi::run("CREATE TRIGGER b_early BEFORE INSERT ON t_acct FOR EACH ROW EXECUTE FUNCTION t_note()").unwrap();
+        // ... nor renamed to fire after it.
+        let err = crate::common::sql_error("ALTER TRIGGER b_early ON t_acct RENAME TO zz_renamed").unwrap_or_default();
+        assert!(err.contains("fire after tradeguard_zz_encrypt"), "{err}");
         // Nor can a column be encrypted on a table that already has one.
         Spi::run(
             "CREATE TABLE t_late (id int PRIMARY KEY, v text);
