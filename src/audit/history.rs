@@ -208,6 +208,7 @@ fn walk(eras: &[Era], pk: &str) -> TgResult<Vec<i64>> {
 /// `tradeguard.history_ids(tbl, pk)`: the trail row ids `tradeguard.history()` shows (its
 /// walk; auditors call `history()`).
 #[pg_extern(stable, strict)]
+#[search_path(pg_catalog, pg_temp)]
 fn history_ids(tbl: pg_sys::Oid, pk: &str) -> Vec<i64> {
     let names = common::spi_first_row(
         "SELECT n.nspname::text, c.relname::text FROM pg_catalog.pg_class c

@@ -131,6 +131,31 @@ fn late_before_trigger(relid: pg_sys::Oid, trigger: Option<(&str, &str)>) -> boo
     .map_or(true, |b| b.unwrap_or(true))
 }
 
+/// `relid` and every partition below it (a trigger created or renamed on a partitioned table
+/// is cloned or renamed on each of them).
+fn tree_of(relid: pg_sys::Oid) -> Vec<pg_sys::Oid> {
+    related(relid, "SELECT pg_catalog.array_agg(relid::pg_catalog.oid) FROM pg_catalog.pg_partition_tree($1::pg_catalog.regclass)")
+}
+
+/// `relid` and every table it is a partition of.
+fn ancestors_of(relid: pg_sys::Oid) -> Vec<pg_sys::Oid> {
+    related(relid, "SELECT pg_catalog.array_agg(relid::pg_catalog.oid) FROM pg_catalog.pg_partition_ancestors($1::pg_catalog.regclass)")
+}
+
+/// `relid` and the relations `query` lists for it (not knowing stops the statement).
+fn related(relid: pg_sys::Oid, query: &str) -> Vec<pg_sys::Oid> {
+    let found = crate::common::with_catalog_search_path(|| crate::common::spi_first::<Vec<pg_sys::Oid>>(query, &[relid.into()]));
+    let mut rels = found.map_err(crate::error::TgError::from).or_raise().unwrap_or_default();
+    if !rels.contains(&relid) {
+        rels.push(relid);
+    }
+    rels
+}
+
+fn any_has_trigger(rels: &[pg_sys::Oid], name: &str) -> bool {
+    rels.iter().any(|r| has_trigger(*r, name))
+}
+
 fn has_trigger(relid: pg_sys::Oid, name: &str) -> bool {
     catalog_query(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = $1 AND tgname = $2)",
@@ -409,12 +434,27 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
                 if (*cmd).subtype == pg_sys::AlterTableType::AT_AttachPartition && is_tag((*cmd).def as *mut c_void, N::T_PartitionCmd) {
                     if let Some(part) = range_var_relid((*((*cmd).def as *mut pg_sys::PartitionCmd)).name) {
                         ins.attached.push(part);
-                        if has_trigger(relid, ENCRYPT_TRIGGER) && late_before_trigger(part, None) {
+                        // Triggers of the tables above are cloned onto the attached table and its
+                        // partitions: the encrypt trigger may come from either side, and so may a
+                        // BEFORE row trigger that would fire after it.
+                        let rels: Vec<pg_sys::Oid> = ancestors_of(relid).into_iter().chain(tree_of(part)).collect();
+                        if any_has_trigger(&rels, ENCRYPT_TRIGGER) && rels.iter().any(|r| late_before_trigger(*r, None)) {
                             ins.protected = Some(format!(
-                                "BEFORE row triggers of {}.{} that would fire after {ENCRYPT_TRIGGER} once attached (name them to sort before it)",
+                                "BEFORE row triggers that would fire after {ENCRYPT_TRIGGER} on {}.{} once attached (name them to sort before it)",
                                 rel_schema(part),
                                 rel_name(part)
                             ));
+                        }
+                        if is_audited(part) && !is_audited(relid) {
+                            ins.record.push(("DDL".into(), rel_schema(part), rel_name(part)));
+                        }
+                    }
+                }
+                if (*cmd).subtype == pg_sys::AlterTableType::AT_DetachPartition && is_tag((*cmd).def as *mut c_void, N::T_PartitionCmd) {
+                    // (Detaching from an audited table is recorded as that table's DDL below.)
+                    if let Some(part) = range_var_relid((*((*cmd).def as *mut pg_sys::PartitionCmd)).name) {
+                        if is_audited(part) && !is_audited(relid) {
+                            ins.record.push(("DDL".into(), rel_schema(part), rel_name(part)));
                         }
                     }
                 }
@@ -515,7 +555,7 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
                 ins.protected = Some(format!("trigger {old}"));
             } else if let Some(relid) = range_var_relid((*s).relation) {
                 // Renamed to fire after the encrypt trigger (BEFORE row triggers fire in name order).
-                if has_trigger(relid, ENCRYPT_TRIGGER) && late_before_trigger(relid, Some((&old, &new))) {
+                if any_has_trigger(&tree_of(relid), ENCRYPT_TRIGGER) && late_before_trigger(relid, Some((&old, &new))) {
                     ins.protected = Some(format!(
                         "BEFORE row triggers of {}.{} that fire after {ENCRYPT_TRIGGER} (name the trigger to sort before it)",
                         rel_schema(relid),
@@ -568,7 +608,7 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
                 } else if (*s).row
                     && (*s).timing as u32 & pg_sys::TRIGGER_TYPE_BEFORE != 0
                     && name.as_str() > ENCRYPT_TRIGGER
-                    && has_trigger(relid, ENCRYPT_TRIGGER)
+                    && any_has_trigger(&tree_of(relid), ENCRYPT_TRIGGER)
                 {
                     // BEFORE row triggers fire in name order: one after the encrypt trigger
                     // would see (or write, in clear) the sealed values.

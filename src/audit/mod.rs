@@ -142,6 +142,7 @@ fn q(s: &str) -> String {
 
 /// `tradeguard.audit_table(tbl, exclude_columns)`: installs the audit triggers (idempotent).
 #[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
 fn audit_table(tbl: pgrx::PgRelation, exclude_columns: default!(Vec<String>, "'{}'")) -> String {
     let oid = tbl.oid();
     drop(tbl);
@@ -229,6 +230,7 @@ fn audit_table_impl(oid: pg_sys::Oid, exclude: Vec<String>) -> TgResult<String> 
 
 /// `tradeguard.unaudit_table(tbl)` (admin): removes the triggers; recorded in the trail.
 #[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
 fn unaudit_table(tbl: pgrx::PgRelation) -> String {
     let oid = tbl.oid();
     drop(tbl);
@@ -281,6 +283,7 @@ impl AuditError {
 
 /// `tradeguard.break_glass(reason)` (admin): allows protected changes in this session; recorded.
 #[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
 fn break_glass(reason: &str) -> String {
     if reason.trim().len() < 8 {
         AuditError::InvalidArgument("give a reason of at least 8 characters".into()).raise_as();
@@ -306,6 +309,7 @@ fn break_glass(reason: &str) -> String {
 
 /// `tradeguard.break_glass_end()`: ends break-glass for this session.
 #[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
 fn break_glass_end() -> bool {
     let was = BREAK_GLASS.with(|c| c.replace(None)).is_some();
     if was {

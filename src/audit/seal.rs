@@ -128,6 +128,7 @@ fn seal_once() -> TgResult<Option<(i64, i64)>> {
 
 /// `tradeguard.seal()`: seals everything that can be sealed now; returns the rows sealed.
 #[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
 pub fn seal() -> i64 {
     seal_pending().or_raise()
 }
@@ -503,6 +504,7 @@ fn verify_impl(from: i64, to: Option<i64>) -> TgResult<Report> {
 
 /// `tradeguard.verify(from_block, to_block)`: recomputes every signature, Merkle root and MAC.
 #[pg_extern(stable)]
+#[search_path(pg_catalog, pg_temp)]
 pub fn verify(
     from_block: default!(i64, 1),
     to_block: default!(Option<i64>, "NULL"),
@@ -527,6 +529,7 @@ pub fn verify(
 
 /// `tradeguard.audit_digest()`: the latest block and its MAC, to keep outside the database.
 #[pg_extern(stable)]
+#[search_path(pg_catalog, pg_temp)]
 pub fn audit_digest() -> TableIterator<'static, (name!(block_no, i64), name!(hash, String), name!(sealed_at, Option<TimestampWithTimeZone>))> {
     let row = common::as_owner(|| {
         common::spi_first_row(
@@ -550,6 +553,7 @@ pub fn audit_digest() -> TableIterator<'static, (name!(block_no, i64), name!(has
 /// `tradeguard.verify_digest(block_no, hash)`: true when the chain still contains that block
 /// with that hash and verifies from it to its end (a truncated tail or a rewritten chain fails).
 #[pg_extern(stable)]
+#[search_path(pg_catalog, pg_temp)]
 pub fn verify_digest(block_no: i64, hash: &str) -> bool {
     let stored = common::as_owner(|| {
         common::spi_first::<String>(
@@ -572,6 +576,7 @@ pub fn verify_digest(block_no: i64, hash: &str) -> bool {
 /// `tradeguard.archive_blocks(through_block, reason)` (admin): drops sealed blocks and their rows
 /// up to `through_block`, keeping the last removed MAC as the anchor verify() starts from.
 #[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
 pub fn archive_blocks(through_block: i64, reason: &str) -> i64 {
     archive_impl(through_block, reason).or_raise()
 }

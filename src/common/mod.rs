@@ -138,6 +138,22 @@ pub fn as_table_owner<R>(relid: pg_sys::Oid, f: impl FnOnce() -> R) -> TgResult<
         // Settings the owner's code changes (search_path, tradeguard.app_context) are rolled
         // back, as PostgreSQL does around index functions: they must not reach the caller.
         let nest = pg_sys::NewGUCNestLevel();
+        // The owner's code finds its objects as it would in a session of its own (the
+        // server's default search_path, "$user" then being the owner), not through the
+        // pg_catalog-only path tradeguard's functions run with.
+        let default = pg_sys::GetConfigOptionResetString(c"search_path".as_ptr());
+        if !default.is_null() {
+            pg_sys::set_config_option(
+                c"search_path".as_ptr(),
+                default,
+                pg_sys::GucContext::PGC_USERSET,
+                pg_sys::GucSource::PGC_S_SESSION,
+                pg_sys::GucAction::GUC_ACTION_SAVE,
+                true,
+                0,
+                false,
+            );
+        }
         let r = f();
         pg_sys::AtEOXact_GUC(false, nest);
         pg_sys::SetUserIdAndSecContext(saved_uid, saved_ctx);
@@ -283,6 +299,7 @@ fn version() -> String {
 
 /// `tradeguard.runtime_status()`: one row per component and whether it is active.
 #[pg_extern(stable)]
+#[search_path(pg_catalog, pg_temp)]
 fn runtime_status() -> TableIterator<'static, (name!(component, String), name!(active, bool), name!(detail, String))> {
     let preloaded = is_preloaded();
     let mut rows = vec![(

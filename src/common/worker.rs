@@ -247,6 +247,7 @@ pub fn sync_state_impl() -> TgResult<()> {
 
 /// `tradeguard_audit.sync_state()`: reload blocks and the decryption freeze into shared memory.
 #[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
 fn sync_state() {
     use crate::error::OrRaise;
     sync_state_impl().or_raise();

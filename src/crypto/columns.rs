@@ -591,6 +591,7 @@ fn q(ident: &str) -> String {
 /// `tradeguard.encrypt_column(tbl, col, key_name, blind_index_key)`: see the module comment.
 /// Returns the number of existing rows converted.
 #[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
 fn encrypt_column(
     tbl: pgrx::PgRelation,
     col: &str,
@@ -924,6 +925,7 @@ fn create_decrypted_view(schema: &str, table: &str) -> TgResult<()> {
 
 /// `tradeguard.reencrypt_column(tbl, col, batch_size)`: moves values to the key's newest version.
 #[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
 fn reencrypt_column(tbl: pgrx::PgRelation, col: &str, batch_size: default!(i32, 10000)) -> i64 {
     let oid = tbl.oid();
     drop(tbl);

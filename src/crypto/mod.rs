@@ -84,6 +84,7 @@ fn decode_text(vt: ValueType, pt: &[u8]) -> TgResult<String> {
 
 /// `tradeguard.create_key(name, purpose, normalize)`: a new key with version 1.
 #[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
 fn create_key(
     name: &str,
     purpose: default!(&str, "'encrypt'"),
@@ -134,6 +135,7 @@ fn create_key_impl(name: &str, purpose: &str, normalize: &str) -> TgResult<i32> 
 
 /// `tradeguard.rotate_key(name)`: a new version for new writes; older versions keep decrypting.
 #[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
 fn rotate_key(name: &str) -> i32 {
     rotate_key_impl(name).or_raise()
 }
@@ -179,6 +181,7 @@ pub fn rotate_key_impl(name: &str) -> TgResult<i32> {
 
 /// `tradeguard.retire_key(name, version)`: that version no longer decrypts.
 #[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
 fn retire_key(name: &str, version: i32) {
     retire_key_impl(name, version).or_raise()
 }
@@ -307,6 +310,7 @@ pub fn blind_index_impl(value: &str, key_name: &str) -> TgResult<Vec<u8>> {
 
 /// `tradeguard.ciphertext_info(value)`: what a ciphertext header says (no secrets).
 #[pg_extern(stable, parallel_safe)]
+#[search_path(pg_catalog, pg_temp)]
 fn ciphertext_info(
     value: &[u8],
 ) -> TableIterator<
@@ -334,6 +338,7 @@ fn ciphertext_info(
 
 /// `tradeguard.root_key_fingerprint()`: the fingerprint of the loaded root key (never the key).
 #[pg_extern(stable)]
+#[search_path(pg_catalog, pg_temp)]
 fn root_key_fingerprint() -> String {
     keys::root_key().map(|k| k.fingerprint()).or_raise()
 }

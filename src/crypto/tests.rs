@@ -473,4 +473,43 @@ mod tests {
         let err = crate::common::sql_error("SELECT tradeguard.rotate_key('t_own_bidx')").unwrap_or_default();
         assert!(err.contains("is a blind_index key"), "{err}");
     }
+
+    #[pg_test]
+    fn a_table_owner_cannot_reach_into_the_conversion_or_around_the_trigger() {
+        Spi::run(
+            "CREATE ROLE t_app2; GRANT CREATE ON SCHEMA public TO t_app2;
+             SELECT tradeguard.create_key('t_pp');
+             SET ROLE t_app2;
+             CREATE TABLE t_calls (who text);
+             -- shadows pg_catalog.unnest(anyarray) for smallint[] in the caller's search_path
+             CREATE FUNCTION public.unnest(a smallint[]) RETURNS SETOF smallint LANGUAGE plpgsql AS
+               $$ BEGIN INSERT INTO public.t_calls VALUES (current_user); RETURN QUERY SELECT x FROM pg_catalog.unnest(a::anyarray) x; END $$;
+             CREATE TABLE t_fills (id int PRIMARY KEY, acct text);
+             INSERT INTO t_fills VALUES (1, 'acct-1');
+             RESET ROLE;
+             SELECT tradeguard.encrypt_column('t_fills', 'acct', 't_pp')",
+        )
+        .unwrap();
+        // tradeguard's functions run with search_path = pg_catalog, pg_temp: the owner's
+        // function was never called with the admin's rights.
+        assert_eq!(one::<i64>("SELECT count(*) FROM t_calls"), Some(0));
+        // A partitioned table of the owner's, with a BEFORE row trigger that would fire after
+        // the encrypt trigger once cloned onto the encrypted table: the ATTACH is refused, and
+        // so is such a trigger on a parent of an encrypted partition.
+        Spi::run(
+            "SET ROLE t_app2;
+             CREATE TABLE t_pp (id int, acct text) PARTITION BY RANGE (id);
+             CREATE FUNCTION t_leak() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.acct := 'PLAIN'; RETURN NEW; END $$;
+             CREATE TRIGGER zzz BEFORE INSERT OR UPDATE ON t_pp FOR EACH ROW EXECUTE FUNCTION t_leak()",
+        )
+        .unwrap();
+        let err = crate::common::sql_error("ALTER TABLE t_pp ATTACH PARTITION t_fills FOR VALUES FROM (0) TO (1000)").unwrap_or_default();
+        assert!(err.contains("fire after tradeguard_zz_encrypt on public.t_fills once attached"), "{err}");
+        // (Attaching clones tradeguard's triggers: only a superuser may.)
+        Spi::run("RESET ROLE; DROP TRIGGER zzz ON t_pp; ALTER TABLE t_pp ATTACH PARTITION t_fills FOR VALUES FROM (0) TO (1000); SET ROLE t_app2").unwrap();
+        let err = crate::common::sql_error("CREATE TRIGGER zzz BEFORE INSERT OR UPDATE ON t_pp FOR EACH ROW EXECUTE FUNCTION t_leak()").unwrap_or_default();
+        assert!(err.contains("fire after tradeguard_zz_encrypt"), "{err}");
+        Spi::run("RESET ROLE; INSERT INTO t_fills VALUES (5, 'acct-5')").unwrap();
+        assert_eq!(one::<i64>("SELECT count(*) FROM t_fills WHERE NOT tradeguard.is_ciphertext(acct)"), Some(0));
+    }
 }

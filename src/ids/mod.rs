@@ -50,6 +50,7 @@ fn is_attack(value: &str, context: default!(&str, "'auto'")) -> bool {
 
 /// `tradeguard.injection_rules`: rule id, class, description.
 #[pg_extern(immutable, parallel_safe)]
+#[search_path(pg_catalog, pg_temp)]
 fn injection_rule_list() -> TableIterator<
     'static,
     (name!(rule_id, String), name!(class, String), name!(description, String), name!(ruleset_version, String)),
@@ -136,6 +137,7 @@ fn guard_row(trigger: &pgrx::PgTrigger<'_>) -> TgResult<()> {
 
 /// `tradeguard.guard_columns(tbl, columns, action)`: installs the guard trigger.
 #[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
 fn guard_columns(tbl: pgrx::PgRelation, columns: Vec<String>, action: default!(&str, "'reject'")) -> String {
     let oid = tbl.oid();
     drop(tbl);

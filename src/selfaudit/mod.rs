@@ -16,6 +16,7 @@ use error::SelfAuditError;
 
 /// `tradeguard_audit.file_info(path)`: lstat of a path with the server's rights.
 #[pg_extern(volatile, strict)]
+#[search_path(pg_catalog, pg_temp)]
 fn file_info(
     path: &str,
 ) -> TableIterator<
@@ -45,6 +46,7 @@ fn file_info(
 
 /// `tradeguard_audit.server_uid()`: the OS uid the server runs as.
 #[pg_extern(stable)]
+#[search_path(pg_catalog, pg_temp)]
 fn server_uid() -> i32 {
     std::fs::metadata("/proc/self").map(|m| m.uid() as i32).unwrap_or(-1)
 }
@@ -87,6 +89,7 @@ fn cert_row(path: &str) -> Result<CertRow, SelfAuditError> {
 
 /// `tradeguard_audit.cert_info(path)`: the parsed PEM certificate at `path`.
 #[pg_extern(volatile, strict)]
+#[search_path(pg_catalog, pg_temp)]
 fn cert_info(
     path: &str,
 ) -> TableIterator<
