@@ -92,6 +92,23 @@ pub fn owner_oid() -> TgResult<pg_sys::Oid> {
     Ok(oid)
 }
 
+/// Sets `search_path` at the current GUC nest level (undone when that level ends).
+///
+/// # Safety
+/// `value` must be a NUL-terminated string; a nest level opened by the caller must be open.
+unsafe fn set_search_path(value: *const std::ffi::c_char) {
+    pg_sys::set_config_option(
+        c"search_path".as_ptr(),
+        value,
+        pg_sys::GucContext::PGC_USERSET,
+        pg_sys::GucSource::PGC_S_SESSION,
+        pg_sys::GucAction::GUC_ACTION_SAVE,
+        true,
+        0,
+        false,
+    );
+}
+
 /// Runs `f` as the extension owner with `search_path = pg_catalog, pg_temp`, the way a
 /// SECURITY DEFINER function with a pinned search_path would, but without losing who the caller
 /// is: the caller's role has already passed the EXECUTE check on the SQL function. Used only for
@@ -104,16 +121,7 @@ pub fn as_owner<R>(f: impl FnOnce() -> R) -> TgResult<R> {
         pg_sys::GetUserIdAndSecContext(&mut saved_uid, &mut saved_ctx);
         let nest = pg_sys::NewGUCNestLevel();
         pg_sys::SetUserIdAndSecContext(owner, saved_ctx | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32);
-        pg_sys::set_config_option(
-            c"search_path".as_ptr(),
-            c"pg_catalog, pg_temp".as_ptr(),
-            pg_sys::GucContext::PGC_USERSET,
-            pg_sys::GucSource::PGC_S_SESSION,
-            pg_sys::GucAction::GUC_ACTION_SAVE,
-            true,
-            0,
-            false,
-        );
+        set_search_path(c"pg_catalog, pg_temp".as_ptr());
         let r = f();
         pg_sys::AtEOXact_GUC(true, nest);
         pg_sys::SetUserIdAndSecContext(saved_uid, saved_ctx);
@@ -143,16 +151,7 @@ pub fn as_table_owner<R>(relid: pg_sys::Oid, f: impl FnOnce() -> R) -> TgResult<
         // pg_catalog-only path tradeguard's functions run with.
         let default = pg_sys::GetConfigOptionResetString(c"search_path".as_ptr());
         if !default.is_null() {
-            pg_sys::set_config_option(
-                c"search_path".as_ptr(),
-                default,
-                pg_sys::GucContext::PGC_USERSET,
-                pg_sys::GucSource::PGC_S_SESSION,
-                pg_sys::GucAction::GUC_ACTION_SAVE,
-                true,
-                0,
-                false,
-            );
+            set_search_path(default);
         }
         let r = f();
         pg_sys::AtEOXact_GUC(false, nest);
@@ -167,16 +166,7 @@ pub fn as_table_owner<R>(relid: pg_sys::Oid, f: impl FnOnce() -> R) -> TgResult<
 pub fn with_catalog_search_path<R>(f: impl FnOnce() -> R) -> R {
     unsafe {
         let nest = pg_sys::NewGUCNestLevel();
-        pg_sys::set_config_option(
-            c"search_path".as_ptr(),
-            c"pg_catalog, pg_temp".as_ptr(),
-            pg_sys::GucContext::PGC_USERSET,
-            pg_sys::GucSource::PGC_S_SESSION,
-            pg_sys::GucAction::GUC_ACTION_SAVE,
-            true,
-            0,
-            false,
-        );
+        set_search_path(c"pg_catalog, pg_temp".as_ptr());
         let r = f();
         // (false: nothing set inside outlives the call)
         pg_sys::AtEOXact_GUC(false, nest);
