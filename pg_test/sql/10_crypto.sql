@@ -84,7 +84,7 @@ SELECT length(api_key) AS api_key_chars, left(api_key, 4) AS prefix FROM account
 SELECT id, account_number, email, api_key, balance, pg_typeof(balance) AS balance_type
   FROM accounts_decrypted ORDER BY id;
 SELECT id FROM accounts WHERE email_bidx = tradeguard.blind_index('MARY.OREILLY@EXAMPLE.COM', 'email_bidx');
--- Updates re-encrypt; a ciphertext copied from another row does not decrypt there.
+-- Updates re-encrypt; a ciphertext copied from another row is refused there (the row keeps its value).
 UPDATE accounts SET api_key = 'ak_live_rotated_0001' WHERE id = 1;
 SELECT api_key FROM accounts_decrypted WHERE id = 1;
 UPDATE accounts SET api_key = (SELECT api_key FROM accounts WHERE id = 3) WHERE id = 2;

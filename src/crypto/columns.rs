@@ -527,7 +527,24 @@ fn encrypt_row(td: &pg_sys::TriggerData) -> TgResult<pg_sys::HeapTuple> {
                     match from_old_key().or_else(from_insert) {
                         Some(opened) => Some(opened),
                         None if resealing => Some(open_bound(raw, ctx).ok_or(CryptoError::AuthFailed)?),
-                        None => continue,
+                        None => {
+                            // A value the row already held (an UPDATE of other columns, SET c = c)
+                            // stays; any other armored value must open under this row's context
+                            // (pg_restore loads rows before the trigger exists): a ciphertext
+                            // copied from another row or column, or made up, is refused instead
+                            // of being stored as if it were this row's.
+                            let unchanged = by_update
+                                && pgrx::heap_getattr_raw(td.tg_trigtuple, std::num::NonZeroUsize::new(idx + 1).expect("1-based"), tupdesc)
+                                    .is_some_and(|d| common::varlena_bytes(d) == raw);
+                            if unchanged || open_bound(raw, ctx).is_some() {
+                                continue;
+                            }
+                            return Err(CryptoError::InvalidInput(format!(
+                                "column {}: the value is tradeguard ciphertext that does not belong to this row (copied from another row or column, made for another key version that no longer decrypts, or forged); write the plaintext instead",
+                                col.name
+                            ))
+                            .into());
+                        }
                     }
                 } else {
                     None
