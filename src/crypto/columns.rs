@@ -494,6 +494,7 @@ fn encrypt_row(td: &pg_sys::TriggerData) -> TgResult<pg_sys::HeapTuple> {
                 ctx.clear();
                 push_context(ctx, col.column_id, pk.as_ref());
                 let mut insert_mac: Option<Vec<u8>> = None;
+                let mut written_back = false;
                 let rebound = if envelope::looks_armored_bytes(raw) {
                     // Ciphertext is kept as written, except (opened and sealed again for this
                     // row, inside the server; the blind index, keyed on the plaintext, stays):
@@ -536,14 +537,28 @@ fn encrypt_row(td: &pg_sys::TriggerData) -> TgResult<pg_sys::HeapTuple> {
                             let unchanged = by_update
                                 && pgrx::heap_getattr_raw(td.tg_trigtuple, std::num::NonZeroUsize::new(idx + 1).expect("1-based"), tupdesc)
                                     .is_some_and(|d| common::varlena_bytes(d) == raw);
-                            if unchanged || open_bound(raw, ctx).is_some() {
+                            if unchanged {
                                 continue;
                             }
-                            return Err(CryptoError::InvalidInput(format!(
-                                "column {}: the value is tradeguard ciphertext that does not belong to this row (copied from another row or column, made for another key version that no longer decrypts, or forged); write the plaintext instead",
-                                col.name
-                            ))
-                            .into());
+                            // A ciphertext of this row written back (an older value): sealed again
+                            // with the column's key, checked like a plaintext, its blind index
+                            // computed again. Of another type than the column's, or for a blind
+                            // index over another type than text (computed from the text written),
+                            // it is refused like a foreign one.
+                            let opened = open_bound(raw, ctx).filter(|(vt, _)| *vt == col.value_type && (blind_idx.is_none() || *vt == ValueType::Text));
+                            match opened {
+                                Some(o) => {
+                                    written_back = true;
+                                    Some(o)
+                                }
+                                None => {
+                                    return Err(CryptoError::InvalidInput(format!(
+                                        "column {}: the value is tradeguard ciphertext that does not belong to this row (copied from another row or column, of another type, made for a key version that no longer decrypts, or forged); write the plaintext instead",
+                                        col.name
+                                    ))
+                                    .into())
+                                }
+                            }
                         }
                     }
                 } else {
@@ -553,8 +568,12 @@ fn encrypt_row(td: &pg_sys::TriggerData) -> TgResult<pg_sys::HeapTuple> {
                     std::str::from_utf8(raw)
                         .map_err(|_| CryptoError::InvalidInput(format!("column {}: value is not valid UTF-8", col.name)))
                 };
-                if rebound.is_none() {
-                    col.check_input(|| Ok(text()?))?;
+                match &rebound {
+                    None => col.check_input(|| Ok(text()?))?,
+                    Some((ValueType::Text, plaintext)) if written_back => col.check_input(|| {
+                        std::str::from_utf8(plaintext).map_err(|_| CryptoError::InvalidInput(format!("column {}: value is not valid UTF-8", col.name)).into())
+                    })?,
+                    _ => {}
                 }
                 match (&rebound, col.value_type) {
                     (Some((vt, plaintext)), _) => col.seal_into(ct, *vt, plaintext, ctx)?,
@@ -565,6 +584,10 @@ fn encrypt_row(td: &pg_sys::TriggerData) -> TgResult<pg_sys::HeapTuple> {
                     (Some(b), Some(k), None) => Some((b, super::blind_index_impl(text()?, k)?)),
                     // A value written back from another row (ON CONFLICT DO UPDATE SET c =
                     // EXCLUDED.c): its blind index follows it.
+                    (Some(b), Some(k), Some((ValueType::Text, plaintext))) if written_back => {
+                        let t = std::str::from_utf8(plaintext).map_err(|_| CryptoError::InvalidInput(format!("column {}: value is not valid UTF-8", col.name)))?;
+                        Some((b, super::blind_index_impl(t, k)?))
+                    }
                     (Some(b), Some(_), Some(_)) => insert_mac.take().map(|m| (b, m)),
                     _ => None,
                 };

@@ -513,4 +513,32 @@ mod tests {
         Spi::run("RESET ROLE; INSERT INTO t_fills VALUES (5, 'acct-5')").unwrap();
         assert_eq!(one::<i64>("SELECT count(*) FROM t_fills WHERE NOT tradeguard.is_ciphertext(acct)"), Some(0));
     }
+
+    #[pg_test]
+    fn a_row_may_get_back_its_own_older_ciphertext_but_nothing_else() {
+        Spi::run(
+            "SELECT tradeguard.create_key('t_wb'); SELECT tradeguard.create_key('t_wb_bidx', 'blind_index');
+             CREATE TABLE t_wb (id int PRIMARY KEY, email text);
+             SELECT tradeguard.encrypt_column('t_wb', 'email', 't_wb', 't_wb_bidx');
+             INSERT INTO t_wb VALUES (1, 'old@example.jp');
+             CREATE TEMP TABLE t_wb_old AS SELECT email FROM t_wb WHERE id = 1;
+             UPDATE t_wb SET email = 'new@example.jp' WHERE id = 1;
+             UPDATE t_wb SET email = (SELECT email FROM t_wb_old) WHERE id = 1",
+        )
+        .unwrap();
+        // The older value is back, sealed again, and its blind index with it.
+        assert_eq!(one::<String>("SELECT email FROM t_wb_decrypted WHERE id = 1").as_deref(), Some("old@example.jp"));
+        assert_eq!(one::<i64>("SELECT count(*) FROM t_wb WHERE email_bidx = tradeguard.blind_index('old@example.jp', 't_wb_bidx')"), Some(1));
+        assert_eq!(one::<bool>("SELECT email <> (SELECT email FROM t_wb_old) FROM t_wb WHERE id = 1"), Some(true));
+        // A ciphertext made for this row's context but of another type is refused.
+        let env = one::<Vec<u8>>(
+            "SELECT tradeguard.encrypt(42::numeric, 't_wb',
+                    'tg:' || (SELECT column_id FROM tradeguard_audit.encrypted_columns WHERE table_name = 't_wb') || ':1')",
+        )
+        .expect("envelope");
+        let armored = crate::crypto::envelope::armor(&env).expect("armor");
+        let err = crate::common::sql_error(&format!("UPDATE t_wb SET email = '{armored}' WHERE id = 1")).unwrap_or_default();
+        assert!(err.contains("does not belong to this row"), "{err}");
+        assert_eq!(one::<String>("SELECT email FROM t_wb_decrypted WHERE id = 1").as_deref(), Some("old@example.jp"));
+    }
 }
