@@ -9,6 +9,8 @@ use pgrx::prelude::*;
 
 use super::error::AuditError;
 use super::{break_glass_active, internal_write_active, record_system};
+use crate::common::{partition_ancestors, partition_tree};
+use crate::crypto::columns::ENCRYPT_TRIGGER;
 use crate::error::{OrRaise, TgError, TgResult};
 
 static mut PREV_UTILITY: pg_sys::ProcessUtility_hook_type = None;
@@ -67,19 +69,18 @@ unsafe fn rel_name(relid: pg_sys::Oid) -> String {
     cstr(pg_sys::get_rel_name(relid))
 }
 
-/// A yes/no catalog query run with `search_path = pg_catalog, pg_temp`: the caller's schemas
-/// (an operator `=` it created) cannot change its answer.
-fn catalog_query(sql: &str, args: &[pgrx::datum::DatumWithOid]) -> Result<Option<bool>, pgrx::spi::SpiError> {
-    crate::common::with_catalog_search_path(|| crate::common::spi_first::<bool>(sql, args))
+/// The answer of a yes/no catalog query run with `search_path = pg_catalog, pg_temp` (the
+/// caller's schemas, an operator `=` it created, cannot change it). Not knowing is "yes":
+/// protected, recorded, refused unless break-glass; never fail open.
+fn catalog_says(sql: &str, args: &[pgrx::datum::DatumWithOid]) -> bool {
+    crate::common::with_catalog_search_path(|| crate::common::spi_first::<bool>(sql, args)).map_or(true, |b| b.unwrap_or(true))
 }
 
 fn has_tradeguard_triggers(relid: pg_sys::Oid) -> bool {
-    catalog_query(
+    catalog_says(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = $1 AND tgname LIKE E'tradeguard\\\\_%')",
         &[relid.into()],
     )
-    // Not knowing is "yes" (refused unless break-glass): never fail open.
-    .map_or(true, |b| b.unwrap_or(true))
 }
 
 /// Refusal of a table inheriting from one of `parents` that carries a tradeguard trigger.
@@ -114,66 +115,38 @@ unsafe fn audited_tables_using_type(typid: pg_sys::Oid) -> Vec<(String, String)>
     tables.into_iter().map(|r| (rel_schema(r), rel_name(r))).collect()
 }
 
-/// The encrypt trigger's name (BEFORE row triggers fire in name order).
-const ENCRYPT_TRIGGER: &str = "tradeguard_zz_encrypt";
+/// Whether a BEFORE row trigger of `rels` (or the one renamed: old, new name) fires after the
+/// encrypt trigger (not knowing stops the statement).
+fn late_before_trigger(rels: &[pg_sys::Oid], renamed: Option<(&str, &str)>) -> bool {
+    crate::crypto::columns::late_before_triggers(rels, renamed).or_raise().is_some()
+}
 
-/// Whether `relid` has a BEFORE row trigger that fires after the encrypt trigger (its name, or
-/// `name` when given, sorts after it).
-fn late_before_trigger(relid: pg_sys::Oid, trigger: Option<(&str, &str)>) -> bool {
-    let (only, name) = trigger.unzip();
-    catalog_query(
-        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
-                         WHERE t.tgrelid = $1 AND NOT t.tgisinternal AND t.tgtype::int & 3 = 3
-                           AND ($2::text IS NULL OR t.tgname = $2)
-                           AND coalesce($3, t.tgname::text) COLLATE \"C\" > 'tradeguard_zz_encrypt' COLLATE \"C\")",
-        &[relid.into(), only.into(), name.into()],
+/// Refusal of a BEFORE row trigger on `relid` (or below it) that fires after the encrypt trigger.
+unsafe fn late_trigger_refusal(relid: pg_sys::Oid) -> String {
+    format!(
+        "BEFORE row triggers of {}.{} that fire after {ENCRYPT_TRIGGER} (name the trigger to sort before it)",
+        rel_schema(relid),
+        rel_name(relid)
     )
-    .map_or(true, |b| b.unwrap_or(true))
 }
 
-/// `relid` and every partition below it (a trigger created or renamed on a partitioned table
-/// is cloned or renamed on each of them).
-fn tree_of(relid: pg_sys::Oid) -> Vec<pg_sys::Oid> {
-    related(relid, "SELECT pg_catalog.array_agg(relid::pg_catalog.oid) FROM pg_catalog.pg_partition_tree($1::pg_catalog.regclass)")
-}
-
-/// `relid` and every table it is a partition of.
-fn ancestors_of(relid: pg_sys::Oid) -> Vec<pg_sys::Oid> {
-    related(relid, "SELECT pg_catalog.array_agg(relid::pg_catalog.oid) FROM pg_catalog.pg_partition_ancestors($1::pg_catalog.regclass)")
-}
-
-/// `relid` and the relations `query` lists for it (not knowing stops the statement).
-fn related(relid: pg_sys::Oid, query: &str) -> Vec<pg_sys::Oid> {
-    let found = crate::common::with_catalog_search_path(|| crate::common::spi_first::<Vec<pg_sys::Oid>>(query, &[relid.into()]));
-    let mut rels = found.map_err(crate::error::TgError::from).or_raise().unwrap_or_default();
-    if !rels.contains(&relid) {
-        rels.push(relid);
-    }
-    rels
-}
-
-fn any_has_trigger(rels: &[pg_sys::Oid], name: &str) -> bool {
-    rels.iter().any(|r| has_trigger(*r, name))
-}
-
-fn has_trigger(relid: pg_sys::Oid, name: &str) -> bool {
-    catalog_query(
-        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = $1 AND tgname = $2)",
-        &[relid.into(), name.into()],
+/// Whether one of `rels` has a trigger called `name`.
+fn has_trigger(rels: &[pg_sys::Oid], name: &str) -> bool {
+    catalog_says(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = ANY ($1) AND tgname = $2)",
+        &[rels.to_vec().into(), name.into()],
     )
-    .map_or(true, |b| b.unwrap_or(true))
 }
 
 fn is_audited(relid: pg_sys::Oid) -> bool {
-    catalog_query(
+    catalog_says(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = $1 AND tgname = 'tradeguard_audit_row')",
         &[relid.into()],
     )
-    .map_or(true, |b| b.unwrap_or(true))
 }
 
 fn audit_rows_exist() -> bool {
-    catalog_query("SELECT EXISTS (SELECT 1 FROM tradeguard_audit.log)", &[]).map_or(true, |b| b.unwrap_or(true))
+    catalog_says("SELECT EXISTS (SELECT 1 FROM tradeguard_audit.log)", &[])
 }
 
 /// What a statement means for tradeguard.
@@ -437,8 +410,9 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
                         // Triggers of the tables above are cloned onto the attached table and its
                         // partitions: the encrypt trigger may come from either side, and so may a
                         // BEFORE row trigger that would fire after it.
-                        let rels: Vec<pg_sys::Oid> = ancestors_of(relid).into_iter().chain(tree_of(part)).collect();
-                        if any_has_trigger(&rels, ENCRYPT_TRIGGER) && rels.iter().any(|r| late_before_trigger(*r, None)) {
+                        let rels: Vec<pg_sys::Oid> =
+                            partition_ancestors(relid).or_raise().into_iter().chain(partition_tree(part).or_raise()).collect();
+                        if has_trigger(&rels, ENCRYPT_TRIGGER) && late_before_trigger(&rels, None) {
                             ins.protected = Some(format!(
                                 "BEFORE row triggers that would fire after {ENCRYPT_TRIGGER} on {}.{} once attached (name them to sort before it)",
                                 rel_schema(part),
@@ -555,12 +529,8 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
                 ins.protected = Some(format!("trigger {old}"));
             } else if let Some(relid) = range_var_relid((*s).relation) {
                 // Renamed to fire after the encrypt trigger (BEFORE row triggers fire in name order).
-                if any_has_trigger(&tree_of(relid), ENCRYPT_TRIGGER) && late_before_trigger(relid, Some((&old, &new))) {
-                    ins.protected = Some(format!(
-                        "BEFORE row triggers of {}.{} that fire after {ENCRYPT_TRIGGER} (name the trigger to sort before it)",
-                        rel_schema(relid),
-                        rel_name(relid)
-                    ));
+                if has_trigger(&partition_tree(relid).or_raise(), ENCRYPT_TRIGGER) && late_before_trigger(&[relid], Some((&old, &new))) {
+                    ins.protected = Some(late_trigger_refusal(relid));
                 }
             }
         }
@@ -601,22 +571,18 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
             if t == N::T_CreateTrigStmt {
                 let s = stmt as *mut pg_sys::CreateTrigStmt;
                 let name = cstr((*s).trigname);
-                if name.starts_with("tradeguard_") && has_trigger(relid, &name) {
+                if name.starts_with("tradeguard_") && has_trigger(&[relid], &name) {
                     // CREATE OR REPLACE TRIGGER would swap the function behind one of ours (a
                     // new one, as pg_restore creates them, is not refused).
                     ins.protected = Some(format!("the tradeguard triggers of {}.{}", rel_schema(relid), rel_name(relid)));
                 } else if (*s).row
                     && (*s).timing as u32 & pg_sys::TRIGGER_TYPE_BEFORE != 0
                     && name.as_str() > ENCRYPT_TRIGGER
-                    && any_has_trigger(&tree_of(relid), ENCRYPT_TRIGGER)
+                    && has_trigger(&partition_tree(relid).or_raise(), ENCRYPT_TRIGGER)
                 {
                     // BEFORE row triggers fire in name order: one after the encrypt trigger
                     // would see (or write, in clear) the sealed values.
-                    ins.protected = Some(format!(
-                        "BEFORE row triggers of {}.{} that fire after {ENCRYPT_TRIGGER} (name the trigger to sort before it)",
-                        rel_schema(relid),
-                        rel_name(relid)
-                    ));
+                    ins.protected = Some(late_trigger_refusal(relid));
                 }
             }
         }
@@ -696,12 +662,11 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
         // recorded or their registrations removed.
         let roles: Vec<pg_sys::Oid> =
             list_ptrs((*(stmt as *mut pg_sys::DropOwnedStmt)).roles).into_iter().map(|r| pg_sys::get_rolespec_oid(r as *mut pg_sys::RoleSpec, true)).collect();
-        let owns = catalog_query(
+        let owns = catalog_says(
             "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_trigger t ON t.tgrelid = c.oid
                              WHERE c.relowner = ANY ($1) AND t.tgname LIKE E'tradeguard\\\\_%')",
             &[roles.into()],
-        )
-        .map_or(true, |b| b.unwrap_or(true));
+        );
         if owns {
             ins.protected = Some("DROP OWNED BY of roles that own audited or encrypted tables (DROP TABLE them first: each drop is recorded)".into());
         }
@@ -745,7 +710,7 @@ unsafe extern "C-unwind" fn tradeguard_process_utility(
     if relevant {
         let tag = cstr(pg_sys::CreateCommandName(stmt));
         // Names in the statement resolve through the caller's search_path, as PostgreSQL will
-        // resolve them; tradeguard's own catalog queries pin theirs (catalog_query).
+        // resolve them; tradeguard's own catalog queries pin theirs (catalog_says).
         ins = inspect(stmt, &tag);
         if let Some(what) = &ins.protected {
             if !break_glass_active() {

@@ -174,6 +174,26 @@ pub fn with_catalog_search_path<R>(f: impl FnOnce() -> R) -> R {
     }
 }
 
+/// `relid` and every partition below it.
+pub fn partition_tree(relid: pg_sys::Oid) -> TgResult<Vec<pg_sys::Oid>> {
+    related_relations(relid, "SELECT pg_catalog.array_agg(relid::pg_catalog.oid) FROM pg_catalog.pg_partition_tree($1::pg_catalog.regclass)")
+}
+
+/// `relid` and every table it is a partition of.
+pub fn partition_ancestors(relid: pg_sys::Oid) -> TgResult<Vec<pg_sys::Oid>> {
+    related_relations(relid, "SELECT pg_catalog.array_agg(relid::pg_catalog.oid) FROM pg_catalog.pg_partition_ancestors($1::pg_catalog.regclass)")
+}
+
+/// `relid` and the relations `query` lists for it (pg_partition_tree lists nothing for a table
+/// that is not partitioned).
+fn related_relations(relid: pg_sys::Oid, query: &str) -> TgResult<Vec<pg_sys::Oid>> {
+    let mut rels = with_catalog_search_path(|| spi_first::<Vec<pg_sys::Oid>>(query, &[relid.into()])).map_err(CoreError::from)?.unwrap_or_default();
+    if !rels.contains(&relid) {
+        rels.push(relid);
+    }
+    Ok(rels)
+}
+
 /// Whether the current role has the privileges of `role` (membership with inheritance).
 pub fn is_member_of(role: &str) -> bool {
     let Ok(name) = std::ffi::CString::new(role) else { return false };

@@ -41,9 +41,10 @@ struct ColumnCfg {
     /// That type's input function, I/O parameter and typmod (resolved on first use), when
     /// written values must be checked against it: every original type but unlimited text.
     input: std::cell::OnceCell<Option<(pg_sys::Oid, pg_sys::Oid, i32)>>,
-    /// The transaction (local id), armor and context of the last value an INSERT sealed into
-    /// this column (ciphertext and key text only).
-    last_sealed: RefCell<(u64, Vec<u8>, String, Option<Vec<u8>>)>,
+    /// The transaction (local id), armor, context and blind index (empty: none) of the last
+    /// value an INSERT sealed into this column (ciphertext, key text and MAC only; buffers
+    /// reused from row to row).
+    last_sealed: RefCell<(u64, Vec<u8>, String, Vec<u8>)>,
 }
 
 impl ColumnCfg {
@@ -185,7 +186,7 @@ fn load_table_cfg(relid: pg_sys::Oid) -> TgResult<Rc<TableCfg>> {
             position: std::cell::Cell::new((usize::MAX, usize::MAX)),
             original_type,
             input: std::cell::OnceCell::new(),
-            last_sealed: RefCell::new((0, Vec::new(), String::new(), None)),
+            last_sealed: RefCell::new((0, Vec::new(), String::new(), Vec::new())),
         });
     }
     if columns.is_empty() {
@@ -516,8 +517,8 @@ fn encrypt_row(td: &pg_sys::TriggerData) -> TgResult<pg_sys::HeapTuple> {
                         // (The same row's key too: the blind index the INSERT computed comes
                         // with the value.)
                         let opened = (by_update && same_xact && last.1 == raw).then(|| open_bound(raw, &last.2)).flatten();
-                        if opened.is_some() {
-                            insert_mac = last.3.clone();
+                        if opened.is_some() && !last.3.is_empty() {
+                            insert_mac = Some(last.3.clone());
                         }
                         opened
                     };
@@ -602,7 +603,10 @@ fn encrypt_row(td: &pg_sys::TriggerData) -> TgResult<pg_sys::HeapTuple> {
                     (last.1.clear(), last.2.clear());
                     last.1.extend_from_slice(armored);
                     last.2.push_str(ctx);
-                    last.3 = blind.as_ref().map(|(_, m)| m.to_vec());
+                    last.3.clear();
+                    if let Some((_, m)) = &blind {
+                        last.3.extend_from_slice(m);
+                    }
                 }
                 // The buffer briefly held the plaintext before it was encrypted in place; it now
                 // holds ciphertext only, cleared for the next value.
@@ -729,20 +733,8 @@ fn refuse_unsupported_shape(tbl: pg_sys::Oid, names: &TableNames, col: &str, bli
     if names.pk.as_deref() == Some(col) || names.composite.as_ref().is_some_and(|k| k.iter().any(|c| c == col)) {
         return refuse("it is part of the primary key its values are bound to".into());
     }
-    // BEFORE row triggers fire in name order: one that sorts after the encrypt trigger would see
-    // the sealed value, and could write plaintext back or change the key it is bound to.
-    let late = common::with_catalog_search_path(|| {
-        common::spi_first::<String>(
-            "SELECT pg_catalog.string_agg(pg_catalog.quote_ident(t.tgname), ', ' ORDER BY t.tgname)
-               FROM pg_catalog.pg_trigger t
-              WHERE (t.tgrelid = $1 OR t.tgrelid IN (SELECT relid FROM pg_catalog.pg_partition_tree($1::pg_catalog.regclass)))
-                AND NOT t.tgisinternal AND t.tgtype::int & 3 = 3
-                AND t.tgname COLLATE \"C\" > 'tradeguard_zz_encrypt' COLLATE \"C\"",
-            &[tbl.into()],
-        )
-    })?;
-    if let Some(late) = late {
-        return refuse(format!("BEFORE row triggers would fire after tradeguard_zz_encrypt ({late}): rename them to sort before it"));
+    if let Some(late) = late_before_triggers(&common::partition_tree(tbl)?, None)? {
+        return refuse(format!("BEFORE row triggers would fire after {ENCRYPT_TRIGGER} ({late}): rename them to sort before it"));
     }
     // Names tradeguard derives must fit PostgreSQL's 63-byte identifiers (else they would be cut).
     let limit = pg_sys::NAMEDATALEN as usize - 1;
@@ -755,6 +747,27 @@ fn refuse_unsupported_shape(tbl: pg_sys::Oid, names: &TableNames, col: &str, bli
         }
     }
     Ok(())
+}
+
+/// The encrypt trigger's name: BEFORE row triggers fire in name order, and one that sorts
+/// after it would see the sealed value (and could write plaintext back or change the key the
+/// value is bound to).
+pub const ENCRYPT_TRIGGER: &str = "tradeguard_zz_encrypt";
+
+/// The BEFORE row triggers of `rels` that fire after the encrypt trigger (their quoted names),
+/// or, with `renamed` (old, new name), that trigger if it would under its new name.
+pub fn late_before_triggers(rels: &[pg_sys::Oid], renamed: Option<(&str, &str)>) -> TgResult<Option<String>> {
+    let (only, name) = renamed.unzip();
+    Ok(common::with_catalog_search_path(|| {
+        common::spi_first::<String>(
+            "SELECT pg_catalog.string_agg(DISTINCT pg_catalog.quote_ident(t.tgname), ', ' ORDER BY pg_catalog.quote_ident(t.tgname))
+               FROM pg_catalog.pg_trigger t
+              WHERE t.tgrelid = ANY ($1) AND NOT t.tgisinternal AND t.tgtype::int & 3 = 3
+                AND ($2::text IS NULL OR t.tgname = $2)
+                AND coalesce($3, t.tgname::text) COLLATE \"C\" > $4::text COLLATE \"C\"",
+            &[rels.to_vec().into(), only.into(), name.into(), ENCRYPT_TRIGGER.into()],
+        )
+    })?)
 }
 
 fn encrypt_column_impl(tbl: pg_sys::Oid, col: &str, key_name: &str, blind_key: Option<&str>, batch: i32) -> TgResult<i64> {
@@ -870,12 +883,12 @@ fn encrypt_column_impl(tbl: pg_sys::Oid, col: &str, key_name: &str, blind_key: O
                 q(b)
             ))?;
         }
-        Spi::run(&format!("DROP TRIGGER IF EXISTS tradeguard_zz_encrypt ON {fq}"))?;
+        Spi::run(&format!("DROP TRIGGER IF EXISTS {ENCRYPT_TRIGGER} ON {fq}"))?;
         Spi::run(&format!(
-            "CREATE TRIGGER tradeguard_zz_encrypt BEFORE INSERT OR UPDATE ON {fq}
+            "CREATE TRIGGER {ENCRYPT_TRIGGER} BEFORE INSERT OR UPDATE ON {fq}
                FOR EACH ROW EXECUTE FUNCTION tradeguard.encrypt_trigger()"
         ))?;
-        Spi::run(&format!("ALTER TABLE {fq} ENABLE ALWAYS TRIGGER tradeguard_zz_encrypt"))?;
+        Spi::run(&format!("ALTER TABLE {fq} ENABLE ALWAYS TRIGGER {ENCRYPT_TRIGGER}"))?;
         create_decrypted_view(schema, table)?;
         Ok(())
     })??;
@@ -1151,7 +1164,8 @@ fn update_in_batches(relid: pg_sys::Oid, fq: &str, col: &str, cond: &str, batch:
         if rels.is_empty() {
             return Ok(total);
         }
-        if last_pick.as_ref() == Some(&(rels.clone(), rows.iter().map(|t| (t.ip_blkid.bi_hi, t.ip_blkid.bi_lo, t.ip_posid)).collect::<Vec<_>>())) {
+        let pick = (rels.clone(), rows.iter().map(|t| (t.ip_blkid.bi_hi, t.ip_blkid.bi_lo, t.ip_posid)).collect::<Vec<_>>());
+        if last_pick.as_ref() == Some(&pick) {
             // Written, yet still plaintext (or still on the old version): a rule or trigger
             // of the table redirects or undoes the write.
             return Err(CoreError::InvalidArgument(format!(
@@ -1160,7 +1174,7 @@ fn update_in_batches(relid: pg_sys::Oid, fq: &str, col: &str, cond: &str, batch:
             ))
             .into());
         }
-        last_pick = Some((rels.clone(), rows.iter().map(|t| (t.ip_blkid.bi_hi, t.ip_blkid.bi_lo, t.ip_posid)).collect()));
+        last_pick = Some(pick);
         let n = common::as_table_owner(relid, || {
             Spi::connect_mut(|client| client.update(&write, None, &[rels.clone().into(), rows.clone().into()]).map(|t| t.len() as i64))
         })??;
