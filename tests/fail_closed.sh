@@ -136,9 +136,10 @@ else
     -c "CREATE TABLESPACE tg_small LOCATION '$MNT/ts'" \
     -c "SELECT tradeguard.break_glass('test: move the trail to a small disk')" \
     -c "ALTER TABLE tradeguard_audit.log SET TABLESPACE tg_small" \
-    -c "ALTER INDEX tradeguard_audit.log_pkey SET TABLESPACE tg_small" \
+    -c "ALTER INDEX tradeguard_audit.log_unsealed SET TABLESPACE tg_small" \
     -c "ALTER INDEX tradeguard_audit.log_block SET TABLESPACE tg_small" \
     -c "ALTER INDEX tradeguard_audit.log_row SET TABLESPACE tg_small" \
+    -c "ALTER INDEX tradeguard_audit.log_id SET TABLESPACE tg_small" \
     -c "SELECT tradeguard.break_glass_end()"
   check "(c) tradeguard_audit.log is in tablespace tg_small" \
     [ "$(sql "SELECT t.spcname FROM pg_class c JOIN pg_tablespace t ON t.oid = c.reltablespace WHERE c.oid = 'tradeguard_audit.log'::regclass")" = tg_small ]

@@ -180,6 +180,21 @@ struct Inspection {
     renamed: Option<(pg_sys::Oid, String, String, Option<(String, String)>)>,
 }
 
+impl Inspection {
+    /// Nothing to do once the statement has run (most statements: BEGIN, COMMIT, SET, ...).
+    fn is_empty(&self) -> bool {
+        let Inspection { protected: _, record, truncated, refresh, attached, dropped, schema_renamed, dropped_schemas, renamed } = self;
+        record.is_empty()
+            && truncated.is_empty()
+            && refresh.is_none()
+            && attached.is_empty()
+            && dropped.is_empty()
+            && schema_renamed.is_none()
+            && dropped_schemas.is_empty()
+            && renamed.is_none()
+    }
+}
+
 /// The audited table `relid` is a partition of, when `relid` lacks a TRUNCATE trigger of its
 /// own: (schema, table), nearest ancestor first.
 fn audited_ancestor(relid: pg_sys::Oid) -> TgResult<Option<(String, String)>> {
@@ -697,12 +712,18 @@ unsafe extern "C-unwind" fn tradeguard_process_utility(
     qc: *mut pg_sys::QueryCompletion,
 ) {
     let stmt = (*pstmt).utilityStmt;
-    let tradeguard = if pg_sys::IsTransactionState() { pg_sys::get_extension_oid(c"tradeguard".as_ptr(), true) } else { pg_sys::InvalidOid };
+    // BEGIN, COMMIT, SAVEPOINT...: nothing to inspect, and no catalog lookup on their path.
+    let transaction_stmt = !stmt.is_null() && (*stmt).type_ == pg_sys::NodeTag::T_TransactionStmt;
+    let tradeguard = if !transaction_stmt && pg_sys::IsTransactionState() {
+        pg_sys::get_extension_oid(c"tradeguard".as_ptr(), true)
+    } else {
+        pg_sys::InvalidOid
+    };
     // Only tradeguard's own install and update scripts are left alone: another extension's
     // script (or an event trigger it sets off) is inspected like any statement.
     let own_script = pg_sys::creating_extension && pg_sys::CurrentExtensionObject == tradeguard;
     let relevant = !stmt.is_null()
-        && (*stmt).type_ != pg_sys::NodeTag::T_TransactionStmt
+        && !transaction_stmt
         && tradeguard != pg_sys::InvalidOid
         && !own_script
         && !internal_write_active();
@@ -736,7 +757,11 @@ unsafe extern "C-unwind" fn tradeguard_process_utility(
         Some(prev) => prev(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc),
         None => pg_sys::standard_ProcessUtility(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc),
     }
-    crate::common::with_catalog_search_path(|| after_statement(stmt, &ins));
+    // (protected alone needs nothing afterwards: a refused statement never gets here, and an
+    // allowed one is in `record`.)
+    if !ins.is_empty() {
+        crate::common::with_catalog_search_path(|| after_statement(stmt, &ins));
+    }
 }
 
 /// What the hook does once the statement has run: records it, and brings registrations up to

@@ -50,14 +50,13 @@ fn seal_once() -> TgResult<Option<(i64, i64)>> {
             &[],
         )?
         .unwrap_or(0);
-        // Ordered as the (block_no, id) index is (every row here has a NULL block_no, so this
-        // is id order): the plan reads the unsealed rows from that index whatever the
-        // statistics say, never the whole trail (by primary key or sequentially).
+        // In id order, from the partial index of unsealed rows (log_unsealed): never the whole
+        // trail.
         let rows = Spi::connect(|c| {
             let t = c.select(
                 "SELECT id, signature, ctid::text FROM tradeguard_audit.log
                   WHERE block_no IS NULL AND txid < $2
-                  ORDER BY block_no, id LIMIT $1",
+                  ORDER BY id LIMIT $1",
                 None,
                 &[MAX_ROWS_PER_BLOCK.into(), horizon.into()],
             )?;
@@ -482,7 +481,10 @@ fn verify_impl(from: i64, to: Option<i64>) -> TgResult<Report> {
                     AND NOT EXISTS (SELECT 1 FROM tradeguard_audit.blocks b WHERE b.block_no = l.block_no)",
                 &[(expected_no - 1).into()],
             )? {
-                let blk = common::spi_first::<i64>("SELECT block_no FROM tradeguard_audit.log WHERE id = $1", &[id.into()])?;
+                let blk = common::spi_first::<i64>(
+                    "SELECT block_no FROM tradeguard_audit.log WHERE id = $1 AND block_no > $2",
+                    &[id.into(), (expected_no - 1).into()],
+                )?;
                 rep.fail(blk.unwrap_or_default(), Some(id), Failure::RowInserted);
             }
             // An unsealed row of a transaction that had not ended when this snapshot was taken
