@@ -135,14 +135,15 @@ else
     -c "SET client_min_messages = warning" \
     -c "CREATE TABLESPACE tg_small LOCATION '$MNT/ts'" \
     -c "SELECT tradeguard.break_glass('test: move the trail to a small disk')" \
-    -c "ALTER TABLE tradeguard_audit.log SET TABLESPACE tg_small" \
-    -c "ALTER INDEX tradeguard_audit.log_unsealed SET TABLESPACE tg_small" \
+    -c "ALTER TABLE tradeguard_audit.log_unsealed SET TABLESPACE tg_small" \
+    -c "ALTER TABLE tradeguard_audit.log_sealed SET TABLESPACE tg_small" \
+    -c "ALTER INDEX tradeguard_audit.log_unsealed_id SET TABLESPACE tg_small" \
+    -c "ALTER INDEX tradeguard_audit.log_sealed_id SET TABLESPACE tg_small" \
     -c "ALTER INDEX tradeguard_audit.log_block SET TABLESPACE tg_small" \
     -c "ALTER INDEX tradeguard_audit.log_row SET TABLESPACE tg_small" \
-    -c "ALTER INDEX tradeguard_audit.log_id SET TABLESPACE tg_small" \
     -c "SELECT tradeguard.break_glass_end()"
-  check "(c) tradeguard_audit.log is in tablespace tg_small" \
-    [ "$(sql "SELECT t.spcname FROM pg_class c JOIN pg_tablespace t ON t.oid = c.reltablespace WHERE c.oid = 'tradeguard_audit.log'::regclass")" = tg_small ]
+  check "(c) tradeguard_audit.log (both partitions) is in tablespace tg_small" \
+    [ "$(sql "SELECT string_agg(t.spcname, ',' ORDER BY c.relname) FROM pg_class c JOIN pg_tablespace t ON t.oid = c.reltablespace WHERE c.oid IN ('tradeguard_audit.log_sealed'::regclass, 'tradeguard_audit.log_unsealed'::regclass)")" = tg_small,tg_small ]
   # Fill the filesystem (as root: no space is left for the server).
   dd if=/dev/zero of="$MNT/filler" bs=1M status=none 2>/dev/null
   dd if=/dev/zero of="$MNT/filler2" bs=4k status=none 2>/dev/null

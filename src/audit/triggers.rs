@@ -379,10 +379,11 @@ fn target() -> TgResult<Target> {
     }
     let (log, seq) = unsafe {
         let nsp = pg_sys::get_namespace_oid(c"tradeguard_audit".as_ptr(), true);
-        (pg_sys::get_relname_relid(c"log".as_ptr(), nsp), pg_sys::get_relname_relid(c"log_id_seq".as_ptr(), nsp))
+        // New rows go to the partition of unsealed rows.
+        (pg_sys::get_relname_relid(c"log_unsealed".as_ptr(), nsp), pg_sys::get_relname_relid(c"log_id_seq".as_ptr(), nsp))
     };
     if log == pg_sys::InvalidOid || seq == pg_sys::InvalidOid {
-        return Err(CoreError::InvalidArgument("the audit trail table tradeguard_audit.log is missing".into()).into());
+        return Err(CoreError::InvalidArgument("the audit trail table tradeguard_audit.log (partition log_unsealed) is missing".into()).into());
     }
     let t = Target { xact, log, seq };
     TARGET.with(|c| c.set(Some(t)));
@@ -761,7 +762,11 @@ fn protect_trigger<'a>(
     // block inserted by hand would not be recorded anywhere).
     let restoring = crate::gucs::RESTORE_MODE.get() && pgrx::trigger_support::trigger_fired_by_insert(td.tg_event);
     let internal = internal_write_active();
-    let table = || trigger.table_name().unwrap_or_default();
+    // (The trail's partitions are named as the trail.)
+    let table = || match trigger.table_name().unwrap_or_default() {
+        t if t == "log_sealed" || t == "log_unsealed" => "log".to_string(),
+        t => t,
+    };
     let op = || trigger.op().map(|o| o.to_string()).map_err(|e| CoreError::InvalidArgument(e.to_string()));
     if internal || restoring {
         if !internal && first_restore_write_of_transaction() {
