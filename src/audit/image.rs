@@ -4,8 +4,8 @@
 //! formats numbers as text and parses them back (`numeric_out` then `numeric_in`), and the
 //! trigger then deleted the excluded columns and built the primary key by deleting every other
 //! column. An [`ImagePlan`] decides each column's conversion once per table shape and builds the
-//! image and the key in one pass with PostgreSQL's own jsonb builder (`pushJsonbValue`), so the
-//! bytes are those of `to_jsonb`: numbers are passed as the stored `numeric` (or converted from
+//! image and the key in one pass as jsonb objects of PostgreSQL's own format (keys put in jsonb's
+//! order once per plan, laid out by `JsonbValueToJsonb`), so the bytes are those of `to_jsonb`: numbers are passed as the stored `numeric` (or converted from
 //! the integer), text as its stored bytes, dates through `JsonEncodeDateTime` as `to_jsonb`
 //! does. A table with a column this plan does not know (arrays, composites, json, floats, user
 //! types) keeps the generic `to_jsonb` path.
@@ -53,6 +53,21 @@ pub struct ImagePlan {
     cols: Vec<Col>,
     /// The tuple descriptor's attribute names and types, to notice ALTER TABLE.
     shape: Vec<(pg_sys::Oid, bool, Vec<u8>)>,
+    /// The columns of the image and of the primary key (indexes into `cols`), in the order
+    /// jsonb keeps object keys (shorter first, then bytewise): the objects are formed directly,
+    /// without sorting them again for every row.
+    image_keys: Vec<usize>,
+    pk_keys: Vec<usize>,
+}
+
+/// The column indexes of `cols` that `pick` keeps, in jsonb key order.
+fn jsonb_key_order(cols: &[Col], pick: impl Fn(&Col) -> bool) -> Vec<usize> {
+    let mut keys: Vec<usize> = (0..cols.len()).filter(|i| pick(&cols[*i])).collect();
+    keys.sort_by(|a, b| {
+        let (a, b) = (&cols[*a].name, &cols[*b].name);
+        a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+    });
+    keys
 }
 
 fn att_name(a: &pg_sys::FormData_pg_attribute) -> &[u8] {
@@ -99,7 +114,10 @@ impl ImagePlan {
         let atts = attrs(tupdesc);
         let shape = atts.iter().map(|a| (a.atttypid, a.attisdropped, att_name(a).to_vec())).collect();
         let cols = Self::columns(atts, exclude, pk, encrypted);
-        ImagePlan { generic: cols.is_none(), natts: atts.len(), cols: cols.unwrap_or_default(), shape }
+        let generic = cols.is_none();
+        let cols = cols.unwrap_or_default();
+        let (image_keys, pk_keys) = (jsonb_key_order(&cols, |c| c.in_image), jsonb_key_order(&cols, |c| c.in_pk));
+        ImagePlan { generic, natts: atts.len(), cols, shape, image_keys, pk_keys }
     }
 
     unsafe fn columns(atts: &[pg_sys::FormData_pg_attribute], exclude: &[String], pk: &[String], encrypted: &[String]) -> Option<Vec<Col>> {
@@ -161,23 +179,28 @@ impl ImagePlan {
         for c in &self.cols {
             scalars.push(scalar(c, values[c.att], nulls[c.att])?);
         }
-        let object = |pick: &dyn Fn(&Col) -> bool| {
-            let mut state: *mut pg_sys::JsonbParseState = std::ptr::null_mut();
-            pg_sys::pushJsonbValue(&mut state, pg_sys::JsonbIteratorToken::WJB_BEGIN_OBJECT, std::ptr::null_mut());
-            for (c, v) in self.cols.iter().zip(&scalars) {
-                if !pick(c) {
-                    continue;
-                }
-                let mut key = string_value(c.name.as_ptr(), c.name.len());
-                pg_sys::pushJsonbValue(&mut state, pg_sys::JsonbIteratorToken::WJB_KEY, &mut key);
-                let mut v = *v;
-                pg_sys::pushJsonbValue(&mut state, pg_sys::JsonbIteratorToken::WJB_VALUE, &mut v);
-            }
-            let res = pg_sys::pushJsonbValue(&mut state, pg_sys::JsonbIteratorToken::WJB_END_OBJECT, std::ptr::null_mut());
-            pg_sys::Datum::from(pg_sys::JsonbValueToJsonb(res))
+        // An object of distinct keys in jsonb order is what pushJsonbValue would make of them
+        // (it sorts the keys at the end of the object); JsonbValueToJsonb lays it out as is.
+        let object = |keys: &[usize]| {
+            let mut pairs: Vec<pg_sys::JsonbPair> = keys
+                .iter()
+                .enumerate()
+                .map(|(order, &i)| pg_sys::JsonbPair {
+                    key: string_value(self.cols[i].name.as_ptr(), self.cols[i].name.len()),
+                    value: scalars[i],
+                    order: order as u32,
+                })
+                .collect();
+            let mut object = pg_sys::JsonbValue {
+                type_: pg_sys::jbvType::jbvObject,
+                val: pg_sys::JsonbValue__bindgen_ty_1 {
+                    object: pg_sys::JsonbValue__bindgen_ty_1__bindgen_ty_3 { nPairs: pairs.len() as i32, pairs: pairs.as_mut_ptr() },
+                },
+            };
+            pg_sys::Datum::from(pg_sys::JsonbValueToJsonb(&mut object))
         };
-        let image = object(&|c| c.in_image);
-        let pk = want_pk.then(|| object(&|c| c.in_pk));
+        let image = object(&self.image_keys);
+        let pk = want_pk.then(|| object(&self.pk_keys));
         Some((image, pk))
     }
 }

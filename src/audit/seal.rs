@@ -107,11 +107,12 @@ fn seal_once() -> TgResult<Option<(i64, i64)>> {
         )?;
         // The same rows as selected, found by their tuple ids (a TID scan: no index, and never
         // the whole trail); only the sealer updates trail rows, under the advisory lock, so the
-        // ids still hold. Checked: a difference would make verify() fail later.
+        // ids still hold. Checked: a difference would make verify() fail later. The rows move to
+        // the sealed partition, with the key hash history() finds them by.
         let ctids: Vec<String> = rows.iter().map(|(_, _, t)| t.clone()).collect();
         let marked = Spi::connect_mut(|c| {
             c.update(
-                "UPDATE tradeguard_audit.log SET block_no = $1
+                "UPDATE tradeguard_audit.log SET block_no = $1, pk_hash = pg_catalog.jsonb_hash_extended(pk, 0)
                   WHERE ctid = ANY ($2::text[]::tid[]) AND block_no IS NULL AND id BETWEEN $3 AND $4",
                 None,
                 &[block_no.into(), ctids.into(), b.first_id.into(), b.last_id.into()],

@@ -607,7 +607,9 @@ pub fn write_row(row: &LogRow<'_>, actor: &str) -> TgResult<i64> {
         addr_datum,
         ctx_datum,
         sig.as_slice().into_datum(),
-        row.pk.map(|j| pg_sys::Datum::from(j.pk_hash())),
+        // pk_hash and block_no: set by the sealer (pk_hash is derived from the signed pk and
+        // only sealed rows are found through it; computing it is not the writer's work).
+        None,
         None,
     ];
     let mut values = cells.map(|c| c.unwrap_or(pg_sys::Datum::from(0usize)));
