@@ -83,6 +83,15 @@ fn has_tradeguard_triggers(relid: pg_sys::Oid) -> bool {
     )
 }
 
+/// The CREATE TABLE of a CREATE TABLE or CREATE FOREIGN TABLE statement.
+unsafe fn create_stmt(stmt: *mut pg_sys::Node) -> Option<*mut pg_sys::CreateStmt> {
+    match (*stmt).type_ {
+        pg_sys::NodeTag::T_CreateStmt => Some(stmt as *mut pg_sys::CreateStmt),
+        pg_sys::NodeTag::T_CreateForeignTableStmt => Some(std::ptr::addr_of_mut!((*(stmt as *mut pg_sys::CreateForeignTableStmt)).base)),
+        _ => None,
+    }
+}
+
 /// Refusal of a table inheriting from one of `parents` that carries a tradeguard trigger.
 unsafe fn inherits_protected(parents: &[*mut pg_sys::RangeVar]) -> Option<String> {
     parents.iter().filter_map(|rv| range_var_relid(*rv)).find(|r| has_tradeguard_triggers(*r)).map(|r| {
@@ -296,9 +305,16 @@ unsafe fn protected_schema_change(stmt: *mut pg_sys::Node) -> Option<String> {
     use pg_sys::NodeTag as N;
     let t = (*stmt).type_;
     let rel_in = |rv: *mut pg_sys::RangeVar| range_var_relid(rv).is_some_and(|r| is_tradeguard_namespace(pg_sys::get_rel_namespace(r)));
-    if t == N::T_CreateStmt || t == N::T_CreateSeqStmt || t == N::T_ViewStmt || t == N::T_CreateTableAsStmt {
+    if let Some(cs) = create_stmt(stmt) {
+        // A table (or foreign table) of tradeguard's schemas as parent: a child by inheritance
+        // or a partition (e.g. of the trail, where sealed rows of its range would go).
+        if list_ptrs((*cs).inhRelations).into_iter().any(|p| rel_in(p as *mut pg_sys::RangeVar)) {
+            return Some("inheritance from or partitions of tables in tradeguard's schemas".into());
+        }
+    }
+    if t == N::T_CreateStmt || t == N::T_CreateForeignTableStmt || t == N::T_CreateSeqStmt || t == N::T_ViewStmt || t == N::T_CreateTableAsStmt {
         let rv = match t {
-            N::T_CreateStmt => (*(stmt as *mut pg_sys::CreateStmt)).relation,
+            N::T_CreateStmt | N::T_CreateForeignTableStmt => (*create_stmt(stmt).expect("a CREATE TABLE")).relation,
             N::T_CreateSeqStmt => (*(stmt as *mut pg_sys::CreateSeqStmt)).sequence,
             N::T_ViewStmt => (*(stmt as *mut pg_sys::ViewStmt)).view,
             _ => {
@@ -647,10 +663,9 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
             _ => role_specs((*(stmt as *mut pg_sys::DropRoleStmt)).roles),
         };
         ins.record.push((tag.to_string(), String::new(), who));
-    } else if t == N::T_CreateStmt {
-        // A child by table inheritance (not a partition) of a protected table: the parent's
-        // triggers do not fire for the child's rows.
-        let s = stmt as *mut pg_sys::CreateStmt;
+    } else if let Some(s) = create_stmt(stmt) {
+        // A child by table inheritance (not a partition) of a protected table, a foreign table
+        // too: the parent's triggers do not fire for the child's rows.
         if (*s).partbound.is_null() {
             let parents: Vec<*mut pg_sys::RangeVar> = list_ptrs((*s).inhRelations).into_iter().map(|p| p as *mut pg_sys::RangeVar).collect();
             if let Some(what) = inherits_protected(&parents) {

@@ -537,6 +537,20 @@ mod tests {
             ("ALTER EXTENSION tradeguard DROP TABLE tradeguard_audit.log", "the members of extension tradeguard".to_string()),
             ("SET LOCAL search_path = tradeguard_audit; DROP INDEX log_block", "objects of tradeguard's schemas (log_block)".to_string()),
             ("CREATE POLICY p ON tradeguard_audit.log USING (true)", "policies on tradeguard's tables".to_string()),
+            // Sealed rows of block 999 would go to a table outside the protected schema.
+            (
+                "CREATE TABLE public.t_part PARTITION OF tradeguard_audit.log FOR VALUES IN (999)",
+                "inheritance from or partitions of tables in tradeguard's schemas".to_string(),
+            ),
+            (
+                "CREATE TABLE public.t_child () INHERITS (tradeguard_audit.blocks)",
+                "table inheritance from tradeguard_audit.blocks (its audit, encryption and guard triggers would not fire for the child's rows; use partitioning)".to_string(),
+            ),
+            (
+                "CREATE FOREIGN DATA WRAPPER t_fdw; CREATE SERVER t_srv FOREIGN DATA WRAPPER t_fdw;
+                 CREATE FOREIGN TABLE tradeguard_audit.t_ft (id int) SERVER t_srv",
+                "new objects in tradeguard's schemas".to_string(),
+            ),
         ] {
             assert_eq!(crate::common::sql_error(sql), Some(refused(&what)), "{sql}");
         }
@@ -594,6 +608,14 @@ mod tests {
         assert_eq!(ddl, Ok(Some("ALTER TYPE, DROP DOMAIN".to_string())));
         assert_eq!(
             crate::common::sql_error("CREATE TABLE t_child () INHERITS (t_en)"),
+            Some(refused("table inheritance from public.t_en (its audit, encryption and guard triggers would not fire for the child's rows; use partitioning)"))
+        );
+        // A foreign table too.
+        assert_eq!(
+            crate::common::sql_error(
+                "CREATE FOREIGN DATA WRAPPER t_fdw2; CREATE SERVER t_srv2 FOREIGN DATA WRAPPER t_fdw2;
+                 CREATE FOREIGN TABLE t_fchild () INHERITS (t_en) SERVER t_srv2"
+            ),
             Some(refused("table inheritance from public.t_en (its audit, encryption and guard triggers would not fire for the child's rows; use partitioning)"))
         );
         // A change that cannot be recorded does not happen (here: an oversized context).
