@@ -19,6 +19,20 @@ CREATE TABLE tradeguard_audit.audited_tables (
 );
 COMMENT ON TABLE tradeguard_audit.audited_tables IS 'tradeguard: tables that carry the audit triggers';
 
+-- Tables whose auditing unaudit_table stopped. audit_table on the same table again (same OID and
+-- name) continues its history() from where it started, with the names it had, instead of
+-- starting anew. An oid, and not dumped: after a restore, a DROP, or once another table is
+-- audited under that name, its history starts anew.
+CREATE TABLE tradeguard_audit.paused_tables (
+    relid         oid PRIMARY KEY,
+    schema_name   text NOT NULL,
+    table_name    text NOT NULL,
+    former_names  jsonb NOT NULL,
+    since_id      bigint NOT NULL,
+    paused_at     timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE tradeguard_audit.paused_tables IS 'tradeguard: audited tables whose auditing was stopped (their history() continues if audited again)';
+
 -- (A sequence, not an identity column: PostgreSQL 15 has no identity on a partitioned table.)
 CREATE SEQUENCE tradeguard_audit.log_id_seq;
 CREATE TABLE tradeguard_audit.log (

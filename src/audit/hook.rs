@@ -937,6 +937,10 @@ fn forget_dropped_schemas(schemas: &[String]) -> TgResult<()> {
             "DELETE FROM tradeguard_audit.audited_tables a
               WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = a.relid)",
         )?;
+        Spi::run(
+            "DELETE FROM tradeguard_audit.paused_tables p
+              WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = p.relid)",
+        )?;
         Ok(())
     })??;
     crate::crypto::keys::invalidate();
@@ -948,6 +952,7 @@ fn forget_dropped(dropped: &[(pg_sys::Oid, String, String)]) -> TgResult<()> {
     crate::common::as_owner(|| -> TgResult<()> {
         for (relid, schema, table) in dropped {
             Spi::run_with_args("DELETE FROM tradeguard_audit.audited_tables WHERE relid = $1", &[(*relid).into()])?;
+            Spi::run_with_args("DELETE FROM tradeguard_audit.paused_tables WHERE relid = $1", &[(*relid).into()])?;
             Spi::run_with_args(
                 "DELETE FROM tradeguard_audit.encrypted_columns WHERE schema_name = $1 AND table_name = $2",
                 &[schema.as_str().into(), table.as_str().into()],

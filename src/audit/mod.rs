@@ -217,11 +217,22 @@ fn audit_table_impl(oid: pg_sys::Oid, exclude: Vec<String>) -> TgResult<String> 
         serde_json::json!({ "exclude_columns": exclude, "primary_key": t.pk }),
     )?;
     // history() of the table starts here: rows recorded earlier under its name belong to a
-    // table that had the name before (dropped or renamed since).
+    // table that had the name before (dropped or renamed since). Unless it is the same table,
+    // audited again under the same name after unaudit_table: its history continues. Another
+    // table audited under a paused table's name ends that continuation (rows under the name
+    // would no longer all be the paused table's).
     let _w = InternalWrite::begin();
-    common::as_owner(|| {
+    common::as_owner(|| -> Result<(), pgrx::spi::Error> {
         Spi::run_with_args(
-            "UPDATE tradeguard_audit.audited_tables SET since_id = $2 WHERE relid = $1 AND since_id IS NULL",
+            "DELETE FROM tradeguard_audit.paused_tables WHERE schema_name = $2 AND table_name = $3 AND relid <> $1::oid",
+            &[oid.into(), t.schema.as_str().into(), t.table.as_str().into()],
+        )?;
+        Spi::run_with_args(
+            "WITH p AS (DELETE FROM tradeguard_audit.paused_tables WHERE relid = $1::oid RETURNING *)
+             UPDATE tradeguard_audit.audited_tables a
+                SET since_id = coalesce((SELECT p.since_id FROM p WHERE p.schema_name = a.schema_name AND p.table_name = a.table_name), $2),
+                    former_names = coalesce((SELECT p.former_names FROM p WHERE p.schema_name = a.schema_name AND p.table_name = a.table_name), a.former_names)
+              WHERE a.relid = $1 AND a.since_id IS NULL",
             &[oid.into(), id.into()],
         )
     })??;
@@ -245,6 +256,15 @@ fn unaudit_table_impl(oid: pg_sys::Oid) -> TgResult<String> {
         common::as_owner(|| -> TgResult<usize> {
             Spi::run(&format!("DROP TRIGGER IF EXISTS tradeguard_audit_row ON {fq}"))?;
             Spi::run(&format!("DROP TRIGGER IF EXISTS tradeguard_audit_truncate ON {fq}"))?;
+            // Kept for audit_table on the same table again (its history() continues).
+            Spi::run_with_args(
+                "INSERT INTO tradeguard_audit.paused_tables (relid, schema_name, table_name, former_names, since_id)
+                 SELECT relid::oid, schema_name, table_name, former_names, since_id
+                   FROM tradeguard_audit.audited_tables WHERE relid = $1 AND since_id IS NOT NULL
+                 ON CONFLICT (relid) DO UPDATE SET schema_name = EXCLUDED.schema_name, table_name = EXCLUDED.table_name,
+                     former_names = EXCLUDED.former_names, since_id = EXCLUDED.since_id, paused_at = EXCLUDED.paused_at",
+                &[oid.into()],
+            )?;
             Ok(Spi::connect_mut(|c| {
                 c.update("DELETE FROM tradeguard_audit.audited_tables WHERE relid = $1", None, &[oid.into()])
                     .map(|t| t.len())

@@ -283,6 +283,53 @@ mod tests {
         );
     }
 
+    /// unaudit_table then audit_table of the same table: its history() continues (with the gap
+    /// unrecorded); another table audited under a paused table's name ends that continuation.
+    #[pg_test]
+    fn history_continues_after_auditing_is_resumed() {
+        let history = |t: &str| {
+            Spi::get_one::<String>(&format!(
+                "SELECT string_agg(operation || ' ' || coalesce(changes -> 'qty' ->> 'new', changes ->> 'qty'), ', ' ORDER BY id)
+                   FROM tradeguard.history('{t}', '{{\"id\": 1}}')"
+            ))
+        };
+        Spi::run(
+            "CREATE TABLE t_pa (id int PRIMARY KEY, qty int);
+             SELECT tradeguard.audit_table('t_pa');
+             INSERT INTO t_pa VALUES (1, 1);
+             ALTER TABLE t_pa RENAME TO t_pa2; UPDATE t_pa2 SET qty = 2; ALTER TABLE t_pa2 RENAME TO t_pa;
+             SELECT tradeguard.unaudit_table('t_pa');
+             UPDATE t_pa SET qty = 3;
+             SELECT tradeguard.audit_table('t_pa');
+             UPDATE t_pa SET qty = 4",
+        )
+        .unwrap();
+        // The row's earlier changes (under both names it had while audited) and the new one;
+        // the change made while unaudited is not in the trail.
+        assert_eq!(history("t_pa"), Ok(Some("INSERT 1, UPDATE 2, UPDATE 4".to_string())));
+        assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM tradeguard_audit.paused_tables"), Ok(Some(0)));
+        // Paused, renamed away; another table is audited under its name, then dropped; the
+        // first gets its name back: its history starts anew (rows under the name are not all
+        // its own).
+        Spi::run(
+            "SELECT tradeguard.unaudit_table('t_pa');
+             ALTER TABLE t_pa RENAME TO t_pa_away;
+             CREATE TABLE t_pa (id int PRIMARY KEY, qty int);
+             SELECT tradeguard.audit_table('t_pa');
+             INSERT INTO t_pa VALUES (1, 100);
+             SELECT tradeguard.break_glass('test: drop an audited table');
+             DROP TABLE t_pa;
+             ALTER TABLE t_pa_away RENAME TO t_pa;
+             SELECT tradeguard.audit_table('t_pa');
+             UPDATE t_pa SET qty = 5",
+        )
+        .unwrap();
+        assert_eq!(history("t_pa"), Ok(Some("UPDATE 5".to_string())));
+        // A dropped paused table leaves nothing behind.
+        Spi::run("SELECT tradeguard.unaudit_table('t_pa'); DROP TABLE t_pa").unwrap();
+        assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM tradeguard_audit.paused_tables"), Ok(Some(0)));
+    }
+
     #[pg_test]
     fn history_follows_the_table_through_renames() {
         Spi::run(
