@@ -4,11 +4,12 @@
 //! formats numbers as text and parses them back (`numeric_out` then `numeric_in`), and the
 //! trigger then deleted the excluded columns and built the primary key by deleting every other
 //! column. An [`ImagePlan`] decides each column's conversion once per table shape and builds the
-//! image and the key in one pass as jsonb objects of PostgreSQL's own format (keys put in jsonb's
-//! order once per plan, laid out by `JsonbValueToJsonb`), so the bytes are those of `to_jsonb`: numbers are passed as the stored `numeric` (or converted from
-//! the integer), text as its stored bytes, dates through `JsonEncodeDateTime` as `to_jsonb`
-//! does. A table with a column this plan does not know (arrays, composites, json, floats, user
-//! types) keeps the generic `to_jsonb` path.
+//! image and the key in one pass as jsonb objects of PostgreSQL's own format (keys put in
+//! jsonb's order once per plan, laid out by `JsonbValueToJsonb`), so the bytes are those of
+//! `to_jsonb`: numbers are passed as the stored `numeric` (or converted from the integer), text
+//! as its stored bytes, dates through `JsonEncodeDateTime` as `to_jsonb` does. A table with a
+//! column this plan does not know (arrays, composites, json, floats, user types) keeps the
+//! generic `to_jsonb` path.
 
 use std::ffi::CStr;
 

@@ -50,7 +50,7 @@ fn seal_once() -> TgResult<Option<(i64, i64)>> {
             &[],
         )?
         .unwrap_or(0);
-        // In id order, from the partial index of unsealed rows (log_unsealed): never the whole
+        // In id order, from the partition of unsealed rows and its id index: never the whole
         // trail.
         let rows = Spi::connect(|c| {
             let t = c.select(
