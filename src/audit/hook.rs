@@ -103,19 +103,33 @@ unsafe fn inherits_protected(parents: &[*mut pg_sys::RangeVar]) -> Option<String
     })
 }
 
-/// The audited tables (schema, name) with a column of type `typid`, of a domain over it or of
-/// an array of it.
+/// The audited tables (schema, name) with a column whose type is `typid` or is built on it, at
+/// any depth: a domain over it, an array of it, a range or multirange over it, a composite type
+/// (or a table's row type) with a field of it.
 unsafe fn audited_tables_using_type(typid: pg_sys::Oid) -> Vec<(String, String)> {
     if typid == pg_sys::InvalidOid {
         return Vec::new();
     }
     let tables = crate::common::with_catalog_search_path(|| {
         crate::common::spi_first::<Vec<pg_sys::Oid>>(
-            "SELECT pg_catalog.array_agg(DISTINCT a.attrelid)
+            "WITH RECURSIVE uses(oid) AS (
+                 SELECT $1::pg_catalog.oid
+               UNION
+                 SELECT n.oid FROM uses u, LATERAL (
+                     SELECT y.oid FROM pg_catalog.pg_type y
+                      WHERE y.typbasetype = u.oid
+                         OR (y.typelem = u.oid AND y.typsubscript = 'pg_catalog.array_subscript_handler'::pg_catalog.regproc)
+                     UNION ALL
+                     SELECT r.rngtypid FROM pg_catalog.pg_range r WHERE r.rngsubtype = u.oid
+                     UNION ALL
+                     SELECT r.rngmultitypid FROM pg_catalog.pg_range r WHERE r.rngtypid = u.oid
+                     UNION ALL
+                     SELECT c.reltype FROM pg_catalog.pg_attribute f JOIN pg_catalog.pg_class c ON c.oid = f.attrelid
+                      WHERE f.atttypid = u.oid AND f.attnum > 0 AND NOT f.attisdropped AND c.reltype <> 0) n)
+             SELECT pg_catalog.array_agg(DISTINCT a.attrelid)
                FROM pg_catalog.pg_attribute a
                JOIN pg_catalog.pg_trigger t ON t.tgrelid = a.attrelid AND t.tgname = 'tradeguard_audit_row'
-              WHERE a.attnum > 0 AND NOT a.attisdropped
-                AND (a.atttypid = $1 OR a.atttypid IN (SELECT y.oid FROM pg_catalog.pg_type y WHERE y.typbasetype = $1 OR y.typelem = $1))",
+              WHERE a.attnum > 0 AND NOT a.attisdropped AND a.atttypid IN (SELECT oid FROM uses)",
             &[typid.into()],
         )
     });

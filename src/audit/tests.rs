@@ -653,6 +653,21 @@ mod tests {
             "SELECT string_agg(new_row ->> 'command', ', ' ORDER BY id) FROM tradeguard_audit.log WHERE table_name = 't_en' AND operation = 'DDL'",
         );
         assert_eq!(ddl, Ok(Some("ALTER TYPE, DROP DOMAIN".to_string())));
+        // Types nested deeper: a composite with a field of the enum, a domain over a domain, a
+        // range over a domain of numeric.
+        Spi::run(
+            "CREATE TYPE t_leg AS (side t_side, qty int); CREATE DOMAIN t_q0 AS int; CREATE DOMAIN t_q1 AS t_q0;
+             CREATE DOMAIN t_n0 AS numeric; CREATE TYPE t_band AS RANGE (subtype = t_n0);
+             CREATE TABLE t_nest (id int PRIMARY KEY, legs t_leg[], q t_q1, band t_band); SELECT tradeguard.audit_table('t_nest');
+             ALTER TYPE t_side RENAME VALUE 'tmp' TO 'buy';
+             DROP DOMAIN t_q0 CASCADE;
+             DROP DOMAIN t_n0 CASCADE",
+        )
+        .unwrap();
+        let ddl = Spi::get_one::<String>(
+            "SELECT string_agg(new_row ->> 'command', ', ' ORDER BY id) FROM tradeguard_audit.log WHERE table_name = 't_nest' AND operation = 'DDL'",
+        );
+        assert_eq!(ddl, Ok(Some("ALTER TYPE, DROP DOMAIN, DROP DOMAIN".to_string())));
         assert_eq!(
             crate::common::sql_error("CREATE TABLE t_child () INHERITS (t_en)"),
             Some(refused("table inheritance from public.t_en (its audit, encryption and guard triggers would not fire for the child's rows; use partitioning)"))
