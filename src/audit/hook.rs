@@ -103,6 +103,58 @@ unsafe fn inherits_protected(parents: &[*mut pg_sys::RangeVar]) -> Option<String
     })
 }
 
+/// Objects whose DROP ... CASCADE the hook follows through pg_depend into audited tables (not
+/// relations: their DROP checks ownership before it locks them, and the hook must not lock a
+/// table for a caller who may not drop it; types and domains: see audited_tables_using_type).
+fn cascade_traced(kind: pg_sys::ObjectType::Type) -> bool {
+    use pg_sys::ObjectType::*;
+    matches!(kind, OBJECT_FUNCTION | OBJECT_PROCEDURE | OBJECT_ROUTINE | OBJECT_AGGREGATE | OBJECT_OPERATOR | OBJECT_EXTENSION | OBJECT_COLLATION)
+}
+
+/// The audited tables (schema, name) that objects depending on `addr`, at any depth, belong to:
+/// a column of a type the object owns, a default or generated column calling it, a constraint,
+/// index, trigger, rule or policy using it. What a DROP ... CASCADE of it changes in them.
+unsafe fn audited_tables_depending_on(addr: pg_sys::ObjectAddress) -> Vec<(String, String)> {
+    if addr.objectId == pg_sys::InvalidOid {
+        return Vec::new();
+    }
+    let tables = crate::common::with_catalog_search_path(|| {
+        crate::common::spi_first::<Vec<pg_sys::Oid>>(
+            // A column reached (objsubid > 0) leads only to what depends on that column.
+            "WITH RECURSIVE dep(classid, objid, objsubid) AS (
+                 SELECT $1::pg_catalog.oid, $2::pg_catalog.oid, 0
+               UNION
+                 SELECT d.classid, d.objid, d.objsubid FROM dep x JOIN pg_catalog.pg_depend d
+                     ON d.refclassid = x.classid AND d.refobjid = x.objid AND (x.objsubid = 0 OR d.refobjsubid = x.objsubid))
+             SELECT pg_catalog.array_agg(DISTINCT r.rel)
+               FROM (SELECT x.objid AS rel FROM dep x WHERE x.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                     UNION ALL
+                     SELECT a.adrelid FROM dep x JOIN pg_catalog.pg_attrdef a ON a.oid = x.objid
+                      WHERE x.classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass
+                     UNION ALL
+                     SELECT c.conrelid FROM dep x JOIN pg_catalog.pg_constraint c ON c.oid = x.objid
+                      WHERE x.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass
+                     UNION ALL
+                     SELECT g.tgrelid FROM dep x JOIN pg_catalog.pg_trigger g ON g.oid = x.objid
+                      WHERE x.classid = 'pg_catalog.pg_trigger'::pg_catalog.regclass
+                     UNION ALL
+                     SELECT w.ev_class FROM dep x JOIN pg_catalog.pg_rewrite w ON w.oid = x.objid
+                      WHERE x.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass
+                     UNION ALL
+                     SELECT p.polrelid FROM dep x JOIN pg_catalog.pg_policy p ON p.oid = x.objid
+                      WHERE x.classid = 'pg_catalog.pg_policy'::pg_catalog.regclass
+                     UNION ALL
+                     SELECT i.indrelid FROM dep x JOIN pg_catalog.pg_index i ON i.indexrelid = x.objid
+                      WHERE x.classid = 'pg_catalog.pg_class'::pg_catalog.regclass) r
+               JOIN pg_catalog.pg_trigger t ON t.tgrelid = r.rel AND t.tgname = 'tradeguard_audit_row'",
+            &[addr.classId.into(), addr.objectId.into()],
+        )
+    });
+    // Not knowing stops the statement (a change to audited data must be recorded).
+    let tables = tables.map_err(crate::error::TgError::from).or_raise().unwrap_or_default();
+    tables.into_iter().map(|r| (rel_schema(r), rel_name(r))).collect()
+}
+
 /// The audited tables (schema, name) with a column whose type is `typid` or is built on it, at
 /// any depth: a domain over it, an array of it, a range or multirange over it, a composite type
 /// (or a table's row type) with a field of it.
@@ -503,6 +555,24 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
     } else if t == N::T_DropStmt {
         let s = stmt as *mut pg_sys::DropStmt;
         let kind = (*s).removeType;
+        if (*s).behavior == pg_sys::DropBehavior::DROP_CASCADE && cascade_traced(kind) {
+            // DROP FUNCTION/EXTENSION/... CASCADE: the columns, defaults, generated columns,
+            // constraints and triggers of audited tables it takes with it.
+            for o in list_ptrs((*s).objects) {
+                // As DROP itself looks the object up next (same lock, before its ownership check).
+                // (It always writes the relation pointer: none for these kinds, closed if any.)
+                let mut rel: pg_sys::Relation = std::ptr::null_mut();
+                let addr = pg_sys::get_object_address(kind, o as *mut pg_sys::Node, &mut rel, pg_sys::AccessExclusiveLock as i32, true);
+                if !rel.is_null() {
+                    pg_sys::relation_close(rel, pg_sys::NoLock as i32);
+                }
+                for (schema, table) in audited_tables_depending_on(addr) {
+                    if !ins.record.iter().any(|(_, s, t)| *s == schema && *t == table) {
+                        ins.record.push(("DDL".into(), schema, table));
+                    }
+                }
+            }
+        }
         for o in list_ptrs((*s).objects) {
             if matches!(kind, pg_sys::ObjectType::OBJECT_TYPE | pg_sys::ObjectType::OBJECT_DOMAIN) && is_tag(o, N::T_TypeName) {
                 // DROP TYPE/DOMAIN ... CASCADE drops the audited columns of that type.

@@ -668,6 +668,42 @@ mod tests {
             "SELECT string_agg(new_row ->> 'command', ', ' ORDER BY id) FROM tradeguard_audit.log WHERE table_name = 't_nest' AND operation = 'DDL'",
         );
         assert_eq!(ddl, Ok(Some("ALTER TYPE, DROP DOMAIN, DROP DOMAIN".to_string())));
+        // Other drops that cascade into audited tables: a function a generated column and a
+        // default call, an extension whose type a column uses. A drop that reaches no audited
+        // table records nothing.
+        Spi::run(
+            "CREATE FUNCTION t_fee(numeric) RETURNS numeric IMMUTABLE LANGUAGE sql AS 'SELECT $1 * 0.001';
+             CREATE FUNCTION t_venue() RETURNS text LANGUAGE sql AS 'SELECT ''XTKS''';
+             CREATE FUNCTION t_unused() RETURNS int LANGUAGE sql AS 'SELECT 1';
+             CREATE EXTENSION citext;
+             CREATE TABLE t_casc (id int PRIMARY KEY, px numeric, fee numeric GENERATED ALWAYS AS (t_fee(px)) STORED,
+                                  venue text DEFAULT t_venue(), email citext);
+             SELECT tradeguard.audit_table('t_casc');
+             DROP FUNCTION t_fee(numeric) CASCADE;
+             DROP FUNCTION t_venue CASCADE;
+             DROP FUNCTION t_unused() CASCADE;
+             DROP EXTENSION citext CASCADE",
+        )
+        .unwrap();
+        let ddl = Spi::get_one::<String>(
+            "SELECT string_agg(new_row ->> 'command', ', ' ORDER BY id) FROM tradeguard_audit.log WHERE table_name = 't_casc' AND operation = 'DDL'",
+        );
+        assert_eq!(ddl, Ok(Some("DROP FUNCTION, DROP FUNCTION, DROP EXTENSION".to_string())));
+        assert_eq!(
+            Spi::get_one::<String>(
+                "SELECT string_agg(attname, ',' ORDER BY attnum) FROM pg_attribute WHERE attrelid = 't_casc'::regclass AND attnum > 0 AND NOT attisdropped"
+            ),
+            Ok(Some("id,px,venue".to_string()))
+        );
+        // Missing objects of every traced kind: the lookup finds nothing, nothing is recorded,
+        // the statement runs (IF EXISTS) as it would without the hook.
+        Spi::run(
+            "DROP FUNCTION IF EXISTS t_nope() CASCADE; DROP PROCEDURE IF EXISTS t_nope() CASCADE;
+             DROP ROUTINE IF EXISTS t_nope CASCADE; DROP AGGREGATE IF EXISTS t_nope(int) CASCADE;
+             DROP OPERATOR IF EXISTS ### (int, int) CASCADE; DROP EXTENSION IF EXISTS t_nope CASCADE;
+             DROP COLLATION IF EXISTS t_nope CASCADE",
+        )
+        .unwrap();
         assert_eq!(
             crate::common::sql_error("CREATE TABLE t_child () INHERITS (t_en)"),
             Some(refused("table inheritance from public.t_en (its audit, encryption and guard triggers would not fire for the child's rows; use partitioning)"))
