@@ -126,26 +126,17 @@ unsafe fn audited_tables_depending_on(addr: pg_sys::ObjectAddress) -> Vec<(Strin
                UNION
                  SELECT d.classid, d.objid, d.objsubid FROM dep x JOIN pg_catalog.pg_depend d
                      ON d.refclassid = x.classid AND d.refobjid = x.objid AND (x.objsubid = 0 OR d.refobjsubid = x.objsubid))
+             -- The relation each reached object belongs to (an index: its table).
              SELECT pg_catalog.array_agg(DISTINCT r.rel)
-               FROM (SELECT x.objid AS rel FROM dep x WHERE x.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
-                     UNION ALL
-                     SELECT a.adrelid FROM dep x JOIN pg_catalog.pg_attrdef a ON a.oid = x.objid
-                      WHERE x.classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass
-                     UNION ALL
-                     SELECT c.conrelid FROM dep x JOIN pg_catalog.pg_constraint c ON c.oid = x.objid
-                      WHERE x.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass
-                     UNION ALL
-                     SELECT g.tgrelid FROM dep x JOIN pg_catalog.pg_trigger g ON g.oid = x.objid
-                      WHERE x.classid = 'pg_catalog.pg_trigger'::pg_catalog.regclass
-                     UNION ALL
-                     SELECT w.ev_class FROM dep x JOIN pg_catalog.pg_rewrite w ON w.oid = x.objid
-                      WHERE x.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass
-                     UNION ALL
-                     SELECT p.polrelid FROM dep x JOIN pg_catalog.pg_policy p ON p.oid = x.objid
-                      WHERE x.classid = 'pg_catalog.pg_policy'::pg_catalog.regclass
-                     UNION ALL
-                     SELECT i.indrelid FROM dep x JOIN pg_catalog.pg_index i ON i.indexrelid = x.objid
-                      WHERE x.classid = 'pg_catalog.pg_class'::pg_catalog.regclass) r
+               FROM (SELECT CASE x.classid
+                     WHEN 'pg_catalog.pg_class'::pg_catalog.regclass
+                          THEN coalesce((SELECT i.indrelid FROM pg_catalog.pg_index i WHERE i.indexrelid = x.objid), x.objid)
+                     WHEN 'pg_catalog.pg_attrdef'::pg_catalog.regclass THEN (SELECT a.adrelid FROM pg_catalog.pg_attrdef a WHERE a.oid = x.objid)
+                     WHEN 'pg_catalog.pg_constraint'::pg_catalog.regclass THEN (SELECT c.conrelid FROM pg_catalog.pg_constraint c WHERE c.oid = x.objid)
+                     WHEN 'pg_catalog.pg_trigger'::pg_catalog.regclass THEN (SELECT g.tgrelid FROM pg_catalog.pg_trigger g WHERE g.oid = x.objid)
+                     WHEN 'pg_catalog.pg_rewrite'::pg_catalog.regclass THEN (SELECT w.ev_class FROM pg_catalog.pg_rewrite w WHERE w.oid = x.objid)
+                     WHEN 'pg_catalog.pg_policy'::pg_catalog.regclass THEN (SELECT p.polrelid FROM pg_catalog.pg_policy p WHERE p.oid = x.objid)
+                     END AS rel FROM dep x) r
                JOIN pg_catalog.pg_trigger t ON t.tgrelid = r.rel AND t.tgname = 'tradeguard_audit_row'",
             &[addr.classId.into(), addr.objectId.into()],
         )
