@@ -103,47 +103,69 @@ unsafe fn inherits_protected(parents: &[*mut pg_sys::RangeVar]) -> Option<String
     })
 }
 
-/// Objects whose DROP ... CASCADE the hook follows through pg_depend into audited tables (not
-/// relations: their DROP checks ownership before it locks them, and the hook must not lock a
-/// table for a caller who may not drop it; types and domains: see audited_tables_using_type).
+/// Objects whose DROP ... CASCADE the hook follows through pg_depend into audited tables: every
+/// kind PostgreSQL drops through RemoveObjects (the hook looks the object up exactly as it does
+/// next), but types and domains (audited_tables_using_type) and schemas (their tables are
+/// recorded as dropped). Not relations: their DROP checks ownership before it locks them, and
+/// the hook must not lock a table for a caller who may not drop it.
 fn cascade_traced(kind: pg_sys::ObjectType::Type) -> bool {
     use pg_sys::ObjectType::*;
-    matches!(kind, OBJECT_FUNCTION | OBJECT_PROCEDURE | OBJECT_ROUTINE | OBJECT_AGGREGATE | OBJECT_OPERATOR | OBJECT_EXTENSION | OBJECT_COLLATION)
+    !matches!(kind, OBJECT_TABLE | OBJECT_INDEX | OBJECT_SEQUENCE | OBJECT_VIEW | OBJECT_MATVIEW | OBJECT_FOREIGN_TABLE | OBJECT_TYPE | OBJECT_DOMAIN | OBJECT_SCHEMA)
 }
 
-/// The audited tables (schema, name) that objects depending on `addr`, at any depth, belong to:
-/// a column of a type the object owns, a default or generated column calling it, a constraint,
-/// index, trigger, rule or policy using it. What a DROP ... CASCADE of it changes in them.
-unsafe fn audited_tables_depending_on(addr: pg_sys::ObjectAddress) -> Vec<(String, String)> {
+/// What depends on object ($1 class, $2 oid), at any depth. A column reached (objsubid > 0)
+/// leads only to what depends on that column, and to what uses its relation's row type (a
+/// composite type's field changes every value of that type).
+const DEPENDENTS_CTE: &str = "WITH RECURSIVE dep(classid, objid, objsubid) AS (
+         SELECT $1::pg_catalog.oid, $2::pg_catalog.oid, 0
+       UNION
+         SELECT n.classid, n.objid, n.objsubid FROM dep x, LATERAL (
+             SELECT d.classid, d.objid, d.objsubid FROM pg_catalog.pg_depend d
+              WHERE d.refclassid = x.classid AND d.refobjid = x.objid AND (x.objsubid = 0 OR d.refobjsubid = x.objsubid)
+             UNION ALL
+             SELECT 'pg_catalog.pg_type'::pg_catalog.regclass::pg_catalog.oid, c.reltype, 0 FROM pg_catalog.pg_class c
+              WHERE x.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND c.oid = x.objid AND x.objsubid > 0 AND c.reltype <> 0) n)";
+
+/// The audited tables (schema, name) that objects depending on `addr`, at any depth, belong to
+/// (a column of a type the object owns, a default or generated column calling it, a constraint,
+/// index, trigger, rule or policy using it: what a DROP ... CASCADE of it changes in them), and
+/// whether the cascade reaches a member of tradeguard itself (PostgreSQL would then drop the
+/// whole extension, trail included).
+unsafe fn audited_tables_depending_on(addr: pg_sys::ObjectAddress) -> (Vec<(String, String)>, bool) {
     if addr.objectId == pg_sys::InvalidOid {
-        return Vec::new();
+        return (Vec::new(), false);
     }
-    let tables = crate::common::with_catalog_search_path(|| {
-        crate::common::spi_first::<Vec<pg_sys::Oid>>(
-            // A column reached (objsubid > 0) leads only to what depends on that column.
-            "WITH RECURSIVE dep(classid, objid, objsubid) AS (
-                 SELECT $1::pg_catalog.oid, $2::pg_catalog.oid, 0
-               UNION
-                 SELECT d.classid, d.objid, d.objsubid FROM dep x JOIN pg_catalog.pg_depend d
-                     ON d.refclassid = x.classid AND d.refobjid = x.objid AND (x.objsubid = 0 OR d.refobjsubid = x.objsubid))
-             -- The relation each reached object belongs to (an index: its table).
-             SELECT pg_catalog.array_agg(DISTINCT r.rel)
-               FROM (SELECT CASE x.classid
-                     WHEN 'pg_catalog.pg_class'::pg_catalog.regclass
-                          THEN coalesce((SELECT i.indrelid FROM pg_catalog.pg_index i WHERE i.indexrelid = x.objid), x.objid)
-                     WHEN 'pg_catalog.pg_attrdef'::pg_catalog.regclass THEN (SELECT a.adrelid FROM pg_catalog.pg_attrdef a WHERE a.oid = x.objid)
-                     WHEN 'pg_catalog.pg_constraint'::pg_catalog.regclass THEN (SELECT c.conrelid FROM pg_catalog.pg_constraint c WHERE c.oid = x.objid)
-                     WHEN 'pg_catalog.pg_trigger'::pg_catalog.regclass THEN (SELECT g.tgrelid FROM pg_catalog.pg_trigger g WHERE g.oid = x.objid)
-                     WHEN 'pg_catalog.pg_rewrite'::pg_catalog.regclass THEN (SELECT w.ev_class FROM pg_catalog.pg_rewrite w WHERE w.oid = x.objid)
-                     WHEN 'pg_catalog.pg_policy'::pg_catalog.regclass THEN (SELECT p.polrelid FROM pg_catalog.pg_policy p WHERE p.oid = x.objid)
-                     END AS rel FROM dep x) r
-               JOIN pg_catalog.pg_trigger t ON t.tgrelid = r.rel AND t.tgname = 'tradeguard_audit_row'",
-            &[addr.classId.into(), addr.objectId.into()],
+    let ext = pg_sys::get_extension_oid(c"tradeguard".as_ptr(), true);
+    let found = crate::common::with_catalog_search_path(|| {
+        crate::common::spi_first_row(
+            &format!(
+                "{DEPENDENTS_CTE}
+                 SELECT (SELECT pg_catalog.array_agg(DISTINCT r.rel)
+                           FROM (SELECT CASE x.classid
+                                 WHEN 'pg_catalog.pg_class'::pg_catalog.regclass
+                                      THEN coalesce((SELECT i.indrelid FROM pg_catalog.pg_index i WHERE i.indexrelid = x.objid), x.objid)
+                                 WHEN 'pg_catalog.pg_attrdef'::pg_catalog.regclass THEN (SELECT a.adrelid FROM pg_catalog.pg_attrdef a WHERE a.oid = x.objid)
+                                 WHEN 'pg_catalog.pg_constraint'::pg_catalog.regclass THEN (SELECT c.conrelid FROM pg_catalog.pg_constraint c WHERE c.oid = x.objid)
+                                 WHEN 'pg_catalog.pg_trigger'::pg_catalog.regclass THEN (SELECT g.tgrelid FROM pg_catalog.pg_trigger g WHERE g.oid = x.objid)
+                                 WHEN 'pg_catalog.pg_rewrite'::pg_catalog.regclass THEN (SELECT w.ev_class FROM pg_catalog.pg_rewrite w WHERE w.oid = x.objid)
+                                 WHEN 'pg_catalog.pg_policy'::pg_catalog.regclass THEN (SELECT p.polrelid FROM pg_catalog.pg_policy p WHERE p.oid = x.objid)
+                                 END AS rel FROM dep x) r
+                           JOIN pg_catalog.pg_trigger t ON t.tgrelid = r.rel AND t.tgname = 'tradeguard_audit_row'),
+                        EXISTS (SELECT 1 FROM dep x
+                                 WHERE (x.classid = 'pg_catalog.pg_extension'::pg_catalog.regclass AND x.objid = $3)
+                                    OR EXISTS (SELECT 1 FROM pg_catalog.pg_depend e
+                                                WHERE e.classid = x.classid AND e.objid = x.objid AND e.deptype = 'e'
+                                                  AND e.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass AND e.refobjid = $3))"
+            ),
+            &[addr.classId.into(), addr.objectId.into(), ext.into()],
+            |r| Ok((r.get::<Vec<pg_sys::Oid>>(1)?.unwrap_or_default(), r.get::<bool>(2)?.unwrap_or(true))),
         )
     });
     // Not knowing stops the statement (a change to audited data must be recorded).
-    let tables = tables.map_err(crate::error::TgError::from).or_raise().unwrap_or_default();
-    tables.into_iter().map(|r| (rel_schema(r), rel_name(r))).collect()
+    let (tables, reaches_tradeguard) = found.map_err(crate::error::TgError::from).or_raise().unwrap_or((Vec::new(), true));
+    // (DROP EXTENSION tradeguard itself: refused while the trail holds rows, see inspect.)
+    let itself = addr.classId == pg_sys::ExtensionRelationId && addr.objectId == ext;
+    (tables.into_iter().map(|r| (rel_schema(r), rel_name(r))).collect(), reaches_tradeguard && !itself)
 }
 
 /// The audited tables (schema, name) with a column whose type is `typid` or is built on it, at
@@ -557,7 +579,11 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
                 if !rel.is_null() {
                     pg_sys::relation_close(rel, pg_sys::NoLock as i32);
                 }
-                for (schema, table) in audited_tables_depending_on(addr) {
+                let (tables, reaches_tradeguard) = audited_tables_depending_on(addr);
+                if reaches_tradeguard && addr.objectId != pg_sys::InvalidOid {
+                    ins.protected = Some("extension tradeguard (the cascade reaches its objects: PostgreSQL would drop the extension and its trail)".into());
+                }
+                for (schema, table) in tables {
                     if !ins.record.iter().any(|(_, s, t)| *s == schema && *t == table) {
                         ins.record.push(("DDL".into(), schema, table));
                     }
@@ -963,6 +989,12 @@ fn follow_names(relid: Option<pg_sys::Oid>, schemas: (&str, &str), tables: Optio
               WHERE CASE WHEN $1 IS NULL THEN a.schema_name = $2 ELSE a.relid = $1 END
                 AND ($2::text, coalesce($4, a.table_name)) IS DISTINCT FROM ($3::text, coalesce($5, a.table_name))",
             &[relid.into(), schemas.0.into(), schemas.1.into(), old_table.into(), new_table.into(), until.into()],
+        )?;
+        // An audited table that takes a paused table's name writes rows under it: that pause
+        // can no longer continue (its history would take them in).
+        Spi::run(
+            "DELETE FROM tradeguard_audit.paused_tables p USING tradeguard_audit.audited_tables a
+              WHERE p.schema_name = a.schema_name AND p.table_name = a.table_name AND p.relid <> a.relid::pg_catalog.oid",
         )
     })??;
     // The audit triggers of every backend record the new names from the next row on.

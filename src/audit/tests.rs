@@ -325,6 +325,19 @@ mod tests {
         )
         .unwrap();
         assert_eq!(history("t_pa"), Ok(Some("UPDATE 5".to_string())));
+        // Paused, renamed away; an audited table is renamed to its name and writes under it,
+        // then leaves; the first gets its name back: its history starts anew.
+        Spi::run(
+            "CREATE TABLE t_pb (id int PRIMARY KEY, qty int); SELECT tradeguard.audit_table('t_pb');
+             INSERT INTO t_pb VALUES (1, 1);
+             SELECT tradeguard.unaudit_table('t_pb'); ALTER TABLE t_pb RENAME TO t_pb_away;
+             CREATE TABLE t_px (id int PRIMARY KEY, qty int); SELECT tradeguard.audit_table('t_px');
+             ALTER TABLE t_px RENAME TO t_pb; INSERT INTO t_pb VALUES (1, 50); ALTER TABLE t_pb RENAME TO t_px;
+             ALTER TABLE t_pb_away RENAME TO t_pb; SELECT tradeguard.audit_table('t_pb');
+             UPDATE t_pb SET qty = 6",
+        )
+        .unwrap();
+        assert_eq!(history("t_pb"), Ok(Some("UPDATE 6".to_string())));
         // A dropped paused table leaves nothing behind.
         Spi::run("SELECT tradeguard.unaudit_table('t_pa'); DROP TABLE t_pa").unwrap();
         assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM tradeguard_audit.paused_tables"), Ok(Some(0)));
@@ -694,6 +707,27 @@ mod tests {
                 "SELECT string_agg(attname, ',' ORDER BY attnum) FROM pg_attribute WHERE attrelid = 't_casc'::regclass AND attnum > 0 AND NOT attisdropped"
             ),
             Ok(Some("id,px,venue".to_string()))
+        );
+        // A composite type with a field of an extension's type, used by an audited column: the
+        // extension's drop changes its values. A text search configuration a generated column
+        // uses. A cascade that would reach tradeguard's own objects (PostgreSQL would drop the
+        // whole extension with them) is refused.
+        Spi::run(
+            "CREATE EXTENSION citext; CREATE TYPE t_pair AS (a citext, b int);
+             CREATE TEXT SEARCH CONFIGURATION t_cfg (COPY = simple);
+             CREATE TABLE t_casc2 (id int PRIMARY KEY, p t_pair, note text, doc tsvector GENERATED ALWAYS AS (to_tsvector('t_cfg', note)) STORED);
+             SELECT tradeguard.audit_table('t_casc2');
+             DROP EXTENSION citext CASCADE;
+             DROP TEXT SEARCH CONFIGURATION t_cfg CASCADE",
+        )
+        .unwrap();
+        let ddl = Spi::get_one::<String>(
+            "SELECT string_agg(new_row ->> 'command', ', ' ORDER BY id) FROM tradeguard_audit.log WHERE table_name = 't_casc2' AND operation = 'DDL'",
+        );
+        assert_eq!(ddl, Ok(Some("DROP EXTENSION, DROP TEXT SEARCH CONFIGURATION".to_string())));
+        assert_eq!(
+            crate::common::sql_error("DROP EXTENSION plpgsql CASCADE"),
+            Some(refused("extension tradeguard (the cascade reaches its objects: PostgreSQL would drop the extension and its trail)"))
         );
         // Missing objects of every traced kind: the lookup finds nothing, nothing is recorded,
         // the statement runs (IF EXISTS) as it would without the hook.
