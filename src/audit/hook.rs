@@ -514,8 +514,15 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
                         ins.protected = Some(what);
                     }
                 }
-                if (*cmd).subtype == pg_sys::AlterTableType::AT_AttachPartition && is_tag((*cmd).def as *mut c_void, N::T_PartitionCmd) {
-                    if let Some(part) = range_var_relid((*((*cmd).def as *mut pg_sys::PartitionCmd)).name) {
+                let attach = (*cmd).subtype == pg_sys::AlterTableType::AT_AttachPartition;
+                let partition_cmd = attach || (*cmd).subtype == pg_sys::AlterTableType::AT_DetachPartition;
+                let part = if partition_cmd && is_tag((*cmd).def as *mut c_void, N::T_PartitionCmd) {
+                    range_var_relid((*((*cmd).def as *mut pg_sys::PartitionCmd)).name)
+                } else {
+                    None
+                };
+                if let Some(part) = part {
+                    if attach {
                         ins.attached.push(part);
                         // Triggers of the tables above are cloned onto the attached table and its
                         // partitions: the encrypt trigger may come from either side, and so may a
@@ -529,17 +536,11 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
                                 rel_name(part)
                             ));
                         }
-                        if is_audited(part) && !is_audited(relid) {
-                            ins.record.push(("DDL".into(), rel_schema(part), rel_name(part)));
-                        }
                     }
-                }
-                if (*cmd).subtype == pg_sys::AlterTableType::AT_DetachPartition && is_tag((*cmd).def as *mut c_void, N::T_PartitionCmd) {
-                    // (Detaching from an audited table is recorded as that table's DDL below.)
-                    if let Some(part) = range_var_relid((*((*cmd).def as *mut pg_sys::PartitionCmd)).name) {
-                        if is_audited(part) && !is_audited(relid) {
-                            ins.record.push(("DDL".into(), rel_schema(part), rel_name(part)));
-                        }
+                    // An audited partition of an unaudited table, attached or detached (to or
+                    // from an audited table, it is recorded as that table's DDL below).
+                    if is_audited(part) && !is_audited(relid) {
+                        ins.record.push(("DDL".into(), rel_schema(part), rel_name(part)));
                     }
                 }
                 if (*cmd).subtype == pg_sys::AlterTableType::AT_AlterColumnType {
@@ -580,7 +581,7 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
                     pg_sys::relation_close(rel, pg_sys::NoLock as i32);
                 }
                 let (tables, reaches_tradeguard) = audited_tables_depending_on(addr);
-                if reaches_tradeguard && addr.objectId != pg_sys::InvalidOid {
+                if reaches_tradeguard {
                     ins.protected = Some("extension tradeguard (the cascade reaches its objects: PostgreSQL would drop the extension and its trail)".into());
                 }
                 for (schema, table) in tables {
@@ -990,12 +991,7 @@ fn follow_names(relid: Option<pg_sys::Oid>, schemas: (&str, &str), tables: Optio
                 AND ($2::text, coalesce($4, a.table_name)) IS DISTINCT FROM ($3::text, coalesce($5, a.table_name))",
             &[relid.into(), schemas.0.into(), schemas.1.into(), old_table.into(), new_table.into(), until.into()],
         )?;
-        // An audited table that takes a paused table's name writes rows under it: that pause
-        // can no longer continue (its history would take them in).
-        Spi::run(
-            "DELETE FROM tradeguard_audit.paused_tables p USING tradeguard_audit.audited_tables a
-              WHERE p.schema_name = a.schema_name AND p.table_name = a.table_name AND p.relid <> a.relid::pg_catalog.oid",
-        )
+        super::end_overtaken_pauses()
     })??;
     // The audit triggers of every backend record the new names from the next row on.
     crate::crypto::keys::invalidate();

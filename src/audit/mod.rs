@@ -218,15 +218,10 @@ fn audit_table_impl(oid: pg_sys::Oid, exclude: Vec<String>) -> TgResult<String> 
     )?;
     // history() of the table starts here: rows recorded earlier under its name belong to a
     // table that had the name before (dropped or renamed since). Unless it is the same table,
-    // audited again under the same name after unaudit_table: its history continues. Another
-    // table audited under a paused table's name ends that continuation (rows under the name
-    // would no longer all be the paused table's).
+    // audited again under the same name after unaudit_table: its history continues.
     let _w = InternalWrite::begin();
     common::as_owner(|| -> Result<(), pgrx::spi::Error> {
-        Spi::run_with_args(
-            "DELETE FROM tradeguard_audit.paused_tables WHERE schema_name = $2 AND table_name = $3 AND relid <> $1::oid",
-            &[oid.into(), t.schema.as_str().into(), t.table.as_str().into()],
-        )?;
+        end_overtaken_pauses()?;
         Spi::run_with_args(
             "WITH p AS (DELETE FROM tradeguard_audit.paused_tables WHERE relid = $1::oid RETURNING *)
              UPDATE tradeguard_audit.audited_tables a
@@ -237,6 +232,16 @@ fn audit_table_impl(oid: pg_sys::Oid, exclude: Vec<String>) -> TgResult<String> 
         )
     })??;
     Ok(format!("auditing {fq}"))
+}
+
+/// Ends the pauses (unaudit_table) whose name another audited table now holds, registered under
+/// it or renamed or moved to it: rows recorded under the name are no longer all the paused
+/// table's, so its history() must not continue across them. Run as the extension owner.
+pub(crate) fn end_overtaken_pauses() -> Result<(), pgrx::spi::Error> {
+    Spi::run(
+        "DELETE FROM tradeguard_audit.paused_tables p USING tradeguard_audit.audited_tables a
+          WHERE p.schema_name = a.schema_name AND p.table_name = a.table_name AND p.relid <> a.relid::pg_catalog.oid",
+    )
 }
 
 /// `tradeguard.unaudit_table(tbl)` (admin): removes the triggers; recorded in the trail.

@@ -652,6 +652,13 @@ mod tests {
         ] {
             assert_eq!(crate::common::sql_error(sql), Some(refused(what)), "{sql}");
         }
+        // The commands recorded as DDL on `table`, oldest first.
+        let ddl_of = |table: &str| {
+            Spi::get_one_with_args::<String>(
+                "SELECT string_agg(new_row ->> 'command', ', ' ORDER BY id) FROM tradeguard_audit.log WHERE table_name = $1 AND operation = 'DDL'",
+                &[table.into()],
+            )
+        };
         // Changes to audited data made through its types are recorded; table inheritance from
         // an audited table (whose triggers would not fire for the child) is refused.
         Spi::run(
@@ -662,10 +669,7 @@ mod tests {
              DROP DOMAIN t_px CASCADE",
         )
         .unwrap();
-        let ddl = Spi::get_one::<String>(
-            "SELECT string_agg(new_row ->> 'command', ', ' ORDER BY id) FROM tradeguard_audit.log WHERE table_name = 't_en' AND operation = 'DDL'",
-        );
-        assert_eq!(ddl, Ok(Some("ALTER TYPE, DROP DOMAIN".to_string())));
+        assert_eq!(ddl_of("t_en"), Ok(Some("ALTER TYPE, DROP DOMAIN".to_string())));
         // Types nested deeper: a composite with a field of the enum, a domain over a domain, a
         // range over a domain of numeric.
         Spi::run(
@@ -677,10 +681,7 @@ mod tests {
              DROP DOMAIN t_n0 CASCADE",
         )
         .unwrap();
-        let ddl = Spi::get_one::<String>(
-            "SELECT string_agg(new_row ->> 'command', ', ' ORDER BY id) FROM tradeguard_audit.log WHERE table_name = 't_nest' AND operation = 'DDL'",
-        );
-        assert_eq!(ddl, Ok(Some("ALTER TYPE, DROP DOMAIN, DROP DOMAIN".to_string())));
+        assert_eq!(ddl_of("t_nest"), Ok(Some("ALTER TYPE, DROP DOMAIN, DROP DOMAIN".to_string())));
         // Other drops that cascade into audited tables: a function a generated column and a
         // default call, an extension whose type a column uses. A drop that reaches no audited
         // table records nothing.
@@ -698,10 +699,7 @@ mod tests {
              DROP EXTENSION citext CASCADE",
         )
         .unwrap();
-        let ddl = Spi::get_one::<String>(
-            "SELECT string_agg(new_row ->> 'command', ', ' ORDER BY id) FROM tradeguard_audit.log WHERE table_name = 't_casc' AND operation = 'DDL'",
-        );
-        assert_eq!(ddl, Ok(Some("DROP FUNCTION, DROP FUNCTION, DROP EXTENSION".to_string())));
+        assert_eq!(ddl_of("t_casc"), Ok(Some("DROP FUNCTION, DROP FUNCTION, DROP EXTENSION".to_string())));
         assert_eq!(
             Spi::get_one::<String>(
                 "SELECT string_agg(attname, ',' ORDER BY attnum) FROM pg_attribute WHERE attrelid = 't_casc'::regclass AND attnum > 0 AND NOT attisdropped"
@@ -721,10 +719,7 @@ mod tests {
              DROP TEXT SEARCH CONFIGURATION t_cfg CASCADE",
         )
         .unwrap();
-        let ddl = Spi::get_one::<String>(
-            "SELECT string_agg(new_row ->> 'command', ', ' ORDER BY id) FROM tradeguard_audit.log WHERE table_name = 't_casc2' AND operation = 'DDL'",
-        );
-        assert_eq!(ddl, Ok(Some("DROP EXTENSION, DROP TEXT SEARCH CONFIGURATION".to_string())));
+        assert_eq!(ddl_of("t_casc2"), Ok(Some("DROP EXTENSION, DROP TEXT SEARCH CONFIGURATION".to_string())));
         assert_eq!(
             crate::common::sql_error("DROP EXTENSION plpgsql CASCADE"),
             Some(refused("extension tradeguard (the cascade reaches its objects: PostgreSQL would drop the extension and its trail)"))
