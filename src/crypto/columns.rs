@@ -406,6 +406,12 @@ fn armored_datum(envelope_bytes: &[u8], buf: &mut Vec<u64>) -> TgResult<pg_sys::
     Ok(pg_sys::Datum::from(buf.as_ptr()))
 }
 
+/// `bytes` of column `col` as text (written values are checked: the error names the column,
+/// never the value).
+fn column_utf8<'b>(col: &str, bytes: &'b [u8]) -> Result<&'b str, CryptoError> {
+    std::str::from_utf8(bytes).map_err(|_| CryptoError::InvalidInput(format!("column {col}: value is not valid UTF-8")))
+}
+
 /// Encrypts the configured columns of the row being written (plaintext values only; values
 /// that already carry the armor are kept) and fills the blind index columns. Returns the row
 /// itself when nothing changes, else a new row formed from the same attributes (what
@@ -565,15 +571,11 @@ fn encrypt_row(td: &pg_sys::TriggerData) -> TgResult<pg_sys::HeapTuple> {
                 } else {
                     None
                 };
-                let text = || {
-                    std::str::from_utf8(raw)
-                        .map_err(|_| CryptoError::InvalidInput(format!("column {}: value is not valid UTF-8", col.name)))
-                };
+                let utf8 = |bytes| column_utf8(&col.name, bytes);
+                let text = || utf8(raw);
                 match &rebound {
                     None => col.check_input(|| Ok(text()?))?,
-                    Some((ValueType::Text, plaintext)) if written_back => col.check_input(|| {
-                        std::str::from_utf8(plaintext).map_err(|_| CryptoError::InvalidInput(format!("column {}: value is not valid UTF-8", col.name)).into())
-                    })?,
+                    Some((ValueType::Text, plaintext)) if written_back => col.check_input(|| Ok(utf8(plaintext)?))?,
                     _ => {}
                 }
                 match (&rebound, col.value_type) {
@@ -585,10 +587,7 @@ fn encrypt_row(td: &pg_sys::TriggerData) -> TgResult<pg_sys::HeapTuple> {
                     (Some(b), Some(k), None) => Some((b, super::blind_index_impl(text()?, k)?)),
                     // A value written back from another row (ON CONFLICT DO UPDATE SET c =
                     // EXCLUDED.c): its blind index follows it.
-                    (Some(b), Some(k), Some((ValueType::Text, plaintext))) if written_back => {
-                        let t = std::str::from_utf8(plaintext).map_err(|_| CryptoError::InvalidInput(format!("column {}: value is not valid UTF-8", col.name)))?;
-                        Some((b, super::blind_index_impl(t, k)?))
-                    }
+                    (Some(b), Some(k), Some((ValueType::Text, plaintext))) if written_back => Some((b, super::blind_index_impl(utf8(plaintext)?, k)?)),
                     (Some(b), Some(_), Some(_)) => insert_mac.take().map(|m| (b, m)),
                     _ => None,
                 };
@@ -1164,8 +1163,8 @@ fn update_in_batches(relid: pg_sys::Oid, fq: &str, col: &str, cond: &str, batch:
         if rels.is_empty() {
             return Ok(total);
         }
-        let pick = (rels.clone(), rows.iter().map(|t| (t.ip_blkid.bi_hi, t.ip_blkid.bi_lo, t.ip_posid)).collect::<Vec<_>>());
-        if last_pick.as_ref() == Some(&pick) {
+        let identity = (rels.clone(), rows.iter().map(|t| (t.ip_blkid.bi_hi, t.ip_blkid.bi_lo, t.ip_posid)).collect::<Vec<_>>());
+        if last_pick.as_ref() == Some(&identity) {
             // Written, yet still plaintext (or still on the old version): a rule or trigger
             // of the table redirects or undoes the write.
             return Err(CoreError::InvalidArgument(format!(
@@ -1174,7 +1173,7 @@ fn update_in_batches(relid: pg_sys::Oid, fq: &str, col: &str, cond: &str, batch:
             ))
             .into());
         }
-        last_pick = Some(pick);
+        last_pick = Some(identity);
         let n = common::as_table_owner(relid, || {
             Spi::connect_mut(|client| client.update(&write, None, &[rels.clone().into(), rows.clone().into()]).map(|t| t.len() as i64))
         })??;
