@@ -376,6 +376,15 @@ unsafe fn function_namespace(node: *mut c_void, kind: pg_sys::ObjectType::Type) 
 const FUNCTION_KINDS: [pg_sys::ObjectType::Type; 3] =
     [pg_sys::ObjectType::OBJECT_FUNCTION, pg_sys::ObjectType::OBJECT_PROCEDURE, pg_sys::ObjectType::OBJECT_ROUTINE];
 
+/// A relation of tradeguard's schemas, resolved as PostgreSQL resolves the name.
+unsafe fn rel_in_tradeguard_schema(rv: *mut pg_sys::RangeVar) -> bool {
+    range_var_relid(rv).is_some_and(|r| is_tradeguard_namespace(pg_sys::get_rel_namespace(r)))
+}
+
+/// Children of tradeguard's tables, by inheritance or as partitions: their rows would be read
+/// as the parent's (a key, a registration, a trail row) from a table outside its protection.
+const TRADEGUARD_PARENT: &str = "inheritance from or partitions of tables in tradeguard's schemas";
+
 /// Statements that create, move, replace or detach objects of tradeguard's own schemas (however
 /// the names are written: resolved through search_path as PostgreSQL does), refused unless
 /// break-glass: what tradeguard itself runs on (the trail's tables, verify(), the protection
@@ -383,12 +392,12 @@ const FUNCTION_KINDS: [pg_sys::ObjectType::Type; 3] =
 unsafe fn protected_schema_change(stmt: *mut pg_sys::Node) -> Option<String> {
     use pg_sys::NodeTag as N;
     let t = (*stmt).type_;
-    let rel_in = |rv: *mut pg_sys::RangeVar| range_var_relid(rv).is_some_and(|r| is_tradeguard_namespace(pg_sys::get_rel_namespace(r)));
+    let rel_in = |rv: *mut pg_sys::RangeVar| rel_in_tradeguard_schema(rv);
     if let Some(cs) = create_stmt(stmt) {
         // A table (or foreign table) of tradeguard's schemas as parent: a child by inheritance
         // or a partition (e.g. of the trail, where sealed rows of its range would go).
         if list_ptrs((*cs).inhRelations).into_iter().any(|p| rel_in(p as *mut pg_sys::RangeVar)) {
-            return Some("inheritance from or partitions of tables in tradeguard's schemas".into());
+            return Some(TRADEGUARD_PARENT.into());
         }
     }
     if t == N::T_CreateStmt || t == N::T_CreateForeignTableStmt || t == N::T_CreateSeqStmt || t == N::T_ViewStmt || t == N::T_CreateTableAsStmt {
@@ -510,7 +519,10 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
             for c in list_ptrs((*s).cmds) {
                 let cmd = c as *mut pg_sys::AlterTableCmd;
                 if (*cmd).subtype == pg_sys::AlterTableType::AT_AddInherit && is_tag((*cmd).def as *mut c_void, N::T_RangeVar) {
-                    if let Some(what) = inherits_protected(&[(*cmd).def as *mut pg_sys::RangeVar]) {
+                    let parent = (*cmd).def as *mut pg_sys::RangeVar;
+                    // As for CREATE TABLE ... INHERITS: a parent with tradeguard triggers, or any
+                    // table of tradeguard's schemas (its owner could otherwise add rows to it).
+                    if let Some(what) = inherits_protected(&[parent]).or_else(|| rel_in_tradeguard_schema(parent).then(|| TRADEGUARD_PARENT.into())) {
                         ins.protected = Some(what);
                     }
                 }

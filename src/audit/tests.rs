@@ -602,6 +602,13 @@ mod tests {
                 "CREATE TABLE public.t_part PARTITION OF tradeguard_audit.log FOR VALUES IN (999)",
                 "inheritance from or partitions of tables in tradeguard's schemas".to_string(),
             ),
+            // A child added later, of a table without triggers: its rows would be read as
+            // registrations (the child has the same columns, so only the hook stops it).
+            (
+                "CREATE TABLE public.t_reg (LIKE tradeguard_audit.audited_tables);
+                 ALTER TABLE public.t_reg INHERIT tradeguard_audit.audited_tables",
+                "inheritance from or partitions of tables in tradeguard's schemas".to_string(),
+            ),
             (
                 "CREATE TABLE public.t_child () INHERITS (tradeguard_audit.blocks)",
                 "table inheritance from tradeguard_audit.blocks (its audit, encryption and guard triggers would not fire for the child's rows; use partitioning)".to_string(),
