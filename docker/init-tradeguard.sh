@@ -150,7 +150,7 @@ REVOKE ALL ON DATABASE daytrading_prod FROM PUBLIC;
 GRANT CONNECT ON DATABASE daytrading_prod TO daytrading_prod, daytrading_readonly;
 SQL
 psql_su daytrading_prod -q -c 'CREATE EXTENSION tradeguard' \
-  -c 'GRANT tradeguard_encryptor, tradeguard_decryptor TO daytrading_prod' \
+  -c 'GRANT tradeguard_encryptor, tradeguard_decryptor, tradeguard_table_owner TO daytrading_prod' \
   -c 'GRANT tradeguard_auditor TO daytrading_readonly'
 psql_su daytrading_prod -q -c 'SET ROLE daytrading_prod' -f "$TG_SHARE/schema.sql"
 for f in "$TG_SHARE"/setup-*.sql; do

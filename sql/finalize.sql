@@ -7,6 +7,12 @@ REVOKE ALL ON ALL FUNCTIONS IN SCHEMA tradeguard_audit FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA tradeguard_audit FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA tradeguard_audit FROM PUBLIC;
 
+-- A new partition of a table with tradeguard's row triggers gets copies of them, which
+-- PostgreSQL allows only to a role that may execute their functions: the table's owner. (No
+-- USAGE on the schema comes with it: the functions cannot be named in a CREATE TRIGGER, and a
+-- trigger function cannot be called otherwise.)
+GRANT EXECUTE ON FUNCTION tradeguard.audit_trigger(), tradeguard.encrypt_trigger(), tradeguard.guard_trigger() TO tradeguard_table_owner;
+
 -- The identity sequences of protected tables travel with pg_dump too, so that rows written
 -- after a restore do not collide with restored ids.
 DO $seqs$

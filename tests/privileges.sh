@@ -30,7 +30,7 @@ CREATE ROLE tg_probe_public LOGIN;
 CREATE ROLE daytrading_prod LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE;
 CREATE ROLE daytrading_readonly LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE;
 ALTER ROLE daytrading_readonly SET default_transaction_read_only = on;
-GRANT tradeguard_encryptor, tradeguard_decryptor TO daytrading_prod;
+GRANT tradeguard_encryptor, tradeguard_decryptor, tradeguard_table_owner TO daytrading_prod;
 GRANT tradeguard_auditor TO daytrading_readonly;
 -- One encrypted column, for the GRANT on the <table>_decrypted view encrypt_column makes.
 CREATE TABLE public.priv_demo (id bigint PRIMARY KEY, secret text);
@@ -48,7 +48,7 @@ INSERT INTO roles VALUES
   (1, 'PUBLIC', 'tg_probe_public'), (2, 'daytrading_readonly', 'daytrading_readonly'),
   (3, 'daytrading_prod', 'daytrading_prod'), (4, 'tradeguard_admin', 'tradeguard_admin'),
   (5, 'tradeguard_encryptor', 'tradeguard_encryptor'), (6, 'tradeguard_decryptor', 'tradeguard_decryptor'),
-  (7, 'tradeguard_auditor', 'tradeguard_auditor');
+  (7, 'tradeguard_auditor', 'tradeguard_auditor'), (8, 'tradeguard_table_owner', 'tradeguard_table_owner');
 CREATE TEMP TABLE objs AS
 WITH ext AS (SELECT oid FROM pg_extension WHERE extname = 'tradeguard'),
      members AS (SELECT d.classid, d.objid FROM pg_depend d, ext
@@ -95,13 +95,14 @@ MATRIX_SQL="SELECT obj || E'\t' || kind || E'\t' || string_agg(label || '=' || p
   FROM cells GROUP BY obj, kind;"
 
 # README table: functions and views grouped by the set of tradeguard roles that may use them
-# (tradeguard_admin is a member of the other three, so it appears in every non-empty set).
+# (tradeguard_admin is a member of the other four, so it appears in every non-empty set).
 README_SQL=$(cat <<'SQL'
 WITH per_obj AS (
   SELECT kind, obj, schema, name,
          bool_or(privs LIKE '%X%' OR privs LIKE '%r%') FILTER (WHERE label = 'tradeguard_encryptor') AS e,
          bool_or(privs LIKE '%X%' OR privs LIKE '%r%') FILTER (WHERE label = 'tradeguard_decryptor') AS d,
          bool_or(privs LIKE '%X%' OR privs LIKE '%r%') FILTER (WHERE label = 'tradeguard_auditor') AS a,
+         bool_or(privs LIKE '%X%' OR privs LIKE '%r%') FILTER (WHERE label = 'tradeguard_table_owner') AS o,
          bool_or(privs LIKE '%X%' OR privs LIKE '%r%') FILTER (WHERE label = 'tradeguard_admin') AS adm,
          bool_or(privs LIKE '%X%' OR privs LIKE '%r%') FILTER (WHERE label = 'daytrading_prod') AS prod,
          bool_or(privs LIKE '%X%' OR privs LIKE '%r%') FILTER (WHERE label = 'daytrading_readonly') AS ro
@@ -109,7 +110,7 @@ WITH per_obj AS (
    GROUP BY kind, obj, schema, name),
 grouped AS (
   SELECT CASE WHEN e AND d AND a THEN 1 WHEN e AND d THEN 2 WHEN e AND a THEN 3 WHEN d AND a THEN 4
-              WHEN e THEN 5 WHEN d THEN 6 WHEN a THEN 7 WHEN adm THEN 8 ELSE 9 END AS g,
+              WHEN e THEN 5 WHEN d THEN 6 WHEN a THEN 7 WHEN o THEN 8 WHEN adm THEN 9 ELSE 10 END AS g,
          concat_ws(', ', CASE WHEN prod THEN '`daytrading_prod`' END, CASE WHEN ro THEN '`daytrading_readonly`' END) AS demo,
          kind, schema, name, count(*) AS n
     FROM per_obj GROUP BY 1, 2, kind, schema, name),
@@ -123,14 +124,15 @@ cellsmd AS (
                            ELSE '`' || CASE WHEN schema = 'tradeguard' THEN '' ELSE schema || '.' END || name || '`' END
                       END, ', ' ORDER BY schema, name) AS rels
     FROM grouped GROUP BY g, demo)
-SELECT '| ' || CASE g WHEN 1 THEN 'all four'
+SELECT '| ' || CASE g WHEN 1 THEN '`tradeguard_encryptor`, `tradeguard_decryptor`, `tradeguard_auditor` (and `tradeguard_admin`)'
                       WHEN 2 THEN '`tradeguard_encryptor`, `tradeguard_decryptor` (and `tradeguard_admin`)'
                       WHEN 3 THEN '`tradeguard_encryptor`, `tradeguard_auditor` (and `tradeguard_admin`)'
                       WHEN 4 THEN '`tradeguard_decryptor`, `tradeguard_auditor` (and `tradeguard_admin`)'
                       WHEN 5 THEN '`tradeguard_encryptor` (and `tradeguard_admin`)'
                       WHEN 6 THEN '`tradeguard_decryptor` (and `tradeguard_admin`)'
                       WHEN 7 THEN '`tradeguard_auditor` (and `tradeguard_admin`)'
-                      WHEN 8 THEN '`tradeguard_admin` only'
+                      WHEN 8 THEN '`tradeguard_table_owner` (and `tradeguard_admin`): copied onto new partitions'
+                      WHEN 9 THEN '`tradeguard_admin` only'
                       ELSE 'nobody but the extension owner' END
        || ' | ' || coalesce(nullif(demo, ''), '—')
        || ' | ' || coalesce(fns, '—') || ' | ' || coalesce(rels, '—') || ' |'
@@ -166,8 +168,12 @@ else not_ok "write privileges granted:"; echo "$list" | sed 's/^/    /'; fi
 list=$(inv "SELECT obj || ' ' || label FROM cells WHERE schema = 'tradeguard_audit' AND privs <> '-' ORDER BY 1")
 if [ -z "$list" ]; then ok "internal helpers and protected tables in tradeguard_audit: owner only"
 else not_ok "granted in tradeguard_audit:"; echo "$list" | sed 's/^/    /'; fi
-list=$(inv "SELECT obj || ' ' || label FROM cells WHERE kind = 'trigger-function' AND privs <> '-' ORDER BY 1")
-if [ -z "$list" ]; then ok "trigger functions are executable by nobody but the owner"
+# Trigger functions: only those copied onto new partitions, and only for tradeguard_table_owner
+# (and the roles that inherit it).
+list=$(inv "SELECT obj || ' ' || label FROM cells WHERE kind = 'trigger-function' AND privs <> '-'
+               AND NOT (name IN ('audit_trigger', 'encrypt_trigger', 'guard_trigger')
+                        AND label IN ('tradeguard_table_owner', 'tradeguard_admin', 'daytrading_prod')) ORDER BY 1")
+if [ -z "$list" ]; then ok "trigger functions are executable by nobody but the owner and tradeguard_table_owner (audit, encrypt, guard)"
 else not_ok "trigger functions executable:"; echo "$list" | sed 's/^/    /'; fi
 
 readme_table() {

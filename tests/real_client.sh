@@ -85,7 +85,7 @@ REVOKE ALL ON DATABASE daytrading_prod FROM PUBLIC;
 GRANT CONNECT ON DATABASE daytrading_prod TO daytrading_prod, daytrading_readonly;
 SQL
   psql_su "$PORT" "$DB" -q -c 'CREATE EXTENSION tradeguard' \
-    -c 'GRANT tradeguard_encryptor, tradeguard_decryptor TO daytrading_prod' \
+    -c 'GRANT tradeguard_encryptor, tradeguard_decryptor, tradeguard_table_owner TO daytrading_prod' \
     -c 'GRANT tradeguard_auditor TO daytrading_readonly' || return 1
   psql_su "$PORT" "$DB" -q -c 'SET ROLE daytrading_prod' -f scripts/demo/schema.sql || return 1
   psql_su "$PORT" "$DB" -q -f scripts/demo/setup-10-tradeguard.sql >/dev/null || return 1

@@ -92,6 +92,31 @@ unsafe fn create_stmt(stmt: *mut pg_sys::Node) -> Option<*mut pg_sys::CreateStmt
     }
 }
 
+/// A new partition of `parent` gets copies of its tradeguard row triggers, which PostgreSQL
+/// allows only to a role that may execute their functions (else its error names no function):
+/// says so, and what to grant.
+unsafe fn require_trigger_copy(parent: pg_sys::Oid) {
+    let missing = crate::common::with_catalog_search_path(|| {
+        crate::common::spi_first::<String>(
+            "SELECT pg_catalog.string_agg(DISTINCT t.tgfoid::pg_catalog.regproc::text, ', ')
+               FROM pg_catalog.pg_trigger t
+              WHERE t.tgrelid = $1 AND t.tgname LIKE E'tradeguard\\_%' AND (t.tgtype & 1) = 1
+                AND NOT pg_catalog.has_function_privilege(t.tgfoid, 'EXECUTE')",
+            &[parent.into()],
+        )
+    });
+    match missing {
+        Ok(None) => {}
+        Ok(Some(functions)) => TgError::from(crate::error::CoreError::PermissionDenied(format!(
+            "a partition of {}.{} gets copies of tradeguard's row triggers ({functions}), which needs membership in tradeguard_table_owner (GRANT tradeguard_table_owner TO the role that creates or attaches partitions)",
+            rel_schema(parent),
+            rel_name(parent)
+        )))
+        .raise(),
+        Err(e) => TgError::from(e).raise(),
+    }
+}
+
 /// Refusal of a table inheriting from one of `parents` that carries a tradeguard trigger.
 unsafe fn inherits_protected(parents: &[*mut pg_sys::RangeVar]) -> Option<String> {
     parents.iter().filter_map(|rv| range_var_relid(*rv)).find(|r| has_tradeguard_triggers(*r)).map(|r| {
@@ -266,13 +291,17 @@ struct Inspection {
     /// name before, column renamed (old, new)). Encrypted-column registrations and guard
     /// triggers name their table and columns: they follow, so that writes keep working.
     renamed: Option<(pg_sys::Oid, String, String, Option<(String, String)>)>,
+    /// A statement that may drop tables: afterwards, registrations whose table is gone however
+    /// it went (a path the inspection did not foresee) are recorded as dropped and forgotten.
+    drop_check: bool,
 }
 
 impl Inspection {
     /// Nothing to do once the statement has run (most statements: BEGIN, COMMIT, SET, ...).
     fn is_empty(&self) -> bool {
-        let Inspection { protected: _, record, truncated, refresh, attached, dropped, schema_renamed, dropped_schemas, renamed } = self;
-        record.is_empty()
+        let Inspection { protected: _, record, truncated, refresh, attached, dropped, schema_renamed, dropped_schemas, renamed, drop_check } = self;
+        !drop_check
+            && record.is_empty()
             && truncated.is_empty()
             && refresh.is_none()
             && attached.is_empty()
@@ -281,6 +310,75 @@ impl Inspection {
             && dropped_schemas.is_empty()
             && renamed.is_none()
     }
+
+    /// Records the DROP TABLE of every audited relation a drop of `roots` takes with it (see
+    /// [`audited_relations_dropped_with`]); their registrations are forgotten afterwards.
+    unsafe fn drops(&mut self, roots: &[pg_sys::Oid]) {
+        self.drop_check = true;
+        for (relid, schema, table) in audited_relations_dropped_with(roots) {
+            if !self.record.iter().any(|(op, s, t)| op == "DROP TABLE" && *s == schema && *t == table) {
+                self.record.push(("DROP TABLE".into(), schema.clone(), table.clone()));
+            }
+            if !self.dropped.iter().any(|(r, ..)| *r == relid) {
+                self.dropped.push((relid, schema, table));
+            }
+        }
+    }
+}
+
+/// The oids an `oid[]` catalog query over one text argument returns (not knowing stops the
+/// statement: a drop of audited tables must be recorded).
+fn catalog_oids(sql: &str, arg: &str) -> Vec<pg_sys::Oid> {
+    crate::common::with_catalog_search_path(|| crate::common::spi_first::<Vec<pg_sys::Oid>>(sql, &[arg.into()]))
+        .map_err(TgError::from)
+        .or_raise()
+        .unwrap_or_default()
+}
+
+/// The audited relations (oid, schema, name) that a DROP of `roots` takes with it: the roots,
+/// their partitions and their inheritance children at any depth (PostgreSQL drops partitions
+/// with their table even without CASCADE, children with CASCADE), those that carry the audit
+/// row trigger: audited tables, and partitions of audited tables wherever their schema.
+unsafe fn audited_relations_dropped_with(roots: &[pg_sys::Oid]) -> Vec<(pg_sys::Oid, String, String)> {
+    if roots.is_empty() {
+        return Vec::new();
+    }
+    let found = crate::common::with_catalog_search_path(|| {
+        crate::common::spi_first::<Vec<pg_sys::Oid>>(
+            "WITH RECURSIVE tree(relid) AS (
+                 SELECT pg_catalog.unnest($1::pg_catalog.oid[])
+               UNION
+                 SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN tree t ON i.inhparent = t.relid)
+             SELECT pg_catalog.array_agg(DISTINCT t.relid) FROM tree t
+              WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g WHERE g.tgrelid = t.relid AND g.tgname = 'tradeguard_audit_row')",
+            &[roots.to_vec().into()],
+        )
+    });
+    let rels = found.map_err(TgError::from).or_raise().unwrap_or_default();
+    rels.into_iter().map(|r| (r, rel_schema(r), rel_name(r))).collect()
+}
+
+/// The relations a TRUNCATE empties: `only` as named, `with_children` with their partitions and
+/// inheritance children at any depth, and with CASCADE every table referencing one of them by
+/// a foreign key, again and again (as ExecuteTruncate expands them).
+unsafe fn truncated_relations(only: &[pg_sys::Oid], with_children: &[pg_sys::Oid], cascade: bool) -> Vec<pg_sys::Oid> {
+    let found = crate::common::with_catalog_search_path(|| {
+        crate::common::spi_first::<Vec<pg_sys::Oid>>(
+            "WITH RECURSIVE down(relid) AS (
+                 SELECT pg_catalog.unnest($2::pg_catalog.oid[])
+               UNION
+                 SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN down d ON i.inhparent = d.relid
+             ), reached(relid) AS (
+                 SELECT s.relid FROM (SELECT pg_catalog.unnest($1::pg_catalog.oid[]) AS relid UNION SELECT relid FROM down) s
+               UNION
+                 SELECT c.conrelid FROM pg_catalog.pg_constraint c JOIN reached r ON c.confrelid = r.relid
+                  WHERE $3 AND c.contype = 'f'
+             )
+             SELECT pg_catalog.array_agg(DISTINCT relid) FROM reached",
+            &[only.to_vec().into(), with_children.to_vec().into(), cascade.into()],
+        )
+    });
+    found.map_err(TgError::from).or_raise().unwrap_or_default()
 }
 
 /// The audited table `relid` is a partition of, when `relid` lacks a TRUNCATE trigger of its
@@ -491,6 +589,17 @@ unsafe fn protected_schema_change(stmt: *mut pg_sys::Node) -> Option<String> {
         }
     } else if t == N::T_AlterExtensionContentsStmt && cstr((*(stmt as *mut pg_sys::AlterExtensionContentsStmt)).extname) == "tradeguard" {
         return Some("the members of extension tradeguard".into());
+    } else if t == N::T_AlterExtensionContentsStmt {
+        // ALTER EXTENSION ... ADD TABLE: DROP EXTENSION would then drop the table with it (as
+        // ALTER ... DEPENDS ON EXTENSION would).
+        let s = stmt as *mut pg_sys::AlterExtensionContentsStmt;
+        let relation_kinds = [pg_sys::ObjectType::OBJECT_TABLE, pg_sys::ObjectType::OBJECT_FOREIGN_TABLE];
+        if (*s).action > 0 && relation_kinds.contains(&(*s).objtype) && is_tag((*s).object as *mut c_void, N::T_List) {
+            let rv = pg_sys::makeRangeVarFromNameList((*s).object as *mut pg_sys::List);
+            if range_var_relid(rv).is_some_and(|r| has_tradeguard_triggers(r) || is_tradeguard_namespace(pg_sys::get_rel_namespace(r))) {
+                return Some("extension membership of tradeguard's objects and of protected tables".into());
+            }
+        }
     } else if t == N::T_CreatePolicyStmt || t == N::T_AlterPolicyStmt {
         let rv = if t == N::T_CreatePolicyStmt {
             (*(stmt as *mut pg_sys::CreatePolicyStmt)).table
@@ -535,6 +644,7 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
                 };
                 if let Some(part) = part {
                     if attach {
+                        require_trigger_copy(relid);
                         ins.attached.push(part);
                         // Triggers of the tables above are cloned onto the attached table and its
                         // partitions: the encrypt trigger may come from either side, and so may a
@@ -563,6 +673,14 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
                     let role = crate::crypto::columns::protected_column_role(relid, &col).unwrap_or_else(|_| Some("a column tradeguard could not check".into()));
                     if let Some(role) = role {
                         ins.protected = Some(format!("the type of {schema}.{name}.{col}, {role} (changing it would leave the values unreadable)"));
+                    }
+                    // USING computes new values for every row: a change of audited data that no
+                    // row trigger sees (the trail would show values jump under a DDL record).
+                    let def = (*cmd).def as *mut pg_sys::ColumnDef;
+                    if is_tag(def as *mut c_void, N::T_ColumnDef) && !(*def).raw_default.is_null() && is_audited(relid) {
+                        ins.protected = Some(format!(
+                            "the values of audited table {schema}.{name} through ALTER COLUMN {col} TYPE ... USING (the rewritten values would not be recorded row by row)"
+                        ));
                     }
                 }
                 if TRIGGER_STATE_CMDS.contains(&(*cmd).subtype) {
@@ -634,23 +752,37 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
                 // their registrations must not outlive them (a new table of the same name would
                 // inherit them).
                 ins.dropped_schemas.push(last.clone());
-                // ... and its audited tables are dropped as surely as by DROP TABLE: recorded.
-                for table in audited_tables_in_schema(&last) {
-                    ins.record.push(("DROP TABLE".to_string(), last.clone(), table));
-                }
+                // ... and its audited tables, with their partitions and children elsewhere, and
+                // partitions of audited tables elsewhere that it holds, are dropped as surely as
+                // by DROP TABLE: recorded.
+                ins.drops(&catalog_oids(
+                    "SELECT pg_catalog.array_agg(c.oid) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                      WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'f')",
+                    &last,
+                ));
             } else if kind == pg_sys::ObjectType::OBJECT_EXTENSION && last == "tradeguard" && audit_rows_exist() {
                 ins.protected = Some("extension tradeguard (it holds the audit trail)".into());
+            } else if kind == pg_sys::ObjectType::OBJECT_EXTENSION {
+                // Its member tables (and their partitions and children) go with it.
+                ins.drops(&catalog_oids(
+                    "SELECT pg_catalog.array_agg(d.objid) FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid
+                      WHERE d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass AND e.extname = $1
+                        AND d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.deptype = 'e'",
+                    &last,
+                ));
             } else if names.len() >= 2 && names[names.len() - 2] == "tradeguard_audit" {
                 ins.protected = Some(format!("tradeguard_audit.{last}"));
-            } else if kind == pg_sys::ObjectType::OBJECT_TABLE {
+            } else if matches!(kind, pg_sys::ObjectType::OBJECT_TABLE | pg_sys::ObjectType::OBJECT_FOREIGN_TABLE) {
                 let rv = pg_sys::makeRangeVarFromNameList(o as *mut pg_sys::List);
                 if let Some(relid) = range_var_relid(rv) {
                     ins.dropped.push((relid, rel_schema(relid), rel_name(relid)));
-                    if is_audited(relid) {
-                        ins.record.push(("DROP TABLE".to_string(), rel_schema(relid), rel_name(relid)));
-                    }
+                    // The table if audited, and audited partitions and children it takes with it.
+                    ins.drops(&[relid]);
                 }
             }
+        }
+        if (*s).behavior == pg_sys::DropBehavior::DROP_CASCADE {
+            ins.drop_check = true;
         }
     } else if t == N::T_RenameStmt && (*(stmt as *mut pg_sys::RenameStmt)).renameType == pg_sys::ObjectType::OBJECT_ROLE {
         let s = stmt as *mut pg_sys::RenameStmt;
@@ -742,16 +874,27 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
             }
         }
     } else if t == N::T_TruncateStmt {
-        for rv in list_ptrs((*(stmt as *mut pg_sys::TruncateStmt)).relations) {
-            if let Some(relid) = range_var_relid(rv as *mut pg_sys::RangeVar) {
-                // Not knowing whether it must be recorded stops the TRUNCATE (never fail open).
-                match audited_ancestor(relid) {
-                    Ok(Some((schema, table))) => {
-                        ins.truncated.push((schema, table, format!("{}.{}", rel_schema(relid), rel_name(relid))))
-                    }
-                    Ok(None) => {}
-                    Err(e) => e.raise(),
+        let s = stmt as *mut pg_sys::TruncateStmt;
+        let (mut only, mut with_children) = (Vec::new(), Vec::new());
+        for rv in list_ptrs((*s).relations) {
+            let rv = rv as *mut pg_sys::RangeVar;
+            if let Some(relid) = range_var_relid(rv) {
+                if (*rv).inh { with_children.push(relid) } else { only.push(relid) }
+            }
+        }
+        // Every relation it empties (partitions and, with CASCADE, referencing tables included):
+        // a partition has no TRUNCATE trigger of its own, so its audited table records it,
+        // unless that table is emptied too (its own trigger records that).
+        let reached = truncated_relations(&only, &with_children, (*s).behavior == pg_sys::DropBehavior::DROP_CASCADE);
+        let reached_names: Vec<(String, String)> = reached.iter().map(|r| (rel_schema(*r), rel_name(*r))).collect();
+        for (relid, (schema, name)) in reached.iter().zip(&reached_names) {
+            // Not knowing whether it must be recorded stops the TRUNCATE (never fail open).
+            match audited_ancestor(*relid) {
+                Ok(Some(ancestor)) if !reached_names.contains(&ancestor) => {
+                    ins.truncated.push((ancestor.0, ancestor.1, format!("{schema}.{name}")))
                 }
+                Ok(_) => {}
+                Err(e) => e.raise(),
             }
         }
     } else if t == N::T_GrantRoleStmt {
@@ -785,6 +928,8 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
             if let Some(what) = inherits_protected(&parents) {
                 ins.protected = Some(what);
             }
+        } else if let Some(parent) = list_ptrs((*s).inhRelations).first().and_then(|p| range_var_relid(*p as *mut pg_sys::RangeVar)) {
+            require_trigger_copy(parent);
         }
     } else if t == N::T_AlterEnumStmt && !(*(stmt as *mut pg_sys::AlterEnumStmt)).oldVal.is_null() {
         // ALTER TYPE ... RENAME VALUE changes what stored values of audited columns mean.
@@ -814,6 +959,7 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
         if owns {
             ins.protected = Some("DROP OWNED BY of roles that own audited or encrypted tables (DROP TABLE them first: each drop is recorded)".into());
         }
+        ins.drop_check = true;
     } else if t == N::T_AlterSystemStmt {
         let s = stmt as *mut pg_sys::AlterSystemStmt;
         let name = if (*s).setstmt.is_null() { String::new() } else { cstr((*(*s).setstmt).name) };
@@ -917,11 +1063,14 @@ unsafe fn after_statement(stmt: *mut pg_sys::Node, ins: &Inspection) {
             e.raise();
         }
     }
-    if !ins.dropped_schemas.is_empty() {
-        if let Err(e) = forget_dropped_schemas(&ins.dropped_schemas) {
-            e.raise();
-        }
-    }
+    // Registrations whose table is gone (DROP SCHEMA, and any path the inspection did not
+    // foresee): forgotten, and recorded below as dropped unless already.
+    let vanished = if ins.drop_check { forget_vanished(&ins.dropped_schemas).or_raise() } else { Vec::new() };
+    let vanished: Vec<(String, String, String)> = vanished
+        .into_iter()
+        .filter(|(schema, table)| !ins.record.iter().any(|(op, s, t)| op == "DROP TABLE" && s == schema && t == table))
+        .map(|(schema, table)| ("DROP TABLE".to_string(), schema, table))
+        .collect();
     if let Some((old, new)) = &ins.schema_renamed {
         if let Err(e) = crate::crypto::columns::follow_schema_rename(old, new) {
             e.raise();
@@ -941,7 +1090,7 @@ unsafe fn after_statement(stmt: *mut pg_sys::Node, ins: &Inspection) {
             e.raise();
         }
     }
-    for (op, schema, object) in &ins.record {
+    for (op, schema, object) in ins.record.iter().chain(&vanished) {
         // The extension may be gone now (DROP EXTENSION under break-glass).
         if pg_sys::get_extension_oid(c"tradeguard".as_ptr(), true) == pg_sys::InvalidOid {
             pgrx::warning!("tradeguard: {op} {object} done under break-glass; the extension and its trail are gone");
@@ -1034,11 +1183,16 @@ fn schema_has_audited_tables(name: &str) -> bool {
     !audited_tables_in_schema(name).is_empty()
 }
 
-/// After DROP SCHEMA: the encrypted-column registrations of its tables, and audited-table
-/// registrations whose table is gone.
-fn forget_dropped_schemas(schemas: &[String]) -> TgResult<()> {
+/// After a statement that may drop tables: the encrypted-column registrations of tables gone
+/// (and of the dropped `schemas`), and the audited-table registrations and pauses whose table
+/// is gone. Returns the audited tables (schema, name) whose registration went.
+fn forget_vanished(schemas: &[String]) -> TgResult<Vec<(String, String)>> {
+    // The extension may be gone now (DROP EXTENSION under break-glass).
+    if unsafe { pg_sys::get_extension_oid(c"tradeguard".as_ptr(), true) } == pg_sys::InvalidOid {
+        return Ok(Vec::new());
+    }
     let _w = super::InternalWrite::begin();
-    crate::common::as_owner(|| -> TgResult<()> {
+    let gone = crate::common::as_owner(|| -> TgResult<Vec<(String, String)>> {
         // The schema's tables, and tables elsewhere it took with it (a partition of one of its
         // tables in another schema).
         Spi::run_with_args(
@@ -1048,18 +1202,28 @@ fn forget_dropped_schemas(schemas: &[String]) -> TgResult<()> {
             ),
             &[schemas.to_vec().into()],
         )?;
-        Spi::run(
-            "DELETE FROM tradeguard_audit.audited_tables a
-              WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = a.relid)",
-        )?;
+        let gone = Spi::connect_mut(|c| {
+            let rows = c.update(
+                "DELETE FROM tradeguard_audit.audited_tables a
+                  WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = a.relid)
+                  RETURNING a.schema_name, a.table_name",
+                None,
+                &[],
+            )?;
+            let mut out = Vec::new();
+            for r in rows {
+                out.push((r.get::<String>(1)?.unwrap_or_default(), r.get::<String>(2)?.unwrap_or_default()));
+            }
+            Ok::<_, pgrx::spi::Error>(out)
+        })?;
         Spi::run(
             "DELETE FROM tradeguard_audit.paused_tables p
               WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = p.relid)",
         )?;
-        Ok(())
+        Ok(gone)
     })??;
     crate::crypto::keys::invalidate();
-    Ok(())
+    Ok(gone)
 }
 
 fn forget_dropped(dropped: &[(pg_sys::Oid, String, String)]) -> TgResult<()> {

@@ -165,6 +165,20 @@ fn audit_table_impl(oid: pg_sys::Oid, exclude: Vec<String>) -> TgResult<String> 
     if let Some(unknown) = unknown {
         return Err(AuditError::InvalidArgument(format!("{fq} has no column {unknown} to exclude")).into());
     }
+    // A partition carries a clone of its audited table's row trigger, which PostgreSQL does not
+    // let go while the partitioned table's stays.
+    let through = common::spi_first::<String>(
+        "SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname)
+           FROM pg_catalog.pg_trigger t
+           JOIN pg_catalog.pg_trigger p ON p.oid = t.tgparentid
+           JOIN pg_catalog.pg_class c ON c.oid = p.tgrelid
+           JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+          WHERE t.tgrelid = $1 AND t.tgname = 'tradeguard_audit_row'",
+        &[oid.into()],
+    )?;
+    if let Some(parent) = through {
+        return Err(AuditError::InvalidArgument(format!("{fq} is a partition of audited table {parent} and audited through it")).into());
+    }
     {
         let _w = InternalWrite::begin();
         common::as_owner(|| -> TgResult<()> {

@@ -852,4 +852,144 @@ mod tests {
         let dropped = Spi::get_one::<i64>("SELECT count(*) FROM tradeguard_audit.log WHERE operation = 'DROP TABLE' AND table_name = 't_gone'");
         assert_eq!(dropped, Ok(Some(1)));
     }
+
+    /// The owner of an audited partitioned table (not a superuser) adds partitions once it is a
+    /// member of tradeguard_table_owner; before, the refusal says what to grant.
+    #[pg_test]
+    fn table_owners_add_partitions_through_tradeguard_table_owner() {
+        Spi::run(
+            "CREATE ROLE t_powner; GRANT CREATE ON SCHEMA public TO t_powner;
+             CREATE TABLE t_days (id int, day date, qty int, PRIMARY KEY (id, day)) PARTITION BY RANGE (day);
+             ALTER TABLE t_days OWNER TO t_powner;
+             SELECT tradeguard.audit_table('t_days')",
+        )
+        .unwrap();
+        assert_eq!(
+            crate::common::sql_error(
+                "SET LOCAL ROLE t_powner; CREATE TABLE t_days_1 PARTITION OF t_days FOR VALUES FROM ('2026-01-01') TO ('2026-01-02')"
+            ),
+            Some(
+                "tradeguard: permission denied: a partition of public.t_days gets copies of tradeguard's row triggers (tradeguard.audit_trigger), \
+                 which needs membership in tradeguard_table_owner (GRANT tradeguard_table_owner TO the role that creates or attaches partitions)"
+                    .into()
+            )
+        );
+        Spi::run(
+            "GRANT tradeguard_table_owner TO t_powner;
+             SET LOCAL ROLE t_powner;
+             CREATE TABLE t_days_1 PARTITION OF t_days FOR VALUES FROM ('2026-01-01') TO ('2026-01-02');
+             CREATE TABLE t_days_2 (LIKE t_days);
+             ALTER TABLE t_days ATTACH PARTITION t_days_2 FOR VALUES FROM ('2026-01-02') TO ('2026-01-03');
+             INSERT INTO t_days VALUES (1, '2026-01-01', 5), (2, '2026-01-02', 6);
+             RESET ROLE",
+        )
+        .unwrap();
+        let recorded = Spi::get_one::<i64>("SELECT count(*) FROM tradeguard_audit.log WHERE table_name = 't_days' AND operation = 'INSERT'");
+        assert_eq!(recorded, Ok(Some(2)));
+        // The membership names no function: a trigger of its own with them needs the schema.
+        assert_eq!(
+            crate::common::sql_error(
+                "SET LOCAL ROLE t_powner; CREATE TRIGGER t_mine AFTER INSERT ON t_days_1 FOR EACH ROW EXECUTE FUNCTION tradeguard.audit_trigger()"
+            ),
+            Some("permission denied for schema tradeguard".into())
+        );
+    }
+
+    /// Audited tables and partitions emptied or dropped by a statement that names another
+    /// relation: a parent, a referenced table, a schema, an extension they belong to.
+    #[pg_test]
+    fn drops_and_truncates_that_reach_audited_tables_are_recorded() {
+        let refused = |what: &str| format!("tradeguard: cannot change {what}: protected by tradeguard; a tradeguard_admin member must call tradeguard.break_glass(reason) first");
+        // What the trail recorded after a given id, as "operation schema.table [partition]".
+        let since = || Spi::get_one::<i64>("SELECT coalesce(max(id), 0) FROM tradeguard_audit.log").unwrap().unwrap();
+        let recorded = |from: i64| {
+            Spi::get_one_with_args::<String>(
+                "SELECT string_agg(operation || ' ' || schema_name || '.' || table_name || coalesce(' ' || (new_row ->> 'partition'), ''), '; ' ORDER BY id)
+                   FROM tradeguard_audit.log WHERE id > $1 AND operation IN ('DROP TABLE', 'TRUNCATE')",
+                &[from.into()],
+            )
+            .unwrap()
+            .unwrap_or_default()
+        };
+        let registered = |table: &str| {
+            Spi::get_one_with_args::<i64>("SELECT count(*) FROM tradeguard.audited_tables WHERE table_name = $1", &[table.into()]).unwrap().unwrap()
+        };
+        // An unaudited partitioned table dropped with its audited partition (no CASCADE needed),
+        // and an unaudited parent dropped with CASCADE with its audited inheritance child.
+        Spi::run(
+            "CREATE TABLE t_u (id int, k int, v text, PRIMARY KEY (id, k)) PARTITION BY LIST (k);
+             CREATE TABLE t_u1 PARTITION OF t_u FOR VALUES IN (1);
+             CREATE TABLE t_xp (id int PRIMARY KEY, v text);
+             CREATE TABLE t_xc (id int PRIMARY KEY, v text);
+             ALTER TABLE t_xc INHERIT t_xp;
+             SELECT tradeguard.audit_table('t_u1'), tradeguard.audit_table('t_xc');
+             INSERT INTO t_u VALUES (1, 1, 'one'); INSERT INTO t_xc VALUES (1, 'old')",
+        )
+        .unwrap();
+        let from = since();
+        Spi::run("DROP TABLE t_u; DROP TABLE t_xp CASCADE").unwrap();
+        assert_eq!(recorded(from), "DROP TABLE public.t_u1; DROP TABLE public.t_xc");
+        assert_eq!((registered("t_u1"), registered("t_xc")), (0, 0));
+        // A new table of the same name starts anew.
+        Spi::run("CREATE TABLE t_xc (id int PRIMARY KEY, v text); SELECT tradeguard.audit_table('t_xc'); INSERT INTO t_xc VALUES (1, 'new')").unwrap();
+        let history = Spi::get_one::<String>("SELECT string_agg(changes::text, '; ') FROM tradeguard.history('t_xc', '{\"id\": 1}')");
+        assert!(history.as_ref().is_ok_and(|h| h.as_deref().is_some_and(|h| h.contains("new") && !h.contains("old"))), "{history:?}");
+
+        // TRUNCATE ... CASCADE through a foreign key on a partition of an audited table.
+        Spi::run(
+            "CREATE TABLE t_ref (id int PRIMARY KEY); INSERT INTO t_ref VALUES (1);
+             CREATE TABLE t_p (id int, k int, v text, PRIMARY KEY (id, k)) PARTITION BY LIST (k);
+             CREATE TABLE t_p1 PARTITION OF t_p FOR VALUES IN (1);
+             SELECT tradeguard.audit_table('t_p');
+             INSERT INTO t_p VALUES (1, 1, 'one');
+             ALTER TABLE t_p1 ADD CONSTRAINT t_p1_fk FOREIGN KEY (id) REFERENCES t_ref (id)",
+        )
+        .unwrap();
+        let from = since();
+        Spi::run("TRUNCATE t_ref CASCADE").unwrap();
+        assert_eq!(recorded(from), "TRUNCATE public.t_p public.t_p1");
+        // The audited table itself emptied: its own trigger records it, once.
+        Spi::run("INSERT INTO t_ref VALUES (1); INSERT INTO t_p VALUES (1, 1, 'one')").unwrap();
+        let from = since();
+        Spi::run("TRUNCATE t_p").unwrap();
+        assert_eq!(recorded(from), "TRUNCATE public.t_p");
+
+        // DROP SCHEMA ... CASCADE of a schema holding a partition of an audited table elsewhere.
+        Spi::run(
+            "CREATE SCHEMA t_s3;
+             CREATE TABLE t_q (id int, k int, v text, PRIMARY KEY (id, k)) PARTITION BY LIST (k);
+             CREATE TABLE t_q1 PARTITION OF t_q FOR VALUES IN (1);
+             CREATE TABLE t_s3.t_q2 PARTITION OF t_q FOR VALUES IN (2);
+             SELECT tradeguard.audit_table('t_q');
+             INSERT INTO t_q VALUES (1, 1, 'one'), (2, 2, 'two')",
+        )
+        .unwrap();
+        let from = since();
+        Spi::run("DROP SCHEMA t_s3 CASCADE").unwrap();
+        assert_eq!(recorded(from), "DROP TABLE t_s3.t_q2");
+
+        // A table of another extension: adding an audited one is refused; one audited after it
+        // was added goes with DROP EXTENSION, recorded.
+        Spi::run("CREATE EXTENSION pg_trgm; CREATE TABLE t_member (id int PRIMARY KEY)").unwrap();
+        // A partition of an audited table is audited through it.
+        assert_eq!(
+            crate::common::sql_error("SELECT tradeguard.audit_table('t_q1')"),
+            Some("tradeguard: invalid argument: public.t_q1 is a partition of audited table public.t_q and audited through it".into())
+        );
+        assert_eq!(
+            crate::common::sql_error("ALTER EXTENSION pg_trgm ADD TABLE t_q"),
+            Some(refused("extension membership of tradeguard's objects and of protected tables"))
+        );
+        Spi::run("ALTER EXTENSION pg_trgm ADD TABLE t_member; SELECT tradeguard.audit_table('t_member'); INSERT INTO t_member VALUES (1)").unwrap();
+        let from = since();
+        Spi::run("DROP EXTENSION pg_trgm").unwrap();
+        assert_eq!(recorded(from), "DROP TABLE public.t_member");
+        assert_eq!(registered("t_member"), 0);
+
+        // New values computed for every row by a DDL statement.
+        assert_eq!(
+            crate::common::sql_error("ALTER TABLE t_q ALTER COLUMN v TYPE text USING 'forged'"),
+            Some(refused("the values of audited table public.t_q through ALTER COLUMN v TYPE ... USING (the rewritten values would not be recorded row by row)"))
+        );
+    }
 }
