@@ -576,6 +576,29 @@ mod tests {
         Spi::run("DELETE FROM tradeguard_audit.log WHERE table_name = 't_bgr'").unwrap();
     }
 
+    /// Restore mode lets pg_restore write trail rows, each once: a copy of a row the trail holds
+    /// is refused when written (whichever partition holds it: the sealed rows' unique index
+    /// covers its own partition only), instead of stopping sealing later.
+    #[pg_test]
+    fn restore_mode_refuses_a_second_copy_of_a_trail_row() {
+        Spi::run("CREATE TABLE t_rdup (id int PRIMARY KEY); SELECT tradeguard.audit_table('t_rdup'); INSERT INTO t_rdup VALUES (1)").unwrap();
+        let id = Spi::get_one::<i64>("SELECT max(id) FROM tradeguard_audit.log WHERE table_name = 't_rdup'").unwrap().unwrap();
+        Spi::run("SET LOCAL tradeguard.restore_mode = on").unwrap();
+        let err = crate::common::sql_error(&format!(
+            "INSERT INTO tradeguard_audit.log SELECT id, txid, at, schema_name, table_name, operation, pk, old_row, new_row,
+                    current_user_name, session_user_name, application_name, client_addr, app_context, signature, NULL, NULL
+               FROM tradeguard_audit.log WHERE id = {id}"
+        ));
+        assert_eq!(
+            err,
+            Some(format!(
+                "tradeguard: audit rows are written only by tradeguard; restore mode: trail row id {id} is already in tradeguard_audit.log (a row is restored once)"
+            ))
+        );
+        Spi::run("SET LOCAL tradeguard.restore_mode = off").unwrap();
+        assert_eq!(Spi::get_one::<i64>(&format!("SELECT count(*) FROM tradeguard_audit.log WHERE id = {id}")), Ok(Some(1)));
+    }
+
     #[pg_test(error = "tradeguard: audit rows are written only by tradeguard; INSERT on tradeguard_audit.retention is refused (for the table owner and superusers too)")]
     fn the_retention_anchor_cannot_be_forged() {
         Spi::run("INSERT INTO tradeguard_audit.retention VALUES (3, '\\x00', 'forged anchor', 'nobody', 0)").unwrap();

@@ -779,6 +779,22 @@ fn protect_trigger<'a>(
             common::events::record("restore_mode_write", "high", &detail).or_raise();
         }
         let row = if pgrx::trigger_support::trigger_fired_by_delete(td.tg_event) { trigger.old() } else { trigger.new() };
+        if !internal && table() == "log" {
+            // A restored trail row whose id the trail already holds (in either partition: the
+            // sealed rows' unique index covers its own partition only) would stop sealing later.
+            let id = row.as_ref().map(|r| r.get_by_name::<i64>("id")).transpose().map_err(|e| CoreError::InvalidArgument(e.to_string()))?.flatten();
+            let taken = common::with_catalog_search_path(|| {
+                common::spi_first::<bool>("SELECT EXISTS (SELECT 1 FROM tradeguard_audit.log WHERE id = $1)", &[id.into()])
+            })
+            .map_err(CoreError::from)?;
+            if taken != Some(false) {
+                Err::<(), _>(crate::error::TgError::from(AuditError::ProtectedTable(format!(
+                    "restore mode: trail row id {} is already in tradeguard_audit.log (a row is restored once)",
+                    id.map_or("NULL".into(), |i| i.to_string())
+                ))))
+                .or_raise();
+            }
+        }
         return Ok(row);
     }
     let (table, op) = (table(), op()?);
