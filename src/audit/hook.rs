@@ -276,7 +276,7 @@ struct Inspection {
     truncated: Vec<(String, String, String)>,
     /// An audited table whose DDL may change the columns its registration names (primary key,
     /// exclusions), and a column renamed (old, new name).
-    refresh: Option<(pg_sys::Oid, Option<(String, String)>)>,
+    refresh: Vec<(pg_sys::Oid, Option<(String, String)>)>,
     /// Tables attached as partitions: their plaintext in columns encrypted through the
     /// partitioned table is converted once they are attached.
     attached: Vec<pg_sys::Oid>,
@@ -291,6 +291,9 @@ struct Inspection {
     /// name before, column renamed (old, new)). Encrypted-column registrations and guard
     /// triggers name their table and columns: they follow, so that writes keep working.
     renamed: Option<(pg_sys::Oid, String, String, Option<(String, String)>)>,
+    /// A column renamed through a parent or a composite type: the other tables it is renamed in
+    /// (oid, schema, name), whose registrations follow too.
+    column_renamed_in: Vec<(pg_sys::Oid, String, String)>,
     /// A statement that may drop tables: afterwards, registrations whose table is gone however
     /// it went (a path the inspection did not foresee) are recorded as dropped and forgotten.
     drop_check: bool,
@@ -299,11 +302,13 @@ struct Inspection {
 impl Inspection {
     /// Nothing to do once the statement has run (most statements: BEGIN, COMMIT, SET, ...).
     fn is_empty(&self) -> bool {
-        let Inspection { protected: _, record, truncated, refresh, attached, dropped, schema_renamed, dropped_schemas, renamed, drop_check } = self;
+        let Inspection { protected: _, record, truncated, refresh, attached, dropped, schema_renamed, dropped_schemas, renamed, column_renamed_in, drop_check } =
+            self;
         !drop_check
             && record.is_empty()
             && truncated.is_empty()
-            && refresh.is_none()
+            && refresh.is_empty()
+            && column_renamed_in.is_empty()
             && attached.is_empty()
             && dropped.is_empty()
             && schema_renamed.is_none()
@@ -356,6 +361,69 @@ unsafe fn audited_relations_dropped_with(roots: &[pg_sys::Oid]) -> Vec<(pg_sys::
     });
     let rels = found.map_err(TgError::from).or_raise().unwrap_or_default();
     rels.into_iter().map(|r| (r, rel_schema(r), rel_name(r))).collect()
+}
+
+/// The relations an ALTER of `relid` (a table, or a composite type's relation) changes: itself,
+/// for a composite type the tables of that type (ALTER TYPE ... CASCADE), and unless ONLY
+/// (`recurse`) their partitions and inheritance children at any depth.
+unsafe fn altered_relations(relid: pg_sys::Oid, recurse: bool) -> Vec<pg_sys::Oid> {
+    let found = crate::common::with_catalog_search_path(|| {
+        crate::common::spi_first::<Vec<pg_sys::Oid>>(
+            "WITH RECURSIVE start(relid) AS (
+                 SELECT $1::pg_catalog.oid
+               UNION ALL
+                 SELECT t.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_class t ON t.reloftype = c.reltype
+                  WHERE c.oid = $1 AND c.relkind = 'c'
+             ), tree(relid) AS (
+                 SELECT relid FROM start
+               UNION
+                 SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN tree t ON i.inhparent = t.relid WHERE $2
+             )
+             SELECT pg_catalog.array_agg(relid) FROM tree",
+            &[relid.into(), recurse.into()],
+        )
+    });
+    found.map_err(TgError::from).or_raise().unwrap_or_else(|| vec![relid])
+}
+
+/// The audited tables whose rows a change of `rels` changes: each relation of `rels` that
+/// carries the audit row trigger, as the table it is registered under (a partition: its
+/// audited partitioned table; one without a registration: itself). Not knowing stops the
+/// statement.
+unsafe fn audit_owners(rels: &[pg_sys::Oid]) -> Vec<pg_sys::Oid> {
+    let found = crate::common::as_owner(|| {
+        crate::common::with_catalog_search_path(|| {
+            crate::common::spi_first::<Vec<pg_sys::Oid>>(
+                "SELECT pg_catalog.array_agg(DISTINCT coalesce(
+                          (SELECT a.relid::pg_catalog.oid FROM pg_catalog.pg_partition_ancestors(r.relid) WITH ORDINALITY p(rel, n)
+                             JOIN tradeguard_audit.audited_tables a ON a.relid::pg_catalog.oid = p.rel::pg_catalog.oid
+                            ORDER BY p.n LIMIT 1),
+                          r.relid))
+                   FROM pg_catalog.unnest($1::pg_catalog.oid[]) r(relid)
+                  WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g WHERE g.tgrelid = r.relid AND g.tgname = 'tradeguard_audit_row')",
+                &[rels.to_vec().into()],
+            )
+        })
+    });
+    match found {
+        Ok(Ok(v)) => v.unwrap_or_default(),
+        Ok(Err(e)) => TgError::from(e).raise(),
+        Err(e) => e.raise(),
+    }
+}
+
+/// Whether converting column `col` of `relid` to type `new_type` may run code of this database
+/// rather than PostgreSQL's own: either type is one created here (a domain, enum, composite or
+/// base type with its own input function), or a cast function created here joins them.
+fn conversion_defined_here(relid: pg_sys::Oid, col: &str, new_type: pg_sys::Oid) -> bool {
+    catalog_says(
+        "SELECT a.atttypid >= 16384 OR $3 >= 16384 OR $3 = 0
+             OR EXISTS (SELECT 1 FROM pg_catalog.pg_cast c
+                         WHERE c.castsource = a.atttypid AND c.casttarget = $3 AND c.castfunc >= 16384)
+           FROM pg_catalog.pg_attribute a
+          WHERE a.attrelid = $1 AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped",
+        &[relid.into(), col.into(), new_type.into()],
+    )
 }
 
 /// The relations a TRUNCATE empties: `only` as named, `with_children` with their partitions and
@@ -625,6 +693,11 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
             if schema == "tradeguard_audit" {
                 ins.protected = Some(format!("table tradeguard_audit.{name}"));
             }
+            // What the statement changes besides the table named: its partitions and children
+            // (unless ONLY), the tables of a composite type; and their audited tables.
+            let reached = altered_relations(relid, (*(*s).relation).inh);
+            let others: Vec<pg_sys::Oid> = audit_owners(&reached).into_iter().filter(|o| *o != relid).collect();
+            let audited_data = is_audited(relid) || !others.is_empty();
             for c in list_ptrs((*s).cmds) {
                 let cmd = c as *mut pg_sys::AlterTableCmd;
                 if (*cmd).subtype == pg_sys::AlterTableType::AT_AddInherit && is_tag((*cmd).def as *mut c_void, N::T_RangeVar) {
@@ -669,18 +742,33 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
                     // Encrypted values are bound to the text of their row's key: a new type for a
                     // key column (date to timestamp, numeric scale) would change it and leave every
                     // value of the table undecryptable.
+                    // (Also where the column is reached through a parent or a composite type.)
                     let col = cstr((*cmd).name);
-                    let role = crate::crypto::columns::protected_column_role(relid, &col).unwrap_or_else(|_| Some("a column tradeguard could not check".into()));
-                    if let Some(role) = role {
-                        ins.protected = Some(format!("the type of {schema}.{name}.{col}, {role} (changing it would leave the values unreadable)"));
+                    // (The table named first: its partitions answer through it.)
+                    for r in std::iter::once(relid).chain(reached.iter().copied().filter(|r| *r != relid)) {
+                        let role = crate::crypto::columns::protected_column_role(r, &col).unwrap_or_else(|_| Some("a column tradeguard could not check".into()));
+                        if let Some(role) = role {
+                            ins.protected = Some(format!("the type of {}.{}.{col}, {role} (changing it would leave the values unreadable)", rel_schema(r), rel_name(r)));
+                            break;
+                        }
                     }
-                    // USING computes new values for every row: a change of audited data that no
-                    // row trigger sees (the trail would show values jump under a DDL record).
+                    // USING computes new values for every row, and so may a conversion defined in
+                    // this database (a type's input function, a cast function): a change of audited
+                    // data that no row trigger sees (the trail would show values jump under a DDL
+                    // record). PostgreSQL's own casts keep the value (or fail).
                     let def = (*cmd).def as *mut pg_sys::ColumnDef;
-                    if is_tag(def as *mut c_void, N::T_ColumnDef) && !(*def).raw_default.is_null() && is_audited(relid) {
-                        ins.protected = Some(format!(
-                            "the values of audited table {schema}.{name} through ALTER COLUMN {col} TYPE ... USING (the rewritten values would not be recorded row by row)"
-                        ));
+                    if is_tag(def as *mut c_void, N::T_ColumnDef) && audited_data {
+                        let why = if !(*def).raw_default.is_null() {
+                            Some("TYPE ... USING")
+                        } else {
+                            let new_type = pg_sys::LookupTypeNameOid(std::ptr::null_mut(), (*def).typeName, true);
+                            conversion_defined_here(relid, &col, new_type).then_some("TYPE with a type or cast defined in this database")
+                        };
+                        if let Some(why) = why {
+                            ins.protected = Some(format!(
+                                "the values of audited table {schema}.{name} through ALTER COLUMN {col} {why} (the rewritten values would not be recorded row by row)"
+                            ));
+                        }
                     }
                 }
                 if TRIGGER_STATE_CMDS.contains(&(*cmd).subtype) {
@@ -693,7 +781,11 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
             }
             if is_audited(relid) {
                 ins.record.push(("DDL".into(), schema, name));
-                ins.refresh = Some((relid, None));
+                ins.refresh.push((relid, None));
+            }
+            for o in others {
+                ins.record.push(("DDL".into(), rel_schema(o), rel_name(o)));
+                ins.refresh.push((o, None));
             }
         }
     } else if t == N::T_DropStmt {
@@ -813,7 +905,7 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
         }
         if let Some(relid) = range_var_relid((*s).relation) {
             use pg_sys::ObjectType::*;
-            let column = (*s).renameType == OBJECT_COLUMN;
+            let column = matches!((*s).renameType, OBJECT_COLUMN | OBJECT_ATTRIBUTE);
             let renamed = column.then(|| (cstr((*s).subname), cstr((*s).newname)));
             // ALTER INDEX, SEQUENCE, VIEW ... RENAME TO rename a table too (PostgreSQL allows it).
             let relation = matches!(
@@ -827,7 +919,17 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
                 ins.protected = Some(format!("tradeguard_audit.{}", rel_name(relid)));
             } else if is_audited(relid) {
                 ins.record.push(("DDL".into(), rel_schema(relid), rel_name(relid)));
-                ins.refresh = Some((relid, renamed));
+                ins.refresh.push((relid, renamed.clone()));
+            }
+            if column {
+                // Renamed in the partitions and children too (unless ONLY), and for a composite
+                // type's attribute (CASCADE), in the tables of that type.
+                let reached = altered_relations(relid, (*(*s).relation).inh);
+                for o in audit_owners(&reached).into_iter().filter(|o| *o != relid) {
+                    ins.record.push(("DDL".into(), rel_schema(o), rel_name(o)));
+                    ins.refresh.push((o, renamed.clone()));
+                }
+                ins.column_renamed_in = reached.into_iter().filter(|r| *r != relid).map(|r| (r, rel_schema(r), rel_name(r))).collect();
             }
         }
     } else if t == N::T_CreateTrigStmt || t == N::T_IndexStmt || t == N::T_RuleStmt {
@@ -969,6 +1071,17 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
         let name = cstr((*s).name);
         if name.starts_with("tradeguard.") && name != "tradeguard.app_context" {
             ins.record.push(("SET".into(), String::new(), name));
+        } else if name == "session_authorization" {
+            // A superuser acting as another role: the rows written next name that role as both
+            // current and session user; this row names the switch.
+            let target = match list_ptrs((*s).args).first() {
+                Some(a) if is_tag(*a, N::T_A_Const) && is_tag(std::ptr::addr_of_mut!((*(*a as *mut pg_sys::A_Const)).val) as *mut c_void, N::T_String) => {
+                    cstr((*(*a as *mut pg_sys::A_Const)).val.sval.sval)
+                }
+                _ => "DEFAULT".into(),
+            };
+            let who = cstr(pg_sys::GetUserNameFromId(pg_sys::GetSessionUserId(), true));
+            ins.record.push(("SET".into(), String::new(), format!("session_authorization {who} -> {target}")));
         }
     }
     ins
@@ -1083,7 +1196,22 @@ unsafe fn after_statement(stmt: *mut pg_sys::Node, ins: &Inspection) {
             e.raise();
         }
     }
-    if let Some((relid, renamed)) = &ins.refresh {
+    if let Some((_, _, _, Some(column))) = &ins.renamed {
+        for (relid, schema, table) in &ins.column_renamed_in {
+            // (A partition's guard triggers are copies of its parent's, which follow with it.)
+            let followed = crate::crypto::columns::follow_rename(*relid, schema, table, Some(column)).and_then(|_| {
+                if pg_sys::get_rel_relispartition(*relid) {
+                    Ok(())
+                } else {
+                    crate::ids::follow_column_rename(*relid, &column.0, &column.1)
+                }
+            });
+            if let Err(e) = followed {
+                e.raise();
+            }
+        }
+    }
+    for (relid, renamed) in &ins.refresh {
         // The registration follows the table: a renamed excluded column stays excluded, and the
         // primary key recorded is the table's current one.
         if let Err(e) = refresh_registration(*relid, renamed.as_ref()) {
@@ -1098,6 +1226,10 @@ unsafe fn after_statement(stmt: *mut pg_sys::Node, ins: &Inspection) {
         }
         let tag = cstr(pg_sys::CreateCommandName(stmt));
         let mut detail = serde_json::json!({ "command": tag });
+        // ATTACH PARTITION: its rows join the audited table without a row record each.
+        if op == "DDL" && !ins.attached.is_empty() {
+            detail["attached"] = ins.attached.iter().map(|p| format!("{}.{}", rel_schema(*p), rel_name(*p))).collect();
+        }
         // A renamed or moved audited table, or a renamed schema that holds audited tables: the
         // row names where it went, and the registration keeps the names it had (history()
         // follows them back).

@@ -357,6 +357,9 @@ fn check_block(b: &BlockRow, mut rows: Vec<Checked>, rep: &mut Report) -> TgResu
 }
 
 fn verify_impl(from: i64, to: Option<i64>) -> TgResult<Report> {
+    if let Some(t) = to.filter(|t| *t < from) {
+        return Err(AuditError::InvalidArgument(format!("to_block {t} is before from_block {from}")).into());
+    }
     let key = audit_key()?;
     let signer = chain::RowSigner::new(&key);
     common::as_owner(|| -> TgResult<Report> {
@@ -389,9 +392,16 @@ fn verify_impl(from: i64, to: Option<i64>) -> TgResult<Report> {
             }
         }
         let last = last.unwrap_or(first);
-        // Asking for blocks beyond the chain is a mistake, not tampering: say so.
-        if from > last && to.is_none_or(|t| t >= from) {
+        // Asking for blocks outside the chain is a mistake, not tampering: say so (never an
+        // "ok" over no block, nor a broken chain where nothing was checked).
+        if from > last {
             return Err(AuditError::NoSuchBlock(from).into());
+        }
+        if let Some(t) = to.filter(|t| *t < first) {
+            return Err(AuditError::InvalidArgument(format!(
+                "blocks up to {t} are not in the chain, which starts at block {first} (earlier blocks were archived)"
+            ))
+            .into());
         }
         let from = from.max(first);
         let to = to.unwrap_or(i64::MAX);
@@ -509,7 +519,7 @@ fn verify_impl(from: i64, to: Option<i64>) -> TgResult<Report> {
 #[pg_extern(stable)]
 #[search_path(pg_catalog, pg_temp)]
 pub fn verify(
-    from_block: default!(i64, 1),
+    from_block: default!(Option<i64>, 1),
     to_block: default!(Option<i64>, "NULL"),
 ) -> TableIterator<
     'static,
@@ -522,7 +532,7 @@ pub fn verify(
         name!(reason, Option<String>),
     ),
 > {
-    let rep = verify_impl(from_block, to_block).or_raise();
+    let rep = verify_impl(from_block.unwrap_or(1), to_block).or_raise();
     let (bb, bid, why) = match rep.bad {
         Some((b, id, why)) => (Some(b), id, Some(why.as_str().to_string())),
         None => (None, None, None),

@@ -876,6 +876,108 @@ mod tests {
         assert_eq!(dropped, Ok(Some(1)));
     }
 
+    /// ALTER TABLE and RENAME COLUMN of an unaudited parent, and ALTER TYPE ... CASCADE of a
+    /// composite type, change audited children, partitions and typed tables: refused where they
+    /// would rewrite values, else recorded on them, with their registrations kept up to date.
+    #[pg_test]
+    fn alters_through_parents_and_types_reach_audited_tables() {
+        let refused = |what: &str| format!("tradeguard: cannot change {what}: protected by tradeguard; a tradeguard_admin member must call tradeguard.break_glass(reason) first");
+        let ddl_on = |table: &str| {
+            Spi::get_one_with_args::<i64>("SELECT count(*) FROM tradeguard_audit.log WHERE operation = 'DDL' AND table_name = $1", &[table.into()]).unwrap().unwrap()
+        };
+        let excluded = |table: &str| {
+            Spi::get_one_with_args::<Vec<String>>("SELECT exclude_columns FROM tradeguard_audit.audited_tables WHERE table_name = $1", &[table.into()])
+                .unwrap()
+                .unwrap_or_default()
+        };
+        Spi::run(
+            "CREATE TABLE t_opar (id int, amount numeric, note text);
+             CREATE TABLE t_ochild (PRIMARY KEY (id)) INHERITS (t_opar);
+             SELECT tradeguard.audit_table('t_ochild', '{note}');
+             INSERT INTO t_ochild VALUES (1, 100, 'confidential');
+             CREATE TABLE t_pp (id int PRIMARY KEY, v text) PARTITION BY RANGE (id);
+             CREATE TABLE t_pp1 PARTITION OF t_pp FOR VALUES FROM (0) TO (100);
+             SELECT tradeguard.audit_table('t_pp1');
+             INSERT INTO t_pp VALUES (1, 'orig')",
+        )
+        .unwrap();
+        assert_eq!(
+            crate::common::sql_error("ALTER TABLE t_opar ALTER COLUMN amount TYPE numeric USING amount * 1000"),
+            Some(refused("the values of audited table public.t_opar through ALTER COLUMN amount TYPE ... USING (the rewritten values would not be recorded row by row)"))
+        );
+        assert_eq!(
+            crate::common::sql_error("ALTER TABLE t_pp ALTER COLUMN v TYPE text USING 'forged-' || v"),
+            Some(refused("the values of audited table public.t_pp through ALTER COLUMN v TYPE ... USING (the rewritten values would not be recorded row by row)"))
+        );
+        // Renamed through the parent: recorded on the child, whose exclusion follows.
+        let before = ddl_on("t_ochild");
+        Spi::run("ALTER TABLE t_opar RENAME COLUMN note TO note_x; UPDATE t_ochild SET amount = amount + 1").unwrap();
+        assert_eq!(ddl_on("t_ochild"), before + 1);
+        assert_eq!(excluded("t_ochild"), vec!["note_x".to_string()]);
+        let leaked = Spi::get_one::<bool>("SELECT bool_or(new_row::text LIKE '%confidential%') FROM tradeguard_audit.log WHERE table_name = 't_ochild'");
+        assert_eq!(leaked, Ok(Some(false)));
+        Spi::run("ALTER TABLE t_opar DROP COLUMN amount").unwrap();
+        assert_eq!(ddl_on("t_ochild"), before + 2);
+
+        // A typed table changed through its type.
+        Spi::run(
+            "CREATE TYPE t_ct AS (id int, v text, secret text);
+             CREATE TABLE t_tt OF t_ct (PRIMARY KEY (id));
+             SELECT tradeguard.audit_table('t_tt', '{secret}');
+             INSERT INTO t_tt VALUES (1, 'orig', 'hidden');
+             ALTER TYPE t_ct RENAME ATTRIBUTE secret TO sec2 CASCADE;
+             UPDATE t_tt SET v = 'x'",
+        )
+        .unwrap();
+        assert_eq!(excluded("t_tt"), vec!["sec2".to_string()]);
+        let leaked = Spi::get_one::<bool>("SELECT bool_or(coalesce(old_row::text, '') || coalesce(new_row::text, '') LIKE '%hidden%') FROM tradeguard_audit.log WHERE table_name = 't_tt'");
+        assert_eq!(leaked, Ok(Some(false)));
+        let before = ddl_on("t_tt");
+        Spi::run("ALTER TYPE t_ct DROP ATTRIBUTE v CASCADE").unwrap();
+        assert_eq!(ddl_on("t_tt"), before + 1);
+
+        // A conversion defined in this database can rewrite every value without USING.
+        Spi::run(
+            "CREATE TYPE t_money2 AS (amount numeric);
+             CREATE FUNCTION t_to_money2(text) RETURNS t_money2 LANGUAGE sql IMMUTABLE AS $$ SELECT ROW(999999)::t_money2 $$;
+             CREATE CAST (text AS t_money2) WITH FUNCTION t_to_money2(text) AS ASSIGNMENT;
+             CREATE TABLE t_acct (id int PRIMARY KEY, balance text);
+             SELECT tradeguard.audit_table('t_acct')",
+        )
+        .unwrap();
+        assert_eq!(
+            crate::common::sql_error("ALTER TABLE t_acct ALTER COLUMN balance TYPE t_money2"),
+            Some(refused("the values of audited table public.t_acct through ALTER COLUMN balance TYPE with a type or cast defined in this database (the rewritten values would not be recorded row by row)"))
+        );
+        // PostgreSQL's own conversions keep the value: recorded as DDL.
+        Spi::run("ALTER TABLE t_acct ALTER COLUMN balance TYPE varchar(20)").unwrap();
+
+        // ATTACH PARTITION names the table whose rows join, and SET SESSION AUTHORIZATION the
+        // role a superuser acts as.
+        Spi::run(
+            "CREATE TABLE t_ap (id int, k int, v text, PRIMARY KEY (id, k)) PARTITION BY RANGE (k);
+             SELECT tradeguard.audit_table('t_ap');
+             CREATE TABLE t_ap3 (id int NOT NULL, k int NOT NULL, v text);
+             INSERT INTO t_ap3 VALUES (7, 25, 'brought in');
+             ALTER TABLE t_ap ATTACH PARTITION t_ap3 FOR VALUES FROM (20) TO (30);
+             CREATE ROLE t_trader; GRANT ALL ON t_ap TO t_trader;
+             SET LOCAL SESSION AUTHORIZATION t_trader; RESET SESSION AUTHORIZATION",
+        )
+        .unwrap();
+        let attached = Spi::get_one::<String>("SELECT new_row ->> 'attached' FROM tradeguard_audit.log WHERE operation = 'DDL' AND table_name = 't_ap' ORDER BY id DESC LIMIT 1");
+        assert_eq!(attached, Ok(Some("[\"public.t_ap3\"]".into())));
+        let switches = Spi::get_one::<String>("SELECT string_agg(table_name, '; ' ORDER BY id) FROM tradeguard_audit.log WHERE operation = 'SET' AND table_name LIKE 'session_authorization%'");
+        assert_eq!(switches, Ok(Some("session_authorization postgres -> t_trader; session_authorization t_trader -> DEFAULT".into())));
+    }
+
+    /// verify() over blocks the chain does not hold is an error, never "ok" nor "chain broken".
+    #[pg_test]
+    fn verify_refuses_ranges_outside_the_chain() {
+        assert_eq!(crate::common::sql_error("SELECT * FROM tradeguard.verify(5, 1)"), Some("tradeguard: invalid argument: to_block 1 is before from_block 5".into()));
+        let all = Spi::get_one::<bool>("SELECT ok FROM tradeguard.verify(NULL, NULL)");
+        assert_eq!(all, Ok(Some(true)));
+    }
+
     /// The owner of an audited partitioned table (not a superuser) adds partitions once it is a
     /// member of tradeguard_table_owner; before, the refusal says what to grant.
     #[pg_test]
