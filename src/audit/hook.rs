@@ -426,6 +426,21 @@ fn conversion_defined_here(relid: pg_sys::Oid, col: &str, new_type: pg_sys::Oid)
     )
 }
 
+/// The columns of `relid`'s primary key when `constraint` names it (else none).
+fn primary_key_columns(relid: pg_sys::Oid, constraint: &str) -> Vec<String> {
+    crate::common::with_catalog_search_path(|| {
+        crate::common::spi_first::<Vec<String>>(
+            "SELECT pg_catalog.array_agg(a.attname::text) FROM pg_catalog.pg_constraint c
+               JOIN pg_catalog.pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = ANY (c.conkey)
+              WHERE c.conrelid = $1 AND c.conname = $2 AND c.contype = 'p'",
+            &[relid.into(), constraint.into()],
+        )
+    })
+    .map_err(TgError::from)
+    .or_raise()
+    .unwrap_or_default()
+}
+
 /// The relations a TRUNCATE empties: `only` as named, `with_children` with their partitions and
 /// inheritance children at any depth, and with CASCADE every table referencing one of them by
 /// a foreign key, again and again (as ExecuteTruncate expands them).
@@ -768,6 +783,25 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
                             ins.protected = Some(format!(
                                 "the values of audited table {schema}.{name} through ALTER COLUMN {col} {why} (the rewritten values would not be recorded row by row)"
                             ));
+                        }
+                    }
+                }
+                if matches!((*cmd).subtype, pg_sys::AlterTableType::AT_DropConstraint | pg_sys::AlterTableType::AT_DropColumn) {
+                    // Encrypted values are bound to their row's primary key: without it, rows
+                    // could share a key (and so each other's values) or have none.
+                    let name = cstr((*cmd).name);
+                    let columns = if (*cmd).subtype == pg_sys::AlterTableType::AT_DropColumn { vec![name] } else { primary_key_columns(relid, &name) };
+                    'key: for col in columns {
+                        for r in std::iter::once(relid).chain(reached.iter().copied().filter(|r| *r != relid)) {
+                            let role = crate::crypto::columns::protected_column_role(r, &col).unwrap_or_else(|_| Some(String::new()));
+                            if role.is_some_and(|role| !role.starts_with("an encrypted column") && !role.starts_with("the blind index")) {
+                                ins.protected = Some(format!(
+                                    "the primary key of {}.{} ({col}), which its encrypted values are bound to",
+                                    rel_schema(r),
+                                    rel_name(r)
+                                ));
+                                break 'key;
+                            }
                         }
                     }
                 }

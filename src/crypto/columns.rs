@@ -226,10 +226,12 @@ fn context_sql(column_id: i32, pk_columns: &[String], rel: pg_sys::Oid) -> TgRes
     let parts = pk_columns.iter().map(|c| key_text_sql(rel, c)).collect::<TgResult<Vec<_>>>()?;
     Ok(match parts.as_slice() {
         [] => format!("'tg:{column_id}'"),
-        [pk] => format!("'tg:{column_id}:' || {pk}"),
+        // A NULL key (possible only once the primary key is gone) binds to the column alone, as
+        // in the trigger: never a NULL context, which would make decryption return NULL.
+        [pk] => format!("'tg:{column_id}' || coalesce(':' || {pk}, '')"),
         many => {
             let parts: Vec<String> = many.iter().map(|t| format!("pg_catalog.octet_length({t}) || ':' || {t}")).collect();
-            format!("'tg:{column_id}:' || {}", parts.join(" || "))
+            format!("'tg:{column_id}' || coalesce(':' || {}, '')", parts.join(" || "))
         }
     })
 }
@@ -544,6 +546,16 @@ fn encrypt_row(td: &pg_sys::TriggerData) -> TgResult<pg_sys::HeapTuple> {
                             let unchanged = by_update
                                 && pgrx::heap_getattr_raw(td.tg_trigtuple, std::num::NonZeroUsize::new(idx + 1).expect("1-based"), tupdesc)
                                     .is_some_and(|d| common::varlena_bytes(d) == raw);
+                            if unchanged && old_pk.is_some() {
+                                // The row's key changes, and its value (bound to the old key) could
+                                // not be opened to bind it to the new one: kept, it would no longer
+                                // decrypt anywhere.
+                                return Err(CryptoError::InvalidInput(format!(
+                                    "column {}: the row's key changes, and its value cannot be opened to bind it to the new key (its key version is retired or no longer decrypts); make that version decryptable again or re-encrypt first",
+                                    col.name
+                                ))
+                                .into());
+                            }
                             if unchanged {
                                 continue;
                             }
@@ -573,9 +585,17 @@ fn encrypt_row(td: &pg_sys::TriggerData) -> TgResult<pg_sys::HeapTuple> {
                 };
                 let utf8 = |bytes| column_utf8(&col.name, bytes);
                 let text = || utf8(raw);
+                // A ciphertext written back is checked like a plaintext written: the decrypting
+                // view casts its plaintext back to the column's type (a value minted with
+                // encrypt() for this row could otherwise break the view for every reader).
+                let written_bigint = match &rebound {
+                    Some((ValueType::Bigint, plaintext)) if written_back => Some(value::decode_bigint(plaintext)?.to_string()),
+                    _ => None,
+                };
                 match &rebound {
                     None => col.check_input(|| Ok(text()?))?,
-                    Some((ValueType::Text, plaintext)) if written_back => col.check_input(|| Ok(utf8(plaintext)?))?,
+                    Some((ValueType::Text | ValueType::Jsonb | ValueType::Numeric, plaintext)) if written_back => col.check_input(|| Ok(utf8(plaintext)?))?,
+                    Some((ValueType::Bigint, _)) if written_back => col.check_input(|| Ok(written_bigint.as_deref().unwrap_or_default()))?,
                     _ => {}
                 }
                 match (&rebound, col.value_type) {
@@ -594,8 +614,11 @@ fn encrypt_row(td: &pg_sys::TriggerData) -> TgResult<pg_sys::HeapTuple> {
                 // `raw` (the plaintext) is not read past this point: its attribute now holds
                 // the armor.
                 (values[idx], changed) = (armored_datum(ct, armor_buf)?, true);
-                if !by_update {
-                    // Remembered for an ON CONFLICT DO UPDATE that may write it to another row.
+                if !by_update && rebound.is_none() {
+                    // Remembered for an ON CONFLICT DO UPDATE that may write it to another row:
+                    // a value this INSERT encrypted, never a ciphertext it was given (the
+                    // proposed row could carry another row's key and ciphertext, and the
+                    // conflict then resolve on another unique column).
                     let mut last = col.last_sealed.borrow_mut();
                     let armored = common::varlena_bytes(values[idx]);
                     last.0 = common::shmem::local_xact_stamp();
@@ -731,6 +754,16 @@ fn refuse_unsupported_shape(tbl: pg_sys::Oid, names: &TableNames, col: &str, bli
     }
     if names.pk.as_deref() == Some(col) || names.composite.as_ref().is_some_and(|k| k.iter().any(|c| c == col)) {
         return refuse("it is part of the primary key its values are bound to".into());
+    }
+    // Checked at commit, a deferrable key lets a row take another row's key for a while, write
+    // that row's ciphertext (which opens under it) and carry it back to its own key.
+    let deferrable = common::spi_first::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint WHERE conrelid = $1 AND contype = 'p' AND condeferrable)",
+        &[tbl.into()],
+    )?
+    .unwrap_or(true);
+    if deferrable {
+        return refuse("its primary key is DEFERRABLE (values are bound to the key, which must hold at every statement)".into());
     }
     if let Some(late) = late_before_triggers(&common::partition_tree(tbl)?, None)? {
         return refuse(format!("BEFORE row triggers would fire after {ENCRYPT_TRIGGER} ({late}): rename them to sort before it"));
@@ -899,6 +932,17 @@ fn encrypt_column_impl(tbl: pg_sys::Oid, col: &str, key_name: &str, blind_key: O
         // pg_stats still holds the plaintext's most common values and histogram (readable by
         // anyone who may read the table): sampled again from the ciphertext now.
         common::as_owner(|| Spi::run(&format!("ANALYZE {fq}")))??;
+    }
+    // The trail is append-only: what it recorded before is not rewritten.
+    let audited = common::spi_first::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = $1 AND tgname = 'tradeguard_audit_row')",
+        &[tbl.into()],
+    )?
+    .unwrap_or(false);
+    if audited {
+        pgrx::warning!(
+            "tradeguard: {schema}.{table} is audited: audit rows written before now keep the values of column {col} in plaintext (the signed trail is never rewritten); rows from now on hold its ciphertext"
+        );
     }
     Ok(n)
 }

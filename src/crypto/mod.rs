@@ -250,7 +250,26 @@ fn encrypt_timestamptz(value: TimestampWithTimeZone, key_name: &str, context: de
 #[pg_extern(volatile, parallel_safe)]
 fn encrypt_as(value: &str, key_name: &str, context: &str, type_name: &str) -> Vec<u8> {
     let vt = ValueType::parse_name(type_name).or_raise();
+    // A jsonb ciphertext always opens to valid jsonb (its decryption casts it).
+    if vt == ValueType::Jsonb && !valid_input(pg_sys::JSONBOID, value) {
+        return Err::<Vec<u8>, _>(crate::error::TgError::from(CryptoError::InvalidInput("value is not valid jsonb".into()))).or_raise();
+    }
     seal_value(key_name, vt, value.as_bytes(), context).or_raise()
+}
+
+/// Whether `text` is valid input for the built-in type `typid`. Input functions raise errors
+/// that quote the value (and PostgreSQL's JSON errors show it as context): caught here, and
+/// never shown.
+fn valid_input(typid: pg_sys::Oid, text: &str) -> bool {
+    let Ok(c) = std::ffi::CString::new(text) else { return false };
+    let (mut func, mut ioparam) = (pg_sys::InvalidOid, pg_sys::InvalidOid);
+    unsafe { pg_sys::getTypeInputInfo(typid, &mut func, &mut ioparam) };
+    pgrx::PgTryBuilder::new(|| unsafe {
+        pg_sys::OidInputFunctionCall(func, c.as_ptr() as *mut std::ffi::c_char, ioparam, -1);
+        true
+    })
+    .catch_others(|_| false)
+    .execute()
 }
 
 // ---------------------------------------------------------------- decrypt
@@ -294,7 +313,12 @@ decrypt_pair!(decrypt_timestamptz_b, decrypt_timestamptz_t, "decrypt_timestamptz
 });
 decrypt_pair!(decrypt_as_jsonb_b, decrypt_as_jsonb_t, "decrypt_jsonb_text", String, |b, c| {
     let pt = open_value(b, c, ValueType::Jsonb)?;
-    decode_text(ValueType::Jsonb, &pt)
+    let text = decode_text(ValueType::Jsonb, &pt)?;
+    // decrypt_jsonb casts it: an invalid one would be quoted by PostgreSQL's error.
+    if !valid_input(pg_sys::JSONBOID, &text) {
+        return Err(CryptoError::CorruptPlaintext("jsonb").into());
+    }
+    Ok(text)
 });
 
 /// `tradeguard.blind_index(value, key_name)`: keyed HMAC-SHA-256 for equality search.

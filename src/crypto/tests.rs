@@ -541,4 +541,72 @@ mod tests {
         assert!(err.contains("does not belong to this row"), "{err}");
         assert_eq!(one::<String>("SELECT email FROM t_wb_decrypted WHERE id = 1").as_deref(), Some("old@example.jp"));
     }
+
+    /// Found by an attack review: ways a row could carry off another row's value, lose the
+    /// key its value is bound to, or hold a value its view cannot show.
+    #[pg_test]
+    fn row_binding_holds_against_upserts_deferred_and_dropped_keys() {
+        let refused = |what: &str| format!("tradeguard: cannot change {what}: protected by tradeguard; a tradeguard_admin member must call tradeguard.break_glass(reason) first");
+        Spi::run(
+            "SELECT tradeguard.create_key('t_rb');
+             CREATE TABLE t_users (id int PRIMARY KEY, uname text UNIQUE NOT NULL, api_key text);
+             INSERT INTO t_users VALUES (1, 'attacker', 'own'), (2, 'victim', 'VICTIM-SECRET');
+             SELECT tradeguard.encrypt_column('t_users', 'api_key', 't_rb')",
+        )
+        .unwrap();
+        // An upsert proposing the victim's key and ciphertext, resolved on another unique column.
+        let err = crate::common::sql_error(
+            "INSERT INTO t_users (id, uname, api_key) SELECT 2, 'attacker', api_key FROM t_users WHERE id = 2
+               ON CONFLICT (uname) DO UPDATE SET api_key = EXCLUDED.api_key",
+        )
+        .unwrap_or_default();
+        assert!(err.contains("does not belong to this row"), "{err}");
+        // The plaintext upsert still works (the proposed row's fresh ciphertext follows).
+        Spi::run("INSERT INTO t_users VALUES (3, 'attacker', 'new-own') ON CONFLICT (uname) DO UPDATE SET api_key = EXCLUDED.api_key").unwrap();
+        assert_eq!(one::<String>("SELECT api_key FROM t_users_decrypted WHERE id = 1").as_deref(), Some("new-own"));
+        assert_eq!(one::<String>("SELECT api_key FROM t_users_decrypted WHERE id = 2").as_deref(), Some("VICTIM-SECRET"));
+
+        // A deferrable primary key lets a row hold another's key within a transaction.
+        Spi::run("CREATE TABLE t_def (id int PRIMARY KEY DEFERRABLE INITIALLY DEFERRED, v text)").unwrap();
+        let err = crate::common::sql_error("SELECT tradeguard.encrypt_column('t_def', 'v', 't_rb')").unwrap_or_default();
+        assert!(err.contains("its primary key is DEFERRABLE"), "{err}");
+
+        // Dropping the key the values are bound to (or its column) is refused.
+        assert_eq!(
+            crate::common::sql_error("ALTER TABLE t_users DROP CONSTRAINT t_users_pkey"),
+            Some(refused("the primary key of public.t_users (id), which its encrypted values are bound to"))
+        );
+        assert_eq!(
+            crate::common::sql_error("ALTER TABLE t_users DROP COLUMN id"),
+            Some(refused("the primary key of public.t_users (id), which its encrypted values are bound to"))
+        );
+        // Dropping another column is not.
+        Spi::run("ALTER TABLE t_users ADD COLUMN extra int; ALTER TABLE t_users DROP COLUMN extra").unwrap();
+
+        // A key change while the value's key version no longer decrypts.
+        Spi::run(
+            "CREATE TABLE t_ret (id int PRIMARY KEY, v text); INSERT INTO t_ret VALUES (1, 'one');
+             SELECT tradeguard.create_key('t_rb2'); SELECT tradeguard.encrypt_column('t_ret', 'v', 't_rb2');
+             SELECT tradeguard.rotate_key('t_rb2'); SELECT tradeguard.retire_key('t_rb2', 1)",
+        )
+        .unwrap();
+        let err = crate::common::sql_error("UPDATE t_ret SET id = 100 WHERE id = 1").unwrap_or_default();
+        assert!(err.contains("its value cannot be opened to bind it to the new key"), "{err}");
+
+        // A ciphertext minted for a row is checked against the column's type when written back.
+        Spi::run(
+            "CREATE TABLE t_acct (id int PRIMARY KEY, n int, j jsonb); INSERT INTO t_acct VALUES (1, 1, '{}');
+             SELECT tradeguard.encrypt_column('t_acct', 'n', 't_rb'), tradeguard.encrypt_column('t_acct', 'j', 't_rb')",
+        )
+        .unwrap();
+        let cid = |c: &str| one::<i32>(&format!("SELECT column_id FROM tradeguard_audit.encrypted_columns WHERE table_name = 't_acct' AND column_name = '{c}'")).unwrap();
+        let env = one::<Vec<u8>>(&format!("SELECT tradeguard.encrypt(99999999999::bigint, 't_rb', 'tg:{}:1')", cid("n"))).expect("envelope");
+        let armored = crate::crypto::envelope::armor(&env).expect("armor");
+        let err = crate::common::sql_error(&format!("UPDATE t_acct SET n = '{armored}' WHERE id = 1")).unwrap_or_default();
+        assert!(err.ends_with("column n: value is not a valid integer"), "{err}");
+        assert_eq!(one::<i32>("SELECT n FROM t_acct_decrypted WHERE id = 1"), Some(1));
+        // No jsonb ciphertext of invalid JSON (PostgreSQL's error would quote it).
+        let err = crate::common::sql_error(&format!("SELECT tradeguard.encrypt_as('{{\"LEAKME\": ', 't_rb', 'tg:{}:1', 'jsonb')", cid("j"))).unwrap_or_default();
+        assert!(err.ends_with("value is not valid jsonb") && !err.contains("LEAKME"), "{err}");
+    }
 }
