@@ -606,7 +606,7 @@ mod tests {
 
     #[pg_test]
     fn tradeguards_schemas_cannot_be_changed_around_it() {
-        let refused = |what: &str| format!("tradeguard: cannot change {what}: protected by tradeguard; a tradeguard_admin member must call tradeguard.break_glass(reason) first");
+        let refused = crate::common::refusal;
         for (sql, what) in [
             ("ALTER TABLE tradeguard_audit.blocks SET SCHEMA public", "the schema of tradeguard's objects".to_string()),
             ("ALTER FUNCTION tradeguard.seal() SET SCHEMA public", "the schema of tradeguard's objects".to_string()),
@@ -648,7 +648,7 @@ mod tests {
 
     #[pg_test]
     fn the_hook_cannot_be_steered_or_sidestepped() {
-        let refused = |what: &str| format!("tradeguard: cannot change {what}: protected by tradeguard; a tradeguard_admin member must call tradeguard.break_glass(reason) first");
+        let refused = crate::common::refusal;
         Spi::run(
             "CREATE ROLE t_shadow; GRANT CREATE ON SCHEMA public TO t_shadow;
              CREATE TABLE t_sh (id int PRIMARY KEY); ALTER TABLE t_sh OWNER TO t_shadow;
@@ -881,7 +881,7 @@ mod tests {
     /// would rewrite values, else recorded on them, with their registrations kept up to date.
     #[pg_test]
     fn alters_through_parents_and_types_reach_audited_tables() {
-        let refused = |what: &str| format!("tradeguard: cannot change {what}: protected by tradeguard; a tradeguard_admin member must call tradeguard.break_glass(reason) first");
+        let refused = crate::common::refusal;
         let ddl_on = |table: &str| {
             Spi::get_one_with_args::<i64>("SELECT count(*) FROM tradeguard_audit.log WHERE operation = 'DDL' AND table_name = $1", &[table.into()]).unwrap().unwrap()
         };
@@ -1024,7 +1024,7 @@ mod tests {
     /// relation: a parent, a referenced table, a schema, an extension they belong to.
     #[pg_test]
     fn drops_and_truncates_that_reach_audited_tables_are_recorded() {
-        let refused = |what: &str| format!("tradeguard: cannot change {what}: protected by tradeguard; a tradeguard_admin member must call tradeguard.break_glass(reason) first");
+        let refused = crate::common::refusal;
         // What the trail recorded after a given id, as "operation schema.table [partition]".
         let since = || Spi::get_one::<i64>("SELECT coalesce(max(id), 0) FROM tradeguard_audit.log").unwrap().unwrap();
         let recorded = |from: i64| {

@@ -374,6 +374,13 @@ pgrx::extension_sql_file!("../../sql/common.sql", name = "common_sql", requires 
 #[cfg(feature = "pg_test")]
 mod tests;
 
+/// For in-database tests: the message of the utility hook's refusal of `what` outside
+/// break-glass.
+#[cfg(feature = "pg_test")]
+pub fn refusal(what: &str) -> String {
+    format!("tradeguard: cannot change {what}: protected by tradeguard; a tradeguard_admin member must call tradeguard.break_glass(reason) first")
+}
+
 /// For in-database tests: the error message `sql` raises, run inside a PL/pgSQL exception block
 /// (a subtransaction, so the test's transaction goes on); `None` when it succeeds.
 #[cfg(feature = "pg_test")]

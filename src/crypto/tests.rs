@@ -546,7 +546,7 @@ mod tests {
     /// key its value is bound to, or hold a value its view cannot show.
     #[pg_test]
     fn row_binding_holds_against_upserts_deferred_and_dropped_keys() {
-        let refused = |what: &str| format!("tradeguard: cannot change {what}: protected by tradeguard; a tradeguard_admin member must call tradeguard.break_glass(reason) first");
+        let refused = crate::common::refusal;
         Spi::run(
             "SELECT tradeguard.create_key('t_rb');
              CREATE TABLE t_users (id int PRIMARY KEY, uname text UNIQUE NOT NULL, api_key text);
