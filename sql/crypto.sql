@@ -11,7 +11,9 @@ CREATE TABLE tradeguard_audit.keys (
 COMMENT ON TABLE tradeguard_audit.keys IS 'tradeguard: key names (the key bytes live only wrapped, in key_versions)';
 
 CREATE TABLE tradeguard_audit.key_versions (
-    key_id            integer NOT NULL REFERENCES tradeguard_audit.keys,
+    -- (No foreign key to keys: pg_restore -j loads each table's rows on a connection of its
+    -- own, in any order; only tradeguard's own code writes either table.)
+    key_id            integer NOT NULL,
     version           integer NOT NULL,
     status            text NOT NULL CHECK (status IN ('active', 'decrypt_only', 'retired')),
     wrapped           bytea NOT NULL,

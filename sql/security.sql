@@ -82,7 +82,9 @@ COMMENT ON TABLE tradeguard_audit.incidents IS
 
 CREATE TABLE tradeguard_audit.incident_actions (
     id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    incident_id bigint NOT NULL REFERENCES tradeguard_audit.incidents (id),
+    -- (No foreign key: pg_restore -j loads each table's rows in any order; only tradeguard's
+    -- own code writes either table.)
+    incident_id bigint NOT NULL,
     at          timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
     action      text NOT NULL,
     target      text,

@@ -77,7 +77,9 @@ COMMENT ON TABLE tradeguard_audit.audit_runs IS
     'tradeguard self-audit: one row per tradeguard.run_audit() call (who, when, which profile, score, counts by level)';
 
 CREATE TABLE tradeguard_audit.audit_findings (
-    run_id      bigint NOT NULL REFERENCES tradeguard_audit.audit_runs (id) ON DELETE CASCADE,
+    -- (No foreign key: pg_restore -j loads each table's rows in any order; only tradeguard's
+    -- own code writes either table, and runs are never deleted.)
+    run_id      bigint NOT NULL,
     check_id    text NOT NULL,
     level       text NOT NULL,
     category    text NOT NULL,

@@ -65,5 +65,17 @@ q dst -c "INSERT INTO desk_notes VALUES (1, 'fx', 'do not record me')" >/dev/nul
 check "the restored registration still applies (exclusion and key)" [ "$(q dst -c "SELECT pk::text || ' ' || new_row::text FROM tradeguard_audit.log WHERE table_name = 'desk_notes' AND operation = 'INSERT'")" = '{"note_id": 1} {"desk": "fx", "note_id": 1}' ]
 check "and the chain still verifies after sealing them" [ "$(q dst -c "SELECT ok FROM tradeguard.verify()")" = t ]
 
+# A parallel restore of a directory-format dump loads each table's rows on a connection of its
+# own, in any order (keys and their versions, incidents and their actions, runs and findings).
+pdump="$TG_TEST_DIR/dumprestore/src.dir"
+rm -rf "$pdump"
+as_pg "$PG_BIN/pg_dump" -h /tmp -p "$E2E_PORT" -Fd -j 2 -f "$pdump" src
+as_pg "$PG_BIN/createdb" -h /tmp -p "$E2E_PORT" dst_parallel
+out=$(as_pg env PGOPTIONS='-c tradeguard.restore_mode=on' "$PG_BIN/pg_restore" -h /tmp -p "$E2E_PORT" -j 4 -d dst_parallel "$pdump" 2>&1)
+echo "$out" | grep -i error | head -20
+check "pg_restore -j 4 of a directory dump" [ -z "$(grep -i error <<<"$out")" ]
+check "every value decrypts after the parallel restore" [ "$(q dst_parallel -c "SELECT md5(string_agg(id || email || api_key || balance, ',' ORDER BY id)) FROM accounts_decrypted")" = "$before" ]
+check "and its chain verifies" [ "$(q dst_parallel -c "SELECT ok FROM tradeguard.verify()")" = t ]
+
 echo "$fails failed"
 [ "$fails" -eq 0 ]

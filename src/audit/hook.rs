@@ -294,6 +294,11 @@ struct Inspection {
     /// A column renamed through a parent or a composite type: the other tables it is renamed in
     /// (oid, schema, name), whose registrations follow too.
     column_renamed_in: Vec<(pg_sys::Oid, String, String)>,
+    /// A table whose columns the statement adds, drops, retypes or renames: its
+    /// `<table>_decrypted` view (if encrypted) is dropped before and made again after, and the
+    /// names of the table whose view was dropped.
+    rebuild_view: Option<pg_sys::Oid>,
+    view_dropped: Option<(String, String)>,
     /// A statement that may drop tables: afterwards, registrations whose table is gone however
     /// it went (a path the inspection did not foresee) are recorded as dropped and forgotten.
     drop_check: bool,
@@ -302,9 +307,24 @@ struct Inspection {
 impl Inspection {
     /// Nothing to do once the statement has run (most statements: BEGIN, COMMIT, SET, ...).
     fn is_empty(&self) -> bool {
-        let Inspection { protected: _, record, truncated, refresh, attached, dropped, schema_renamed, dropped_schemas, renamed, column_renamed_in, drop_check } =
-            self;
+        let Inspection {
+            protected: _,
+            record,
+            truncated,
+            refresh,
+            attached,
+            dropped,
+            schema_renamed,
+            dropped_schemas,
+            renamed,
+            column_renamed_in,
+            rebuild_view,
+            view_dropped,
+            drop_check,
+        } = self;
         !drop_check
+            && rebuild_view.is_none()
+            && view_dropped.is_none()
             && record.is_empty()
             && truncated.is_empty()
             && refresh.is_empty()
@@ -412,17 +432,42 @@ unsafe fn audit_owners(rels: &[pg_sys::Oid]) -> Vec<pg_sys::Oid> {
     }
 }
 
-/// Whether converting column `col` of `relid` to type `new_type` may run code of this database
-/// rather than PostgreSQL's own: either type is one created here (a domain, enum, composite or
-/// base type with its own input function), or a cast function created here joins them.
+/// The audited tables a change of `reached` (from `relid`) changes besides `relid` itself and
+/// the table `relid` is audited as (a partition's change is recorded once, under its name).
+unsafe fn other_audit_owners(relid: pg_sys::Oid, reached: &[pg_sys::Oid]) -> Vec<pg_sys::Oid> {
+    let own = audit_owners(&[relid]);
+    audit_owners(reached).into_iter().filter(|o| *o != relid && !own.contains(o)).collect()
+}
+
+/// Whether converting column `col` of `relid` to type `new_type` (without USING) may compute
+/// values with code of this database rather than PostgreSQL's own: a cast function created
+/// here, or a conversion through text (a cast by I/O, or none at all) whose input or output
+/// function was created here. A binary-coercible cast (text to citext) and a domain (only its
+/// checks run, on its base type's value) keep each value. An unknown type is left to
+/// PostgreSQL's own error.
 fn conversion_defined_here(relid: pg_sys::Oid, col: &str, new_type: pg_sys::Oid) -> bool {
+    if new_type == pg_sys::InvalidOid {
+        return false;
+    }
+    let old_type = crate::common::with_catalog_search_path(|| {
+        crate::common::spi_first::<pg_sys::Oid>(
+            "SELECT atttypid FROM pg_catalog.pg_attribute WHERE attrelid = $1 AND attname = $2 AND attnum > 0 AND NOT attisdropped",
+            &[relid.into(), col.into()],
+        )
+    });
+    let Ok(Some(old_type)) = old_type else { return false };
+    let (from, to) = unsafe { (pg_sys::getBaseType(old_type), pg_sys::getBaseType(new_type)) };
+    if from == to {
+        return false;
+    }
     catalog_says(
-        "SELECT a.atttypid >= 16384 OR $3 >= 16384 OR $3 = 0
-             OR EXISTS (SELECT 1 FROM pg_catalog.pg_cast c
-                         WHERE c.castsource = a.atttypid AND c.casttarget = $3 AND c.castfunc >= 16384)
-           FROM pg_catalog.pg_attribute a
-          WHERE a.attrelid = $1 AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped",
-        &[relid.into(), col.into(), new_type.into()],
+        "WITH c AS (SELECT castfunc, castmethod FROM pg_catalog.pg_cast WHERE castsource = $1 AND casttarget = $2),
+              io AS (SELECT (SELECT typoutput::pg_catalog.oid FROM pg_catalog.pg_type WHERE oid = $1) >= 16384
+                         OR (SELECT typinput::pg_catalog.oid FROM pg_catalog.pg_type WHERE oid = $2) >= 16384 AS here)
+         SELECT CASE WHEN EXISTS (SELECT 1 FROM c)
+                     THEN EXISTS (SELECT 1 FROM c WHERE castfunc::pg_catalog.oid >= 16384 OR (castmethod = 'i' AND (SELECT here FROM io)))
+                     ELSE (SELECT here FROM io) END",
+        &[from.into(), to.into()],
     )
 }
 
@@ -711,10 +756,14 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
             // What the statement changes besides the table named: its partitions and children
             // (unless ONLY), the tables of a composite type; and their audited tables.
             let reached = altered_relations(relid, (*(*s).relation).inh);
-            let others: Vec<pg_sys::Oid> = audit_owners(&reached).into_iter().filter(|o| *o != relid).collect();
+            let others = other_audit_owners(relid, &reached);
             let audited_data = is_audited(relid) || !others.is_empty();
             for c in list_ptrs((*s).cmds) {
                 let cmd = c as *mut pg_sys::AlterTableCmd;
+                use pg_sys::AlterTableType as A;
+                if matches!((*cmd).subtype, A::AT_AddColumn | A::AT_DropColumn | A::AT_AlterColumnType) {
+                    ins.rebuild_view = Some(relid);
+                }
                 if (*cmd).subtype == pg_sys::AlterTableType::AT_AddInherit && is_tag((*cmd).def as *mut c_void, N::T_RangeVar) {
                     let parent = (*cmd).def as *mut pg_sys::RangeVar;
                     // As for CREATE TABLE ... INHERITS: a parent with tradeguard triggers, or any
@@ -956,10 +1005,11 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
                 ins.refresh.push((relid, renamed.clone()));
             }
             if column {
+                ins.rebuild_view = Some(relid);
                 // Renamed in the partitions and children too (unless ONLY), and for a composite
                 // type's attribute (CASCADE), in the tables of that type.
                 let reached = altered_relations(relid, (*(*s).relation).inh);
-                for o in audit_owners(&reached).into_iter().filter(|o| *o != relid) {
+                for o in other_audit_owners(relid, &reached) {
                     ins.record.push(("DDL".into(), rel_schema(o), rel_name(o)));
                     ins.refresh.push((o, renamed.clone()));
                 }
@@ -1066,6 +1116,10 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
             }
         } else if let Some(parent) = list_ptrs((*s).inhRelations).first().and_then(|p| range_var_relid(*p as *mut pg_sys::RangeVar)) {
             require_trigger_copy(parent);
+            // A new partition of an audited table (its rows are recorded from the first one).
+            for o in audit_owners(&[parent]) {
+                ins.record.push(("DDL".into(), rel_schema(o), rel_name(o)));
+            }
         }
     } else if t == N::T_AlterEnumStmt && !(*(stmt as *mut pg_sys::AlterEnumStmt)).oldVal.is_null() {
         // ALTER TYPE ... RENAME VALUE changes what stored values of audited columns mean.
@@ -1082,6 +1136,10 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
         if on_relation || function {
             ins.protected = Some("extension dependencies of tradeguard's objects and of protected tables".into());
         }
+    } else if t == N::T_ReassignOwnedStmt {
+        // Owners of audited tables change with it (ALTER ... OWNER TO of one table is DDL).
+        let s = stmt as *mut pg_sys::ReassignOwnedStmt;
+        ins.record.push((tag.to_string(), String::new(), format!("{} TO {}", role_specs((*s).roles), role_spec_name((*s).newrole))));
     } else if t == N::T_DropOwnedStmt {
         // DROP OWNED BY would drop audited or encrypted tables without their DROP TABLE being
         // recorded or their registrations removed.
@@ -1159,7 +1217,8 @@ unsafe extern "C-unwind" fn tradeguard_process_utility(
             if !break_glass_active() {
                 TgError::from(AuditError::Protected { what: what.clone() }).raise();
             }
-            ins.record = vec![("BREAK_GLASS_CHANGE".into(), "tradeguard".into(), what.clone())];
+            // Named as the break-glass change it is, and recorded on what it changed as well.
+            ins.record.insert(0, ("BREAK_GLASS_CHANGE".into(), "tradeguard".into(), what.clone()));
         }
         // Fail closed: a change that must be recorded does not run when it cannot be signed.
         // ALTER SYSTEM and SET stay possible (with a WARNING) so the DBA can repair the key setting.
@@ -1169,6 +1228,9 @@ unsafe extern "C-unwind" fn tradeguard_process_utility(
                 e.raise();
             }
         }
+    }
+    if let Some(relid) = ins.rebuild_view {
+        ins.view_dropped = crate::crypto::columns::drop_decrypted_view(relid).or_raise();
     }
     // The trail may be open from audit rows written earlier in this transaction: DDL on it
     // (CREATE INDEX, ALTER, TRUNCATE, DROP EXTENSION) refuses a table in use by this session.
@@ -1243,6 +1305,11 @@ unsafe fn after_statement(stmt: *mut pg_sys::Node, ins: &Inspection) {
             if let Err(e) = followed {
                 e.raise();
             }
+        }
+    }
+    if let Some((schema, table)) = &ins.view_dropped {
+        if let Err(e) = crate::crypto::columns::rebuild_decrypted_view(schema, table) {
+            e.raise();
         }
     }
     for (relid, renamed) in &ins.refresh {

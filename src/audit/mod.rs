@@ -199,7 +199,7 @@ fn audit_table_impl(oid: pg_sys::Oid, exclude: Vec<String>) -> TgResult<String> 
                 ("tradeguard_audit_row", "AFTER INSERT OR UPDATE OR DELETE ON {t} FOR EACH ROW"),
                 ("tradeguard_audit_truncate", "AFTER TRUNCATE ON {t} FOR EACH STATEMENT"),
             ] {
-                Spi::run(&format!("DROP TRIGGER IF EXISTS {name} ON {fq}"))?;
+                common::run_quietly(&format!("DROP TRIGGER IF EXISTS {name} ON {fq}"))?;
                 Spi::run(&format!(
                     "CREATE TRIGGER {name} {} EXECUTE FUNCTION tradeguard.audit_trigger()",
                     spec.replace("{t}", &fq)

@@ -247,7 +247,8 @@ mod tests {
         assert_eq!(
             rows.as_deref(),
             Some(
-                "INSERT t_ptrades {\"id\": 1, \"day\": \"2026-01-05\"} {\"id\": 1, \"day\": \"2026-01-05\", \"qty\": 10}; \
+                "DDL t_ptrades - {\"command\": \"CREATE TABLE\"}; \
+                 INSERT t_ptrades {\"id\": 1, \"day\": \"2026-01-05\"} {\"id\": 1, \"day\": \"2026-01-05\", \"qty\": 10}; \
                  INSERT t_ptrades {\"id\": 2, \"day\": \"2026-02-05\"} {\"id\": 2, \"day\": \"2026-02-05\", \"qty\": 20}; \
                  UPDATE t_ptrades {\"id\": 2, \"day\": \"2026-02-05\"} {\"id\": 2, \"day\": \"2026-02-05\", \"qty\": 21}; \
                  TRUNCATE t_ptrades - {\"command\": \"TRUNCATE TABLE\", \"partition\": \"public.t_ptrades_1\"}"
@@ -949,8 +950,16 @@ mod tests {
             crate::common::sql_error("ALTER TABLE t_acct ALTER COLUMN balance TYPE t_money2"),
             Some(refused("the values of audited table public.t_acct through ALTER COLUMN balance TYPE with a type or cast defined in this database (the rewritten values would not be recorded row by row)"))
         );
-        // PostgreSQL's own conversions keep the value: recorded as DDL.
-        Spi::run("ALTER TABLE t_acct ALTER COLUMN balance TYPE varchar(20)").unwrap();
+        // PostgreSQL's own conversions keep the value, and so do a domain and a
+        // binary-coercible cast of an extension: recorded as DDL.
+        Spi::run(
+            "ALTER TABLE t_acct ALTER COLUMN balance TYPE varchar(20);
+             CREATE DOMAIN t_sym AS varchar(20) CHECK (VALUE <> '');
+             ALTER TABLE t_acct ALTER COLUMN balance TYPE t_sym;
+             CREATE EXTENSION citext;
+             ALTER TABLE t_acct ALTER COLUMN balance TYPE citext",
+        )
+        .unwrap();
 
         // ATTACH PARTITION names the table whose rows join, and SET SESSION AUTHORIZATION the
         // role a superuser acts as.
@@ -968,6 +977,22 @@ mod tests {
         assert_eq!(attached, Ok(Some("[\"public.t_ap3\"]".into())));
         let switches = Spi::get_one::<String>("SELECT string_agg(table_name, '; ' ORDER BY id) FROM tradeguard_audit.log WHERE operation = 'SET' AND table_name LIKE 'session_authorization%'");
         assert_eq!(switches, Ok(Some("session_authorization postgres -> t_trader; session_authorization t_trader -> DEFAULT".into())));
+
+        // Under break-glass the refused change runs, recorded as such and on the table it changed.
+        let before = ddl_on("t_acct");
+        Spi::run(
+            "SELECT tradeguard.break_glass('test: a migration that rewrites values');
+             ALTER TABLE t_acct ALTER COLUMN balance TYPE text USING balance || '';
+             SELECT tradeguard.break_glass_end()",
+        )
+        .unwrap();
+        assert_eq!(ddl_on("t_acct"), before + 1);
+        let why = Spi::get_one::<i64>("SELECT count(*) FROM tradeguard_audit.log WHERE operation = 'BREAK_GLASS_CHANGE' AND table_name LIKE 'the values of audited table public.t_acct%'");
+        assert_eq!(why, Ok(Some(1)));
+        // REASSIGN OWNED names its roles.
+        Spi::run("CREATE ROLE t_from; CREATE ROLE t_to; REASSIGN OWNED BY t_from TO t_to").unwrap();
+        let reassigned = Spi::get_one::<String>("SELECT table_name FROM tradeguard_audit.log WHERE operation = 'REASSIGN OWNED'");
+        assert_eq!(reassigned, Ok(Some("t_from TO t_to".into())));
     }
 
     /// verify() over blocks the chain does not hold is an error, never "ok" nor "chain broken".

@@ -109,6 +109,27 @@ unsafe fn set_search_path(value: *const std::ffi::c_char) {
     );
 }
 
+/// Runs `sql`, a `DROP ... IF EXISTS` of an object tradeguard makes again right after, without
+/// PostgreSQL's "does not exist, skipping" NOTICE (noise to the caller: nothing it did).
+pub fn run_quietly(sql: &str) -> Result<(), pgrx::spi::Error> {
+    unsafe {
+        let nest = pg_sys::NewGUCNestLevel();
+        pg_sys::set_config_option(
+            c"client_min_messages".as_ptr(),
+            c"warning".as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+            true,
+            0,
+            false,
+        );
+        let r = Spi::run(sql);
+        pg_sys::AtEOXact_GUC(false, nest);
+        r
+    }
+}
+
 /// Runs `f` as the extension owner with `search_path = pg_catalog, pg_temp`, the way a
 /// SECURITY DEFINER function with a pinned search_path would, but without losing who the caller
 /// is: the caller's role has already passed the EXECUTE check on the SQL function. Used only for

@@ -887,7 +887,7 @@ fn encrypt_column_impl(tbl: pg_sys::Oid, col: &str, key_name: &str, blind_key: O
     // Only our own DDL runs as "internal": no user code runs in it.
     let own = common::InternalWrite::begin();
     common::as_owner(|| -> TgResult<()> {
-        Spi::run(&format!("DROP VIEW IF EXISTS {}.{}", q(schema), q(&format!("{table}_decrypted"))))?;
+        common::run_quietly(&format!("DROP VIEW IF EXISTS {}.{}", q(schema), q(&format!("{table}_decrypted"))))?;
         if already.is_none() {
             Spi::run_with_args(
                 "INSERT INTO tradeguard_audit.encrypted_columns
@@ -915,7 +915,7 @@ fn encrypt_column_impl(tbl: pg_sys::Oid, col: &str, key_name: &str, blind_key: O
                 q(b)
             ))?;
         }
-        Spi::run(&format!("DROP TRIGGER IF EXISTS {ENCRYPT_TRIGGER} ON {fq}"))?;
+        common::run_quietly(&format!("DROP TRIGGER IF EXISTS {ENCRYPT_TRIGGER} ON {fq}"))?;
         Spi::run(&format!(
             "CREATE TRIGGER {ENCRYPT_TRIGGER} BEFORE INSERT OR UPDATE ON {fq}
                FOR EACH ROW EXECUTE FUNCTION tradeguard.encrypt_trigger()"
@@ -1017,6 +1017,43 @@ fn create_decrypted_view(schema: &str, table: &str) -> TgResult<()> {
         pgrx::spi::quote_literal(format!("tradeguard: decrypted view of {schema}.{table} (tradeguard_decryptor only)"))
     ))?;
     Ok(())
+}
+
+/// Before an ALTER TABLE that adds, drops, retypes or renames columns of a table with encrypted
+/// columns: drops its `<table>_decrypted` view (which selects every column, so PostgreSQL would
+/// refuse a type change or a dropped column under it, and would not show an added or renamed
+/// one). Returns the table's names when it has a view to make again afterwards
+/// ([`rebuild_decrypted_view`]). A view with objects of the user's built on it is left alone
+/// (then PostgreSQL refuses a type change or a dropped column under it, as without tradeguard).
+pub fn drop_decrypted_view(relid: pg_sys::Oid) -> TgResult<Option<(String, String)>> {
+    let _own = common::InternalWrite::begin();
+    common::as_owner(|| -> TgResult<Option<(String, String)>> {
+        let found = common::spi_first_row(
+            "SELECT n.nspname::text, c.relname::text FROM pg_catalog.pg_class c
+               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+               CROSS JOIN LATERAL (SELECT pg_catalog.to_regclass(pg_catalog.quote_ident(n.nspname) || '.'
+                                          || pg_catalog.quote_ident(c.relname || '_decrypted'))::pg_catalog.oid AS oid) v
+              WHERE c.oid = $1 AND v.oid IS NOT NULL
+                AND EXISTS (SELECT 1 FROM tradeguard_audit.encrypted_columns e WHERE e.schema_name = n.nspname AND e.table_name = c.relname)
+                AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                                 WHERE d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid = v.oid AND d.deptype = 'n'
+                                   -- (the view's own rule refers to it too)
+                                   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite r
+                                                    WHERE d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND r.oid = d.objid AND r.ev_class = v.oid))",
+            &[relid.into()],
+            |r| Ok((r.get::<String>(1)?.unwrap_or_default(), r.get::<String>(2)?.unwrap_or_default())),
+        )?;
+        if let Some((schema, table)) = &found {
+            Spi::run(&format!("DROP VIEW {}.{}", q(schema), q(&format!("{table}_decrypted"))))?;
+        }
+        Ok(found)
+    })?
+}
+
+/// After the ALTER: the `<table>_decrypted` view again, over the table's columns as they are now.
+pub fn rebuild_decrypted_view(schema: &str, table: &str) -> TgResult<()> {
+    let _own = common::InternalWrite::begin();
+    common::as_owner(|| create_decrypted_view(schema, table))?
 }
 
 /// `tradeguard.reencrypt_column(tbl, col, batch_size)`: moves values to the key's newest version.

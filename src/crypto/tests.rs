@@ -542,6 +542,36 @@ mod tests {
         assert_eq!(one::<String>("SELECT email FROM t_wb_decrypted WHERE id = 1").as_deref(), Some("old@example.jp"));
     }
 
+    /// ALTER TABLE of an encrypted table: its decrypted view is made again around the change
+    /// (PostgreSQL would refuse a type change or dropped column under it, and would not show an
+    /// added or renamed one), unless objects of the user's depend on it.
+    #[pg_test]
+    fn the_decrypted_view_follows_alter_table() {
+        Spi::run(
+            "SELECT tradeguard.create_key('t_av');
+             CREATE TABLE t_av (id int PRIMARY KEY, qty int, note text, secret text);
+             INSERT INTO t_av VALUES (1, 5, 'n', 's');
+             SELECT tradeguard.encrypt_column('t_av', 'secret', 't_av');
+             ALTER TABLE t_av ALTER COLUMN qty TYPE bigint;
+             ALTER TABLE t_av ADD COLUMN venue text;
+             ALTER TABLE t_av RENAME COLUMN note TO memo;
+             ALTER TABLE t_av DROP COLUMN venue;
+             ALTER TABLE t_av ADD COLUMN desk text",
+        )
+        .unwrap();
+        let columns = one::<String>(
+            "SELECT string_agg(attname || ':' || format_type(atttypid, atttypmod), ', ' ORDER BY attnum)
+               FROM pg_attribute WHERE attrelid = 't_av_decrypted'::regclass AND attnum > 0",
+        );
+        assert_eq!(columns.as_deref(), Some("id:integer, qty:bigint, memo:text, secret:text, desk:text"));
+        assert_eq!(one::<String>("SELECT secret FROM t_av_decrypted WHERE id = 1").as_deref(), Some("s"));
+        assert_eq!(one::<bool>("SELECT has_table_privilege('tradeguard_decryptor', 't_av_decrypted', 'SELECT')"), Some(true));
+        // A view of the user's on it: left alone, and PostgreSQL refuses as it would.
+        Spi::run("CREATE VIEW t_av_user AS SELECT id FROM t_av_decrypted").unwrap();
+        let err = crate::common::sql_error("ALTER TABLE t_av ALTER COLUMN qty TYPE numeric").unwrap_or_default();
+        assert!(err.contains("cannot alter type of a column used by a view or rule"), "{err}");
+    }
+
     /// Found by an attack review: ways a row could carry off another row's value, lose the
     /// key its value is bound to, or hold a value its view cannot show.
     #[pg_test]

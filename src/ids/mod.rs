@@ -228,7 +228,7 @@ fn install_guards(table: &str, guards: &[(&str, &Vec<String>)]) -> TgResult<()> 
     common::as_owner(|| -> TgResult<()> {
         for (act, cols) in guards {
             let name = guard_trigger_name(act);
-            Spi::run(&format!("DROP TRIGGER IF EXISTS {name} ON {table}"))?;
+            common::run_quietly(&format!("DROP TRIGGER IF EXISTS {name} ON {table}"))?;
             if cols.is_empty() {
                 continue;
             }
