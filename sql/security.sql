@@ -230,11 +230,45 @@ COMMENT ON FUNCTION tradeguard_audit.incident_action(bigint, text, text, jsonb) 
     'tradeguard: append one entry to an incident timeline';
 
 -- A markdown table cell: no pipes or line breaks from the data.
+-- Names and texts in reports come from users (role, table and application names): one line
+-- each, HTML inert, markdown punctuation escaped, so that they cannot add headings, rows or
+-- markup to a report.
+CREATE FUNCTION tradeguard_audit.one_line(value text) RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.regexp_replace(coalesce($1, ''), '[[:cntrl:]]+', ' ', 'g')
+$$;
+COMMENT ON FUNCTION tradeguard_audit.one_line(text) IS 'tradeguard: text on one line (control characters as spaces), for reports';
+
+CREATE FUNCTION tradeguard_audit.md_text(value text) RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.regexp_replace(
+             pg_catalog.replace(pg_catalog.replace(pg_catalog.replace(tradeguard_audit.one_line($1), '&', '&amp;'), '<', '&lt;'), '>', '&gt;'),
+             '([\\`*_{}\[\]#+!|~-])', '\\\1', 'g')
+$$;
+COMMENT ON FUNCTION tradeguard_audit.md_text(text) IS 'tradeguard: text made inert for markdown (one line, HTML and markdown punctuation escaped)';
+
+CREATE FUNCTION tradeguard_audit.md_code(value text) RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    -- An inline code span keeps its content as is (SQL to copy): fenced with more backticks
+    -- than any run inside it, and spaced when it starts or ends with one.
+    SELECT f.fence || CASE WHEN t.v LIKE '`%' OR t.v LIKE '%`' THEN ' ' || t.v || ' ' ELSE t.v END || f.fence
+      FROM (SELECT tradeguard_audit.one_line($1) AS v) t,
+           LATERAL (SELECT pg_catalog.repeat('`', 1 + coalesce((SELECT pg_catalog.max(pg_catalog.length(m[1]))
+                                                                 FROM pg_catalog.regexp_matches(t.v, '(`+)', 'g') m), 0)) AS fence) f
+$$;
+COMMENT ON FUNCTION tradeguard_audit.md_code(text) IS 'tradeguard: text as a markdown inline code span, content unchanged but for control characters';
+
 CREATE FUNCTION tradeguard_audit.md_cell(value text) RETURNS text
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT coalesce(pg_catalog.replace(pg_catalog.regexp_replace($1, '[[:cntrl:]]+', ' ', 'g'), '|', '\|'), '')
+    SELECT tradeguard_audit.md_text($1)
 $$;
 COMMENT ON FUNCTION tradeguard_audit.md_cell(text) IS 'tradeguard: text made safe for a markdown table cell';
 
@@ -1020,14 +1054,14 @@ BEGIN
       FROM pg_catalog.unnest(ARRAY['critical', 'high', 'medium', 'low', 'info']) l(sev);
 
     v_out := v_out || pg_catalog.format('# Incident %s: %s (%s)', i.id, i.kind, i.status) || ''::text;
-    v_out := v_out || pg_catalog.format('- Opened: %s by %s', i.opened_at, i.opened_by);
-    v_out := v_out || CASE WHEN i.status = 'closed' THEN pg_catalog.format('- Closed: %s by %s', i.closed_at, i.closed_by)
+    v_out := v_out || pg_catalog.format('- Opened: %s by %s', i.opened_at, tradeguard_audit.md_cell(i.opened_by));
+    v_out := v_out || CASE WHEN i.status = 'closed' THEN pg_catalog.format('- Closed: %s by %s', i.closed_at, tradeguard_audit.md_cell(i.closed_by))
                            ELSE '- Closed: still open' END;
     v_out := v_out || pg_catalog.format('- Note: %s', coalesce(tradeguard_audit.md_cell(i.note), ''));
     v_out := v_out || pg_catalog.format('- Summary: %s', coalesce(tradeguard_audit.md_cell(i.summary), '(none yet)')) || ''::text;
 
     v_out := v_out || '## Snapshot at opening'::text || ''::text;
-    v_out := v_out || pg_catalog.format('- Taken at: %s by %s', s ->> 'taken_at', s ->> 'taken_by');
+    v_out := v_out || pg_catalog.format('- Taken at: %s by %s', s ->> 'taken_at', tradeguard_audit.md_cell(s ->> 'taken_by'));
     v_out := v_out || pg_catalog.format('- Sessions: %s (%s with TLS)',
         pg_catalog.jsonb_array_length(s -> 'sessions'),
         (SELECT pg_catalog.count(*) FROM pg_catalog.jsonb_array_elements(s -> 'sessions') x WHERE (x ->> 'ssl')::boolean));
@@ -1037,7 +1071,7 @@ BEGIN
     v_out := v_out || pg_catalog.format('- Active blocks: %s', pg_catalog.jsonb_array_length(s -> 'blocks'));
     v_out := v_out || pg_catalog.format('- Login roles: %s; superusers: %s',
         pg_catalog.jsonb_array_length(s -> 'login_roles'),
-        (SELECT coalesce(pg_catalog.string_agg(x, ', ' ORDER BY x), 'none') FROM pg_catalog.jsonb_array_elements_text(s -> 'superusers') x));
+        (SELECT coalesce(pg_catalog.string_agg(tradeguard_audit.md_cell(x), ', ' ORDER BY x), 'none') FROM pg_catalog.jsonb_array_elements_text(s -> 'superusers') x));
     v_out := v_out || pg_catalog.format('- Critical and high findings: %s',
         (SELECT pg_catalog.count(*) FROM pg_catalog.jsonb_array_elements(s -> 'findings') x WHERE x ? 'check_id'));
     v_out := v_out || CASE WHEN s -> 'audit_digest' ? 'hash'

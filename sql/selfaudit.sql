@@ -1269,15 +1269,18 @@ BEGIN
                        AS f(check_id text, level text, object text, title text, detail text, remediation text, accepted boolean)
              WHERE f.level = v_level ORDER BY f.check_id, f.object
         LOOP
+            -- Object names, details and fixes carry names users chose: one line each, and in
+            -- markdown the fix stays the SQL it is (a code span fenced around any backticks).
             IF v_format = 'markdown' THEN
-                v_out := v_out || pg_catalog.format(E'- **%s** `%s`: %s%s\n  - %s\n  - fix: `%s`\n',
-                    v_f.check_id, pg_catalog.replace(v_f.object, '`', ''''), v_f.title,
+                v_out := v_out || pg_catalog.format(E'- **%s** %s: %s%s\n  - %s\n  - fix: %s\n',
+                    tradeguard_audit.md_text(v_f.check_id), tradeguard_audit.md_code(v_f.object), tradeguard_audit.md_text(v_f.title),
                     CASE WHEN v_f.accepted THEN ' *(accepted)*' ELSE '' END,
-                    v_f.detail, pg_catalog.replace(v_f.remediation, '`', ''''));
+                    tradeguard_audit.md_text(v_f.detail), tradeguard_audit.md_code(v_f.remediation));
             ELSE
                 v_out := v_out || pg_catalog.format(E'[%s] %s: %s%s\n    %s\n    fix: %s\n',
-                    v_f.check_id, v_f.object, v_f.title, CASE WHEN v_f.accepted THEN ' (accepted)' ELSE '' END,
-                    v_f.detail, v_f.remediation);
+                    v_f.check_id, tradeguard_audit.one_line(v_f.object), tradeguard_audit.one_line(v_f.title),
+                    CASE WHEN v_f.accepted THEN ' (accepted)' ELSE '' END,
+                    tradeguard_audit.one_line(v_f.detail), tradeguard_audit.one_line(v_f.remediation));
             END IF;
         END LOOP;
     END LOOP;

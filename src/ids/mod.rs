@@ -187,6 +187,17 @@ fn guard_columns_impl(oid: pg_sys::Oid, columns: &[String], action: &str) -> TgR
         if ok != Some(true) {
             return Err(IdsError::NotTextColumn { table, column: c.clone() }.into());
         }
+        // A generated column is computed after BEFORE triggers: the guard would see NULL.
+        let generated = common::spi_first::<bool>(
+            "SELECT attgenerated <> '' FROM pg_catalog.pg_attribute WHERE attrelid = $1 AND attname = $2 AND attnum > 0 AND NOT attisdropped",
+            &[oid.into(), c.as_str().into()],
+        )?;
+        if generated != Some(false) {
+            return Err(IdsError::InvalidArgument(format!(
+                "column {c} of {table} is generated: its value is computed after the guard runs; guard the columns it is computed from"
+            ))
+            .into());
+        }
     }
     let other = if action == "log" { "reject" } else { "log" };
     let mut mine = guarded_columns(oid, guard_trigger_name(action))?;

@@ -91,4 +91,33 @@ mod tests {
             Some("tradeguard: invalid argument: tradeguard_audit.log is not a user table")
         );
     }
+
+    /// A generated column is computed after the guard runs: refused, not silently unchecked.
+    #[pg_test]
+    fn generated_columns_cannot_be_guarded() {
+        Spi::run("CREATE TABLE t_gen (id int, raw text, note text GENERATED ALWAYS AS (raw) STORED)").unwrap();
+        let err = try_sql("SELECT tradeguard.guard_columns('t_gen', ARRAY['note'])").unwrap_or_default();
+        assert!(err.contains("column note of public.t_gen is generated"), "{err}");
+    }
+
+    /// Names chosen by users cannot forge report lines, and the fix a markdown report shows stays
+    /// the SQL it is (a backtick in a table name once closed its code span early).
+    #[pg_test]
+    fn reports_keep_user_names_inert() {
+        Spi::run(
+            "CREATE TABLE \"p`); DROP TABLE t_victim; --\" (password text);
+             CREATE TABLE \"x
+== CRITICAL (0) ==
+score: 100/100\" (password text)",
+        )
+        .unwrap();
+        let md = Spi::get_one::<String>("SELECT tradeguard.audit_report('markdown')").unwrap().unwrap_or_default();
+        let fix = md.lines().find(|l| l.contains("DROP TABLE t_victim") && l.contains("fix:")).unwrap_or_default();
+        assert!(fix.trim_start().starts_with("- fix: ``") && fix.ends_with("``"), "{fix}");
+        assert!(!md.lines().any(|l| l.starts_with("== CRITICAL (0)") || l.starts_with("score: 100/100")), "{md}");
+        let text = Spi::get_one::<String>("SELECT tradeguard.audit_report('text')").unwrap().unwrap_or_default();
+        assert!(!text.lines().any(|l| l == "== CRITICAL (0) ==" || l == "score: 100/100"), "{text}");
+        let cell = Spi::get_one::<String>("SELECT tradeguard_audit.md_cell(E'a\\\\|b<img src=x>')").unwrap();
+        assert_eq!(cell.as_deref(), Some("a\\\\\\|b&lt;img src=x&gt;"));
+    }
 }

@@ -156,6 +156,7 @@ pub struct RuleInfo {
 static RULES: &[RuleInfo] = &[
     RuleInfo { id: "sqli.union_select", class: Class::Sqli, description: "UNION [ALL] SELECT appended to a value" },
     RuleInfo { id: "sqli.stacked_query", class: Class::Sqli, description: "statement separator followed by a well-formed SQL statement" },
+    RuleInfo { id: "sqli.too_long_to_inspect", class: Class::Sqli, description: "a value past the SQL tokenizer's cap (200 000 tokens): its tail is not read, so it is not passed as clean" },
     RuleInfo { id: "sqli.time_delay", class: Class::Sqli, description: "time-based blind: sleep(), pg_sleep(), benchmark(), WAITFOR DELAY, dbms_pipe.receive_message(), randomblob()" },
     RuleInfo { id: "sqli.dangerous_function", class: Class::Sqli, description: "file/OS/network access functions (load_file, xp_cmdshell, pg_read_file, utl_http, dbms_*)" },
     RuleInfo { id: "sqli.error_based", class: Class::Sqli, description: "error-based extraction functions (extractvalue, updatexml, utl_inaddr)" },

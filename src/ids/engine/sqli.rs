@@ -76,7 +76,8 @@ fn classify(word: &str) -> (Tk, &'static str) {
         Tk::Stmt, "select", "insert", "update", "delete", "drop", "create", "alter", "truncate", "exec",
         "execute", "declare", "waitfor", "shutdown", "grant", "revoke", "merge", "call", "load", "copy",
         "handler", "if", "set", "show", "use", "begin", "replace", "rename", "kill", "backup", "restore",
-        "dbcc", "do", "prepare", "deallocate", "open", "fetch", "pragma", "attach"
+        "dbcc", "do", "prepare", "deallocate", "open", "fetch", "pragma", "attach", "reset", "vacuum",
+        "cluster", "discard", "reassign", "reindex", "checkpoint", "import"
     );
     kw!(
         Tk::Kw, "from", "where", "having", "group", "order", "by", "limit", "offset", "into", "values",
@@ -521,7 +522,11 @@ fn stmt_valid(v: &View, i: usize) -> bool {
         "drop" | "create" | "alter" | "truncate" => matches!(
             nkw,
             "table" | "database" | "view" | "procedure" | "function" | "user" | "schema" | "index" | "trigger" | "login" | "role"
-        ) || v.word_is(i + 1, "or") && w == "create",
+        ) || v.word_is(i + 1, "or") && w == "create"
+            // PostgreSQL: TRUNCATE name (TABLE is optional), ALTER SYSTEM SET, DROP OWNED BY
+            || w == "truncate" && (v.word_is(i + 1, "only") || nk == Some(Tk::Bare) && sql_tail(v, i + 2, &["cascade", "restart", "continue"]))
+            || w == "alter" && v.word_is(i + 1, "system") && matches!(v.kw(i + 2), "set") | v.word_is(i + 2, "reset")
+            || w == "drop" && v.word_is(i + 1, "owned") && v.kw(i + 2) == "by",
         "exec" | "execute" => match nk {
             Some(Tk::Str) if !v.t[i + 1].flag => false,
             Some(Tk::Bare) | Some(Tk::Func) => {
@@ -537,7 +542,8 @@ fn stmt_valid(v: &View, i: usize) -> bool {
         "shutdown" => end || matches!(nk, Some(Tk::Semi) | Some(Tk::Comment)) || nkw == "with",
         "grant" | "revoke" => nk.is_some() && v.t[i + 1..].iter().take(12).any(|t| t.kw == "to" || t.kw == "on"),
         "call" => nk == Some(Tk::Func),
-        "load" => nkw == "data" || nkw == "xml",
+        // MySQL LOAD DATA / XML; PostgreSQL LOAD 'library'
+        "load" => nkw == "data" || nkw == "xml" || (nk == Some(Tk::Str) && v.t[i + 1].flag && sql_tail(v, i + 2, &[])),
         "copy" => v.t[i + 1..].iter().take(8).any(|t| t.kw == "program") || (nk == Some(Tk::Bare) && matches!(v.kw(i + 2), "to" | "from") && matches!(v.kind(i + 3), Some(Tk::Str))),
         "if" => {
             // IF (cond) stmt / IF(cond, a, b) / IF EXISTS (SELECT ...)
@@ -565,7 +571,20 @@ fn stmt_valid(v: &View, i: usize) -> bool {
             }
             cmp
         }
-        "set" => nk == Some(Tk::Var) || (nk == Some(Tk::Bare) && v.kind(i + 2) == Some(Tk::Cmp) && v.kw(i + 2) == "="),
+        "set" => {
+            nk == Some(Tk::Var)
+                || (nk == Some(Tk::Bare) && v.kind(i + 2) == Some(Tk::Cmp) && v.kw(i + 2) == "=")
+                // PostgreSQL: SET ROLE name, SET SESSION AUTHORIZATION name
+                || (nkw == "role" && matches!(v.kind(i + 2), Some(Tk::Bare) | Some(Tk::Str) | Some(Tk::Kw)))
+                || (v.word_is(i + 1, "session") && v.word_is(i + 2, "authorization"))
+        }
+        // PostgreSQL: RESET ROLE / ALL / SESSION AUTHORIZATION
+        "reset" => matches!(nkw, "role" | "all") || (v.word_is(i + 1, "session") && v.word_is(i + 2, "authorization")),
+        "reassign" => v.word_is(i + 1, "owned") && v.kw(i + 2) == "by",
+        "vacuum" | "checkpoint" => sql_tail(v, i + 1, &[]) || v.word_is(i + 1, "full") || v.word_is(i + 1, "freeze") || (w == "vacuum" && nk == Some(Tk::LParen)),
+        "cluster" | "reindex" => sql_tail(v, i + 1, &[]) || (nk == Some(Tk::Bare) && sql_tail(v, i + 2, &["using"])) || matches!(nkw, "table" | "index" | "database" | "schema"),
+        "discard" => nkw == "all" || v.word_is(i + 1, "plans") || v.word_is(i + 1, "temp") || v.word_is(i + 1, "sequences"),
+        "import" => v.word_is(i + 1, "foreign") && v.word_is(i + 2, "schema"),
         "show" => matches!(nkw, "tables" | "databases" | "grants" | "variables" | "columns"),
         "use" => nk == Some(Tk::Bare) && (matches!(v.kind(i + 2), None | Some(Tk::Semi)) || (v.kind(i + 2) == Some(Tk::Stmt) && stmt_valid(v, i + 2))),
         "begin" => end || matches!(nk, Some(Tk::Semi)) || nkw == "declare",
@@ -573,8 +592,20 @@ fn stmt_valid(v: &View, i: usize) -> bool {
         "do" if nk == Some(Tk::Str) => v.t[i + 1].flag && v.src.get(v.t[i + 1].start) == Some(&b'$'),
         "kill" | "backup" | "restore" | "dbcc" | "rename" | "merge" | "handler" | "prepare" | "deallocate" | "pragma" | "attach" | "do" | "open" | "fetch" => {
             matches!(nk, Some(Tk::Num) | Some(Tk::Func) | Some(Tk::Var) | Some(Tk::LParen)) || matches!(nkw, "database" | "table" | "into")
+                // PostgreSQL: PREPARE name AS statement
+                || (w == "prepare" && nk == Some(Tk::Bare) && v.kw(i + 2) == "as" && v.kind(i + 3) == Some(Tk::Stmt))
         }
         _ => false,
+    }
+}
+
+/// Whether the statement ends at token `i`: nothing more, `;`, a comment, or one of `words`
+/// (what may follow a bare table name: `TRUNCATE t CASCADE`).
+fn sql_tail(v: &View, i: usize, words: &[&str]) -> bool {
+    match v.kind(i) {
+        None | Some(Tk::Semi) | Some(Tk::Comment) => true,
+        Some(Tk::Comma) => true,
+        _ => words.iter().any(|w| v.word_is(i, w)),
     }
 }
 
@@ -1224,6 +1255,11 @@ pub fn scan(text: &str, quotes: &[Option<u8>], out: &mut Vec<Hit>) {
         let v = View { src, t, all: std::mem::take(&mut all) };
         let before = out.len();
         analyze(&v, q.is_some(), out);
+        // Past the token cap the rest of the value is not read: padding could hide a payload
+        // there, so such a value is not passed as clean (fail closed; once, for the plain view).
+        if q.is_none() && v.all.len() >= MAX_TOKENS {
+            out.push(hit(&v, "sqli.too_long_to_inspect", 80, 0, Class::Sqli));
+        }
         if let Some(qc) = q {
             for h in &mut out[before..] {
                 h.detail = format!("{} ctx={}", h.detail, if qc == b'\'' { "sq" } else { "dq" });

@@ -128,6 +128,49 @@ fn sqli_benign() {
     );
 }
 
+/// PostgreSQL statements after a quote breakout or a `;` (found by an attack review), and the
+/// trading notes with the same words that must stay benign.
+#[test]
+fn sqli_postgres_statements() {
+    assert_attacks(
+        &[
+            "x'; TRUNCATE users--",
+            "1; TRUNCATE users",
+            "x'); TRUNCATE users--",
+            "x'; TRUNCATE ONLY users CASCADE--",
+            "x'; SET ROLE postgres--",
+            "x'; SET SESSION AUTHORIZATION postgres--",
+            "x'; RESET ROLE--",
+            "x'; ALTER SYSTEM SET fsync=off--",
+            "x'; LOAD '/tmp/evil.so'--",
+            "x'; DROP OWNED BY app--",
+            "x'; REASSIGN OWNED BY app TO evil--",
+            "x'; VACUUM FULL--",
+            "x'; CLUSTER users--",
+            "x'; DISCARD ALL--",
+            "x'; PREPARE p AS SELECT 1--",
+            "x'; IMPORT FOREIGN SCHEMA a FROM SERVER s INTO b--",
+        ],
+        Class::Sqli,
+    );
+    // Padding past the tokenizer's cap does not hide what follows it.
+    let padded = format!("{}1 AND pg_sleep(5) IS NULL", ",".repeat(201_000));
+    assert!(attack(&padded));
+    assert_benign(
+        &[
+            "truncate the position at the close",
+            "reset the stop after earnings",
+            "vacuum cleaner maker, long",
+            "cluster of buy orders near 150",
+            "import tariffs may hit autos",
+            "load the order book before the open",
+            "set role: risk desk",
+            "discard the stale quotes",
+        ],
+        Context::Auto,
+    );
+}
+
 // ---------------------------------------------------------------- XSS
 
 #[test]
