@@ -324,6 +324,21 @@ SELECT c.oid AS relid, n.nspname, c.relname, c.relowner, c.relacl
 COMMENT ON VIEW tradeguard_audit.user_tables IS
     'tradeguard self-audit: the user (trading) tables that the privilege, audit and encryption checks look at';
 
+-- What a role may write through: tables, partitions (writable on their own), views (an
+-- updatable view writes its table with its owner's rights) and foreign tables.
+CREATE VIEW tradeguard_audit.writable_relations AS
+SELECT c.oid AS relid, n.nspname, c.relname, c.relowner, c.relacl, c.relkind, c.relispartition
+  FROM pg_catalog.pg_class c
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'p', 'v', 'f')
+   AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'tradeguard', 'tradeguard_audit')
+   AND n.nspname !~ '^pg_(toast|temp_|toast_temp_)'
+   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                    WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                      AND d.objid = c.oid AND d.deptype = 'e');
+COMMENT ON VIEW tradeguard_audit.writable_relations IS
+    'tradeguard self-audit: the relations the write-privilege checks look at (tables, partitions, views, foreign tables)';
+
 CREATE FUNCTION tradeguard_audit.level_rank(level text) RETURNS integer
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
@@ -730,9 +745,11 @@ BEGIN
                    pg_catalog.string_agg(t.relid::pg_catalog.regclass::text, ', ' ORDER BY t.relid::pg_catalog.regclass::text)
                      FILTER (WHERE NOT pg_catalog.pg_has_role(v_rel.oid, t.relowner, 'USAGE'))
               INTO v_text, v_text2
-              FROM tradeguard_audit.user_tables t
-             WHERE pg_catalog.pg_has_role(v_rel.oid, t.relowner, 'USAGE')
-                OR pg_catalog.has_table_privilege(v_rel.oid, t.relid, 'INSERT, UPDATE, DELETE, TRUNCATE');
+              FROM tradeguard_audit.writable_relations t
+              -- (the partitions of a table it owns are listed with their table)
+             WHERE (pg_catalog.pg_has_role(v_rel.oid, t.relowner, 'USAGE') AND NOT t.relispartition)
+                OR (NOT pg_catalog.pg_has_role(v_rel.oid, t.relowner, 'USAGE')
+                    AND pg_catalog.has_table_privilege(v_rel.oid, t.relid, 'INSERT, UPDATE, DELETE, TRUNCATE'));
             IF v_text IS NOT NULL THEN
                 RETURN QUERY SELECT pg_catalog.quote_ident(v_rel.rolname), 'can write: ' || v_text,
                     pg_catalog.concat_ws(' ',
@@ -749,7 +766,7 @@ BEGIN
         SELECT t.relid::pg_catalog.regclass::text,
                'PUBLIC holds ' || pg_catalog.string_agg(a.privilege_type, ', ' ORDER BY a.privilege_type),
                pg_catalog.format('REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON %s FROM PUBLIC;', t.relid::pg_catalog.regclass)
-          FROM tradeguard_audit.user_tables t,
+          FROM tradeguard_audit.writable_relations t,
                LATERAL pg_catalog.aclexplode(t.relacl) a
          WHERE a.grantee = 0 AND a.privilege_type IN ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE')
          GROUP BY t.relid;

@@ -148,4 +148,22 @@ mod tests {
         );
         assert_eq!(reported, Ok(Some("public.t_acct.note,public.t_acct.ssn".to_string())));
     }
+
+    /// A partition or an updatable view PUBLIC may write through is reported like a table.
+    #[pg_test]
+    fn writable_partitions_and_views_are_reported() {
+        Spi::run(
+            "CREATE TABLE public.t_po (id int, k int) PARTITION BY LIST (k);
+             CREATE TABLE public.t_po_1 PARTITION OF public.t_po FOR VALUES IN (1);
+             GRANT INSERT, UPDATE, DELETE ON public.t_po_1 TO PUBLIC;
+             CREATE VIEW public.t_po_rw AS SELECT * FROM public.t_po;
+             GRANT INSERT ON public.t_po_rw TO PUBLIC",
+        )
+        .unwrap();
+        let reported = Spi::get_one::<String>(
+            "SELECT string_agg(object, ',' ORDER BY object) FROM tradeguard.findings
+              WHERE check_id = 'table_writable_by_public' AND object LIKE '%t_po%'",
+        );
+        assert_eq!(reported, Ok(Some("public.t_po_1,public.t_po_rw".to_string())));
+    }
 }
