@@ -117,7 +117,7 @@ fn is_argish(arg: &str) -> bool {
         return true;
     }
     let word: String = l.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '.' || *c == '_').collect();
-    strong(word.as_str()) || matches!(word.as_str(), "user" | "users" | "localgroup" | "view" | "share" | "start" | "stop" | "config")
+    strong(word.as_str())
         || word.contains(".php") || word.contains(".sh") || word.contains(".txt") || word.contains(".exe") || word.contains(".ini")
 }
 
@@ -219,6 +219,17 @@ fn judge_cmd(word: &str, follow: &str) -> Option<u8> {
             .then_some(80);
     }
     if weak(w) {
+        let f = follow.trim_start().to_ascii_lowercase();
+        // `sc stop|start|config|query <service>`: the service control subcommands.
+        if w == "sc" && ["stop", "start", "config", "query", "create", "delete"].iter().any(|x| f.starts_with(x)) {
+            return Some(80);
+        }
+        // `time 10:00`, `date 12/5`: a time or date in a note, not a command line
+        if matches!(w, "time" | "date") && f.split(|c: char| !c.is_ascii_digit()).next().is_some_and(|d| (1..=2).contains(&d.len()))
+            && f.as_bytes().get(f.split(|c: char| !c.is_ascii_digit()).next().unwrap_or("").len()).is_some_and(|c| matches!(c, b':' | b'/' | b'.'))
+        {
+            return None;
+        }
         if is_argish(follow) && !follow.trim_start().starts_with('`') || follow.starts_with("${") {
             return Some(80);
         }
@@ -241,6 +252,12 @@ pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
                 continue;
             }
             if !strong(word.to_ascii_lowercase().trim_end_matches(".exe")) && number_then_prose(marks.get_or_init(|| ShellMarks::of(text)), text, follow, m.end()) {
+                continue;
+            }
+            // `take profit & exit`: a lone `&` between words, then a common word ending the
+            // value, is prose (`x & exit` starts nothing worth running in the background)
+            let lone_amp = m.as_str().starts_with('&') && !m.as_str().starts_with("&&") && text[..m.start()].ends_with(' ');
+            if lone_amp && !strong(&word.to_ascii_lowercase()) && follow.trim().is_empty() {
                 continue;
             }
             if let Some(w) = judge_cmd(word, follow) {
@@ -291,7 +308,9 @@ pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
         let follow = caps.get(2).map(|x| x.as_str()).unwrap_or("");
         let lw = word.to_ascii_lowercase();
         let english = matches!(follow.trim().to_ascii_lowercase().as_str(), "user" | "users" | "view" | "share" | "start" | "stop" | "config");
-        if word.bytes().all(|c| !c.is_ascii_uppercase()) && (strong(&lw) || weak(&lw)) && is_argish(follow) && !english
+        // (`net localgroup ...`, `sc stop ...`: their subcommands are the argument)
+        let argument = is_argish(follow) || matches!(lw.as_str(), "net" | "sc") && judge_cmd(&lw, follow).is_some();
+        if word.bytes().all(|c| !c.is_ascii_uppercase()) && (strong(&lw) || weak(&lw)) && argument && !english
             // `id 7 cancelled`, `head & shoulders forming on the daily`: a note
             && !({
                 let marks = marks.get_or_init(|| ShellMarks::of(text));

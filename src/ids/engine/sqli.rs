@@ -994,7 +994,13 @@ fn analyze(v: &View, quoted: bool, out: &mut Vec<Hit>) {
                 }
             }
             Tk::Semi => {
-                if (v.kind(i + 1) == Some(Tk::Stmt) && stmt_valid(v, i + 1)) || (v.kind(i + 1) == Some(Tk::Func) && v.kw(i + 1) == "if") {
+                // `drop the laggards; select winners`: prose, then `select` and one word
+                let prose_select = i > 0
+                    && v.kind(i - 1) == Some(Tk::Bare)
+                    && v.kw(i + 1) == "select"
+                    && v.kind(i + 2) == Some(Tk::Bare)
+                    && v.kind(i + 3).is_none();
+                if !prose_select && ((v.kind(i + 1) == Some(Tk::Stmt) && stmt_valid(v, i + 1)) || (v.kind(i + 1) == Some(Tk::Func) && v.kw(i + 1) == "if")) {
                     found(hit(v, "sqli.stacked_query", 90, i, c), out);
                 }
             }
@@ -1016,9 +1022,11 @@ fn analyze(v: &View, quoted: bool, out: &mut Vec<Hit>) {
                 }
                 // `sleep(...)` and `benchmark(...)` are also words of notes and pseudo-code
                 // (`while not filled: sleep(0.5)`): they count after SQL, not after a word or ':'.
+                // Nor with a duration in words (`sleep(8h) before the open`): a number directly
+                // followed by a word is not an SQL argument.
                 let generic = matches!(name.as_str(), "sleep" | "benchmark")
-                    && i > 0
-                    && (v.kind(i - 1) == Some(Tk::Bare) || (v.kind(i - 1) == Some(Tk::Op) && v.kw(i - 1) == ":"));
+                    && (i > 0 && (v.kind(i - 1) == Some(Tk::Bare) || (v.kind(i - 1) == Some(Tk::Op) && v.kw(i - 1) == ":"))
+                        || v.kind(i + 2) == Some(Tk::Num) && v.kind(i + 3) == Some(Tk::Bare));
                 if let Some((rule, w)) = dangerous_function(&name).filter(|_| !generic) {
                     found(hit(v, rule, w, i, c), out);
                 } else if (name.starts_with("dbms_") || name.starts_with("utl_") || name.starts_with("sys.dbms_")) && name.contains('.') {

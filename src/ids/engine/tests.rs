@@ -633,3 +633,23 @@ fn look_alike_punctuation_alone_is_folded() {
         assert!(!attack(s), "{s}");
     }
 }
+
+/// Trading notes with separators and command-like words (found by a review): benign.
+#[test]
+fn trading_notes_with_separators_are_benign() {
+    assert_benign(
+        &[
+            "take profit & exit",
+            "find me a better entry & exit",
+            "buy 10; set stop 9",
+            "note; time 10:00",
+            "drop the laggards; select winners",
+            "union pacific; select comfort",
+            "sleep(8h) before the open",
+        ],
+        Context::Auto,
+    );
+    // The attacks next to them still count.
+    assert_attacks(&["x; sc stop WinDefend", "net localgroup Administrators hacker /ADD"], Class::Cmdi);
+    assert_attacks(&["1; select pg_sleep(5)", "1 AND sleep(5)"], Class::Sqli);
+}
