@@ -747,7 +747,7 @@ BEGIN
               INTO v_text, v_text2
               FROM tradeguard_audit.writable_relations t
               -- (the partitions of a table it owns are listed with their table)
-             WHERE (pg_catalog.pg_has_role(v_rel.oid, t.relowner, 'USAGE') AND NOT t.relispartition)
+             WHERE (pg_catalog.pg_has_role(v_rel.oid, t.relowner, 'USAGE') AND NOT t.relispartition AND t.relkind <> 'v')
                 OR (NOT pg_catalog.pg_has_role(v_rel.oid, t.relowner, 'USAGE')
                     AND pg_catalog.has_table_privilege(v_rel.oid, t.relid, 'INSERT, UPDATE, DELETE, TRUNCATE'));
             IF v_text IS NOT NULL THEN

@@ -299,6 +299,9 @@ struct Inspection {
     /// names of the table whose view was dropped.
     rebuild_view: Option<pg_sys::Oid>,
     view_dropped: Option<(String, String)>,
+    /// A table some of whose columns the statement drops: registrations of dropped encrypted
+    /// (or blind-index) columns go afterwards.
+    columns_dropped: Option<pg_sys::Oid>,
     /// A statement that may drop tables: afterwards, registrations whose table is gone however
     /// it went (a path the inspection did not foresee) are recorded as dropped and forgotten.
     drop_check: bool,
@@ -320,11 +323,13 @@ impl Inspection {
             column_renamed_in,
             rebuild_view,
             view_dropped,
+            columns_dropped,
             drop_check,
         } = self;
         !drop_check
             && rebuild_view.is_none()
             && view_dropped.is_none()
+            && columns_dropped.is_none()
             && record.is_empty()
             && truncated.is_empty()
             && refresh.is_empty()
@@ -439,26 +444,56 @@ unsafe fn other_audit_owners(relid: pg_sys::Oid, reached: &[pg_sys::Oid]) -> Vec
     audit_owners(reached).into_iter().filter(|o| *o != relid && !own.contains(o)).collect()
 }
 
-/// Whether converting column `col` of `relid` to type `new_type` (without USING) may compute
-/// values with code of this database rather than PostgreSQL's own: a cast function created
-/// here, or a conversion through text (a cast by I/O, or none at all) whose input or output
-/// function was created here. A binary-coercible cast (text to citext) and a domain (only its
-/// checks run, on its base type's value) keep each value. An unknown type is left to
-/// PostgreSQL's own error.
-fn conversion_defined_here(relid: pg_sys::Oid, col: &str, new_type: pg_sys::Oid) -> bool {
+/// Why converting column `col` of `relid` to `new_type` (typmod `new_typmod`, without USING)
+/// would change its values, if it would: a cast function, or a conversion through text whose
+/// input or output function, was created in the database (any code); or one of PostgreSQL's own
+/// conversions that round or drop part of a value (to an integer from numeric or float, to a
+/// float of less precision, a smaller numeric scale or time precision, a timestamp to a date or
+/// time or from timestamptz, which depends on TimeZone). A binary-coercible cast (text to
+/// citext), a domain (only its checks run) and conversions that keep the value or fail are
+/// fine. An unknown type is left to PostgreSQL's own error; a catalog that cannot be read counts
+/// as a change.
+fn conversion_changes_values(relid: pg_sys::Oid, col: &str, new_type: pg_sys::Oid, new_typmod: i32) -> Option<&'static str> {
     if new_type == pg_sys::InvalidOid {
-        return false;
+        return None;
     }
-    let old_type = crate::common::with_catalog_search_path(|| {
-        crate::common::spi_first::<pg_sys::Oid>(
-            "SELECT atttypid FROM pg_catalog.pg_attribute WHERE attrelid = $1 AND attname = $2 AND attnum > 0 AND NOT attisdropped",
+    let old = crate::common::with_catalog_search_path(|| {
+        crate::common::spi_first_row(
+            "SELECT atttypid, atttypmod FROM pg_catalog.pg_attribute WHERE attrelid = $1 AND attname = $2 AND attnum > 0 AND NOT attisdropped",
             &[relid.into(), col.into()],
+            |r| Ok((r.get::<pg_sys::Oid>(1)?.unwrap_or_default(), r.get::<i32>(2)?.unwrap_or(-1))),
         )
     });
-    let Ok(Some(old_type)) = old_type else { return false };
+    let (old_type, old_typmod) = match old {
+        Ok(Some(o)) => o,
+        Ok(None) => return None,
+        Err(_) => return Some("TYPE with a conversion tradeguard could not check"),
+    };
     let (from, to) = unsafe { (pg_sys::getBaseType(old_type), pg_sys::getBaseType(new_type)) };
+    use pg_sys::{DATEOID, FLOAT4OID, FLOAT8OID, INT2OID, INT4OID, INT8OID, INTERVALOID, NUMERICOID, TIMEOID, TIMESTAMPOID, TIMESTAMPTZOID, TIMETZOID};
+    const ROUNDS: &str = "TYPE with a conversion that rounds or drops part of the values";
+    let narrower = |f: fn(i32) -> i32| new_typmod >= 0 && (old_typmod < 0 || f(new_typmod) < f(old_typmod));
     if from == to {
-        return false;
+        // numeric(p, s): a smaller scale rounds (a smaller precision fails instead); time
+        // types: a smaller fractional precision rounds.
+        let scale = |m: i32| (m - 4) & 0xffff;
+        return match from {
+            NUMERICOID if narrower(scale) => Some(ROUNDS),
+            TIMESTAMPOID | TIMESTAMPTZOID | TIMEOID | TIMETZOID | INTERVALOID if narrower(|m| m & 0xffff) => Some(ROUNDS),
+            _ => None,
+        };
+    }
+    let lossy = matches!(
+        (from, to),
+        (NUMERICOID | FLOAT4OID | FLOAT8OID, INT2OID | INT4OID | INT8OID)
+            | (FLOAT8OID | NUMERICOID | INT4OID | INT8OID, FLOAT4OID)
+            | (NUMERICOID | INT8OID, FLOAT8OID)
+            | (TIMESTAMPTZOID, TIMESTAMPOID | DATEOID | TIMEOID | TIMETZOID)
+            | (TIMESTAMPOID, DATEOID | TIMEOID | TIMESTAMPTZOID)
+            | (DATEOID, TIMESTAMPTZOID)
+    ) || (to == NUMERICOID && new_typmod >= 0 && matches!(from, FLOAT4OID | FLOAT8OID));
+    if lossy {
+        return Some(ROUNDS);
     }
     catalog_says(
         "WITH c AS (SELECT castfunc, castmethod FROM pg_catalog.pg_cast WHERE castsource = $1 AND casttarget = $2),
@@ -469,6 +504,7 @@ fn conversion_defined_here(relid: pg_sys::Oid, col: &str, new_type: pg_sys::Oid)
                      ELSE (SELECT here FROM io) END",
         &[from.into(), to.into()],
     )
+    .then_some("TYPE with a type or cast defined in this database")
 }
 
 /// The columns of `relid`'s primary key when `constraint` names it (else none).
@@ -764,6 +800,9 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
                 if matches!((*cmd).subtype, A::AT_AddColumn | A::AT_DropColumn | A::AT_AlterColumnType) {
                     ins.rebuild_view = Some(relid);
                 }
+                if (*cmd).subtype == A::AT_DropColumn {
+                    ins.columns_dropped = Some(relid);
+                }
                 if (*cmd).subtype == pg_sys::AlterTableType::AT_AddInherit && is_tag((*cmd).def as *mut c_void, N::T_RangeVar) {
                     let parent = (*cmd).def as *mut pg_sys::RangeVar;
                     // As for CREATE TABLE ... INHERITS: a parent with tradeguard triggers, or any
@@ -826,7 +865,11 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
                             Some("TYPE ... USING")
                         } else {
                             let new_type = pg_sys::LookupTypeNameOid(std::ptr::null_mut(), (*def).typeName, true);
-                            conversion_defined_here(relid, &col, new_type).then_some("TYPE with a type or cast defined in this database")
+                            let (mut typid, mut typmod) = (pg_sys::InvalidOid, -1i32);
+                            if new_type != pg_sys::InvalidOid {
+                                pg_sys::typenameTypeIdAndMod(std::ptr::null_mut(), (*def).typeName, &mut typid, &mut typmod);
+                            }
+                            conversion_changes_values(relid, &col, new_type, typmod)
                         };
                         if let Some(why) = why {
                             ins.protected = Some(format!(
@@ -1074,6 +1117,15 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
         let reached = truncated_relations(&only, &with_children, (*s).behavior == pg_sys::DropBehavior::DROP_CASCADE);
         let reached_names: Vec<(String, String)> = reached.iter().map(|r| (rel_schema(*r), rel_name(*r))).collect();
         for (relid, (schema, name)) in reached.iter().zip(&reached_names) {
+            // A sub-partition emptied with its partition is recorded with it, once.
+            let parent = crate::common::with_catalog_search_path(|| {
+                crate::common::spi_first::<pg_sys::Oid>("SELECT inhparent FROM pg_catalog.pg_inherits WHERE inhrelid = $1", &[(*relid).into()])
+            })
+            .map_err(TgError::from)
+            .or_raise();
+            if parent.is_some_and(|p| reached.contains(&p)) {
+                continue;
+            }
             // Not knowing whether it must be recorded stops the TRUNCATE (never fail open).
             match audited_ancestor(*relid) {
                 Ok(Some(ancestor)) if !reached_names.contains(&ancestor) => {
@@ -1163,7 +1215,8 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
         let name = cstr((*s).name);
         if name.starts_with("tradeguard.") && name != "tradeguard.app_context" {
             ins.record.push(("SET".into(), String::new(), name));
-        } else if name == "session_authorization" {
+        } else if name == "session_authorization" && !pg_sys::RecoveryInProgress() && !pg_sys::XactReadOnly {
+            // (Not on a standby or in a read-only transaction: nothing can be written there.)
             // A superuser acting as another role: the rows written next name that role as both
             // current and session user; this row names the switch.
             let target = match list_ptrs((*s).args).first() {
@@ -1229,7 +1282,9 @@ unsafe extern "C-unwind" fn tradeguard_process_utility(
             }
         }
     }
-    if let Some(relid) = ins.rebuild_view {
+    // (Only for the table's owner: PostgreSQL checks ownership before it locks anything, and a
+    // caller who may not alter the table must not get its view locked either.)
+    if let Some(relid) = ins.rebuild_view.filter(|r| pg_sys::pg_class_ownercheck(*r, pg_sys::GetUserId())) {
         ins.view_dropped = crate::crypto::columns::drop_decrypted_view(relid).or_raise();
     }
     // The trail may be open from audit rows written earlier in this transaction: DDL on it
@@ -1307,7 +1362,11 @@ unsafe fn after_statement(stmt: *mut pg_sys::Node, ins: &Inspection) {
             }
         }
     }
-    if let Some((schema, table)) = &ins.view_dropped {
+    let encrypted_left = match ins.columns_dropped {
+        Some(relid) => crate::crypto::columns::forget_dropped_columns(relid).or_raise(),
+        None => true,
+    };
+    if let Some((schema, table)) = ins.view_dropped.as_ref().filter(|_| encrypted_left) {
         if let Err(e) = crate::crypto::columns::rebuild_decrypted_view(schema, table) {
             e.raise();
         }
@@ -1455,7 +1514,10 @@ fn forget_vanished(schemas: &[String]) -> TgResult<Vec<(String, String)>> {
         )?;
         Ok(gone)
     })??;
-    crate::crypto::keys::invalidate();
+    // (Every backend drops its caches on this: only when a registration went.)
+    if !gone.is_empty() || !schemas.is_empty() {
+        crate::crypto::keys::invalidate();
+    }
     Ok(gone)
 }
 

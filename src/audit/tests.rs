@@ -950,8 +950,21 @@ mod tests {
             crate::common::sql_error("ALTER TABLE t_acct ALTER COLUMN balance TYPE t_money2"),
             Some(refused("the values of audited table public.t_acct through ALTER COLUMN balance TYPE with a type or cast defined in this database (the rewritten values would not be recorded row by row)"))
         );
-        // PostgreSQL's own conversions keep the value, and so do a domain and a
-        // binary-coercible cast of an extension: recorded as DDL.
+        // PostgreSQL's own conversions that round are refused too; those that keep the value
+        // (or fail), a domain and a binary-coercible cast of an extension are recorded as DDL.
+        Spi::run("CREATE TABLE t_px (id int PRIMARY KEY, price numeric(12,4), qty int, at timestamptz); SELECT tradeguard.audit_table('t_px')").unwrap();
+        for (sql, col) in [
+            ("ALTER TABLE t_px ALTER COLUMN price TYPE numeric(12,2)", "price"),
+            ("ALTER TABLE t_px ALTER COLUMN price TYPE integer", "price"),
+            ("ALTER TABLE t_px ALTER COLUMN at TYPE date", "at"),
+        ] {
+            assert_eq!(
+                crate::common::sql_error(sql),
+                Some(refused(&format!("the values of audited table public.t_px through ALTER COLUMN {col} TYPE with a conversion that rounds or drops part of the values (the rewritten values would not be recorded row by row)"))),
+                "{sql}"
+            );
+        }
+        Spi::run("ALTER TABLE t_px ALTER COLUMN qty TYPE bigint; ALTER TABLE t_px ALTER COLUMN price TYPE numeric(14,4)").unwrap();
         Spi::run(
             "ALTER TABLE t_acct ALTER COLUMN balance TYPE varchar(20);
              CREATE DOMAIN t_sym AS varchar(20) CHECK (VALUE <> '');

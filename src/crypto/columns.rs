@@ -1034,6 +1034,9 @@ pub fn drop_decrypted_view(relid: pg_sys::Oid) -> TgResult<Option<(String, Strin
                CROSS JOIN LATERAL (SELECT pg_catalog.to_regclass(pg_catalog.quote_ident(n.nspname) || '.'
                                           || pg_catalog.quote_ident(c.relname || '_decrypted'))::pg_catalog.oid AS oid) v
               WHERE c.oid = $1 AND v.oid IS NOT NULL
+                -- the view encrypt_column made (a relation of the user's under that name is left alone)
+                AND (SELECT x.relkind FROM pg_catalog.pg_class x WHERE x.oid = v.oid) = 'v'
+                AND pg_catalog.obj_description(v.oid, 'pg_class') LIKE 'tradeguard: decrypted view of %'
                 AND EXISTS (SELECT 1 FROM tradeguard_audit.encrypted_columns e WHERE e.schema_name = n.nspname AND e.table_name = c.relname)
                 AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
                                  WHERE d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid = v.oid AND d.deptype = 'n'
@@ -1048,6 +1051,59 @@ pub fn drop_decrypted_view(relid: pg_sys::Oid) -> TgResult<Option<(String, Strin
         }
         Ok(found)
     })?
+}
+
+/// After ALTER TABLE ... DROP COLUMN of table `relid`: the registrations of the encrypted columns
+/// it dropped go, and a dropped blind-index column is no longer filled (else the trigger would
+/// look for them and refuse every write). With no encrypted column left, the encrypt trigger
+/// goes too. Returns whether the table still has encrypted columns (a view to make again).
+pub fn forget_dropped_columns(relid: pg_sys::Oid) -> TgResult<bool> {
+    let _own = common::InternalWrite::begin();
+    let (left, changed) = common::as_owner(|| -> TgResult<(bool, bool)> {
+        let Some((schema, table)) = common::spi_first_row(
+            "SELECT n.nspname::text, c.relname::text FROM pg_catalog.pg_class c
+               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1",
+            &[relid.into()],
+            |r| Ok((r.get::<String>(1)?.unwrap_or_default(), r.get::<String>(2)?.unwrap_or_default())),
+        )?
+        else {
+            return Ok((false, false));
+        };
+        let live = "EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = $3 AND a.attname = {col} AND a.attnum > 0 AND NOT a.attisdropped)";
+        let dropped = common::spi_first::<i64>(
+            &format!(
+                "WITH d AS (DELETE FROM tradeguard_audit.encrypted_columns e
+                             WHERE e.schema_name = $1 AND e.table_name = $2 AND NOT {} RETURNING 1)
+                 SELECT count(*) FROM d",
+                live.replace("{col}", "e.column_name")
+            ),
+            &[schema.as_str().into(), table.as_str().into(), relid.into()],
+        )?
+        .unwrap_or(0);
+        let unblinded = common::spi_first::<i64>(
+            &format!(
+                "WITH u AS (UPDATE tradeguard_audit.encrypted_columns e SET blind_column = NULL, blind_key = NULL
+                             WHERE e.schema_name = $1 AND e.table_name = $2 AND e.blind_column IS NOT NULL AND NOT {} RETURNING 1)
+                 SELECT count(*) FROM u",
+                live.replace("{col}", "e.blind_column")
+            ),
+            &[schema.as_str().into(), table.as_str().into(), relid.into()],
+        )?
+        .unwrap_or(0);
+        let left = common::spi_first::<bool>(
+            "SELECT EXISTS (SELECT 1 FROM tradeguard_audit.encrypted_columns WHERE schema_name = $1 AND table_name = $2)",
+            &[schema.as_str().into(), table.as_str().into()],
+        )?
+        .unwrap_or(true);
+        if !left && dropped > 0 {
+            common::run_quietly(&format!("DROP TRIGGER IF EXISTS {ENCRYPT_TRIGGER} ON {}.{}", q(&schema), q(&table)))?;
+        }
+        Ok((left, dropped + unblinded > 0))
+    })??;
+    if changed {
+        keys::invalidate();
+    }
+    Ok(left)
 }
 
 /// After the ALTER: the `<table>_decrypted` view again, over the table's columns as they are now.

@@ -572,6 +572,27 @@ mod tests {
         assert!(err.contains("cannot alter type of a column used by a view or rule"), "{err}");
     }
 
+    /// Dropping an encrypted column (or its blind-index column) takes its registration with it:
+    /// writes go on, and with no encrypted column left the encrypt trigger goes too.
+    #[pg_test]
+    fn dropped_encrypted_columns_take_their_registrations() {
+        Spi::run(
+            "SELECT tradeguard.create_key('t_dc'); SELECT tradeguard.create_key('t_dc_bi', 'blind_index');
+             CREATE TABLE t_dc (id int PRIMARY KEY, a text, b text);
+             SELECT tradeguard.encrypt_column('t_dc', 'a', 't_dc', 't_dc_bi');
+             SELECT tradeguard.encrypt_column('t_dc', 'b', 't_dc');
+             ALTER TABLE t_dc DROP COLUMN a_bidx;
+             INSERT INTO t_dc VALUES (1, 'x', 'y');
+             ALTER TABLE t_dc DROP COLUMN a;
+             INSERT INTO t_dc VALUES (2, 'y2')",
+        )
+        .unwrap();
+        assert_eq!(one::<String>("SELECT b FROM t_dc_decrypted WHERE id = 2").as_deref(), Some("y2"));
+        assert_eq!(one::<i64>("SELECT count(*) FROM tradeguard_audit.encrypted_columns WHERE table_name = 't_dc'"), Some(1));
+        Spi::run("ALTER TABLE t_dc DROP COLUMN b; INSERT INTO t_dc VALUES (3)").unwrap();
+        assert_eq!(one::<i64>("SELECT count(*) FROM pg_trigger WHERE tgrelid = 't_dc'::regclass AND tgname = 'tradeguard_zz_encrypt'"), Some(0));
+    }
+
     /// Found by an attack review: ways a row could carry off another row's value, lose the
     /// key its value is bound to, or hold a value its view cannot show.
     #[pg_test]

@@ -256,8 +256,11 @@ pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
             }
             // `take profit & exit`: a lone `&` between words, then a common word ending the
             // value, is prose (`x & exit` starts nothing worth running in the background)
+            // (prose before it: two words or more, the last one a word; `8.8.8.8 & set` counts)
             let lone_amp = m.as_str().starts_with('&') && !m.as_str().starts_with("&&") && text[..m.start()].ends_with(' ');
-            if lone_amp && !strong(&word.to_ascii_lowercase()) && follow.trim().is_empty() {
+            let before: Vec<&str> = text[..m.start()].split_whitespace().collect();
+            let prose_before = before.len() >= 2 && before.last().is_some_and(|w| w.chars().all(|c| c.is_alphabetic()));
+            if lone_amp && prose_before && !strong(&word.to_ascii_lowercase()) && follow.trim().is_empty() {
                 continue;
             }
             if let Some(w) = judge_cmd(word, follow) {

@@ -579,11 +579,11 @@ fn stmt_valid(v: &View, i: usize) -> bool {
                 || (v.word_is(i + 1, "session") && v.word_is(i + 2, "authorization"))
         }
         // PostgreSQL: RESET ROLE / ALL / SESSION AUTHORIZATION
-        "reset" => matches!(nkw, "role" | "all") || (v.word_is(i + 1, "session") && v.word_is(i + 2, "authorization")),
+        "reset" => (matches!(nkw, "role" | "all") && sql_tail(v, i + 2, &[])) || (v.word_is(i + 1, "session") && v.word_is(i + 2, "authorization")),
         "reassign" => v.word_is(i + 1, "owned") && v.kw(i + 2) == "by",
         "vacuum" | "checkpoint" => sql_tail(v, i + 1, &[]) || v.word_is(i + 1, "full") || v.word_is(i + 1, "freeze") || (w == "vacuum" && nk == Some(Tk::LParen)),
         "cluster" | "reindex" => sql_tail(v, i + 1, &[]) || (nk == Some(Tk::Bare) && sql_tail(v, i + 2, &["using"])) || matches!(nkw, "table" | "index" | "database" | "schema"),
-        "discard" => nkw == "all" || v.word_is(i + 1, "plans") || v.word_is(i + 1, "temp") || v.word_is(i + 1, "sequences"),
+        "discard" => (nkw == "all" || v.word_is(i + 1, "plans") || v.word_is(i + 1, "temp") || v.word_is(i + 1, "sequences")) && sql_tail(v, i + 2, &[]),
         "import" => v.word_is(i + 1, "foreign") && v.word_is(i + 2, "schema"),
         "show" => matches!(nkw, "tables" | "databases" | "grants" | "variables" | "columns"),
         "use" => nk == Some(Tk::Bare) && (matches!(v.kind(i + 2), None | Some(Tk::Semi)) || (v.kind(i + 2) == Some(Tk::Stmt) && stmt_valid(v, i + 2))),
@@ -604,8 +604,17 @@ fn stmt_valid(v: &View, i: usize) -> bool {
 fn sql_tail(v: &View, i: usize, words: &[&str]) -> bool {
     match v.kind(i) {
         None | Some(Tk::Semi) | Some(Tk::Comment) => true,
-        Some(Tk::Comma) => true,
         _ => words.iter().any(|w| v.word_is(i, w)),
+    }
+}
+
+/// PostgreSQL statements that are also a word and a noun of a note (`truncate position`,
+/// `reset all alerts`): after a `;` that follows prose they are not taken as stacked SQL.
+fn weak_pg_statement(v: &View, i: usize) -> bool {
+    match v.kw(i) {
+        "truncate" => !matches!(v.kw(i + 1), "table") && !v.word_is(i + 1, "only"),
+        "reset" | "discard" | "vacuum" | "cluster" | "checkpoint" | "reindex" => true,
+        _ => false,
     }
 }
 
@@ -995,11 +1004,12 @@ fn analyze(v: &View, quoted: bool, out: &mut Vec<Hit>) {
             }
             Tk::Semi => {
                 // `drop the laggards; select winners`: prose, then `select` and one word
-                let prose_select = i > 0
-                    && v.kind(i - 1) == Some(Tk::Bare)
-                    && v.kw(i + 1) == "select"
-                    && v.kind(i + 2) == Some(Tk::Bare)
-                    && v.kind(i + 3).is_none();
+                // (and `scaled in; truncate position`: words that are PostgreSQL statements)
+                let after_prose = i > 0
+                    && (v.kind(i - 1) == Some(Tk::Bare)
+                        || matches!(v.kind(i - 1), Some(Tk::Kw) | Some(Tk::Cmp)) && v.text(&v.t[i - 1]).iter().all(|b| b.is_ascii_alphabetic()));
+                let prose_select = after_prose
+                    && ((v.kw(i + 1) == "select" && v.kind(i + 2) == Some(Tk::Bare) && v.kind(i + 3).is_none()) || weak_pg_statement(v, i + 1));
                 if !prose_select && ((v.kind(i + 1) == Some(Tk::Stmt) && stmt_valid(v, i + 1)) || (v.kind(i + 1) == Some(Tk::Func) && v.kw(i + 1) == "if")) {
                     found(hit(v, "sqli.stacked_query", 90, i, c), out);
                 }
@@ -1055,6 +1065,7 @@ fn analyze(v: &View, quoted: bool, out: &mut Vec<Hit>) {
                 if (i == 0 || (quoted && i == 1))
                     && matches!(w, "select" | "insert" | "update" | "delete" | "drop" | "create" | "alter" | "truncate" | "exec" | "execute" | "declare" | "waitfor" | "shutdown" | "grant" | "revoke" | "merge")
                     && stmt_valid(v, i)
+                    && !(w == "truncate" && weak_pg_statement(v, i))
                     && !prose_after(v, i + 1, 10)
                 {
                     found(hit(v, "sqli.full_statement", 60, i, c), out);
@@ -1265,7 +1276,10 @@ pub fn scan(text: &str, quotes: &[Option<u8>], out: &mut Vec<Hit>) {
         analyze(&v, q.is_some(), out);
         // Past the token cap the rest of the value is not read: padding could hide a payload
         // there, so such a value is not passed as clean (fail closed; once, for the plain view).
-        if q.is_none() && v.all.len() >= MAX_TOKENS {
+        // (Only when the unread tail has bytes SQL needs: a long list of words or numbers is
+        // not a hiding place.)
+        let unread = v.all.last().map_or(0, |t| t.end).min(src.len());
+        if q.is_none() && v.all.len() >= MAX_TOKENS && src[unread..].iter().any(|b| b"'\";()=*/-#|".contains(b)) {
             out.push(hit(&v, "sqli.too_long_to_inspect", 80, 0, Class::Sqli));
         }
         if let Some(qc) = q {

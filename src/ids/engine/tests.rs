@@ -646,10 +646,17 @@ fn trading_notes_with_separators_are_benign() {
             "drop the laggards; select winners",
             "union pacific; select comfort",
             "sleep(8h) before the open",
+            "Too noisy; discard all signals",
+            "Stopped out; reset all alerts",
+            "Scaled in; truncate position",
+            "Truncate position",
+            "risk off; vacuum, then rebuy",
         ],
         Context::Auto,
     );
+    // A long list without SQL punctuation is not reported for its length alone.
+    assert!(!attack(&"1 ".repeat(210_000)));
     // The attacks next to them still count.
-    assert_attacks(&["x; sc stop WinDefend", "net localgroup Administrators hacker /ADD"], Class::Cmdi);
+    assert_attacks(&["x; sc stop WinDefend", "net localgroup Administrators hacker /ADD", "8.8.8.8 & set"], Class::Cmdi);
     assert_attacks(&["1; select pg_sleep(5)", "1 AND sleep(5)"], Class::Sqli);
 }
