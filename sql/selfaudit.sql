@@ -102,7 +102,10 @@ CREATE TABLE tradeguard_audit.accepted_findings (
     accepted_by name NOT NULL,
     accepted_as text,
     accepted_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    expires     timestamptz NOT NULL
+    expires     timestamptz NOT NULL,
+    -- The finding's detail when accepted: for scope checks (hba, privileges, settings) the
+    -- acceptance covers that detail only (one more writable table opens it again).
+    detail      text
 );
 COMMENT ON TABLE tradeguard_audit.accepted_findings IS
     'tradeguard self-audit: findings accepted as a known risk (reason, who, until when); written only by tradeguard.accept_finding()';
@@ -310,20 +313,6 @@ SELECT c.check_id, c.level, c.category, c.title,
 
 -- User tables: ordinary and partitioned tables outside the system and tradeguard schemas, not
 -- partitions (their parent is what gets audited) and not members of an extension.
-CREATE VIEW tradeguard_audit.user_tables AS
-SELECT c.oid AS relid, n.nspname, c.relname, c.relowner, c.relacl
-  FROM pg_catalog.pg_class c
-  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
- WHERE c.relkind IN ('r', 'p')
-   AND NOT c.relispartition
-   AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'tradeguard', 'tradeguard_audit')
-   AND n.nspname !~ '^pg_(toast|temp_|toast_temp_)'
-   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
-                    WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
-                      AND d.objid = c.oid AND d.deptype = 'e');
-COMMENT ON VIEW tradeguard_audit.user_tables IS
-    'tradeguard self-audit: the user (trading) tables that the privilege, audit and encryption checks look at';
-
 -- What a role may write through: tables, partitions (writable on their own), views (an
 -- updatable view writes its table with its owner's rights) and foreign tables.
 CREATE VIEW tradeguard_audit.writable_relations AS
@@ -338,6 +327,13 @@ SELECT c.oid AS relid, n.nspname, c.relname, c.relowner, c.relacl, c.relkind, c.
                       AND d.objid = c.oid AND d.deptype = 'e');
 COMMENT ON VIEW tradeguard_audit.writable_relations IS
     'tradeguard self-audit: the relations the write-privilege checks look at (tables, partitions, views, foreign tables)';
+
+CREATE VIEW tradeguard_audit.user_tables AS
+SELECT w.relid, w.nspname, w.relname, w.relowner, w.relacl
+  FROM tradeguard_audit.writable_relations w
+ WHERE w.relkind IN ('r', 'p') AND NOT w.relispartition;
+COMMENT ON VIEW tradeguard_audit.user_tables IS
+    'tradeguard self-audit: the user (trading) tables that the privilege, audit and encryption checks look at';
 
 CREATE FUNCTION tradeguard_audit.level_rank(level text) RETURNS integer
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -1037,7 +1033,8 @@ AS $$
            pg_catalog.md5(r.check_id || ':' || r.object),
            EXISTS (SELECT 1 FROM tradeguard_audit.accepted_findings a
                     WHERE a.cache_key = pg_catalog.md5(r.check_id || ':' || r.object)
-                      AND a.expires > pg_catalog.now())
+                      AND a.expires > pg_catalog.now()
+                      AND (c.category NOT IN ('hba', 'privileges', 'settings') OR a.detail IS NOT DISTINCT FROM r.detail))
       FROM tradeguard_audit.check_results($1) r
       JOIN tradeguard_audit.check_catalog c ON c.check_id = r.check_id
      ORDER BY tradeguard_audit.level_rank(c.level), r.check_id, r.object
@@ -1192,7 +1189,7 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Accept again when it expires, after reviewing the risk.';
     END IF;
-    SELECT f.check_id, f.object INTO v_finding
+    SELECT f.check_id, f.object, f.detail INTO v_finding
       FROM tradeguard.compute_findings('full') f WHERE f.cache_key = v_key;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'tradeguard: no current finding has cache_key "%"', v_key
@@ -1200,12 +1197,12 @@ BEGIN
                   HINT = 'Take the cache_key from SELECT * FROM tradeguard.findings;';
     END IF;
     INSERT INTO tradeguard_audit.accepted_findings AS a
-           (cache_key, check_id, object, reason, accepted_by, accepted_as, accepted_at, expires)
+           (cache_key, check_id, object, reason, accepted_by, accepted_as, accepted_at, expires, detail)
     VALUES (v_key, v_finding.check_id, v_finding.object, v_reason, session_user,
-            NULLIF(pg_catalog.current_setting('role'), 'none'), pg_catalog.now(), v_expires)
+            NULLIF(pg_catalog.current_setting('role'), 'none'), pg_catalog.now(), v_expires, v_finding.detail)
     ON CONFLICT ON CONSTRAINT accepted_findings_pkey DO UPDATE
        SET reason = EXCLUDED.reason, accepted_by = EXCLUDED.accepted_by, accepted_as = EXCLUDED.accepted_as,
-           accepted_at = EXCLUDED.accepted_at, expires = EXCLUDED.expires;
+           accepted_at = EXCLUDED.accepted_at, expires = EXCLUDED.expires, detail = EXCLUDED.detail;
 END
 $fn$;
 COMMENT ON FUNCTION tradeguard.accept_finding(text, text, timestamptz) IS

@@ -149,6 +149,22 @@ mod tests {
         assert_eq!(reported, Ok(Some("public.t_acct.note,public.t_acct.ssn".to_string())));
     }
 
+    /// An acceptance of a privileges finding covers the detail it had: a wider one is open again.
+    #[pg_test]
+    fn an_acceptance_does_not_cover_a_wider_finding() {
+        Spi::run(
+            "CREATE ROLE t_ro; SELECT tradeguard.role_profile('t_ro', 'readonly');
+             CREATE TABLE public.t_g1 (id int); CREATE TABLE public.t_g2 (id int);
+             GRANT INSERT ON public.t_g1 TO t_ro;
+             SELECT tradeguard.accept_finding(md5('readonly_role_can_write:t_ro'), 'scratch table, reviewed', now() + interval '7 days')",
+        )
+        .unwrap();
+        let accepted = || Spi::get_one::<bool>("SELECT accepted FROM tradeguard.findings WHERE check_id = 'readonly_role_can_write' AND object = 't_ro'");
+        assert_eq!(accepted(), Ok(Some(true)));
+        Spi::run("GRANT INSERT, DELETE ON public.t_g2 TO t_ro").unwrap();
+        assert_eq!(accepted(), Ok(Some(false)));
+    }
+
     /// A partition or an updatable view PUBLIC may write through is reported like a table.
     #[pg_test]
     fn writable_partitions_and_views_are_reported() {
