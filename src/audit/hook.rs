@@ -469,8 +469,24 @@ fn conversion_changes_values(relid: pg_sys::Oid, col: &str, new_type: pg_sys::Oi
         Ok(None) => return None,
         Err(_) => return Some("TYPE with a conversion tradeguard could not check"),
     };
-    let (from, to) = unsafe { (pg_sys::getBaseType(old_type), pg_sys::getBaseType(new_type)) };
-    use pg_sys::{DATEOID, FLOAT4OID, FLOAT8OID, INT2OID, INT4OID, INT8OID, INTERVALOID, NUMERICOID, TIMEOID, TIMESTAMPOID, TIMESTAMPTZOID, TIMETZOID};
+    type_change_changes_values(old_type, old_typmod, new_type, new_typmod)
+}
+
+/// [`conversion_changes_values`] for a pair of types and typmods: domains are read as their
+/// base type with the domain's typmod, arrays as their element types.
+fn type_change_changes_values(old_type: pg_sys::Oid, old_typmod: i32, new_type: pg_sys::Oid, new_typmod: i32) -> Option<&'static str> {
+    let base = |t: pg_sys::Oid, m: i32| {
+        let mut tm = m;
+        let b = unsafe { pg_sys::getBaseTypeAndTypmod(t, &mut tm) };
+        (b, if m >= 0 { m } else { tm })
+    };
+    let ((from, old_typmod), (to, new_typmod)) = (base(old_type, old_typmod), base(new_type, new_typmod));
+    let (from_elem, to_elem) = unsafe { (pg_sys::get_element_type(from), pg_sys::get_element_type(to)) };
+    if from_elem != pg_sys::InvalidOid && to_elem != pg_sys::InvalidOid {
+        // Each element is converted as a value of the element type (typmods apply to them).
+        return type_change_changes_values(from_elem, old_typmod, to_elem, new_typmod);
+    }
+    use pg_sys::{MONEYOID as CASHOID, DATEOID, FLOAT4OID, FLOAT8OID, INT2OID, INT4OID, INT8OID, INTERVALOID, JSONBOID, JSONOID, NUMERICOID, TIMEOID, TIMESTAMPOID, TIMESTAMPTZOID, TIMETZOID};
     const ROUNDS: &str = "TYPE with a conversion that rounds or drops part of the values";
     let narrower = |f: fn(i32) -> i32| new_typmod >= 0 && (old_typmod < 0 || f(new_typmod) < f(old_typmod));
     if from == to {
@@ -488,10 +504,13 @@ fn conversion_changes_values(relid: pg_sys::Oid, col: &str, new_type: pg_sys::Oi
         (NUMERICOID | FLOAT4OID | FLOAT8OID, INT2OID | INT4OID | INT8OID)
             | (FLOAT8OID | NUMERICOID | INT4OID | INT8OID, FLOAT4OID)
             | (NUMERICOID | INT8OID, FLOAT8OID)
+            | (NUMERICOID | FLOAT4OID | FLOAT8OID, CASHOID)
             | (TIMESTAMPTZOID, TIMESTAMPOID | DATEOID | TIMEOID | TIMETZOID)
             | (TIMESTAMPOID, DATEOID | TIMEOID | TIMESTAMPTZOID)
             | (DATEOID, TIMESTAMPTZOID)
-    ) || (to == NUMERICOID && new_typmod >= 0 && matches!(from, FLOAT4OID | FLOAT8OID));
+            // jsonb keeps one of duplicate keys and normalises numbers and spacing
+            | (JSONOID, JSONBOID)
+    ) || (to == NUMERICOID && new_typmod >= 0 && matches!(from, FLOAT4OID | FLOAT8OID | CASHOID));
     if lossy {
         return Some(ROUNDS);
     }
@@ -886,7 +905,14 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
                     'key: for col in columns {
                         for r in std::iter::once(relid).chain(reached.iter().copied().filter(|r| *r != relid)) {
                             let role = crate::crypto::columns::protected_column_role(r, &col).unwrap_or_else(|_| Some(String::new()));
-                            if role.is_some_and(|role| !role.starts_with("an encrypted column") && !role.starts_with("the blind index")) {
+                            // An encrypted column dropped ends its encryption: a column of that
+                            // name written later (added, renamed) would hold plaintext.
+                            if role.as_deref().is_some_and(|role| role.starts_with("an encrypted column")) {
+                                if (*cmd).subtype == pg_sys::AlterTableType::AT_DropColumn {
+                                    ins.protected = Some(format!("the encrypted column {}.{}.{col} (dropping it ends its encryption)", rel_schema(r), rel_name(r)));
+                                    break 'key;
+                                }
+                            } else if role.is_some_and(|role| !role.starts_with("the blind index")) {
                                 ins.protected = Some(format!(
                                     "the primary key of {}.{} ({col}), which its encrypted values are bound to",
                                     rel_schema(r),

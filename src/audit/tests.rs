@@ -964,6 +964,17 @@ mod tests {
                 "{sql}"
             );
         }
+        // Nor through a domain's typmod, an array's elements, money or jsonb.
+        Spi::run("CREATE DOMAIN t_n2 AS numeric(12,2); ALTER TABLE t_px ADD COLUMN a numeric(12,4)[], ADD COLUMN j json").unwrap();
+        for (sql, col) in [
+            ("ALTER TABLE t_px ALTER COLUMN price TYPE t_n2", "price"),
+            ("ALTER TABLE t_px ALTER COLUMN a TYPE numeric(12,2)[]", "a"),
+            ("ALTER TABLE t_px ALTER COLUMN price TYPE money", "price"),
+            ("ALTER TABLE t_px ALTER COLUMN j TYPE jsonb", "j"),
+        ] {
+            let err = crate::common::sql_error(sql).unwrap_or_default();
+            assert!(err.contains(&format!("ALTER COLUMN {col} TYPE with a conversion that rounds")), "{sql}: {err}");
+        }
         Spi::run("ALTER TABLE t_px ALTER COLUMN qty TYPE bigint; ALTER TABLE t_px ALTER COLUMN price TYPE numeric(14,4)").unwrap();
         Spi::run(
             "ALTER TABLE t_acct ALTER COLUMN balance TYPE varchar(20);

@@ -572,8 +572,9 @@ mod tests {
         assert!(err.contains("cannot alter type of a column used by a view or rule"), "{err}");
     }
 
-    /// Dropping an encrypted column (or its blind-index column) takes its registration with it:
-    /// writes go on, and with no encrypted column left the encrypt trigger goes too.
+    /// Dropping an encrypted column ends its encryption: refused unless break-glass; then its
+    /// registration goes with it, writes go on, and with no encrypted column left the encrypt
+    /// trigger goes too. A blind-index column may be dropped.
     #[pg_test]
     fn dropped_encrypted_columns_take_their_registrations() {
         Spi::run(
@@ -582,7 +583,15 @@ mod tests {
              SELECT tradeguard.encrypt_column('t_dc', 'a', 't_dc', 't_dc_bi');
              SELECT tradeguard.encrypt_column('t_dc', 'b', 't_dc');
              ALTER TABLE t_dc DROP COLUMN a_bidx;
-             INSERT INTO t_dc VALUES (1, 'x', 'y');
+             INSERT INTO t_dc VALUES (1, 'x', 'y')",
+        )
+        .unwrap();
+        assert_eq!(
+            crate::common::sql_error("ALTER TABLE t_dc DROP COLUMN a, ADD COLUMN a text DEFAULT 'plain'"),
+            Some(crate::common::refusal("the encrypted column public.t_dc.a (dropping it ends its encryption)"))
+        );
+        Spi::run(
+            "SELECT tradeguard.break_glass('test: retiring an encrypted column');
              ALTER TABLE t_dc DROP COLUMN a;
              INSERT INTO t_dc VALUES (2, 'y2')",
         )
