@@ -249,7 +249,7 @@ AS $$
              pg_catalog.replace(pg_catalog.replace(pg_catalog.replace(tradeguard_audit.one_line($1), '&', '&amp;'), '<', '&lt;'), '>', '&gt;'),
              '([\\`*_{}\[\]#+!|~-])', '\\\1', 'g')
 $$;
-COMMENT ON FUNCTION tradeguard_audit.md_text(text) IS 'tradeguard: text made inert for markdown (one line, HTML and markdown punctuation escaped)';
+COMMENT ON FUNCTION tradeguard_audit.md_text(text) IS 'tradeguard: text made inert for markdown (one line, HTML and markdown punctuation escaped; safe in a table cell)';
 
 CREATE FUNCTION tradeguard_audit.md_code(value text) RETURNS text
 LANGUAGE sql IMMUTABLE
@@ -264,13 +264,6 @@ AS $$
 $$;
 COMMENT ON FUNCTION tradeguard_audit.md_code(text) IS 'tradeguard: text as a markdown inline code span, content unchanged but for control characters';
 
-CREATE FUNCTION tradeguard_audit.md_cell(value text) RETURNS text
-LANGUAGE sql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT tradeguard_audit.md_text($1)
-$$;
-COMMENT ON FUNCTION tradeguard_audit.md_cell(text) IS 'tradeguard: text made safe for a markdown table cell';
 
 ------------------------------------------------------------------------------------------------
 -- Views for the auditor
@@ -1054,14 +1047,14 @@ BEGIN
       FROM pg_catalog.unnest(ARRAY['critical', 'high', 'medium', 'low', 'info']) l(sev);
 
     v_out := v_out || pg_catalog.format('# Incident %s: %s (%s)', i.id, i.kind, i.status) || ''::text;
-    v_out := v_out || pg_catalog.format('- Opened: %s by %s', i.opened_at, tradeguard_audit.md_cell(i.opened_by));
-    v_out := v_out || CASE WHEN i.status = 'closed' THEN pg_catalog.format('- Closed: %s by %s', i.closed_at, tradeguard_audit.md_cell(i.closed_by))
+    v_out := v_out || pg_catalog.format('- Opened: %s by %s', i.opened_at, tradeguard_audit.md_text(i.opened_by));
+    v_out := v_out || CASE WHEN i.status = 'closed' THEN pg_catalog.format('- Closed: %s by %s', i.closed_at, tradeguard_audit.md_text(i.closed_by))
                            ELSE '- Closed: still open' END;
-    v_out := v_out || pg_catalog.format('- Note: %s', coalesce(tradeguard_audit.md_cell(i.note), ''));
-    v_out := v_out || pg_catalog.format('- Summary: %s', coalesce(tradeguard_audit.md_cell(i.summary), '(none yet)')) || ''::text;
+    v_out := v_out || pg_catalog.format('- Note: %s', coalesce(tradeguard_audit.md_text(i.note), ''));
+    v_out := v_out || pg_catalog.format('- Summary: %s', coalesce(tradeguard_audit.md_text(i.summary), '(none yet)')) || ''::text;
 
     v_out := v_out || '## Snapshot at opening'::text || ''::text;
-    v_out := v_out || pg_catalog.format('- Taken at: %s by %s', s ->> 'taken_at', tradeguard_audit.md_cell(s ->> 'taken_by'));
+    v_out := v_out || pg_catalog.format('- Taken at: %s by %s', s ->> 'taken_at', tradeguard_audit.md_text(s ->> 'taken_by'));
     v_out := v_out || pg_catalog.format('- Sessions: %s (%s with TLS)',
         pg_catalog.jsonb_array_length(s -> 'sessions'),
         (SELECT pg_catalog.count(*) FROM pg_catalog.jsonb_array_elements(s -> 'sessions') x WHERE (x ->> 'ssl')::boolean));
@@ -1071,7 +1064,7 @@ BEGIN
     v_out := v_out || pg_catalog.format('- Active blocks: %s', pg_catalog.jsonb_array_length(s -> 'blocks'));
     v_out := v_out || pg_catalog.format('- Login roles: %s; superusers: %s',
         pg_catalog.jsonb_array_length(s -> 'login_roles'),
-        (SELECT coalesce(pg_catalog.string_agg(tradeguard_audit.md_cell(x), ', ' ORDER BY x), 'none') FROM pg_catalog.jsonb_array_elements_text(s -> 'superusers') x));
+        (SELECT coalesce(pg_catalog.string_agg(tradeguard_audit.md_text(x), ', ' ORDER BY x), 'none') FROM pg_catalog.jsonb_array_elements_text(s -> 'superusers') x));
     v_out := v_out || pg_catalog.format('- Critical and high findings: %s',
         (SELECT pg_catalog.count(*) FROM pg_catalog.jsonb_array_elements(s -> 'findings') x WHERE x ? 'check_id'));
     v_out := v_out || CASE WHEN s -> 'audit_digest' ? 'hash'
@@ -1085,9 +1078,9 @@ BEGIN
                    || '|---|---|---|---|---|---|---|'::text;
     FOR r IN SELECT x FROM pg_catalog.jsonb_array_elements(s -> 'sessions') x LOOP
         v_out := v_out || pg_catalog.format('| %s | %s | %s | %s | %s | %s | %s |',
-            r.x ->> 'pid', tradeguard_audit.md_cell(r.x ->> 'user'), tradeguard_audit.md_cell(r.x ->> 'database'),
-            coalesce(r.x ->> 'client', 'local'), tradeguard_audit.md_cell(r.x ->> 'application'),
-            tradeguard_audit.md_cell(r.x ->> 'state'),
+            r.x ->> 'pid', tradeguard_audit.md_text(r.x ->> 'user'), tradeguard_audit.md_text(r.x ->> 'database'),
+            coalesce(r.x ->> 'client', 'local'), tradeguard_audit.md_text(r.x ->> 'application'),
+            tradeguard_audit.md_text(r.x ->> 'state'),
             CASE WHEN (r.x ->> 'ssl')::boolean THEN pg_catalog.format('%s %s', r.x ->> 'tls_version', r.x ->> 'cipher') ELSE 'no' END);
     END LOOP;
     v_out := v_out || ''::text;
@@ -1096,8 +1089,8 @@ BEGIN
                    || '| level | check | object | title |'::text || '|---|---|---|---|'::text;
     FOR r IN SELECT x FROM pg_catalog.jsonb_array_elements(s -> 'findings') x LOOP
         v_out := v_out || pg_catalog.format('| %s | %s | %s | %s |',
-            coalesce(r.x ->> 'level', 'error'), tradeguard_audit.md_cell(r.x ->> 'check_id'),
-            tradeguard_audit.md_cell(r.x ->> 'object'), tradeguard_audit.md_cell(coalesce(r.x ->> 'title', r.x ->> 'error')));
+            coalesce(r.x ->> 'level', 'error'), tradeguard_audit.md_text(r.x ->> 'check_id'),
+            tradeguard_audit.md_text(r.x ->> 'object'), tradeguard_audit.md_text(coalesce(r.x ->> 'title', r.x ->> 'error')));
     END LOOP;
     v_out := v_out || ''::text;
 
@@ -1105,8 +1098,8 @@ BEGIN
                    || '| at | action | target | by | detail |'::text || '|---|---|---|---|---|'::text;
     FOR r IN SELECT a.* FROM tradeguard_audit.incident_actions a WHERE a.incident_id = v_id ORDER BY a.at, a.id LOOP
         v_out := v_out || pg_catalog.format('| %s | %s | %s | %s | %s |',
-            r.at, r.action, tradeguard_audit.md_cell(r.target), tradeguard_audit.md_cell(r.done_by),
-            tradeguard_audit.md_cell(r.detail::text));
+            r.at, r.action, tradeguard_audit.md_text(r.target), tradeguard_audit.md_text(r.done_by),
+            tradeguard_audit.md_text(r.detail::text));
     END LOOP;
 
     RETURN pg_catalog.array_to_string(v_out, E'\n') || E'\n';
@@ -1123,7 +1116,7 @@ REVOKE ALL ON FUNCTION
     tradeguard_audit.severity_rank(text), tradeguard_audit.setting_int(text, integer),
     tradeguard_audit.setting_seconds(text, integer), tradeguard_audit.exempt_cidrs(),
     tradeguard_audit.record_event(text, text, inet, text, jsonb), tradeguard_audit.open_incident(),
-    tradeguard_audit.incident_action(bigint, text, text, jsonb), tradeguard_audit.md_cell(text),
+    tradeguard_audit.incident_action(bigint, text, text, jsonb), tradeguard_audit.md_text(text), tradeguard_audit.md_code(text), tradeguard_audit.one_line(text),
     tradeguard_audit.evaluate_risk(), tradeguard_audit.alert_trigger(), tradeguard_audit.incident_snapshot(),
     tradeguard.block(cidr, text, interval), tradeguard.unblock(cidr), tradeguard.unblock_role(text),
     tradeguard.source_risk(interval), tradeguard.security_status(),

@@ -200,8 +200,8 @@ unsafe fn audited_tables_using_type(typid: pg_sys::Oid) -> Vec<(String, String)>
     if typid == pg_sys::InvalidOid {
         return Vec::new();
     }
-    let tables = crate::common::with_catalog_search_path(|| {
-        crate::common::spi_first::<Vec<pg_sys::Oid>>(
+    // Not knowing stops the statement (a change to audited data must be recorded).
+    let tables = catalog_first::<Vec<pg_sys::Oid>>(
             "WITH RECURSIVE uses(oid) AS (
                  SELECT $1::pg_catalog.oid
                UNION
@@ -222,9 +222,7 @@ unsafe fn audited_tables_using_type(typid: pg_sys::Oid) -> Vec<(String, String)>
               WHERE a.attnum > 0 AND NOT a.attisdropped AND a.atttypid IN (SELECT oid FROM uses)",
             &[typid.into()],
         )
-    });
-    // Not knowing stops the statement (a change to audited data must be recorded).
-    let tables = tables.map_err(crate::error::TgError::from).or_raise().unwrap_or_default();
+        .unwrap_or_default();
     tables.into_iter().map(|r| (rel_schema(r), rel_name(r))).collect()
 }
 
@@ -356,13 +354,11 @@ impl Inspection {
     }
 }
 
-/// The oids an `oid[]` catalog query over one text argument returns (not knowing stops the
-/// statement: a drop of audited tables must be recorded).
-fn catalog_oids(sql: &str, arg: &str) -> Vec<pg_sys::Oid> {
-    crate::common::with_catalog_search_path(|| crate::common::spi_first::<Vec<pg_sys::Oid>>(sql, &[arg.into()]))
-        .map_err(TgError::from)
-        .or_raise()
-        .unwrap_or_default()
+/// The first value of a catalog query run with `search_path = pg_catalog, pg_temp` (see
+/// [`catalog_says`]); an error stops the statement (not knowing what a statement reaches must
+/// not let it through unrecorded).
+fn catalog_first<T: pgrx::FromDatum + pgrx::IntoDatum>(sql: &str, args: &[pgrx::datum::DatumWithOid]) -> Option<T> {
+    crate::common::with_catalog_search_path(|| crate::common::spi_first::<T>(sql, args)).map_err(TgError::from).or_raise()
 }
 
 /// The audited relations (oid, schema, name) that a DROP of `roots` takes with it: the roots,
@@ -373,18 +369,16 @@ unsafe fn audited_relations_dropped_with(roots: &[pg_sys::Oid]) -> Vec<(pg_sys::
     if roots.is_empty() {
         return Vec::new();
     }
-    let found = crate::common::with_catalog_search_path(|| {
-        crate::common::spi_first::<Vec<pg_sys::Oid>>(
-            "WITH RECURSIVE tree(relid) AS (
-                 SELECT pg_catalog.unnest($1::pg_catalog.oid[])
-               UNION
-                 SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN tree t ON i.inhparent = t.relid)
-             SELECT pg_catalog.array_agg(DISTINCT t.relid) FROM tree t
-              WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g WHERE g.tgrelid = t.relid AND g.tgname = 'tradeguard_audit_row')",
-            &[roots.to_vec().into()],
-        )
-    });
-    let rels = found.map_err(TgError::from).or_raise().unwrap_or_default();
+    let rels = catalog_first::<Vec<pg_sys::Oid>>(
+        "WITH RECURSIVE tree(relid) AS (
+             SELECT pg_catalog.unnest($1::pg_catalog.oid[])
+           UNION
+             SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN tree t ON i.inhparent = t.relid)
+         SELECT pg_catalog.array_agg(DISTINCT t.relid) FROM tree t
+          WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g WHERE g.tgrelid = t.relid AND g.tgname = 'tradeguard_audit_row')",
+        &[roots.to_vec().into()],
+    )
+    .unwrap_or_default();
     rels.into_iter().map(|r| (r, rel_schema(r), rel_name(r))).collect()
 }
 
@@ -392,23 +386,21 @@ unsafe fn audited_relations_dropped_with(roots: &[pg_sys::Oid]) -> Vec<(pg_sys::
 /// for a composite type the tables of that type (ALTER TYPE ... CASCADE), and unless ONLY
 /// (`recurse`) their partitions and inheritance children at any depth.
 unsafe fn altered_relations(relid: pg_sys::Oid, recurse: bool) -> Vec<pg_sys::Oid> {
-    let found = crate::common::with_catalog_search_path(|| {
-        crate::common::spi_first::<Vec<pg_sys::Oid>>(
-            "WITH RECURSIVE start(relid) AS (
-                 SELECT $1::pg_catalog.oid
-               UNION ALL
-                 SELECT t.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_class t ON t.reloftype = c.reltype
-                  WHERE c.oid = $1 AND c.relkind = 'c'
-             ), tree(relid) AS (
-                 SELECT relid FROM start
-               UNION
-                 SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN tree t ON i.inhparent = t.relid WHERE $2
-             )
-             SELECT pg_catalog.array_agg(relid) FROM tree",
-            &[relid.into(), recurse.into()],
-        )
-    });
-    found.map_err(TgError::from).or_raise().unwrap_or_else(|| vec![relid])
+    catalog_first::<Vec<pg_sys::Oid>>(
+        "WITH RECURSIVE start(relid) AS (
+             SELECT $1::pg_catalog.oid
+           UNION ALL
+             SELECT t.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_class t ON t.reloftype = c.reltype
+              WHERE c.oid = $1 AND c.relkind = 'c'
+         ), tree(relid) AS (
+             SELECT relid FROM start
+           UNION
+             SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN tree t ON i.inhparent = t.relid WHERE $2
+         )
+         SELECT pg_catalog.array_agg(relid) FROM tree",
+        &[relid.into(), recurse.into()],
+    )
+    .unwrap_or_else(|| vec![relid])
 }
 
 /// The audited tables whose rows a change of `rels` changes: each relation of `rels` that
@@ -528,16 +520,12 @@ fn type_change_changes_values(old_type: pg_sys::Oid, old_typmod: i32, new_type: 
 
 /// The columns of `relid`'s primary key when `constraint` names it (else none).
 fn primary_key_columns(relid: pg_sys::Oid, constraint: &str) -> Vec<String> {
-    crate::common::with_catalog_search_path(|| {
-        crate::common::spi_first::<Vec<String>>(
-            "SELECT pg_catalog.array_agg(a.attname::text) FROM pg_catalog.pg_constraint c
-               JOIN pg_catalog.pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = ANY (c.conkey)
-              WHERE c.conrelid = $1 AND c.conname = $2 AND c.contype = 'p'",
-            &[relid.into(), constraint.into()],
-        )
-    })
-    .map_err(TgError::from)
-    .or_raise()
+    catalog_first::<Vec<String>>(
+        "SELECT pg_catalog.array_agg(a.attname::text) FROM pg_catalog.pg_constraint c
+           JOIN pg_catalog.pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = ANY (c.conkey)
+          WHERE c.conrelid = $1 AND c.conname = $2 AND c.contype = 'p'",
+        &[relid.into(), constraint.into()],
+    )
     .unwrap_or_default()
 }
 
@@ -545,23 +533,21 @@ fn primary_key_columns(relid: pg_sys::Oid, constraint: &str) -> Vec<String> {
 /// inheritance children at any depth, and with CASCADE every table referencing one of them by
 /// a foreign key, again and again (as ExecuteTruncate expands them).
 unsafe fn truncated_relations(only: &[pg_sys::Oid], with_children: &[pg_sys::Oid], cascade: bool) -> Vec<pg_sys::Oid> {
-    let found = crate::common::with_catalog_search_path(|| {
-        crate::common::spi_first::<Vec<pg_sys::Oid>>(
-            "WITH RECURSIVE down(relid) AS (
-                 SELECT pg_catalog.unnest($2::pg_catalog.oid[])
-               UNION
-                 SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN down d ON i.inhparent = d.relid
-             ), reached(relid) AS (
-                 SELECT s.relid FROM (SELECT pg_catalog.unnest($1::pg_catalog.oid[]) AS relid UNION SELECT relid FROM down) s
-               UNION
-                 SELECT c.conrelid FROM pg_catalog.pg_constraint c JOIN reached r ON c.confrelid = r.relid
-                  WHERE $3 AND c.contype = 'f'
-             )
-             SELECT pg_catalog.array_agg(DISTINCT relid) FROM reached",
-            &[only.to_vec().into(), with_children.to_vec().into(), cascade.into()],
-        )
-    });
-    found.map_err(TgError::from).or_raise().unwrap_or_default()
+    catalog_first::<Vec<pg_sys::Oid>>(
+        "WITH RECURSIVE down(relid) AS (
+             SELECT pg_catalog.unnest($2::pg_catalog.oid[])
+           UNION
+             SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN down d ON i.inhparent = d.relid
+         ), reached(relid) AS (
+             SELECT s.relid FROM (SELECT pg_catalog.unnest($1::pg_catalog.oid[]) AS relid UNION SELECT relid FROM down) s
+           UNION
+             SELECT c.conrelid FROM pg_catalog.pg_constraint c JOIN reached r ON c.confrelid = r.relid
+              WHERE $3 AND c.contype = 'f'
+         )
+         SELECT pg_catalog.array_agg(DISTINCT relid) FROM reached",
+        &[only.to_vec().into(), with_children.to_vec().into(), cascade.into()],
+    )
+    .unwrap_or_default()
 }
 
 /// The audited table `relid` is a partition of, when `relid` lacks a TRUNCATE trigger of its
@@ -999,21 +985,23 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
                 // ... and its audited tables, with their partitions and children elsewhere, and
                 // partitions of audited tables elsewhere that it holds, are dropped as surely as
                 // by DROP TABLE: recorded.
-                ins.drops(&catalog_oids(
+                ins.drops(&catalog_first::<Vec<pg_sys::Oid>>(
                     "SELECT pg_catalog.array_agg(c.oid) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
                       WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'f')",
-                    &last,
-                ));
+                    &[last.as_str().into()],
+                )
+                .unwrap_or_default());
             } else if kind == pg_sys::ObjectType::OBJECT_EXTENSION && last == "tradeguard" && audit_rows_exist() {
                 ins.protected = Some("extension tradeguard (it holds the audit trail)".into());
             } else if kind == pg_sys::ObjectType::OBJECT_EXTENSION {
                 // Its member tables (and their partitions and children) go with it.
-                ins.drops(&catalog_oids(
+                ins.drops(&catalog_first::<Vec<pg_sys::Oid>>(
                     "SELECT pg_catalog.array_agg(d.objid) FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid
                       WHERE d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass AND e.extname = $1
                         AND d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.deptype = 'e'",
-                    &last,
-                ));
+                    &[last.as_str().into()],
+                )
+                .unwrap_or_default());
             } else if names.len() >= 2 && names[names.len() - 2] == "tradeguard_audit" {
                 ins.protected = Some(format!("tradeguard_audit.{last}"));
             } else if matches!(kind, pg_sys::ObjectType::OBJECT_TABLE | pg_sys::ObjectType::OBJECT_FOREIGN_TABLE) {
@@ -1144,11 +1132,7 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
         let reached_names: Vec<(String, String)> = reached.iter().map(|r| (rel_schema(*r), rel_name(*r))).collect();
         for (relid, (schema, name)) in reached.iter().zip(&reached_names) {
             // A sub-partition emptied with its partition is recorded with it, once.
-            let parent = crate::common::with_catalog_search_path(|| {
-                crate::common::spi_first::<pg_sys::Oid>("SELECT inhparent FROM pg_catalog.pg_inherits WHERE inhrelid = $1", &[(*relid).into()])
-            })
-            .map_err(TgError::from)
-            .or_raise();
+            let parent = catalog_first::<pg_sys::Oid>("SELECT inhparent FROM pg_catalog.pg_inherits WHERE inhrelid = $1", &[(*relid).into()]);
             if parent.is_some_and(|p| reached.contains(&p)) {
                 continue;
             }

@@ -92,13 +92,13 @@ pub fn owner_oid() -> TgResult<pg_sys::Oid> {
     Ok(oid)
 }
 
-/// Sets `search_path` at the current GUC nest level (undone when that level ends).
+/// Sets setting `name` at the current GUC nest level (undone when that level ends).
 ///
 /// # Safety
 /// `value` must be a NUL-terminated string; a nest level opened by the caller must be open.
-unsafe fn set_search_path(value: *const std::ffi::c_char) {
+unsafe fn set_local(name: &std::ffi::CStr, value: *const std::ffi::c_char) {
     pg_sys::set_config_option(
-        c"search_path".as_ptr(),
+        name.as_ptr(),
         value,
         pg_sys::GucContext::PGC_USERSET,
         pg_sys::GucSource::PGC_S_SESSION,
@@ -109,21 +109,20 @@ unsafe fn set_search_path(value: *const std::ffi::c_char) {
     );
 }
 
+/// [`set_local`] of `search_path`.
+///
+/// # Safety
+/// As for [`set_local`].
+unsafe fn set_search_path(value: *const std::ffi::c_char) {
+    set_local(c"search_path", value);
+}
+
 /// Runs `sql`, a `DROP ... IF EXISTS` of an object tradeguard makes again right after, without
 /// PostgreSQL's "does not exist, skipping" NOTICE (noise to the caller: nothing it did).
 pub fn run_quietly(sql: &str) -> Result<(), pgrx::spi::Error> {
     unsafe {
         let nest = pg_sys::NewGUCNestLevel();
-        pg_sys::set_config_option(
-            c"client_min_messages".as_ptr(),
-            c"warning".as_ptr(),
-            pg_sys::GucContext::PGC_USERSET,
-            pg_sys::GucSource::PGC_S_SESSION,
-            pg_sys::GucAction::GUC_ACTION_SAVE,
-            true,
-            0,
-            false,
-        );
+        set_local(c"client_min_messages", c"warning".as_ptr());
         let r = Spi::run(sql);
         pg_sys::AtEOXact_GUC(false, nest);
         r
@@ -276,7 +275,7 @@ macro_rules! registered_relid_sql {
 }
 
 /// (schema, name) of a relation, if it exists.
-fn relation_parts(relid: pg_sys::Oid) -> Option<(String, String)> {
+pub fn relation_parts(relid: pg_sys::Oid) -> Option<(String, String)> {
     unsafe {
         let (nsp, rel) = (pg_sys::get_namespace_name(pg_sys::get_rel_namespace(relid)), pg_sys::get_rel_name(relid));
         if nsp.is_null() || rel.is_null() {

@@ -88,20 +88,12 @@ impl ColumnCfg {
             Some((func, ioparam, typmod))
         });
         let Some((func, ioparam, typmod)) = input else { return Ok(()) };
-        let bad = || CryptoError::InvalidInput(format!("column {}: value is not a valid {}", self.name, self.original_type));
-        let c = std::ffi::CString::new(text()?).map_err(|_| bad())?;
-        // Input functions raise plain errors that quote the value: catch them and raise one
-        // that does not.
-        let ok = pgrx::PgTryBuilder::new(|| unsafe {
-            pg_sys::OidInputFunctionCall(func, c.as_ptr() as *mut std::ffi::c_char, ioparam, typmod);
-            true
-        })
-        .catch_others(|_| false)
-        .execute();
-        if ok {
+        // Input functions raise plain errors that quote the value: caught, and one that does not
+        // is raised instead.
+        if super::input_accepts(func, ioparam, typmod, text()?) {
             Ok(())
         } else {
-            Err(bad().into())
+            Err(CryptoError::InvalidInput(format!("column {}: value is not a valid {}", self.name, self.original_type)).into())
         }
     }
 }
@@ -1060,13 +1052,7 @@ pub fn drop_decrypted_view(relid: pg_sys::Oid) -> TgResult<Option<(String, Strin
 pub fn forget_dropped_columns(relid: pg_sys::Oid) -> TgResult<bool> {
     let _own = common::InternalWrite::begin();
     let (left, changed) = common::as_owner(|| -> TgResult<(bool, bool)> {
-        let Some((schema, table)) = common::spi_first_row(
-            "SELECT n.nspname::text, c.relname::text FROM pg_catalog.pg_class c
-               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1",
-            &[relid.into()],
-            |r| Ok((r.get::<String>(1)?.unwrap_or_default(), r.get::<String>(2)?.unwrap_or_default())),
-        )?
-        else {
+        let Some((schema, table)) = common::relation_parts(relid) else {
             return Ok((false, false));
         };
         let live = "EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = $3 AND a.attname = {col} AND a.attnum > 0 AND NOT a.attisdropped)";

@@ -261,11 +261,17 @@ fn encrypt_as(value: &str, key_name: &str, context: &str, type_name: &str) -> Ve
 /// that quote the value (and PostgreSQL's JSON errors show it as context): caught here, and
 /// never shown.
 fn valid_input(typid: pg_sys::Oid, text: &str) -> bool {
-    let Ok(c) = std::ffi::CString::new(text) else { return false };
     let (mut func, mut ioparam) = (pg_sys::InvalidOid, pg_sys::InvalidOid);
     unsafe { pg_sys::getTypeInputInfo(typid, &mut func, &mut ioparam) };
+    input_accepts(func, ioparam, -1, text)
+}
+
+/// Whether input function `func` (with its I/O parameter and typmod) accepts `text`; its error,
+/// which would quote the value, is caught and never shown.
+pub(crate) fn input_accepts(func: pg_sys::Oid, ioparam: pg_sys::Oid, typmod: i32, text: &str) -> bool {
+    let Ok(c) = std::ffi::CString::new(text) else { return false };
     pgrx::PgTryBuilder::new(|| unsafe {
-        pg_sys::OidInputFunctionCall(func, c.as_ptr() as *mut std::ffi::c_char, ioparam, -1);
+        pg_sys::OidInputFunctionCall(func, c.as_ptr() as *mut std::ffi::c_char, ioparam, typmod);
         true
     })
     .catch_others(|_| false)

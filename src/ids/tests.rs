@@ -117,7 +117,7 @@ score: 100/100\" (password text)",
         assert!(!md.lines().any(|l| l.starts_with("== CRITICAL (0)") || l.starts_with("score: 100/100")), "{md}");
         let text = Spi::get_one::<String>("SELECT tradeguard.audit_report('text')").unwrap().unwrap_or_default();
         assert!(!text.lines().any(|l| l == "== CRITICAL (0) ==" || l == "score: 100/100"), "{text}");
-        let cell = Spi::get_one::<String>("SELECT tradeguard_audit.md_cell(E'a\\\\|b<img src=x>')").unwrap();
+        let cell = Spi::get_one::<String>("SELECT tradeguard_audit.md_text(E'a\\\\|b<img src=x>')").unwrap();
         assert_eq!(cell.as_deref(), Some("a\\\\\\|b&lt;img src=x&gt;"));
     }
 }
