@@ -33,7 +33,7 @@ mod tests {
 
     #[pg_test(error = "tradeguard: audit rows are written only by tradeguard; UPDATE on tradeguard_audit.log is refused (for the table owner and superusers too)")]
     fn owner_cannot_update_the_trail() {
-        Spi::run("CREATE TABLE t_u (id int PRIMARY KEY); SELECT tradeguard.audit_table('t_u'); INSERT INTO t_u VALUES (1)").unwrap();
+        Spi::run("CREATE TABLE t_u_own (id int PRIMARY KEY); SELECT tradeguard.audit_table('t_u_own'); INSERT INTO t_u_own VALUES (1)").unwrap();
         Spi::run("UPDATE tradeguard_audit.log SET operation = 'x'").unwrap();
     }
 
@@ -332,8 +332,8 @@ mod tests {
             "CREATE TABLE t_pb (id int PRIMARY KEY, qty int); SELECT tradeguard.audit_table('t_pb');
              INSERT INTO t_pb VALUES (1, 1);
              SELECT tradeguard.unaudit_table('t_pb'); ALTER TABLE t_pb RENAME TO t_pb_away;
-             CREATE TABLE t_px (id int PRIMARY KEY, qty int); SELECT tradeguard.audit_table('t_px');
-             ALTER TABLE t_px RENAME TO t_pb; INSERT INTO t_pb VALUES (1, 50); ALTER TABLE t_pb RENAME TO t_px;
+             CREATE TABLE t_px_hist (id int PRIMARY KEY, qty int); SELECT tradeguard.audit_table('t_px_hist');
+             ALTER TABLE t_px_hist RENAME TO t_pb; INSERT INTO t_pb VALUES (1, 50); ALTER TABLE t_pb RENAME TO t_px_hist;
              ALTER TABLE t_pb_away RENAME TO t_pb; SELECT tradeguard.audit_table('t_pb');
              UPDATE t_pb SET qty = 6",
         )
@@ -896,10 +896,10 @@ mod tests {
              CREATE TABLE t_ochild (PRIMARY KEY (id)) INHERITS (t_opar);
              SELECT tradeguard.audit_table('t_ochild', '{note}');
              INSERT INTO t_ochild VALUES (1, 100, 'confidential');
-             CREATE TABLE t_pp (id int PRIMARY KEY, v text) PARTITION BY RANGE (id);
-             CREATE TABLE t_pp1 PARTITION OF t_pp FOR VALUES FROM (0) TO (100);
+             CREATE TABLE t_pp_alt (id int PRIMARY KEY, v text) PARTITION BY RANGE (id);
+             CREATE TABLE t_pp1 PARTITION OF t_pp_alt FOR VALUES FROM (0) TO (100);
              SELECT tradeguard.audit_table('t_pp1');
-             INSERT INTO t_pp VALUES (1, 'orig')",
+             INSERT INTO t_pp_alt VALUES (1, 'orig')",
         )
         .unwrap();
         assert_eq!(
@@ -907,8 +907,8 @@ mod tests {
             Some(refused("the values of audited table public.t_opar through ALTER COLUMN amount TYPE ... USING (the rewritten values would not be recorded row by row)"))
         );
         assert_eq!(
-            crate::common::sql_error("ALTER TABLE t_pp ALTER COLUMN v TYPE text USING 'forged-' || v"),
-            Some(refused("the values of audited table public.t_pp through ALTER COLUMN v TYPE ... USING (the rewritten values would not be recorded row by row)"))
+            crate::common::sql_error("ALTER TABLE t_pp_alt ALTER COLUMN v TYPE text USING 'forged-' || v"),
+            Some(refused("the values of audited table public.t_pp_alt through ALTER COLUMN v TYPE ... USING (the rewritten values would not be recorded row by row)"))
         );
         // Renamed through the parent: recorded on the child, whose exclusion follows.
         let before = ddl_on("t_ochild");
@@ -942,46 +942,46 @@ mod tests {
             "CREATE TYPE t_money2 AS (amount numeric);
              CREATE FUNCTION t_to_money2(text) RETURNS t_money2 LANGUAGE sql IMMUTABLE AS $$ SELECT ROW(999999)::t_money2 $$;
              CREATE CAST (text AS t_money2) WITH FUNCTION t_to_money2(text) AS ASSIGNMENT;
-             CREATE TABLE t_acct (id int PRIMARY KEY, balance text);
-             SELECT tradeguard.audit_table('t_acct')",
+             CREATE TABLE t_acct_alt (id int PRIMARY KEY, balance text);
+             SELECT tradeguard.audit_table('t_acct_alt')",
         )
         .unwrap();
         assert_eq!(
-            crate::common::sql_error("ALTER TABLE t_acct ALTER COLUMN balance TYPE t_money2"),
-            Some(refused("the values of audited table public.t_acct through ALTER COLUMN balance TYPE with a type or cast defined in this database (the rewritten values would not be recorded row by row)"))
+            crate::common::sql_error("ALTER TABLE t_acct_alt ALTER COLUMN balance TYPE t_money2"),
+            Some(refused("the values of audited table public.t_acct_alt through ALTER COLUMN balance TYPE with a type or cast defined in this database (the rewritten values would not be recorded row by row)"))
         );
         // PostgreSQL's own conversions that round are refused too; those that keep the value
         // (or fail), a domain and a binary-coercible cast of an extension are recorded as DDL.
-        Spi::run("CREATE TABLE t_px (id int PRIMARY KEY, price numeric(12,4), qty int, at timestamptz); SELECT tradeguard.audit_table('t_px')").unwrap();
+        Spi::run("CREATE TABLE t_px_alt (id int PRIMARY KEY, price numeric(12,4), qty int, at timestamptz); SELECT tradeguard.audit_table('t_px_alt')").unwrap();
         for (sql, col) in [
-            ("ALTER TABLE t_px ALTER COLUMN price TYPE numeric(12,2)", "price"),
-            ("ALTER TABLE t_px ALTER COLUMN price TYPE integer", "price"),
-            ("ALTER TABLE t_px ALTER COLUMN at TYPE date", "at"),
+            ("ALTER TABLE t_px_alt ALTER COLUMN price TYPE numeric(12,2)", "price"),
+            ("ALTER TABLE t_px_alt ALTER COLUMN price TYPE integer", "price"),
+            ("ALTER TABLE t_px_alt ALTER COLUMN at TYPE date", "at"),
         ] {
             assert_eq!(
                 crate::common::sql_error(sql),
-                Some(refused(&format!("the values of audited table public.t_px through ALTER COLUMN {col} TYPE with a conversion that rounds or drops part of the values (the rewritten values would not be recorded row by row)"))),
+                Some(refused(&format!("the values of audited table public.t_px_alt through ALTER COLUMN {col} TYPE with a conversion that rounds or drops part of the values (the rewritten values would not be recorded row by row)"))),
                 "{sql}"
             );
         }
         // Nor through a domain's typmod, an array's elements, money or jsonb.
-        Spi::run("CREATE DOMAIN t_n2 AS numeric(12,2); ALTER TABLE t_px ADD COLUMN a numeric(12,4)[], ADD COLUMN j json").unwrap();
+        Spi::run("CREATE DOMAIN t_n2 AS numeric(12,2); ALTER TABLE t_px_alt ADD COLUMN a numeric(12,4)[], ADD COLUMN j json").unwrap();
         for (sql, col) in [
-            ("ALTER TABLE t_px ALTER COLUMN price TYPE t_n2", "price"),
-            ("ALTER TABLE t_px ALTER COLUMN a TYPE numeric(12,2)[]", "a"),
-            ("ALTER TABLE t_px ALTER COLUMN price TYPE money", "price"),
-            ("ALTER TABLE t_px ALTER COLUMN j TYPE jsonb", "j"),
+            ("ALTER TABLE t_px_alt ALTER COLUMN price TYPE t_n2", "price"),
+            ("ALTER TABLE t_px_alt ALTER COLUMN a TYPE numeric(12,2)[]", "a"),
+            ("ALTER TABLE t_px_alt ALTER COLUMN price TYPE money", "price"),
+            ("ALTER TABLE t_px_alt ALTER COLUMN j TYPE jsonb", "j"),
         ] {
             let err = crate::common::sql_error(sql).unwrap_or_default();
             assert!(err.contains(&format!("ALTER COLUMN {col} TYPE with a conversion that rounds")), "{sql}: {err}");
         }
-        Spi::run("ALTER TABLE t_px ALTER COLUMN qty TYPE bigint; ALTER TABLE t_px ALTER COLUMN price TYPE numeric(14,4)").unwrap();
+        Spi::run("ALTER TABLE t_px_alt ALTER COLUMN qty TYPE bigint; ALTER TABLE t_px_alt ALTER COLUMN price TYPE numeric(14,4)").unwrap();
         Spi::run(
-            "ALTER TABLE t_acct ALTER COLUMN balance TYPE varchar(20);
+            "ALTER TABLE t_acct_alt ALTER COLUMN balance TYPE varchar(20);
              CREATE DOMAIN t_sym AS varchar(20) CHECK (VALUE <> '');
-             ALTER TABLE t_acct ALTER COLUMN balance TYPE t_sym;
+             ALTER TABLE t_acct_alt ALTER COLUMN balance TYPE t_sym;
              CREATE EXTENSION citext;
-             ALTER TABLE t_acct ALTER COLUMN balance TYPE citext",
+             ALTER TABLE t_acct_alt ALTER COLUMN balance TYPE citext",
         )
         .unwrap();
 
@@ -993,25 +993,25 @@ mod tests {
              CREATE TABLE t_ap3 (id int NOT NULL, k int NOT NULL, v text);
              INSERT INTO t_ap3 VALUES (7, 25, 'brought in');
              ALTER TABLE t_ap ATTACH PARTITION t_ap3 FOR VALUES FROM (20) TO (30);
-             CREATE ROLE t_trader; GRANT ALL ON t_ap TO t_trader;
-             SET LOCAL SESSION AUTHORIZATION t_trader; RESET SESSION AUTHORIZATION",
+             CREATE ROLE t_trader_alt; GRANT ALL ON t_ap TO t_trader_alt;
+             SET LOCAL SESSION AUTHORIZATION t_trader_alt; RESET SESSION AUTHORIZATION",
         )
         .unwrap();
         let attached = Spi::get_one::<String>("SELECT new_row ->> 'attached' FROM tradeguard_audit.log WHERE operation = 'DDL' AND table_name = 't_ap' ORDER BY id DESC LIMIT 1");
         assert_eq!(attached, Ok(Some("[\"public.t_ap3\"]".into())));
         let switches = Spi::get_one::<String>("SELECT string_agg(table_name, '; ' ORDER BY id) FROM tradeguard_audit.log WHERE operation = 'SET' AND table_name LIKE 'session_authorization%'");
-        assert_eq!(switches, Ok(Some("session_authorization postgres -> t_trader; session_authorization t_trader -> DEFAULT".into())));
+        assert_eq!(switches, Ok(Some("session_authorization postgres -> t_trader_alt; session_authorization t_trader_alt -> DEFAULT".into())));
 
         // Under break-glass the refused change runs, recorded as such and on the table it changed.
-        let before = ddl_on("t_acct");
+        let before = ddl_on("t_acct_alt");
         Spi::run(
             "SELECT tradeguard.break_glass('test: a migration that rewrites values');
-             ALTER TABLE t_acct ALTER COLUMN balance TYPE text USING balance || '';
+             ALTER TABLE t_acct_alt ALTER COLUMN balance TYPE text USING balance || '';
              SELECT tradeguard.break_glass_end()",
         )
         .unwrap();
-        assert_eq!(ddl_on("t_acct"), before + 1);
-        let why = Spi::get_one::<i64>("SELECT count(*) FROM tradeguard_audit.log WHERE operation = 'BREAK_GLASS_CHANGE' AND table_name LIKE 'the values of audited table public.t_acct%'");
+        assert_eq!(ddl_on("t_acct_alt"), before + 1);
+        let why = Spi::get_one::<i64>("SELECT count(*) FROM tradeguard_audit.log WHERE operation = 'BREAK_GLASS_CHANGE' AND table_name LIKE 'the values of audited table public.t_acct_alt%'");
         assert_eq!(why, Ok(Some(1)));
         // REASSIGN OWNED names its roles.
         Spi::run("CREATE ROLE t_from; CREATE ROLE t_to; REASSIGN OWNED BY t_from TO t_to").unwrap();

@@ -96,27 +96,27 @@ mod tests {
     fn partitioned_table_is_encrypted_in_every_partition() {
         Spi::run("SELECT tradeguard.create_key('t_part')").unwrap();
         Spi::run(
-            "CREATE TABLE t_fills (id int, venue text, account text, PRIMARY KEY (id, venue)) PARTITION BY LIST (venue);
-             CREATE TABLE t_fills_x PARTITION OF t_fills FOR VALUES IN ('x');
-             INSERT INTO t_fills VALUES (1, 'x', 'acct-1')",
+            "CREATE TABLE t_fills_part (id int, venue text, account text, PRIMARY KEY (id, venue)) PARTITION BY LIST (venue);
+             CREATE TABLE t_fills_part_x PARTITION OF t_fills_part FOR VALUES IN ('x');
+             INSERT INTO t_fills_part VALUES (1, 'x', 'acct-1')",
         )
         .unwrap();
-        assert_eq!(one::<i64>("SELECT tradeguard.encrypt_column('t_fills', 'account', 't_part')"), Some(1));
+        assert_eq!(one::<i64>("SELECT tradeguard.encrypt_column('t_fills_part', 'account', 't_part')"), Some(1));
         // A partition made afterwards gets the cloned trigger; writes straight into a
         // partition go through it too.
         Spi::run(
-            "CREATE TABLE t_fills_y PARTITION OF t_fills FOR VALUES IN ('y');
-             INSERT INTO t_fills VALUES (2, 'y', 'acct-2'), (3, 'x', 'acct-3');
-             INSERT INTO t_fills_y VALUES (4, 'y', 'acct-4');
-             UPDATE t_fills SET account = 'acct-1b' WHERE id = 1",
+            "CREATE TABLE t_fills_part_y PARTITION OF t_fills_part FOR VALUES IN ('y');
+             INSERT INTO t_fills_part VALUES (2, 'y', 'acct-2'), (3, 'x', 'acct-3');
+             INSERT INTO t_fills_part_y VALUES (4, 'y', 'acct-4');
+             UPDATE t_fills_part SET account = 'acct-1b' WHERE id = 1",
         )
         .unwrap();
-        assert_eq!(one::<i64>("SELECT count(*) FROM t_fills WHERE NOT tradeguard.is_ciphertext(account)"), Some(0));
+        assert_eq!(one::<i64>("SELECT count(*) FROM t_fills_part WHERE NOT tradeguard.is_ciphertext(account)"), Some(0));
         // The composite key (the partition key is part of it) binds the values to their rows.
-        assert_eq!(one::<String>("SELECT bound_to_key FROM tradeguard.encrypted_columns WHERE table_name = 't_fills'").as_deref(), Some("id, venue"));
-        Spi::run("UPDATE t_fills SET id = 5 WHERE id = 4").unwrap();
+        assert_eq!(one::<String>("SELECT bound_to_key FROM tradeguard.encrypted_columns WHERE table_name = 't_fills_part'").as_deref(), Some("id, venue"));
+        Spi::run("UPDATE t_fills_part SET id = 5 WHERE id = 4").unwrap();
         assert_eq!(
-            one::<String>("SELECT string_agg(account, ',' ORDER BY id) FROM t_fills_decrypted").as_deref(),
+            one::<String>("SELECT string_agg(account, ',' ORDER BY id) FROM t_fills_part_decrypted").as_deref(),
             Some("acct-1b,acct-2,acct-3,acct-4")
         );
     }
@@ -168,58 +168,58 @@ mod tests {
         // A DBA renames the table, its encrypted column and its key column, and moves the
         // table to another schema: writes keep being encrypted and the view keeps decrypting.
         Spi::run(
-            "SELECT tradeguard.create_key('t_ren');
-             SELECT tradeguard.create_key('t_ren_bi', 'blind_index');
-             CREATE TABLE t_ren (id int PRIMARY KEY, account text);
-             INSERT INTO t_ren VALUES (1, 'acct-1');
-             SELECT tradeguard.encrypt_column('t_ren', 'account', 't_ren', 't_ren_bi');",
+            "SELECT tradeguard.create_key('t_ren_c');
+             SELECT tradeguard.create_key('t_ren_c_bi', 'blind_index');
+             CREATE TABLE t_ren_c (id int PRIMARY KEY, account text);
+             INSERT INTO t_ren_c VALUES (1, 'acct-1');
+             SELECT tradeguard.encrypt_column('t_ren_c', 'account', 't_ren_c', 't_ren_c_bi');",
         )
         .unwrap();
-        let blind = one::<String>("SELECT blind_column FROM tradeguard_audit.encrypted_columns WHERE table_name = 't_ren'").unwrap();
+        let blind = one::<String>("SELECT blind_column FROM tradeguard_audit.encrypted_columns WHERE table_name = 't_ren_c'").unwrap();
         Spi::run(&format!(
-            "ALTER TABLE t_ren RENAME TO t_ren2;
+            "ALTER TABLE t_ren_c RENAME TO t_ren2;
              ALTER TABLE t_ren2 RENAME COLUMN account TO acct;
              ALTER TABLE t_ren2 RENAME COLUMN id TO fill_id;
              ALTER TABLE t_ren2 RENAME COLUMN {blind} TO acct_lookup;
-             CREATE SCHEMA t_ren_s;
-             ALTER TABLE t_ren2 SET SCHEMA t_ren_s;
-             INSERT INTO t_ren_s.t_ren2 (fill_id, acct) VALUES (2, 'acct-2');
-             UPDATE t_ren_s.t_ren2 SET acct = 'acct-1b' WHERE fill_id = 1"
+             CREATE SCHEMA t_ren_c_s;
+             ALTER TABLE t_ren2 SET SCHEMA t_ren_c_s;
+             INSERT INTO t_ren_c_s.t_ren2 (fill_id, acct) VALUES (2, 'acct-2');
+             UPDATE t_ren_c_s.t_ren2 SET acct = 'acct-1b' WHERE fill_id = 1"
         ))
         .unwrap();
         assert_eq!(
             one::<String>(
                 "SELECT schema_name || '.' || table_name || ':' || column_name || ':' || pk_column || ':' || blind_column
-                   FROM tradeguard_audit.encrypted_columns WHERE key_name = 't_ren'"
+                   FROM tradeguard_audit.encrypted_columns WHERE key_name = 't_ren_c'"
             )
             .as_deref(),
-            Some("t_ren_s.t_ren2:acct:fill_id:acct_lookup")
+            Some("t_ren_c_s.t_ren2:acct:fill_id:acct_lookup")
         );
-        assert_eq!(one::<i64>("SELECT count(*) FROM t_ren_s.t_ren2 WHERE NOT tradeguard.is_ciphertext(acct)"), Some(0));
+        assert_eq!(one::<i64>("SELECT count(*) FROM t_ren_c_s.t_ren2 WHERE NOT tradeguard.is_ciphertext(acct)"), Some(0));
         assert_eq!(
-            one::<String>("SELECT string_agg(account, ',' ORDER BY id) FROM t_ren_decrypted").as_deref(),
+            one::<String>("SELECT string_agg(account, ',' ORDER BY id) FROM t_ren_c_decrypted").as_deref(),
             Some("acct-1b,acct-2")
         );
         // The blind index column is still maintained under its new name.
         assert_eq!(
-            one::<bool>("SELECT acct_lookup = tradeguard.blind_index('acct-2', 't_ren_bi') FROM t_ren_s.t_ren2 WHERE fill_id = 2"),
+            one::<bool>("SELECT acct_lookup = tradeguard.blind_index('acct-2', 't_ren_c_bi') FROM t_ren_c_s.t_ren2 WHERE fill_id = 2"),
             Some(true)
         );
         // The schema renamed too.
-        Spi::run("ALTER SCHEMA t_ren_s RENAME TO t_ren_s2; INSERT INTO t_ren_s2.t_ren2 (fill_id, acct) VALUES (3, 'acct-3')").unwrap();
-        assert_eq!(one::<i64>("SELECT count(*) FROM t_ren_s2.t_ren2 WHERE NOT tradeguard.is_ciphertext(acct)"), Some(0));
-        assert_eq!(one::<String>("SELECT schema_name FROM tradeguard_audit.encrypted_columns WHERE key_name = 't_ren'").as_deref(), Some("t_ren_s2"));
+        Spi::run("ALTER SCHEMA t_ren_c_s RENAME TO t_ren_c_s2; INSERT INTO t_ren_c_s2.t_ren2 (fill_id, acct) VALUES (3, 'acct-3')").unwrap();
+        assert_eq!(one::<i64>("SELECT count(*) FROM t_ren_c_s2.t_ren2 WHERE NOT tradeguard.is_ciphertext(acct)"), Some(0));
+        assert_eq!(one::<String>("SELECT schema_name FROM tradeguard_audit.encrypted_columns WHERE key_name = 't_ren_c'").as_deref(), Some("t_ren_c_s2"));
         // A key column's type cannot change under its bound values.
-        let err = crate::common::sql_error("ALTER TABLE t_ren_s2.t_ren2 ALTER COLUMN fill_id TYPE numeric(10,2)").unwrap_or_default();
-        assert!(err.contains("cannot change the type of t_ren_s2.t_ren2.fill_id"), "{err}");
+        let err = crate::common::sql_error("ALTER TABLE t_ren_c_s2.t_ren2 ALTER COLUMN fill_id TYPE numeric(10,2)").unwrap_or_default();
+        assert!(err.contains("cannot change the type of t_ren_c_s2.t_ren2.fill_id"), "{err}");
         // Nor the encrypted column's own (the trigger would write text into another type).
-        let err = crate::common::sql_error("ALTER TABLE t_ren_s2.t_ren2 ALTER COLUMN acct TYPE jsonb USING NULL").unwrap_or_default();
-        assert!(err.contains("cannot change the type of t_ren_s2.t_ren2.acct, an encrypted column"), "{err}");
+        let err = crate::common::sql_error("ALTER TABLE t_ren_c_s2.t_ren2 ALTER COLUMN acct TYPE jsonb USING NULL").unwrap_or_default();
+        assert!(err.contains("cannot change the type of t_ren_c_s2.t_ren2.acct, an encrypted column"), "{err}");
         // Encrypted on a partition only: the partitioned table's key type cannot change either.
         Spi::run(
             "CREATE TABLE t_kp (id int, d date, v text, PRIMARY KEY (id, d)) PARTITION BY RANGE (d);
              CREATE TABLE t_kp_1 PARTITION OF t_kp DEFAULT;
-             SELECT tradeguard.encrypt_column('t_kp_1', 'v', 't_ren')",
+             SELECT tradeguard.encrypt_column('t_kp_1', 'v', 't_ren_c')",
         )
         .unwrap();
         let err = crate::common::sql_error("ALTER TABLE t_kp ALTER COLUMN d TYPE timestamp").unwrap_or_default();
@@ -227,14 +227,14 @@ mod tests {
         // DROP SCHEMA ... CASCADE takes the registrations of its tables with it, and of a
         // partition in another schema that went with its table.
         Spi::run(
-            "CREATE TABLE t_ren_s2.t_kq (id int, d date, v text, PRIMARY KEY (id, d)) PARTITION BY RANGE (d);
-             CREATE TABLE public.t_kq_1 PARTITION OF t_ren_s2.t_kq DEFAULT;
-             SELECT tradeguard.encrypt_column('public.t_kq_1', 'v', 't_ren');
-             DROP SCHEMA t_ren_s2 CASCADE",
+            "CREATE TABLE t_ren_c_s2.t_kq (id int, d date, v text, PRIMARY KEY (id, d)) PARTITION BY RANGE (d);
+             CREATE TABLE public.t_kq_1 PARTITION OF t_ren_c_s2.t_kq DEFAULT;
+             SELECT tradeguard.encrypt_column('public.t_kq_1', 'v', 't_ren_c');
+             DROP SCHEMA t_ren_c_s2 CASCADE",
         )
         .unwrap();
         assert_eq!(
-            one::<i64>("SELECT count(*) FROM tradeguard_audit.encrypted_columns WHERE schema_name = 't_ren_s2' OR table_name = 't_kq_1'"),
+            one::<i64>("SELECT count(*) FROM tradeguard_audit.encrypted_columns WHERE schema_name = 't_ren_c_s2' OR table_name = 't_kq_1'"),
             Some(0)
         );
     }
@@ -425,42 +425,42 @@ mod tests {
              CREATE TABLE t_who (who text, su bool);
              CREATE FUNCTION t_note() RETURNS trigger LANGUAGE plpgsql AS
                $$ BEGIN INSERT INTO t_who SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user; RETURN NEW; END $$;
-             CREATE TABLE t_acct (id int PRIMARY KEY, secret text);
-             INSERT INTO t_acct VALUES (1, 'sk_1050'), (2, 'sk_2025');
-             CREATE TRIGGER a_note BEFORE UPDATE ON t_acct FOR EACH ROW EXECUTE FUNCTION t_note();
+             CREATE TABLE t_acct_conv (id int PRIMARY KEY, secret text);
+             INSERT INTO t_acct_conv VALUES (1, 'sk_1050'), (2, 'sk_2025');
+             CREATE TRIGGER a_note BEFORE UPDATE ON t_acct_conv FOR EACH ROW EXECUTE FUNCTION t_note();
              CREATE FUNCTION t_steer() RETURNS trigger LANGUAGE plpgsql AS
                $$ BEGIN PERFORM set_config('search_path', 'public, pg_catalog', false); RETURN NEW; END $$;
-             CREATE TRIGGER a_steer BEFORE UPDATE ON t_acct FOR EACH ROW EXECUTE FUNCTION t_steer();
+             CREATE TRIGGER a_steer BEFORE UPDATE ON t_acct_conv FOR EACH ROW EXECUTE FUNCTION t_steer();
              RESET ROLE;
              SET search_path = pg_catalog, public;
-             ANALYZE t_acct;
-             SELECT tradeguard.encrypt_column('t_acct', 'secret', 't_own')",
+             ANALYZE t_acct_conv;
+             SELECT tradeguard.encrypt_column('t_acct_conv', 'secret', 't_own')",
         )
         .unwrap();
         // The statistics no longer show the plaintext values.
         assert_eq!(
-            one::<bool>("SELECT bool_or(coalesce(most_common_vals::text, '') || coalesce(histogram_bounds::text, '') LIKE '%sk_1050%') FROM pg_stats WHERE tablename = 't_acct' AND attname = 'secret'"),
+            one::<bool>("SELECT bool_or(coalesce(most_common_vals::text, '') || coalesce(histogram_bounds::text, '') LIKE '%sk_1050%') FROM pg_stats WHERE tablename = 't_acct_conv' AND attname = 'secret'"),
             Some(false)
         );
         assert_eq!(one::<String>("SELECT string_agg(DISTINCT who || ' ' || su, ', ') FROM t_who").as_deref(), Some("t_tab_owner false"));
-        assert_eq!(one::<i64>("SELECT count(*) FROM t_acct WHERE tradeguard.is_ciphertext(secret)"), Some(2));
+        assert_eq!(one::<i64>("SELECT count(*) FROM t_acct_conv WHERE tradeguard.is_ciphertext(secret)"), Some(2));
         // What the owner's code set does not reach the caller's session.
         assert_eq!(one::<String>("SELECT current_setting('search_path')").as_deref(), Some("pg_catalog, public"));
         Spi::run("RESET search_path").unwrap();
         // Re-encryption after a rotation: also as the owner, values moved to the new version,
         // and they still decrypt to what they were.
         Spi::run("SELECT tradeguard.rotate_key('t_own')").unwrap();
-        assert_eq!(one::<i64>("SELECT tradeguard.reencrypt_column('t_acct', 'secret')"), Some(2));
+        assert_eq!(one::<i64>("SELECT tradeguard.reencrypt_column('t_acct_conv', 'secret')"), Some(2));
         assert_eq!(one::<String>("SELECT string_agg(DISTINCT who || ' ' || su, ', ') FROM t_who").as_deref(), Some("t_tab_owner false"));
-        assert_eq!(one::<i64>("SELECT count(*) FROM t_acct WHERE tradeguard.ciphertext_key_version(secret) = 2"), Some(2));
-        assert_eq!(one::<String>("SELECT string_agg(secret::text, ',' ORDER BY id) FROM t_acct_decrypted").as_deref(), Some("sk_1050,sk_2025"));
+        assert_eq!(one::<i64>("SELECT count(*) FROM t_acct_conv WHERE tradeguard.ciphertext_key_version(secret) = 2"), Some(2));
+        assert_eq!(one::<String>("SELECT string_agg(secret::text, ',' ORDER BY id) FROM t_acct_conv_decrypted").as_deref(), Some("sk_1050,sk_2025"));
         // A BEFORE row trigger that would fire after the encrypt trigger (name order) is refused;
         // one that fires before it is not.
-        let err = crate::common::sql_error("CREATE TRIGGER zz_late BEFORE INSERT ON t_acct FOR EACH ROW EXECUTE FUNCTION t_note()").unwrap_or_default();
-        assert!(err.contains("BEFORE row triggers of public.t_acct that fire after tradeguard_zz_encrypt"), "{err}");
-        Spi::run("CREATE TRIGGER b_early BEFORE INSERT ON t_acct FOR EACH ROW EXECUTE FUNCTION t_note()").unwrap();
+        let err = crate::common::sql_error("CREATE TRIGGER zz_late BEFORE INSERT ON t_acct_conv FOR EACH ROW EXECUTE FUNCTION t_note()").unwrap_or_default();
+        assert!(err.contains("BEFORE row triggers of public.t_acct_conv that fire after tradeguard_zz_encrypt"), "{err}");
+        Spi::run("CREATE TRIGGER b_early BEFORE INSERT ON t_acct_conv FOR EACH ROW EXECUTE FUNCTION t_note()").unwrap();
         // ... nor renamed to fire after it.
-        let err = crate::common::sql_error("ALTER TRIGGER b_early ON t_acct RENAME TO zz_renamed").unwrap_or_default();
+        let err = crate::common::sql_error("ALTER TRIGGER b_early ON t_acct_conv RENAME TO zz_renamed").unwrap_or_default();
         assert!(err.contains("fire after tradeguard_zz_encrypt"), "{err}");
         // Nor can a column be encrypted on a table that already has one.
         Spi::run(
@@ -479,7 +479,7 @@ mod tests {
     fn a_table_owner_cannot_reach_into_the_conversion_or_around_the_trigger() {
         Spi::run(
             "CREATE ROLE t_app2; GRANT CREATE ON SCHEMA public TO t_app2;
-             SELECT tradeguard.create_key('t_pp');
+             SELECT tradeguard.create_key('t_pp_own');
              SET ROLE t_app2;
              CREATE TABLE t_calls (who text);
              -- shadows pg_catalog.unnest(anyarray) for smallint[] in the caller's search_path
@@ -488,7 +488,7 @@ mod tests {
              CREATE TABLE t_fills (id int PRIMARY KEY, acct text);
              INSERT INTO t_fills VALUES (1, 'acct-1');
              RESET ROLE;
-             SELECT tradeguard.encrypt_column('t_fills', 'acct', 't_pp')",
+             SELECT tradeguard.encrypt_column('t_fills', 'acct', 't_pp_own')",
         )
         .unwrap();
         // tradeguard's functions run with search_path = pg_catalog, pg_temp: the owner's
@@ -499,16 +499,16 @@ mod tests {
         // so is such a trigger on a parent of an encrypted partition.
         Spi::run(
             "SET ROLE t_app2;
-             CREATE TABLE t_pp (id int, acct text) PARTITION BY RANGE (id);
+             CREATE TABLE t_pp_own (id int, acct text) PARTITION BY RANGE (id);
              CREATE FUNCTION t_leak() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.acct := 'PLAIN'; RETURN NEW; END $$;
-             CREATE TRIGGER zzz BEFORE INSERT OR UPDATE ON t_pp FOR EACH ROW EXECUTE FUNCTION t_leak()",
+             CREATE TRIGGER zzz BEFORE INSERT OR UPDATE ON t_pp_own FOR EACH ROW EXECUTE FUNCTION t_leak()",
         )
         .unwrap();
-        let err = crate::common::sql_error("ALTER TABLE t_pp ATTACH PARTITION t_fills FOR VALUES FROM (0) TO (1000)").unwrap_or_default();
+        let err = crate::common::sql_error("ALTER TABLE t_pp_own ATTACH PARTITION t_fills FOR VALUES FROM (0) TO (1000)").unwrap_or_default();
         assert!(err.contains("fire after tradeguard_zz_encrypt on public.t_fills once attached"), "{err}");
         // (Attaching clones tradeguard's triggers: only a superuser may.)
-        Spi::run("RESET ROLE; DROP TRIGGER zzz ON t_pp; ALTER TABLE t_pp ATTACH PARTITION t_fills FOR VALUES FROM (0) TO (1000); SET ROLE t_app2").unwrap();
-        let err = crate::common::sql_error("CREATE TRIGGER zzz BEFORE INSERT OR UPDATE ON t_pp FOR EACH ROW EXECUTE FUNCTION t_leak()").unwrap_or_default();
+        Spi::run("RESET ROLE; DROP TRIGGER zzz ON t_pp_own; ALTER TABLE t_pp_own ATTACH PARTITION t_fills FOR VALUES FROM (0) TO (1000); SET ROLE t_app2").unwrap();
+        let err = crate::common::sql_error("CREATE TRIGGER zzz BEFORE INSERT OR UPDATE ON t_pp_own FOR EACH ROW EXECUTE FUNCTION t_leak()").unwrap_or_default();
         assert!(err.contains("fire after tradeguard_zz_encrypt"), "{err}");
         Spi::run("RESET ROLE; INSERT INTO t_fills VALUES (5, 'acct-5')").unwrap();
         assert_eq!(one::<i64>("SELECT count(*) FROM t_fills WHERE NOT tradeguard.is_ciphertext(acct)"), Some(0));
@@ -655,16 +655,16 @@ mod tests {
 
         // A ciphertext minted for a row is checked against the column's type when written back.
         Spi::run(
-            "CREATE TABLE t_acct (id int PRIMARY KEY, n int, j jsonb); INSERT INTO t_acct VALUES (1, 1, '{}');
-             SELECT tradeguard.encrypt_column('t_acct', 'n', 't_rb'), tradeguard.encrypt_column('t_acct', 'j', 't_rb')",
+            "CREATE TABLE t_acct_rb (id int PRIMARY KEY, n int, j jsonb); INSERT INTO t_acct_rb VALUES (1, 1, '{}');
+             SELECT tradeguard.encrypt_column('t_acct_rb', 'n', 't_rb'), tradeguard.encrypt_column('t_acct_rb', 'j', 't_rb')",
         )
         .unwrap();
-        let cid = |c: &str| one::<i32>(&format!("SELECT column_id FROM tradeguard_audit.encrypted_columns WHERE table_name = 't_acct' AND column_name = '{c}'")).unwrap();
+        let cid = |c: &str| one::<i32>(&format!("SELECT column_id FROM tradeguard_audit.encrypted_columns WHERE table_name = 't_acct_rb' AND column_name = '{c}'")).unwrap();
         let env = one::<Vec<u8>>(&format!("SELECT tradeguard.encrypt(99999999999::bigint, 't_rb', 'tg:{}:1')", cid("n"))).expect("envelope");
         let armored = crate::crypto::envelope::armor(&env).expect("armor");
-        let err = crate::common::sql_error(&format!("UPDATE t_acct SET n = '{armored}' WHERE id = 1")).unwrap_or_default();
+        let err = crate::common::sql_error(&format!("UPDATE t_acct_rb SET n = '{armored}' WHERE id = 1")).unwrap_or_default();
         assert!(err.ends_with("column n: value is not a valid integer"), "{err}");
-        assert_eq!(one::<i32>("SELECT n FROM t_acct_decrypted WHERE id = 1"), Some(1));
+        assert_eq!(one::<i32>("SELECT n FROM t_acct_rb_decrypted WHERE id = 1"), Some(1));
         // No jsonb ciphertext of invalid JSON (PostgreSQL's error would quote it).
         let err = crate::common::sql_error(&format!("SELECT tradeguard.encrypt_as('{{\"LEAKME\": ', 't_rb', 'tg:{}:1', 'jsonb')", cid("j"))).unwrap_or_default();
         assert!(err.ends_with("value is not valid jsonb") && !err.contains("LEAKME"), "{err}");
