@@ -40,8 +40,11 @@ thread_local! {
     static BREAK_GLASS_CALLBACKS: Cell<bool> = const { Cell::new(false) };
 }
 
+/// Whether protected changes are allowed now: break-glass is on for the session and the role
+/// acting now has `tradeguard_admin`'s privileges (a `SET ROLE` to a role without them, or a
+/// SECURITY DEFINER function of such a role, does not carry the admin's break-glass along).
 pub fn break_glass_active() -> bool {
-    BREAK_GLASS.with(|c| c.get()).is_some()
+    BREAK_GLASS.with(|c| c.get()).is_some() && common::is_member_of("tradeguard_admin")
 }
 
 #[pg_guard]

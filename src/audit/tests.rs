@@ -560,6 +560,25 @@ mod tests {
         Spi::run("ALTER TABLE t_glass DISABLE TRIGGER tradeguard_audit_row").unwrap();
     }
 
+    /// Break-glass is the admin's: a SET ROLE to a role without tradeguard_admin's privileges
+    /// (here the table's owner) does not carry it along; RESET ROLE brings it back.
+    #[pg_test]
+    fn break_glass_does_not_follow_set_role() {
+        Spi::run(
+            "CREATE ROLE t_bg_owner; CREATE TABLE t_bg (id int PRIMARY KEY); ALTER TABLE t_bg OWNER TO t_bg_owner;
+             SELECT tradeguard.audit_table('t_bg');
+             SELECT tradeguard.break_glass('test: break-glass and SET ROLE')",
+        )
+        .unwrap();
+        Spi::run("SET ROLE t_bg_owner").unwrap();
+        assert_eq!(
+            crate::common::sql_error("ALTER TABLE t_bg DISABLE TRIGGER tradeguard_audit_row"),
+            Some(crate::common::refusal("the tradeguard triggers of public.t_bg"))
+        );
+        Spi::run("RESET ROLE").unwrap();
+        Spi::run("ALTER TABLE t_bg DISABLE TRIGGER tradeguard_audit_row; ALTER TABLE t_bg ENABLE ALWAYS TRIGGER tradeguard_audit_row").unwrap();
+    }
+
     #[pg_test(error = "tradeguard: audit rows are written only by tradeguard; INSERT on tradeguard_audit.blocks is refused (for the table owner and superusers too)")]
     fn break_glass_alone_does_not_insert_blocks() {
         Spi::run("SELECT tradeguard.break_glass('test: forge a block')").unwrap();
