@@ -44,6 +44,9 @@ const STRONG: &[&str] = &[
     "useradd", "usermod", "net.exe", "vssadmin", "icacls", "cacls", "attrib", "findstr", "ps", "cat", "ver", "dir", "del", "netsh", "sysinfo",
     "phpinfo", "route", "ipconfig", "schtasks",
 ];
+/// Command names that are also abbreviations in trading notes (`ps 3`: position size, `ls 100`:
+/// lot size, `id 7`): with only a bare number after them, at the end of a value, they are notes.
+const NOTE_ABBREVIATIONS: &[&str] = &["ps", "id", "ls", "cc", "su", "ver", "dir", "cat", "dig", "host", "route", "env", "arp", "fetch"];
 /// Commands that are also common words: need a shell-looking argument.
 const WEAK: &[&str] = &[
     "type", "more", "echo", "sleep", "ping", "find", "kill", "set", "time", "date", "head", "tail", "less", "sort", "touch", "cp", "mv", "who",
@@ -200,6 +203,10 @@ fn judge_cmd(word: &str, follow: &str) -> Option<u8> {
     if strong(w) {
         // strong words: the rest must not be prose ("; ls" / "| id" / "&& whoami")
         let f = follow.trim_start_matches(|c: char| c == ' ' || c == '\t' || c == '\0');
+        // `ps aux`: BSD-style options without a dash
+        if w == "ps" && ["aux", "axu", "ax", "auxf", "auxww", "ef"].contains(&f.split(|c: char| !c.is_ascii_alphabetic()).next().unwrap_or("").to_ascii_lowercase().as_str()) {
+            return Some(85);
+        }
         if f.is_empty() || is_argish(follow) || follow.starts_with("${") || f.starts_with(|c: char| c.is_ascii_alphanumeric()) && (very_strong(w) || matches!(w, "nc" | "bash" | "cmd" | "sudo" | "perl" | "python" | "python3" | "php" | "ruby" | "telnet")) {
             return Some(85);
         }
@@ -261,6 +268,16 @@ pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
             let before: Vec<&str> = text[..m.start()].split_whitespace().collect();
             let prose_before = before.len() >= 2 && before.last().is_some_and(|w| w.chars().all(|c| c.is_alphabetic()));
             if lone_amp && prose_before && !strong(&word.to_ascii_lowercase()) && follow.trim().is_empty() {
+                continue;
+            }
+            // `ID 7; ps 3`: a short command name that is also a note's abbreviation (position
+            // size, id, lot size...), with a bare number as its whole argument, ending the
+            // value: a note (`ps 3` or `id 7` run nothing an attacker wants).
+            let bare_number = |f: &str| {
+                let f = f.trim_start_matches([' ', '\t']);
+                (1..=6).contains(&f.len()) && f.bytes().all(|c| c.is_ascii_digit() || c == b'.') && f.bytes().filter(|&c| c == b'.').count() <= 1
+            };
+            if NOTE_ABBREVIATIONS.contains(&word.to_ascii_lowercase().as_str()) && bare_number(follow) && text[m.end()..].trim().is_empty() {
                 continue;
             }
             if let Some(w) = judge_cmd(word, follow) {

@@ -651,6 +651,9 @@ fn trading_notes_with_separators_are_benign() {
             "Scaled in; truncate position",
             "Truncate position",
             "risk off; vacuum, then rebuy",
+            "ID 7; ps 3",
+            "fill 2 of 3; ls 100",
+            "ticket 12 | id 7",
         ],
         Context::Auto,
     );
@@ -658,5 +661,7 @@ fn trading_notes_with_separators_are_benign() {
     assert!(!attack(&"1 ".repeat(210_000)));
     // The attacks next to them still count.
     assert_attacks(&["x; sc stop WinDefend", "net localgroup Administrators hacker /ADD", "8.8.8.8 & set"], Class::Cmdi);
+    // The same words with a shell argument, or a number followed by more, still count.
+    assert_attacks(&["ID 7; ps aux", "ID 7; ps -ef", "x; id", "1; cat 3 /etc/passwd", "a | ps 1; whoami"], Class::Cmdi);
     assert_attacks(&["1; select pg_sleep(5)", "1 AND sleep(5)"], Class::Sqli);
 }
