@@ -1351,21 +1351,14 @@ unsafe fn after_statement(stmt: *mut pg_sys::Node, ins: &Inspection) {
         }
     }
     if let Some((relid, schema, table, column)) = &ins.renamed {
-        let followed = crate::crypto::columns::follow_rename(*relid, schema, table, column.as_ref())
-            .and_then(|_| column.as_ref().map_or(Ok(()), |(old, new)| crate::ids::follow_column_rename(*relid, old, new)));
-        if let Err(e) = followed {
-            e.raise();
-        }
-    }
-    if let Some((_, _, _, Some(column))) = &ins.renamed {
-        for (relid, schema, table) in &ins.column_renamed_in {
-            // (A partition's guard triggers are copies of its parent's, which follow with it.)
-            let followed = crate::crypto::columns::follow_rename(*relid, schema, table, Some(column)).and_then(|_| {
-                if pg_sys::get_rel_relispartition(*relid) {
-                    Ok(())
-                } else {
-                    crate::ids::follow_column_rename(*relid, &column.0, &column.1)
-                }
+        // The renamed table, then the tables a column rename reached through it (its partitions
+        // and children).
+        let reached = if column.is_some() { &ins.column_renamed_in[..] } else { &[] };
+        for (rel, schema, table) in std::iter::once((relid, schema, table)).chain(reached.iter().map(|(r, s, t)| (r, s, t))) {
+            let followed = crate::crypto::columns::follow_rename(*rel, schema, table, column.as_ref()).and_then(|_| match column {
+                // (A partition's guard triggers are copies of its parent's, which follow with it.)
+                Some((old, new)) if rel == relid || !pg_sys::get_rel_relispartition(*rel) => crate::ids::follow_column_rename(*rel, old, new),
+                _ => Ok(()),
             });
             if let Err(e) = followed {
                 e.raise();
