@@ -378,6 +378,74 @@ $$;
 COMMENT ON FUNCTION tradeguard_audit.server_path(text) IS
     'tradeguard self-audit: a path from a setting, made absolute (relative paths are relative to the data directory)';
 
+-- The value new sessions of this database get for a setting that a session can change for
+-- itself (contexts user, superuser, superuser-backend, backend: SET, or an option in the client's
+-- connection request): this database's own default (ALTER DATABASE ... SET), else the
+-- configuration files (postgresql.conf, ALTER SYSTEM; what pg_file_settings applies), else
+-- PostgreSQL's default. So a finding does not depend on what the session reading it has SET
+-- (a SET could otherwise hide one, or raise a false one). Per-role defaults (ALTER ROLE ... SET)
+-- are not applied. Any other setting: the value in force. The text is as written in its source
+-- ('60s', 'true'): compare it with setting_is_on / setting_is_zero / lower().
+CREATE FUNCTION tradeguard_audit.server_setting(setting text) RETURNS text
+LANGUAGE sql STABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN s.context NOT IN ('user', 'superuser', 'superuser-backend', 'backend') THEN s.setting
+           ELSE coalesce(
+               (SELECT pg_catalog.substr(c, pg_catalog.strpos(c, '=') + 1)
+                  FROM pg_catalog.pg_db_role_setting d, pg_catalog.unnest(d.setconfig) AS c
+                 WHERE d.setrole = 0
+                   AND d.setdatabase = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
+                   AND pg_catalog.lower(pg_catalog.split_part(c, '=', 1)) = s.name
+                 LIMIT 1),
+               (SELECT f.setting FROM pg_catalog.pg_file_settings f
+                 WHERE pg_catalog.lower(f.name) = s.name AND f.applied AND f.error IS NULL
+                 ORDER BY f.seqno DESC LIMIT 1),
+               s.boot_val) END
+      FROM pg_catalog.pg_settings s
+     WHERE s.name = pg_catalog.lower($1)
+$$;
+COMMENT ON FUNCTION tradeguard_audit.server_setting(text) IS
+    'tradeguard self-audit: a setting as the server configures it for new sessions of this database (not as this session may have SET it)';
+
+-- The statement that sets `setting` to `good` for new sessions where server_setting() found
+-- it: this database's default if it has one (ALTER SYSTEM would not override that), else the
+-- server's configuration.
+CREATE FUNCTION tradeguard_audit.setting_fix(setting text, good text) RETURNS text
+LANGUAGE sql STABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_db_role_setting d, pg_catalog.unnest(d.setconfig) AS c
+                              WHERE d.setrole = 0
+                                AND d.setdatabase = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
+                                AND pg_catalog.lower(pg_catalog.split_part(c, '=', 1)) = pg_catalog.lower($1))
+                THEN pg_catalog.format('ALTER DATABASE %I SET %s = %L;', pg_catalog.current_database(), $1, $2)
+                ELSE pg_catalog.format('ALTER SYSTEM SET %s = %L; SELECT pg_catalog.pg_reload_conf();', $1, $2) END
+$$;
+COMMENT ON FUNCTION tradeguard_audit.setting_fix(text, text) IS
+    'tradeguard self-audit: the remediation that sets a setting where server_setting() found it (this database''s default, else ALTER SYSTEM)';
+
+-- A boolean setting's text as PostgreSQL reads it ('on', 'true', 'yes', '1' and their unique
+-- prefixes).
+CREATE FUNCTION tradeguard_audit.setting_is_on(value text) RETURNS boolean
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT $1 ~* '^\s*(t|tr|tru|true|y|ye|yes|on|1)\s*$'
+$$;
+COMMENT ON FUNCTION tradeguard_audit.setting_is_on(text) IS
+    'tradeguard self-audit: whether a boolean setting written as text is on';
+
+-- A time or size setting's text that means zero ('0', '0ms', '0s', '0min').
+CREATE FUNCTION tradeguard_audit.setting_is_zero(value text) RETURNS boolean
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT $1 ~ '^\s*0+(\.0*)?\s*[a-zA-Z]*\s*$'
+$$;
+COMMENT ON FUNCTION tradeguard_audit.setting_is_zero(text) IS
+    'tradeguard self-audit: whether a time or size setting written as text is zero';
+
 CREATE FUNCTION tradeguard_audit.to_octal(mode integer) RETURNS text
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
@@ -610,9 +678,9 @@ BEGIN
          WHERE r.rolpassword LIKE 'md5%';
 
     ELSIF p_check = 'password_encryption_md5' THEN
-        IF pg_catalog.current_setting('password_encryption') = 'md5' THEN
+        IF pg_catalog.lower(pg_catalog.btrim(tradeguard_audit.server_setting('password_encryption'))) = 'md5' THEN
             RETURN QUERY SELECT 'password_encryption'::text, 'password_encryption = md5'::text,
-                'ALTER SYSTEM SET password_encryption = ''scram-sha-256''; SELECT pg_catalog.pg_reload_conf();'::text;
+                tradeguard_audit.setting_fix('password_encryption', 'scram-sha-256');
         END IF;
 
     ---------------------------------------------------------------------------- audit
@@ -834,17 +902,17 @@ BEGIN
         SELECT s.name, s.why, s.fix
           FROM (VALUES
                 ('log_statement',
-                 pg_catalog.current_setting('log_statement') NOT IN ('mod', 'all'),
-                 'log_statement = ' || pg_catalog.current_setting('log_statement') || ': data changes are not logged',
-                 'ALTER SYSTEM SET log_statement = ''mod''; SELECT pg_catalog.pg_reload_conf();'),
+                 pg_catalog.lower(pg_catalog.btrim(tradeguard_audit.server_setting('log_statement'))) NOT IN ('mod', 'all'),
+                 'log_statement = ' || tradeguard_audit.server_setting('log_statement') || ': data changes are not logged',
+                 tradeguard_audit.setting_fix('log_statement', 'mod')),
                 ('log_connections',
-                 pg_catalog.current_setting('log_connections') <> 'on',
+                 NOT tradeguard_audit.setting_is_on(tradeguard_audit.server_setting('log_connections')),
                  'log_connections = off: logins are not logged',
-                 'ALTER SYSTEM SET log_connections = on; SELECT pg_catalog.pg_reload_conf();'),
+                 tradeguard_audit.setting_fix('log_connections', 'on')),
                 ('log_disconnections',
-                 pg_catalog.current_setting('log_disconnections') <> 'on',
+                 NOT tradeguard_audit.setting_is_on(tradeguard_audit.server_setting('log_disconnections')),
                  'log_disconnections = off: session ends and durations are not logged',
-                 'ALTER SYSTEM SET log_disconnections = on; SELECT pg_catalog.pg_reload_conf();'),
+                 tradeguard_audit.setting_fix('log_disconnections', 'on')),
                 ('log_line_prefix',
                  NOT (pg_catalog.strpos(v_text, '%u') > 0 AND (pg_catalog.strpos(v_text, '%h') > 0 OR pg_catalog.strpos(v_text, '%r') > 0)),
                  'log_line_prefix = ''' || v_text || ''' lacks the user (%u) or the client (%h / %r)',
@@ -865,7 +933,7 @@ BEGIN
         END IF;
 
     ELSIF p_check = 'statement_timeout_unset' THEN
-        IF pg_catalog.current_setting('statement_timeout') IN ('0', '0ms') THEN
+        IF tradeguard_audit.setting_is_zero(tradeguard_audit.server_setting('statement_timeout')) THEN
             RETURN QUERY SELECT 'statement_timeout'::text, 'statement_timeout = 0 (no limit)'::text,
                 pg_catalog.format('ALTER DATABASE %I SET statement_timeout = ''60s'';', pg_catalog.current_database());
         END IF;
@@ -873,9 +941,9 @@ BEGIN
     ELSIF p_check = 'idle_session_timeout' THEN
         RETURN QUERY
         SELECT s.name, s.name || ' = 0 (never)',
-               pg_catalog.format('ALTER SYSTEM SET %s = %L; SELECT pg_catalog.pg_reload_conf();', s.name, s.value)
+               tradeguard_audit.setting_fix(s.name, s.value)
           FROM (VALUES ('idle_in_transaction_session_timeout', '10min'), ('idle_session_timeout', '8h')) AS s(name, value)
-         WHERE pg_catalog.current_setting(s.name) IN ('0', '0ms');
+         WHERE tradeguard_audit.setting_is_zero(tradeguard_audit.server_setting(s.name));
 
     ---------------------------------------------------------------------------- encryption
     ELSIF p_check = 'sensitive_column_plaintext' THEN
@@ -1491,6 +1559,8 @@ REVOKE ALL ON ALL TABLES IN SCHEMA tradeguard_audit FROM PUBLIC;
 REVOKE ALL ON FUNCTION
     tradeguard_audit.level_rank(text), tradeguard_audit.penalty(text, bigint), tradeguard_audit.octal_mode(text),
     tradeguard_audit.to_octal(integer), tradeguard_audit.server_path(text), tradeguard_audit.run_check(text),
+    tradeguard_audit.server_setting(text), tradeguard_audit.setting_fix(text, text), tradeguard_audit.setting_is_on(text),
+    tradeguard_audit.setting_is_zero(text),
     tradeguard_audit.encrypted_column_list(),
     tradeguard_audit.check_results(text),
     tradeguard.compute_findings(text), tradeguard.security_score(), tradeguard.run_audit(text),

@@ -55,26 +55,49 @@ SELECT ssl, subject IS NULL AS no_certificate, min_protocol, ciphers IS NOT NULL
 SELECT usename, datname, client_addr, ssl, version FROM tradeguard.ssl_sessions WHERE pid = pg_backend_pid();
 
 ------------------------------------------------------------------------------------------------
--- Settings a session can change (postgresql.conf-only settings are covered on the demo cluster)
+-- Settings a session can change (postgresql.conf-only settings are covered on the demo cluster).
+-- The findings follow what new sessions of this database get (its defaults, then the
+-- configuration files), not what the session reading them has SET: a SET neither hides nor
+-- raises one.
 ------------------------------------------------------------------------------------------------
+CREATE FUNCTION pg_temp.sa_db_set(name text, value text) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF value IS NULL THEN
+        EXECUTE format('ALTER DATABASE %I RESET %s', current_database(), name);
+    ELSE
+        EXECUTE format('ALTER DATABASE %I SET %s = %L', current_database(), name, value);
+    END IF;
+END $$;
 SET password_encryption = 'md5';
 SELECT * FROM pg_temp.sa_findings('{password_encryption_md5}');
-SELECT remediation FROM tradeguard.findings WHERE check_id = 'password_encryption_md5';
-SET password_encryption = 'scram-sha-256';
+RESET password_encryption;
+SELECT pg_temp.sa_db_set('password_encryption', 'md5');
+SELECT * FROM pg_temp.sa_findings('{password_encryption_md5}');
+-- (this database's default is where the value comes from, so that is what to change)
+SELECT replace(remediation, current_database(), '<db>') AS remediation
+  FROM tradeguard.findings WHERE check_id = 'password_encryption_md5';
+SELECT pg_temp.sa_db_set('password_encryption', NULL);
 SELECT * FROM pg_temp.sa_findings('{password_encryption_md5}');
 
 SET log_statement = 'mod';
 SELECT object FROM tradeguard.findings WHERE check_id = 'log_settings_weak' ORDER BY 1;
 RESET log_statement;
+SELECT pg_temp.sa_db_set('log_statement', 'mod');
+SELECT object FROM tradeguard.findings WHERE check_id = 'log_settings_weak' ORDER BY 1;
+SELECT pg_temp.sa_db_set('log_statement', NULL);
 
 SELECT * FROM pg_temp.sa_findings('{statement_timeout_unset,idle_session_timeout}');
 SET statement_timeout = '60s';
-SET idle_in_transaction_session_timeout = '10min';
-SET idle_session_timeout = '8h';
-SELECT * FROM pg_temp.sa_findings('{statement_timeout_unset,idle_session_timeout}');
+SELECT * FROM pg_temp.sa_findings('{statement_timeout_unset}');
 RESET statement_timeout;
-RESET idle_in_transaction_session_timeout;
-RESET idle_session_timeout;
+SELECT pg_temp.sa_db_set('statement_timeout', '60s');
+SELECT pg_temp.sa_db_set('idle_in_transaction_session_timeout', '10min');
+SELECT pg_temp.sa_db_set('idle_session_timeout', '8h');
+SELECT * FROM pg_temp.sa_findings('{statement_timeout_unset,idle_session_timeout}');
+SELECT pg_temp.sa_db_set('statement_timeout', NULL);
+SELECT pg_temp.sa_db_set('idle_in_transaction_session_timeout', NULL);
+SELECT pg_temp.sa_db_set('idle_session_timeout', NULL);
+SELECT * FROM pg_temp.sa_findings('{statement_timeout_unset}');
 
 ------------------------------------------------------------------------------------------------
 -- Roles: each weak state, its finding, its remediation run as written, the finding gone
