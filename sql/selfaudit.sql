@@ -378,26 +378,37 @@ $$;
 COMMENT ON FUNCTION tradeguard_audit.server_path(text) IS
     'tradeguard self-audit: a path from a setting, made absolute (relative paths are relative to the data directory)';
 
+-- This database's own default for a setting (ALTER DATABASE ... SET, for every role), as
+-- written; NULL when it has none.
+CREATE FUNCTION tradeguard_audit.database_default(setting text) RETURNS text
+LANGUAGE sql STABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.substr(c, pg_catalog.strpos(c, '=') + 1)
+      FROM pg_catalog.pg_db_role_setting d, pg_catalog.unnest(d.setconfig) AS c
+     WHERE d.setrole = 0
+       AND d.setdatabase = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
+       AND pg_catalog.lower(pg_catalog.split_part(c, '=', 1)) = pg_catalog.lower($1)
+     LIMIT 1
+$$;
+COMMENT ON FUNCTION tradeguard_audit.database_default(text) IS
+    'tradeguard self-audit: this database''s own default for a setting (ALTER DATABASE ... SET), or NULL';
+
 -- The value new sessions of this database get for a setting that a session can change for
 -- itself (contexts user, superuser, superuser-backend, backend: SET, or an option in the client's
--- connection request): this database's own default (ALTER DATABASE ... SET), else the
--- configuration files (postgresql.conf, ALTER SYSTEM; what pg_file_settings applies), else
--- PostgreSQL's default. So a finding does not depend on what the session reading it has SET
--- (a SET could otherwise hide one, or raise a false one). Per-role defaults (ALTER ROLE ... SET)
--- are not applied. Any other setting: the value in force. The text is as written in its source
--- ('60s', 'true'): compare it with setting_is_on / setting_is_zero / lower().
+-- connection request): this database's own default, else the configuration files
+-- (postgresql.conf, ALTER SYSTEM; what pg_file_settings applies), else PostgreSQL's default. So
+-- a finding does not depend on what the session reading it has SET (a SET could otherwise hide
+-- one, or raise a false one). Per-role defaults (ALTER ROLE ... SET) are not applied. Any other
+-- setting: the value in force. The text is as written in its source ('60s', 'true'): compare it
+-- with setting_is_on / setting_is_zero / lower().
 CREATE FUNCTION tradeguard_audit.server_setting(setting text) RETURNS text
 LANGUAGE sql STABLE STRICT
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT CASE WHEN s.context NOT IN ('user', 'superuser', 'superuser-backend', 'backend') THEN s.setting
            ELSE coalesce(
-               (SELECT pg_catalog.substr(c, pg_catalog.strpos(c, '=') + 1)
-                  FROM pg_catalog.pg_db_role_setting d, pg_catalog.unnest(d.setconfig) AS c
-                 WHERE d.setrole = 0
-                   AND d.setdatabase = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
-                   AND pg_catalog.lower(pg_catalog.split_part(c, '=', 1)) = s.name
-                 LIMIT 1),
+               tradeguard_audit.database_default(s.name),
                (SELECT f.setting FROM pg_catalog.pg_file_settings f
                  WHERE pg_catalog.lower(f.name) = s.name AND f.applied AND f.error IS NULL
                  ORDER BY f.seqno DESC LIMIT 1),
@@ -415,10 +426,7 @@ CREATE FUNCTION tradeguard_audit.setting_fix(setting text, good text) RETURNS te
 LANGUAGE sql STABLE STRICT
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_db_role_setting d, pg_catalog.unnest(d.setconfig) AS c
-                              WHERE d.setrole = 0
-                                AND d.setdatabase = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
-                                AND pg_catalog.lower(pg_catalog.split_part(c, '=', 1)) = pg_catalog.lower($1))
+    SELECT CASE WHEN tradeguard_audit.database_default($1) IS NOT NULL
                 THEN pg_catalog.format('ALTER DATABASE %I SET %s = %L;', pg_catalog.current_database(), $1, $2)
                 ELSE pg_catalog.format('ALTER SYSTEM SET %s = %L; SELECT pg_catalog.pg_reload_conf();', $1, $2) END
 $$;
@@ -1559,7 +1567,8 @@ REVOKE ALL ON ALL TABLES IN SCHEMA tradeguard_audit FROM PUBLIC;
 REVOKE ALL ON FUNCTION
     tradeguard_audit.level_rank(text), tradeguard_audit.penalty(text, bigint), tradeguard_audit.octal_mode(text),
     tradeguard_audit.to_octal(integer), tradeguard_audit.server_path(text), tradeguard_audit.run_check(text),
-    tradeguard_audit.server_setting(text), tradeguard_audit.setting_fix(text, text), tradeguard_audit.setting_is_on(text),
+    tradeguard_audit.database_default(text), tradeguard_audit.server_setting(text), tradeguard_audit.setting_fix(text, text),
+    tradeguard_audit.setting_is_on(text),
     tradeguard_audit.setting_is_zero(text),
     tradeguard_audit.encrypted_column_list(),
     tradeguard_audit.check_results(text),
