@@ -189,6 +189,15 @@ fn prose_words(marks: &ShellMarks, text: &str, from: usize) -> usize {
         .count()
 }
 
+/// Whether `rest` holds a Windows command switch as a word of its own (`/ADD`, `/delete`,
+/// `/domain`, `/f`): a slash, one to eight letters, then a space or the end (not `1/2`, `a/b`,
+/// `/etc/x`).
+fn windows_switch(rest: &str) -> bool {
+    rest.split_whitespace().any(|w| {
+        w.strip_prefix('/').is_some_and(|sw| (1..=8).contains(&sw.len()) && sw.bytes().all(|c| c.is_ascii_alphabetic()))
+    })
+}
+
 fn push(out: &mut Vec<Hit>, rule: &'static str, weight: u8, start: usize, end: usize, text: &str) {
     if out.iter().any(|h| h.rule_id == rule) {
         return;
@@ -250,10 +259,14 @@ pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
     let b = text.as_bytes();
     let has_sep = seen.any(b";|&\n\r`$'\"");
     if has_sep {
-        for caps in r.sep_cmd.captures_iter(text) {
+        // Each match is resumed after its command word, not after the argument it matched: the
+        // argument may hold the next separator and command (`\nexit\n\x1b[2Acurl ...`).
+        let mut from = 0;
+        while let Some(caps) = r.sep_cmd.captures_at(text, from) {
             let m = caps.get(0).unwrap();
             let word = caps.get(1).map(|x| x.as_str()).unwrap_or("");
             let follow = caps.get(2).map(|x| x.as_str()).unwrap_or("");
+            from = caps.get(1).map_or(m.end(), |w| w.end()).max(m.start() + 1);
             let quote_sep = matches!(m.as_str().as_bytes()[0], b'\'' | b'"');
             if quote_sep && !very_strong(&word.to_ascii_lowercase()) {
                 continue;
@@ -327,9 +340,13 @@ pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
         let word = caps.get(1).map(|x| x.as_str()).unwrap_or("");
         let follow = caps.get(2).map(|x| x.as_str()).unwrap_or("");
         let lw = word.to_ascii_lowercase();
-        let english = matches!(follow.trim().to_ascii_lowercase().as_str(), "user" | "users" | "view" | "share" | "start" | "stop" | "config");
-        // (`net localgroup ...`, `sc stop ...`: their subcommands are the argument)
-        let argument = is_argish(follow) || matches!(lw.as_str(), "net" | "sc") && judge_cmd(&lw, follow).is_some();
+        // `net user`, `sc stop` alone read as words; with a Windows switch after them
+        // (`net user hacker Password1 /ADD`) they are a command line.
+        // (`net view:`, `net user,`: the word with its punctuation)
+        let english = matches!(follow.trim().trim_end_matches([':', ',', '.', ';', '!', '?']).to_ascii_lowercase().as_str(), "user" | "users" | "view" | "share" | "start" | "stop" | "config")
+            && !windows_switch(&text[m.end()..]);
+        // (`net localgroup ...`, `sc stop ...`, `reg add ...`: their subcommands are the argument)
+        let argument = is_argish(follow) || matches!(lw.as_str(), "net" | "sc" | "reg") && judge_cmd(&lw, follow).is_some();
         if word.bytes().all(|c| !c.is_ascii_uppercase()) && (strong(&lw) || weak(&lw)) && argument && !english
             // `id 7 cancelled`, `head & shoulders forming on the daily`: a note
             && !({

