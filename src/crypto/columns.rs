@@ -757,7 +757,22 @@ fn refuse_unsupported_shape(tbl: pg_sys::Oid, names: &TableNames, col: &str, bli
     if deferrable {
         return refuse("its primary key is DEFERRABLE (values are bound to the key, which must hold at every statement)".into());
     }
-    if let Some(late) = late_before_triggers(&common::partition_tree(tbl)?, None)? {
+    // A partition encrypted on its own has an encrypt trigger of the same name, which the
+    // parent's would clash with; its values are bound to its own registration, so the parent's
+    // trigger could not take them over either.
+    let tree = common::partition_tree(tbl)?;
+    let own = common::spi_first::<String>(
+        "SELECT pg_catalog.string_agg(t.tgrelid::pg_catalog.regclass::text, ', ' ORDER BY t.tgrelid::pg_catalog.regclass::text)
+           FROM pg_catalog.pg_trigger t
+          WHERE t.tgrelid = ANY ($1) AND t.tgrelid <> $2 AND t.tgname = $3 AND t.tgparentid = 0",
+        &[tree.clone().into(), tbl.into(), ENCRYPT_TRIGGER.into()],
+    )?;
+    if let Some(parts) = own {
+        return refuse(format!(
+            "its partition {parts} has columns encrypted on its own (bound to that partition); encrypt a partitioned table before its partitions, or keep encrypting the partitions one by one"
+        ));
+    }
+    if let Some(late) = late_before_triggers(&tree, None)? {
         return refuse(format!("BEFORE row triggers would fire after {ENCRYPT_TRIGGER} ({late}): rename them to sort before it"));
     }
     // Names tradeguard derives must fit PostgreSQL's 63-byte identifiers (else they would be cut).

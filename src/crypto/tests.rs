@@ -92,6 +92,26 @@ mod tests {
         }
     }
 
+    /// A partition encrypted on its own keeps its registration: encrypting its parent later is
+    /// refused with the reason (not PostgreSQL's "trigger already exists").
+    #[pg_test]
+    fn a_parent_is_not_encrypted_over_a_partition_encrypted_on_its_own() {
+        Spi::run(
+            "SELECT tradeguard.create_key('t_pown');
+             CREATE TABLE t_pown (id int, d date, v text, PRIMARY KEY (id, d)) PARTITION BY RANGE (d);
+             CREATE TABLE t_pown_2026 PARTITION OF t_pown FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+             INSERT INTO t_pown VALUES (1, '2026-02-01', 'secret');
+             SELECT tradeguard.encrypt_column('t_pown_2026', 'v', 't_pown')",
+        )
+        .unwrap();
+        let err = crate::common::sql_error("SELECT tradeguard.encrypt_column('t_pown', 'v', 't_pown')").unwrap_or_default();
+        assert!(err.contains("cannot encrypt public.t_pown.v: its partition public.t_pown_2026 has columns encrypted on its own"), "{err}");
+        // The partition's own encryption still works.
+        Spi::run("INSERT INTO t_pown VALUES (2, '2026-03-01', 'two')").unwrap();
+        assert_eq!(Spi::get_one::<bool>("SELECT bool_and(tradeguard.is_ciphertext(v)) FROM t_pown"), Ok(Some(true)));
+        assert_eq!(Spi::get_one::<String>("SELECT v FROM t_pown_2026_decrypted WHERE id = 2"), Ok(Some("two".into())));
+    }
+
     #[pg_test]
     fn partitioned_table_is_encrypted_in_every_partition() {
         Spi::run("SELECT tradeguard.create_key('t_part')").unwrap();
