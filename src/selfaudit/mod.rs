@@ -132,21 +132,21 @@ mod tests {
     #[pg_test]
     fn marked_columns_of_any_type_are_reported_until_encrypted() {
         Spi::run(
-            "CREATE TABLE public.t_acct (id int PRIMARY KEY, balance numeric, ssn bigint, blob bytea, note text);
-             SELECT tradeguard.mark_sensitive('public.t_acct', c) FROM unnest('{balance,ssn,note}'::name[]) c",
+            "CREATE TABLE public.t_acct_sa (id int PRIMARY KEY, balance numeric, ssn bigint, blob bytea, note text);
+             SELECT tradeguard.mark_sensitive('public.t_acct_sa', c) FROM unnest('{balance,ssn,note}'::name[]) c",
         )
         .unwrap();
         let reported = Spi::get_one::<String>(
             "SELECT string_agg(object, ',' ORDER BY object) FROM tradeguard.findings
-              WHERE check_id = 'sensitive_column_plaintext' AND object LIKE '%t_acct.%'",
+              WHERE check_id = 'sensitive_column_plaintext' AND object LIKE '%t_acct_sa.%'",
         );
-        assert_eq!(reported, Ok(Some("public.t_acct.balance,public.t_acct.note,public.t_acct.ssn".to_string())));
-        Spi::run("SELECT tradeguard.create_key('t_acct'); SELECT tradeguard.encrypt_column('public.t_acct', 'balance', 't_acct')").unwrap();
+        assert_eq!(reported, Ok(Some("public.t_acct_sa.balance,public.t_acct_sa.note,public.t_acct_sa.ssn".to_string())));
+        Spi::run("SELECT tradeguard.create_key('t_acct_sa'); SELECT tradeguard.encrypt_column('public.t_acct_sa', 'balance', 't_acct_sa')").unwrap();
         let reported = Spi::get_one::<String>(
             "SELECT string_agg(object, ',' ORDER BY object) FROM tradeguard.findings
-              WHERE check_id = 'sensitive_column_plaintext' AND object LIKE '%t_acct.%'",
+              WHERE check_id = 'sensitive_column_plaintext' AND object LIKE '%t_acct_sa.%'",
         );
-        assert_eq!(reported, Ok(Some("public.t_acct.note,public.t_acct.ssn".to_string())));
+        assert_eq!(reported, Ok(Some("public.t_acct_sa.note,public.t_acct_sa.ssn".to_string())));
     }
 
     /// An acceptance of a privileges finding covers the detail it had: a wider one is open again.

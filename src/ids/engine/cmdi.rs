@@ -223,7 +223,10 @@ fn judge_cmd(word: &str, follow: &str) -> Option<u8> {
     }
     if w == "reg" {
         let f = follow.trim_start().to_ascii_lowercase();
-        if ["add", "query", "delete", "save", "export", "import"].iter().any(|x| f.starts_with(x)) {
+        // (the subcommand as a whole word: not `reg add-on`)
+        let sub = f.split(|c: char| !c.is_ascii_alphabetic()).next().unwrap_or("");
+        let next = f[sub.len()..].chars().next();
+        if ["add", "query", "delete", "save", "export", "import"].contains(&sub) && next.is_none_or(|c| c.is_whitespace()) {
             return Some(80);
         }
     }
@@ -237,7 +240,8 @@ fn judge_cmd(word: &str, follow: &str) -> Option<u8> {
     if weak(w) {
         let f = follow.trim_start().to_ascii_lowercase();
         // `sc stop|start|config|query <service>`: the service control subcommands.
-        if w == "sc" && ["stop", "start", "config", "query", "create", "delete"].iter().any(|x| f.starts_with(x)) {
+        let sub = f.split(|c: char| !c.is_ascii_alphabetic()).next().unwrap_or("");
+        if w == "sc" && ["stop", "start", "config", "query", "create", "delete"].contains(&sub) && f[sub.len()..].chars().next().is_none_or(|c| c.is_whitespace()) {
             return Some(80);
         }
         // `time 10:00`, `date 12/5`: a time or date in a note, not a command line
@@ -278,9 +282,12 @@ pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
             // value, is prose (`x & exit` starts nothing worth running in the background)
             // (prose before it: two words or more, the last one a word; `8.8.8.8 & set` counts)
             let lone_amp = m.as_str().starts_with('&') && !m.as_str().starts_with("&&") && text[..m.start()].ends_with(' ');
-            let before: Vec<&str> = text[..m.start()].split_whitespace().collect();
-            let prose_before = before.len() >= 2 && before.last().is_some_and(|w| w.chars().all(|c| c.is_alphabetic()));
-            if lone_amp && prose_before && !strong(&word.to_ascii_lowercase()) && follow.trim().is_empty() {
+            // (The words before are looked at only then: never for every match of a long value.)
+            let prose_before = || {
+                let mut before = text[..m.start()].split_whitespace().rev();
+                before.next().is_some_and(|w| w.chars().all(|c| c.is_alphabetic())) && before.next().is_some()
+            };
+            if lone_amp && !strong(&word.to_ascii_lowercase()) && follow.trim().is_empty() && prose_before() {
                 continue;
             }
             // `ID 7; ps 3`: a short command name that is also a note's abbreviation (position
@@ -288,7 +295,10 @@ pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
             // value: a note (`ps 3` or `id 7` run nothing an attacker wants).
             let bare_number = |f: &str| {
                 let f = f.trim_start_matches([' ', '\t']);
-                (1..=6).contains(&f.len()) && f.bytes().all(|c| c.is_ascii_digit() || c == b'.') && f.bytes().filter(|&c| c == b'.').count() <= 1
+                (1..=6).contains(&f.len())
+                    && f.starts_with(|c: char| c.is_ascii_digit())
+                    && f.bytes().all(|c| c.is_ascii_digit() || c == b'.')
+                    && f.bytes().filter(|&c| c == b'.').count() <= 1
             };
             if NOTE_ABBREVIATIONS.contains(&word.to_ascii_lowercase().as_str()) && bare_number(follow) && text[m.end()..].trim().is_empty() {
                 continue;

@@ -286,7 +286,7 @@ fn leading_word_is_command(s: &[u8]) -> bool {
     if w.len() == s.len() {
         return false;
     }
-    matches!(&w[..], b"cat" | b"ls" | b"id" | b"ping" | b"sleep" | b"wget" | b"curl" | b"nc" | b"bash" | b"sh" | b"echo" | b"type" | b"dir" | b"which" | b"whoami" | b"uname" | b"net" | b"ps" | b"nslookup" | b"find" | b"grep" | b"more" | b"head" | b"tail" | b"perl" | b"python" | b"php")
+    matches!(&w[..], b"cat" | b"ls" | b"id" | b"ping" | b"sleep" | b"wget" | b"curl" | b"nc" | b"bash" | b"sh" | b"echo" | b"type" | b"dir" | b"which" | b"whoami" | b"uname" | b"net" | b"ps" | b"nslookup" | b"find" | b"grep" | b"more" | b"head" | b"tail" | b"perl" | b"python" | b"php" | b"reg" | b"sc")
 }
 
 /// Identifier context: characters beyond `[A-Za-z0-9_.:@/-]` + spaces that look structural.

@@ -672,10 +672,13 @@ fn trading_notes_with_separators_are_benign() {
             "net user hacker Password1 /ADD",
             "net user admin /delete",
             "reg add \"HKLM\\System\\CurrentControlSet\\Control\\Terminal Server\" /v fDenyTSConnections /t REG_DWORD /d 0 /f",
+            "reg add HKLM\\Software\\Microsoft\\Windows\\CurrentVersion\\Run /v x /d c:\\x.exe /f",
+            "x; ls .",
+            "x | dir .",
         ],
         Class::Cmdi,
     );
     // ... but not the same words in a note.
-    assert_benign(&["net user count up 5%", "net view: long 1/2 size", "reg add-on approved"], Context::Auto);
+    assert_benign(&["net user count up 5%", "net view: long 1/2 size", "reg add-on approved", "reg add-on approved (Q3)", "sc stop-loss hit"], Context::Auto);
     assert_attacks(&["1; select pg_sleep(5)", "1 AND sleep(5)"], Class::Sqli);
 }
