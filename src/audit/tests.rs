@@ -71,6 +71,24 @@ mod tests {
         assert_eq!(leaks, Ok(Some(0)));
     }
 
+    /// encrypt_column on a numeric column of an audited table converts it without break-glass
+    /// (its conversion to text keeps the values: no USING the utility hook would refuse), run as
+    /// the table's owner, and the values come back as numbers.
+    #[pg_test]
+    fn a_numeric_column_of_an_audited_table_is_encrypted_without_break_glass() {
+        Spi::run(
+            "SELECT tradeguard.create_key('t_audnum');
+             CREATE ROLE t_audnum_owner; CREATE TABLE t_audnum (id int PRIMARY KEY, bal numeric(12,2));
+             ALTER TABLE t_audnum OWNER TO t_audnum_owner;
+             INSERT INTO t_audnum VALUES (1, 12.50);
+             SELECT tradeguard.audit_table('t_audnum');
+             SELECT tradeguard.encrypt_column('t_audnum', 'bal', 't_audnum')",
+        )
+        .unwrap();
+        assert_eq!(Spi::get_one::<bool>("SELECT tradeguard.is_ciphertext(bal) FROM t_audnum"), Ok(Some(true)));
+        assert_eq!(Spi::get_one::<String>("SELECT bal::text FROM t_audnum_decrypted WHERE id = 1"), Ok(Some("12.50".into())));
+    }
+
     /// The trigger writes images with to_jsonb(record): the same values as row_to_json()::jsonb,
     /// for the awkward types too.
     #[pg_test]

@@ -886,10 +886,12 @@ fn encrypt_column_impl(tbl: pg_sys::Oid, col: &str, key_name: &str, blind_key: O
     if already.is_none() && names.col_type != "text" {
         drop_view()?;
         // The rewrite runs the table's own code (CHECK constraints, index expressions): as its
-        // owner, restricted, and recorded by the utility hook like any ALTER TABLE.
-        common::as_table_owner(tbl, || {
-            Spi::run(&format!("ALTER TABLE {fq} ALTER COLUMN {c} TYPE pg_catalog.text USING {c}::pg_catalog.text", c = q(col)))
-        })??;
+        // owner, restricted, and recorded by the utility hook like any ALTER TABLE. Without
+        // USING: PostgreSQL's conversion to text is the same as `c::text` for every type
+        // encrypt_column takes (the output function, or text's own casts), and the utility hook
+        // sees a conversion that keeps the values (on an audited table a USING needs
+        // break-glass, which is the admin's and not the table owner's this runs as).
+        common::as_table_owner(tbl, || Spi::run(&format!("ALTER TABLE {fq} ALTER COLUMN {c} TYPE pg_catalog.text", c = q(col))))??;
     }
     // Only our own DDL runs as "internal": no user code runs in it.
     let own = common::InternalWrite::begin();
