@@ -378,60 +378,66 @@ $$;
 COMMENT ON FUNCTION tradeguard_audit.server_path(text) IS
     'tradeguard self-audit: a path from a setting, made absolute (relative paths are relative to the data directory)';
 
--- This database's own default for a setting (ALTER DATABASE ... SET, for every role), as
--- written; NULL when it has none.
-CREATE FUNCTION tradeguard_audit.database_default(setting text) RETURNS text
+-- The default every role gets for a setting in this database: this database's own
+-- (ALTER DATABASE ... SET), else the one for all databases (ALTER ROLE ALL SET), as written,
+-- with where it comes from ('database' or 'global'); no row when there is none.
+CREATE FUNCTION tradeguard_audit.all_roles_default(setting text, OUT value text, OUT source text)
 LANGUAGE sql STABLE STRICT
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT pg_catalog.substr(c, pg_catalog.strpos(c, '=') + 1)
+    SELECT pg_catalog.substr(c, pg_catalog.strpos(c, '=') + 1),
+           CASE WHEN d.setdatabase = 0 THEN 'global' ELSE 'database' END
       FROM pg_catalog.pg_db_role_setting d, pg_catalog.unnest(d.setconfig) AS c
      WHERE d.setrole = 0
-       AND d.setdatabase = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
+       AND d.setdatabase IN (0, (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()))
        AND pg_catalog.lower(pg_catalog.split_part(c, '=', 1)) = pg_catalog.lower($1)
+     ORDER BY d.setdatabase DESC
      LIMIT 1
 $$;
-COMMENT ON FUNCTION tradeguard_audit.database_default(text) IS
-    'tradeguard self-audit: this database''s own default for a setting (ALTER DATABASE ... SET), or NULL';
+COMMENT ON FUNCTION tradeguard_audit.all_roles_default(text) IS
+    'tradeguard self-audit: the default of a setting for every role in this database (ALTER DATABASE ... SET, else ALTER ROLE ALL SET), or no row';
 
--- The value new sessions of this database get for a setting that a session can change for
--- itself (contexts user, superuser, superuser-backend, backend: SET, or an option in the client's
--- connection request): this database's own default, else the configuration files
--- (postgresql.conf, ALTER SYSTEM; what pg_file_settings applies), else PostgreSQL's default. So
--- a finding does not depend on what the session reading it has SET (a SET could otherwise hide
--- one, or raise a false one). Per-role defaults (ALTER ROLE ... SET) are not applied. Any other
--- setting: the value in force. The text is as written in its source ('60s', 'true'): compare it
--- with setting_is_on / setting_is_zero / lower().
+-- A setting as the server gives it to new sessions of this database, whatever the session
+-- reading it did: so that a finding does not depend on a SET (or a client connection option,
+-- or a per-role default) of the session reading the findings, which could hide one or raise a
+-- false one. In the server's order: the default for every role in this database (ALTER
+-- DATABASE ... SET, else ALTER ROLE ALL SET, read from the catalog now); else this session's
+-- value when it came from the server (configuration files as last reloaded, command line,
+-- built-in default); else, when the session or its role set it, the configuration files as
+-- pg_file_settings reads them now (a command-line option cannot be seen from there), else
+-- PostgreSQL's default. A value from the catalog or the files is as written there ('60s',
+-- 'true'): compare through setting_is_on / setting_is_zero / lower().
 CREATE FUNCTION tradeguard_audit.server_setting(setting text) RETURNS text
 LANGUAGE sql STABLE STRICT
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE WHEN s.context NOT IN ('user', 'superuser', 'superuser-backend', 'backend') THEN s.setting
-           ELSE coalesce(
-               tradeguard_audit.database_default(s.name),
+    SELECT coalesce(
+               (SELECT a.value FROM tradeguard_audit.all_roles_default(s.name) a),
+               CASE WHEN s.source NOT IN ('session', 'client', 'user', 'database user', 'database', 'global') THEN s.setting END,
                (SELECT f.setting FROM pg_catalog.pg_file_settings f
                  WHERE pg_catalog.lower(f.name) = s.name AND f.applied AND f.error IS NULL
                  ORDER BY f.seqno DESC LIMIT 1),
-               s.boot_val) END
+               s.boot_val)
       FROM pg_catalog.pg_settings s
      WHERE s.name = pg_catalog.lower($1)
 $$;
 COMMENT ON FUNCTION tradeguard_audit.server_setting(text) IS
-    'tradeguard self-audit: a setting as the server configures it for new sessions of this database (not as this session may have SET it)';
+    'tradeguard self-audit: a setting as the server gives it to new sessions of this database (not as this session or its role may have set it)';
 
--- The statement that sets `setting` to `good` for new sessions where server_setting() found
--- it: this database's default if it has one (ALTER SYSTEM would not override that), else the
--- server's configuration.
+-- The statement that sets `setting` to `good` for new sessions where the server takes it from:
+-- this database's default, else the default for all databases (ALTER SYSTEM would override
+-- neither), else the server's configuration.
 CREATE FUNCTION tradeguard_audit.setting_fix(setting text, good text) RETURNS text
 LANGUAGE sql STABLE STRICT
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE WHEN tradeguard_audit.database_default($1) IS NOT NULL
-                THEN pg_catalog.format('ALTER DATABASE %I SET %s = %L;', pg_catalog.current_database(), $1, $2)
-                ELSE pg_catalog.format('ALTER SYSTEM SET %s = %L; SELECT pg_catalog.pg_reload_conf();', $1, $2) END
+    SELECT CASE (SELECT a.source FROM tradeguard_audit.all_roles_default($1) a)
+             WHEN 'database' THEN pg_catalog.format('ALTER DATABASE %I SET %s = %L;', pg_catalog.current_database(), $1, $2)
+             WHEN 'global' THEN pg_catalog.format('ALTER ROLE ALL SET %s = %L;', $1, $2)
+             ELSE pg_catalog.format('ALTER SYSTEM SET %s = %L; SELECT pg_catalog.pg_reload_conf();', $1, $2) END
 $$;
 COMMENT ON FUNCTION tradeguard_audit.setting_fix(text, text) IS
-    'tradeguard self-audit: the remediation that sets a setting where server_setting() found it (this database''s default, else ALTER SYSTEM)';
+    'tradeguard self-audit: the remediation that sets a setting where the server takes it from (this database''s default, ALTER ROLE ALL SET, else ALTER SYSTEM)';
 
 -- A boolean setting's text as PostgreSQL reads it ('on', 'true', 'yes', '1' and their unique
 -- prefixes).
@@ -444,15 +450,23 @@ $$;
 COMMENT ON FUNCTION tradeguard_audit.setting_is_on(text) IS
     'tradeguard self-audit: whether a boolean setting written as text is on';
 
--- A time or size setting's text that means zero ('0', '0ms', '0s', '0min').
+-- Whether a timeout's text (milliseconds unless a unit says otherwise) means "no timeout":
+-- zero once PostgreSQL rounds it to whole milliseconds ('0', '0s', '100us', '0.4ms', '0x0').
 CREATE FUNCTION tradeguard_audit.setting_is_zero(value text) RETURNS boolean
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT $1 ~ '^\s*0+(\.0*)?\s*[a-zA-Z]*\s*$'
+    SELECT CASE
+             WHEN $1 ~* '^\s*[-+]?0x0+\s*$' THEN true
+             WHEN m IS NULL THEN false
+             ELSE pg_catalog.abs(m[1]::numeric * CASE pg_catalog.lower(coalesce(NULLIF(m[2], ''), 'ms'))
+                      WHEN 'us' THEN 0.001 WHEN 'ms' THEN 1 WHEN 's' THEN 1000 WHEN 'min' THEN 60000
+                      WHEN 'h' THEN 3600000 WHEN 'd' THEN 86400000 ELSE NULL END) <= 0.5
+           END
+      FROM (SELECT pg_catalog.regexp_match($1, '^\s*([-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?)\s*([a-zA-Z]*)\s*$') AS m) x
 $$;
 COMMENT ON FUNCTION tradeguard_audit.setting_is_zero(text) IS
-    'tradeguard self-audit: whether a time or size setting written as text is zero';
+    'tradeguard self-audit: whether a timeout written as text means no timeout (zero after rounding to milliseconds)';
 
 CREATE FUNCTION tradeguard_audit.to_octal(mode integer) RETURNS text
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
@@ -1567,7 +1581,7 @@ REVOKE ALL ON ALL TABLES IN SCHEMA tradeguard_audit FROM PUBLIC;
 REVOKE ALL ON FUNCTION
     tradeguard_audit.level_rank(text), tradeguard_audit.penalty(text, bigint), tradeguard_audit.octal_mode(text),
     tradeguard_audit.to_octal(integer), tradeguard_audit.server_path(text), tradeguard_audit.run_check(text),
-    tradeguard_audit.database_default(text), tradeguard_audit.server_setting(text), tradeguard_audit.setting_fix(text, text),
+    tradeguard_audit.all_roles_default(text), tradeguard_audit.server_setting(text), tradeguard_audit.setting_fix(text, text),
     tradeguard_audit.setting_is_on(text),
     tradeguard_audit.setting_is_zero(text),
     tradeguard_audit.encrypted_column_list(),

@@ -78,6 +78,16 @@ SELECT replace(remediation, current_database(), '<db>') AS remediation
   FROM tradeguard.findings WHERE check_id = 'password_encryption_md5';
 SELECT pg_temp.sa_db_set('password_encryption', NULL);
 SELECT * FROM pg_temp.sa_findings('{password_encryption_md5}');
+-- The same from the default for all databases (ALTER ROLE ALL SET).
+ALTER ROLE ALL SET password_encryption = 'md5';
+SELECT remediation FROM tradeguard.findings WHERE check_id = 'password_encryption_md5';
+ALTER ROLE ALL RESET password_encryption;
+SELECT * FROM pg_temp.sa_findings('{password_encryption_md5}');
+-- How values written in a configuration file or the catalog are read.
+SELECT v, tradeguard_audit.setting_is_zero(v) AS is_zero
+  FROM unnest('{0,0ms,0s,-0,0x0,100us,0.4ms,0.6ms,1,60s,10min,abc}'::text[]) v;
+SELECT v, tradeguard_audit.setting_is_on(v) AS is_on
+  FROM unnest('{on,off,true,false,yes,no,1,0,t,f,of,ON}'::text[]) v;
 
 SET log_statement = 'mod';
 SELECT object FROM tradeguard.findings WHERE check_id = 'log_settings_weak' ORDER BY 1;
