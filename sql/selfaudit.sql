@@ -403,9 +403,9 @@ COMMENT ON FUNCTION tradeguard_audit.all_roles_default(text) IS
 -- false one. In the server's order: the default for every role in this database (ALTER
 -- DATABASE ... SET, else ALTER ROLE ALL SET, read from the catalog now); else this session's
 -- value when it came from the server (configuration files as last reloaded, command line,
--- built-in default); else, when the session or its role set it, the configuration files as
--- pg_file_settings reads them now (a command-line option cannot be seen from there), else
--- PostgreSQL's default. A value from the catalog or the files is as written there ('60s',
+-- built-in default; for settings fixed at connection, only the command line); else the
+-- configuration files as pg_file_settings reads them now (a command-line option cannot be seen
+-- from there), else PostgreSQL's default. A value from the catalog or the files is as written there ('60s',
 -- 'true'): compare through setting_is_on / setting_is_zero / lower().
 CREATE FUNCTION tradeguard_audit.server_setting(setting text) RETURNS text
 LANGUAGE sql STABLE STRICT
@@ -413,7 +413,11 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT coalesce(
                (SELECT a.value FROM tradeguard_audit.all_roles_default(s.name) a),
-               CASE WHEN s.source NOT IN ('session', 'client', 'user', 'database user', 'database', 'global') THEN s.setting END,
+               CASE WHEN s.source IN ('session', 'client', 'user', 'database user', 'database', 'global') THEN NULL
+                    -- (A backend setting is fixed when a session starts: a reload since does
+                    -- not reach this session's value, but reaches new sessions.)
+                    WHEN s.context IN ('backend', 'superuser-backend') AND s.source IN ('default', 'configuration file') THEN NULL
+                    ELSE s.setting END,
                (SELECT f.setting FROM pg_catalog.pg_file_settings f
                  WHERE pg_catalog.lower(f.name) = s.name AND f.applied AND f.error IS NULL
                  ORDER BY f.seqno DESC LIMIT 1),

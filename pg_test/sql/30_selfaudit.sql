@@ -78,10 +78,12 @@ SELECT replace(remediation, current_database(), '<db>') AS remediation
   FROM tradeguard.findings WHERE check_id = 'password_encryption_md5';
 SELECT pg_temp.sa_db_set('password_encryption', NULL);
 SELECT * FROM pg_temp.sa_findings('{password_encryption_md5}');
--- The same from the default for all databases (ALTER ROLE ALL SET).
+-- The same from the default for all databases (ALTER ROLE ALL SET; in a transaction rolled
+-- back, so that it cannot outlive this file).
+BEGIN;
 ALTER ROLE ALL SET password_encryption = 'md5';
 SELECT remediation FROM tradeguard.findings WHERE check_id = 'password_encryption_md5';
-ALTER ROLE ALL RESET password_encryption;
+ROLLBACK;
 SELECT * FROM pg_temp.sa_findings('{password_encryption_md5}');
 -- How values written in a configuration file or the catalog are read.
 SELECT v, tradeguard_audit.setting_is_zero(v) AS is_zero

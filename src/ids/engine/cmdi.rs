@@ -355,8 +355,17 @@ pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
         // (`net view:`, `net user,`: the word with its punctuation)
         let english = matches!(follow.trim().trim_end_matches([':', ',', '.', ';', '!', '?']).to_ascii_lowercase().as_str(), "user" | "users" | "view" | "share" | "start" | "stop" | "config")
             && !windows_switch(&text[m.end()..]);
-        // (`net localgroup ...`, `sc stop ...`, `reg add ...`: their subcommands are the argument)
-        let argument = is_argish(follow) || matches!(lw.as_str(), "net" | "sc" | "reg") && judge_cmd(&lw, follow).is_some();
+        // (`net localgroup ...`, `sc stop ...`, `reg add ...`: their subcommands are the argument;
+        // `reg` and `sc` only with something Windows after them, a backslash, a registry hive or a
+        // switch: `reg add 5 lots`, `sc query 5 lots` are notes)
+        let rest = &text[m.end()..];
+        let windows_after = || rest.contains('\\') || windows_switch(rest) || rest.split_whitespace().any(|w| {
+            // a registry hive: HKEY_..., HKLM, HKCU, HKCR, HKU (not HKD, a currency)
+            w.get(..4).is_some_and(|h| h.eq_ignore_ascii_case("hkey")) || w.get(..3).is_some_and(|h| ["hkl", "hkc", "hku"].iter().any(|k| h.eq_ignore_ascii_case(k)))
+        });
+        let argument = is_argish(follow)
+            || lw == "net" && judge_cmd(&lw, follow).is_some()
+            || matches!(lw.as_str(), "sc" | "reg") && judge_cmd(&lw, follow).is_some() && windows_after();
         if word.bytes().all(|c| !c.is_ascii_uppercase()) && (strong(&lw) || weak(&lw)) && argument && !english
             // `id 7 cancelled`, `head & shoulders forming on the daily`: a note
             && !({

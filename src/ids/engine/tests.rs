@@ -679,6 +679,10 @@ fn trading_notes_with_separators_are_benign() {
         Class::Cmdi,
     );
     // ... but not the same words in a note.
-    assert_benign(&["net user count up 5%", "net view: long 1/2 size", "reg add-on approved", "reg add-on approved (Q3)", "sc stop-loss hit"], Context::Auto);
+    assert_benign(
+        &["net user count up 5%", "net view: long 1/2 size", "reg add-on approved", "reg add-on approved (Q3)", "sc stop-loss hit", "reg add 5 lots", "sc query 5 lots", "sc delete old orders", "reg save 2 lots", "reg add HKD 5 lots", "reg add é5 lots"],
+        Context::Auto,
+    );
+    assert_attacks(&["reg query HKLM\\Software\\Microsoft", "sc config WinDefend start= disabled /y", "reg add HKCU\\Run /f"], Class::Cmdi);
     assert_attacks(&["1; select pg_sleep(5)", "1 AND sleep(5)"], Class::Sqli);
 }
