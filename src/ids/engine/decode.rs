@@ -419,7 +419,9 @@ pub fn decode(input: &str, url_ctx: bool) -> Decoded {
 /// - `comment_split`: an inline comment inside a word (`UN/**/ION SEL/**/ECT`), for
 ///   applications or filters that strip comments;
 /// - `shell_dequote`: quotes and backslashes inside a word (`c'a't /e't'c/pa's'swd`,
-///   `c\at`), which a shell removes, when the value also has a shell separator.
+///   `c\at`), which a shell removes, when the value also has a shell separator;
+/// - `high_bit`: Latin-1 characters with the eighth bit dropped (`¼script¾` is `<script>` in
+///   a page served as US-ASCII), when the value has both `¼` and `¾`.
 pub fn evasion_variants(text: &str) -> Vec<(&'static str, String)> {
     let mut out = Vec::new();
     let b = text.as_bytes();
@@ -458,6 +460,12 @@ pub fn evasion_variants(text: &str) -> Vec<(&'static str, String)> {
                 out.push(("shell_dequote", s));
             }
         }
+    }
+    // US-ASCII with the high bit set (`¼script¾alert(¢XSS¢)¼/script¾`): a page served as
+    // US-ASCII drops the eighth bit, so Latin-1 `¼` and `¾` (0xBC, 0xBE) become `<` and `>`.
+    // Only when both brackets are there; the variant drops the bit of Latin-1 characters.
+    if text.contains('\u{BC}') && text.contains('\u{BE}') {
+        out.push(("high_bit", text.chars().map(|c| if ('\u{A0}'..='\u{FF}').contains(&c) { char::from(c as u8 - 0x80) } else { c }).collect()));
     }
     out
 }

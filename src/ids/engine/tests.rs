@@ -622,6 +622,13 @@ fn more_attacks_by_class() {
 }
 
 #[test]
+fn us_ascii_high_bit_markup_is_decoded() {
+    assert_attacks(&["¼script¾alert(¢XSS¢)¼/script¾", "¼img src=x onerror=alert(1)¾"], Class::Xss);
+    // Fractions in a note are not markup.
+    assert_benign(&["sold ¼ of the position, ¾ left", "bought at 101¾, trimmed ¼", "¼ lot; ¾ lot (ok)"], Context::Auto);
+}
+
+#[test]
 fn look_alike_punctuation_alone_is_folded() {
     // Values whose only "special" characters are look-alikes took the plain fast path before.
     for s in ["\u{FF0E}\u{FF0E}\u{FF0F}\u{FF0E}\u{FF0E}\u{FF0F}secret", "\u{2215}etc\u{2215}passwd", "\u{2024}\u{2024}/\u{2024}\u{2024}/x"] {
