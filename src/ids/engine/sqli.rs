@@ -194,6 +194,19 @@ pub fn tokenize(s: &[u8], in_quote: Option<u8>, out: &mut Vec<Token>) {
             }
             b'0'..=b'9' => {
                 i = scan_number(s, i);
+                // A name that starts with digits (`2on2hockeyDB`: MySQL allows it) is one
+                // bare word, not a number and a keyword.
+                if i < n && (s[i].is_ascii_alphabetic() || s[i] == b'_') && s[start..i].iter().all(|c| c.is_ascii_digit()) {
+                    let mut j = i;
+                    while j < n && is_word_byte(s[j]) {
+                        j += 1;
+                    }
+                    if s[i..j].iter().any(|c| c.is_ascii_digit()) {
+                        out.push(Token { kind: Tk::Bare, start, end: j, kw: "", flag: false });
+                        i = j;
+                        continue;
+                    }
+                }
                 out.push(Token { kind: Tk::Num, start, end: i, kw: "", flag: false });
             }
             b'.' if i + 1 < n && s[i + 1].is_ascii_digit() => {

@@ -622,6 +622,13 @@ fn more_attacks_by_class() {
 }
 
 #[test]
+fn names_that_start_with_digits_are_one_word() {
+    // MySQL allows `2on2hockeyDB` as a table name: not the number 2 and the keyword ON.
+    assert_attacks(&["9999 or 1 group by concat((select email from 2on2hockeyDB limit 0,1),rand(0)|0) having min(0)--"], Class::Sqli);
+    assert_benign(&["3x2 lots at 101", "2nd fill at 101.5"], Context::Auto);
+}
+
+#[test]
 fn us_ascii_high_bit_markup_is_decoded() {
     assert_attacks(&["¼script¾alert(¢XSS¢)¼/script¾", "¼img src=x onerror=alert(1)¾"], Class::Xss);
     // Fractions in a note are not markup.
