@@ -443,6 +443,31 @@ $$;
 COMMENT ON FUNCTION tradeguard_audit.setting_fix(text, text) IS
     'tradeguard self-audit: the remediation that sets a setting where the server takes it from (this database''s default, ALTER ROLE ALL SET, else ALTER SYSTEM)';
 
+-- Per-role defaults of a setting that apply in this database (ALTER ROLE ... SET, ALTER ROLE
+-- ... IN DATABASE ... SET): a role's sessions get them over the server's value, so a weak one is
+-- a finding of its own. The finding's object, the value as written, the statement that
+-- removes it.
+CREATE FUNCTION tradeguard_audit.role_defaults(setting text)
+RETURNS TABLE(object text, value text, fix text)
+LANGUAGE sql STABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.format('%s (role %s%s)', pg_catalog.lower($1), pg_catalog.quote_ident(r.rolname),
+                             CASE WHEN d.setdatabase <> 0 THEN ' in this database' ELSE '' END),
+           pg_catalog.substr(c, pg_catalog.strpos(c, '=') + 1),
+           pg_catalog.format('ALTER ROLE %I%s RESET %s;', r.rolname,
+                             CASE WHEN d.setdatabase <> 0 THEN pg_catalog.format(' IN DATABASE %I', pg_catalog.current_database()) ELSE '' END,
+                             pg_catalog.lower($1))
+      FROM pg_catalog.pg_db_role_setting d
+      JOIN pg_catalog.pg_roles r ON r.oid = d.setrole
+      CROSS JOIN LATERAL pg_catalog.unnest(d.setconfig) AS c
+     WHERE d.setrole <> 0
+       AND d.setdatabase IN (0, (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()))
+       AND pg_catalog.lower(pg_catalog.split_part(c, '=', 1)) = pg_catalog.lower($1)
+$$;
+COMMENT ON FUNCTION tradeguard_audit.role_defaults(text) IS
+    'tradeguard self-audit: per-role defaults of a setting in this database (ALTER ROLE ... SET), with the statement that removes each';
+
 -- A boolean setting's text as PostgreSQL reads it ('on', 'true', 'yes', '1' and their unique
 -- prefixes).
 CREATE FUNCTION tradeguard_audit.setting_is_on(value text) RETURNS boolean
@@ -708,6 +733,10 @@ BEGIN
             RETURN QUERY SELECT 'password_encryption'::text, 'password_encryption = md5'::text,
                 tradeguard_audit.setting_fix('password_encryption', 'scram-sha-256');
         END IF;
+        -- A role whose own default is md5 (its passwords, set in its sessions, are md5).
+        RETURN QUERY SELECT o.object, 'password_encryption = md5 for this role''s sessions', o.fix
+          FROM tradeguard_audit.role_defaults('password_encryption') o
+         WHERE pg_catalog.lower(pg_catalog.btrim(o.value)) = 'md5';
 
     ---------------------------------------------------------------------------- audit
     ELSIF p_check = 'audit_chain_broken' THEN
@@ -944,7 +973,14 @@ BEGIN
                  'log_line_prefix = ''' || v_text || ''' lacks the user (%u) or the client (%h / %r)',
                  'ALTER SYSTEM SET log_line_prefix = ''%m [%p] user=%u db=%d app=%a client=%h ''; SELECT pg_catalog.pg_reload_conf();')
                ) AS s(name, bad, why, fix)
-         WHERE s.bad;
+         WHERE s.bad
+        UNION ALL
+        -- A role whose own default logs less (ALTER ROLE ... SET log_statement = 'none').
+        SELECT o.object, pg_catalog.format('%s = %s for this role''s sessions', w.name, o.value), o.fix
+          FROM (VALUES ('log_statement'), ('log_connections'), ('log_disconnections')) AS w(name),
+               LATERAL tradeguard_audit.role_defaults(w.name) o
+         WHERE CASE w.name WHEN 'log_statement' THEN pg_catalog.lower(pg_catalog.btrim(o.value)) NOT IN ('mod', 'all')
+                           ELSE NOT tradeguard_audit.setting_is_on(o.value) END;
 
     ELSIF p_check = 'fsync_off' THEN
         IF pg_catalog.current_setting('fsync') <> 'on' THEN
@@ -1586,6 +1622,7 @@ REVOKE ALL ON FUNCTION
     tradeguard_audit.level_rank(text), tradeguard_audit.penalty(text, bigint), tradeguard_audit.octal_mode(text),
     tradeguard_audit.to_octal(integer), tradeguard_audit.server_path(text), tradeguard_audit.run_check(text),
     tradeguard_audit.all_roles_default(text), tradeguard_audit.server_setting(text), tradeguard_audit.setting_fix(text, text),
+    tradeguard_audit.role_defaults(text),
     tradeguard_audit.setting_is_on(text),
     tradeguard_audit.setting_is_zero(text),
     tradeguard_audit.encrypted_column_list(),

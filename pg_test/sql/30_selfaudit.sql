@@ -85,6 +85,15 @@ ALTER ROLE ALL SET password_encryption = 'md5';
 SELECT remediation FROM tradeguard.findings WHERE check_id = 'password_encryption_md5';
 ROLLBACK;
 SELECT * FROM pg_temp.sa_findings('{password_encryption_md5}');
+-- A role's own default that weakens a setting is a finding of its own (rolled back).
+BEGIN;
+CREATE ROLE sa_quiet;
+ALTER ROLE sa_quiet SET log_statement = 'none';
+DO $$ BEGIN EXECUTE format('ALTER ROLE sa_quiet IN DATABASE %I SET password_encryption = %L', current_database(), 'md5'); END $$;
+SELECT check_id, object, detail, replace(remediation, current_database(), '<db>') AS remediation
+  FROM tradeguard.findings
+ WHERE check_id IN ('password_encryption_md5', 'log_settings_weak') AND object LIKE '%sa_quiet%' ORDER BY 1, 2;
+ROLLBACK;
 -- How values written in a configuration file or the catalog are read.
 SELECT v, tradeguard_audit.setting_is_zero(v) AS is_zero
   FROM unnest('{0,0ms,0s,-0,0x0,100us,0.4ms,0.6ms,1,60s,10min,abc}'::text[]) v;
