@@ -378,6 +378,22 @@ $$;
 COMMENT ON FUNCTION tradeguard_audit.server_path(text) IS
     'tradeguard self-audit: a path from a setting, made absolute (relative paths are relative to the data directory)';
 
+-- The defaults of a setting stored in the catalog that apply in this database (ALTER DATABASE,
+-- ALTER ROLE ALL and ALTER ROLE ... [IN DATABASE ...] SET): the role (0 for every role), the
+-- database (0 for every database) and the value as written.
+CREATE FUNCTION tradeguard_audit.setting_defaults(setting text)
+RETURNS TABLE(role_oid oid, database_oid oid, value text)
+LANGUAGE sql STABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT d.setrole, d.setdatabase, pg_catalog.substr(c, pg_catalog.strpos(c, '=') + 1)
+      FROM pg_catalog.pg_db_role_setting d, pg_catalog.unnest(d.setconfig) AS c
+     WHERE d.setdatabase IN (0, (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()))
+       AND pg_catalog.lower(pg_catalog.split_part(c, '=', 1)) = pg_catalog.lower($1)
+$$;
+COMMENT ON FUNCTION tradeguard_audit.setting_defaults(text) IS
+    'tradeguard self-audit: the catalog defaults of a setting that apply in this database (per database, per role, both, or all)';
+
 -- The default every role gets for a setting in this database: this database's own
 -- (ALTER DATABASE ... SET), else the one for all databases (ALTER ROLE ALL SET), as written,
 -- with where it comes from ('database' or 'global'); no row when there is none.
@@ -385,13 +401,10 @@ CREATE FUNCTION tradeguard_audit.all_roles_default(setting text, OUT value text,
 LANGUAGE sql STABLE STRICT
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT pg_catalog.substr(c, pg_catalog.strpos(c, '=') + 1),
-           CASE WHEN d.setdatabase = 0 THEN 'global' ELSE 'database' END
-      FROM pg_catalog.pg_db_role_setting d, pg_catalog.unnest(d.setconfig) AS c
-     WHERE d.setrole = 0
-       AND d.setdatabase IN (0, (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()))
-       AND pg_catalog.lower(pg_catalog.split_part(c, '=', 1)) = pg_catalog.lower($1)
-     ORDER BY d.setdatabase DESC
+    SELECT d.value, CASE WHEN d.database_oid = 0 THEN 'global' ELSE 'database' END
+      FROM tradeguard_audit.setting_defaults($1) d
+     WHERE d.role_oid = 0
+     ORDER BY d.database_oid DESC
      LIMIT 1
 $$;
 COMMENT ON FUNCTION tradeguard_audit.all_roles_default(text) IS
@@ -453,17 +466,13 @@ LANGUAGE sql STABLE STRICT
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT pg_catalog.format('%s (role %s%s)', pg_catalog.lower($1), pg_catalog.quote_ident(r.rolname),
-                             CASE WHEN d.setdatabase <> 0 THEN ' in this database' ELSE '' END),
-           pg_catalog.substr(c, pg_catalog.strpos(c, '=') + 1),
+                             CASE WHEN d.database_oid <> 0 THEN ' in this database' ELSE '' END),
+           d.value,
            pg_catalog.format('ALTER ROLE %I%s RESET %s;', r.rolname,
-                             CASE WHEN d.setdatabase <> 0 THEN pg_catalog.format(' IN DATABASE %I', pg_catalog.current_database()) ELSE '' END,
+                             CASE WHEN d.database_oid <> 0 THEN pg_catalog.format(' IN DATABASE %I', pg_catalog.current_database()) ELSE '' END,
                              pg_catalog.lower($1))
-      FROM pg_catalog.pg_db_role_setting d
-      JOIN pg_catalog.pg_roles r ON r.oid = d.setrole
-      CROSS JOIN LATERAL pg_catalog.unnest(d.setconfig) AS c
-     WHERE d.setrole <> 0
-       AND d.setdatabase IN (0, (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()))
-       AND pg_catalog.lower(pg_catalog.split_part(c, '=', 1)) = pg_catalog.lower($1)
+      FROM tradeguard_audit.setting_defaults($1) d
+      JOIN pg_catalog.pg_roles r ON r.oid = d.role_oid
 $$;
 COMMENT ON FUNCTION tradeguard_audit.role_defaults(text) IS
     'tradeguard self-audit: per-role defaults of a setting in this database (ALTER ROLE ... SET), with the statement that removes each';
@@ -1622,7 +1631,7 @@ REVOKE ALL ON FUNCTION
     tradeguard_audit.level_rank(text), tradeguard_audit.penalty(text, bigint), tradeguard_audit.octal_mode(text),
     tradeguard_audit.to_octal(integer), tradeguard_audit.server_path(text), tradeguard_audit.run_check(text),
     tradeguard_audit.all_roles_default(text), tradeguard_audit.server_setting(text), tradeguard_audit.setting_fix(text, text),
-    tradeguard_audit.role_defaults(text),
+    tradeguard_audit.role_defaults(text), tradeguard_audit.setting_defaults(text),
     tradeguard_audit.setting_is_on(text),
     tradeguard_audit.setting_is_zero(text),
     tradeguard_audit.encrypted_column_list(),
