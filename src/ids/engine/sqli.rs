@@ -775,7 +775,19 @@ fn is_magic(kw: &str) -> bool {
     matches!(kw, "current_user" | "session_user" | "system_user" | "current_date" | "current_time" | "current_timestamp" | "utc_date" | "utc_time" | "localtimestamp" | "current_role")
 }
 
-fn constant_condition(v: &View, i: usize) -> bool {
+/// Whether the tokens before `i` are one number, with an optional sign (`1`, `-1`): the value
+/// breaks out of a numeric context right away.
+fn lone_number_before(v: &View, i: usize) -> bool {
+    match i {
+        1 => v.kind(0) == Some(Tk::Num),
+        2 => v.kind(0) == Some(Tk::Op) && matches!(v.kw(0), "-" | "+") && v.kind(1) == Some(Tk::Num),
+        _ => false,
+    }
+}
+
+/// `ordered`: comparisons with `<`, `>`, `<=`, `>=` count too (only right after a lone number:
+/// `-1 AND 1>1`, a boolean-blind probe, where a note reads `5 > 3 and 2 < 4`).
+fn constant_condition(v: &View, i: usize, ordered: bool) -> bool {
     let mut j = i;
     let mut cmp = 0;
     let mut nums = 0;
@@ -793,6 +805,7 @@ fn constant_condition(v: &View, i: usize) -> bool {
             }
             Tk::Op if matches!(v.t[j].kw, "+" | "-" | "*" | "/" | "%") => {}
             Tk::Cmp if matches!(v.t[j].kw, "=" | "<>" | "!=" | "==" | "<=>") => cmp += 1,
+            Tk::Cmp if ordered && matches!(v.t[j].kw, ">" | "<" | ">=" | "<=") => cmp += 1,
             Tk::Logic | Tk::Semi => break,
             _ => return false,
         }
@@ -1143,7 +1156,7 @@ fn analyze(v: &View, quoted: bool, out: &mut Vec<Hit>) {
                 // tautology: OR 1=1, AND 'a'='a'
                 if tautology_at(v, i + 1).is_some() {
                     found(hit(v, "sqli.tautology", 80, i, c), out);
-                } else if constant_condition(v, i + 1) {
+                } else if constant_condition(v, i + 1, lone_number_before(v, i)) {
                     found(hit(v, "sqli.constant_condition", 70, i, c), out);
                 }
                 if i == 0 && (matches!(v.kind(1), Some(Tk::Num)) || matches!(v.kw(1), "true" | "false")) && n == 2 {

@@ -622,6 +622,14 @@ fn more_attacks_by_class() {
 }
 
 #[test]
+fn boolean_blind_probes_with_ordered_comparisons() {
+    // Right after a lone number (a numeric context broken out of): a constant comparison.
+    assert_attacks(&["-1 and 1>1", "1 or 2>1", "7 AND 3<=2", "1 and 1 > 0"], Class::Sqli);
+    // Comparisons in a note are not.
+    assert_benign(&["5 > 3 and 2 < 4", "size 2 and 3>1", "buy 1 lot, and 2>1 ratio"], Context::Auto);
+}
+
+#[test]
 fn names_that_start_with_digits_are_one_word() {
     // MySQL allows `2on2hockeyDB` as a table name: not the number 2 and the keyword ON.
     assert_attacks(&["9999 or 1 group by concat((select email from 2on2hockeyDB limit 0,1),rand(0)|0) having min(0)--"], Class::Sqli);
