@@ -34,7 +34,8 @@ SELECT tradeguard.decrypt_text('\x00'::bytea);
 SELECT tradeguard.decrypt_text('\x5447010101000000000100000001'::bytea);
 SELECT tradeguard.decrypt_text('plain text, not ciphertext');
 SELECT tradeguard.decrypt_text(substring(tradeguard.encrypt('abc'::text, 'pii') from 1 for 30));
-SELECT tradeguard.decrypt_text(overlay(tradeguard.encrypt('abc'::text, 'pii') placing '\x00'::bytea from 30 for 1));
+-- (one bit of byte 30 flipped: overwriting it with a constant left it unchanged once in 256 runs)
+SELECT tradeguard.decrypt_text(set_byte(c, 29, get_byte(c, 29) # 1)) FROM (SELECT tradeguard.encrypt('abc'::text, 'pii') AS c) s;
 SELECT tradeguard.encrypt('abc'::text, 'no_such_key');
 SELECT tradeguard.encrypt('abc'::text, 'email_bidx');
 
