@@ -206,6 +206,15 @@ fn push(out: &mut Vec<Hit>, rule: &'static str, weight: u8, start: usize, end: u
     out.push(Hit { class: Class::Cmdi, rule_id: rule, weight, offset: start, length: (end - start).min(64), detail: format!("match={:?}", ev) });
 }
 
+/// The subcommand after a command word (`reg add ...`: `add`), lowercased, and whether it is a
+/// whole word (a space or the end after it: not `reg add-on`).
+fn subcommand(follow: &str) -> (String, bool) {
+    let f = follow.trim_start().to_ascii_lowercase();
+    let sub: String = f.chars().take_while(|c| c.is_ascii_alphabetic()).collect();
+    let whole = f[sub.len()..].chars().next().is_none_or(|c| c.is_whitespace());
+    (sub, whole)
+}
+
 fn judge_cmd(word: &str, follow: &str) -> Option<u8> {
     let w = word.to_ascii_lowercase();
     let w = w.trim_end_matches(".exe");
@@ -222,27 +231,26 @@ fn judge_cmd(word: &str, follow: &str) -> Option<u8> {
         return None;
     }
     if w == "reg" {
-        let f = follow.trim_start().to_ascii_lowercase();
         // (the subcommand as a whole word: not `reg add-on`)
-        let sub = f.split(|c: char| !c.is_ascii_alphabetic()).next().unwrap_or("");
-        let next = f[sub.len()..].chars().next();
-        if ["add", "query", "delete", "save", "export", "import"].contains(&sub) && next.is_none_or(|c| c.is_whitespace()) {
+        let (sub, whole) = subcommand(follow);
+        if whole && ["add", "query", "delete", "save", "export", "import"].contains(&sub.as_str()) {
             return Some(80);
         }
     }
     if w == "net" {
         // `net user`, `net view`...: not `net 50` (a trading note)
-        let f = follow.trim_start().to_ascii_lowercase();
-        let sub = f.split(|c: char| !c.is_ascii_alphabetic()).next().unwrap_or("");
-        return matches!(sub, "user" | "users" | "localgroup" | "group" | "view" | "share" | "start" | "stop" | "config" | "use" | "accounts" | "session" | "time")
+        let (sub, _) = subcommand(follow);
+        return matches!(sub.as_str(), "user" | "users" | "localgroup" | "group" | "view" | "share" | "start" | "stop" | "config" | "use" | "accounts" | "session" | "time")
             .then_some(80);
     }
     if weak(w) {
         let f = follow.trim_start().to_ascii_lowercase();
         // `sc stop|start|config|query <service>`: the service control subcommands.
-        let sub = f.split(|c: char| !c.is_ascii_alphabetic()).next().unwrap_or("");
-        if w == "sc" && ["stop", "start", "config", "query", "create", "delete"].contains(&sub) && f[sub.len()..].chars().next().is_none_or(|c| c.is_whitespace()) {
-            return Some(80);
+        if w == "sc" {
+            let (sub, whole) = subcommand(follow);
+            if whole && ["stop", "start", "config", "query", "create", "delete"].contains(&sub.as_str()) {
+                return Some(80);
+            }
         }
         // `time 10:00`, `date 12/5`: a time or date in a note, not a command line
         if matches!(w, "time" | "date") && f.split(|c: char| !c.is_ascii_digit()).next().is_some_and(|d| (1..=2).contains(&d.len()))
@@ -271,11 +279,12 @@ pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
             let word = caps.get(1).map(|x| x.as_str()).unwrap_or("");
             let follow = caps.get(2).map(|x| x.as_str()).unwrap_or("");
             from = caps.get(1).map_or(m.end(), |w| w.end()).max(m.start() + 1);
+            let lw = word.to_ascii_lowercase();
             let quote_sep = matches!(m.as_str().as_bytes()[0], b'\'' | b'"');
-            if quote_sep && !very_strong(&word.to_ascii_lowercase()) {
+            if quote_sep && !very_strong(&lw) {
                 continue;
             }
-            if !strong(word.to_ascii_lowercase().trim_end_matches(".exe")) && number_then_prose(marks.get_or_init(|| ShellMarks::of(text)), text, follow, m.end()) {
+            if !strong(lw.trim_end_matches(".exe")) && number_then_prose(marks.get_or_init(|| ShellMarks::of(text)), text, follow, m.end()) {
                 continue;
             }
             // `take profit & exit`: a lone `&` between words, then a common word ending the
@@ -287,7 +296,7 @@ pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
                 let mut before = text[..m.start()].split_whitespace().rev();
                 before.next().is_some_and(|w| w.chars().all(|c| c.is_alphabetic())) && before.next().is_some()
             };
-            if lone_amp && !strong(&word.to_ascii_lowercase()) && follow.trim().is_empty() && prose_before() {
+            if lone_amp && !strong(&lw) && follow.trim().is_empty() && prose_before() {
                 continue;
             }
             // `ID 7; ps 3`: a short command name that is also a note's abbreviation (position
@@ -300,7 +309,7 @@ pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
                     && f.bytes().all(|c| c.is_ascii_digit() || c == b'.')
                     && f.bytes().filter(|&c| c == b'.').count() <= 1
             };
-            if NOTE_ABBREVIATIONS.contains(&word.to_ascii_lowercase().as_str()) && bare_number(follow) && text[m.end()..].trim().is_empty() {
+            if NOTE_ABBREVIATIONS.contains(&lw.as_str()) && bare_number(follow) && text[m.end()..].trim().is_empty() {
                 continue;
             }
             if let Some(w) = judge_cmd(word, follow) {
