@@ -249,7 +249,8 @@ fn has_trigger(rels: &[pg_sys::Oid], name: &str) -> bool {
     )
 }
 
-fn is_audited(relid: pg_sys::Oid) -> bool {
+/// Whether `relid` carries the audit row trigger (not knowing is "yes").
+pub(crate) fn is_audited(relid: pg_sys::Oid) -> bool {
     catalog_says(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = $1 AND tgname = 'tradeguard_audit_row')",
         &[relid.into()],
@@ -408,25 +409,20 @@ unsafe fn altered_relations(relid: pg_sys::Oid, recurse: bool) -> Vec<pg_sys::Oi
 /// audited partitioned table; one without a registration: itself). Not knowing stops the
 /// statement.
 unsafe fn audit_owners(rels: &[pg_sys::Oid]) -> Vec<pg_sys::Oid> {
-    let found = crate::common::as_owner(|| {
-        crate::common::with_catalog_search_path(|| {
-            crate::common::spi_first::<Vec<pg_sys::Oid>>(
-                "SELECT pg_catalog.array_agg(DISTINCT coalesce(
-                          (SELECT a.relid::pg_catalog.oid FROM pg_catalog.pg_partition_ancestors(r.relid) WITH ORDINALITY p(rel, n)
-                             JOIN tradeguard_audit.audited_tables a ON a.relid::pg_catalog.oid = p.rel::pg_catalog.oid
-                            ORDER BY p.n LIMIT 1),
-                          r.relid))
-                   FROM pg_catalog.unnest($1::pg_catalog.oid[]) r(relid)
-                  WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g WHERE g.tgrelid = r.relid AND g.tgname = 'tradeguard_audit_row')",
-                &[rels.to_vec().into()],
-            )
-        })
-    });
-    match found {
-        Ok(Ok(v)) => v.unwrap_or_default(),
-        Ok(Err(e)) => TgError::from(e).raise(),
-        Err(e) => e.raise(),
-    }
+    crate::common::as_owner(|| {
+        catalog_first::<Vec<pg_sys::Oid>>(
+            "SELECT pg_catalog.array_agg(DISTINCT coalesce(
+                      (SELECT a.relid::pg_catalog.oid FROM pg_catalog.pg_partition_ancestors(r.relid) WITH ORDINALITY p(rel, n)
+                         JOIN tradeguard_audit.audited_tables a ON a.relid::pg_catalog.oid = p.rel::pg_catalog.oid
+                        ORDER BY p.n LIMIT 1),
+                      r.relid))
+               FROM pg_catalog.unnest($1::pg_catalog.oid[]) r(relid)
+              WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g WHERE g.tgrelid = r.relid AND g.tgname = 'tradeguard_audit_row')",
+            &[rels.to_vec().into()],
+        )
+    })
+    .or_raise()
+    .unwrap_or_default()
 }
 
 /// The audited tables a change of `reached` (from `relid`) changes besides `relid` itself and
@@ -799,6 +795,8 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
             let reached = altered_relations(relid, (*(*s).relation).inh);
             let others = other_audit_owners(relid, &reached);
             let audited_data = is_audited(relid) || !others.is_empty();
+            // (The table named first: its partitions answer through it.)
+            let tables: Vec<pg_sys::Oid> = std::iter::once(relid).chain(reached.iter().copied().filter(|r| *r != relid)).collect();
             for c in list_ptrs((*s).cmds) {
                 let cmd = c as *mut pg_sys::AlterTableCmd;
                 use pg_sys::AlterTableType as A;
@@ -852,8 +850,7 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
                     // value of the table undecryptable.
                     // (Also where the column is reached through a parent or a composite type.)
                     let col = cstr((*cmd).name);
-                    // (The table named first: its partitions answer through it.)
-                    for r in std::iter::once(relid).chain(reached.iter().copied().filter(|r| *r != relid)) {
+                    for &r in &tables {
                         let role = crate::crypto::columns::protected_column_role(r, &col).unwrap_or_else(|_| Some("a column tradeguard could not check".into()));
                         if let Some(role) = role {
                             ins.protected = Some(format!("the type of {}.{}.{col}, {role} (changing it would leave the values unreadable)", rel_schema(r), rel_name(r)));
@@ -889,7 +886,7 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
                     let name = cstr((*cmd).name);
                     let columns = if (*cmd).subtype == pg_sys::AlterTableType::AT_DropColumn { vec![name] } else { primary_key_columns(relid, &name) };
                     'key: for col in columns {
-                        for r in std::iter::once(relid).chain(reached.iter().copied().filter(|r| *r != relid)) {
+                        for &r in &tables {
                             let role = crate::crypto::columns::protected_column_role(r, &col).unwrap_or_else(|_| Some(String::new()));
                             // An encrypted column dropped ends its encryption: a column of that
                             // name written later (added, renamed) would hold plaintext.

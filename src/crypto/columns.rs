@@ -943,12 +943,7 @@ fn encrypt_column_impl(tbl: pg_sys::Oid, col: &str, key_name: &str, blind_key: O
         common::as_owner(|| Spi::run(&format!("ANALYZE {fq}")))??;
     }
     // The trail is append-only: what it recorded before is not rewritten.
-    let audited = common::spi_first::<bool>(
-        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = $1 AND tgname = 'tradeguard_audit_row')",
-        &[tbl.into()],
-    )?
-    .unwrap_or(false);
-    if audited {
+    if crate::audit::hook::is_audited(tbl) {
         pgrx::warning!(
             "tradeguard: {schema}.{table} is audited: audit rows written before now keep the values of column {col} in plaintext (the signed trail is never rewritten); rows from now on hold its ciphertext"
         );
