@@ -865,19 +865,19 @@ BEGIN
              ORDER BY r.rolname
         LOOP
             SELECT pg_catalog.string_agg(pg_catalog.format('%s (%s)', t.relid::pg_catalog.regclass,
-                       CASE WHEN pg_catalog.pg_has_role(v_rel.oid, t.relowner, 'USAGE') THEN 'owner'
+                       CASE WHEN t.owns THEN 'owner'
                             ELSE pg_catalog.array_to_string(ARRAY(
                                    SELECT pr FROM pg_catalog.unnest(ARRAY['INSERT', 'UPDATE', 'DELETE', 'TRUNCATE']) AS pr
                                     WHERE pg_catalog.has_table_privilege(v_rel.oid, t.relid, pr)), ',') END),
                        ', ' ORDER BY t.relid::pg_catalog.regclass::text),
                    pg_catalog.string_agg(t.relid::pg_catalog.regclass::text, ', ' ORDER BY t.relid::pg_catalog.regclass::text)
-                     FILTER (WHERE NOT pg_catalog.pg_has_role(v_rel.oid, t.relowner, 'USAGE'))
+                     FILTER (WHERE NOT t.owns)
               INTO v_text, v_text2
-              FROM tradeguard_audit.writable_relations t
+              FROM (SELECT w.*, pg_catalog.pg_has_role(v_rel.oid, w.relowner, 'USAGE') AS owns
+                      FROM tradeguard_audit.writable_relations w) t
               -- (the partitions of a table it owns are listed with their table)
-             WHERE (pg_catalog.pg_has_role(v_rel.oid, t.relowner, 'USAGE') AND NOT t.relispartition AND t.relkind <> 'v')
-                OR (NOT pg_catalog.pg_has_role(v_rel.oid, t.relowner, 'USAGE')
-                    AND pg_catalog.has_table_privilege(v_rel.oid, t.relid, 'INSERT, UPDATE, DELETE, TRUNCATE'));
+             WHERE CASE WHEN t.owns THEN NOT t.relispartition AND t.relkind <> 'v'
+                        ELSE pg_catalog.has_table_privilege(v_rel.oid, t.relid, 'INSERT, UPDATE, DELETE, TRUNCATE') END;
             IF v_text IS NOT NULL THEN
                 RETURN QUERY SELECT pg_catalog.quote_ident(v_rel.rolname), 'can write: ' || v_text,
                     pg_catalog.concat_ws(' ',
@@ -962,12 +962,13 @@ BEGIN
     ---------------------------------------------------------------------------- settings
     ELSIF p_check = 'log_settings_weak' THEN
         v_text := pg_catalog.current_setting('log_line_prefix');
+        v_text2 := tradeguard_audit.server_setting('log_statement');
         RETURN QUERY
         SELECT s.name, s.why, s.fix
           FROM (VALUES
                 ('log_statement',
-                 pg_catalog.lower(pg_catalog.btrim(tradeguard_audit.server_setting('log_statement'))) NOT IN ('mod', 'all'),
-                 'log_statement = ' || tradeguard_audit.server_setting('log_statement') || ': data changes are not logged',
+                 pg_catalog.lower(pg_catalog.btrim(v_text2)) NOT IN ('mod', 'all'),
+                 'log_statement = ' || v_text2 || ': data changes are not logged',
                  tradeguard_audit.setting_fix('log_statement', 'mod')),
                 ('log_connections',
                  NOT tradeguard_audit.setting_is_on(tradeguard_audit.server_setting('log_connections')),
