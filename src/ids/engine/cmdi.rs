@@ -74,8 +74,9 @@ fn rx() -> &'static Rx {
         let cmds = command_alternation();
         let path = r#"(?:[\\/]?(?:usr[\\/])?(?:local[\\/])?s?bin[\\/]|[a-z]:\\(?:windows\\)?(?:system32\\)?|\\\\?)?"#;
         Rx {
-            // separator, optional quote/space, optional path, command word, then the following char(s)
-            sep_cmd: Regex::new(&format!(r#"(?i)(?:;|\|\|?|&&?|\n|\r|`|\$\(|%0a|['"])[\s"'(]*(?:\x1b\[[0-9;]*(?-i:[A-Z])?)?{}((?:{})(?:\.exe)?)(\$\{{?ifs\}}?|[\s\x00]+[^\s]{{0,12}}|[;|&`)"'<>#\n]|$)"#, path, cmds)).unwrap(),
+            // separator, optional quote/space, optional shell keyword (`;then sleep 5`), optional
+            // path, command word, then the following char(s)
+            sep_cmd: Regex::new(&format!(r#"(?i)(?:;|\|\|?|&&?|\n|\r|`|\$\(|%0a|['"])[\s"'(]*(?:\x1b\[[0-9;]*(?-i:[A-Z])?)?(?:(?:then|else|elif|do|time)\s+)?{}((?:{})(?:\.exe)?)(\$\{{?ifs\}}?|[\s\x00]+[^\s]{{0,12}}|[;|&`)"'<>#\n]|$)"#, path, cmds)).unwrap(),
             start_cmd: Regex::new(&format!(r#"(?i)^[\s"']*{}([a-z][a-z0-9_.]*)(\$\{{?ifs\}}?|[\s\x00]+[^\s]{{0,12}})"#, path)).unwrap(),
             subst: Regex::new(r#"(?i)\$\([\s]*[a-z/\\][^)]{0,200}\)|`[\s]*[a-z/\\][^`]{0,200}`"#).unwrap(),
             ifs: Regex::new(r"(?i)\$\{?ifs\}?|\$\{[a-z_]+:[0-9]|\$\{[a-z_]+[#%/^,]").unwrap(),
@@ -222,6 +223,10 @@ fn judge_cmd(word: &str, follow: &str) -> Option<u8> {
         // strong words: the rest must not be prose ("; ls" / "| id" / "&& whoami")
         let f = follow.trim_start_matches(|c: char| c == ' ' || c == '\t' || c == '\0');
         // `ps aux`: BSD-style options without a dash
+        // `;id#`: a shell comment right after the word (the rest of the line discarded)
+        if follow == "#" {
+            return Some(85);
+        }
         if w == "ps" && ["aux", "axu", "ax", "auxf", "auxww", "ef"].contains(&f.split(|c: char| !c.is_ascii_alphabetic()).next().unwrap_or("").to_ascii_lowercase().as_str()) {
             return Some(85);
         }
@@ -392,6 +397,14 @@ pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
             cmd.split_whitespace().next().is_some_and(|p| p.contains(['?', '*', '[']))
         }) {
             push(out, "cmdi.glob_path", 85, m.start(), m.end(), text);
+        }
+    }
+    // `$((12+34))`: shell arithmetic expansion, the probe commix echoes back to see whether its
+    // command ran (never in a note: `$((` is shell syntax only).
+    if let Some(p) = if seen.has(b'$') { text.find("$((") } else { None } {
+        let inner = text[p + 3..].split("))").next().unwrap_or("");
+        if text[p + 3..].contains("))") && inner.len() <= 40 && inner.bytes().any(|c| c.is_ascii_digit()) && inner.bytes().any(|c| matches!(c, b'+' | b'-' | b'*' | b'/' | b'%')) {
+            push(out, "cmdi.arithmetic_probe", 80, p, p + 3 + inner.len() + 2, text);
         }
     }
     if let Some(m) = if seen.has(b'$') && seen.has(b'{') { r.jndi.find(text) } else { None } {

@@ -309,3 +309,29 @@ fn trading_samples() {
         .collect();
     assert!(wrong.is_empty(), "{wrong:#?}");
 }
+
+/// Not a test: a tool for measuring the check on sample files that are not in the corpus
+/// (other payload collections, other benign text), run by hand:
+/// `TG_EVAL=attack:/path/a.txt,benign:/path/b.txt cargo test --release --lib eval_files -- --ignored --nocapture`.
+/// One sample per line, raw (`attack-url:`/`benign-url:` URL-decode each line first); prints
+/// the rate per file and, with `TG_EVAL_MISSES=1`, every miss and false alarm with its findings.
+#[test]
+#[ignore]
+fn eval_files() {
+    let spec = std::env::var("TG_EVAL").expect("TG_EVAL=attack:FILE,benign:FILE,...");
+    let show = std::env::var("TG_EVAL_MISSES").is_ok_and(|v| v == "1");
+    for item in spec.split(',').filter(|s| !s.is_empty()) {
+        let (kind, path) = item.split_once(':').expect("KIND:FILE");
+        let want = kind.starts_with("attack");
+        let lines = lines_of(Path::new(path), kind.ends_with("-url"));
+        let wrong: Vec<&String> = lines.iter().filter(|l| is_attack(l, Context::Auto) != want).collect();
+        let right = lines.len() - wrong.len();
+        println!("{kind:<10} {path}: {right}/{} = {:.4}{}", lines.len(), right as f64 / lines.len().max(1) as f64, if want { " detected" } else { " passed" });
+        if show {
+            for l in &wrong {
+                let rules: Vec<String> = check(l, Context::Auto).findings.iter().map(|f| format!("{} {}", f.rule_id, f.detail)).collect();
+                println!("    {} {l}  {rules:?}", if want { "missed" } else { "alarm " });
+            }
+        }
+    }
+}

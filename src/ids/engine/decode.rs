@@ -467,5 +467,16 @@ pub fn evasion_variants(text: &str) -> Vec<(&'static str, String)> {
     if text.contains('\u{BC}') && text.contains('\u{BE}') {
         out.push(("high_bit", text.chars().map(|c| if ('\u{A0}'..='\u{FF}').contains(&c) { char::from(c as u8 - 0x80) } else { c }).collect()));
     }
+    // Form encoding without a percent escape (`<a/+/onmouseover+=+prompt()>`, `;sleep+5`): a
+    // value with no white space whose `+` sits next to markup or SQL punctuation, or that has a
+    // shell separator, is also read with `+` as a space, as the form decoder that will receive
+    // it does (decode() does it only when the value has a percent escape).
+    let markup = |c: u8| matches!(c, b'<' | b'>' | b'/' | b'=' | b'\'' | b'"' | b'(' | b')');
+    let shell = b.iter().any(|c| matches!(c, b';' | b'|' | b'&' | b'`')) || text.contains("$(");
+    if !b.iter().any(|c| c.is_ascii_whitespace())
+        && b.iter().enumerate().any(|(i, &c)| c == b'+' && (shell || i > 0 && markup(b[i - 1]) || b.get(i + 1).is_some_and(|&n| markup(n))))
+    {
+        out.push(("form_plus", text.replace('+', " ")));
+    }
     out
 }

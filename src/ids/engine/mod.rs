@@ -21,7 +21,7 @@ mod corpus_test;
 #[cfg(test)]
 mod tests;
 
-pub const RULESET_VERSION: &str = "2026.12.1";
+pub const RULESET_VERSION: &str = "2026.12.2";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Context {
@@ -164,7 +164,7 @@ static RULES: &[RuleInfo] = &[
     RuleInfo { id: "sqli.breakout_comment", class: Class::Sqli, description: "quote closed, then a comment truncating the query" },
     RuleInfo { id: "sqli.breakout_stacked", class: Class::Sqli, description: "quote closed, then a statement separator" },
     RuleInfo { id: "sqli.breakout_operator", class: Class::Sqli, description: "quote closed, then an operator joining a function, subquery or string" },
-    RuleInfo { id: "sqli.breakout_clause", class: Class::Sqli, description: "quote closed, then ORDER BY / GROUP BY / HAVING / INTO OUTFILE / LIMIT" },
+    RuleInfo { id: "sqli.breakout_clause", class: Class::Sqli, description: "quote (or a number's parenthesis) closed, then WHERE / ORDER BY / GROUP BY / HAVING / INTO OUTFILE / LIMIT" },
     RuleInfo { id: "sqli.breakout_statement", class: Class::Sqli, description: "quote closed, then a statement (MSSQL stacking without ';')" },
     RuleInfo { id: "sqli.breakout_value_list", class: Class::Sqli, description: "quote closed inside a VALUES list, followed by more SQL" },
     RuleInfo { id: "sqli.tautology", class: Class::Sqli, description: "AND/OR followed by an always-true comparison (1=1, 'a'='a', OR 1--)" },
@@ -214,6 +214,7 @@ static RULES: &[RuleInfo] = &[
     RuleInfo { id: "cmdi.shellshock", class: Class::Cmdi, description: "() { :;}; function-definition exploit" },
     RuleInfo { id: "cmdi.ssi", class: Class::Cmdi, description: "server-side include directive" },
     RuleInfo { id: "cmdi.template_injection", class: Class::Cmdi, description: "server-side template expression probe ({{7*7}}, ${7*7})" },
+    RuleInfo { id: "cmdi.arithmetic_probe", class: Class::Cmdi, description: "shell arithmetic expansion $((12+34)), the echo probe of command injection tools" },
     RuleInfo { id: "cmdi.code_exec", class: Class::Cmdi, description: "system()/exec()/eval() call with a string argument" },
     RuleInfo { id: "traversal.dot_dot", class: Class::Traversal, description: "../ or ..\\ segment after decoding" },
     RuleInfo { id: "traversal.sensitive_path", class: Class::Traversal, description: "sensitive system file (/etc/passwd, /proc/self, win.ini, boot.ini...)" },
@@ -362,7 +363,9 @@ fn run_detectors(text: &str, ctx: Context, had_nul: bool, early: bool, out: &mut
     let decided = |out: &Vec<Hit>| early && out.iter().any(|h| context_weight(ctx, h) >= ctx.threshold());
     let b = text.as_bytes();
     let seen = Seen::of(b);
-    let quotes: &[Option<u8>] = &[None, Some(b'\''), Some(b'"')];
+    // Unquoted, in a string ('...' or "..."), in a MySQL identifier (`...`) or in a PostgreSQL
+    // dollar-quoted string ($$...$$): a value that closes its context and goes on as SQL.
+    let quotes: &[Option<u8>] = &[None, Some(b'\''), Some(b'"'), Some(b'`'), Some(sqli::DOLLAR)];
     {
         sqli::scan(text, quotes, out);
         if decided(out) {

