@@ -328,7 +328,11 @@ pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
             let word: String = inner.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '/' || *c == '_' || *c == '.' || *c == '\\').collect();
             let base = word.rsplit(|c| c == '/' || c == '\\').next().unwrap_or("");
             let rest = &inner[word.len().min(inner.len())..];
-            if judge_cmd(base, rest.trim_end_matches(|c| c == ')' || c == '`')).is_some() || m.as_str().starts_with("$(") && base.len() > 1 {
+            // `$(word)` runs word: a command name, a path, or a word with shell syntax after it
+            // (not a make variable, `$(VER)`, `$(filter ..)`, `$(if)`)
+            let lb = base.to_ascii_lowercase();
+            let runs = strong(&lb) || weak(&lb) || very_strong(&lb) || word.contains(['/', '\\']) || is_argish(rest.trim_end_matches(')')) && !rest.trim_start().starts_with(')');
+            if judge_cmd(base, rest.trim_end_matches(|c| c == ')' || c == '`')).is_some() || m.as_str().starts_with("$(") && base.len() > 1 && runs {
                 push(out, "cmdi.substitution", 85, m.start(), m.end(), text);
             }
         }

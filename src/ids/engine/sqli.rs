@@ -1008,7 +1008,10 @@ fn analyze(v: &View, quoted: bool, out: &mut Vec<Hit>) {
                         || v.all.last().map(|t| t.kind == Tk::Comment && t.start >= v.t[j].end && truncating_comment(v, t)).unwrap_or(false) && j + 1 == n);
                 let strong = matches!(next, Some(Tk::Func) | Some(Tk::LParen) | Some(Tk::Var))
                     || (next == Some(Tk::Stmt) && v.kw(j) == "select")
-                    || (next == Some(Tk::Str) && sym_str_ok && v.src.get(v.t[j].start) == v.src.get(v.t[0].end - 1))
+                    || (next == Some(Tk::Str) && sym_str_ok && v.src.get(v.t[j].start) == v.src.get(v.t[0].end - 1)
+                        // (an operator quoted in prose, `a '+' in the version (as ...`: the
+                        // string after it runs on unclosed through three words or more)
+                        && (v.t[j].flag || v.text(&v.t[j]).split(|b| b.is_ascii_whitespace()).filter(|w| w.len() >= 2 && w.iter().all(u8::is_ascii_alphabetic)).count() < 3))
                     || (next == Some(Tk::Kw) && matches!(v.kw(j), "null" | "true" | "false") && !word_op)
                     || num_then;
                 let bad_op = matches!(opk, "?" | "\\" | ":" | "*" | "&" | "|" | "^" | "~" | "%" | "/");
@@ -1118,7 +1121,11 @@ fn analyze(v: &View, quoted: bool, out: &mut Vec<Hit>) {
                 let w = v.text(&t);
                 if w.eq_ignore_ascii_case(b"xp_cmdshell") || w.eq_ignore_ascii_case(b"sp_oacreate") || w.eq_ignore_ascii_case(b"sp_configure") {
                     found(hit(v, "sqli.dangerous_function", 90, i, c), out);
-                } else if is_catalog(w) {
+                } else if is_catalog(w) && (w.iter().any(|b| matches!(b, b'_' | b'$' | b'.')) || {
+                    // A catalog named by a plain word (`sysusers`, also systemd's tool) counts
+                    // where SQL names a table: after FROM/JOIN, or qualified.
+                    i > 0 && (matches!(v.kw(i - 1), "from" | "join") || v.kind(i - 1) == Some(Tk::Dot)) || v.kind(i + 1) == Some(Tk::Dot)
+                }) {
                     found(hit(v, "sqli.system_catalog", 60, i, c), out);
                 }
             }

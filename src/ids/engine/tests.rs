@@ -804,3 +804,23 @@ fn commix_style_probes() {
         Context::Auto,
     );
 }
+
+#[test]
+fn changelog_prose_is_not_an_attack() {
+    // Lines of Debian changelogs (other benign text than the corpus), each once a false alarm.
+    assert_benign(
+        &[
+            "Provide standalone binaries for sysusers and tmpfiles (Closes: #946456)",
+            "Add a '+' in the version (as the old upload is high than the one without)",
+            "Bump Standards-Version to 3.8.3 (README.source added).",
+            "Restored the DefaultSecDispatcher default constructor (removed in 2.0)",
+            "Reinstate the $(CROSS) variable in the call to $(MAKE)",
+            "We don't need to use $(strip), just avoid having whitespace in the first",
+        ],
+        Context::Auto,
+    );
+    // What those rules are for still counts.
+    assert_attacks(&["1 union select name from sysusers--", "x' or 1 in (select name from master..sysobjects)--"], Class::Sqli);
+    assert_attacks(&["[].constructor.constructor('alert(1)')()", "eval(/alert(1)/.source)", "\"-alert?.(1)-\"", "';import(`//x.ss`)//"], Class::Xss);
+    assert_attacks(&["$(whoami)", "$(printf '\\x41')", "$(/tmp/x.sh)"], Class::Cmdi);
+}
