@@ -249,9 +249,8 @@ fn plain_needs_check(s: &[u8]) -> bool {
             b's' if starts(b"select") => return true,
             b'e' if starts(b"etc/") => return true,
             b'p' if starts(b"proc/") => return true,
-            // (`var/log/`, `var/www/`..., `WEB-INF/`, `autoexec.bat`: sensitive paths the
-            // traversal check knows, which a value of plain characters can name)
-            b'v' if starts(b"var/") || starts(b"var\\") => return true,
+            // (`WEB-INF/`, `autoexec.bat`: sensitive paths the traversal check knows, which a
+            // value of plain characters can name; not `/var/log/...`, which notes cite)
             b'w' if starts(b"web-inf") => return true,
             b'a' if starts(b"autoexec") => return true,
             b'.' if starts(b"..") || starts(b".ini") || starts(b"./") => return true,
