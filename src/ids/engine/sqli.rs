@@ -845,6 +845,12 @@ fn constant_condition(v: &View, i: usize, ordered: bool) -> bool {
 
 /// Whole stream is an SQL expression (no barewords) closed by a trailing comment:
 /// ` ( COS ( 1 OR 'b') )  --`, `1*1--`, `(1 AND 1) OR 2>1--`.
+/// A comment of two words or more (three letters or more each): a note's aside, where a
+/// payload's comment is empty or one token (`-- -`, `-- kRtO`, `#`).
+fn prose_comment(v: &View, t: &Token) -> bool {
+    v.text(t).split(|b| !b.is_ascii_alphabetic()).filter(|w| w.len() >= 3).count() >= 2
+}
+
 fn expression_comment(v: &View, quoted: bool) -> bool {
     let last = match v.all.last() {
         Some(t) if t.kind == Tk::Comment => *t,
@@ -858,6 +864,11 @@ fn expression_comment(v: &View, quoted: bool) -> bool {
     let cbody = &v.src[last.start..last.end.min(v.src.len())];
     let empty_comment = cbody.iter().skip(if last.kw == "#" { 1 } else { 2 }).all(|b| b.is_ascii_whitespace() || *b == b'-' || *b == b'+');
     if body.is_empty() || (body.len() < 2 && !(empty_comment || body[0].kind == Tk::Var)) {
+        return false;
+    }
+    // `'AAPL' or 'MSFT' -- pick one`: an aside after plain values and logic; with a function,
+    // variable or SELECT in the expression it still counts.
+    if prose_comment(v, &last) && !body.iter().any(|t| matches!(t.kind, Tk::Func | Tk::Var | Tk::Stmt)) {
         return false;
     }
     let mut structural = empty_comment || body.iter().any(|t| t.kind == Tk::Var);
@@ -1261,7 +1272,7 @@ fn analyze(v: &View, quoted: bool, out: &mut Vec<Hit>) {
                 // OR 1-- / OR true#
                 if matches!(v.kind(i + 1), Some(Tk::Num)) || matches!(v.kw(i + 1), "true") {
                     let last_sig = i + 1 == n - 1;
-                    let ends_comment = v.all.last().map(|t| t.kind == Tk::Comment && t.start >= v.t[i + 1].end).unwrap_or(false);
+                    let ends_comment = v.all.last().is_some_and(|t| t.kind == Tk::Comment && t.start >= v.t[i + 1].end && !prose_comment(v, t));
                     if last_sig && ends_comment {
                         found(hit(v, "sqli.tautology", 75, i, c), out);
                     }

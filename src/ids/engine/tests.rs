@@ -824,3 +824,10 @@ fn changelog_prose_is_not_an_attack() {
     assert_attacks(&["[].constructor.constructor('alert(1)')()", "eval(/alert(1)/.source)", "\"-alert?.(1)-\"", "';import(`//x.ss`)//"], Class::Xss);
     assert_attacks(&["$(whoami)", "$(printf '\\x41')", "$(/tmp/x.sh)"], Class::Cmdi);
 }
+
+#[test]
+fn a_comment_in_words_after_plain_values_is_an_aside() {
+    assert_benign(&["'AAPL' or 'MSFT' -- pick one", "'buy' or 'sell' -- ask the desk first", "1 or 2 -- lots, not more"], Context::Auto);
+    // A payload's comment is empty or one token; with a function it counts whatever follows.
+    assert_attacks(&["'a' or 'b' --", "1 or 2 -- kRtO", "' or sleep(5) -- wait for it"], Class::Sqli);
+}
