@@ -1051,7 +1051,7 @@ BEGIN
     v_out := v_out || CASE WHEN i.status = 'closed' THEN pg_catalog.format('- Closed: %s by %s', i.closed_at, tradeguard_audit.md_text(i.closed_by))
                            ELSE '- Closed: still open' END;
     v_out := v_out || pg_catalog.format('- Note: %s', tradeguard_audit.md_text(i.note));
-    v_out := v_out || pg_catalog.format('- Summary: %s', coalesce(tradeguard_audit.md_text(i.summary), '(none yet)')) || ''::text;
+    v_out := v_out || pg_catalog.format('- Summary: %s', CASE WHEN i.summary IS NULL THEN '(none yet)' ELSE tradeguard_audit.md_text(i.summary) END) || ''::text;
 
     v_out := v_out || '## Snapshot at opening'::text || ''::text;
     v_out := v_out || pg_catalog.format('- Taken at: %s by %s', s ->> 'taken_at', tradeguard_audit.md_text(s ->> 'taken_by'));

@@ -197,7 +197,12 @@ DROP TABLE sec_frozen;
 DROP ROLE sec_decryptor;
 -- Close with a summary; closing twice or without a summary is refused.
 SELECT tradeguard.incident_close((SELECT max(id) FROM tradeguard.incidents), '   ');
+-- An open incident's report has no summary yet; the closed one's is its summary (inert markdown).
+SELECT line FROM regexp_split_to_table(tradeguard.incident_report((SELECT max(id) FROM tradeguard.incidents)), E'\n') line
+ WHERE line LIKE '- Summary:%';
 SELECT tradeguard.incident_close((SELECT max(id) FROM tradeguard.incidents), 'sec: stolen password of sec_suspect; role disabled, network blocked');
+SELECT line FROM regexp_split_to_table(tradeguard.incident_report((SELECT max(id) FROM tradeguard.incidents)), E'\n') line
+ WHERE line LIKE '- Summary:%';
 SELECT tradeguard.incident_close((SELECT max(id) FROM tradeguard.incidents), 'again');
 SELECT kind, status, summary, closed_by = session_user AS by_me FROM tradeguard.incidents ORDER BY id;
 -- The timeline and the security events of the incident.
