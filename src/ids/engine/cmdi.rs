@@ -317,6 +317,11 @@ pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
             if NOTE_ABBREVIATIONS.contains(&lw.as_str()) && bare_number(follow) && text[m.end()..].trim().is_empty() {
                 continue;
             }
+            // `w` (who is logged on) only as itself, lowercase, after a separator that is not a
+            // `&` inside a word (`10LSI55a&W`, `w&W&7Wj`: random passwords)
+            if lw == "w" && (word == "W" || m.as_str().starts_with('&') && !m.as_str().starts_with("&&") && text[..m.start()].ends_with(|c: char| c.is_ascii_alphanumeric())) {
+                continue;
+            }
             if let Some(w) = judge_cmd(word, follow) {
                 push(out, "cmdi.separator_command", w, m.start(), m.end(), text);
                 break;

@@ -871,6 +871,20 @@ fn expression_comment(v: &View, quoted: bool) -> bool {
     if prose_comment(v, &last) && !body.iter().any(|t| matches!(t.kind, Tk::Func | Tk::Var | Tk::Stmt)) {
         return false;
     }
+    // A variable is `@@name` or `@` and a letter (`@2ITpthv#` is a random password); a
+    // function one SQL knows (`QK8jEef(#@` is not a call).
+    let var_ok = |t: &Token| {
+        let b = v.text(t);
+        b.starts_with(b"@@") || b.get(1).is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_')
+    };
+    let func_ok = |t: &Token| known_function(&String::from_utf8_lossy(v.text(t)).to_ascii_lowercase());
+    if body.iter().any(|t| t.kind == Tk::Var && !var_ok(t)) {
+        return false;
+    }
+    let funcs = body.iter().filter(|t| t.kind == Tk::Func);
+    if funcs.clone().next().is_some() && !funcs.clone().any(func_ok) && !body.iter().any(|t| matches!(t.kind, Tk::Logic | Tk::Var)) {
+        return false;
+    }
     let mut structural = empty_comment || body.iter().any(|t| t.kind == Tk::Var);
     for t in body {
         match t.kind {
@@ -1310,7 +1324,12 @@ fn analyze(v: &View, quoted: bool, out: &mut Vec<Hit>) {
                 }
             }
             Tk::Var => {
-                if t.kw == "@@" && t.end - t.start > 3 {
+                // `@@version`, `@@global.max_connections`: a name of letters, not glued to a word
+                // before it (`Wms@@MWd$9`, `@@O4JMpVH^`: random passwords)
+                let name = &v.src[(t.start + 2).min(t.end)..t.end.min(v.src.len())];
+                let named = name.iter().all(|b| b.is_ascii_alphabetic() || matches!(b, b'_' | b'.'));
+                let apart = t.start == 0 || !v.src[t.start - 1].is_ascii_alphanumeric();
+                if t.kw == "@@" && t.end - t.start > 3 && named && apart {
                     found(hit(v, "sqli.system_variable", 60, i, c), out);
                 }
             }

@@ -831,3 +831,12 @@ fn a_comment_in_words_after_plain_values_is_an_aside() {
     // A payload's comment is empty or one token; with a function it counts whatever follows.
     assert_attacks(&["'a' or 'b' --", "1 or 2 -- kRtO", "' or sleep(5) -- wait for it"], Class::Sqli);
 }
+
+#[test]
+fn random_passwords_are_not_attacks() {
+    // Faker's passwords (special characters at random), each once a false alarm.
+    assert_benign(&["%@2ITpthv#", "10LSI55a&W", "5PY$ZfUc&w", "8nwx2uF&W+", "@29zaAQyT#", "@@O4JMpVH^", "@@h8uRph^!", "QK8jEef(#@", "Wms@@MWd$9", "w&W&7WjMOm"], Context::Auto);
+    // The rules they touched still catch their payloads.
+    assert_attacks(&["1 and @@version#", "' union select @@hostname--", "sleep(5)#"], Class::Sqli);
+    assert_attacks(&["; w", "| w", "&& w"], Class::Cmdi);
+}
