@@ -222,11 +222,12 @@ fn judge_cmd(word: &str, follow: &str) -> Option<u8> {
     if strong(w) {
         // strong words: the rest must not be prose ("; ls" / "| id" / "&& whoami")
         let f = follow.trim_start_matches(|c: char| c == ' ' || c == '\t' || c == '\0');
-        // `ps aux`: BSD-style options without a dash
-        // `;id#`: a shell comment right after the word (the rest of the line discarded)
-        if follow == "#" {
+        // `;id#`, `'; id #`: a shell comment right after the word, alone (the rest of the
+        // line discarded)
+        if f == "#" {
             return Some(85);
         }
+        // `ps aux`: BSD-style options without a dash
         if w == "ps" && ["aux", "axu", "ax", "auxf", "auxww", "ef"].contains(&f.split(|c: char| !c.is_ascii_alphabetic()).next().unwrap_or("").to_ascii_lowercase().as_str()) {
             return Some(85);
         }

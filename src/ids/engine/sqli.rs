@@ -1109,7 +1109,12 @@ fn analyze(v: &View, quoted: bool, out: &mut Vec<Hit>) {
                         || matches!(v.kind(i - 1), Some(Tk::Kw) | Some(Tk::Cmp)) && v.text(&v.t[i - 1]).iter().all(|b| b.is_ascii_alphabetic()));
                 let prose_select = after_prose
                     && ((v.kw(i + 1) == "select" && v.kind(i + 2) == Some(Tk::Bare) && v.kind(i + 3).is_none()) || weak_pg_statement(v, i + 1));
-                if !prose_select && ((v.kind(i + 1) == Some(Tk::Stmt) && stmt_valid(v, i + 1)) || (v.kind(i + 1) == Some(Tk::Func) && v.kw(i + 1) == "if")) {
+                // `'; desc users; --`: MySQL's DESCRIBE of one table, ended by `;` or the value
+                let describe = (v.word_is(i + 1, "desc") || v.word_is(i + 1, "describe"))
+                    && v.kind(i + 2) == Some(Tk::Bare)
+                    && matches!(v.kind(i + 3), None | Some(Tk::Semi))
+                    && v.kind(i.wrapping_sub(1)) == Some(Tk::Str);
+                if !prose_select && ((v.kind(i + 1) == Some(Tk::Stmt) && stmt_valid(v, i + 1)) || (v.kind(i + 1) == Some(Tk::Func) && v.kw(i + 1) == "if") || describe) {
                     found(hit(v, "sqli.stacked_query", 90, i, c), out);
                 }
             }

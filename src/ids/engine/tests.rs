@@ -840,3 +840,10 @@ fn random_passwords_are_not_attacks() {
     assert_attacks(&["1 and @@version#", "' union select @@hostname--", "sleep(5)#"], Class::Sqli);
     assert_attacks(&["; w", "| w", "&& w"], Class::Cmdi);
 }
+
+#[test]
+fn describe_after_a_breakout_and_a_lone_shell_comment() {
+    assert_attacks(&["\\'; desc users; --", "x'; describe accounts"], Class::Sqli);
+    assert_attacks(&["'; id #", "\"; id #", "|uname #"], Class::Cmdi);
+    assert_benign(&["ORDER 7; desc by size", "sort; desc users later", "ID 7; id #7 cancelled", "cat #2 bond; see note"], Context::Auto);
+}
