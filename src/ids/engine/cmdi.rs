@@ -190,6 +190,28 @@ fn prose_words(marks: &ShellMarks, text: &str, from: usize) -> usize {
         .count()
 }
 
+/// A value of `;`-separated note segments (`id 7; qty 100`, `ls 100;ps 3`, `time 10:00; date
+/// 12/5`), with no other shell syntax: each segment is a note abbreviation with a bare number,
+/// `time` or `date` with a time or date, or starts with a word that is no command.
+fn note_segments(text: &str) -> bool {
+    !text.contains(['|', '&', '`', '$', '\n', '\r', '<', '>', '\\'])
+        && text.split(';').all(|seg| {
+            let mut words = seg.split_whitespace();
+            let Some(first) = words.next() else { return true };
+            let lw = first.to_ascii_lowercase();
+            let arg = words.next().unwrap_or("");
+            let alone = words.next().is_none();
+            let made_of = |ok: fn(u8) -> bool| arg.starts_with(|c: char| c.is_ascii_digit()) && arg.bytes().all(ok);
+            if NOTE_ABBREVIATIONS.contains(&lw.as_str()) {
+                alone && made_of(|c| c.is_ascii_digit() || c == b'.')
+            } else if matches!(lw.as_str(), "time" | "date") {
+                alone && made_of(|c| c.is_ascii_digit() || matches!(c, b':' | b'/' | b'-' | b'.'))
+            } else {
+                first.bytes().all(|c| c.is_ascii_alphanumeric()) && !(strong(&lw) || weak(&lw) || very_strong(&lw))
+            }
+        })
+}
+
 /// Whether `rest` holds a Windows command switch as a word of its own (`/ADD`, `/delete`,
 /// `/domain`, `/f`): a slash, one to eight letters, then a space or the end (not `1/2`, `a/b`,
 /// `/etc/x`).
@@ -315,7 +337,7 @@ pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
                     && f.bytes().all(|c| c.is_ascii_digit() || c == b'.')
                     && f.bytes().filter(|&c| c == b'.').count() <= 1
             };
-            if NOTE_ABBREVIATIONS.contains(&lw.as_str()) && bare_number(follow) && text[m.end()..].trim().is_empty() {
+            if NOTE_ABBREVIATIONS.contains(&lw.as_str()) && (bare_number(follow) && text[m.end()..].trim().is_empty() || note_segments(text)) {
                 continue;
             }
             // `w` (who is logged on) only as itself, lowercase, after a separator that is not a
@@ -396,6 +418,7 @@ pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
                 let marks = marks.get_or_init(|| ShellMarks::of(text));
                 number_then_prose(marks, text, follow, m.end()) || prose_words(marks, text, m.end()) >= 3
             })
+            && !note_segments(text)
         {
             push(out, "cmdi.leading_command", 55, m.start(), m.end(), text);
         }

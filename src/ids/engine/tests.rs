@@ -847,3 +847,9 @@ fn describe_after_a_breakout_and_a_lone_shell_comment() {
     assert_attacks(&["'; id #", "\"; id #", "|uname #"], Class::Cmdi);
     assert_benign(&["ORDER 7; desc by size", "sort; desc users later", "ID 7; id #7 cancelled", "cat #2 bond; see note"], Context::Auto);
 }
+
+#[test]
+fn notes_of_semicolon_separated_abbreviations() {
+    assert_benign(&["id 7; qty 100", "ls 100;ps 3", "time 10:00; date 12/5", "id+7;qty+100", "ps 3; id 12; fill at 101.5"], Context::Auto);
+    assert_attacks(&["id; ls", "ls 100;cat /etc/passwd", "sleep 5; id", "id 7; ls -la /"], Class::Cmdi);
+}
