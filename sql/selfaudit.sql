@@ -1009,13 +1009,23 @@ BEGIN
             RETURN QUERY SELECT 'statement_timeout'::text, 'statement_timeout = 0 (no limit)'::text,
                 pg_catalog.format('ALTER DATABASE %I SET statement_timeout = ''60s'';', pg_catalog.current_database());
         END IF;
+        -- A role whose own default lifts the limit (ALTER ROLE ... SET statement_timeout = 0).
+        RETURN QUERY
+        SELECT o.object, pg_catalog.format('statement_timeout = %s for this role''s sessions (no limit)', o.value), o.fix
+          FROM tradeguard_audit.role_defaults('statement_timeout') o
+         WHERE tradeguard_audit.setting_is_zero(o.value);
 
     ELSIF p_check = 'idle_session_timeout' THEN
         RETURN QUERY
         SELECT s.name, s.name || ' = 0 (never)',
                tradeguard_audit.setting_fix(s.name, s.value)
           FROM (VALUES ('idle_in_transaction_session_timeout', '10min'), ('idle_session_timeout', '8h')) AS s(name, value)
-         WHERE tradeguard_audit.setting_is_zero(tradeguard_audit.server_setting(s.name));
+         WHERE tradeguard_audit.setting_is_zero(tradeguard_audit.server_setting(s.name))
+        UNION ALL
+        SELECT o.object, pg_catalog.format('%s = %s for this role''s sessions (never)', w.name, o.value), o.fix
+          FROM (VALUES ('idle_in_transaction_session_timeout'), ('idle_session_timeout')) AS w(name),
+               LATERAL tradeguard_audit.role_defaults(w.name) o
+         WHERE tradeguard_audit.setting_is_zero(o.value);
 
     ---------------------------------------------------------------------------- encryption
     ELSIF p_check = 'sensitive_column_plaintext' THEN

@@ -90,9 +90,13 @@ BEGIN;
 CREATE ROLE sa_quiet;
 ALTER ROLE sa_quiet SET log_statement = 'none';
 DO $$ BEGIN EXECUTE format('ALTER ROLE sa_quiet IN DATABASE %I SET password_encryption = %L', current_database(), 'md5'); END $$;
+ALTER ROLE sa_quiet SET statement_timeout = 0;
+ALTER ROLE sa_quiet SET idle_in_transaction_session_timeout = '0s';
+ALTER ROLE sa_quiet SET idle_session_timeout = '8h';
 SELECT check_id, object, detail, replace(remediation, current_database(), '<db>') AS remediation
   FROM tradeguard.findings
- WHERE check_id IN ('password_encryption_md5', 'log_settings_weak') AND object LIKE '%sa_quiet%' ORDER BY 1, 2;
+ WHERE check_id IN ('password_encryption_md5', 'log_settings_weak', 'statement_timeout_unset', 'idle_session_timeout')
+   AND object LIKE '%sa_quiet%' ORDER BY 1, 2;
 ROLLBACK;
 -- How values written in a configuration file or the catalog are read.
 SELECT v, tradeguard_audit.setting_is_zero(v) AS is_zero
