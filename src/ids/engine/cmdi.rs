@@ -20,6 +20,11 @@ fn weak(w: &str) -> bool {
     S.get_or_init(|| set(WEAK)).contains(w)
 }
 
+/// Whether `w` (lowercase) is a command name the check knows.
+pub(crate) fn is_command(w: &str) -> bool {
+    strong(w) || weak(w) || very_strong(w)
+}
+
 fn very_strong(w: &str) -> bool {
     static S: OnceLock<HashSet<&'static str>> = OnceLock::new();
     S.get_or_init(|| set(VERY_STRONG)).contains(w)
@@ -52,7 +57,7 @@ const WEAK: &[&str] = &[
     "type", "more", "echo", "sleep", "ping", "find", "kill", "set", "time", "date", "head", "tail", "less", "sort", "touch", "cp", "mv", "who",
     "w", "grep", "which", "net", "print", "start", "call", "exit", "copy", "move", "mkdir", "rmdir", "timeout", "eval", "exec", "source",
     "export", "alias", "read", "nl", "od", "tac", "rev", "uniq", "cut", "file", "stat", "last", "users", "groups", "history", "wc", "tee", "reg",
-    "sc", "system",
+    "sc", "system", "expr",
 ];
 
 struct Rx {
@@ -74,9 +79,9 @@ fn rx() -> &'static Rx {
         let cmds = command_alternation();
         let path = r#"(?:[\\/]?(?:usr[\\/])?(?:local[\\/])?s?bin[\\/]|[a-z]:\\(?:windows\\)?(?:system32\\)?|\\\\?)?"#;
         Rx {
-            // separator, optional quote/space, optional shell keyword (`;then sleep 5`), optional
+            // separator, optional quote/space, optional shell keyword (`;then sleep 5`, `;if id`), optional
             // path, command word, then the following char(s)
-            sep_cmd: Regex::new(&format!(r#"(?i)(?:;|\|\|?|&&?|\n|\r|`|\$\(|%0a|['"])[\s"'(]*(?:\x1b\[[0-9;]*(?-i:[A-Z])?)?(?:(?:then|else|elif|do|time)\s+)?{}((?:{})(?:\.exe)?)(\$\{{?ifs\}}?|[\s\x00]+[^\s]{{0,12}}|[;|&`)"'<>#\n]|$)"#, path, cmds)).unwrap(),
+            sep_cmd: Regex::new(&format!(r#"(?i)(?:;|\|\|?|&&?|\n|\r|`|\$\(|%0a|['"])[\s"'(]*(?:\x1b\[[0-9;]*(?-i:[A-Z])?)?(?:(?:if|then|else|elif|do|while|until|time|command|builtin|nice)\s+)?{}((?:{})(?:\.exe)?)(\$\{{?ifs\}}?|[\s\x00]+[^\s]{{0,12}}|[;|&`)"'<>#\n]|$)"#, path, cmds)).unwrap(),
             start_cmd: Regex::new(&format!(r#"(?i)^[\s"']*{}([a-z][a-z0-9_.]*)(\$\{{?ifs\}}?|[\s\x00]+[^\s]{{0,12}})"#, path)).unwrap(),
             subst: Regex::new(r#"(?i)\$\([\s]*[a-z/\\][^)]{0,200}\)|`[\s]*[a-z/\\][^`]{0,200}`"#).unwrap(),
             ifs: Regex::new(r"(?i)\$\{?ifs\}?|\$\{[a-z_]+:[0-9]|\$\{[a-z_]+[#%/^,]").unwrap(),
@@ -199,7 +204,18 @@ fn note_segments(text: &str) -> bool {
             let mut words = seg.split_whitespace();
             let Some(first) = words.next() else { return true };
             let lw = first.to_ascii_lowercase();
-            let arg = words.next().unwrap_or("");
+            // (a shell keyword or a command that runs the next word starts a command line:
+            // `x;do ps aux;done`, `1;then ls;fi`, `1;command ls -la`)
+            if matches!(lw.as_str(), "if" | "then" | "else" | "elif" | "fi" | "do" | "done" | "while" | "until" | "case" | "esac" | "for" | "function" | "!" | "{" | "}"
+                | "command" | "builtin" | "nice" | "exec" | "nohup" | "sudo" | "env") {
+                return false;
+            }
+            let mut arg = words.next().unwrap_or("");
+            // (`cat # 2`, `host #1`: a number sign before the number)
+            if arg == "#" {
+                arg = words.next().unwrap_or("");
+            }
+            let arg = arg.trim_start_matches('#');
             let alone = words.next().is_none();
             let made_of = |ok: fn(u8) -> bool| arg.starts_with(|c: char| c.is_ascii_digit()) && arg.bytes().all(ok);
             if NOTE_ABBREVIATIONS.contains(&lw.as_str()) {
@@ -244,11 +260,6 @@ fn judge_cmd(word: &str, follow: &str) -> Option<u8> {
     if strong(w) {
         // strong words: the rest must not be prose ("; ls" / "| id" / "&& whoami")
         let f = follow.trim_start_matches(|c: char| c == ' ' || c == '\t' || c == '\0');
-        // `;id#`, `'; id #`: a shell comment right after the word, alone (the rest of the
-        // line discarded)
-        if f == "#" {
-            return Some(85);
-        }
         // `ps aux`: BSD-style options without a dash
         if w == "ps" && ["aux", "axu", "ax", "auxf", "auxww", "ef"].contains(&f.split(|c: char| !c.is_ascii_alphabetic()).next().unwrap_or("").to_ascii_lowercase().as_str()) {
             return Some(85);
@@ -337,13 +348,31 @@ pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
                     && f.bytes().all(|c| c.is_ascii_digit() || c == b'.')
                     && f.bytes().filter(|&c| c == b'.').count() <= 1
             };
-            if NOTE_ABBREVIATIONS.contains(&lw.as_str()) && (bare_number(follow) && text[m.end()..].trim().is_empty() || note_segments(text)) {
+            if NOTE_ABBREVIATIONS.contains(&lw.as_str())
+                && (bare_number(follow) && text[m.end()..].trim().is_empty()
+                    || note_segments(text)
+                    // `then id 77 closed`, `; cat 2 bonds`: a number, then words
+                    || number_then_prose(marks.get_or_init(|| ShellMarks::of(text)), text, follow, m.end()))
+            {
                 continue;
             }
             // `w` (who is logged on) only as itself, lowercase, after a separator that is not a
             // `&` inside a word (`10LSI55a&W`, `w&W&7Wj`: random passwords)
             if lw == "w" && (word == "W" || m.as_str().starts_with('&') && !m.as_str().starts_with("&&") && text[..m.start()].ends_with(|c: char| c.is_ascii_alphanumeric())) {
                 continue;
+            }
+            // `;id#`, `'; id #`, `;uname #x`: a shell comment right after a command word typed
+            // as a shell needs it (lowercase: `ID #`, `Cat#12`, `CC # on file` are number signs).
+            // (`#` ending the value, or comment text right after it: `#x`, `#-`; not `# 3`,
+            // `#12`, `# pending`)
+            let after_hash = &text[m.start() + m.as_str().find('#').map_or(m.len(), |p| p + 1)..];
+            let comment = follow.trim().starts_with('#')
+                && strong(&lw)
+                && word.bytes().all(|c| !c.is_ascii_uppercase())
+                && (after_hash.trim().is_empty() || after_hash.starts_with(|c: char| !c.is_ascii_digit() && !c.is_whitespace()));
+            if comment {
+                push(out, "cmdi.separator_command", 85, m.start(), m.end(), text);
+                break;
             }
             if let Some(w) = judge_cmd(word, follow) {
                 push(out, "cmdi.separator_command", w, m.start(), m.end(), text);
@@ -356,10 +385,16 @@ pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
             let word: String = inner.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '/' || *c == '_' || *c == '.' || *c == '\\').collect();
             let base = word.rsplit(|c| c == '/' || c == '\\').next().unwrap_or("");
             let rest = &inner[word.len().min(inner.len())..];
-            // `$(word)` runs word: a command name, a path, or a word with shell syntax after it
-            // (not a make variable, `$(VER)`, `$(filter ..)`, `$(if)`)
-            let lb = base.to_ascii_lowercase();
-            let runs = strong(&lb) || weak(&lb) || very_strong(&lb) || word.contains(['/', '\\']) || is_argish(rest.trim_end_matches(')')) && !rest.trim_start().starts_with(')');
+            // `$(word)` runs word, except in a makefile's syntax: an upper-case variable
+            // (`$(VER)`, `$(DEB_HOST_MULTIARCH)`) or a make function (`$(filter ..)`, `$(if)`)
+            let make_var = !word.is_empty() && word.bytes().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'_');
+            let make_fn = matches!(
+                word.as_str(),
+                "filter" | "filter-out" | "findstring" | "strip" | "if" | "or" | "and" | "subst" | "patsubst" | "wildcard" | "foreach"
+                    | "words" | "word" | "firstword" | "lastword" | "notdir" | "suffix" | "basename" | "addprefix" | "addsuffix"
+                    | "realpath" | "abspath" | "origin" | "flavor" | "warning" | "info" | "value" | "sort" | "dir" | "join" | "call"
+            ) && !strong(&word) && !weak(&word);
+            let runs = !(make_var || make_fn && m.as_str().starts_with("$("));
             if judge_cmd(base, rest.trim_end_matches(|c| c == ')' || c == '`')).is_some() || m.as_str().starts_with("$(") && base.len() > 1 && runs {
                 push(out, "cmdi.substitution", 85, m.start(), m.end(), text);
             }
@@ -433,11 +468,15 @@ pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
         }
     }
     // `$((12+34))`: shell arithmetic expansion, the probe commix echoes back to see whether its
-    // command ran (never in a note: `$((` is shell syntax only).
-    if let Some(p) = if seen.has(b'$') { text.find("$((") } else { None } {
-        let inner = text[p + 3..].split("))").next().unwrap_or("");
-        if text[p + 3..].contains("))") && inner.len() <= 40 && inner.bytes().any(|c| c.is_ascii_digit()) && inner.bytes().any(|c| matches!(c, b'+' | b'-' | b'*' | b'/' | b'%')) {
-            push(out, "cmdi.arithmetic_probe", 80, p, p + 3 + inner.len() + 2, text);
+    // command ran (never in a note: `$((` is shell syntax only)
+    // (and bash's older `$[12+34]`)
+    for (open, close) in [("$((", "))"), ("$[", "]")] {
+        if let Some(p) = if seen.has(b'$') { text.find(open) } else { None } {
+            let body = &text[p + open.len()..];
+            let inner = body.split(close).next().unwrap_or("");
+            if body.contains(close) && inner.len() <= 40 && inner.bytes().any(|c| c.is_ascii_digit()) && inner.bytes().any(|c| matches!(c, b'+' | b'-' | b'*' | b'/' | b'%')) {
+                push(out, "cmdi.arithmetic_probe", 80, p, p + open.len() + inner.len() + close.len(), text);
+            }
         }
     }
     if let Some(m) = if seen.has(b'$') && seen.has(b'{') { r.jndi.find(text) } else { None } {

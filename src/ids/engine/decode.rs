@@ -467,15 +467,30 @@ pub fn evasion_variants(text: &str) -> Vec<(&'static str, String)> {
     if text.contains('\u{BC}') && text.contains('\u{BE}') {
         out.push(("high_bit", text.chars().map(|c| if ('\u{A0}'..='\u{FF}').contains(&c) { char::from(c as u8 - 0x80) } else { c }).collect()));
     }
-    // Form encoding without a percent escape (`<a/+/onmouseover+=+prompt()>`, `;sleep+5`): a
-    // value with no white space whose `+` sits next to markup or SQL punctuation, or that has a
-    // shell separator, is also read with `+` as a space, as the form decoder that will receive
-    // it does (decode() does it only when the value has a percent escape).
+    // Form encoding without a percent escape (`<a/+/onmouseover+=+prompt()>`, `<img+src=x`,
+    // `;sleep+5`): a value whose `+` sits next to markup or SQL punctuation, after a tag name, or
+    // after a command name in a value with a shell separator (any `+` when it has no white
+    // space), is also read with `+` as a space, as the form decoder that will receive it does
+    // (decode() does it only when the value has a percent escape).
     let markup = |c: u8| matches!(c, b'<' | b'>' | b'/' | b'=' | b'\'' | b'"' | b'(' | b')');
     let shell = b.iter().any(|c| matches!(c, b';' | b'|' | b'&' | b'`')) || text.contains("$(");
-    if !b.iter().any(|c| c.is_ascii_whitespace())
-        && b.iter().enumerate().any(|(i, &c)| c == b'+' && (shell || i > 0 && markup(b[i - 1]) || b.get(i + 1).is_some_and(|&n| markup(n))))
-    {
+    let spaced = b.iter().any(|c| c.is_ascii_whitespace());
+    // (the word before a `+`: a tag name `<img+src`, or a command `sleep+5`)
+    let word_before = |i: usize| {
+        let start = b[..i].iter().rposition(|c| !c.is_ascii_alphanumeric()).map_or(0, |p| p + 1);
+        (start, &text[start..i])
+    };
+    let plus_form = b.iter().enumerate().any(|(i, &c)| {
+        c == b'+'
+            && (i > 0 && markup(b[i - 1])
+                || b.get(i + 1).is_some_and(|&n| markup(n))
+                || shell && !spaced
+                || {
+                    let (start, w) = word_before(i);
+                    !w.is_empty() && (start > 0 && b[start - 1] == b'<' || shell && super::cmdi::is_command(&w.to_ascii_lowercase()))
+                })
+    });
+    if plus_form {
         out.push(("form_plus", text.replace('+', " ")));
     }
     out

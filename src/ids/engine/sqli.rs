@@ -409,6 +409,11 @@ fn utf8_len(b: u8) -> usize {
     }
 }
 
+/// Whether `src` starts with a markdown code span of words (`` `WHERE qty > 0` filter ``).
+fn markdown_code_first(src: &[u8]) -> bool {
+    src.first() == Some(&b'`') && src[1..].iter().position(|&b| b == b'`').is_some_and(|p| src[1..1 + p].iter().any(u8::is_ascii_whitespace))
+}
+
 /// The quote context of a value inside a PostgreSQL dollar-quoted string (`$$...$$`): `scan`
 /// and `tokenize` take it as the quote byte `$`.
 pub const DOLLAR: u8 = b'$';
@@ -845,10 +850,17 @@ fn constant_condition(v: &View, i: usize, ordered: bool) -> bool {
 
 /// Whole stream is an SQL expression (no barewords) closed by a trailing comment:
 /// ` ( COS ( 1 OR 'b') )  --`, `1*1--`, `(1 AND 1) OR 2>1--`.
-/// A comment of two words or more (three letters or more each): a note's aside, where a
-/// payload's comment is empty or one token (`-- -`, `-- kRtO`, `#`).
+/// A comment in words (two of three letters or more, or one of four or more, written in lower
+/// case or capitalised): a note's aside, where a payload's comment is empty or one token
+/// (`-- -`, `-- kRtO`, `#`).
 fn prose_comment(v: &View, t: &Token) -> bool {
-    v.text(t).split(|b| !b.is_ascii_alphabetic()).filter(|w| w.len() >= 3).count() >= 2
+    // (words as text writes them, lower case or capitalised: not sqlmap's `kRtO`)
+    let words: Vec<&[u8]> = v
+        .text(t)
+        .split(|b| !b.is_ascii_alphabetic())
+        .filter(|w| w.len() >= 3 && w[1..].iter().all(u8::is_ascii_lowercase))
+        .collect();
+    words.len() >= 2 || words.iter().any(|w| w.len() >= 4)
 }
 
 fn expression_comment(v: &View, quoted: bool) -> bool {
@@ -967,16 +979,20 @@ fn analyze(v: &View, quoted: bool, out: &mut Vec<Hit>) {
         }
     };
 
-    // A number that closes the parenthesis it was placed in and goes on with a condition
-    // clause (`-5977) WHERE 3096=5125 OR ...`): the unquoted form of the clause breakout.
+    // A number (or NULL, or one word) that closes the parenthesis it was placed in and goes on
+    // with a condition clause (`-5977) WHERE 3096=5125 OR ...`): the unquoted form of the clause
+    // breakout.
     if !quoted {
-        let mut k = usize::from(v.kind(0) == Some(Tk::Op) && v.kw(0) == "-");
-        if v.kind(k) == Some(Tk::Num) && v.kind(k + 1) == Some(Tk::RParen) {
+        let mut k = usize::from(v.kind(0) == Some(Tk::Op) && matches!(v.text(&v.t[0]), b"-" | b"+"));
+        let operand = matches!(v.kind(k), Some(Tk::Num) | Some(Tk::Bare)) || v.kw(k) == "null";
+        if operand && v.kind(k + 1) == Some(Tk::RParen) {
             k += 1;
             while v.kind(k) == Some(Tk::RParen) {
                 k += 1;
             }
-            if matches!(v.kw(k), "where" | "having") && breakout_logic_ok(v, k + 1) {
+            // (a constant operand after it, as sqlmap writes it: not `1) where RSI > 70 sell`)
+            let constant = matches!(v.kind(k + 1), Some(Tk::Num) | Some(Tk::Str) | Some(Tk::LParen) | Some(Tk::Func));
+            if matches!(v.kw(k), "where" | "having") && constant && breakout_logic_ok(v, k + 1) {
                 found(hit(v, "sqli.breakout_clause", 85, 0, c), out);
             }
         }
@@ -1397,6 +1413,19 @@ pub fn scan(text: &str, quotes: &[Option<u8>], out: &mut Vec<Hit>) {
         match q {
             Some(DOLLAR) if !src.windows(2).any(|w| w == b"$$") => continue,
             Some(qc) if !src.contains(&qc) => continue,
+            // A value placed in a MySQL identifier or a dollar quote and closing it is a name or
+            // a token (`1`, `x`, `id`) before its closing quote: with white space before it, or
+            // a first code span of words, the backticks are markdown code (`SELECT * FROM fills`)
+            // and `$$` is money slang (`Risk $$ or 1% per trade`).
+            Some(b'`') if src.iter().take_while(|&&b| b != b'`').any(u8::is_ascii_whitespace) || markdown_code_first(src) => continue,
+            // (A value that starts with `$$` closes it at once: only before SQL punctuation, as in
+            // `$$ (SELECT ...)`, not before words, as in `$$ or 5% whichever is less`.)
+            Some(DOLLAR)
+                if src.starts_with(b"$$") && src[2..].iter().find(|b| !b.is_ascii_whitespace()).is_some_and(u8::is_ascii_alphanumeric)
+                    || src.windows(2).take_while(|w| w != b"$$").any(|w| w[0].is_ascii_whitespace()) =>
+            {
+                continue
+            }
             _ => {}
         }
         tokenize(src, q, &mut all);
@@ -1404,6 +1433,18 @@ pub fn scan(text: &str, quotes: &[Option<u8>], out: &mut Vec<Hit>) {
         let v = View { src, t, all: std::mem::take(&mut all) };
         let before = out.len();
         analyze(&v, q.is_some(), out);
+        // `Pa$$ -- temporary`, `Lost $$ -- ouch`: after a dollar sign, a comment in words is an
+        // aside (a payload's is empty or one token).
+        if q == Some(DOLLAR) && v.all.iter().rev().find(|t| t.kind == Tk::Comment).is_some_and(|t| prose_comment(&v, t)) {
+            let mut i = before;
+            while i < out.len() {
+                if out[i].rule_id == "sqli.breakout_comment" {
+                    out.remove(i);
+                } else {
+                    i += 1;
+                }
+            }
+        }
         // Past the token cap the rest of the value is not read: padding could hide a payload
         // there, so such a value is not passed as clean (fail closed; once, for the plain view).
         // (Only when the unread tail has bytes SQL needs: a long list of words or numbers is

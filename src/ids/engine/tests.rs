@@ -853,3 +853,86 @@ fn notes_of_semicolon_separated_abbreviations() {
     assert_benign(&["id 7; qty 100", "ls 100;ps 3", "time 10:00; date 12/5", "id+7;qty+100", "ps 3; id 12; fill at 101.5"], Context::Auto);
     assert_attacks(&["id; ls", "ls 100;cat /etc/passwd", "sleep 5; id", "id 7; ls -la /"], Class::Cmdi);
 }
+
+/// Found by a review of the rules added for samples outside the corpus: notes they flagged,
+/// and variants of their payloads they missed.
+#[test]
+fn review_of_the_held_out_rules() {
+    assert_benign(
+        &[
+            // `#` as a number sign, not a shell comment
+            "Call broker; ID # 55123",
+            "Earnings; ID # TBD",
+            "Smith;ID#4471",
+            "Smith|ID#4471|NYSE|100",
+            "| ID # | Ticker | Qty |",
+            "Paid; CC#4421 on file",
+            "Q3 bonds; Cat#12",
+            "Rack B; host # 3 down",
+            "Signed form; id # pending",
+            "注文; ID#5521",
+            "id 7; qty 100; cat # 2",
+            "ID 5;ps 10;ls 200;host # 1",
+            "Done; then id 77 closed",
+            "Closed all; then cat 2 bonds",
+            // markdown code and money slang are not identifier or dollar-quote breakouts
+            "Run `SELECT * FROM fills` after the close",
+            "sort with `ORDER BY pnl DESC` in the report",
+            "`WHERE qty > 0` filter is missing",
+            "Risk $$ or 1% per trade, never more",
+            "$$ or 5% whichever is less",
+            "Easy $$ where VIX > 30",
+            "Lost $$ -- ouch",
+            // numbered notes, imports, Java web apps, short asides
+            "1) where RSI > 70 sell half",
+            "2) where price < 50 buy 100",
+            "Import ('fills.csv') failed twice",
+            "CSV import (\"Schwab export\") done",
+            "src/main/webapp/WEB-INF/web.xml deployed",
+            "Moved config to WEB-INF/classes",
+            "1 or 2 -- lots, ok",
+            "5 or 10 -- shares",
+        ],
+        Context::Auto,
+    );
+    assert_attacks(
+        &[
+            "$(halt)",
+            "$(uptime)",
+            "$(node)",
+            "a;else id;fi",
+            "x;do ps aux;done",
+            "x;if id;then :;fi",
+            "1;id #x",
+            "';id #comment",
+            "|id #-",
+            "1;command ls -la",
+            "1;nice cat .env",
+            "echo QWERTY$[12+34]QWERTY",
+            "`expr 12 + 34`",
+            "`sleep+5` x",
+            ";sleep+5 x",
+        ],
+        Class::Cmdi,
+    );
+    assert_attacks(
+        &[
+            "\"-print?.()-\"",
+            "'-top?.print?.()-'",
+            "\"-alert?. (1)-\"",
+            "\"-alert?.call(null,1)-\"",
+            "<img+src=x+onerror=a=prompt,a()>",
+            "<a/+/oNMousEOver+=+a=prompt,a()> v3dm0s",
+        ],
+        Class::Xss,
+    );
+    assert_attacks(
+        &[
+            "+5977) WHERE 3096=5125 OR CASE WHEN 9654=8166 THEN 2837 ELSE JSON('getH') END -- -",
+            "NULL) WHERE 3096=5125 OR CASE WHEN 9654=8166 THEN 2837 ELSE JSON('getH') END -- -",
+            "$$ (SELECT (CASE WHEN (9001=4723) THEN 1746 ELSE 1 END) FROM DUAL) -- -",
+        ],
+        Class::Sqli,
+    );
+    assert_attacks(&["/WEB-INF/web.xml", "WEB-INF/classes/app.properties"], Class::Traversal);
+}
