@@ -149,7 +149,7 @@ impl ShellMarks {
                 || (word_start && (c == b'/' || text[i..].starts_with("./") || text[i..].starts_with("../") || text[i..].starts_with("~/")))
                 || (c == b';' && {
                     let w: String = text[i + 1..].trim_start().chars().take_while(|c| c.is_ascii_alphanumeric()).collect::<String>().to_ascii_lowercase();
-                    strong(&w) || weak(&w) || very_strong(&w)
+                    is_command(&w)
                 });
             if mark {
                 last = Some(i);
@@ -190,7 +190,7 @@ fn prose_words(marks: &ShellMarks, text: &str, from: usize) -> usize {
     rest.split(|c: char| c.is_whitespace() || matches!(c, ';' | ',' | '.' | '/' | ':' | '(' | ')' | '!' | '?'))
         .filter(|w| {
             let l = w.to_ascii_lowercase();
-            l.len() >= 3 && l.bytes().all(|c| c.is_ascii_lowercase()) && !strong(&l) && !weak(&l) && !very_strong(&l)
+            l.len() >= 3 && l.bytes().all(|c| c.is_ascii_lowercase()) && !is_command(&l)
         })
         .count()
 }
@@ -223,7 +223,7 @@ fn note_segments(text: &str) -> bool {
             } else if matches!(lw.as_str(), "time" | "date") {
                 alone && made_of(|c| c.is_ascii_digit() || matches!(c, b':' | b'/' | b'-' | b'.'))
             } else {
-                first.bytes().all(|c| c.is_ascii_alphanumeric()) && !(strong(&lw) || weak(&lw) || very_strong(&lw))
+                first.bytes().all(|c| c.is_ascii_alphanumeric()) && !is_command(&lw)
             }
         })
 }
@@ -425,7 +425,7 @@ pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
     let first_tok = text.trim_start_matches(|c: char| c.is_whitespace() || c == '"' || c == '\'').split(|c: char| c.is_whitespace() || c == '$').next().unwrap_or("");
     let first_word = first_tok.rsplit(|c| c == '/' || c == '\\').next().unwrap_or("").to_ascii_lowercase();
     let first_word = first_word.trim_end_matches(".exe");
-    let lead_possible = strong(first_word) || weak(first_word) || very_strong(first_word);
+    let lead_possible = is_command(first_word);
     if let Some(caps) = if lead_possible { r.start_cmd.captures(text) } else { None } {
         let m = caps.get(0).unwrap();
         let word = caps.get(1).map(|x| x.as_str()).unwrap_or("");
