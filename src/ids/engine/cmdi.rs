@@ -81,7 +81,7 @@ fn rx() -> &'static Rx {
         Rx {
             // separator, optional quote/space, optional shell keyword (`;then sleep 5`, `;if id`), optional
             // path, command word, then the following char(s)
-            sep_cmd: Regex::new(&format!(r#"(?i)(?:;|\|\|?|&&?|\n|\r|`|\$\(|%0a|['"])[\s"'(]*(?:\x1b\[[0-9;]*(?-i:[A-Z])?)?(?:(?:if|then|else|elif|do|while|until|time|command|builtin|nice)\s+)?{}((?:{})(?:\.exe)?)(\$\{{?ifs\}}?|[\s\x00]+[^\s]{{0,12}}|[;|&`)"'<>#\n]|$)"#, path, cmds)).unwrap(),
+            sep_cmd: Regex::new(&format!(r#"(?i)(?:;|\|\|?|&&?|\n|\r|`|\$\(|%0a|['"])[\s"'(]*(?:\x1b\[[0-9;]*(?-i:[A-Z])?)?(?:(?:if|then|else|elif|do|while|until|time|command|builtin)\s+)?{}((?:{})(?:\.exe)?)(\$\{{?ifs\}}?|[\s\x00]+[^\s]{{0,12}}|[;|&`)"'<>#\n]|$)"#, path, cmds)).unwrap(),
             start_cmd: Regex::new(&format!(r#"(?i)^[\s"']*{}([a-z][a-z0-9_.]*)(\$\{{?ifs\}}?|[\s\x00]+[^\s]{{0,12}})"#, path)).unwrap(),
             subst: Regex::new(r#"(?i)\$\([\s]*[a-z/\\][^)]{0,200}\)|`[\s]*[a-z/\\][^`]{0,200}`"#).unwrap(),
             ifs: Regex::new(r"(?i)\$\{?ifs\}?|\$\{[a-z_]+:[0-9]|\$\{[a-z_]+[#%/^,]").unwrap(),
@@ -206,8 +206,9 @@ fn note_segments(text: &str) -> bool {
             let lw = first.to_ascii_lowercase();
             // (a shell keyword or a command that runs the next word starts a command line:
             // `x;do ps aux;done`, `1;then ls;fi`, `1;command ls -la`)
-            if matches!(lw.as_str(), "if" | "then" | "else" | "elif" | "fi" | "do" | "done" | "while" | "until" | "case" | "esac" | "for" | "function" | "!" | "{" | "}"
-                | "command" | "builtin" | "nice" | "exec" | "nohup" | "sudo" | "env") {
+            // (as typed, lower case, with a command after it: not `Do not chase`, `If breakout`)
+            let keyword = matches!(first, "if" | "then" | "else" | "elif" | "do" | "while" | "until" | "!" | "{" | "command" | "builtin" | "nice" | "exec" | "nohup" | "sudo" | "env");
+            if keyword && seg.split_whitespace().nth(1).is_some_and(|w| is_command(&w.to_ascii_lowercase())) {
                 return false;
             }
             let mut arg = words.next().unwrap_or("");
@@ -223,7 +224,7 @@ fn note_segments(text: &str) -> bool {
             } else if matches!(lw.as_str(), "time" | "date") {
                 alone && made_of(|c| c.is_ascii_digit() || matches!(c, b':' | b'/' | b'-' | b'.'))
             } else {
-                first.bytes().all(|c| c.is_ascii_alphanumeric()) && !is_command(&lw)
+                first.bytes().all(|c| c.is_ascii_alphanumeric() || c >= 0x80) && !is_command(&lw)
             }
         })
 }
@@ -348,11 +349,18 @@ pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
                     && f.bytes().all(|c| c.is_ascii_digit() || c == b'.')
                     && f.bytes().filter(|&c| c == b'.').count() <= 1
             };
+            // (`if ps > 500 cut half`: a comparison; `; ID 5521;`: a label in capitals)
+            let compared = matches!(follow.trim(), ">" | "<" | ">=" | "<=") && text[m.end()..].trim_start().starts_with(|c: char| c.is_ascii_digit());
+            let label = word.bytes().all(|c| c.is_ascii_uppercase()) && follow.trim_start().starts_with(|c: char| c.is_ascii_digit());
             if NOTE_ABBREVIATIONS.contains(&lw.as_str())
                 && (bare_number(follow) && text[m.end()..].trim().is_empty()
+                    || compared
+                    || label
                     || note_segments(text)
-                    // `then id 77 closed`, `; cat 2 bonds`: a number, then words
-                    || number_then_prose(marks.get_or_init(|| ShellMarks::of(text)), text, follow, m.end()))
+                    // `then id 77 closed`, `; cat 2 bonds`: a number, then words (not a file name:
+                    // `;cat 1 index.php` prints it)
+                    || number_then_prose(marks.get_or_init(|| ShellMarks::of(text)), text, follow, m.end())
+                        && !text[m.end()..].split_whitespace().any(|w| w.split_once('.').is_some_and(|(a, b)| !a.is_empty() && b.starts_with(|c: char| c.is_ascii_alphabetic()))))
             {
                 continue;
             }
@@ -361,15 +369,15 @@ pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
             if lw == "w" && (word == "W" || m.as_str().starts_with('&') && !m.as_str().starts_with("&&") && text[..m.start()].ends_with(|c: char| c.is_ascii_alphanumeric())) {
                 continue;
             }
-            // `;id#`, `'; id #`, `;uname #x`: a shell comment right after a command word typed
-            // as a shell needs it (lowercase: `ID #`, `Cat#12`, `CC # on file` are number signs).
-            // (`#` ending the value, or comment text right after it: `#x`, `#-`; not `# 3`,
-            // `#12`, `# pending`)
-            let after_hash = &text[m.start() + m.as_str().find('#').map_or(m.len(), |p| p + 1)..];
+            // `;id#`, `'; id #`, `|id #-`: a shell comment after a command word typed as a shell
+            // needs it (lowercase: `ID #`, `Cat#12`, `CC # on file` are number signs).
+            // (`#` ending the value, or with only punctuation after it: `# -`; not `# 3`, `#12`,
+            // `#s to follow`, `#: 4471`, `#trading`)
+            let after_hash = text[m.start() + m.as_str().find('#').map_or(m.len(), |p| p + 1)..].trim();
             let comment = follow.trim().starts_with('#')
                 && strong(&lw)
                 && word.bytes().all(|c| !c.is_ascii_uppercase())
-                && (after_hash.trim().is_empty() || after_hash.starts_with(|c: char| !c.is_ascii_digit() && !c.is_whitespace()));
+                && (after_hash.is_empty() || !after_hash.contains(char::is_whitespace) && after_hash.bytes().all(|c| matches!(c, b'-' | b'+' | b'!' | b'*' | b'/')));
             if comment {
                 push(out, "cmdi.separator_command", 85, m.start(), m.end(), text);
                 break;
@@ -385,16 +393,19 @@ pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
             let word: String = inner.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '/' || *c == '_' || *c == '.' || *c == '\\').collect();
             let base = word.rsplit(|c| c == '/' || c == '\\').next().unwrap_or("");
             let rest = &inner[word.len().min(inner.len())..];
-            // `$(word)` runs word, except in a makefile's syntax: an upper-case variable
-            // (`$(VER)`, `$(DEB_HOST_MULTIARCH)`) or a make function (`$(filter ..)`, `$(if)`)
-            let make_var = !word.is_empty() && word.bytes().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'_');
+            // `$(word)` runs word, except in a makefile's syntax: an upper-case variable alone
+            // (`$(VER)`, `$(DEB_HOST_MULTIARCH)`; not `$(IEX(iwr ...))`) or a make function
+            // (`$(filter ..)`, `$(if)`)
+            let make_var = !word.is_empty() && word.bytes().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'_') && rest.trim_start().starts_with(')');
             let make_fn = matches!(
                 word.as_str(),
                 "filter" | "filter-out" | "findstring" | "strip" | "if" | "or" | "and" | "subst" | "patsubst" | "wildcard" | "foreach"
                     | "words" | "word" | "firstword" | "lastword" | "notdir" | "suffix" | "basename" | "addprefix" | "addsuffix"
                     | "realpath" | "abspath" | "origin" | "flavor" | "warning" | "info" | "value" | "sort" | "dir" | "join" | "call"
             ) && !strong(&word) && !weak(&word);
-            let runs = !(make_var || make_fn && m.as_str().starts_with("$("));
+            // (nor jQuery, `$(this).val()`: a method called on what it returns)
+            let jquery = m.as_str().starts_with("$(") && text[m.end()..].starts_with('.');
+            let runs = !(make_var || make_fn && m.as_str().starts_with("$(") || jquery);
             if judge_cmd(base, rest.trim_end_matches(|c| c == ')' || c == '`')).is_some() || m.as_str().starts_with("$(") && base.len() > 1 && runs {
                 push(out, "cmdi.substitution", 85, m.start(), m.end(), text);
             }
@@ -469,12 +480,22 @@ pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
     }
     // `$((12+34))`: shell arithmetic expansion, the probe commix echoes back to see whether its
     // command ran (never in a note: `$((` is shell syntax only)
-    // (and bash's older `$[12+34]`)
+    // (and bash's older `$[12+34]`: only two integers joined by + * / %, not a jsonpath
+    // `$[last-1]` or a price range `$[120-125]`)
     for (open, close) in [("$((", "))"), ("$[", "]")] {
         if let Some(p) = if seen.has(b'$') { text.find(open) } else { None } {
             let body = &text[p + open.len()..];
             let inner = body.split(close).next().unwrap_or("");
-            if body.contains(close) && inner.len() <= 40 && inner.bytes().any(|c| c.is_ascii_digit()) && inner.bytes().any(|c| matches!(c, b'+' | b'-' | b'*' | b'/' | b'%')) {
+            let two_integers = || {
+                let mut parts = inner.split(['+', '*', '/', '%']).map(str::trim);
+                matches!((parts.next(), parts.next(), parts.next()), (Some(a), Some(b), None) if [a, b].iter().all(|x| !x.is_empty() && x.bytes().all(|c| c.is_ascii_digit())))
+            };
+            let arithmetic = if open == "$[" {
+                two_integers()
+            } else {
+                inner.bytes().any(|c| c.is_ascii_digit()) && inner.bytes().any(|c| matches!(c, b'+' | b'-' | b'*' | b'/' | b'%'))
+            };
+            if body.contains(close) && inner.len() <= 40 && arithmetic {
                 push(out, "cmdi.arithmetic_probe", 80, p, p + open.len() + inner.len() + close.len(), text);
             }
         }

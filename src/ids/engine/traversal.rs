@@ -11,6 +11,7 @@ struct Rx {
     sensitive: Regex,
     nul_ext: Regex,
     file_url: Regex,
+    web_inf: Regex,
 }
 
 fn rx() -> &'static Rx {
@@ -18,9 +19,10 @@ fn rx() -> &'static Rx {
     R.get_or_init(|| Rx {
         dotdot: Regex::new(r#"(?:^|[/\\=:'"\s;,|&(\x00*?]|\.\.)\.{2,}[\x00]*(?:[/\\]|;/)(?:[^\s]|$)"#).unwrap(),
         dotdot_weird: Regex::new(r"(?i)\.\.(?:0x2f|0x5c|%2f|%5c|/%2e|\?|%u[0-9a-f]{4}|%(?:25|c0|c1|e0|f0)|[\x{E000}-\x{F8FF}])|0x2e0x2e|(?:\.[/\\]){3,}|\.(?:/\\|\\/)|(?:^|[/\\])\.\.$").unwrap(),
-        sensitive: Regex::new(r"(?i)(?:^|[/\\:=\s'\x22]|\.\.)(?:etc[/\\](?:passwd|shadow|group|hosts|issue|motd|master\.passwd|sudoers|crontab|ssh/|mysql/|apache2?/|httpd/|nginx/|php\.ini|fstab|resolv\.conf|security/)|proc[/\\](?:self|\d+)[/\\]|var[/\\](?:log|www|mail|spool|lib/mysql)[/\\]|root[/\\]|\.ssh[/\\]|id_[rd]sa|\.bash_history|\.htpasswd|\.htaccess|web\.config|wp-config\.php|boot\.ini|win\.ini|system\.ini|windows[/\\]system32|winnt[/\\]|system32[/\\](?:config|drivers)|inetpub[/\\]|global\.asax?|config\.sys|autoexec\.bat|desktop\.ini|sam$|repair[/\\]sam)|^[/\\]?web-inf[/\\]").unwrap(),
+        sensitive: Regex::new(r"(?i)(?:^|[/\\:=\s'\x22]|\.\.)(?:etc[/\\](?:passwd|shadow|group|hosts|issue|motd|master\.passwd|sudoers|crontab|ssh/|mysql/|apache2?/|httpd/|nginx/|php\.ini|fstab|resolv\.conf|security/)|proc[/\\](?:self|\d+)[/\\]|var[/\\](?:log|www|mail|spool|lib/mysql)[/\\]|root[/\\]|\.ssh[/\\]|id_[rd]sa|\.bash_history|\.htpasswd|\.htaccess|web\.config|wp-config\.php|boot\.ini|win\.ini|system\.ini|windows[/\\]system32|winnt[/\\]|system32[/\\](?:config|drivers)|inetpub[/\\]|global\.asax?|config\.sys|autoexec\.bat|desktop\.ini|sam$|repair[/\\]sam)").unwrap(),
         nul_ext: Regex::new(r"(?i)\.[a-z0-9]{1,6}\x00|\x00\.?[a-z0-9]{1,6}$|\x00[/\\]").unwrap(),
         file_url: Regex::new(r"(?i)(?-u:\b)file:(?://|\\\\)").unwrap(),
+        web_inf: Regex::new(r"(?i)web-inf[/\\]").unwrap(),
     })
 }
 
@@ -44,6 +46,11 @@ pub fn scan(text: &str, had_nul: bool, path_ctx: bool, out: &mut Vec<Hit>) {
     }
     if b.iter().any(|&c| c == b'/' || c == b'\\' || c == b'.') {
         if let Some(m) = r.sensitive.find(text) {
+            push(out, "traversal.sensitive_path", 85, m, text);
+        }
+        // A Java web application's private folder, in a value that is a path (no white space:
+        // `/usr/local/tomcat/webapps/ROOT/WEB-INF/web.xml`, not `Moved config to WEB-INF/classes`)
+        if let Some(m) = if text.contains(char::is_whitespace) { None } else { r.web_inf.find(text) } {
             push(out, "traversal.sensitive_path", 85, m, text);
         }
         if let Some(m) = r.file_url.find(text) {
