@@ -308,6 +308,8 @@ fn judge_cmd(word: &str, follow: &str) -> Option<u8> {
 pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
     let r = rx();
     let marks: std::cell::OnceCell<ShellMarks> = std::cell::OnceCell::new();
+    // (whether the whole value is note segments: computed once, for every match that asks)
+    let notes: std::cell::OnceCell<bool> = std::cell::OnceCell::new();
     let b = text.as_bytes();
     let has_sep = seen.any(b";|&\n\r`$'\"");
     if has_sep {
@@ -349,14 +351,13 @@ pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
                     && f.bytes().all(|c| c.is_ascii_digit() || c == b'.')
                     && f.bytes().filter(|&c| c == b'.').count() <= 1
             };
-            // (`if ps > 500 cut half`: a comparison; `; ID 5521;`: a label in capitals)
-            let compared = matches!(follow.trim(), ">" | "<" | ">=" | "<=") && text[m.end()..].trim_start().starts_with(|c: char| c.is_ascii_digit());
-            let label = word.bytes().all(|c| c.is_ascii_uppercase()) && follow.trim_start().starts_with(|c: char| c.is_ascii_digit());
             if NOTE_ABBREVIATIONS.contains(&lw.as_str())
                 && (bare_number(follow) && text[m.end()..].trim().is_empty()
-                    || compared
-                    || label
-                    || note_segments(text)
+                    // `if ps > 500 cut half`: a comparison
+                    || matches!(follow.trim(), ">" | "<" | ">=" | "<=") && text[m.end()..].trim_start().starts_with(|c: char| c.is_ascii_digit())
+                    // `; ID 5521;`: a label in capitals
+                    || word.bytes().all(|c| c.is_ascii_uppercase()) && follow.trim_start().starts_with(|c: char| c.is_ascii_digit())
+                    || *notes.get_or_init(|| note_segments(text))
                     // `then id 77 closed`, `; cat 2 bonds`: a number, then words (not a file name:
                     // `;cat 1 index.php` prints it)
                     || number_then_prose(marks.get_or_init(|| ShellMarks::of(text)), text, follow, m.end())
@@ -464,7 +465,7 @@ pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
                 let marks = marks.get_or_init(|| ShellMarks::of(text));
                 number_then_prose(marks, text, follow, m.end()) || prose_words(marks, text, m.end()) >= 3
             })
-            && !note_segments(text)
+            && !*notes.get_or_init(|| note_segments(text))
         {
             push(out, "cmdi.leading_command", 55, m.start(), m.end(), text);
         }

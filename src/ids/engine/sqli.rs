@@ -409,14 +409,35 @@ fn utf8_len(b: u8) -> usize {
     }
 }
 
-/// Whether the text after the first `$$` of `src` has SQL in it: punctuation a condition or
-/// a truncation needs (`=`, `(`, `;`, `#`, another `$$`, `--` without words after it) or
-/// UNION / SELECT.
-fn sql_after_dollars(src: &[u8]) -> bool {
-    let Some(p) = src.windows(2).position(|w| w == b"$$") else { return false };
-    let rest = &src[p + 2..];
+/// Whether `src` cannot be a value that closes quote context `q` and goes on as SQL: the quote
+/// is not there, or it is prose. A value placed in a MySQL identifier or a dollar quote and
+/// closing it is a name or a token (`1`, `x`, `id`) before its closing quote; with white space
+/// before it, the backticks are markdown code (`SELECT * FROM fills`) when a word follows the
+/// first one (an alias with a space, ``Total qty`,(SELECT SLEEP(5))``, still counts), and so is
+/// a first code span of words (`` `WHERE qty > 0` filter ``); `$$` at the start or after white
+/// space is money slang (`Risk $$ or 1% per trade`, `$$ or 5% whichever is less`) unless SQL
+/// follows it (`$$ OR 1=1--`).
+fn context_absent(src: &[u8], q: u8) -> bool {
+    let ws = u8::is_ascii_whitespace;
+    match q {
+        b'`' => {
+            let Some(p) = src.iter().position(|&b| b == b'`') else { return true };
+            src[..p].iter().any(ws) && src.get(p + 1).is_some_and(u8::is_ascii_alphanumeric)
+                || p == 0 && src[1..].iter().position(|&b| b == b'`').is_some_and(|e| src[1..1 + e].iter().any(ws))
+        }
+        DOLLAR => {
+            let Some(p) = src.windows(2).position(|w| w == b"$$") else { return true };
+            (p == 0 || src[..p].iter().any(ws)) && !sql_in(&src[p + 2..])
+        }
+        _ => !src.contains(&q),
+    }
+}
+
+/// Whether `rest` (what follows a `$$`) has SQL in it: punctuation a condition or a truncation
+/// needs (`=`, `(`, `;`, `#`, another `$$`, `--` without words after it: `Lost $$ -- ouch` is an
+/// aside) or UNION / SELECT.
+fn sql_in(rest: &[u8]) -> bool {
     let lower = rest.to_ascii_lowercase();
-    // (`--` with words after it is an aside: `Lost $$ -- ouch`)
     let truncating = rest.windows(2).position(|w| w == b"--").is_some_and(|d| {
         !rest[d + 2..].split(|b| !b.is_ascii_alphabetic()).any(|w| w.len() >= 3)
     });
@@ -425,11 +446,6 @@ fn sql_after_dollars(src: &[u8]) -> bool {
         || rest.windows(2).any(|w| w == b"$$")
         || lower.windows(5).any(|w| w == b"union")
         || lower.windows(6).any(|w| w == b"select")
-}
-
-/// Whether `src` starts with a markdown code span of words (`` `WHERE qty > 0` filter ``).
-fn markdown_code_first(src: &[u8]) -> bool {
-    src.first() == Some(&b'`') && src[1..].iter().position(|&b| b == b'`').is_some_and(|p| src[1..1 + p].iter().any(u8::is_ascii_whitespace))
 }
 
 /// The quote context of a value inside a PostgreSQL dollar-quoted string (`$$...$$`): `scan`
@@ -1432,31 +1448,8 @@ pub fn scan(text: &str, quotes: &[Option<u8>], out: &mut Vec<Hit>) {
     let src = text.as_bytes();
     let mut all = Vec::new();
     for &q in quotes {
-        match q {
-            Some(DOLLAR) if !src.windows(2).any(|w| w == b"$$") => continue,
-            Some(qc) if !src.contains(&qc) => continue,
-            // A value placed in a MySQL identifier or a dollar quote and closing it is a name or
-            // a token (`1`, `x`, `id`) before its closing quote: with white space before it, or
-            // a first code span of words, the backticks are markdown code (`SELECT * FROM fills`)
-            // and `$$` is money slang (`Risk $$ or 1% per trade`).
-            // (With white space before the first backtick, only when a word follows it: an alias
-            // with a space, ``Total qty`,(SELECT SLEEP(5))``, still counts.)
-            Some(b'`')
-                if src.iter().take_while(|&&b| b != b'`').any(u8::is_ascii_whitespace)
-                    && src.iter().skip_while(|&&b| b != b'`').nth(1).is_some_and(u8::is_ascii_alphanumeric)
-                    || markdown_code_first(src) =>
-            {
-                continue
-            }
-            // (`$$ or 5% whichever is less`, `Risk $$ or 1%`: money slang only when nothing after
-            // the `$$` is SQL punctuation or a statement; `$$ OR 1=1--` still counts.)
-            Some(DOLLAR)
-                if (src.starts_with(b"$$") || src.windows(2).take_while(|w| w != b"$$").any(|w| w[0].is_ascii_whitespace()))
-                    && !sql_after_dollars(src) =>
-            {
-                continue
-            }
-            _ => {}
+        if q.is_some_and(|qc| context_absent(src, qc)) {
+            continue;
         }
         tokenize(src, q, &mut all);
         let t: Vec<Token> = all.iter().copied().filter(|t| t.kind != Tk::Comment).collect();
@@ -1466,14 +1459,8 @@ pub fn scan(text: &str, quotes: &[Option<u8>], out: &mut Vec<Hit>) {
         // `Pa$$ -- temporary`, `Lost $$ -- ouch`: after a dollar sign, a comment in words is an
         // aside (a payload's is empty or one token).
         if q == Some(DOLLAR) && v.all.iter().rev().find(|t| t.kind == Tk::Comment).is_some_and(|t| prose_comment(&v, t)) {
-            let mut i = before;
-            while i < out.len() {
-                if out[i].rule_id == "sqli.breakout_comment" {
-                    out.remove(i);
-                } else {
-                    i += 1;
-                }
-            }
+            let kept: Vec<Hit> = out.drain(before..).filter(|h| h.rule_id != "sqli.breakout_comment").collect();
+            out.extend(kept);
         }
         // Past the token cap the rest of the value is not read: padding could hide a payload
         // there, so such a value is not passed as clean (fail closed; once, for the plain view).
