@@ -71,6 +71,7 @@ struct Rx {
     ssi: Regex,
     template: Regex,
     code_exec: Regex,
+    code_breakout: Regex,
 }
 
 fn rx() -> &'static Rx {
@@ -93,6 +94,10 @@ fn rx() -> &'static Rx {
             ssi: Regex::new(r"(?i)<!--\s*#\s*(?:exec|include|echo|config|set|printenv)(?-u:\b)").unwrap(),
             template: Regex::new(r"\{\{[^{}]{1,200}\}\}|(?i:\{%-?\s*(?:for|if|set|import|include|extends|macro|raw|debug|load|block|with|print|exec)(?-u:\b)[^%]{0,200}%\})|\{\$[^}]{1,100}\}|\$\{\s*\d+\s*[*+\-/]\s*\d+\s*\}|<%=?\s*\d+\s*[*+]\s*\d+\s*%>|#\{\s*\d+\s*[*+]\s*\d+\s*\}|\{\{\s*(?:config|self|request|_self|''\.__class__)(?-u:\b)").unwrap(),
             code_exec: Regex::new(r"(?i)(?-u:\b)(?:system|exec|shell_exec|passthru|popen|proc_open|pcntl_exec|os\.system|os\.popen|subprocess\.\w+|runtime\.getruntime\(\)\.exec|child_process|require\s*\(\s*['\x22]child_process|eval)\s*\(\s*['\x22$]|(?-u:\b)(?:phpinfo|phpversion|php_uname|getenv)\s*\(\s*\)|\$_(?:get|post|request|cookie|server|files)(?-u:\b)|\$\{@?[a-z_]+\s*\(").unwrap(),
+            // A short value, an optional closing quote, then `;` or `.` into code (a call or an
+            // assignment) that ends `);` and a comment swallowing the rest of the line: PHP or
+            // server-side JavaScript code injection (`a;exit(md5(1));//`, `';d=new Date();..;//`).
+            code_breakout: Regex::new(r#"^[\w ]{0,24}['"]?[;.]\s*[A-Za-z_$][\w$.]*\s*[=(][^\n]*\)\s*(?:\.\s*['"])?;\s*(?://|#)\s*$"#).unwrap(),
         }
     })
 }
@@ -420,6 +425,9 @@ pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
     if seen.has(b'(') || seen.has(b'$') {
         if let Some(m) = r.code_exec.find(text) {
             push(out, "cmdi.code_exec", 80, m.start(), m.end(), text);
+        }
+        if let Some(m) = if seen.has(b'(') && seen.has(b';') { r.code_breakout.find(text) } else { None } {
+            push(out, "cmdi.code_breakout", 80, m.start(), m.end(), text);
         }
     }
     // only separators: "; ", "| ", "&& ", "%0a", "`"

@@ -21,7 +21,7 @@ mod corpus_test;
 #[cfg(test)]
 mod tests;
 
-pub const RULESET_VERSION: &str = "2026.12.2";
+pub const RULESET_VERSION: &str = "2026.12.3";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Context {
@@ -216,11 +216,14 @@ static RULES: &[RuleInfo] = &[
     RuleInfo { id: "cmdi.template_injection", class: Class::Cmdi, description: "server-side template expression probe ({{7*7}}, ${7*7})" },
     RuleInfo { id: "cmdi.arithmetic_probe", class: Class::Cmdi, description: "shell arithmetic expansion $((12+34)), the echo probe of command injection tools" },
     RuleInfo { id: "cmdi.code_exec", class: Class::Cmdi, description: "system()/exec()/eval() call with a string argument" },
+    RuleInfo { id: "cmdi.code_breakout", class: Class::Cmdi, description: "quote or statement breakout into script code closed by a comment (';exit(md5(1));//)" },
     RuleInfo { id: "traversal.dot_dot", class: Class::Traversal, description: "../ or ..\\ segment after decoding" },
     RuleInfo { id: "traversal.sensitive_path", class: Class::Traversal, description: "sensitive system file (/etc/passwd, /proc/self, win.ini, boot.ini...)" },
     RuleInfo { id: "traversal.nul_terminated", class: Class::Traversal, description: "NUL byte truncating a file name (file.php%00.jpg)" },
     RuleInfo { id: "traversal.nul_byte", class: Class::Traversal, description: "NUL byte in a path" },
     RuleInfo { id: "traversal.file_url", class: Class::Traversal, description: "file:// URL" },
+    RuleInfo { id: "traversal.stream_wrapper", class: Class::Traversal, description: "PHP stream wrapper that reads or runs files (php://filter, php://input, expect://, phar://, data:;base64 PHP code)" },
+    RuleInfo { id: "traversal.ntfs_stream", class: Class::Traversal, description: "NTFS alternate data stream on a file name (index.php::$DATA)" },
     RuleInfo { id: "identifier.structural_chars", class: Class::Sqli, description: "identifier context: quote, comment, separator or markup characters" },
 ];
 
@@ -265,7 +268,8 @@ fn plain_needs_check(s: &[u8]) -> bool {
             b'c' if starts(b"config") => return true,
             b'g' if starts(b"global.asa") => return true,
             b'i' if starts(b"inetpub") || starts(b"id_") => return true,
-            b'p' if starts(b"passwd") => return true,
+            b'p' if starts(b"passwd") || starts(b"php:") || starts(b"phar:") => return true,
+            b'e' if starts(b"expect:") => return true,
             b's' if starts(b"shadow") || starts(b"system32") || starts(b"sysinfo") || starts(b"seeksegmenttime") => return true,
             b'f' if starts(b"fscommand") => return true,
             b'l' if starts(b"limit") => return true,
@@ -390,7 +394,7 @@ fn run_detectors(text: &str, ctx: Context, had_nul: bool, early: bool, out: &mut
             return;
         }
     }
-    if seen.any(b"/\\\0") || (seen.has(b'.') && [&b"ini"[..], b".ht", b"config", b"asa", b"sys", b"bat", b"id_", b"bash", b"ssh", b".."].iter().any(|w| seen.ci(b, w))) || seen.ci(b, b"0x2e") {
+    if seen.any(b"/\\\0") || (seen.has(b'.') && [&b"ini"[..], b".ht", b"config", b"asa", b"sys", b"bat", b"id_", b"bash", b"ssh", b".."].iter().any(|w| seen.ci(b, w))) || seen.ci(b, b"0x2e") || (seen.has(b':') && (seen.ci(b, b"::$") || seen.ci(b, b";base64,"))) {
         traversal::scan(text, had_nul, ctx == Context::Path, out);
     }
     if ctx == Context::Identifier {

@@ -962,3 +962,55 @@ fn review_of_the_held_out_rules() {
     assert_attacks(&["-1) WHERE username='admin'-- -"], Class::Sqli);
     assert_attacks(&["';import('./x.js')//"], Class::Xss);
 }
+
+/// Shapes from wapiti3's payload files (`wapitiCore/data/attacks`, PyPI wapiti3 3.3.2) that the
+/// check missed, written here with other values and spacing, and the near-miss notes next to
+/// them.
+#[test]
+fn wapiti_shapes() {
+    assert_attacks(
+        &[
+            "php://filter/convert.base64-encode/resource=index.php",
+            "php://filter/read=string.rot13/resource=config",
+            "PHP://input",
+            "expect://id",
+            "phar:///tmp/upload/avatar.jpg/shell",
+            "data:;base64,PD9waHAgc3lzdGVtKCRfR0VUWydjJ10pOyA/Pg==",
+            "data:text/plain;base64,PD9waHAgcGhwaW5mbygpOyA/Pg==",
+            "index.php::$DATA",
+            "config.asp::$data",
+            "/etc/services",
+            "/etc/os-release",
+            "../../../../etc/hostname",
+        ],
+        Class::Traversal,
+    );
+    assert_attacks(
+        &[
+            "x;exit(md5('probe'));//",
+            "\";die(md5(1));#",
+            "'.print(md5(7)).';//",
+            "';d=new Date();do{c=new Date();}while(c-d<5000);//",
+            ";sleep(5);//",
+        ],
+        Class::Cmdi,
+    );
+    assert_attacks(&["7 src=http://evil.example/x.js", "abc src=//cdn.evil/p.js"], Class::Xss);
+    assert_benign(
+        &[
+            "Mr. Smith (CEO) #",
+            "Mr. Smith (CEO); #1 priority",
+            "see docs.php for details; call me (ext 42);",
+            "php: 8.2 upgrade planned",
+            "data: 2024;base64, encoded export attached",
+            "note: a;b(c) then d",
+            "Bought 100 AAPL; sold (partial) 50 // check",
+            "Ratio 3:1 ($DATA feed)",
+            "index.php",
+            "Dinner (team); // later",
+            "Trade plan. Buy(100); sell later",
+            "srcfile=report.js uploaded",
+        ],
+        Context::Auto,
+    );
+}

@@ -1,5 +1,5 @@
-//! Path traversal: dot-dot segments (after decoding), sensitive absolute paths and
-//! NUL-terminated file names.
+//! Path traversal: dot-dot segments (after decoding), sensitive absolute paths,
+//! NUL-terminated file names, PHP stream wrappers and NTFS alternate data streams.
 
 use super::{Class, Hit};
 use regex::Regex;
@@ -12,6 +12,8 @@ struct Rx {
     nul_ext: Regex,
     file_url: Regex,
     web_inf: Regex,
+    wrapper: Regex,
+    ntfs_stream: Regex,
 }
 
 fn rx() -> &'static Rx {
@@ -19,10 +21,15 @@ fn rx() -> &'static Rx {
     R.get_or_init(|| Rx {
         dotdot: Regex::new(r#"(?:^|[/\\=:'"\s;,|&(\x00*?]|\.\.)\.{2,}[\x00]*(?:[/\\]|;/)(?:[^\s]|$)"#).unwrap(),
         dotdot_weird: Regex::new(r"(?i)\.\.(?:0x2f|0x5c|%2f|%5c|/%2e|\?|%u[0-9a-f]{4}|%(?:25|c0|c1|e0|f0)|[\x{E000}-\x{F8FF}])|0x2e0x2e|(?:\.[/\\]){3,}|\.(?:/\\|\\/)|(?:^|[/\\])\.\.$").unwrap(),
-        sensitive: Regex::new(r"(?i)(?:^|[/\\:=\s'\x22]|\.\.)(?:etc[/\\](?:passwd|shadow|group|hosts|issue|motd|master\.passwd|sudoers|crontab|ssh/|mysql/|apache2?/|httpd/|nginx/|php\.ini|fstab|resolv\.conf|security/)|proc[/\\](?:self|\d+)[/\\]|var[/\\](?:log|www|mail|spool|lib/mysql)[/\\]|root[/\\]|\.ssh[/\\]|id_[rd]sa|\.bash_history|\.htpasswd|\.htaccess|web\.config|wp-config\.php|boot\.ini|win\.ini|system\.ini|windows[/\\]system32|winnt[/\\]|system32[/\\](?:config|drivers)|inetpub[/\\]|global\.asax?|config\.sys|autoexec\.bat|desktop\.ini|sam$|repair[/\\]sam)").unwrap(),
+        sensitive: Regex::new(r"(?i)(?:^|[/\\:=\s'\x22]|\.\.)(?:etc[/\\](?:passwd|shadow|group|hosts|issue|motd|services|hostname|os-release|environment|machine-id|master\.passwd|sudoers|crontab|ssh/|mysql/|apache2?/|httpd/|nginx/|php\.ini|fstab|resolv\.conf|security/)|proc[/\\](?:self|\d+)[/\\]|var[/\\](?:log|www|mail|spool|lib/mysql)[/\\]|root[/\\]|\.ssh[/\\]|id_[rd]sa|\.bash_history|\.htpasswd|\.htaccess|web\.config|wp-config\.php|boot\.ini|win\.ini|system\.ini|windows[/\\]system32|winnt[/\\]|system32[/\\](?:config|drivers)|inetpub[/\\]|global\.asax?|config\.sys|autoexec\.bat|desktop\.ini|sam$|repair[/\\]sam)").unwrap(),
         nul_ext: Regex::new(r"(?i)\.[a-z0-9]{1,6}\x00|\x00\.?[a-z0-9]{1,6}$|\x00[/\\]").unwrap(),
         file_url: Regex::new(r"(?i)(?-u:\b)file:(?://|\\\\)").unwrap(),
         web_inf: Regex::new(r"(?i)web-inf[/\\]").unwrap(),
+        // PHP stream wrappers that read or run files (php://filter chains, expect://, phar://),
+        // and a data: URL whose base64 opens with `<?` (PHP code to include).
+        wrapper: Regex::new(r"(?i)(?-u:\b)(?:php://(?:filter|input|expect|fd|memory|temp|stdin)|expect://|phar://|data:[^,\s]{0,40};base64,PD9)").unwrap(),
+        // An NTFS alternate data stream named on a file (`index.php::$DATA` reads its source).
+        ntfs_stream: Regex::new(r"(?i)::\$(?:data|index_allocation|bitmap)(?-u:\b)").unwrap(),
     })
 }
 
@@ -55,6 +62,14 @@ pub fn scan(text: &str, had_nul: bool, path_ctx: bool, out: &mut Vec<Hit>) {
         }
         if let Some(m) = r.file_url.find(text) {
             push(out, "traversal.file_url", if path_ctx { 70 } else { 45 }, m, text);
+        }
+    }
+    if b.contains(&b':') {
+        if let Some(m) = r.wrapper.find(text) {
+            push(out, "traversal.stream_wrapper", 85, m, text);
+        }
+        if let Some(m) = if b.contains(&b'$') { r.ntfs_stream.find(text) } else { None } {
+            push(out, "traversal.ntfs_stream", 80, m, text);
         }
     }
     if had_nul {
