@@ -155,6 +155,7 @@ pub struct RuleInfo {
 
 static RULES: &[RuleInfo] = &[
     RuleInfo { id: "sqli.union_select", class: Class::Sqli, description: "UNION [ALL] SELECT appended to a value" },
+    RuleInfo { id: "sqli.quote_probe", class: Class::Sqli, description: "a run of both quotes and a parenthesis ('\"(), the syntax-error probe of scanners (below the free-text threshold)" },
     RuleInfo { id: "sqli.stacked_query", class: Class::Sqli, description: "statement separator followed by a well-formed SQL statement" },
     RuleInfo { id: "sqli.too_long_to_inspect", class: Class::Sqli, description: "a value past the SQL tokenizer's cap (200 000 tokens): its tail is not read, so it is not passed as clean" },
     RuleInfo { id: "sqli.time_delay", class: Class::Sqli, description: "time-based blind: sleep(), pg_sleep(), benchmark(), WAITFOR DELAY, dbms_pipe.receive_message(), randomblob()" },

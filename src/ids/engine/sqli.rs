@@ -1444,8 +1444,31 @@ fn analyze(v: &View, quoted: bool, out: &mut Vec<Hit>) {
 }
 
 /// Run SQL analysis on `text` in the given quote contexts.
+/// `1'"(`, `'".(),`: a run of nothing but quotes, parentheses, commas and dots with both kinds
+/// of quote and a parenthesis, the probe scanners append to a value to provoke a syntax error
+/// (wapiti's `'"(`, sqlmap's heuristic check). A probe, not yet an injection: weighted below
+/// the free-text threshold. Returns the run's start and length.
+fn quote_probe(src: &[u8]) -> Option<(usize, usize)> {
+    let mut i = 0;
+    while i < src.len() {
+        let start = i;
+        while i < src.len() && matches!(src[i], b'\'' | b'"' | b'(' | b')' | b',' | b'.') {
+            i += 1;
+        }
+        let run = &src[start..i];
+        if run.len() >= 3 && run.contains(&b'\'') && run.contains(&b'"') && run.iter().any(|c| matches!(c, b'(' | b')')) {
+            return Some((start, run.len()));
+        }
+        i += 1;
+    }
+    None
+}
+
 pub fn scan(text: &str, quotes: &[Option<u8>], out: &mut Vec<Hit>) {
     let src = text.as_bytes();
+    if let Some((offset, length)) = quote_probe(src) {
+        out.push(Hit { class: Class::Sqli, rule_id: "sqli.quote_probe", weight: 60, offset, length, detail: format!("match={:?}", &text[offset..offset + length]) });
+    }
     let mut all = Vec::new();
     for &q in quotes {
         if q.is_some_and(|qc| context_absent(src, qc)) {

@@ -1065,3 +1065,18 @@ fn tools_named_in_prose() {
         Class::Xss,
     );
 }
+
+/// The syntax-error probe scanners append (wapiti's `'"(` after a value, sqlmap's heuristic
+/// run of quotes and parentheses): an attack in the auto context, not in free text, where a
+/// trader may quote a quote.
+#[test]
+fn quote_and_parenthesis_probe() {
+    assert_attacks(&["1\u{bf}'\"(", "John'\"(", "abc'\".(),", "7)\"'"], Class::Sqli);
+    for probe in ["1\u{bf}'\"(", "abc'\".(),"] {
+        assert!(!check(probe, Context::FreeText).is_attack, "{probe:?} in free text");
+    }
+    assert_benign(
+        &["He said \"it's fine\" (twice)", "5'10\" (tall)", "'AAPL' (\"Apple\")", "Use \"'\" (a single quote) as the delimiter"],
+        Context::Auto,
+    );
+}
