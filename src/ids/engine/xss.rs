@@ -210,7 +210,16 @@ fn sink_named_in_prose(text: &str, m: &regex::Match) -> bool {
             return true;
         }
         if matches!(name, "alert" | "prompt" | "confirm" | "print" | "msgbox") {
-            return text[..m.start()].trim_end().chars().next_back().is_some_and(|c| c.is_alphanumeric());
+            // (after a word that is not a JavaScript keyword evaluating it, `void alert()`,
+            // `typeof print()`, and with nothing before it that opens code: a quote, `;`, `<`,
+            // `{`, `=`, `(`, a backtick)
+            let before = &text[..m.start()];
+            let word: String = before.trim_end().chars().rev().take_while(|c| c.is_alphanumeric()).collect::<Vec<_>>().into_iter().rev().collect();
+            let keyword = matches!(
+                word.to_ascii_lowercase().as_str(),
+                "void" | "typeof" | "throw" | "return" | "new" | "await" | "delete" | "yield" | "in" | "of" | "case" | "do" | "else" | "instanceof"
+            );
+            return !word.is_empty() && !keyword && !before.contains(['\'', '"', '`', ';', '<', '>', '{', '=', '(']);
         }
     }
     let b = s.as_bytes();
