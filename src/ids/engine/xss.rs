@@ -222,8 +222,9 @@ fn sink_named_in_prose(text: &str, m: &regex::Match) -> bool {
             return !word.is_empty() && !keyword && !before.contains(['\'', '"', '`', ';', '<', '>', '{', '=', '(']);
         }
     }
+    // (compared as bytes: a match may hold multi-byte white space, `Alert\u{3000}(`)
     let b = s.as_bytes();
     ["window", "document", "location"].iter().any(|w| {
-        b.len() > w.len() && b[0].is_ascii_uppercase() && s[1..w.len()].bytes().all(|c| c.is_ascii_lowercase()) && s[..w.len()].eq_ignore_ascii_case(w)
+        b.len() > w.len() && b[0].is_ascii_uppercase() && b[1..w.len()].iter().all(|c| c.is_ascii_lowercase()) && b[..w.len()].eq_ignore_ascii_case(w.as_bytes())
     })
 }
