@@ -995,7 +995,9 @@ fn wapiti_shapes() {
         ],
         Class::Cmdi,
     );
-    assert_attacks(&["7 src=http://evil.example/x.js", "abc src=//cdn.evil/p.js"], Class::Xss);
+    assert_attacks(&["7 src=http://evil.example/x.js", "abc src=//cdn.evil/p.js", "x src=//14.rs", "x src=//evil.example/x.mjs", "x src=/\\evil.example/x"], Class::Xss);
+    assert_benign(&["see src=https://reuters.com/markets/story-123 for the fill"], Context::Auto);
+    assert_attacks(&["compress.zlib://uploads/a.gz", "glob:///var/www/*", "zip://uploads/avatar.jpg%23shell"], Class::Traversal);
     assert_benign(
         &[
             "Mr. Smith (CEO) #",

@@ -51,8 +51,11 @@ fn rx() -> &'static Rx {
             js_url: Regex::new(&format!(r#"(?i){}[\x00-\x20]*(?::|&colon;?)[\s\S]{{0,60}}?[(`=&\\%\[]"#, js)).unwrap(),
             js_url_weak: Regex::new(&format!(r"(?i)(?:^|[\s=\x22'(,?&:/])(?:{})[\x00-\x20]*:", js)).unwrap(),
             data_url: Regex::new(r"(?i)data[\x00-\x20]*:[\x00-\x20]*(?:text/html|image/svg\+xml|application/(?:x-)?(?:javascript|ecmascript|xhtml)|text/(?:javascript|xml))").unwrap(),
-            // An attribute added to the tag a value lands in unquoted (`42 src=//evil/x.js`).
-            src_script: Regex::new(r#"(?i)(?:^|[\s\x00/"'])src[\s\x00]*=[\s\x00]*['"]?(?:https?:)?//[^\s'"<>]+\.js(?-u:\b)"#).unwrap(),
+            // An attribute added to the tag a value lands in unquoted: a protocol-relative host,
+            // any path (`42 src=//evil/p`, `src=/\evil`, `src=\\evil`: a script loads whatever
+            // is sent), or an http(s) URL of a script (`src=https://evil/x.js`; a cited page,
+            // `src=https://reuters.com/...`, is not one).
+            src_script: Regex::new(r#"(?i)(?:^|[\s\x00/"'])src[\s\x00]*=[\s\x00]*['"]?(?:https?://[^\s'"<>]+\.m?js(?-u:\b)|(?://|/\\|\\\\)[^\s'"<>/\\]+[/\\]?)"#).unwrap(),
             style_expr: Regex::new(r"(?i)expression[\s\x00]*\(|-moz-binding|behavior[\s\x00]*:|@import|url[\s\x00]*\([\s\x00'\x22]*(?:javascript|vbscript)|<[\s]*style").unwrap(),
             srcdoc: Regex::new(r"(?i)(?:srcdoc|formaction|xlink:href|dynsrc|lowsrc|datasrc|datafld|dataformatas|ng-[a-z-]+|v-on:[a-z]+|x-on:[a-z]+)[\s\x00]*=").unwrap(),
             js_sink: Regex::new(r#"(?i)(?-u:\b)(?:alert|prompt|confirm|eval|settimeout|setinterval|execscript|msgbox|fromcharcode|importscripts|atob)(?:[\s\x00]*(?:\?\.[\s\x00]*)?(?:(?:\.|\?\.)[\s\x00]*(?:call|apply)[\s\x00]*)?\([\s\x00]*(?:\)|[0-9.]+[\s\x00]*\)|['"`/\[][^)]{0,100}\)|[a-z_$][\w$]*[\s\x00]*[.(\[+][^)]{0,100}\)|(?:document|window|location|origin|alt|src|name|this|top|self|parent|x|xss)[\s\x00]*\))|[\s\x00]*`|\)|&#|\\u)|document[\s\x00]*\.[\s\x00]*(?:cookie|domain|write|location|body)|window[\s\x00]*\.[\s\x00]*(?:location|name|open)|location[\s\x00]*\.[\s\x00]*(?:hash|href|search|replace)|\.innerhtml|constructor\(|\.constructor[\s\x00]*\(|(?:top|self|window|parent|this|globalthis|frames)[\s\x00]*\[|\(alert\)|\[alert\]|=alert(?-u:\b)|\.find\(alert|navigator\.|string\.fromcharcode|\$\.getscript|javascript:|__proto__|[/)]\.source(?-u:\b)|(?-u:\b)(?:alert|prompt|confirm|print|eval)[\s\x00]*(?:\?\.)?[\s\x00]*\.?[\s\x00]*(?:call|apply)[\s\x00]*\([\s\x00]*(?:null|undefined|this|window|top|self)[\s\x00]*,|(?-u:\b)import\([\s\x00]*['"`](?://|https?:|data:|blob:|javascript:|\.{0,2}/[^'"`\s]*\.m?js['"`])|(?-u:\b)print[\s\x00]*(?:\?\.[\s\x00]*)?\([\s\x00]*\)"#).unwrap(),
