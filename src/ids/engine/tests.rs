@@ -1052,6 +1052,11 @@ fn tools_named_in_prose() {
             "Replace alert() with a toast in the order screen",
             "Promised Window.open();",
             "Bought on Monday & Python desk confirmed",
+            "A package for boolean conditions (uses eval) IN ORDER.",
+            "Define agents (tools + system prompt) in YAML",
+            "LLM-judge evaluators (G-Eval) for the desk",
+            "Open Collaboration Platform MCP server for Claude Desktop [BETA]",
+            "see this [chart] before the open",
         ],
         Context::Auto,
     );
@@ -1095,6 +1100,10 @@ fn tools_named_in_prose() {
             "\"-typeof alert()-\"",
             "';throw print()//",
             "${void alert()}",
+            "[1].map(alert)",
+            "x onerror=alert)",
+            "top['al'+'ert'](1)",
+            "self[\"alert\"](1)",
         ],
         Class::Xss,
     );

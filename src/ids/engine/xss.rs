@@ -58,7 +58,7 @@ fn rx() -> &'static Rx {
             src_script: Regex::new(r#"(?i)(?:^|[\s\x00/"'])src[\s\x00]*=[\s\x00]*['"]?(?:https?://[^\s'"<>]+\.m?js(?-u:\b)|(?://|/\\|\\\\)[^\s'"<>/\\]+[/\\]?)"#).unwrap(),
             style_expr: Regex::new(r"(?i)expression[\s\x00]*\(|-moz-binding|behavior[\s\x00]*:|@import|url[\s\x00]*\([\s\x00'\x22]*(?:javascript|vbscript)|<[\s]*style").unwrap(),
             srcdoc: Regex::new(r"(?i)(?:srcdoc|formaction|xlink:href|dynsrc|lowsrc|datasrc|datafld|dataformatas|ng-[a-z-]+|v-on:[a-z]+|x-on:[a-z]+)[\s\x00]*=").unwrap(),
-            js_sink: Regex::new(r#"(?i)(?-u:\b)(?:alert|prompt|confirm|eval|settimeout|setinterval|execscript|msgbox|fromcharcode|importscripts|atob)(?:[\s\x00]*(?:\?\.[\s\x00]*)?(?:(?:\.|\?\.)[\s\x00]*(?:call|apply)[\s\x00]*)?\([\s\x00]*(?:\)|[0-9.]+[\s\x00]*\)|['"`/\[][^)]{0,100}\)|[a-z_$][\w$]*[\s\x00]*[.(\[+][^)]{0,100}\)|(?:document|window|location|origin|alt|src|name|this|top|self|parent|x|xss)[\s\x00]*\))|[\s\x00]*`|\)|&#|\\u)|document[\s\x00]*\.[\s\x00]*(?:cookie|domain|write|location|body)|window[\s\x00]*\.[\s\x00]*(?:location|name|open)|location[\s\x00]*\.[\s\x00]*(?:hash|href|search|replace)|\.innerhtml|constructor\(|\.constructor[\s\x00]*\(|(?:top|self|window|parent|this|globalthis|frames)[\s\x00]*\[|\(alert\)|\[alert\]|=alert(?-u:\b)|\.find\(alert|navigator\.|string\.fromcharcode|\$\.getscript|javascript:|__proto__|[/)]\.source(?-u:\b)|(?-u:\b)(?:alert|prompt|confirm|print|eval)[\s\x00]*(?:\?\.)?[\s\x00]*\.?[\s\x00]*(?:call|apply)[\s\x00]*\([\s\x00]*(?:null|undefined|this|window|top|self)[\s\x00]*,|(?-u:\b)import\([\s\x00]*['"`](?://|https?:|data:|blob:|javascript:|\.{0,2}/[^'"`\s]*\.m?js['"`])|(?-u:\b)print[\s\x00]*(?:\?\.[\s\x00]*)?\([\s\x00]*\)"#).unwrap(),
+            js_sink: Regex::new(r#"(?i)(?-u:\b)(?:alert|prompt|confirm|eval|settimeout|setinterval|execscript|msgbox|fromcharcode|importscripts|atob)(?:[\s\x00]*(?:\?\.[\s\x00]*)?(?:(?:\.|\?\.)[\s\x00]*(?:call|apply)[\s\x00]*)?\([\s\x00]*(?:\)|[0-9.]+[\s\x00]*\)|['"`/\[][^)]{0,100}\)|[a-z_$][\w$]*[\s\x00]*[.(\[+][^)]{0,100}\)|(?:document|window|location|origin|alt|src|name|this|top|self|parent|x|xss)[\s\x00]*\))|[\s\x00]*`|\)|&#|\\u)|document[\s\x00]*\.[\s\x00]*(?:cookie|domain|write|location|body)|window[\s\x00]*\.[\s\x00]*(?:location|name|open)|location[\s\x00]*\.[\s\x00]*(?:hash|href|search|replace)|\.innerhtml|constructor\(|\.constructor[\s\x00]*\(|(?-u:\b)(?:top|self|window|parent|this|globalthis|frames)\x00*\[|\(alert\)|\[alert\]|=alert(?-u:\b)|\.find\(alert|navigator\.|string\.fromcharcode|\$\.getscript|javascript:|__proto__|[/)]\.source(?-u:\b)|(?-u:\b)(?:alert|prompt|confirm|print|eval)[\s\x00]*(?:\?\.)?[\s\x00]*\.?[\s\x00]*(?:call|apply)[\s\x00]*\([\s\x00]*(?:null|undefined|this|window|top|self)[\s\x00]*,|(?-u:\b)import\([\s\x00]*['"`](?://|https?:|data:|blob:|javascript:|\.{0,2}/[^'"`\s]*\.m?js['"`])|(?-u:\b)print[\s\x00]*(?:\?\.[\s\x00]*)?\([\s\x00]*\)"#).unwrap(),
             js_breakout: Regex::new(r#"(?i)(?:['"`]|</)[\s\x00]*[)\]}]*[\s\x00]*[;,+\-*|&^%/<>:?=]+[\s\x00]*[a-z_$][\w$.\[\]'"]{0,40}[\s\x00]*[(`]"#).unwrap(),
             template: Regex::new(r"\{\{[^}]{0,200}(?:constructor|\$eval|\$on|alert|(?-u:\b)prompt|tostring|\[\s*\$|__proto__|\$new)").unwrap(),
             bare_handler: Regex::new(r"(?i)^[\s\x00]*on(?:abort|activate|after|animation|auxclick|before|begin|blur|bounce|canplay|cellchange|change|click|close|contextmenu|control|copy|cuechange|cut|data|dblclick|deactivate|drag|drop|durationchange|emptied|end|error|filterchange|finish|focus|formchange|forminput|fullscreen|gesture|hashchange|help|input|invalid|key|languagechange|layoutcomplete|load|losecapture|lostpointercapture|message|mouse|move|mozfullscreen|offline|online|page|paste|pause|play|pointer|popstate|progress|propertychange|ratechange|readystatechange|repeat|reset|resize|resume|reverse|row|scroll|search|seek|select|show|stalled|start|stop|storage|submit|suspend|timeerror|timeupdate|toggle|touch|track|transition|unhandledrejection|unload|urlflip|volumechange|waiting|webkit|wheel|zoom|security|slotchange|visibilitychange|media|outofsync|redo|undo|sync|formdata)[a-z]*[\s\x00]*=?[\s\x00]*$|^[\s\x00]*(?:fscommand|seeksegmenttime)[\s\x00]*$").unwrap(),
@@ -208,6 +208,17 @@ pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
 fn sink_named_in_prose(text: &str, m: &regex::Match) -> bool {
     let s = m.as_str();
     let squeezed: String = s.chars().filter(|c| !c.is_whitespace() && *c != '\0').collect::<String>().to_ascii_lowercase();
+    // `(uses eval)`, `system prompt)`, `(G-Eval)`: a sink's name closing a parenthesis of prose
+    // (passed as a callback it follows `(`, `,` or `=`: `[1].map(alert)`, `onerror=alert)`)
+    if squeezed.ends_with(')') && !squeezed.contains('(') {
+        let before = &text[..m.start()];
+        let prev = before.chars().next_back();
+        let prose_prev = prev.is_some_and(char::is_whitespace)
+            || prev == Some('-') && before[..before.len() - 1].chars().next_back().is_some_and(char::is_alphabetic);
+        if prose_prev && !before.contains(['\'', '"', '`', ';', '<', '>', '{', '=']) {
+            return true;
+        }
+    }
     if let Some(name) = squeezed.strip_suffix("()") {
         if matches!(name, "eval" | "settimeout" | "setinterval" | "execscript" | "importscripts" | "atob" | "fromcharcode") {
             return true;
