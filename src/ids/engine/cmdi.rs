@@ -351,10 +351,11 @@ pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
             let m = caps.get(0).unwrap();
             let word = caps.get(1).map(|x| x.as_str()).unwrap_or("");
             let follow = caps.get(2).map(|x| x.as_str()).unwrap_or("");
-            from = caps.get(1).map_or(m.end(), |w| w.end()).max(m.start() + 1);
+            let word_end = caps.get(1).map_or(m.end(), |w| w.end());
+            from = word_end.max(m.start() + 1);
             let lw = word.to_ascii_lowercase();
             let quote_sep = matches!(m.as_str().as_bytes()[0], b'\'' | b'"');
-            if quote_sep && !very_strong(&lw) || capitalised_name(word, follow) && !very_strong(&lw) {
+            if (quote_sep || capitalised_name(word, follow)) && !very_strong(&lw) {
                 continue;
             }
             // `&copy;`, `&reg;`: HTML entities, not a background job (cmd.exe reads `;` as a
@@ -370,7 +371,7 @@ pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
             // shell` alone still run one). The whole next token is read, not the 12 characters
             // `follow` holds.
             if matches!(lw.as_str(), "perl" | "python" | "python3" | "php" | "ruby") && {
-                let rest = text[caps.get(1).map_or(m.end(), |w| w.end())..].trim_start_matches([' ', '\t']);
+                let rest = text[word_end..].trim_start_matches([' ', '\t']);
                 let token: &str = rest.split(char::is_whitespace).next().unwrap_or("");
                 let after = rest[token.len()..].trim_start_matches([' ', '\t']);
                 token.len() >= 2 && token.bytes().all(|c| c.is_ascii_alphabetic()) && after.starts_with(|c: char| c.is_ascii_alphabetic())

@@ -28,8 +28,7 @@ fn rx() -> &'static Rx {
         web_inf: Regex::new(r"(?i)web-inf[/\\]").unwrap(),
         // PHP stream wrappers that read or run files (php://filter chains; php://input and the
         // others, expect://, phar://, zip://a#b, compress.zlib://, glob://, rar:// as a value, not
-        // named in prose), a data: URL
-        // whose base64 opens with `<?php` or `<?=` (not `<?xml`).
+        // named in prose), and a data: URL whose base64 opens with `<?php` or `<?=` (not `<?xml`).
         wrapper: Regex::new(r#"(?i)(?-u:\b)php://filter|(?:^|[=(:'"])[\s\x00]*(?:php://(?:input|expect|fd|memory|temp|stdin)|expect://\S|phar://\S|zip://[^\s#]+(?:#|%23)\S|compress\.(?:zlib|bzip2)://\S|glob://\S|rar://\S)|(?-u:\b)data:[^,\s]{0,40};base64,(?:PD9waHA|PD89)"#).unwrap(),
         etc_probe: Regex::new(r#"(?i)(?:^|[\s=:'"(.\x00])/etc/(?:services|hostname|os-release|environment|machine-id)(?-u:\b)"#).unwrap(),
         // An NTFS alternate data stream named on a file (`index.php::$DATA` reads its source;

@@ -208,14 +208,16 @@ pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
 fn sink_named_in_prose(text: &str, m: &regex::Match) -> bool {
     let s = m.as_str();
     let squeezed: String = s.chars().filter(|c| !c.is_whitespace() && *c != '\0').collect::<String>().to_ascii_lowercase();
+    let before = &text[..m.start()];
+    // (a quote, `;`, `<`, `>`, `{` or `=` before the match opens code: not prose)
+    let code_before = || before.contains(['\'', '"', '`', ';', '<', '>', '{', '=']);
     // `(uses eval)`, `system prompt)`, `(G-Eval)`: a sink's name closing a parenthesis of prose
     // (passed as a callback it follows `(`, `,` or `=`: `[1].map(alert)`, `onerror=alert)`)
     if squeezed.ends_with(')') && !squeezed.contains('(') {
-        let before = &text[..m.start()];
         let prev = before.chars().next_back();
         let prose_prev = prev.is_some_and(char::is_whitespace)
             || prev == Some('-') && before[..before.len() - 1].chars().next_back().is_some_and(char::is_alphabetic);
-        if prose_prev && !before.contains(['\'', '"', '`', ';', '<', '>', '{', '=']) {
+        if prose_prev && !code_before() {
             return true;
         }
     }
@@ -227,13 +229,12 @@ fn sink_named_in_prose(text: &str, m: &regex::Match) -> bool {
             // (after a word that is not a JavaScript keyword evaluating it, `void alert()`,
             // `typeof print()`, and with nothing before it that opens code: a quote, `;`, `<`,
             // `{`, `=`, `(`, a backtick)
-            let before = &text[..m.start()];
-            let word: String = before.trim_end().chars().rev().take_while(|c| c.is_alphanumeric()).collect::<Vec<_>>().into_iter().rev().collect();
+            let word = before.trim_end().rsplit(|c: char| !c.is_alphanumeric()).next().unwrap_or("");
             let keyword = matches!(
                 word.to_ascii_lowercase().as_str(),
                 "void" | "typeof" | "throw" | "return" | "new" | "await" | "delete" | "yield" | "in" | "of" | "case" | "do" | "else" | "instanceof"
             );
-            return !word.is_empty() && !keyword && !before.contains(['\'', '"', '`', ';', '<', '>', '{', '=', '(']);
+            return !word.is_empty() && !keyword && !code_before() && !before.contains('(');
         }
     }
     // (compared as bytes: a match may hold multi-byte white space, `Alert\u{3000}(`)
