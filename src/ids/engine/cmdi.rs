@@ -32,7 +32,7 @@ fn very_strong(w: &str) -> bool {
 
 /// Regex alternation of all command names (longest first).
 fn command_alternation() -> String {
-    let mut v: Vec<&str> = STRONG.iter().chain(WEAK.iter()).chain(VERY_STRONG.iter()).copied().collect();
+    let mut v: Vec<&str> = STRONG.iter().chain(WEAK.iter()).chain(VERY_STRONG.iter()).chain(GUARDED.iter()).copied().collect();
     v.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
     v.dedup();
     v.iter().map(|w| regex::escape(w)).collect::<Vec<_>>().join("|")
@@ -52,6 +52,41 @@ const STRONG: &[&str] = &[
 /// Command names that are also abbreviations in trading notes (`ps 3`: position size, `ls 100`:
 /// lot size, `id 7`): with only a bare number after them, at the end of a value, they are notes.
 const NOTE_ABBREVIATIONS: &[&str] = &["ps", "id", "ls", "cc", "su", "ver", "dir", "cat", "dig", "host", "route", "env", "arp", "fetch"];
+/// Commands that are also words or abbreviations of notes (`java 17`, `IP 10.0.0.5`, `ss 40`):
+/// they count after a separator only with the argument that makes them a command line (see
+/// `guarded_command`), and are not command names elsewhere (`is_command`).
+const GUARDED: &[&str] = &["java", "lua", "luajit", "node", "nodejs", "ip", "ss", "waitfor"];
+
+/// The weight of a `GUARDED` command word before `follow` (the argument as matched): `java -jar`,
+/// `lua -e`, `node -e`, `ip addr`, `ss -tulpn`, `waitfor /t 5`.
+fn guarded_command(w: &str, follow: &str) -> Option<u8> {
+    let f = follow.trim_start().to_ascii_lowercase();
+    let first = f.split_whitespace().next().unwrap_or("");
+    let ok = match w {
+        "java" => matches!(first, "-jar" | "-cp" | "-classpath"),
+        "lua" | "luajit" => first == "-e",
+        "node" | "nodejs" => matches!(first, "-e" | "--eval"),
+        // (not `ip address`, `ip route`, `ip link`: words of prose)
+        "ip" => {
+            let (sub, whole) = subcommand(follow);
+            whole && matches!(sub.as_str(), "addr" | "neigh" | "netns")
+        }
+        "ss" => first.len() >= 3 && first.starts_with('-') && first[1..].bytes().all(|c| c.is_ascii_alphabetic()),
+        "waitfor" => first == "/t",
+        _ => false,
+    };
+    ok.then_some(85)
+}
+
+/// A host name as a network command's argument (`dig evil.com`, `host a.b.example`): two labels
+/// or more of letters, digits and hyphens, the last one letters only.
+fn host_name(token: &str) -> bool {
+    let labels: Vec<&str> = token.split('.').collect();
+    labels.len() >= 2
+        && labels.iter().all(|l| !l.is_empty() && l.len() <= 63 && l.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-'))
+        && labels.last().is_some_and(|l| (2..=12).contains(&l.len()) && l.bytes().all(|c| c.is_ascii_alphabetic()))
+}
+
 /// Commands that are also common words: need a shell-looking argument.
 const WEAK: &[&str] = &[
     "type", "more", "echo", "sleep", "ping", "find", "kill", "set", "time", "date", "head", "tail", "less", "sort", "touch", "cp", "mv", "who",
@@ -72,6 +107,9 @@ struct Rx {
     template: Regex,
     code_exec: Regex,
     code_breakout: Regex,
+    ansi_c: Regex,
+    brace: Regex,
+    dde: Regex,
 }
 
 fn rx() -> &'static Rx {
@@ -93,12 +131,19 @@ fn rx() -> &'static Rx {
             shellshock: Regex::new(r"\(\s*\)\s*\{\s*:?\s*;?\s*\}\s*;").unwrap(),
             ssi: Regex::new(r"(?i)<!--\s*#\s*(?:exec|include|echo|config|set|printenv)(?-u:\b)").unwrap(),
             template: Regex::new(r"\{\{[^{}]{1,200}\}\}|(?i:\{%-?\s*(?:for|if|set|import|include|extends|macro|raw|debug|load|block|with|print|exec)(?-u:\b)[^%]{0,200}%\})|\{\$[^}]{1,100}\}|\$\{\s*\d+\s*[*+\-/]\s*\d+\s*\}|<%=?\s*\d+\s*[*+]\s*\d+\s*%>|#\{\s*\d+\s*[*+]\s*\d+\s*\}|\{\{\s*(?:config|self|request|_self|''\.__class__)(?-u:\b)").unwrap(),
-            code_exec: Regex::new(r"(?i)(?-u:\b)(?:system|exec|shell_exec|passthru|popen|proc_open|pcntl_exec|os\.system|os\.popen|subprocess\.\w+|runtime\.getruntime\(\)\.exec|child_process|require\s*\(\s*['\x22]child_process|eval)\s*\(\s*['\x22$]|(?-u:\b)(?:phpinfo|phpversion|php_uname|getenv)\s*\(\s*\)|\$_(?:get|post|request|cookie|server|files)(?-u:\b)|\$\{@?[a-z_]+\s*\(").unwrap(),
+            code_exec: Regex::new(r"(?i)(?-u:\b)(?:system|exec|shell_exec|passthru|popen|proc_open|pcntl_exec|os\.system|os\.popen|subprocess\.\w+|runtime\.getruntime\(\)\.exec|(?:diagnostics\.)?process\.start|child_process|require\s*\(\s*['\x22]child_process|eval)\s*\(\s*['\x22$]|(?-u:\b)(?:phpinfo|phpversion|php_uname|getenv)\s*\(\s*\)|\$_(?:get|post|request|cookie|server|files)(?-u:\b)|\$\{@?[a-z_]+\s*\(").unwrap(),
             // A short value, an optional closing quote (and brackets), then `;`, or a quote and
             // `.`, into code (a call or an assignment) that ends `);` and a comment swallowing
             // the rest of the line, `?>` or a string reopened: PHP or server-side JavaScript
             // code injection (`a;exit(md5(1));//`, `';d=new Date();..;//`, `');print(1);$a='`).
             // (A sentence's full stop is not a breakout: `Mr. Smith (VIP); #`.)
+            // Bash's ANSI-C quoting spelling a word in escapes: `$'\x69\x64'`, `$'\151\144'` run `id`
+            ansi_c: Regex::new(r"\$'(?:\\(?:x[0-9a-fA-F]{1,2}|[0-7]{1,3}|u[0-9a-fA-F]{4})){2,}'").unwrap(),
+            // Brace expansion after a separator running its first word: `;{id,}`, `|{cat,/etc/passwd}`
+            brace: Regex::new(r"(?:[;|&\n`]|\$\()[\s]*\{([A-Za-z][\w.-]{0,20}),[^{}\s]{0,200}\}").unwrap(),
+            // A spreadsheet formula that runs a program through DDE when the export is opened
+            // (`=cmd|'/C calc'!A0`, `@SUM(1+1)*cmd|' /C calc'!A0`), or a DDEAUTO field.
+            dde: Regex::new(r#"(?i)(?:^|[=+\-@*(&,;])[\s]*(?:cmd|powershell|pwsh|mshta|msexcel|rundll32|regsvr32|certutil|msiexec|excel|winword)(?:\.exe)?[\s]*\|[\s]*['"][^'"\n]{0,200}['"][\s]*!|(?-u:\b)ddeauto(?-u:\b)"#).unwrap(),
             code_breakout: Regex::new(r#"^[\w @.-]{0,64}(?:['"]?[)\]]*;|['"]\.)\s*[A-Za-z_$][\w$.]*\s*[=(][^\n]*\)\s*(?:\.\s*['"])?;\s*(?:(?://|#)[^\n]{0,40}|/\*[^\n]{0,40}|\?>|\$\w+\s*=\s*['"])$"#).unwrap(),
         }
     })
@@ -289,6 +334,10 @@ fn subcommand(follow: &str) -> (String, bool) {
 fn judge_cmd(word: &str, follow: &str) -> Option<u8> {
     let w = word.to_ascii_lowercase();
     let w = w.trim_end_matches(".exe");
+    if GUARDED.contains(&w) {
+        // (typed as a shell needs it: lowercase)
+        return if word.bytes().any(|c| c.is_ascii_uppercase()) { None } else { guarded_command(w, follow) };
+    }
     if strong(w) {
         // strong words: the rest must not be prose ("; ls" / "| id" / "&& whoami")
         let f = follow.trim_start_matches(|c: char| c == ' ' || c == '\t' || c == '\0');
@@ -432,16 +481,32 @@ pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
             // (`#` ending the value, or with only punctuation after it: `# -`; not `# 3`, `#12`,
             // `#s to follow`, `#: 4471`, `#trading`)
             let after_hash = text[m.start() + m.as_str().find('#').map_or(m.len(), |p| p + 1)..].trim();
+            // (or with any comment, when the separator opens the value or follows one token
+            // without letters, a number or a closed quote: `; id # CVE-2026-1234`, `1;id #x`; not
+            // `Note; id #12 closed`)
+            let opens_value = || {
+                let before = text[..m.start()].trim();
+                !before.contains(char::is_whitespace) && !before.bytes().any(|c| c.is_ascii_alphabetic())
+            };
             let comment = follow.trim().starts_with('#')
                 && strong(&lw)
                 && word.bytes().all(|c| !c.is_ascii_uppercase())
-                && (after_hash.is_empty() || !after_hash.contains(char::is_whitespace) && after_hash.bytes().all(|c| matches!(c, b'-' | b'+' | b'!' | b'*' | b'/')));
+                && (after_hash.is_empty() || !after_hash.contains(char::is_whitespace) && after_hash.bytes().all(|c| matches!(c, b'-' | b'+' | b'!' | b'*' | b'/')) || opens_value());
             if comment {
                 push(out, "cmdi.separator_command", 85, m.start(), m.end(), text);
                 break;
             }
             if let Some(w) = judge_cmd(word, follow) {
                 push(out, "cmdi.separator_command", w, m.start(), m.end(), text);
+                break;
+            }
+            // `;dig evil.com`, `| host x.attacker.example`: a lookup of a host name, lowercase
+            // (the whole next token read: `follow` holds at most 12 characters)
+            if matches!(word, "dig" | "host") && {
+                let rest = text[word_end..].trim_start_matches([' ', '\t']);
+                rest.len() < text.len() - word_end && host_name(rest.split(|c: char| c.is_whitespace() || matches!(c, ';' | '|' | '&' | '`')).next().unwrap_or(""))
+            } {
+                push(out, "cmdi.separator_command", 85, m.start(), m.end(), text);
                 break;
             }
         }
@@ -472,6 +537,15 @@ pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
             if let Some(m) = r.ifs.find(text) {
                 push(out, "cmdi.ifs_evasion", 85, m.start(), m.end(), text);
             }
+            if let Some(m) = if seen.has(b'\\') { r.ansi_c.find(text) } else { None } {
+                push(out, "cmdi.ifs_evasion", 85, m.start(), m.end(), text);
+            }
+        }
+        if let Some(caps) = if seen.has(b'{') { r.brace.captures(text) } else { None } {
+            let (m, first) = (caps.get(0).unwrap(), caps.get(1).map_or("", |w| w.as_str()));
+            if first.bytes().all(|c| !c.is_ascii_uppercase()) && is_command(first) {
+                push(out, "cmdi.ifs_evasion", 85, m.start(), m.end(), text);
+            }
         }
     }
     if seen.has(b'(') || seen.has(b'$') {
@@ -481,6 +555,9 @@ pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
         if let Some(m) = if seen.has(b'(') && seen.has(b';') { r.code_breakout.find(text) } else { None } {
             push(out, "cmdi.code_breakout", 80, m.start(), m.end(), text);
         }
+    }
+    if let Some(m) = if seen.has(b'|') && seen.has(b'!') || seen.ci(b, b"ddeauto") { r.dde.find(text) } else { None } {
+        push(out, "cmdi.code_exec", 85, m.start(), m.end(), text);
     }
     // only separators: "; ", "| ", "&& ", "%0a", "`"
     let t = text.trim_matches(|c: char| c == ' ' || c == '\t');

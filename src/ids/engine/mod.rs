@@ -21,7 +21,7 @@ mod corpus_test;
 #[cfg(test)]
 mod tests;
 
-pub const RULESET_VERSION: &str = "2026.12.3";
+pub const RULESET_VERSION: &str = "2026.12.4";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Context {
@@ -209,7 +209,7 @@ static RULES: &[RuleInfo] = &[
     RuleInfo { id: "cmdi.separator_command", class: Class::Cmdi, description: "shell separator (; | || && & newline) followed by a command" },
     RuleInfo { id: "cmdi.leading_command", class: Class::Cmdi, description: "value starting with a shell command and shell-like arguments" },
     RuleInfo { id: "cmdi.substitution", class: Class::Cmdi, description: "$(...) or backtick command substitution" },
-    RuleInfo { id: "cmdi.ifs_evasion", class: Class::Cmdi, description: "${IFS}, $IFS$9 and parameter-expansion tricks" },
+    RuleInfo { id: "cmdi.ifs_evasion", class: Class::Cmdi, description: "${IFS}, $IFS$9, parameter-expansion tricks, ANSI-C quoting ($'\\x69\\x64') and brace expansion ({cat,/etc/passwd}) after a separator" },
     RuleInfo { id: "cmdi.glob_path", class: Class::Cmdi, description: "command named by a wildcard path after a separator (;/bin/ca?)" },
     RuleInfo { id: "cmdi.jndi_lookup", class: Class::Cmdi, description: "JNDI lookup (Log4Shell), nested-lookup obfuscation included" },
     RuleInfo { id: "cmdi.shellshock", class: Class::Cmdi, description: "() { :;}; function-definition exploit" },
@@ -225,6 +225,7 @@ static RULES: &[RuleInfo] = &[
     RuleInfo { id: "traversal.file_url", class: Class::Traversal, description: "file:// URL" },
     RuleInfo { id: "traversal.stream_wrapper", class: Class::Traversal, description: "PHP stream wrapper that reads or runs files (php://filter, php://input, expect://, phar://, data:;base64 PHP code)" },
     RuleInfo { id: "traversal.ntfs_stream", class: Class::Traversal, description: "NTFS alternate data stream on a file name (index.php::$DATA)" },
+    RuleInfo { id: "traversal.metadata_endpoint", class: Class::Traversal, description: "cloud instance metadata endpoint, the credentials a forged server-side request reads (169.254.169.254/latest/meta-data, metadata.google.internal)" },
     RuleInfo { id: "identifier.structural_chars", class: Class::Sqli, description: "identifier context: quote, comment, separator or markup characters" },
 ];
 
@@ -275,6 +276,11 @@ fn plain_needs_check(s: &[u8]) -> bool {
             b'g' if starts(b"glob:") => return true,
             b'r' if starts(b"rar:") => return true,
             b'z' if starts(b"zip:") => return true,
+            // (cloud metadata endpoints and the Kubernetes service-account token: named by a URL
+            // or a path of plain characters)
+            b'1' if starts(b"169.254.1") || starts(b"100.100.100.200") => return true,
+            b'm' if starts(b"metadata.google.internal") => return true,
+            b'k' if starts(b"kubernetes.io/serviceaccount") => return true,
             b's' if starts(b"shadow") || starts(b"system32") || starts(b"sysinfo") || starts(b"seeksegmenttime") => return true,
             b'f' if starts(b"fscommand") => return true,
             b'l' if starts(b"limit") => return true,

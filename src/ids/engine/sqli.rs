@@ -129,6 +129,12 @@ fn is_word_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80
 }
 
+/// A no-break space (U+00A0, MySQL's `%A0` separator) or a replacement character (U+FFFD, an
+/// undecodable byte) at `i`: white space between words.
+fn wide_space_at(s: &[u8], i: usize) -> bool {
+    s[i..].starts_with(&[0xC2, 0xA0]) || s[i..].starts_with(&[0xEF, 0xBF, 0xBD])
+}
+
 fn is_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c | 0)
 }
@@ -174,13 +180,8 @@ pub fn tokenize(s: &[u8], in_quote: Option<u8>, out: &mut Vec<Token>) {
             i += 1;
             continue;
         }
-        // non-breaking space U+00A0, replacement char U+FFFD (from undecodable bytes)
-        if b == 0xC2 && i + 1 < n && s[i + 1] == 0xA0 {
-            i += 2;
-            continue;
-        }
-        if b == 0xEF && i + 2 < n && s[i + 1] == 0xBF && s[i + 2] == 0xBD {
-            i += 3;
+        if b >= 0xC2 && wide_space_at(s, i) {
+            i += if b == 0xC2 { 2 } else { 3 };
             continue;
         }
         let start = i;
@@ -341,7 +342,8 @@ pub fn tokenize(s: &[u8], in_quote: Option<u8>, out: &mut Vec<Token>) {
             }
             _ if b.is_ascii_alphabetic() || b == b'_' || b == b'$' || b >= 0x80 => {
                 let mut j = i + 1;
-                while j < n && is_word_byte(s[j]) {
+                // (a word ends at a wide space too: `1'%A0OR%A01=1`)
+                while j < n && is_word_byte(s[j]) && !(s[j] >= 0xC2 && wide_space_at(s, j)) {
                     j += 1;
                 }
                 let w = &s[i..j];
@@ -816,6 +818,8 @@ fn breakout_logic_ok(v: &View, i: usize) -> bool {
     match v.kind(k) {
         None => matches!(opk, Some(Tk::Num) | Some(Tk::Var)) || v.kw(j) == "true",
         Some(Tk::Cmp) | Some(Tk::Logic) | Some(Tk::RParen) | Some(Tk::Semi) | Some(Tk::Op) => true,
+        // `' AND 0 ORDER BY 3-- -`: the column-count probe after a false condition
+        Some(Tk::Kw) if matches!(v.kw(k), "order" | "group") && v.kw(k + 1) == "by" && v.kind(k + 2) == Some(Tk::Num) => true,
         _ => {
             // comment right after the operand
             let end = v.t[j].end;
@@ -1143,7 +1147,8 @@ fn analyze(v: &View, quoted: bool, out: &mut Vec<Hit>) {
         match t.kind {
             Tk::Union => {
                 let mut j = i + 1;
-                while matches!(v.kw(j), "all" | "distinct") || v.kind(j) == Some(Tk::LParen) {
+                // (MySQL's DISTINCTROW is DISTINCT: `UNION DISTINCTROW SELECT`)
+                while matches!(v.kw(j), "all" | "distinct") || v.word_is(j, "distinctrow") || v.kind(j) == Some(Tk::LParen) {
                     j += 1;
                 }
                 if v.kw(j) == "select" {
@@ -1357,6 +1362,13 @@ fn analyze(v: &View, quoted: bool, out: &mut Vec<Hit>) {
                 }
                 if t.kw == "limit" && i == 0 && v.kind(1) == Some(Tk::Num) && matches!(v.kind(2), Some(Tk::Comma)) {
                     found(hit(v, "sqli.clause_probe", 60, i, c), out);
+                }
+                // `ORDER BY 3-- -` as the whole value, appended to a numeric one: a number, then
+                // a truncating comment with no word in it (`-- -`, `#`, `--+`; not `-- urgent`)
+                if (t.kw == "order" || t.kw == "group") && v.kw(i + 1) == "by" && i == 0 && v.kind(2) == Some(Tk::Num) && n == 3
+                    && v.all.last().is_some_and(|cm| cm.kind == Tk::Comment && cm.start >= v.t[2].end && truncating_comment(v, cm) && !v.text(cm).iter().any(u8::is_ascii_alphabetic))
+                {
+                    found(hit(v, "sqli.order_by_probe", 70, i, c), out);
                 }
                 if (t.kw == "order" || t.kw == "group") && v.kw(i + 1) == "by" && i >= 1 {
                     // value ORDER BY n  [--]

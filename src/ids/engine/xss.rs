@@ -50,7 +50,9 @@ fn rx() -> &'static Rx {
             attr_handler: Regex::new(r#"(?i)(?:^|[\s/"'`;\x00])on[a-z]{3,40}[\s\x00]*=[\s\x00]*["'`]?[^"'`>]{0,80}?[(`=&\\]"#).unwrap(),
             js_url: Regex::new(&format!(r#"(?i){}[\x00-\x20]*(?::|&colon;?)[\s\S]{{0,60}}?[(`=&\\%\[]"#, js)).unwrap(),
             js_url_weak: Regex::new(&format!(r"(?i)(?:^|[\s=\x22'(,?&:/])(?:{})[\x00-\x20]*:", js)).unwrap(),
-            data_url: Regex::new(r"(?i)data[\x00-\x20]*:[\x00-\x20]*(?:text/html|image/svg\+xml|application/(?:x-)?(?:javascript|ecmascript|xhtml)|text/(?:javascript|xml))").unwrap(),
+            // (or of any type, whose base64 opens with markup that runs script: `<script`, `<svg`,
+            // `<img`, `<iframe`, `<body`)
+            data_url: Regex::new(r"(?i)data[\x00-\x20]*:[\x00-\x20]*(?:text/html|image/svg\+xml|application/(?:x-)?(?:javascript|ecmascript|xhtml)|text/(?:javascript|xml))|data[\x00-\x20]*:[^,\s]{0,60};base64,(?-i:PHNjcmlwd|PHN2Zy|PGltZy|PGlmcmFtZ|PGJvZHk)").unwrap(),
             // An attribute added to the tag a value lands in unquoted: a protocol-relative host,
             // any path (`42 src=//evil/p`, `src=/\evil`, `src=\\evil`: a script loads whatever
             // is sent), or an http(s) URL of a script (`src=https://evil/x.js`; a cited page,
@@ -58,7 +60,7 @@ fn rx() -> &'static Rx {
             src_script: Regex::new(r#"(?i)(?:^|[\s\x00/"'])src[\s\x00]*=[\s\x00]*['"]?(?:https?://[^\s'"<>]+\.m?js(?-u:\b)|(?://|/\\|\\\\)[^\s'"<>/\\]+[/\\]?)"#).unwrap(),
             style_expr: Regex::new(r"(?i)expression[\s\x00]*\(|-moz-binding|behavior[\s\x00]*:|@import|url[\s\x00]*\([\s\x00'\x22]*(?:javascript|vbscript)|<[\s]*style").unwrap(),
             srcdoc: Regex::new(r"(?i)(?:srcdoc|formaction|xlink:href|dynsrc|lowsrc|datasrc|datafld|dataformatas|ng-[a-z-]+|v-on:[a-z]+|x-on:[a-z]+)[\s\x00]*=").unwrap(),
-            js_sink: Regex::new(r#"(?i)(?-u:\b)(?:alert|prompt|confirm|eval|settimeout|setinterval|execscript|msgbox|fromcharcode|importscripts|atob)(?:[\s\x00]*(?:\?\.[\s\x00]*)?(?:(?:\.|\?\.)[\s\x00]*(?:call|apply)[\s\x00]*)?\([\s\x00]*(?:\)|[0-9.]+[\s\x00]*\)|['"`/\[][^)]{0,100}\)|[a-z_$][\w$]*[\s\x00]*[.(\[+][^)]{0,100}\)|(?:document|window|location|origin|alt|src|name|this|top|self|parent|x|xss)[\s\x00]*\))|[\s\x00]*`|\)|&#|\\u)|document[\s\x00]*\.[\s\x00]*(?:cookie|domain|write|location|body)|window[\s\x00]*\.[\s\x00]*(?:location|name|open)|location[\s\x00]*\.[\s\x00]*(?:hash|href|search|replace)|\.innerhtml|constructor\(|\.constructor[\s\x00]*\(|(?-u:\b)(?:top|self|window|parent|this|globalthis|frames)\x00*\[|\(alert\)|\[alert\]|=alert(?-u:\b)|\.find\(alert|navigator\.|string\.fromcharcode|\$\.getscript|javascript:|__proto__|[/)]\.source(?-u:\b)|(?-u:\b)(?:alert|prompt|confirm|print|eval)[\s\x00]*(?:\?\.)?[\s\x00]*\.?[\s\x00]*(?:call|apply)[\s\x00]*\([\s\x00]*(?:null|undefined|this|window|top|self)[\s\x00]*,|(?-u:\b)import\([\s\x00]*['"`](?://|https?:|data:|blob:|javascript:|\.{0,2}/[^'"`\s]*\.m?js['"`])|(?-u:\b)print[\s\x00]*(?:\?\.[\s\x00]*)?\([\s\x00]*\)"#).unwrap(),
+            js_sink: Regex::new(r#"(?i)(?-u:\b)(?:alert|prompt|confirm|eval|settimeout|setinterval|execscript|msgbox|fromcharcode|importscripts|atob)(?:[\s\x00]*(?:\?\.[\s\x00]*)?(?:(?:\.|\?\.)[\s\x00]*(?:call|apply)[\s\x00]*)?\([\s\x00]*(?:\)|[0-9.]+[\s\x00]*\)|!*[0-9][0-9a-fA-FxXoObBeE_.]*(?:[\s\x00]*(?:[-+*/%&|^]|\*\*|&&|\|\|)[\s\x00]*!*[0-9][0-9a-fA-FxXoObBeE_.]*)*[\s\x00]*\)|!+[\s\x00]*[0-9]+[\s\x00]*\)|\.\.\.[\s\x00]*\[|['"`/\[][^)]{0,100}\)|[a-z_$][\w$]*[\s\x00]*[.(\[+][^)]{0,100}\)|(?:document|window|location|origin|alt|src|name|this|top|self|parent|x|xss)[\s\x00]*\))|[\s\x00]*`|\)|&#|\\u)|document[\s\x00]*\.[\s\x00]*(?:cookie|domain|write|location|body)|window[\s\x00]*\.[\s\x00]*(?:location|name|open)|location[\s\x00]*\.[\s\x00]*(?:hash|href|search|replace)|\.innerhtml|constructor\(|\.constructor[\s\x00]*\(|(?-u:\b)(?:top|self|window|parent|this|globalthis|frames)\x00*\[|\(alert\)|\[alert\]|=alert(?-u:\b)|\.find\(alert|navigator\.|string\.fromcharcode|\$\.getscript|javascript:|__proto__|[/)]\.source(?-u:\b)|(?-u:\b)(?:alert|prompt|confirm|print|eval)[\s\x00]*(?:\?\.)?[\s\x00]*\.?[\s\x00]*(?:call|apply|bind)[\s\x00]*\([\s\x00]*(?:null|undefined|this|window|top|self)[\s\x00]*,|(?-u:\b)import\([\s\x00]*['"`](?://|https?:|data:|blob:|javascript:|\.{0,2}/[^'"`\s]*\.m?js['"`])|(?-u:\b)print[\s\x00]*(?:\?\.[\s\x00]*)?\([\s\x00]*\)|(?-u:\b)(?:settimeout|setinterval|reflect[\s\x00]*\.[\s\x00]*apply)[\s\x00]*\([\s\x00]*(?:alert|prompt|confirm|eval|print)[\s\x00]*,|(?-u:\b)(?:shared)?worker[\s\x00]*\([\s\x00]*['"`](?://|https?:|data:|javascript:)|(?-u:\b)function[\s\x00]*\([\s\x00]*['"`][^\n]{0,200}?['"`][\s\x00]*\)[\s\x00]*\(|(?:valueof|tostring|tojson|get|set|then|toprimitive\])[\s\x00]*:[\s\x00]*(?:alert|prompt|confirm|eval)[\s\x00]*[,}]|(?:\[,|\},)(?:alert|prompt|confirm|eval)\]|=>[\s\x00]*(?:alert|prompt|confirm|eval)[\s\x00]*\(|externalinterface\.call[\s\x00]*\([\s\x00]*['"](?:alert|eval|prompt|confirm)['"]"#).unwrap(),
             js_breakout: Regex::new(r#"(?i)(?:['"`]|</)[\s\x00]*[)\]}]*[\s\x00]*[;,+\-*|&^%/<>:?=]+[\s\x00]*[a-z_$][\w$.\[\]'"]{0,40}[\s\x00]*[(`]"#).unwrap(),
             template: Regex::new(r"\{\{[^}]{0,200}(?:constructor|\$eval|\$on|alert|(?-u:\b)prompt|tostring|\[\s*\$|__proto__|\$new)").unwrap(),
             bare_handler: Regex::new(r"(?i)^[\s\x00]*on(?:abort|activate|after|animation|auxclick|before|begin|blur|bounce|canplay|cellchange|change|click|close|contextmenu|control|copy|cuechange|cut|data|dblclick|deactivate|drag|drop|durationchange|emptied|end|error|filterchange|finish|focus|formchange|forminput|fullscreen|gesture|hashchange|help|input|invalid|key|languagechange|layoutcomplete|load|losecapture|lostpointercapture|message|mouse|move|mozfullscreen|offline|online|page|paste|pause|play|pointer|popstate|progress|propertychange|ratechange|readystatechange|repeat|reset|resize|resume|reverse|row|scroll|search|seek|select|show|stalled|start|stop|storage|submit|suspend|timeerror|timeupdate|toggle|touch|track|transition|unhandledrejection|unload|urlflip|volumechange|waiting|webkit|wheel|zoom|security|slotchange|visibilitychange|media|outofsync|redo|undo|sync|formdata)[a-z]*[\s\x00]*=?[\s\x00]*$|^[\s\x00]*(?:fscommand|seeksegmenttime)[\s\x00]*$").unwrap(),
@@ -183,13 +185,21 @@ pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
         }
     }
     let sink_possible = has(b'(') || has(b'`') || has(b'[') || has(b'&') || has(b'\\')
-        || (has_eq && seen.ci(b, b"alert"))
+        || ((has_eq || has(b'{')) && seen.ci(b, b"alert"))
         || ((has(b'.') || has(b':') || has(b'_')) && [&b"document"[..], b"window", b"location", b"innerhtml", b"navigator", b"__proto__", b".source", b"javascript:"].iter().any(|w| seen.ci(b, w)));
     if sink_possible {
         if let Some(m) = r.js_sink.find_iter(text).find(|m| !sink_named_in_prose(text, m)) {
             // a JS sink preceded by a string/script breakout is a clear attack
             let strong = r.js_breakout.find(text).is_some();
             push(out, "xss.js_sink", if strong { 85 } else { 60 }, m, text);
+        }
+    }
+    // JSFuck: JavaScript written with the six characters `[]()!+` alone (`[][(![]+[])[+[]]...`)
+    if has(b'[') && has(b'!') && has(b'+') {
+        let six = b.iter().filter(|c| matches!(c, b'[' | b']' | b'(' | b')' | b'!' | b'+')).count();
+        if six >= 24 && six * 10 >= b.len() * 9 && seen.ci(b, b"![]") && seen.ci(b, b"+[]") && !out.iter().any(|h| h.rule_id == "xss.js_sink") {
+            let start = b.iter().position(|c| matches!(c, b'[' | b'(' | b'!' | b'+')).unwrap_or(0);
+            out.push(Hit { class: Class::Xss, rule_id: "xss.js_sink", weight: 85, offset: start, length: (b.len() - start).min(64), detail: "jsfuck".into() });
         }
     }
     let lead = text.trim_start_matches(|c: char| c.is_whitespace() || c == '\0').as_bytes();
