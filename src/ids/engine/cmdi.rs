@@ -63,15 +63,19 @@ fn guarded_command(w: &str, follow: &str) -> Option<u8> {
     let f = follow.trim_start().to_ascii_lowercase();
     let first = f.split_whitespace().next().unwrap_or("");
     let ok = match w {
-        "java" => matches!(first, "-jar" | "-cp" | "-classpath"),
+        // (JVM options may come first: `java -Xmx1g -jar`)
+        "java" => matches!(first, "-jar" | "-cp" | "-classpath") || first.starts_with("-x") || first.starts_with("-d"),
         "lua" | "luajit" => first == "-e",
-        "node" | "nodejs" => matches!(first, "-e" | "--eval"),
+        "node" | "nodejs" => matches!(first, "-e" | "--eval" | "-p" | "--print" | "-pe"),
         // (not `ip address`, `ip route`, `ip link`: words of prose)
         "ip" => {
             let (sub, whole) = subcommand(follow);
             whole && matches!(sub.as_str(), "addr" | "neigh" | "netns")
         }
-        "ss" => first.len() >= 3 && first.starts_with('-') && first[1..].bytes().all(|c| c.is_ascii_alphabetic()),
+        "ss" => {
+            let flags = first.trim_start_matches('-');
+            first.starts_with('-') && first.len() - flags.len() <= 2 && !flags.is_empty() && flags.bytes().all(|c| c.is_ascii_alphanumeric())
+        }
         "waitfor" => first == "/t",
         _ => false,
     };
@@ -85,6 +89,34 @@ fn host_name(token: &str) -> bool {
     labels.len() >= 2
         && labels.iter().all(|l| !l.is_empty() && l.len() <= 63 && l.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-'))
         && labels.last().is_some_and(|l| (2..=12).contains(&l.len()) && l.bytes().all(|c| c.is_ascii_alphabetic()))
+}
+
+/// Whether an ANSI-C quoted string (`$'...'`, escapes included) spells a word or a path: one
+/// escape at least, and every character, decoded, a letter, digit or one of `/._-`.
+fn ansi_c_word(quoted: &str) -> bool {
+    let body = quoted.trim_start_matches("$'").trim_end_matches('\'');
+    let b = body.as_bytes();
+    let (mut i, mut escapes) = (0, 0);
+    while i < b.len() {
+        let c = if b[i] == b'\\' && i + 1 < b.len() {
+            escapes += 1;
+            let (radix, max, skip) = match b[i + 1] {
+                b'x' => (16, 2, 2),
+                b'u' => (16, 4, 2),
+                _ => (8, 3, 1),
+            };
+            let digits: String = body[i + skip..].chars().take(max).take_while(|c| c.is_digit(radix)).collect();
+            i += skip + digits.len();
+            u32::from_str_radix(&digits, radix).ok().and_then(char::from_u32).unwrap_or('\0')
+        } else {
+            i += 1;
+            b[i - 1] as char
+        };
+        if !(c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-')) {
+            return false;
+        }
+    }
+    escapes > 0
 }
 
 /// Commands that are also common words: need a shell-looking argument.
@@ -110,6 +142,7 @@ struct Rx {
     ansi_c: Regex,
     brace: Regex,
     dde: Regex,
+    process_start: Regex,
 }
 
 fn rx() -> &'static Rx {
@@ -131,19 +164,22 @@ fn rx() -> &'static Rx {
             shellshock: Regex::new(r"\(\s*\)\s*\{\s*:?\s*;?\s*\}\s*;").unwrap(),
             ssi: Regex::new(r"(?i)<!--\s*#\s*(?:exec|include|echo|config|set|printenv)(?-u:\b)").unwrap(),
             template: Regex::new(r"\{\{[^{}]{1,200}\}\}|(?i:\{%-?\s*(?:for|if|set|import|include|extends|macro|raw|debug|load|block|with|print|exec)(?-u:\b)[^%]{0,200}%\})|\{\$[^}]{1,100}\}|\$\{\s*\d+\s*[*+\-/]\s*\d+\s*\}|<%=?\s*\d+\s*[*+]\s*\d+\s*%>|#\{\s*\d+\s*[*+]\s*\d+\s*\}|\{\{\s*(?:config|self|request|_self|''\.__class__)(?-u:\b)").unwrap(),
-            code_exec: Regex::new(r"(?i)(?-u:\b)(?:system|exec|shell_exec|passthru|popen|proc_open|pcntl_exec|os\.system|os\.popen|subprocess\.\w+|runtime\.getruntime\(\)\.exec|(?:diagnostics\.)?process\.start|child_process|require\s*\(\s*['\x22]child_process|eval)\s*\(\s*['\x22$]|(?-u:\b)(?:phpinfo|phpversion|php_uname|getenv)\s*\(\s*\)|\$_(?:get|post|request|cookie|server|files)(?-u:\b)|\$\{@?[a-z_]+\s*\(").unwrap(),
+            code_exec: Regex::new(r"(?i)(?-u:\b)(?:system|exec|shell_exec|passthru|popen|proc_open|pcntl_exec|os\.system|os\.popen|subprocess\.\w+|runtime\.getruntime\(\)\.exec|child_process|require\s*\(\s*['\x22]child_process|eval)\s*\(\s*['\x22$]|(?-u:\b)(?:phpinfo|phpversion|php_uname|getenv)\s*\(\s*\)|\$_(?:get|post|request|cookie|server|files)(?-u:\b)|\$\{@?[a-z_]+\s*\(").unwrap(),
             // A short value, an optional closing quote (and brackets), then `;`, or a quote and
             // `.`, into code (a call or an assignment) that ends `);` and a comment swallowing
             // the rest of the line, `?>` or a string reopened: PHP or server-side JavaScript
             // code injection (`a;exit(md5(1));//`, `';d=new Date();..;//`, `');print(1);$a='`).
             // (A sentence's full stop is not a breakout: `Mr. Smith (VIP); #`.)
             // Bash's ANSI-C quoting spelling a word in escapes: `$'\x69\x64'`, `$'\151\144'` run `id`
-            ansi_c: Regex::new(r"\$'(?:\\(?:x[0-9a-fA-F]{1,2}|[0-7]{1,3}|u[0-9a-fA-F]{4})){2,}'").unwrap(),
+            ansi_c: Regex::new(r"\$'(?:[A-Za-z0-9/._-]|\\(?:x[0-9a-fA-F]{1,2}|[0-7]{1,3}|u[0-9a-fA-F]{4})){1,40}'").unwrap(),
             // Brace expansion after a separator running its first word: `;{id,}`, `|{cat,/etc/passwd}`
-            brace: Regex::new(r"(?:[;|&\n`]|\$\()[\s]*\{([A-Za-z][\w.-]{0,20}),[^{}\s]{0,200}\}").unwrap(),
+            brace: Regex::new(r"(?:[;|&\n`]|\$\()[\s]*\{([A-Za-z/][\w./-]{0,40}),([^{}\s]{0,200})\}").unwrap(),
             // A spreadsheet formula that runs a program through DDE when the export is opened
             // (`=cmd|'/C calc'!A0`, `@SUM(1+1)*cmd|' /C calc'!A0`), or a DDEAUTO field.
-            dde: Regex::new(r#"(?i)(?:^|[=+\-@*(&,;])[\s]*(?:cmd|powershell|pwsh|mshta|msexcel|rundll32|regsvr32|certutil|msiexec|excel|winword)(?:\.exe)?[\s]*\|[\s]*['"][^'"\n]{0,200}['"][\s]*!|(?-u:\b)ddeauto(?-u:\b)"#).unwrap(),
+            // (a program as the DDE server: `=EXCEL|'..[Book1.xlsx]Sheet1'!R1C1` is a link)
+            dde: Regex::new(r#"(?i)(?:^|[=+\-@*(&,;])[\s]*(?:cmd|powershell|pwsh|mshta|msexcel|rundll32|regsvr32|certutil|msiexec|cscript|wscript|calc|wmic|bitsadmin)(?:\.exe)?[\s]*\|[\s]*['"][^'"\n]{0,200}['"][\s]*!|(?-u:\b)ddeauto[\s]+["']?(?:[a-z]:\\|[^\s"']*(?:cmd|powershell|mshta|calc))|(?:^|[=+\-@])[\s]*dde[\s]*\([\s]*"(?:cmd|powershell|pwsh|mshta|rundll32|calc|cscript|wscript)"#).unwrap(),
+            // .NET's Process.Start of a shell or a system tool (not of a URL: `Process.Start("https://..")`)
+            process_start: Regex::new(r#"(?i)process[\s]*\.[\s]*start[\s]*\([\s]*@?["'](?:cmd|powershell|pwsh|bash|sh|/bin/|calc|mshta|rundll32|certutil|wscript|cscript|regsvr32|net|whoami)(?:\.exe)?["'\s]"#).unwrap(),
             code_breakout: Regex::new(r#"^[\w @.-]{0,64}(?:['"]?[)\]]*;|['"]\.)\s*[A-Za-z_$][\w$.]*\s*[=(][^\n]*\)\s*(?:\.\s*['"])?;\s*(?:(?://|#)[^\n]{0,40}|/\*[^\n]{0,40}|\?>|\$\w+\s*=\s*['"])$"#).unwrap(),
         }
     })
@@ -335,8 +371,8 @@ fn judge_cmd(word: &str, follow: &str) -> Option<u8> {
     let w = word.to_ascii_lowercase();
     let w = w.trim_end_matches(".exe");
     if GUARDED.contains(&w) {
-        // (typed as a shell needs it: lowercase)
-        return if word.bytes().any(|c| c.is_ascii_uppercase()) { None } else { guarded_command(w, follow) };
+        // (typed as a shell needs it: lowercase; cmd.exe's `waitfor` in any case)
+        return if w != "waitfor" && word.bytes().any(|c| c.is_ascii_uppercase()) { None } else { guarded_command(w, follow) };
     }
     if strong(w) {
         // strong words: the rest must not be prose ("; ls" / "| id" / "&& whoami")
@@ -484,9 +520,16 @@ pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
             // (or with any comment, when the separator opens the value or follows one token
             // without letters, a number or a closed quote: `; id # CVE-2026-1234`, `1;id #x`; not
             // `Note; id #12 closed`)
+            // (`; id # primary key`: a comment in words, an INI file's; `1;ps #3 position size`:
+            // a number sign; `| id # | side |`: a table)
             let opens_value = || {
                 let before = text[..m.start()].trim();
-                !before.contains(char::is_whitespace) && !before.bytes().any(|c| c.is_ascii_alphabetic())
+                let words = after_hash.split(|c: char| !c.is_ascii_alphabetic()).filter(|w| w.len() >= 3 && w.bytes().all(|c| c.is_ascii_lowercase())).count();
+                m.as_str().starts_with(';')
+                    && !before.contains(char::is_whitespace)
+                    && !before.bytes().any(|c| c.is_ascii_alphabetic())
+                    && !after_hash.starts_with(|c: char| c.is_ascii_digit())
+                    && words < 2
             };
             let comment = follow.trim().starts_with('#')
                 && strong(&lw)
@@ -496,15 +539,22 @@ pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
                 push(out, "cmdi.separator_command", 85, m.start(), m.end(), text);
                 break;
             }
+            // The guarded words and `dig` count after `;`, `|`, `&` or `$(` only: a backtick or a
+            // line feed before them is mostly markdown or a file's next line (`` `java -jar app.jar` ``).
+            let code_sep = !m.as_str().starts_with(['`', '\n', '\r', '%']);
+            if GUARDED.contains(&lw.as_str()) && !code_sep {
+                continue;
+            }
             if let Some(w) = judge_cmd(word, follow) {
                 push(out, "cmdi.separator_command", w, m.start(), m.end(), text);
                 break;
             }
-            // `;dig evil.com`, `| host x.attacker.example`: a lookup of a host name, lowercase
-            // (the whole next token read: `follow` holds at most 12 characters)
-            if matches!(word, "dig" | "host") && {
+            // `;dig evil.com`, `| dig @8.8.8.8 x`: a lookup of a host name, lowercase (the whole
+            // next token read: `follow` holds at most 12 characters)
+            if word == "dig" && code_sep && {
                 let rest = text[word_end..].trim_start_matches([' ', '\t']);
-                rest.len() < text.len() - word_end && host_name(rest.split(|c: char| c.is_whitespace() || matches!(c, ';' | '|' | '&' | '`')).next().unwrap_or(""))
+                let token = rest.split(|c: char| c.is_whitespace() || matches!(c, ';' | '|' | '&' | '`')).next().unwrap_or("");
+                rest.len() < text.len() - word_end && (host_name(token.trim_end_matches('.')) || token.len() > 1 && token.starts_with(['@', '+']))
             } {
                 push(out, "cmdi.separator_command", 85, m.start(), m.end(), text);
                 break;
@@ -529,7 +579,9 @@ pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
             // (nor jQuery, `$(this).val()`: a method called on what it returns)
             let jquery = m.as_str().starts_with("$(") && text[m.end()..].starts_with('.');
             let runs = !(make_var || make_fn && m.as_str().starts_with("$(") || jquery);
-            if judge_cmd(base, rest.trim_end_matches(|c| c == ')' || c == '`')).is_some() || m.as_str().starts_with("$(") && base.len() > 1 && runs {
+            // (a guarded word in backticks is markdown: `` `java -jar app.jar` ``)
+            let markdown = m.as_str().starts_with('`') && GUARDED.contains(&base.to_ascii_lowercase().as_str());
+            if !markdown && judge_cmd(base, rest.trim_end_matches(|c| c == ')' || c == '`')).is_some() || m.as_str().starts_with("$(") && base.len() > 1 && runs {
                 push(out, "cmdi.substitution", 85, m.start(), m.end(), text);
             }
         }
@@ -537,13 +589,19 @@ pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
             if let Some(m) = r.ifs.find(text) {
                 push(out, "cmdi.ifs_evasion", 85, m.start(), m.end(), text);
             }
-            if let Some(m) = if seen.has(b'\\') { r.ansi_c.find(text) } else { None } {
+            // (spelling a word or a path: not `IFS=$'\012\011'`, `sep=$'\x1f'`)
+            if let Some(m) = if seen.has(b'\\') { r.ansi_c.find_iter(text).find(|m| ansi_c_word(m.as_str())) } else { None } {
                 push(out, "cmdi.ifs_evasion", 85, m.start(), m.end(), text);
             }
         }
+        // (the rest empty or an argument: `{id,}`, `{cat,/etc/passwd}`, `{ls,-la}`; not a field
+        // list, `{id,name,email}`)
         if let Some(caps) = if seen.has(b'{') { r.brace.captures(text) } else { None } {
             let (m, first) = (caps.get(0).unwrap(), caps.get(1).map_or("", |w| w.as_str()));
-            if first.bytes().all(|c| !c.is_ascii_uppercase()) && is_command(first) {
+            let rest = caps.get(2).map_or("", |w| w.as_str());
+            let base = first.rsplit('/').next().unwrap_or("");
+            let argument = rest.split(',').all(|a| a.is_empty() || a.starts_with(['/', '-', '.', '~', '$']) || a.contains('/'));
+            if first.bytes().all(|c| !c.is_ascii_uppercase()) && is_command(base) && argument {
                 push(out, "cmdi.ifs_evasion", 85, m.start(), m.end(), text);
             }
         }
@@ -556,8 +614,11 @@ pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
             push(out, "cmdi.code_breakout", 80, m.start(), m.end(), text);
         }
     }
-    if let Some(m) = if seen.has(b'|') && seen.has(b'!') || seen.ci(b, b"ddeauto") { r.dde.find(text) } else { None } {
+    if let Some(m) = if seen.has(b'|') && seen.has(b'!') || seen.ci(b, b"dde") { r.dde.find(text) } else { None } {
         push(out, "cmdi.code_exec", 85, m.start(), m.end(), text);
+    }
+    if let Some(m) = if seen.has(b'(') && seen.ci(b, b"start") { r.process_start.find(text) } else { None } {
+        push(out, "cmdi.code_exec", 80, m.start(), m.end(), text);
     }
     // only separators: "; ", "| ", "&& ", "%0a", "`"
     let t = text.trim_matches(|c: char| c == ' ' || c == '\t');

@@ -280,6 +280,11 @@ fn plain_needs_check(s: &[u8]) -> bool {
             // or a path of plain characters)
             b'1' if starts(b"169.254.1") || starts(b"100.100.100.200") => return true,
             b'm' if starts(b"metadata.google.internal") => return true,
+            b'c' if starts(b"computemetadata/") => return true,
+            b'e' if starts(b"eks.amazonaws.com/serviceaccount") => return true,
+            b'2' if starts(b"2852039166") => return true,
+            b'0' if starts(b"0xa9fea9fe") || starts(b"0251.0376.") => return true,
+            b'i' if starts(b"instance-data") => return true,
             b'k' if starts(b"kubernetes.io/serviceaccount") => return true,
             b's' if starts(b"shadow") || starts(b"system32") || starts(b"sysinfo") || starts(b"seeksegmenttime") => return true,
             b'f' if starts(b"fscommand") => return true,

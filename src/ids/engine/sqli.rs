@@ -1365,8 +1365,15 @@ fn analyze(v: &View, quoted: bool, out: &mut Vec<Hit>) {
                 }
                 // `ORDER BY 3-- -` as the whole value, appended to a numeric one: a number, then
                 // a truncating comment with no word in it (`-- -`, `#`, `--+`; not `-- urgent`)
-                if (t.kw == "order" || t.kw == "group") && v.kw(i + 1) == "by" && i == 0 && v.kind(2) == Some(Tk::Num) && n == 3
-                    && v.all.last().is_some_and(|cm| cm.kind == Tk::Comment && cm.start >= v.t[2].end && truncating_comment(v, cm) && !v.text(cm).iter().any(u8::is_ascii_alphabetic))
+                // (the columns as numbers with commas, ASC or DESC after them; the comment right
+                // after the number or `-- -`, `--+`: not `Order by 2 #`, `GROUP BY 1 --`)
+                let columns = n >= 3 && v.kind(2) == Some(Tk::Num)
+                    && v.t[3..].iter().all(|x| matches!(x.kind, Tk::Num | Tk::Comma) || v.text(x).eq_ignore_ascii_case(b"asc") || v.text(x).eq_ignore_ascii_case(b"desc"));
+                if (t.kw == "order" || t.kw == "group") && v.kw(i + 1) == "by" && i == 0 && columns
+                    && v.all.last().is_some_and(|cm| {
+                        cm.kind == Tk::Comment && cm.start >= v.t[n - 1].end && truncating_comment(v, cm) && !v.text(cm).iter().any(u8::is_ascii_alphabetic)
+                            && (cm.start == v.t[n - 1].end || matches!(v.text(cm), b"-- -" | b"--+" | b"--+-" | b"-- +"))
+                    })
                 {
                     found(hit(v, "sqli.order_by_probe", 70, i, c), out);
                 }

@@ -23,7 +23,7 @@ fn rx() -> &'static Rx {
     R.get_or_init(|| Rx {
         dotdot: Regex::new(r#"(?:^|[/\\=:'"\s;,|&(\x00*?]|\.\.)\.{2,}[\x00]*(?:[/\\]|;/)(?:[^\s]|$)"#).unwrap(),
         dotdot_weird: Regex::new(r"(?i)\.\.(?:0x2f|0x5c|%2f|%5c|/%2e|\?|%u[0-9a-f]{4}|%(?:25|c0|c1|e0|f0)|[\x{E000}-\x{F8FF}])|0x2e0x2e|(?:\.[/\\]){3,}|\.(?:/\\|\\/)|(?:^|[/\\])\.\.$").unwrap(),
-        sensitive: Regex::new(r"(?i)(?:^|[/\\:=\s'\x22]|\.\.)(?:(?:var[/\\])?run[/\\]secrets[/\\]kubernetes\.io[/\\]|etc[/\\](?:passwd|shadow|group|hosts|issue|motd|master\.passwd|sudoers|crontab|ssh/|mysql/|apache2?/|httpd/|nginx/|php\.ini|fstab|resolv\.conf|security/)|proc[/\\](?:self|\d+)[/\\]|var[/\\](?:log|www|mail|spool|lib/mysql)[/\\]|root[/\\]|\.ssh[/\\]|id_[rd]sa|\.bash_history|\.htpasswd|\.htaccess|web\.config|wp-config\.php|boot\.ini|win\.ini|system\.ini|windows[/\\]system32|winnt[/\\]|system32[/\\](?:config|drivers)|inetpub[/\\]|global\.asax?|config\.sys|autoexec\.bat|desktop\.ini|sam$|repair[/\\]sam)").unwrap(),
+        sensitive: Regex::new(r"(?i)(?:^|[/\\:=\s'\x22]|\.\.)(?:(?:var[/\\])?run[/\\]secrets[/\\](?:kubernetes\.io|eks\.amazonaws\.com)[/\\]|etc[/\\](?:passwd|shadow|group|hosts|issue|motd|master\.passwd|sudoers|crontab|ssh/|mysql/|apache2?/|httpd/|nginx/|php\.ini|fstab|resolv\.conf|security/)|proc[/\\](?:self|\d+)[/\\]|var[/\\](?:log|www|mail|spool|lib/mysql)[/\\]|root[/\\]|\.ssh[/\\]|id_[rd]sa|\.bash_history|\.htpasswd|\.htaccess|web\.config|wp-config\.php|boot\.ini|win\.ini|system\.ini|windows[/\\]system32|winnt[/\\]|system32[/\\](?:config|drivers)|inetpub[/\\]|global\.asax?|config\.sys|autoexec\.bat|desktop\.ini|sam$|repair[/\\]sam)").unwrap(),
         nul_ext: Regex::new(r"(?i)\.[a-z0-9]{1,6}\x00|\x00\.?[a-z0-9]{1,6}$|\x00[/\\]").unwrap(),
         file_url: Regex::new(r"(?i)(?-u:\b)file:(?://|\\\\)").unwrap(),
         web_inf: Regex::new(r"(?i)web-inf[/\\]").unwrap(),
@@ -37,7 +37,9 @@ fn rx() -> &'static Rx {
         // Cloud instance metadata (AWS, GCP, Azure, OpenStack, Alibaba; the ECS task endpoint):
         // a URL of it stored where the server fetches URLs (a webhook, an avatar) returns the
         // instance's credentials. The address with a path or after `//`, the host names anywhere.
-        metadata: Regex::new(r"(?i)(?:^|//|@|[\s=:'\x22(\[])(?:169\.254\.169\.254|100\.100\.100\.200|169\.254\.170\.2|\[?fd00:ec2::254\]?)(?::\d{1,5})?/|//(?:169\.254\.169\.254|\[?fd00:ec2::254\]?)(?:[:/]|$)|(?-u:\b)metadata\.google\.internal(?-u:\b)").unwrap(),
+        // (as a URL or a parameter's value, with a path after the address: not a CIDR,
+        // `169.254.169.254/32`, nor prose naming it, `hop limit 1 for 169.254.169.254/latest/...`)
+        metadata: Regex::new(r"(?i)(?:^|//|@|=)(?:169\.254\.169\.254|100\.100\.100\.200|169\.254\.170\.2|\[?fd00:ec2::254\]?|\[::ffff:169\.254\.169\.254\])(?::\d{1,5})?/[a-z]|//(?:169\.254\.169\.254|\[?fd00:ec2::254\]?|\[::ffff:169\.254\.169\.254\]|2852039166|0xa9fea9fe|0251\.0376\.0251\.0376|instance-data)(?:[:/]|$)|(?-u:\b)metadata\.google\.internal(?-u:\b)|/computemetadata/v1(?-u:\b)").unwrap(),
         ntfs_stream: Regex::new(r"(?i)\.[a-z0-9]{1,8}:[\w.-]{0,40}:\$data(?-u:\b)|::\$(?:index_allocation|bitmap)(?-u:\b)|:\$i30:").unwrap(),
     })
 }
