@@ -82,7 +82,7 @@ fn guarded_command(w: &str, follow: &str) -> Option<u8> {
     ok.then_some(85)
 }
 
-/// A host name as a network command's argument (`dig evil.com`, `host a.b.example`): two labels
+/// A host name as a network command's argument (`dig evil.com`, `dig x.attacker.example`): two labels
 /// or more of letters, digits and hyphens, the last one letters only.
 fn host_name(token: &str) -> bool {
     let labels: Vec<&str> = token.split('.').collect();
@@ -105,7 +105,7 @@ fn ansi_c_word(quoted: &str) -> bool {
                 b'u' => (16, 4, 2),
                 _ => (8, 3, 1),
             };
-            let digits: String = body[i + skip..].chars().take(max).take_while(|c| c.is_digit(radix)).collect();
+            let digits: String = body.get(i + skip..).unwrap_or("").chars().take(max).take_while(|c| c.is_digit(radix)).collect();
             i += skip + digits.len();
             u32::from_str_radix(&digits, radix).ok().and_then(char::from_u32).unwrap_or('\0')
         } else {
@@ -165,11 +165,6 @@ fn rx() -> &'static Rx {
             ssi: Regex::new(r"(?i)<!--\s*#\s*(?:exec|include|echo|config|set|printenv)(?-u:\b)").unwrap(),
             template: Regex::new(r"\{\{[^{}]{1,200}\}\}|(?i:\{%-?\s*(?:for|if|set|import|include|extends|macro|raw|debug|load|block|with|print|exec)(?-u:\b)[^%]{0,200}%\})|\{\$[^}]{1,100}\}|\$\{\s*\d+\s*[*+\-/]\s*\d+\s*\}|<%=?\s*\d+\s*[*+]\s*\d+\s*%>|#\{\s*\d+\s*[*+]\s*\d+\s*\}|\{\{\s*(?:config|self|request|_self|''\.__class__)(?-u:\b)").unwrap(),
             code_exec: Regex::new(r"(?i)(?-u:\b)(?:system|exec|shell_exec|passthru|popen|proc_open|pcntl_exec|os\.system|os\.popen|subprocess\.\w+|runtime\.getruntime\(\)\.exec|child_process|require\s*\(\s*['\x22]child_process|eval)\s*\(\s*['\x22$]|(?-u:\b)(?:phpinfo|phpversion|php_uname|getenv)\s*\(\s*\)|\$_(?:get|post|request|cookie|server|files)(?-u:\b)|\$\{@?[a-z_]+\s*\(").unwrap(),
-            // A short value, an optional closing quote (and brackets), then `;`, or a quote and
-            // `.`, into code (a call or an assignment) that ends `);` and a comment swallowing
-            // the rest of the line, `?>` or a string reopened: PHP or server-side JavaScript
-            // code injection (`a;exit(md5(1));//`, `';d=new Date();..;//`, `');print(1);$a='`).
-            // (A sentence's full stop is not a breakout: `Mr. Smith (VIP); #`.)
             // Bash's ANSI-C quoting spelling a word in escapes: `$'\x69\x64'`, `$'\151\144'` run `id`
             ansi_c: Regex::new(r"\$'(?:[A-Za-z0-9/._-]|\\(?:x[0-9a-fA-F]{1,2}|[0-7]{1,3}|u[0-9a-fA-F]{4})){1,40}'").unwrap(),
             // Brace expansion after a separator running its first word: `;{id,}`, `|{cat,/etc/passwd}`
@@ -180,6 +175,11 @@ fn rx() -> &'static Rx {
             dde: Regex::new(r#"(?i)(?:^|[=+\-@*(&,;])[\s]*(?:cmd|powershell|pwsh|mshta|msexcel|rundll32|regsvr32|certutil|msiexec|cscript|wscript|calc|wmic|bitsadmin)(?:\.exe)?[\s]*\|[\s]*['"][^'"\n]{0,200}['"][\s]*!|(?-u:\b)ddeauto[\s]+["']?(?:[a-z]:\\|[^\s"']*(?:cmd|powershell|mshta|calc))|(?:^|[=+\-@])[\s]*dde[\s]*\([\s]*"(?:cmd|powershell|pwsh|mshta|rundll32|calc|cscript|wscript)"#).unwrap(),
             // .NET's Process.Start of a shell or a system tool (not of a URL: `Process.Start("https://..")`)
             process_start: Regex::new(r#"(?i)process[\s]*\.[\s]*start[\s]*\([\s]*@?["'](?:cmd|powershell|pwsh|bash|sh|/bin/|calc|mshta|rundll32|certutil|wscript|cscript|regsvr32|net|whoami)(?:\.exe)?["'\s]"#).unwrap(),
+            // A short value, an optional closing quote (and brackets), then `;`, or a quote and
+            // `.`, into code (a call or an assignment) that ends `);` and a comment swallowing
+            // the rest of the line, `?>` or a string reopened: PHP or server-side JavaScript
+            // code injection (`a;exit(md5(1));//`, `';d=new Date();..;//`, `');print(1);$a='`).
+            // (A sentence's full stop is not a breakout: `Mr. Smith (VIP); #`.)
             code_breakout: Regex::new(r#"^[\w @.-]{0,64}(?:['"]?[)\]]*;|['"]\.)\s*[A-Za-z_$][\w$.]*\s*[=(][^\n]*\)\s*(?:\.\s*['"])?;\s*(?:(?://|#)[^\n]{0,40}|/\*[^\n]{0,40}|\?>|\$\w+\s*=\s*['"])$"#).unwrap(),
         }
     })
@@ -517,11 +517,10 @@ pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
             // (`#` ending the value, or with only punctuation after it: `# -`; not `# 3`, `#12`,
             // `#s to follow`, `#: 4471`, `#trading`)
             let after_hash = text[m.start() + m.as_str().find('#').map_or(m.len(), |p| p + 1)..].trim();
-            // (or with any comment, when the separator opens the value or follows one token
-            // without letters, a number or a closed quote: `; id # CVE-2026-1234`, `1;id #x`; not
-            // `Note; id #12 closed`)
-            // (`; id # primary key`: a comment in words, an INI file's; `1;ps #3 position size`:
-            // a number sign; `| id # | side |`: a table)
+            // (or with any comment, when a `;` opens the value or follows one token without
+            // letters, a number or a closed quote: `; id # CVE-2026-1234`, `1;id #x`; not `Note; id
+            // #12 closed`, `; id # primary key` (a comment in words, an INI file's), `1;ps #3
+            // position size` (a number sign), `| id # | side |` (a table))
             let opens_value = || {
                 let before = text[..m.start()].trim();
                 let words = after_hash.split(|c: char| !c.is_ascii_alphabetic()).filter(|w| w.len() >= 3 && w.bytes().all(|c| c.is_ascii_lowercase())).count();
