@@ -162,8 +162,9 @@ fn rx() -> &'static Rx {
             // a command named by a wildcard path after a separator: `;/bin/ca?/et?/pass??`, `|/???/c?t`
             glob_path: Regex::new(r"(?i)(?:[;|&\n`]|\$\()[\s]*(?:/[a-z0-9_.?*\[\]-]+){2,}(?:[\s;|&)`]|$)").unwrap(),
             shellshock: Regex::new(r"\(\s*\)\s*\{\s*:?\s*;?\s*\}\s*;").unwrap(),
-            ssi: Regex::new(r"(?i)<!--\s*#\s*(?:exec|include|echo|config|set|printenv)(?-u:\b)").unwrap(),
-            template: Regex::new(r"\{\{[^{}]{1,200}\}\}|(?i:\{%-?\s*(?:for|if|set|import|include|extends|macro|raw|debug|load|block|with|print|exec)(?-u:\b)[^%]{0,200}%\})|\{\$[^}]{1,100}\}|\$\{\s*\d+\s*[*+\-/]\s*\d+\s*\}|<%=?\s*\d+\s*[*+]\s*\d+\s*%>|#\{\s*\d+\s*[*+]\s*\d+\s*\}|\{\{\s*(?:config|self|request|_self|''\.__class__)(?-u:\b)").unwrap(),
+            // (and Edge Side Includes, `<esi:include src=..>`, `<esi:debug/>`)
+            ssi: Regex::new(r"(?i)<!--\s*#\s*(?:exec|include|echo|config|set|printenv|flastmod|fsize)(?-u:\b)|<esi:(?:include|debug|vars|inline|choose|when|try|attempt|remove|comment|assign|eval)(?-u:\b)").unwrap(),
+            template: Regex::new(r"\{\{[^{}]{1,200}\}\}|(?i:\{%-?\s*(?:for|if|set|import|include|extends|macro|raw|debug|load|block|with|print|exec)(?-u:\b)[^%]{0,200}%\})|\{\$[^}]{1,100}\}|\$\{\s*\d+\s*[*+\-/]\s*\d+\s*\}|<%=?\s*\d+\s*[*+]\s*\d+\s*%>|#\{\s*\d+\s*[*+]\s*\d+\s*\}|\{\{\s*(?:config|self|request|_self|''\.__class__)(?-u:\b)|(?i:freemarker\.template\.utility\.execute|\?new\(\)|\.getclass\(\)\.forname\()").unwrap(),
             code_exec: Regex::new(r"(?i)(?-u:\b)(?:system|exec|shell_exec|passthru|popen|proc_open|pcntl_exec|os\.system|os\.popen|subprocess\.\w+|runtime\.getruntime\(\)\.exec|child_process|require\s*\(\s*['\x22]child_process|eval)\s*\(\s*['\x22$]|(?-u:\b)(?:phpinfo|phpversion|php_uname|getenv)\s*\(\s*\)|\$_(?:get|post|request|cookie|server|files)(?-u:\b)|\$\{@?[a-z_]+\s*\(").unwrap(),
             // Bash's ANSI-C quoting spelling a word in escapes: `$'\x69\x64'`, `$'\151\144'` run `id`
             ansi_c: Regex::new(r"\$'(?:[A-Za-z0-9/._-]|\\(?:x[0-9a-fA-F]{1,2}|[0-7]{1,3}|u[0-9a-fA-F]{4})){1,40}'").unwrap(),
@@ -709,7 +710,7 @@ pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
             push(out, "cmdi.ssi", 95, m.start(), m.end(), text);
         }
     }
-    if let Some(m) = if seen.has(b'{') || (seen.has(b'<') && seen.ci(b, b"<%")) { r.template.find(text) } else { None } {
+    if let Some(m) = if seen.has(b'{') || (seen.has(b'<') && seen.ci(b, b"<%")) || seen.ci(b, b"freemarker") || seen.ci(b, b"?new(") { r.template.find(text) } else { None } {
         push(out, "cmdi.template_injection", 70, m.start(), m.end(), text);
     }
 }

