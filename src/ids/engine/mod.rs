@@ -289,7 +289,7 @@ fn plain_needs_check(s: &[u8]) -> bool {
             // (`0x2e0x2e0x2f`: dots and slashes as hexadecimal; `..2f..2f`, `Li4vLi4v`: a traversal
             // with its percent signs lost or in base64; `convert.iconv.X.Y`: a PHP filter chain)
             b'0' if starts(b"0x2e") || starts(b"0x2f") || starts(b"0x5c") => return true,
-            b'l' if starts(b"Li4vLi4v") => return true,
+            b'l' if starts(b"Li4vLi4") || starts(b"Ly4uLy4u") || starts(b"Li5cLi5c") || starts(b"Li8uLi8u") => return true,
             b'c' if starts(b"convert.") => return true,
             b's' if starts(b"shadow") || starts(b"system32") || starts(b"sysinfo") || starts(b"seeksegmenttime") => return true,
             b'f' if starts(b"fscommand") => return true,
@@ -416,7 +416,7 @@ fn run_detectors(text: &str, ctx: Context, had_nul: bool, early: bool, out: &mut
             return;
         }
     }
-    if seen.any(b"/\\\0%") || seen.ci(b, b"0x2f") || seen.ci(b, b"0x5c") || seen.ci(b, b"li4v") || seen.ci(b, b"convert.") || (seen.has(b'.') && [&b"ini"[..], b".ht", b"config", b"asa", b"sys", b"bat", b"id_", b"bash", b"ssh", b".."].iter().any(|w| seen.ci(b, w))) || seen.ci(b, b"0x2e") || (seen.has(b':') && (seen.has(b'$') || seen.ci(b, b";base64,"))) {
+    if seen.any(b"/\\\0%") || seen.ci(b, b"0x2f") || seen.ci(b, b"0x5c") || seen.ci(b, b"li4") || seen.ci(b, b"ly4u") || seen.ci(b, b"li5c") || seen.ci(b, b"li8u") || seen.ci(b, b"convert.") || (seen.has(b'.') && [&b"ini"[..], b".ht", b"config", b"asa", b"sys", b"bat", b"id_", b"bash", b"ssh", b".."].iter().any(|w| seen.ci(b, w))) || seen.ci(b, b"0x2e") || (seen.has(b':') && (seen.has(b'$') || seen.ci(b, b";base64,"))) {
         traversal::scan(text, had_nul, ctx == Context::Path, out);
     }
     if ctx == Context::Identifier {
