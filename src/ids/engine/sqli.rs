@@ -1370,10 +1370,10 @@ fn analyze(v: &View, quoted: bool, out: &mut Vec<Hit>) {
                 if t.kw == "limit" && i == 0 && v.kind(1) == Some(Tk::Num) && matches!(v.kind(2), Some(Tk::Comma)) {
                     found(hit(v, "sqli.clause_probe", 60, i, c), out);
                 }
-                // `ORDER BY 3-- -` as the whole value, appended to a numeric one: a number, then
-                // a truncating comment with no word in it (`-- -`, `#`, `--+`; not `-- urgent`)
-                // (the columns as numbers with commas, ASC or DESC after them; the comment right
-                // after the number or `-- -`, `--+`: not `Order by 2 #`, `GROUP BY 1 --`)
+                // `ORDER BY 3-- -` as the whole value, appended to a numeric one: column numbers
+                // (with commas, ASC or DESC), then a truncating comment with no word in it, right
+                // after the last token or written `-- -`, `--+` (not `-- urgent`, `Order by 2 #`,
+                // `GROUP BY 1 --`)
                 let columns = n >= 3 && v.kind(2) == Some(Tk::Num)
                     && v.t[3..].iter().all(|x| matches!(x.kind, Tk::Num | Tk::Comma) || v.text(x).eq_ignore_ascii_case(b"asc") || v.text(x).eq_ignore_ascii_case(b"desc"));
                 if (t.kw == "order" || t.kw == "group") && v.kw(i + 1) == "by" && i == 0 && columns
