@@ -43,8 +43,20 @@ struct ColumnCfg {
     input: std::cell::OnceCell<Option<(pg_sys::Oid, pg_sys::Oid, i32)>>,
     /// The transaction (local id), armor, context and blind index (empty: none) of the last
     /// value an INSERT sealed into this column (ciphertext, key text and MAC only; buffers
-    /// reused from row to row).
-    last_sealed: RefCell<(u64, Vec<u8>, String, Vec<u8>)>,
+    /// reused from row to row). Shared with [`LAST_SEALED`], so that it outlives this
+    /// configuration (see there).
+    last_sealed: LastSealed,
+}
+
+type LastSealed = Rc<RefCell<(u64, Vec<u8>, String, Vec<u8>)>>;
+
+thread_local! {
+    /// The last value an INSERT sealed, per encrypted column (by column id), kept apart from the
+    /// table configurations: those are dropped whenever keys change in any backend (and rebuilt
+    /// on every row when tradeguard is not preloaded), and the UPDATE of an
+    /// `INSERT ... ON CONFLICT DO UPDATE SET c = EXCLUDED.c` must still find what its INSERT
+    /// sealed. One small entry per column this backend has written to.
+    static LAST_SEALED: RefCell<rustc_hash::FxHashMap<i32, LastSealed>> = RefCell::new(rustc_hash::FxHashMap::default());
 }
 
 impl ColumnCfg {
@@ -178,7 +190,7 @@ fn load_table_cfg(relid: pg_sys::Oid) -> TgResult<Rc<TableCfg>> {
             position: std::cell::Cell::new((usize::MAX, usize::MAX)),
             original_type,
             input: std::cell::OnceCell::new(),
-            last_sealed: RefCell::new((0, Vec::new(), String::new(), Vec::new())),
+            last_sealed: LAST_SEALED.with(|m| m.borrow_mut().entry(column_id).or_default().clone()),
         });
     }
     if columns.is_empty() {

@@ -624,6 +624,26 @@ mod tests {
 
     /// Found by an attack review: ways a row could carry off another row's value, lose the
     /// key its value is bound to, or hold a value its view cannot show.
+    /// A key change in any backend drops every backend's table configurations: the UPDATE of
+    /// an upsert must still find the value its INSERT sealed (a key created between the two, by a
+    /// trigger that fires first, stands for another session's create_key or rotate_key; this
+    /// failed once in CI when another test created a key at that moment).
+    #[pg_test]
+    fn upsert_survives_a_key_change_between_its_insert_and_update() {
+        Spi::run(
+            "SELECT tradeguard.create_key('t_ups');
+             CREATE TABLE t_ups (id int PRIMARY KEY, uname text UNIQUE NOT NULL, api_key text);
+             INSERT INTO t_ups VALUES (1, 'trader', 'old');
+             SELECT tradeguard.encrypt_column('t_ups', 'api_key', 't_ups');
+             CREATE FUNCTION t_ups_bump() RETURNS trigger LANGUAGE plpgsql AS
+               $$ BEGIN PERFORM tradeguard.create_key('t_ups_' || NEW.id || '_' || md5(random()::text)); RETURN NEW; END $$;
+             CREATE TRIGGER a_bump BEFORE UPDATE ON t_ups FOR EACH ROW EXECUTE FUNCTION t_ups_bump();
+             INSERT INTO t_ups VALUES (2, 'trader', 'new') ON CONFLICT (uname) DO UPDATE SET api_key = EXCLUDED.api_key",
+        )
+        .unwrap();
+        assert_eq!(one::<String>("SELECT api_key FROM t_ups_decrypted WHERE id = 1").as_deref(), Some("new"));
+    }
+
     #[pg_test]
     fn row_binding_holds_against_upserts_deferred_and_dropped_keys() {
         let refused = crate::common::refusal;
