@@ -461,6 +461,11 @@ pub fn evasion_variants(text: &str) -> Vec<(&'static str, String)> {
             }
         }
     }
+    // A NUL inside a word (`<SCR%00IPT>`): filters that stop at it see no tag, the browser or
+    // the C string it ends up in drops it.
+    if text.contains('\0') && text.contains('<') {
+        out.push(("nul_strip", text.replace('\0', "")));
+    }
     // US-ASCII with the high bit set (`¼script¾alert(¢XSS¢)¼/script¾`): a page served as
     // US-ASCII drops the eighth bit, so Latin-1 `¼` and `¾` (0xBC, 0xBE) become `<` and `>`.
     // Only when both brackets are there; the variant drops the bit of Latin-1 characters.

@@ -1335,6 +1335,11 @@ fn file_inclusion_shapes() {
         ],
         Class::Cmdi,
     );
+    // (fuzzdb's lists: a breakout into a sink left open, a NUL inside a tag name, base64 markup,
+    // a Bitnami stack's logs)
+    assert_attacks(&["'); alert('XSS", "<SCR\0IPT>alert(\"XSS\")</SCR\0IPT>", "PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg=="], Class::Xss);
+    assert_attacks(&["/opt/bitnami/apache2/logs/access_log"], Class::Traversal);
+    assert_benign(&["It's fine'); see alert settings", "QWxhZGRpbjpvcGVuIHNlc2FtZQ==", "<b>bold</b>\0"], Context::Auto);
     assert_benign(
         &[
             "/var/data/marketdata/2024/06/03/AAPL.parquet",

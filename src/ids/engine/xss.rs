@@ -37,6 +37,7 @@ struct Rx {
     tag_attr: Regex,
     declaration: Regex,
     style_attr: Regex,
+    base64_markup: Regex,
 }
 
 fn rx() -> &'static Rx {
@@ -67,6 +68,7 @@ fn rx() -> &'static Rx {
             tag_attr: Regex::new(r#"(?i)<[a-z][a-z0-9:-]{0,30}[\s/\x00][^>]{0,200}?(?-u:\b)(?:src|href|action|data|background|code|codebase|value|poster|content)[\s\x00]*=[\s\x00]*["'`“]?[\s\x00]*(?:[a-z][a-z0-9+.-]{1,10}:|//|\\\\|#)|<[a-z]+[\s/\x00][^>]{0,100}?(?-u:\b)value[\s\x00]*=[\s\x00]*[“”"'`]?xss|</?(?:html|body|head|title|h[1-6])(?-u:\b)"#).unwrap(),
             declaration: Regex::new(r"(?i)<!--\[if|<!\[cdata\[|<\?(?:xml|import)|<!entity|<!doctype[^>]{0,200}\[|<\?php|<%|xmlns(?::[a-z]+)?[\s\x00]*=").unwrap(),
             style_attr: Regex::new(r"(?i)style[\s\x00]*=[^>]{0,200}?(?:url[\s\x00]*\(|expression|behavior|[{}]|\\[0-9a-f]{2})").unwrap(),
+            base64_markup: Regex::new(r"^(?:PHNjcmlwd|PFNDUklQV|PHN2Zy|PFNWRy|PGltZy|PElNRy|PGlmcmFtZ|PElGUkFNR|PGJvZHk|PEJPRFk)").unwrap(),
             meta_refresh: Regex::new(r"(?i)http-equiv[\s\x00]*=[\s\x00]*['\x22]?[\s\x00]*(?:refresh|set-cookie|content-type)").unwrap(),
         }
     })
@@ -192,6 +194,20 @@ pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
             // a JS sink preceded by a string/script breakout is a clear attack
             let strong = r.js_breakout.find(text).is_some();
             push(out, "xss.js_sink", if strong { 85 } else { 60 }, m, text);
+        } else if let Some(m) = r.js_breakout.find(text).filter(|m| {
+            // a breakout into a sink's call whose argument runs on unclosed (`'); alert('XSS`)
+            let name = m.as_str().trim_end_matches(|c: char| c == '(' || c == '`' || c.is_whitespace() || c == '\0');
+            let name = name.rsplit(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '$')).next().unwrap_or("");
+            matches!(name, "alert" | "prompt" | "confirm" | "eval")
+        }) {
+            push(out, "xss.js_sink", 85, m, text);
+        }
+    }
+    // A value that is the base64 of markup that runs script (`PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==`
+    // is `<script>alert(1)</script>`), for an application that decodes it into a page.
+    if b.len() >= 16 && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=')) {
+        if let Some(m) = r.base64_markup.find(text) {
+            push(out, "xss.data_url", 70, m, text);
         }
     }
     // JSFuck: JavaScript written with the six characters `[]()!+` alone (`[][(![]+[])[+[]]...`)
