@@ -839,6 +839,11 @@ fn truncating_comment(v: &View, t: &Token) -> bool {
     }
 }
 
+/// A truncating comment with no letter in it (`-- -`, `#`, `--+`): a probe's, not an aside.
+fn wordless_comment(v: &View, t: &Token) -> bool {
+    t.kind == Tk::Comment && truncating_comment(v, t) && !v.text(t).iter().any(u8::is_ascii_alphabetic)
+}
+
 /// Constant condition after a logic operator: `AND 8=3`, `AND 1+2=3+4`, `AND (8)=(3)`,
 /// `AND 31337-31337=0` (arithmetic/boolean blind probes).
 fn is_magic(kw: &str) -> bool {
@@ -1362,9 +1367,7 @@ fn analyze(v: &View, quoted: bool, out: &mut Vec<Hit>) {
                 }
                 // ` HAVING 1=0-- `: a constant condition opening the value, ended by a wordless
                 // truncating comment (the error-based probe of a GROUP BY query)
-                if t.kw == "having" && i == 0 && constant_condition(v, 1, false)
-                    && v.all.last().is_some_and(|cm| cm.kind == Tk::Comment && truncating_comment(v, cm) && !v.text(cm).iter().any(u8::is_ascii_alphabetic))
-                {
+                if t.kw == "having" && i == 0 && constant_condition(v, 1, false) && v.all.last().is_some_and(|cm| wordless_comment(v, cm)) {
                     found(hit(v, "sqli.clause_probe", 70, i, c), out);
                 }
                 if t.kw == "limit" && i == 0 && v.kind(1) == Some(Tk::Num) && matches!(v.kind(2), Some(Tk::Comma)) {
@@ -1378,7 +1381,7 @@ fn analyze(v: &View, quoted: bool, out: &mut Vec<Hit>) {
                     && v.t[3..].iter().all(|x| matches!(x.kind, Tk::Num | Tk::Comma) || v.text(x).eq_ignore_ascii_case(b"asc") || v.text(x).eq_ignore_ascii_case(b"desc"));
                 if (t.kw == "order" || t.kw == "group") && v.kw(i + 1) == "by" && i == 0 && columns
                     && v.all.last().is_some_and(|cm| {
-                        cm.kind == Tk::Comment && cm.start >= v.t[n - 1].end && truncating_comment(v, cm) && !v.text(cm).iter().any(u8::is_ascii_alphabetic)
+                        wordless_comment(v, cm) && cm.start >= v.t[n - 1].end
                             && (cm.start == v.t[n - 1].end || matches!(v.text(cm), b"-- -" | b"--+" | b"--+-" | b"-- +"))
                     })
                 {

@@ -43,7 +43,13 @@ fn rx() -> &'static Rx {
         // `.?`/`?.` wildcards; a NUL or `%01` between or after them; slashes as `%2f`, `%5c`,
         // overlong and lax-hex `%c0%af`, `%c0%9v`, `%c0%qf`, `%c1%1c`, `%c1%9c`, `%c1%8s`, `%c1%pc`,
         // `%bg%qf`, `%f8%80%80%80%af`, `%uefc8`, `%uf025`, `0x2f`, `%%32%%66`.
-        dotdot_encoded: Regex::new(r"(?i)(?:(?:\.|%(?:25)*2e|%(?:25)*c0(?:%(?:25)*(?:2e|ae|ee|fe|6e|5e)|\.)|%(?:25)*(?:e0|f0%80|f8%80%80|fc%80%80%80)%80%ae|%u(?:ff0e|002e)|0x2e|%%32%%65)(?:%0[01]|\x00)?(?:\.|%(?:25)*2e|%(?:25)*c0(?:%(?:25)*(?:2e|ae|ee|fe|6e|5e)|\.)|%(?:25)*(?:e0|f0%80|f8%80%80|fc%80%80%80)%80%ae|%u(?:ff0e|002e)|0x2e|%%32%%65)|\.\?|\?\.|\?\?)(?:%0[01]|\x00)?(?:[/\\]|%(?:25)*(?:2f|5c)|%(?:25)*c0%(?:25)*(?:af|2f|5c|9v|qf)|%(?:25)*c1%(?:25)*(?:1c|9c|af|8s|pc)|%bg%qf|%(?:e0|f0%80|f8%80%80|fc%80%80%80)%80%(?:af|2f)|%u(?:2215|2216|efc8|f025)|0x(?:2f|5c)|%%32%%66|%%35%%63)(?:%25)?(?:(?:(?:\.|%(?:25)*2e|%(?:25)*c0(?:%(?:25)*(?:2e|ae|ee|fe|6e|5e)|\.)|%(?:25)*(?:e0|f0%80|f8%80%80|fc%80%80%80)%80%ae|%u(?:ff0e|002e)|0x2e|%%32%%65)(?:%0[01]|\x00)?(?:\.|%(?:25)*2e|%(?:25)*c0(?:%(?:25)*(?:2e|ae|ee|fe|6e|5e)|\.)|%(?:25)*(?:e0|f0%80|f8%80%80|fc%80%80%80)%80%ae|%u(?:ff0e|002e)|0x2e|%%32%%65)|\.\?|\?\.|\?\?)(?:%0[01]|\x00)?|etc|boot\.ini|windows|winnt|system32|inetpub|proc)").unwrap(),
+        dotdot_encoded: {
+            let dot = r"(?:\.|%(?:25)*2e|%(?:25)*c0(?:%(?:25)*(?:2e|ae|ee|fe|6e|5e)|\.)|%(?:25)*(?:e0|f0%80|f8%80%80|fc%80%80%80)%80%ae|%u(?:ff0e|002e)|0x2e|%%32%%65)";
+            let nul = r"(?:%0[01]|\x00)?";
+            let dotdot = format!(r"(?:{dot}{nul}{dot}|\.\?|\?\.|\?\?){nul}");
+            let slash = r"(?:[/\\]|%(?:25)*(?:2f|5c)|%(?:25)*c0%(?:25)*(?:af|2f|5c|9v|qf)|%(?:25)*c1%(?:25)*(?:1c|9c|af|8s|pc)|%bg%qf|%(?:e0|f0%80|f8%80%80|fc%80%80%80)%80%(?:af|2f)|%u(?:2215|2216|efc8|f025)|0x(?:2f|5c)|%%32%%66|%%35%%63)";
+            Regex::new(&format!(r"(?i){dotdot}{slash}(?:%25)?(?:{dotdot}|etc|boot\.ini|windows|winnt|system32|inetpub|proc)")).unwrap()
+        },
         // A value that is only a path (see `path_value`) to a file that local file inclusion
         // reads, in the layouts where it lives (anchored at the root: `/opt/app/etc/oms.yaml`,
         // `/var/log/tradeguard/eod.log`, `/srv/php/app/index.php` are an application's own):

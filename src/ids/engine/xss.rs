@@ -40,6 +40,10 @@ struct Rx {
     base64_markup: Regex,
 }
 
+/// The base64 of markup that runs script, as a value or a `data:` URL starts: `<script`,
+/// `<SCRIPT`, `<svg`, `<SVG`, `<img`, `<IMG`, `<iframe`, `<IFRAME`, `<body`, `<BODY`.
+const B64_SCRIPT_MARKUP: &str = "PHNjcmlwd|PFNDUklQV|PHN2Zy|PFNWRy|PGltZy|PElNRy|PGlmcmFtZ|PElGUkFNR|PGJvZHk|PEJPRFk";
+
 fn rx() -> &'static Rx {
     static R: OnceLock<Rx> = OnceLock::new();
     R.get_or_init(|| {
@@ -53,7 +57,7 @@ fn rx() -> &'static Rx {
             js_url_weak: Regex::new(&format!(r"(?i)(?:^|[\s=\x22'(,?&:/])(?:{})[\x00-\x20]*:", js)).unwrap(),
             // (or of any type, whose base64 opens with markup that runs script: `<script`, `<svg`,
             // `<img`, `<iframe`, `<body`)
-            data_url: Regex::new(r"(?i)data[\x00-\x20]*:[\x00-\x20]*(?:text/html|image/svg\+xml|application/(?:x-)?(?:javascript|ecmascript|xhtml)|text/(?:javascript|xml))|data[\x00-\x20]*:[^,\s]{0,60};base64,[\s]*(?-i:PHNjcmlwd|PFNDUklQV|PHN2Zy|PFNWRy|PGltZy|PElNRy|PGlmcmFtZ|PElGUkFNR|PGJvZHk|PEJPRFk|PGh0bWw|PEhUTUw|PG9iamVjd|PE9CSkVDV)").unwrap(),
+            data_url: Regex::new(&format!(r"(?i)data[\x00-\x20]*:[\x00-\x20]*(?:text/html|image/svg\+xml|application/(?:x-)?(?:javascript|ecmascript|xhtml)|text/(?:javascript|xml))|data[\x00-\x20]*:[^,\s]{{0,60}};base64,[\s]*(?-i:{B64_SCRIPT_MARKUP}|PGh0bWw|PEhUTUw|PG9iamVjd|PE9CSkVDV)")).unwrap(),
             // An attribute added to the tag a value lands in unquoted: a protocol-relative host,
             // any path (`42 src=//evil/p`, `src=/\evil`, `src=\\evil`: a script loads whatever
             // is sent), or an http(s) URL of a script (`src=https://evil/x.js`; a cited page,
@@ -68,7 +72,7 @@ fn rx() -> &'static Rx {
             tag_attr: Regex::new(r#"(?i)<[a-z][a-z0-9:-]{0,30}[\s/\x00][^>]{0,200}?(?-u:\b)(?:src|href|action|data|background|code|codebase|value|poster|content)[\s\x00]*=[\s\x00]*["'`“]?[\s\x00]*(?:[a-z][a-z0-9+.-]{1,10}:|//|\\\\|#)|<[a-z]+[\s/\x00][^>]{0,100}?(?-u:\b)value[\s\x00]*=[\s\x00]*[“”"'`]?xss|</?(?:html|body|head|title|h[1-6])(?-u:\b)"#).unwrap(),
             declaration: Regex::new(r"(?i)<!--\[if|<!\[cdata\[|<\?(?:xml|import)|<!entity|<!doctype[^>]{0,200}\[|<\?php|<%|xmlns(?::[a-z]+)?[\s\x00]*=").unwrap(),
             style_attr: Regex::new(r"(?i)style[\s\x00]*=[^>]{0,200}?(?:url[\s\x00]*\(|expression|behavior|[{}]|\\[0-9a-f]{2})").unwrap(),
-            base64_markup: Regex::new(r"^(?:PHNjcmlwd|PFNDUklQV|PHN2Zy|PFNWRy|PGltZy|PElNRy|PGlmcmFtZ|PElGUkFNR|PGJvZHk|PEJPRFk)").unwrap(),
+            base64_markup: Regex::new(&format!("^(?:{B64_SCRIPT_MARKUP})")).unwrap(),
             meta_refresh: Regex::new(r"(?i)http-equiv[\s\x00]*=[\s\x00]*['\x22]?[\s\x00]*(?:refresh|set-cookie|content-type)").unwrap(),
         }
     })
