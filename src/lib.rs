@@ -32,6 +32,7 @@ pub extern "C-unwind" fn _PG_init() {
     common::init();
     if common::is_preloaded() {
         audit::hook::install();
+        audit::redact::install();
     }
 }
 

@@ -27,7 +27,18 @@ SELECT tradeguard.reencrypt_column('accounts', 'api_key');
 SELECT count(*) FROM accounts_decrypted WHERE api_key LIKE 'sk_live_SECRET_%';
 SELECT tradeguard.seal();
 SQL
+# Role passwords: logged statements (log_statement = 'all' here), the STATEMENT line of an error
+# in a role statement and a function's CONTEXT line must not carry them.
+q sec <<'SQL' >/dev/null 2>&1
+CREATE ROLE sec_pw LOGIN PASSWORD 'PwLeak_1';
+ALTER ROLE sec_pw PASSWORD 'PwLeak_2';
+ALTER USER sec_pw WITH ENCRYPTED PASSWORD 'PwLeak_3' VALID UNTIL 'infinity';
+ALTER ROLE sec_pw_missing PASSWORD 'PwLeak_4';
+DO $$ BEGIN EXECUTE 'ALTER ROLE sec_pw_missing PASSWORD ''PwLeak_5'''; END $$;
+SQL
 out="$TG_TEST_DIR/secrets"
+check "role passwords are not in the server log" bash -c "! grep -q 'PwLeak_' '$out/server.log'"
+check "the server log says they were redacted" grep -q "password redacted by tradeguard" "$out/server.log"
 as_pg "$PG_BIN/pg_dump" -h /tmp -p "$E2E_PORT" sec > "$out/dump.sql"
 q sec -c "SELECT query FROM pg_stat_statements" > "$out/pgss.txt"
 q sec -c "SELECT query FROM pg_stat_activity" > "$out/activity.txt"

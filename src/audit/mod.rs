@@ -9,6 +9,7 @@ pub mod chain;
 pub mod error;
 pub mod hook;
 pub mod image;
+pub mod redact;
 pub mod seal;
 pub mod history;
 pub mod triggers;
