@@ -97,7 +97,10 @@ CREATE TABLE tradeguard_audit.retention (
     reason         text NOT NULL,
     removed_by     text NOT NULL,
     rows_removed   bigint NOT NULL,
-    removed_at     timestamptz NOT NULL DEFAULT pg_catalog.now()
+    removed_at     timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    -- HMAC with the audit key over the row's other columns but removed_at: an anchor inserted or
+    -- changed by hand (under break-glass) does not verify.
+    mac            bytea NOT NULL
 );
 COMMENT ON TABLE tradeguard_audit.retention IS 'tradeguard: archived blocks and the MAC verify() anchors to';
 
@@ -151,8 +154,9 @@ COMMENT ON VIEW tradeguard.audit_blocks IS 'tradeguard: sealed blocks of the aud
 
 CREATE VIEW tradeguard.audited_tables AS
 SELECT schema_name, table_name, exclude_columns, pk_columns, added_at, added_by,
-       EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.tgrelid = a.relid
-                  AND t.tgname = 'tradeguard_audit_row' AND t.tgenabled = 'A') AS trigger_enabled,
+       -- Both triggers, enabled ALWAYS: the row trigger and the TRUNCATE trigger.
+       (SELECT pg_catalog.count(*) = 2 FROM pg_catalog.pg_trigger t WHERE t.tgrelid = a.relid
+           AND t.tgname IN ('tradeguard_audit_row', 'tradeguard_audit_truncate') AND t.tgenabled = 'A') AS trigger_enabled,
        former_names, since_id
   FROM tradeguard_audit.audited_tables a;
 COMMENT ON VIEW tradeguard.audited_tables IS 'tradeguard: tables covered by the audit trail';

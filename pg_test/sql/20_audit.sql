@@ -131,3 +131,14 @@ SELECT min(block_no) AS first_block, ok, first_bad_block FROM tradeguard.audit_b
 SELECT through_block, reason, rows_removed > 0 AS removed FROM tradeguard_audit.retention;
 SELECT operation, new_row->>'reason' AS reason FROM tradeguard.audit_log WHERE operation = 'ARCHIVE_BLOCKS';
 DROP TABLE trades;
+
+-- The retention anchor carries its own MAC: changed by hand (under break-glass, with its
+-- protection disabled, both recorded) it no longer anchors the chain; put back, it does again.
+SELECT tradeguard.break_glass('regress: tamper with the retention anchor') IS NOT NULL AS break_glass;
+ALTER TABLE tradeguard_audit.retention DISABLE TRIGGER tradeguard_protect;
+UPDATE tradeguard_audit.retention SET reason = 'nothing was removed';
+SELECT ok, first_bad_block, reason FROM tradeguard.verify();
+UPDATE tradeguard_audit.retention SET reason = 'regress: retention of block 1';
+ALTER TABLE tradeguard_audit.retention ENABLE ALWAYS TRIGGER tradeguard_protect;
+SELECT tradeguard.break_glass_end();
+SELECT ok, first_bad_block FROM tradeguard.verify();

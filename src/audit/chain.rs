@@ -88,7 +88,7 @@ impl RowSigner {
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -147,6 +147,19 @@ pub fn block_mac(key: &[u8; 32], b: &Block<'_>) -> [u8; 32] {
     m.update(&b.first_id.to_be_bytes());
     m.update(&b.last_id.to_be_bytes());
     m.update(&b.sealed_at_micros.to_be_bytes());
+    m.finalize().into_bytes().into()
+}
+
+/// MAC of a retention anchor (`tradeguard_audit.retention`): the last archived block and its
+/// MAC, which the first remaining block chains to, and what the archive removed and why.
+pub fn retention_mac(key: &[u8; 32], through_block: i64, last_mac: &[u8], rows_removed: i64, reason: &str, removed_by: &str) -> [u8; 32] {
+    let mut m = HmacSha256::new_from_slice(key).expect("HMAC accepts any key length");
+    m.update(b"tradeguard-audit-retention-v1");
+    m.update(&through_block.to_be_bytes());
+    put(&mut m, Some(last_mac));
+    m.update(&rows_removed.to_be_bytes());
+    put(&mut m, Some(reason.as_bytes()));
+    put(&mut m, Some(removed_by.as_bytes()));
     m.finalize().into_bytes().into()
 }
 

@@ -301,6 +301,10 @@ struct Inspection {
     /// A table some of whose columns the statement drops: registrations of dropped encrypted
     /// (or blind-index) columns go afterwards.
     columns_dropped: Option<pg_sys::Oid>,
+    /// Columns the statement adds or drops, by name: an exclusion of that name named another
+    /// column, and is removed from the registrations refreshed (a column later given the name of
+    /// an excluded, dropped one must not vanish from the trail).
+    columns_replaced: Vec<String>,
     /// A statement that may drop tables: afterwards, registrations whose table is gone however
     /// it went (a path the inspection did not foresee) are recorded as dropped and forgotten.
     drop_check: bool,
@@ -323,6 +327,7 @@ impl Inspection {
             rebuild_view,
             view_dropped,
             columns_dropped,
+            columns_replaced: _,
             drop_check,
         } = self;
         !drop_check
@@ -805,6 +810,10 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
                 }
                 if (*cmd).subtype == A::AT_DropColumn {
                     ins.columns_dropped = Some(relid);
+                    ins.columns_replaced.push(cstr((*cmd).name));
+                }
+                if (*cmd).subtype == A::AT_AddColumn && is_tag((*cmd).def as *mut c_void, N::T_ColumnDef) {
+                    ins.columns_replaced.push(cstr((*((*cmd).def as *mut pg_sys::ColumnDef)).colname));
                 }
                 if (*cmd).subtype == pg_sys::AlterTableType::AT_AddInherit && is_tag((*cmd).def as *mut c_void, N::T_RangeVar) {
                     let parent = (*cmd).def as *mut pg_sys::RangeVar;
@@ -962,7 +971,9 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
                 vec![]
             };
             let last = names.last().cloned().unwrap_or_default();
-            if kind == pg_sys::ObjectType::OBJECT_TRIGGER && last.starts_with("tradeguard_") {
+            if kind == pg_sys::ObjectType::OBJECT_EVENT_TRIGGER {
+                ins.record.push((tag.to_string(), String::new(), last.clone()));
+            } else if kind == pg_sys::ObjectType::OBJECT_TRIGGER && last.starts_with("tradeguard_") {
                 ins.protected = Some(format!("trigger {last}"));
             } else if matches!(kind, pg_sys::ObjectType::OBJECT_TRIGGER | pg_sys::ObjectType::OBJECT_RULE) && names.len() >= 2 {
                 // DROP TRIGGER/RULE name ON table: the list is the table's name, then the object's.
@@ -1213,6 +1224,22 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
             ins.protected = Some("DROP OWNED BY of roles that own audited or encrypted tables (DROP TABLE them first: each drop is recorded)".into());
         }
         ins.drop_check = true;
+    } else if t == N::T_CreateEventTrigStmt || t == N::T_AlterEventTrigStmt {
+        // An event trigger runs a superuser's code inside every DDL statement that fires it
+        // (tradeguard's own included): who installed or changed one is recorded.
+        let name = if t == N::T_CreateEventTrigStmt {
+            cstr((*(stmt as *mut pg_sys::CreateEventTrigStmt)).trigname)
+        } else {
+            cstr((*(stmt as *mut pg_sys::AlterEventTrigStmt)).trigname)
+        };
+        ins.record.push((tag.to_string(), String::new(), name));
+    } else if t == N::T_AlterDatabaseSetStmt {
+        // ALTER DATABASE ... SET tradeguard.*: the setting for every later session there.
+        let s = stmt as *mut pg_sys::AlterDatabaseSetStmt;
+        let name = if (*s).setstmt.is_null() { String::new() } else { cstr((*(*s).setstmt).name) };
+        if name.starts_with("tradeguard.") || (*s).setstmt.is_null() || (*(*s).setstmt).kind == pg_sys::VariableSetKind::VAR_RESET_ALL {
+            ins.record.push((tag.to_string(), String::new(), format!("{} {}", cstr((*s).dbname), if name.is_empty() { "RESET ALL".into() } else { name })));
+        }
     } else if t == N::T_AlterSystemStmt {
         let s = stmt as *mut pg_sys::AlterSystemStmt;
         let name = if (*s).setstmt.is_null() { String::new() } else { cstr((*(*s).setstmt).name) };
@@ -1262,11 +1289,12 @@ unsafe extern "C-unwind" fn tradeguard_process_utility(
     // Only tradeguard's own install and update scripts are left alone: another extension's
     // script (or an event trigger it sets off) is inspected like any statement.
     let own_script = pg_sys::creating_extension && pg_sys::CurrentExtensionObject == tradeguard;
+    let internal = internal_write_active();
     let relevant = !stmt.is_null()
         && !transaction_stmt
         && tradeguard != pg_sys::InvalidOid
         && !own_script
-        && !internal_write_active();
+        && !internal;
     let mut ins = Inspection::default();
     if relevant {
         let tag = cstr(pg_sys::CreateCommandName(stmt));
@@ -1299,10 +1327,16 @@ unsafe extern "C-unwind" fn tradeguard_process_utility(
     if !stmt.is_null() {
         super::triggers::close_trail();
     }
+    // A statement tradeguard issued itself (not inspected above) runs without tradeguard's
+    // rights: an event trigger it fires runs the owner's code, which is inspected, and whose
+    // writes to the trail are refused, like any other.
+    let suspended = (internal && !stmt.is_null() && !transaction_stmt).then(crate::common::SuspendedInternal::begin);
     match PREV_UTILITY {
-        Some(prev) => prev(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc),
+        // (Guarded: an error raised below unwinds through this frame, and `suspended` is dropped.)
+        Some(prev) => pg_sys::ffi::pg_guard_ffi_boundary(|| prev(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc)),
         None => pg_sys::standard_ProcessUtility(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc),
     }
+    drop(suspended);
     // (protected alone needs nothing afterwards: a refused statement never gets here, and an
     // allowed one is in `record`.)
     if !ins.is_empty() {
@@ -1374,7 +1408,7 @@ unsafe fn after_statement(stmt: *mut pg_sys::Node, ins: &Inspection) {
     for (relid, renamed) in &ins.refresh {
         // The registration follows the table: a renamed excluded column stays excluded, and the
         // primary key recorded is the table's current one.
-        if let Err(e) = refresh_registration(*relid, renamed.as_ref()) {
+        if let Err(e) = refresh_registration(*relid, renamed.as_ref(), &ins.columns_replaced) {
             e.raise();
         }
     }
@@ -1538,7 +1572,12 @@ fn forget_dropped(dropped: &[(pg_sys::Oid, String, String)]) -> TgResult<()> {
     Ok(())
 }
 
-fn refresh_registration(relid: pg_sys::Oid, renamed: Option<&(String, String)>) -> TgResult<()> {
+/// Brings the registration of audited table `relid` up to date after DDL: its primary key, and
+/// its exclusions, which follow the columns they name. A renamed excluded column stays excluded;
+/// an exclusion whose column is gone (dropped by `replaced`'s statement or any other way, e.g. a
+/// type dropped with CASCADE) is removed, so that a column added or renamed to its name later is
+/// recorded, not hidden.
+fn refresh_registration(relid: pg_sys::Oid, renamed: Option<&(String, String)>, replaced: &[String]) -> TgResult<()> {
     let (old, new) = renamed.map(|(o, n)| (Some(o.as_str()), Some(n.as_str()))).unwrap_or((None, None));
     // The primary key as audit_table reads it.
     let pk = super::table_ref(relid)?.pk;
@@ -1546,11 +1585,19 @@ fn refresh_registration(relid: pg_sys::Oid, renamed: Option<&(String, String)>) 
     crate::common::as_owner(|| {
         Spi::run_with_args(
             "UPDATE tradeguard_audit.audited_tables a
-                SET exclude_columns = CASE WHEN $2::text IS NULL THEN a.exclude_columns
-                                           ELSE pg_catalog.array_replace(a.exclude_columns, $2::text, $3::text) END,
+                SET exclude_columns = ARRAY(
+                      SELECT e.name
+                        FROM pg_catalog.unnest(a.exclude_columns) WITH ORDINALITY AS x(col, n),
+                             LATERAL (SELECT CASE WHEN x.col = $2::text THEN $3::text ELSE x.col END AS name) e
+                       -- (the new name of a renamed column was no live column's: an exclusion of
+                       -- it was left by a column gone)
+                       WHERE x.col <> ALL ($5::text[]) AND ($2::text IS NULL OR x.col <> $3::text)
+                         AND EXISTS (SELECT 1 FROM pg_catalog.pg_attribute t
+                                      WHERE t.attrelid = a.relid AND t.attname = e.name AND t.attnum > 0 AND NOT t.attisdropped)
+                       ORDER BY x.n),
                     pk_columns = $4
               WHERE a.relid = $1",
-            &[relid.into(), old.into(), new.into(), pk.into()],
+            &[relid.into(), old.into(), new.into(), pk.into(), replaced.to_vec().into()],
         )
     })??;
     crate::crypto::keys::invalidate();

@@ -30,13 +30,33 @@ fn block_and_mac(query: &str) -> TgResult<Option<(i64, Vec<u8>)>> {
 fn chain_head() -> TgResult<(i64, Vec<u8>)> {
     match block_and_mac("SELECT block_no, mac FROM tradeguard_audit.blocks ORDER BY block_no DESC LIMIT 1")? {
         Some(last) => Ok(last),
-        None => Ok(anchor()?.unwrap_or((0, chain::GENESIS.to_vec()))),
+        // (A forged anchor is chained to all the same: verify() names it.)
+        None => Ok(anchor()?.map_or((0, chain::GENESIS.to_vec()), |(n, m, _)| (n, m))),
     }
 }
 
-/// The last block removed by retention and its MAC, if any.
-fn anchor() -> TgResult<Option<(i64, Vec<u8>)>> {
-    block_and_mac("SELECT through_block, last_mac FROM tradeguard_audit.retention ORDER BY through_block DESC LIMIT 1")
+/// The last block removed by retention and its MAC, if any, and whether the anchor is authentic
+/// (its own MAC checks with the audit key: one written by hand is not).
+fn anchor() -> TgResult<Option<(i64, Vec<u8>, bool)>> {
+    let row = common::spi_first_row(
+        "SELECT through_block, last_mac, rows_removed, reason, removed_by, mac FROM tradeguard_audit.retention
+          ORDER BY through_block DESC LIMIT 1",
+        &[],
+        |r| {
+            Ok((
+                r.get::<i64>(1)?.unwrap_or_default(),
+                r.get::<Vec<u8>>(2)?.unwrap_or_default(),
+                r.get::<i64>(3)?.unwrap_or_default(),
+                r.get::<String>(4)?.unwrap_or_default(),
+                r.get::<String>(5)?.unwrap_or_default(),
+                r.get::<Vec<u8>>(6)?.unwrap_or_default(),
+            ))
+        },
+    )?;
+    let Some((through, last_mac, rows, reason, by, mac)) = row else { return Ok(None) };
+    let expected = chain::retention_mac(&*audit_key()?, through, &last_mac, rows, &reason, &by);
+    let authentic = chain::constant_time_eq(&expected, &mac);
+    Ok(Some((through, last_mac, authentic)))
 }
 
 /// Seals the committed, unsealed rows (at most one block). Returns (block_no, rows).
@@ -415,7 +435,7 @@ fn verify_impl(from: i64, to: Option<i64>) -> TgResult<Report> {
             )? {
                 Some(m) => m,
                 None => match anchor()? {
-                    Some((n, m)) if n == from - 1 => m,
+                    Some((n, m, true)) if n == from - 1 => m,
                     _ => {
                         rep.fail(from, None, Failure::ChainBroken);
                         return Ok(rep);
@@ -617,10 +637,12 @@ fn archive_impl(through: i64, reason: &str) -> TgResult<i64> {
             c.update("DELETE FROM tradeguard_audit.log WHERE block_no <= $1", None, &[through.into()]).map(|t| t.len() as i64)
         })?;
         Spi::run_with_args("DELETE FROM tradeguard_audit.blocks WHERE block_no <= $1", &[through.into()])?;
+        let by = common::current_role_name();
+        let anchor_mac = chain::retention_mac(&*audit_key()?, through, &mac, n, reason, &by);
         Spi::run_with_args(
-            "INSERT INTO tradeguard_audit.retention (through_block, last_mac, reason, removed_by, rows_removed)
-             VALUES ($1, $2, $3, $4, $5)",
-            &[through.into(), mac.into(), reason.into(), common::current_role_name().as_str().into(), n.into()],
+            "INSERT INTO tradeguard_audit.retention (through_block, last_mac, reason, removed_by, rows_removed, mac)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[through.into(), mac.into(), reason.into(), by.as_str().into(), n.into(), anchor_mac.as_slice().into()],
         )?;
         Ok(n)
     })??;

@@ -1203,4 +1203,92 @@ mod tests {
             Some(refused("the values of audited table public.t_q through ALTER COLUMN v TYPE ... USING (the rewritten values would not be recorded row by row)"))
         );
     }
+    /// An event trigger fired by the DDL tradeguard runs itself (audit_table's CREATE TRIGGER)
+    /// gets none of tradeguard's rights: its writes to the trail and its changes to protected
+    /// triggers are refused as anyone's. Creating, changing and dropping it are recorded.
+    #[pg_test]
+    fn an_event_trigger_gets_no_rights_from_tradeguards_own_ddl() {
+        Spi::run("CREATE TABLE t_et (id int PRIMARY KEY); SELECT tradeguard.audit_table('t_et'); INSERT INTO t_et VALUES (1); CREATE TABLE t_et2 (id int PRIMARY KEY)").unwrap();
+        let logged = |op: &str, name: &str| {
+            Spi::get_one::<i64>(&format!("SELECT count(*) FROM tradeguard_audit.log WHERE operation = '{op}' AND table_name = '{name}'")).unwrap().unwrap()
+        };
+        Spi::run(
+            "CREATE FUNCTION public.t_et_evil() RETURNS event_trigger LANGUAGE plpgsql AS
+               $$ BEGIN DELETE FROM tradeguard_audit.log WHERE table_name = 't_et'; END $$;
+             CREATE EVENT TRIGGER t_et_evil ON ddl_command_end WHEN TAG IN ('CREATE TRIGGER') EXECUTE FUNCTION public.t_et_evil()",
+        )
+        .unwrap();
+        assert_eq!(logged("CREATE EVENT TRIGGER", "t_et_evil"), 1);
+        let err = crate::common::sql_error("SELECT tradeguard.audit_table('t_et2')").unwrap_or_default();
+        assert!(err.contains("DELETE on tradeguard_audit.log is refused"), "{err}");
+        Spi::run(
+            "CREATE OR REPLACE FUNCTION public.t_et_evil() RETURNS event_trigger LANGUAGE plpgsql AS
+               $$ BEGIN ALTER TABLE public.t_et DISABLE TRIGGER ALL; END $$",
+        )
+        .unwrap();
+        let err = crate::common::sql_error("SELECT tradeguard.audit_table('t_et2')").unwrap_or_default();
+        assert!(err.contains("the tradeguard triggers of public.t_et: protected by tradeguard"), "{err}");
+        assert_eq!(logged("INSERT", "t_et"), 1);
+        assert_eq!(
+            Spi::get_one::<bool>("SELECT bool_and(tgenabled = 'A') FROM pg_trigger WHERE tgrelid = 't_et'::regclass AND tgname LIKE 'tradeguard%'"),
+            Ok(Some(true))
+        );
+        Spi::run("ALTER EVENT TRIGGER t_et_evil DISABLE; DROP EVENT TRIGGER t_et_evil").unwrap();
+        assert_eq!(logged("ALTER EVENT TRIGGER", "t_et_evil"), 1);
+        assert_eq!(logged("DROP EVENT TRIGGER", "t_et_evil"), 1);
+        // Without it, audit_table works as before.
+        Spi::run("SELECT tradeguard.audit_table('t_et2')").unwrap();
+    }
+
+    /// Exclusions follow the columns they name: a renamed excluded column stays excluded; once
+    /// dropped, its exclusion goes, and a column later given its name is recorded.
+    #[pg_test]
+    fn an_exclusion_goes_with_its_dropped_column() {
+        let excluded = |t: &str| {
+            Spi::get_one::<Vec<String>>(&format!("SELECT exclude_columns FROM tradeguard.audited_tables WHERE table_name = '{t}'")).unwrap().unwrap()
+        };
+        let last_new = |t: &str| {
+            Spi::get_one::<pgrx::JsonB>(&format!("SELECT new_row FROM tradeguard_audit.log WHERE table_name = '{t}' ORDER BY id DESC LIMIT 1"))
+                .unwrap()
+                .map(|j| j.0.to_string())
+                .unwrap_or_default()
+        };
+        Spi::run("CREATE TABLE t_exd (id int PRIMARY KEY, price numeric, note text); SELECT tradeguard.audit_table('t_exd', ARRAY['note']); INSERT INTO t_exd VALUES (1, 10, 'secret')").unwrap();
+        assert_eq!(last_new("t_exd"), r#"{"id":1,"price":10}"#);
+        Spi::run("ALTER TABLE t_exd DROP COLUMN note").unwrap();
+        assert!(excluded("t_exd").is_empty());
+        Spi::run("ALTER TABLE t_exd RENAME COLUMN price TO note; UPDATE t_exd SET note = 999 WHERE id = 1").unwrap();
+        assert_eq!(last_new("t_exd"), r#"{"id":1,"note":999}"#);
+
+        // Dropped and added again in one statement: the new column is recorded.
+        Spi::run("CREATE TABLE t_exd2 (id int PRIMARY KEY, note text); SELECT tradeguard.audit_table('t_exd2', ARRAY['note'])").unwrap();
+        Spi::run("ALTER TABLE t_exd2 DROP COLUMN note, ADD COLUMN note text; INSERT INTO t_exd2 VALUES (1, 'visible')").unwrap();
+        assert!(excluded("t_exd2").is_empty());
+        assert_eq!(last_new("t_exd2"), r#"{"id":1,"note":"visible"}"#);
+
+        // Renamed, it stays excluded; a column renamed to a name whose column is gone is not.
+        Spi::run("CREATE TABLE t_exd3 (id int PRIMARY KEY, secret text, other text); SELECT tradeguard.audit_table('t_exd3', ARRAY['secret'])").unwrap();
+        Spi::run("ALTER TABLE t_exd3 RENAME COLUMN secret TO hidden; INSERT INTO t_exd3 VALUES (1, 'x', 'y')").unwrap();
+        assert_eq!(excluded("t_exd3"), vec!["hidden".to_string()]);
+        assert_eq!(last_new("t_exd3"), r#"{"id":1,"other":"y"}"#);
+    }
+
+    /// Per-database settings of tradeguard (ALTER DATABASE ... SET tradeguard.*) are recorded like
+    /// ALTER ROLE ... SET; audited_tables.trigger_enabled covers the TRUNCATE trigger too.
+    #[pg_test]
+    fn database_settings_and_the_truncate_trigger_are_watched() {
+        let db = Spi::get_one::<String>("SELECT current_database()::text").unwrap().unwrap();
+        Spi::run(&format!("ALTER DATABASE {db} SET tradeguard.restore_mode = on; ALTER DATABASE {db} RESET tradeguard.restore_mode")).unwrap();
+        assert_eq!(
+            Spi::get_one::<i64>(&format!(
+                "SELECT count(*) FROM tradeguard_audit.log WHERE operation = 'ALTER DATABASE' AND table_name = '{db} tradeguard.restore_mode'"
+            )),
+            Ok(Some(2))
+        );
+        Spi::run("CREATE TABLE t_tte (id int PRIMARY KEY); SELECT tradeguard.audit_table('t_tte')").unwrap();
+        let enabled = || Spi::get_one::<bool>("SELECT trigger_enabled FROM tradeguard.audited_tables WHERE table_name = 't_tte'").unwrap();
+        assert_eq!(enabled(), Some(true));
+        Spi::run("SELECT tradeguard.break_glass('test: disable the truncate trigger'); ALTER TABLE t_tte DISABLE TRIGGER tradeguard_audit_truncate").unwrap();
+        assert_eq!(enabled(), Some(false));
+    }
 }

@@ -36,6 +36,25 @@ pub fn internal_write_active() -> bool {
     INTERNAL.with(|c| c.get() > 0)
 }
 
+/// Suspends tradeguard's internal rights (see [`InternalWrite`]) until dropped. The utility hook
+/// holds one while a statement tradeguard issued itself runs: what that statement sets off (a
+/// superuser's event trigger, say) is inspected and refused like anyone's statement, and its
+/// writes to the trail are refused, instead of running with tradeguard's rights. tradeguard's
+/// own code nested in it begins its own [`InternalWrite`].
+pub struct SuspendedInternal(u32);
+
+impl SuspendedInternal {
+    pub fn begin() -> Self {
+        SuspendedInternal(INTERNAL.with(|c| c.replace(0)))
+    }
+}
+
+impl Drop for SuspendedInternal {
+    fn drop(&mut self) {
+        INTERNAL.with(|c| c.set(self.0));
+    }
+}
+
 /// Called from `_PG_init`: remembers whether we were loaded through `shared_preload_libraries`.
 pub fn init() {
     let preloading = unsafe { pg_sys::process_shared_preload_libraries_in_progress };
@@ -433,6 +452,68 @@ pub fn spi_first_row<T>(
             f(&t.first()).map(Some)
         }
     })
+}
+
+/// [`spi_first_row`] read with the latest committed state (a fresh snapshot, as PostgreSQL reads
+/// its catalogs), not the transaction's: under REPEATABLE READ or SERIALIZABLE the transaction's
+/// snapshot would miss a key rotated or retired since it began, and a value would be sealed with
+/// a version that no longer decrypts. The transaction's own earlier changes are seen.
+pub fn spi_first_row_latest<T>(
+    query: &str,
+    args: &[pgrx::datum::DatumWithOid<'_>],
+    f: impl FnOnce(&LatestRow) -> Result<T, pgrx::spi::Error>,
+) -> Result<Option<T>, pgrx::spi::Error> {
+    let q = std::ffi::CString::new(query).expect("query text without NUL");
+    Spi::connect(|_client| unsafe {
+        let mut types: Vec<pg_sys::Oid> = args.iter().map(|a| a.oid()).collect();
+        let (mut values, nulls): (Vec<pg_sys::Datum>, Vec<std::ffi::c_char>) = args
+            .iter()
+            .map(|a| match a.datum() {
+                Some(d) => (d.sans_lifetime(), b' ' as std::ffi::c_char),
+                None => (pg_sys::Datum::from(0usize), b'n' as std::ffi::c_char),
+            })
+            .unzip();
+        // (Errors in either call are raised by PostgreSQL.)
+        let plan = pg_sys::SPI_prepare(q.as_ptr(), types.len() as i32, types.as_mut_ptr());
+        // (A parallel worker cannot take a snapshot: it reads with the one it was given. It only
+        // decrypts: no INSERT or UPDATE runs in parallel mode.)
+        let snapshot = if pg_sys::IsInParallelMode() { std::ptr::null_mut() } else { pg_sys::GetLatestSnapshot() };
+        let rc = pg_sys::SPI_execute_snapshot(
+            plan,
+            values.as_mut_ptr(),
+            nulls.as_ptr(),
+            snapshot,
+            std::ptr::null_mut(),
+            true,
+            false,
+            1,
+        );
+        if rc != pg_sys::SPI_OK_SELECT as i32 {
+            return Err(pgrx::spi::SpiError::SpiError(pgrx::spi::SpiErrorCodes::OpUnknown));
+        }
+        let tt = pg_sys::SPI_tuptable;
+        if tt.is_null() || pg_sys::SPI_processed == 0 {
+            return Ok(None);
+        }
+        f(&LatestRow { tuple: *(*tt).vals, desc: (*tt).tupdesc }).map(Some)
+    })
+}
+
+/// A row read by [`spi_first_row_latest`] (valid inside its callback).
+pub struct LatestRow {
+    tuple: pg_sys::HeapTuple,
+    desc: pg_sys::TupleDesc,
+}
+
+impl LatestRow {
+    /// Column `n` (1-based), `None` when NULL.
+    pub fn get<T: pgrx::FromDatum>(&self, n: i32) -> Result<Option<T>, pgrx::spi::Error> {
+        unsafe {
+            let mut isnull = false;
+            let d = pg_sys::SPI_getbinval(self.tuple, self.desc, n, &mut isnull);
+            Ok(T::from_polymorphic_datum(d, isnull, pg_sys::SPI_gettypeid(self.desc, n)))
+        }
+    }
 }
 
 /// First column of the first row, or `None` when the query returns no row or NULL.
