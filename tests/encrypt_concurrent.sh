@@ -31,5 +31,23 @@ check "the old rows are all there" [ "$(q ec -c "SELECT count(*) FROM accounts_d
 check "rows written during the conversion are there" [ "$(q ec -c "SELECT count(*) > 0 FROM accounts_decrypted WHERE api_key LIKE 'sk_live_new_%'")" = t ]
 check "running it again converts nothing" [ "$(q ec -c "SELECT tradeguard.encrypt_column('accounts', 'api_key', 'ec')")" = 0 ]
 
+
+# A REPEATABLE READ transaction whose snapshot predates a rotation and the retirement of the old
+# version encrypts with the version active now: key state is read as committed now, not as of
+# its snapshot (it would otherwise seal a value no one can ever decrypt).
+q ec -v ON_ERROR_STOP=1 <<SQL >/dev/null
+CREATE EXTENSION dblink;
+SELECT dblink_connect('rr', 'dbname=ec host=/tmp port=$E2E_PORT user=postgres');
+SELECT dblink_exec('rr', 'BEGIN ISOLATION LEVEL REPEATABLE READ');
+SELECT n FROM dblink('rr', 'SELECT count(*) FROM accounts') AS t(n bigint);
+SELECT tradeguard.rotate_key('ec');
+SELECT tradeguard.reencrypt_column('accounts', 'api_key');
+SELECT tradeguard.retire_key('ec', 1);
+SELECT dblink_exec('rr', 'INSERT INTO accounts (api_key) VALUES (''sk_live_rr'')');
+SELECT dblink_exec('rr', 'COMMIT');
+SQL
+check "a REPEATABLE READ writer older than a rotation and a retirement seals with the active version" \
+  [ "$(q ec -c "SELECT count(*) FROM accounts_decrypted WHERE api_key = 'sk_live_rr'")" = 1 ]
+
 echo "$fails failed"
 [ "$fails" -eq 0 ]

@@ -44,5 +44,29 @@ q ka -c "SELECT tradeguard.audit_table('accounts')" -c "SELECT api_key FROM acco
 check "with audit_decrypt, each decryption is a signed audit row without the value" \
   [ "$(q ka -c "SELECT count(*) FROM tradeguard_audit.log WHERE operation = 'DECRYPT' AND new_row->>'key' = 'ka' AND new_row::text NOT LIKE '%sk_live%'")" = 1 ]
 
+
+q ka -c "ALTER SYSTEM RESET tradeguard.audit_decrypt" -c "SELECT pg_reload_conf()" >/dev/null
+sleep 0.3
+# The role a count belongs to is the one that decrypted, not the one in effect at COMMIT.
+q ka -v ON_ERROR_STOP=1 -c "CREATE ROLE ka_nobody" -c "GRANT ka_nobody TO ka_app" >/dev/null
+q ka -c "SET ROLE ka_app" -c "BEGIN" -c "SELECT count(api_key) FROM accounts_decrypted WHERE id <= 3" -c "SET ROLE ka_nobody" -c "COMMIT" >/dev/null
+check "a decryption counts for the role that made it, whatever role commits" \
+  wait_for "SELECT coalesce(sum(decryptions), 0) = 603 FROM tradeguard.decrypt_activity WHERE role_name = 'ka_app' AND column_or_context = 'public.accounts.api_key'"
+check "nothing is counted for the role set before COMMIT" \
+  [ "$(q ka -c "SELECT count(*) FROM tradeguard.decrypt_activity WHERE role_name = 'ka_nobody'")" = 0 ]
+
+# More distinct contexts than shared memory has counters: every decryption is still counted
+# against its role and key (the overflow counters), none is lost.
+q ka -v ON_ERROR_STOP=1 -c "CREATE TABLE flood AS SELECT i, tradeguard.encrypt('x'::text, 'ka', 'flood' || i) AS c FROM generate_series(1, 1100) i" \
+  -c "GRANT SELECT ON flood TO ka_app" >/dev/null
+q ka -c "SET ROLE ka_app" -c "BEGIN" -c "SELECT count(tradeguard.decrypt_text(c, 'flood' || i)) FROM flood" \
+  -c "SELECT count(api_key) FROM accounts_decrypted WHERE id <= 5" -c "COMMIT" >/dev/null
+check "a flood of contexts: every decryption is counted for its role" \
+  wait_for "SELECT coalesce(sum(decryptions), 0) = 603 + 1100 + 5 FROM tradeguard.decrypt_activity WHERE role_name = 'ka_app'"
+check "a flood of contexts: the overflow counter holds the rest" \
+  [ "$(q ka -c "SELECT count(*) > 0 FROM tradeguard.decrypt_activity WHERE role_name = 'ka_app' AND column_or_context = '(other contexts: counters full)'")" = t ]
+check "a flood of contexts: nothing dropped" \
+  [ "$(q ka -c "SELECT count(*) FROM tradeguard.security_events WHERE event_type = 'stats_dropped'")" = 0 ]
+
 echo "$fails failed"
 [ "$fails" -eq 0 ]

@@ -48,12 +48,19 @@ pub fn init() {
     pg_shmem_init!(STATS = unsafe { std::mem::zeroed() });
 }
 
-type Key = (Op, u32, u32, String);
+/// (operation, role that decrypted (0 for encryptions), key id, version, label).
+type Key = (Op, u32, u32, u32, String);
+
+/// Slots kept for the overflow counters (one per database, role and key version, label
+/// [`OVERFLOW_LABEL`]): when many distinct columns or contexts fill the others, further
+/// decryptions still count against the role and key that made them.
+const OVERFLOW_SLOTS: usize = 128;
+pub const OVERFLOW_LABEL: &str = "(other contexts: counters full)";
 
 thread_local! {
     static LOCAL: RefCell<HashMap<Key, u64>> = RefCell::new(HashMap::new());
-    /// The decryption counter last used: (key id, version, label) and its count.
-    static LAST: RefCell<Option<((u32, u32, String), u64)>> = const { RefCell::new(None) };
+    /// The decryption counter last used: (role, key id, version, label) and its count.
+    static LAST: RefCell<Option<((u32, u32, u32, String), u64)>> = const { RefCell::new(None) };
     static ENC_LAST: Cell<(u32, u32, u64)> = const { Cell::new((0, 0, 0)) };
     static HOOKED_LXID: Cell<u64> = const { Cell::new(u64::MAX) };
 }
@@ -109,18 +116,21 @@ pub fn count(op: Op, key_id: u32, key_version: u32, context: &str) {
 fn flush_enc_last() {
     let (id, version, n) = ENC_LAST.replace((0, 0, 0));
     if n > 0 {
-        LOCAL.with(|l| *l.borrow_mut().entry((Op::Encrypt, id, version, String::new())).or_insert(0) += n);
+        LOCAL.with(|l| *l.borrow_mut().entry((Op::Encrypt, 0, id, version, String::new())).or_insert(0) += n);
     }
 }
 
 fn count_decrypt(key_id: u32, key_version: u32, label: &str) {
+    // The role in effect now, not at the end of the transaction (a SET ROLE before COMMIT must
+    // not move the count to another role).
+    let role = unsafe { pg_sys::GetUserId().to_u32() };
     LAST.with(|last| {
         let mut last = last.borrow_mut();
         match last.as_mut() {
-            Some((k, n)) if k.0 == key_id && k.1 == key_version && k.2 == label => *n += 1,
+            Some((k, n)) if k.0 == role && k.1 == key_id && k.2 == key_version && k.3 == label => *n += 1,
             _ => {
-                if let Some(((id, version, label), n)) = last.replace(((key_id, key_version, label.to_string()), 1)) {
-                    LOCAL.with(|l| *l.borrow_mut().entry((Op::Decrypt, id, version, label)).or_insert(0) += n);
+                if let Some(((role, id, version, label), n)) = last.replace(((role, key_id, key_version, label.to_string()), 1)) {
+                    LOCAL.with(|l| *l.borrow_mut().entry((Op::Decrypt, role, id, version, label)).or_insert(0) += n);
                 }
             }
         }
@@ -132,25 +142,34 @@ fn count_decrypt(key_id: u32, key_version: u32, label: &str) {
 fn flush() {
     flush_enc_last();
     let mut local: HashMap<Key, u64> = LOCAL.with(|l| std::mem::take(&mut *l.borrow_mut()));
-    if let Some(((id, version, label), n)) = LAST.with(|l| l.borrow_mut().take()) {
-        *local.entry((Op::Decrypt, id, version, label)).or_insert(0) += n;
+    if let Some(((role, id, version, label), n)) = LAST.with(|l| l.borrow_mut().take()) {
+        *local.entry((Op::Decrypt, role, id, version, label)).or_insert(0) += n;
     }
     if local.is_empty() {
         return;
     }
-    let (dboid, roleoid) = unsafe { (pg_sys::MyDatabaseId.to_u32(), pg_sys::GetUserId().to_u32()) };
+    let dboid = unsafe { pg_sys::MyDatabaseId.to_u32() };
     let mut s = STATS.exclusive();
-    for ((op, key_id, version, label), n) in local {
-        let role = if op == Op::Decrypt { roleoid } else { 0 };
-        let found = s.slots.iter().position(|x| {
-            x.used && x.op == op as u8 && x.dboid == dboid && x.roleoid == role && x.key_id == key_id
-                && x.key_version == version && x.label.as_str() == label
-        });
-        let idx = found.or_else(|| s.slots.iter().position(|x| !x.used));
+    let mut used = s.slots.iter().filter(|x| x.used).count();
+    for ((op, role, key_id, version, mut label), n) in local {
+        let find = |s: &Stats, label: &str| {
+            s.slots.iter().position(|x| {
+                x.used && x.op == op as u8 && x.dboid == dboid && x.roleoid == role && x.key_id == key_id
+                    && x.key_version == version && x.label.as_str() == label
+            })
+        };
+        let mut idx = find(&s, &label);
+        if idx.is_none() && used >= STAT_SLOTS - OVERFLOW_SLOTS {
+            // The labelled counters are full: the role's overflow counter for this key version.
+            label = OVERFLOW_LABEL.to_string();
+            idx = find(&s, &label);
+        }
+        let idx = idx.or_else(|| s.slots.iter().position(|x| !x.used));
         match idx {
             Some(i) => {
                 let x = &mut s.slots[i];
                 if !x.used {
+                    used += 1;
                     *x = StatSlot {
                         used: true,
                         op: op as u8,
@@ -242,7 +261,7 @@ pub fn store() -> crate::error::TgResult<()> {
         }
     }
     if dropped > 0 {
-        crate::common::events::record("stats_dropped", "medium", &serde_json::json!({ "dropped": dropped }))?;
+        crate::common::events::record("stats_dropped", "high", &serde_json::json!({ "dropped": dropped }))?;
     }
     if !slots.is_empty() {
         let _ = crate::common::spi_first::<i32>("SELECT tradeguard_audit.check_decrypt_anomalies()", &[]);

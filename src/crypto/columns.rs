@@ -538,18 +538,43 @@ fn encrypt_row(td: &pg_sys::TriggerData) -> TgResult<pg_sys::HeapTuple> {
                     // the active version (a value that does not open under its row's context
                     // stops it, as decrypting it would).
                     let resealing = resealing_column(&col.name);
-                    match from_old_key().or_else(from_insert) {
+                    // The value the row already held (an UPDATE of other columns, SET c = c).
+                    let unchanged = || {
+                        by_update
+                            && pgrx::heap_getattr_raw(td.tg_trigtuple, std::num::NonZeroUsize::new(idx + 1).expect("1-based"), tupdesc)
+                                .is_some_and(|d| common::varlena_bytes(d) == raw)
+                    };
+                    // A written ciphertext kept (sealed again) only if it holds a value of the
+                    // column's type (and text, for a blind index computed from the text written).
+                    let fits = |(vt, _): &(ValueType, Zeroizing<Vec<u8>>)| *vt == col.value_type && (blind_idx.is_none() || *vt == ValueType::Text);
+                    let foreign = || -> crate::error::TgError {
+                        CryptoError::InvalidInput(format!(
+                            "column {}: the value is tradeguard ciphertext that does not belong to this row (copied from another row or column, of another type, made for a key version that no longer decrypts, or forged); write the plaintext instead",
+                            col.name
+                        ))
+                        .into()
+                    };
+                    let opened_old = from_old_key();
+                    let bound_to_old_key = opened_old.is_some();
+                    match opened_old.or_else(from_insert) {
+                        // Bound to the row's old key but not the value the row held: a ciphertext
+                        // written with the key change, checked like one written back below (its
+                        // type, its input, its blind index), never kept as it came.
+                        Some(opened) if bound_to_old_key && !unchanged() => {
+                            if !fits(&opened) {
+                                return Err(foreign());
+                            }
+                            written_back = true;
+                            Some(opened)
+                        }
                         Some(opened) => Some(opened),
                         None if resealing => Some(open_bound(raw, ctx).ok_or(CryptoError::AuthFailed)?),
                         None => {
-                            // A value the row already held (an UPDATE of other columns, SET c = c)
-                            // stays; any other armored value must open under this row's context
-                            // (pg_restore loads rows before the trigger exists): a ciphertext
-                            // copied from another row or column, or made up, is refused instead
-                            // of being stored as if it were this row's.
-                            let unchanged = by_update
-                                && pgrx::heap_getattr_raw(td.tg_trigtuple, std::num::NonZeroUsize::new(idx + 1).expect("1-based"), tupdesc)
-                                    .is_some_and(|d| common::varlena_bytes(d) == raw);
+                            // A value the row already held stays; any other armored value must
+                            // open under this row's context (pg_restore loads rows before the
+                            // trigger exists): a ciphertext copied from another row or column, or
+                            // made up, is refused instead of being stored as if it were this row's.
+                            let unchanged = unchanged();
                             if unchanged && old_pk.is_some() {
                                 // The row's key changes, and its value (bound to the old key) could
                                 // not be opened to bind it to the new one: kept, it would no longer
@@ -568,19 +593,12 @@ fn encrypt_row(td: &pg_sys::TriggerData) -> TgResult<pg_sys::HeapTuple> {
                             // computed again. Of another type than the column's, or for a blind
                             // index over another type than text (computed from the text written),
                             // it is refused like a foreign one.
-                            let opened = open_bound(raw, ctx).filter(|(vt, _)| *vt == col.value_type && (blind_idx.is_none() || *vt == ValueType::Text));
-                            match opened {
+                            match open_bound(raw, ctx).filter(fits) {
                                 Some(o) => {
                                     written_back = true;
                                     Some(o)
                                 }
-                                None => {
-                                    return Err(CryptoError::InvalidInput(format!(
-                                        "column {}: the value is tradeguard ciphertext that does not belong to this row (copied from another row or column, of another type, made for a key version that no longer decrypts, or forged); write the plaintext instead",
-                                        col.name
-                                    ))
-                                    .into())
-                                }
+                                None => return Err(foreign()),
                             }
                         }
                     }
@@ -663,12 +681,19 @@ fn q(ident: &str) -> String {
 #[pg_extern(volatile)]
 #[search_path(pg_catalog, pg_temp)]
 fn encrypt_column(
-    tbl: pgrx::PgRelation,
-    col: &str,
-    key_name: &str,
+    tbl: Option<pgrx::PgRelation>,
+    col: Option<&str>,
+    key_name: Option<&str>,
     blind_index_key: default!(Option<&str>, "NULL"),
-    batch_size: default!(i32, 10000),
+    batch_size: default!(Option<i32>, 10000),
 ) -> i64 {
+    // (Not STRICT, for the optional blind index key: the other arguments are checked here.)
+    let (Some(tbl), Some(col), Some(key_name), Some(batch_size)) = (tbl, col, key_name, batch_size) else {
+        return Err::<i64, _>(crate::error::TgError::from(CoreError::InvalidArgument(
+            "encrypt_column: tbl, col, key_name and batch_size must not be NULL".into(),
+        )))
+        .or_raise();
+    };
     // Close our reference to the relation first: ALTER TABLE refuses a relation in use.
     let oid = tbl.oid();
     drop(tbl);

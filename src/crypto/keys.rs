@@ -163,7 +163,7 @@ const KEY_QUERY: &str = "SELECT k.key_id, k.name, k.purpose, k.normalize,
 fn load_key(where_clause: &str, arg: pgrx::datum::DatumWithOid<'_>) -> TgResult<Option<KeyInfo>> {
     let q = format!("{KEY_QUERY}{where_clause}");
     let row = common::as_owner(|| {
-        common::spi_first_row(&q, &[arg], |row| {
+        common::spi_first_row_latest(&q, &[arg], |row| {
             Ok((
                 row.get::<i32>(1)?.unwrap_or_default(),
                 row.get::<String>(2)?.unwrap_or_default(),
@@ -216,7 +216,7 @@ fn version_entry(info: &KeyInfo, version: u32) -> TgResult<Rc<VersionEntry>> {
         return Ok(v);
     }
     let row = common::as_owner(|| {
-        common::spi_first_row(
+        common::spi_first_row_latest(
             "SELECT status, wrapped, root_fingerprint FROM tradeguard_audit.key_versions
               WHERE key_id = $1 AND version = $2",
             &[(info.key_id as i32).into(), (version as i32).into()],

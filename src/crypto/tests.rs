@@ -705,6 +705,22 @@ mod tests {
         let err = crate::common::sql_error(&format!("UPDATE t_acct_rb SET n = '{armored}' WHERE id = 1")).unwrap_or_default();
         assert!(err.ends_with("column n: value is not a valid integer"), "{err}");
         assert_eq!(one::<i32>("SELECT n FROM t_acct_rb_decrypted WHERE id = 1"), Some(1));
+        // The same with a key change: bound to the row's old key, it is checked all the same
+        // (it was sealed again for the new key as it came).
+        let err = crate::common::sql_error(&format!("UPDATE t_acct_rb SET id = 2, n = '{armored}' WHERE id = 1")).unwrap_or_default();
+        assert!(err.ends_with("column n: value is not a valid integer"), "{err}");
+        // ... and one of another type than the column's is refused like a foreign one.
+        let text_env = one::<Vec<u8>>(&format!("SELECT tradeguard.encrypt('abc'::text, 't_rb', 'tg:{}:1')", cid("n"))).expect("envelope");
+        let text_armored = crate::crypto::envelope::armor(&text_env).expect("armor");
+        let err = crate::common::sql_error(&format!("UPDATE t_acct_rb SET id = 2, n = '{text_armored}' WHERE id = 1")).unwrap_or_default();
+        assert!(err.contains("column n: the value is tradeguard ciphertext that does not belong to this row"), "{err}");
+        // A valid value of the row, written with the key change, is sealed again for the new key;
+        // the row's own unchanged value follows its key as before.
+        let ok_env = one::<Vec<u8>>(&format!("SELECT tradeguard.encrypt(7::bigint, 't_rb', 'tg:{}:1')", cid("n"))).expect("envelope");
+        let ok_armored = crate::crypto::envelope::armor(&ok_env).expect("armor");
+        Spi::run(&format!("UPDATE t_acct_rb SET id = 2, n = '{ok_armored}' WHERE id = 1; UPDATE t_acct_rb SET id = 3 WHERE id = 2")).unwrap();
+        assert_eq!(one::<i32>("SELECT n FROM t_acct_rb_decrypted WHERE id = 3"), Some(7));
+        assert_eq!(one::<String>("SELECT j::text FROM t_acct_rb_decrypted WHERE id = 3").as_deref(), Some("{}"));
         // No jsonb ciphertext of invalid JSON (PostgreSQL's error would quote it).
         let err = crate::common::sql_error(&format!("SELECT tradeguard.encrypt_as('{{\"LEAKME\": ', 't_rb', 'tg:{}:1', 'jsonb')", cid("j"))).unwrap_or_default();
         assert!(err.ends_with("value is not valid jsonb") && !err.contains("LEAKME"), "{err}");
