@@ -130,6 +130,20 @@ CREATE TRIGGER tradeguard_protect BEFORE INSERT OR UPDATE OR DELETE ON tradeguar
     FOR EACH ROW EXECUTE FUNCTION tradeguard.protect_trigger();
 CREATE TRIGGER tradeguard_protect_truncate BEFORE TRUNCATE ON tradeguard_audit.retention
     FOR EACH STATEMENT EXECUTE FUNCTION tradeguard.protect_trigger();
+-- The registrations too: what an audited table excludes, and the names its paused history
+-- goes by, are changed through audit_table and unaudit_table only (recorded).
+CREATE TRIGGER tradeguard_protect BEFORE INSERT OR UPDATE OR DELETE ON tradeguard_audit.audited_tables
+    FOR EACH ROW EXECUTE FUNCTION tradeguard.protect_trigger();
+CREATE TRIGGER tradeguard_protect_truncate BEFORE TRUNCATE ON tradeguard_audit.audited_tables
+    FOR EACH STATEMENT EXECUTE FUNCTION tradeguard.protect_trigger();
+CREATE TRIGGER tradeguard_protect BEFORE INSERT OR UPDATE OR DELETE ON tradeguard_audit.paused_tables
+    FOR EACH ROW EXECUTE FUNCTION tradeguard.protect_trigger();
+CREATE TRIGGER tradeguard_protect_truncate BEFORE TRUNCATE ON tradeguard_audit.paused_tables
+    FOR EACH STATEMENT EXECUTE FUNCTION tradeguard.protect_trigger();
+ALTER TABLE tradeguard_audit.audited_tables ENABLE ALWAYS TRIGGER tradeguard_protect;
+ALTER TABLE tradeguard_audit.audited_tables ENABLE ALWAYS TRIGGER tradeguard_protect_truncate;
+ALTER TABLE tradeguard_audit.paused_tables ENABLE ALWAYS TRIGGER tradeguard_protect;
+ALTER TABLE tradeguard_audit.paused_tables ENABLE ALWAYS TRIGGER tradeguard_protect_truncate;
 ALTER TABLE tradeguard_audit.log ENABLE ALWAYS TRIGGER tradeguard_protect;
 ALTER TABLE tradeguard_audit.log ENABLE ALWAYS TRIGGER tradeguard_protect_truncate;
 ALTER TABLE tradeguard_audit.log_unsealed ENABLE ALWAYS TRIGGER tradeguard_protect;

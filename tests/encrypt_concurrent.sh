@@ -49,5 +49,23 @@ SQL
 check "a REPEATABLE READ writer older than a rotation and a retirement seals with the active version" \
   [ "$(q ec -c "SELECT count(*) FROM accounts_decrypted WHERE api_key = 'sk_live_rr'")" = 1 ]
 
+# A REPEATABLE READ reader keeps reading what its snapshot shows after the values were moved to
+# a new version and the old one retired (its snapshot still holds the old ciphertexts).
+rr_read=$(q ec -v ON_ERROR_STOP=1 <<SQL 2>&1
+SELECT dblink_connect('rd', 'dbname=ec host=/tmp port=$E2E_PORT user=postgres');
+SELECT dblink_exec('rd', 'BEGIN ISOLATION LEVEL REPEATABLE READ');
+SELECT 'read:' || n FROM dblink('rd', 'SELECT count(*) FROM accounts_decrypted WHERE api_key LIKE ''sk_live_%''') AS t(n bigint);
+SELECT tradeguard.rotate_key('ec');
+SELECT tradeguard.reencrypt_column('accounts', 'api_key');
+SELECT tradeguard.retire_key('ec', 2);
+SELECT 'read:' || n FROM dblink('rd', 'SELECT count(*) FROM accounts_decrypted WHERE api_key LIKE ''sk_live_%''') AS t(n bigint);
+SELECT dblink_exec('rd', 'COMMIT');
+SQL
+)
+printf '%s\n' "$rr_read" > "$TG_TEST_DIR/enccon/rr_read.txt"
+reads=$(grep '^read:' "$TG_TEST_DIR/enccon/rr_read.txt" | sort -u)
+check "a REPEATABLE READ reader decrypts what its snapshot shows after a retirement ($reads)" \
+  bash -c "[ \"$(grep -c '^read:' "$TG_TEST_DIR/enccon/rr_read.txt")\" = 2 ] && [ \"$(wc -l <<<"$reads")\" = 1 ] && ! grep -q ERROR '$TG_TEST_DIR/enccon/rr_read.txt'"
+
 echo "$fails failed"
 [ "$fails" -eq 0 ]

@@ -35,10 +35,19 @@ ALTER ROLE sec_pw PASSWORD 'PwLeak_2';
 ALTER USER sec_pw WITH ENCRYPTED PASSWORD 'PwLeak_3' VALID UNTIL 'infinity';
 ALTER ROLE sec_pw_missing PASSWORD 'PwLeak_4';
 DO $$ BEGIN EXECUTE 'ALTER ROLE sec_pw_missing PASSWORD ''PwLeak_5'''; END $$;
+CREATE/**/ROLE sec_pw2 PASSWORD 'PwLeak_6';
+ALTER -- a comment
+ROLE sec_pw2 PASSWORD 'PwLeak_7';
+DO $$ BEGIN EXECUTE 'ALTER ' || 'ROLE sec_pw_missing PASSWORD ''DynLeak_1'''; END $$;
+ALTER ROLE sec_pw2 PASSWORD PwLeak_9;
+ALTER ROLE sec_pw2 PASSWORD 'PwLeak_10
 SQL
 out="$TG_TEST_DIR/secrets"
 check "role passwords are not in the server log" bash -c "! grep -q 'PwLeak_' '$out/server.log'"
 check "the server log says they were redacted" grep -q "password redacted by tradeguard" "$out/server.log"
+# (a role statement built at run time is logged by log_statement as the DO block was typed, but
+# its error's STATEMENT line is hidden)
+check "a role statement built at run time: only log_statement's line names it" [ "$(grep -c 'DynLeak_1' "$out/server.log")" = 1 ]
 as_pg "$PG_BIN/pg_dump" -h /tmp -p "$E2E_PORT" sec > "$out/dump.sql"
 q sec -c "SELECT query FROM pg_stat_statements" > "$out/pgss.txt"
 q sec -c "SELECT query FROM pg_stat_activity" > "$out/activity.txt"

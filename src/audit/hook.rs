@@ -301,10 +301,10 @@ struct Inspection {
     /// A table some of whose columns the statement drops: registrations of dropped encrypted
     /// (or blind-index) columns go afterwards.
     columns_dropped: Option<pg_sys::Oid>,
-    /// Columns the statement adds or drops, by name: an exclusion of that name named another
-    /// column, and is removed from the registrations refreshed (a column later given the name of
-    /// an excluded, dropped one must not vanish from the trail).
-    columns_replaced: Vec<String>,
+    /// The excluded columns of each registration to refresh, as attribute numbers taken before
+    /// the statement runs (none for a name no live column has): exclusions follow their columns
+    /// through the statement (see [`refresh_registration`]).
+    exclusions_before: Vec<(pg_sys::Oid, Vec<i16>)>,
     /// A statement that may drop tables: afterwards, registrations whose table is gone however
     /// it went (a path the inspection did not foresee) are recorded as dropped and forgotten.
     drop_check: bool,
@@ -327,7 +327,7 @@ impl Inspection {
             rebuild_view,
             view_dropped,
             columns_dropped,
-            columns_replaced: _,
+            exclusions_before: _,
             drop_check,
         } = self;
         !drop_check
@@ -810,10 +810,6 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
                 }
                 if (*cmd).subtype == A::AT_DropColumn {
                     ins.columns_dropped = Some(relid);
-                    ins.columns_replaced.push(cstr((*cmd).name));
-                }
-                if (*cmd).subtype == A::AT_AddColumn && is_tag((*cmd).def as *mut c_void, N::T_ColumnDef) {
-                    ins.columns_replaced.push(cstr((*((*cmd).def as *mut pg_sys::ColumnDef)).colname));
                 }
                 if (*cmd).subtype == pg_sys::AlterTableType::AT_AddInherit && is_tag((*cmd).def as *mut c_void, N::T_RangeVar) {
                     let parent = (*cmd).def as *mut pg_sys::RangeVar;
@@ -1024,6 +1020,13 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
         if (*s).behavior == pg_sys::DropBehavior::DROP_CASCADE {
             ins.drop_check = true;
         }
+    } else if (t == N::T_RenameStmt && (*(stmt as *mut pg_sys::RenameStmt)).renameType == pg_sys::ObjectType::OBJECT_EVENT_TRIGGER)
+        || (t == N::T_AlterOwnerStmt && (*(stmt as *mut pg_sys::AlterOwnerStmt)).objectType == pg_sys::ObjectType::OBJECT_EVENT_TRIGGER)
+    {
+        // ALTER EVENT TRIGGER ... RENAME TO / OWNER TO (the other forms are AlterEventTrigStmt).
+        let object = if t == N::T_RenameStmt { (*(stmt as *mut pg_sys::RenameStmt)).object } else { (*(stmt as *mut pg_sys::AlterOwnerStmt)).object };
+        let name = if is_tag(object as *mut c_void, N::T_String) { cstr((*(object as *mut pg_sys::String)).sval) } else { String::new() };
+        ins.record.push((tag.to_string(), String::new(), name));
     } else if t == N::T_RenameStmt && (*(stmt as *mut pg_sys::RenameStmt)).renameType == pg_sys::ObjectType::OBJECT_ROLE {
         let s = stmt as *mut pg_sys::RenameStmt;
         ins.record.push((tag.to_string(), String::new(), format!("{} RENAME TO {}", cstr((*s).subname), cstr((*s).newname))));
@@ -1237,7 +1240,8 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
         // ALTER DATABASE ... SET tradeguard.*: the setting for every later session there.
         let s = stmt as *mut pg_sys::AlterDatabaseSetStmt;
         let name = if (*s).setstmt.is_null() { String::new() } else { cstr((*(*s).setstmt).name) };
-        if name.starts_with("tradeguard.") || (*s).setstmt.is_null() || (*(*s).setstmt).kind == pg_sys::VariableSetKind::VAR_RESET_ALL {
+        // (Setting names are case-insensitive: "TradeGuard.restore_mode" is the same setting.)
+        if name.to_ascii_lowercase().starts_with("tradeguard.") || (*s).setstmt.is_null() || (*(*s).setstmt).kind == pg_sys::VariableSetKind::VAR_RESET_ALL {
             ins.record.push((tag.to_string(), String::new(), format!("{} {}", cstr((*s).dbname), if name.is_empty() { "RESET ALL".into() } else { name })));
         }
     } else if t == N::T_AlterSystemStmt {
@@ -1247,7 +1251,8 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
     } else if t == N::T_VariableSetStmt {
         let s = stmt as *mut pg_sys::VariableSetStmt;
         let name = cstr((*s).name);
-        if name.starts_with("tradeguard.") && name != "tradeguard.app_context" {
+        let lower = name.to_ascii_lowercase();
+        if lower.starts_with("tradeguard.") && lower != "tradeguard.app_context" {
             ins.record.push(("SET".into(), String::new(), name));
         } else if name == "session_authorization" && !pg_sys::RecoveryInProgress() && !pg_sys::XactReadOnly {
             // (Not on a standby or in a read-only transaction: nothing can be written there.)
@@ -1266,6 +1271,18 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
     ins
 }
 
+/// Whether `stmt` is a CREATE/ALTER ROLE (USER, GROUP) with a PASSWORD option.
+unsafe fn sets_password(stmt: *mut pg_sys::Node) -> bool {
+    let options = if is_tag(stmt as *mut c_void, pg_sys::NodeTag::T_CreateRoleStmt) {
+        (*(stmt as *mut pg_sys::CreateRoleStmt)).options
+    } else if is_tag(stmt as *mut c_void, pg_sys::NodeTag::T_AlterRoleStmt) {
+        (*(stmt as *mut pg_sys::AlterRoleStmt)).options
+    } else {
+        return false;
+    };
+    list_ptrs(options).into_iter().any(|o| is_tag(o, pg_sys::NodeTag::T_DefElem) && cstr((*(o as *mut pg_sys::DefElem)).defname) == "password")
+}
+
 #[pg_guard]
 #[allow(clippy::too_many_arguments)]
 unsafe extern "C-unwind" fn tradeguard_process_utility(
@@ -1279,6 +1296,9 @@ unsafe extern "C-unwind" fn tradeguard_process_utility(
     qc: *mut pg_sys::QueryCompletion,
 ) {
     let stmt = (*pstmt).utilityStmt;
+    if sets_password(stmt) {
+        super::redact::password_statement_running();
+    }
     // BEGIN, COMMIT, SAVEPOINT...: nothing to inspect, and no catalog lookup on their path.
     let transaction_stmt = !stmt.is_null() && (*stmt).type_ == pg_sys::NodeTag::T_TransactionStmt;
     let tradeguard = if !transaction_stmt && pg_sys::IsTransactionState() {
@@ -1301,6 +1321,15 @@ unsafe extern "C-unwind" fn tradeguard_process_utility(
         // Names in the statement resolve through the caller's search_path, as PostgreSQL will
         // resolve them; tradeguard's own catalog queries pin theirs (catalog_says).
         ins = inspect(stmt, &tag);
+        // What the registrations to refresh exclude, before the statement changes any column.
+        for (relid, _) in &ins.refresh {
+            if !ins.exclusions_before.iter().any(|(r, _)| r == relid) {
+                match excluded_attnums(*relid) {
+                    Ok(a) => ins.exclusions_before.push((*relid, a)),
+                    Err(e) => e.raise(),
+                }
+            }
+        }
         if let Some(what) = &ins.protected {
             if !break_glass_active() {
                 TgError::from(AuditError::Protected { what: what.clone() }).raise();
@@ -1405,10 +1434,11 @@ unsafe fn after_statement(stmt: *mut pg_sys::Node, ins: &Inspection) {
             e.raise();
         }
     }
-    for (relid, renamed) in &ins.refresh {
-        // The registration follows the table: a renamed excluded column stays excluded, and the
+    for (relid, _) in &ins.refresh {
+        // The registration follows the table: its exclusions follow their columns, and the
         // primary key recorded is the table's current one.
-        if let Err(e) = refresh_registration(*relid, renamed.as_ref(), &ins.columns_replaced) {
+        let before = ins.exclusions_before.iter().find(|(r, _)| r == relid).map_or(&[][..], |(_, a)| &a[..]);
+        if let Err(e) = refresh_registration(*relid, before) {
             e.raise();
         }
     }
@@ -1572,13 +1602,29 @@ fn forget_dropped(dropped: &[(pg_sys::Oid, String, String)]) -> TgResult<()> {
     Ok(())
 }
 
+/// The attribute numbers of the live columns audited table `relid` excludes now (taken before a
+/// statement that may change its columns).
+fn excluded_attnums(relid: pg_sys::Oid) -> TgResult<Vec<i16>> {
+    Ok(crate::common::as_owner(|| {
+        crate::common::spi_first::<Vec<i16>>(
+            "SELECT coalesce(pg_catalog.array_agg(t.attnum ORDER BY x.n), '{}')
+               FROM tradeguard_audit.audited_tables a,
+                    pg_catalog.unnest(a.exclude_columns) WITH ORDINALITY AS x(col, n),
+                    pg_catalog.pg_attribute t
+              WHERE a.relid = $1 AND t.attrelid = a.relid AND t.attname = x.col AND t.attnum > 0 AND NOT t.attisdropped",
+            &[relid.into()],
+        )
+    })??
+    .unwrap_or_default())
+}
+
 /// Brings the registration of audited table `relid` up to date after DDL: its primary key, and
-/// its exclusions, which follow the columns they name. A renamed excluded column stays excluded;
-/// an exclusion whose column is gone (dropped by `replaced`'s statement or any other way, e.g. a
-/// type dropped with CASCADE) is removed, so that a column added or renamed to its name later is
-/// recorded, not hidden.
-fn refresh_registration(relid: pg_sys::Oid, renamed: Option<&(String, String)>, replaced: &[String]) -> TgResult<()> {
-    let (old, new) = renamed.map(|(o, n)| (Some(o.as_str()), Some(n.as_str()))).unwrap_or((None, None));
+/// its exclusions, which follow the columns they named before the statement (`before`, by
+/// attribute number): a renamed excluded column stays excluded under its new name; a dropped one
+/// takes its exclusion with it, so that a column added or renamed to its name later is recorded,
+/// not hidden; a statement that adds or drops nothing (`ADD COLUMN IF NOT EXISTS`, a parent's
+/// column merged into a child's own) leaves it alone.
+fn refresh_registration(relid: pg_sys::Oid, before: &[i16]) -> TgResult<()> {
     // The primary key as audit_table reads it.
     let pk = super::table_ref(relid)?.pk;
     let _w = super::InternalWrite::begin();
@@ -1586,18 +1632,13 @@ fn refresh_registration(relid: pg_sys::Oid, renamed: Option<&(String, String)>, 
         Spi::run_with_args(
             "UPDATE tradeguard_audit.audited_tables a
                 SET exclude_columns = ARRAY(
-                      SELECT e.name
-                        FROM pg_catalog.unnest(a.exclude_columns) WITH ORDINALITY AS x(col, n),
-                             LATERAL (SELECT CASE WHEN x.col = $2::text THEN $3::text ELSE x.col END AS name) e
-                       -- (the new name of a renamed column was no live column's: an exclusion of
-                       -- it was left by a column gone)
-                       WHERE x.col <> ALL ($5::text[]) AND ($2::text IS NULL OR x.col <> $3::text)
-                         AND EXISTS (SELECT 1 FROM pg_catalog.pg_attribute t
-                                      WHERE t.attrelid = a.relid AND t.attname = e.name AND t.attnum > 0 AND NOT t.attisdropped)
+                      SELECT t.attname::text
+                        FROM pg_catalog.unnest($2::int2[]) WITH ORDINALITY AS x(attnum, n)
+                        JOIN pg_catalog.pg_attribute t ON t.attrelid = a.relid AND t.attnum = x.attnum AND NOT t.attisdropped
                        ORDER BY x.n),
-                    pk_columns = $4
+                    pk_columns = $3
               WHERE a.relid = $1",
-            &[relid.into(), old.into(), new.into(), pk.into(), replaced.to_vec().into()],
+            &[relid.into(), before.to_vec().into(), pk.into()],
         )
     })??;
     crate::crypto::keys::invalidate();

@@ -23,47 +23,100 @@ pub fn install() {
     }
 }
 
-fn role_password() -> &'static regex::Regex {
-    static RE: OnceLock<regex::Regex> = OnceLock::new();
-    // CREATE/ALTER ROLE/USER/GROUP, then PASSWORD (ENCRYPTED/UNENCRYPTED PASSWORD too) anywhere
-    // after it in the text: over-redacting a comment or a quoted name is harmless.
-    RE.get_or_init(|| regex::Regex::new(r"(?is)\b(?:create|alter)\s+(?:role|user|group)\b.*?\bpassword\b").expect("valid regex"))
+fn role_password() -> &'static regex::bytes::Regex {
+    static RE: OnceLock<regex::bytes::Regex> = OnceLock::new();
+    // CREATE/ALTER ROLE/USER/GROUP (white space or comments between the two words), then
+    // PASSWORD anywhere after it in the text: over-redacting a comment or a quoted name is
+    // harmless. On bytes: the server's encoding need not be UTF-8, and what is kept is a prefix
+    // ending at an ASCII word, so it stays valid in it.
+    RE.get_or_init(|| {
+        regex::bytes::Regex::new(r"(?is-u)\b(?:create|alter)(?:\s+|/\*.*?\*/|--[^\n]*\n)+(?:role|user|group)\b.*?\bpassword\b")
+            .expect("valid regex")
+    })
+}
+
+thread_local! {
+    /// The top-level query text (`debug_query_string`) in which a role statement that sets a
+    /// password ran, as seen by the utility hook in its parse tree: its STATEMENT line is hidden
+    /// even when the role statement was built at run time (`EXECUTE 'ALTER ' || 'ROLE ...'`).
+    static PASSWORD_QUERY: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Called by the utility hook for a CREATE/ALTER ROLE that sets a password.
+pub fn password_statement_running() {
+    PASSWORD_QUERY.with(|c| c.set(unsafe { pg_sys::debug_query_string } as usize));
+}
+
+/// Where the password part of `text` starts (just after the `PASSWORD` keyword of a role
+/// statement), if it has one.
+fn password_at(text: &[u8]) -> Option<usize> {
+    // (Cheap first test: most log lines never mention a password.)
+    if !text.windows(8).any(|w| w.eq_ignore_ascii_case(b"password")) {
+        return None;
+    }
+    role_password().find(text).map(|m| m.end())
 }
 
 /// `text` with what follows the `PASSWORD` keyword of a role statement cut, or `None` when it
 /// carries none.
-pub fn redact(text: &str) -> Option<String> {
-    // (Cheap first test: most log lines never mention a password.)
-    if !text.as_bytes().windows(8).any(|w| w.eq_ignore_ascii_case(b"password")) {
-        return None;
-    }
-    let m = role_password().find(text)?;
-    Some(format!("{}{REDACTED}", &text[..m.end()]))
+pub fn redact(text: &[u8]) -> Option<Vec<u8>> {
+    let end = password_at(text)?;
+    let mut out = text[..end].to_vec();
+    out.extend_from_slice(REDACTED.as_bytes());
+    Some(out)
 }
 
-/// Replaces `*field` (a palloc'd string of the error being reported) with its redaction.
-unsafe fn redact_field(field: *mut *mut c_char) {
+/// Whether `message` quotes a piece of the password part of `query` (a syntax error `at or
+/// near "Secret1"`, an unterminated string): then the message is withheld.
+fn quotes_password(query: &[u8], message: &[u8]) -> bool {
+    let Some(at) = password_at(query) else { return false };
+    query[at..]
+        .split(|c| c.is_ascii_whitespace() || matches!(c, b'\'' | b'"' | b';' | b',' | b'(' | b')'))
+        .filter(|t| t.len() >= 3)
+        .filter(|t| !matches!(t.to_ascii_lowercase().as_slice(), b"valid" | b"until" | b"login" | b"nologin" | b"null" | b"encrypted" | b"connection" | b"limit" | b"inherit" | b"with"))
+        .any(|t| message.windows(t.len()).any(|w| w == t))
+}
+
+/// Replaces `*field` (a palloc'd string of the error being reported) with `with`.
+unsafe fn replace_field(field: *mut *mut c_char, with: &[u8]) {
+    let c = CString::new(with.to_vec()).unwrap_or_else(|_| CString::new(REDACTED.trim_start()).expect("no NUL"));
+    // (Allocated in the current memory context, ErrorContext while an error is reported.)
+    *field = pg_sys::pstrdup(c.as_ptr());
+}
+
+/// Redacts `*field` in place; whether it had to.
+unsafe fn redact_field(field: *mut *mut c_char) -> bool {
     if (*field).is_null() {
-        return;
+        return false;
     }
-    let text = CStr::from_ptr(*field).to_string_lossy();
-    if let Some(r) = redact(&text) {
-        let c = CString::new(r).unwrap_or_else(|_| CString::new(REDACTED.trim_start()).expect("no NUL"));
-        // (Allocated in the current memory context, ErrorContext while an error is reported.)
-        *field = pg_sys::pstrdup(c.as_ptr());
+    match redact(CStr::from_ptr(*field).to_bytes()) {
+        Some(r) => {
+            replace_field(field, &r);
+            true
+        }
+        None => false,
     }
 }
 
 #[pg_guard]
 unsafe extern "C-unwind" fn tradeguard_emit_log(edata: *mut pg_sys::ErrorData) {
     if !edata.is_null() && (*edata).output_to_server {
-        redact_field(&mut (*edata).message);
-        redact_field(&mut (*edata).detail);
-        redact_field(&mut (*edata).context);
-        redact_field(&mut (*edata).internalquery);
+        let mut redacted = false;
+        for field in [&mut (*edata).message, &mut (*edata).detail, &mut (*edata).context, &mut (*edata).internalquery] {
+            redacted |= redact_field(field);
+        }
         let query = pg_sys::debug_query_string;
-        if !(*edata).hide_stmt && !query.is_null() && redact(&CStr::from_ptr(query).to_string_lossy()).is_some() {
+        let query = if query.is_null() { &[][..] } else { CStr::from_ptr(query).to_bytes() };
+        let running = !query.is_empty() && PASSWORD_QUERY.with(|c| c.get()) == pg_sys::debug_query_string as usize;
+        let in_query = running || password_at(query).is_some();
+        // The statement that carries a password, or one whose dynamic SQL did (a DO block's
+        // EXECUTE, seen in the CONTEXT line), is not written as STATEMENT.
+        if redacted || in_query {
             (*edata).hide_stmt = true;
+        }
+        // A message quoting the password (a syntax error in the role statement) is withheld.
+        if in_query && !(*edata).message.is_null() && quotes_password(query, CStr::from_ptr((*edata).message).to_bytes()) {
+            replace_field(&mut (*edata).message, b"error in a role statement that sets a password (message withheld by tradeguard)");
         }
     }
     if let Some(prev) = PREV_EMIT_LOG {
@@ -73,7 +126,7 @@ unsafe extern "C-unwind" fn tradeguard_emit_log(edata: *mut pg_sys::ErrorData) {
 
 #[cfg(test)]
 mod tests {
-    use super::{redact, REDACTED};
+    use super::{quotes_password, redact, REDACTED};
 
     #[test]
     fn role_passwords_are_cut_from_log_lines() {
@@ -84,9 +137,13 @@ mod tests {
             ("statement: ALTER USER bob WITH PASSWORD 'md5abc' VALID UNTIL '2030-01-01'", "statement: ALTER USER bob WITH PASSWORD"),
             ("statement: SELECT 1; ALTER GROUP g PASSWORD 'x'", "statement: SELECT 1; ALTER GROUP g PASSWORD"),
             ("SQL statement \"ALTER ROLE r PASSWORD 'x'\"\nPL/pgSQL function f() line 1", "SQL statement \"ALTER ROLE r PASSWORD"),
+            ("statement: CREATE/**/ROLE p PASSWORD 'LeakMe3'", "statement: CREATE/**/ROLE p PASSWORD"),
+            ("statement: CREATE -- c\nROLE p PASSWORD 'LeakMe4'", "statement: CREATE -- c\nROLE p PASSWORD"),
+            ("statement: alter\t/* x */ user p password 'LeakMe5'", "statement: alter\t/* x */ user p password"),
         ] {
-            assert_eq!(redact(line).as_deref(), Some(format!("{kept}{REDACTED}").as_str()), "{line}");
-            assert!(!redact(line).unwrap().contains("LeakMe"));
+            let r = String::from_utf8(redact(line.as_bytes()).expect(line)).unwrap();
+            assert_eq!(r, format!("{kept}{REDACTED}"), "{line}");
+            assert!(!r.contains("LeakMe"));
         }
         for line in [
             "statement: UPDATE users SET password_hash = $1 WHERE id = $2",
@@ -95,7 +152,13 @@ mod tests {
             "password authentication failed for user \"bob\"",
             "",
         ] {
-            assert_eq!(redact(line), None, "{line}");
+            assert_eq!(redact(line.as_bytes()), None, "{line}");
         }
+        // A syntax error quoting the password is withheld; one about something else is not.
+        let q = b"ALTER ROLE bob PASSWORD LeakB1 VALID UNTIL 'x'";
+        assert!(quotes_password(q, b"syntax error at or near \"LeakB1\""));
+        assert!(quotes_password(b"ALTER ROLE bob PASSWORD 'LeakB3", b"unterminated quoted string at or near \"'LeakB3\""));
+        assert!(!quotes_password(q, b"role \"bob\" does not exist"));
+        assert!(!quotes_password(b"SELECT 1", b"syntax error at or near \"LeakB1\""));
     }
 }

@@ -666,8 +666,8 @@ mod tests {
             // A child added later, of a table without triggers: its rows would be read as
             // registrations (the child has the same columns, so only the hook stops it).
             (
-                "CREATE TABLE public.t_reg (LIKE tradeguard_audit.audited_tables);
-                 ALTER TABLE public.t_reg INHERIT tradeguard_audit.audited_tables",
+                "CREATE TABLE public.t_reg (LIKE tradeguard_audit.encrypted_columns);
+                 ALTER TABLE public.t_reg INHERIT tradeguard_audit.encrypted_columns",
                 "inheritance from or partitions of tables in tradeguard's schemas".to_string(),
             ),
             (
@@ -1233,9 +1233,10 @@ mod tests {
             Spi::get_one::<bool>("SELECT bool_and(tgenabled = 'A') FROM pg_trigger WHERE tgrelid = 't_et'::regclass AND tgname LIKE 'tradeguard%'"),
             Ok(Some(true))
         );
-        Spi::run("ALTER EVENT TRIGGER t_et_evil DISABLE; DROP EVENT TRIGGER t_et_evil").unwrap();
-        assert_eq!(logged("ALTER EVENT TRIGGER", "t_et_evil"), 1);
-        assert_eq!(logged("DROP EVENT TRIGGER", "t_et_evil"), 1);
+        Spi::run("ALTER EVENT TRIGGER t_et_evil DISABLE; ALTER EVENT TRIGGER t_et_evil RENAME TO t_et_evil2; ALTER EVENT TRIGGER t_et_evil2 OWNER TO CURRENT_USER; DROP EVENT TRIGGER t_et_evil2").unwrap();
+        assert_eq!(logged("ALTER EVENT TRIGGER", "t_et_evil"), 2);
+        assert_eq!(logged("ALTER EVENT TRIGGER", "t_et_evil2"), 1);
+        assert_eq!(logged("DROP EVENT TRIGGER", "t_et_evil2"), 1);
         // Without it, audit_table works as before.
         Spi::run("SELECT tradeguard.audit_table('t_et2')").unwrap();
     }
@@ -1271,6 +1272,14 @@ mod tests {
         Spi::run("ALTER TABLE t_exd3 RENAME COLUMN secret TO hidden; INSERT INTO t_exd3 VALUES (1, 'x', 'y')").unwrap();
         assert_eq!(excluded("t_exd3"), vec!["hidden".to_string()]);
         assert_eq!(last_new("t_exd3"), r#"{"id":1,"other":"y"}"#);
+
+        // A statement that adds or drops nothing leaves the exclusion alone.
+        Spi::run("ALTER TABLE t_exd3 ADD COLUMN IF NOT EXISTS hidden text; INSERT INTO t_exd3 VALUES (2, 'x', 'z')").unwrap();
+        assert_eq!(excluded("t_exd3"), vec!["hidden".to_string()]);
+        assert_eq!(last_new("t_exd3"), r#"{"id":2,"other":"z"}"#);
+        // The registrations are written by audit_table and unaudit_table only.
+        let err = crate::common::sql_error("UPDATE tradeguard_audit.audited_tables SET exclude_columns = '{other}' WHERE table_name = 't_exd3'").unwrap_or_default();
+        assert!(err.contains("UPDATE on tradeguard_audit.audited_tables is refused"), "{err}");
     }
 
     /// Per-database settings of tradeguard (ALTER DATABASE ... SET tradeguard.*) are recorded like
@@ -1283,6 +1292,12 @@ mod tests {
             Spi::get_one::<i64>(&format!(
                 "SELECT count(*) FROM tradeguard_audit.log WHERE operation = 'ALTER DATABASE' AND table_name = '{db} tradeguard.restore_mode'"
             )),
+            Ok(Some(2))
+        );
+        // (setting names are case-insensitive)
+        Spi::run("SET LOCAL \"TradeGuard.Restore_Mode\" = on; SET LOCAL tradeguard.restore_mode = off").unwrap();
+        assert_eq!(
+            Spi::get_one::<i64>("SELECT count(*) FROM tradeguard_audit.log WHERE operation = 'SET' AND lower(table_name) = 'tradeguard.restore_mode'"),
             Ok(Some(2))
         );
         Spi::run("CREATE TABLE t_tte (id int PRIMARY KEY); SELECT tradeguard.audit_table('t_tte')").unwrap();

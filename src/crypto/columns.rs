@@ -412,6 +412,26 @@ fn armored_datum(envelope_bytes: &[u8], buf: &mut Vec<u64>) -> TgResult<pg_sys::
     Ok(pg_sys::Datum::from(buf.as_ptr()))
 }
 
+/// Refuses an UPDATE that writes blind index column `b` (0-based) by hand while its value is
+/// kept: the blind index is computed from the value by the trigger, and one written by hand would
+/// let equality search find the row by another value.
+fn blind_kept(td: &pg_sys::TriggerData, b: usize, values: &[pg_sys::Datum], nulls: &[bool]) -> TgResult<()> {
+    unsafe {
+        let tupdesc = (*td.tg_relation).rd_att;
+        let attno = std::num::NonZeroUsize::new(b + 1).expect("1-based");
+        let old = pgrx::heap_getattr_raw(td.tg_trigtuple, attno, tupdesc).map(|d| common::varlena_bytes(d));
+        let new = (!nulls[b]).then(|| common::varlena_bytes(values[b]));
+        if old == new {
+            return Ok(());
+        }
+        let name = atts_name(&(*tupdesc).attrs.as_slice((*tupdesc).natts as usize)[b]);
+        Err(CryptoError::InvalidInput(format!(
+            "column {name}: the blind index is maintained by tradeguard from the encrypted value; write the value instead"
+        ))
+        .into())
+    }
+}
+
 /// `bytes` of column `col` as text (written values are checked: the error names the column,
 /// never the value).
 fn column_utf8<'b>(col: &str, bytes: &'b [u8]) -> Result<&'b str, CryptoError> {
@@ -586,6 +606,12 @@ fn encrypt_row(td: &pg_sys::TriggerData) -> TgResult<pg_sys::HeapTuple> {
                                 .into());
                             }
                             if unchanged {
+                                // Its blind index stays what the trigger computed: written by hand
+                                // (UPDATE t SET c_bidx = ...), equality search would find the row by
+                                // another value.
+                                if let Some(b) = blind_idx {
+                                    blind_kept(td, b, values, nulls)?;
+                                }
                                 continue;
                             }
                             // A ciphertext of this row written back (an older value): sealed again
@@ -630,7 +656,15 @@ fn encrypt_row(td: &pg_sys::TriggerData) -> TgResult<pg_sys::HeapTuple> {
                     // A value written back from another row (ON CONFLICT DO UPDATE SET c =
                     // EXCLUDED.c): its blind index follows it.
                     (Some(b), Some(k), Some((ValueType::Text, plaintext))) if written_back => Some((b, super::blind_index_impl(utf8(plaintext)?, k)?)),
-                    (Some(b), Some(_), Some(_)) => insert_mac.take().map(|m| (b, m)),
+                    (Some(b), Some(_), Some(_)) => match insert_mac.take() {
+                        Some(m) => Some((b, m)),
+                        // (re-bound to a new key, or sealed again: its blind index stays)
+                        None if by_update => {
+                            blind_kept(td, b, values, nulls)?;
+                            None
+                        }
+                        None => None,
+                    },
                     _ => None,
                 };
                 // `raw` (the plaintext) is not read past this point: its attribute now holds
@@ -851,6 +885,14 @@ fn encrypt_column_impl(tbl: pg_sys::Oid, col: &str, key_name: &str, blind_key: O
         return Err(CoreError::InvalidArgument("batch_size must be positive".into()).into());
     }
     let mut names = table_names(tbl, col)?;
+    // A generated column is computed from the others: its plaintext would come back on every write.
+    let generated = common::spi_first::<bool>(
+        "SELECT attgenerated <> '' FROM pg_catalog.pg_attribute WHERE attrelid = $1 AND attname = $2 AND attnum > 0 AND NOT attisdropped",
+        &[tbl.into(), col.into()],
+    )?;
+    if generated == Some(true) {
+        return Err(CoreError::InvalidArgument(format!("column \"{col}\" is a generated column; encrypt the columns it is computed from instead")).into());
+    }
     // One binding per table (the trigger binds every column of a row to the same key): a column
     // added later takes the binding of the columns already registered, even if the table's key
     // or the types tradeguard binds changed since.

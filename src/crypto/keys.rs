@@ -125,6 +125,34 @@ pub fn invalidate() {
     // is visible, or undone.
     pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::Commit, shmem::bump_key_generation);
     pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::Abort, shmem::bump_key_generation);
+    // ... and when a subtransaction rolls back (ROLLBACK TO SAVEPOINT after rotate_key): this
+    // backend cached the version it created, which no longer exists; sealing with it would
+    // make the values unreadable.
+    CHANGED_IN.with(|c| c.set(shmem::local_xact_stamp()));
+    SUBXACT_HOOKED.with(|h| {
+        if !h.replace(true) {
+            unsafe { pgrx::pg_sys::RegisterSubXactCallback(Some(keys_subxact_callback), std::ptr::null_mut()) };
+        }
+    });
+}
+
+thread_local! {
+    /// The local transaction in which this backend last changed keys.
+    static CHANGED_IN: std::cell::Cell<u64> = const { std::cell::Cell::new(u64::MAX) };
+    static SUBXACT_HOOKED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn keys_subxact_callback(
+    event: pgrx::pg_sys::SubXactEvent::Type,
+    _my: pgrx::pg_sys::SubTransactionId,
+    _parent: pgrx::pg_sys::SubTransactionId,
+    _arg: *mut std::ffi::c_void,
+) {
+    if event == pgrx::pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB && CHANGED_IN.with(|c| c.get()) == shmem::local_xact_stamp() {
+        CACHE.with(|c| c.borrow_mut().stamp = None);
+        shmem::bump_key_generation();
+    }
 }
 
 /// The root key, read once per backend (again if the setting names another file).
@@ -215,19 +243,20 @@ fn version_entry(info: &KeyInfo, version: u32) -> TgResult<Rc<VersionEntry>> {
     if let Some(v) = with_cache(|c| c.versions.get(&(info.key_id, version)).cloned()) {
         return Ok(v);
     }
-    let row = common::as_owner(|| {
-        common::spi_first_row_latest(
-            "SELECT status, wrapped, root_fingerprint FROM tradeguard_audit.key_versions
-              WHERE key_id = $1 AND version = $2",
-            &[(info.key_id as i32).into(), (version as i32).into()],
-            |r| {
-                Ok((
-                    r.get::<String>(1)?.unwrap_or_default(),
-                    r.get::<Vec<u8>>(2)?.unwrap_or_default(),
-                    r.get::<String>(3)?.unwrap_or_default(),
-                ))
-            },
-        )
+    // As the transaction sees it (a REPEATABLE READ report keeps decrypting the values it sees
+    // with a version retired since it began); a version it cannot see yet (the one a rotation
+    // made active since, to seal with) as committed now.
+    const VERSION_QUERY: &str = "SELECT status, wrapped, root_fingerprint FROM tradeguard_audit.key_versions WHERE key_id = $1 AND version = $2";
+    let row = common::as_owner(|| -> Result<_, pgrx::spi::Error> {
+        let args = || [(info.key_id as i32).into(), (version as i32).into()];
+        match common::spi_first_row(VERSION_QUERY, &args(), |r| {
+            Ok((r.get::<String>(1)?.unwrap_or_default(), r.get::<Vec<u8>>(2)?.unwrap_or_default(), r.get::<String>(3)?.unwrap_or_default()))
+        })? {
+            Some(row) => Ok(Some(row)),
+            None => common::spi_first_row_latest(VERSION_QUERY, &args(), |r| {
+                Ok((r.get::<String>(1)?.unwrap_or_default(), r.get::<Vec<u8>>(2)?.unwrap_or_default(), r.get::<String>(3)?.unwrap_or_default()))
+            }),
+        }
     })??;
     let (status, wrapped, stored_fp) = row.ok_or(CryptoError::UnknownKeyVersion { key_id: info.key_id, version })?;
     let root = root_key()?;

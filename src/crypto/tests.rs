@@ -670,6 +670,52 @@ mod tests {
         Spi::run("CREATE TABLE t_def (id int PRIMARY KEY DEFERRABLE INITIALLY DEFERRED, v text)").unwrap();
         let err = crate::common::sql_error("SELECT tradeguard.encrypt_column('t_def', 'v', 't_rb')").unwrap_or_default();
         assert!(err.contains("its primary key is DEFERRABLE"), "{err}");
+        // A blind index written by hand is refused (with the value kept, and with a key change).
+        Spi::run(
+            "SELECT tradeguard.create_key('t_bh', 'blind_index');
+             CREATE TABLE t_bh (id int PRIMARY KEY, e text); INSERT INTO t_bh VALUES (1, 'a@x.jp'), (2, 'b@x.jp');
+             SELECT tradeguard.encrypt_column('t_bh', 'e', 't_rb', 't_bh')",
+        )
+        .unwrap();
+        let bidx = one::<String>("SELECT column_name FROM tradeguard_audit.encrypted_columns WHERE table_name = 't_bh' AND column_name = 'e'")
+            .and_then(|_| one::<String>("SELECT blind_column FROM tradeguard_audit.encrypted_columns WHERE table_name = 't_bh' AND column_name = 'e'"))
+            .expect("blind column");
+        for sql in [
+            format!("UPDATE t_bh SET {bidx} = (SELECT {bidx} FROM t_bh WHERE id = 2) WHERE id = 1"),
+            format!("UPDATE t_bh SET id = 3, {bidx} = (SELECT {bidx} FROM t_bh WHERE id = 2) WHERE id = 1"),
+        ] {
+            let err = crate::common::sql_error(&sql).unwrap_or_default();
+            assert!(err.contains("the blind index is maintained by tradeguard"), "{sql}: {err}");
+        }
+        Spi::run("UPDATE t_bh SET id = 3 WHERE id = 1; UPDATE t_bh SET e = 'c@x.jp' WHERE id = 2").unwrap();
+        assert_eq!(one::<i64>(&format!("SELECT count(*) FROM t_bh WHERE {bidx} = tradeguard.blind_index('a@x.jp', 't_bh') AND id = 3")), Some(1));
+
+        // A rotation rolled back with its subtransaction leaves no version in this backend's
+        // cache to seal with.
+        Spi::run(
+            "CREATE TABLE t_sp (id int PRIMARY KEY, v text); SELECT tradeguard.create_key('t_sp'); SELECT tradeguard.encrypt_column('t_sp', 'v', 't_sp');
+             DO $$ BEGIN PERFORM tradeguard.rotate_key('t_sp'); INSERT INTO t_sp VALUES (1, 'in the savepoint'); RAISE EXCEPTION 'roll back';
+                  EXCEPTION WHEN raise_exception THEN NULL; END $$;
+             INSERT INTO t_sp VALUES (2, 'after it')",
+        )
+        .unwrap();
+        assert_eq!(one::<String>("SELECT v FROM t_sp_decrypted WHERE id = 2").as_deref(), Some("after it"));
+        assert_eq!(one::<i32>("SELECT tradeguard.ciphertext_key_version(v) FROM t_sp WHERE id = 2"), Some(1));
+
+        // A generated column is refused up front.
+        Spi::run("CREATE TABLE t_gen (id int PRIMARY KEY, a text, g text GENERATED ALWAYS AS (upper(a)) STORED)").unwrap();
+        assert_eq!(
+            crate::common::sql_error("SELECT tradeguard.encrypt_column('t_gen', 'g', 't_rb')").as_deref(),
+            Some("tradeguard: invalid argument: column \"g\" is a generated column; encrypt the columns it is computed from instead")
+        );
+        // NULL arguments get tradeguard's error, not pgrx's.
+        for args in ["NULL, 'v', 't_rb'", "'t_def', NULL, 't_rb'", "'t_def', 'v', NULL", "'t_def', 'v', 't_rb', NULL, NULL"] {
+            assert_eq!(
+                crate::common::sql_error(&format!("SELECT tradeguard.encrypt_column({args})")).as_deref(),
+                Some("tradeguard: invalid argument: encrypt_column: tbl, col, key_name and batch_size must not be NULL"),
+                "{args}"
+            );
+        }
 
         // Dropping the key the values are bound to (or its column) is refused.
         assert_eq!(
