@@ -48,6 +48,9 @@ const STRONG: &[&str] = &[
     "traceroute", "tracert", "dig", "host", "gcc", "cc", "awk", "sed", "xargs", "nohup", "busybox", "fetch", "lynx", "sysctl", "dmesg",
     "useradd", "usermod", "net.exe", "vssadmin", "icacls", "cacls", "attrib", "findstr", "ps", "cat", "ver", "dir", "del", "netsh", "sysinfo",
     "phpinfo", "route", "ipconfig", "schtasks",
+    // PowerShell's aliases and cmdlets of download-and-run, processes and defences
+    "iex", "iwr", "irm", "invoke-expression", "invoke-webrequest", "invoke-restmethod", "start-process", "new-object", "start-bitstransfer",
+    "set-mppreference", "add-mppreference", "start-sleep",
 ];
 /// Command names that are also abbreviations in trading notes (`ps 3`: position size, `ls 100`:
 /// lot size, `id 7`): with only a bare number after them, at the end of a value, they are notes.
@@ -164,7 +167,9 @@ fn rx() -> &'static Rx {
             shellshock: Regex::new(r"\(\s*\)\s*\{\s*:?\s*;?\s*\}\s*;").unwrap(),
             // (and Edge Side Includes, `<esi:include src=..>`, `<esi:debug/>`)
             ssi: Regex::new(r"(?i)<!--\s*#\s*(?:exec|include|echo|config|set|printenv|flastmod|fsize)(?-u:\b)|<esi:(?:include|debug|vars|inline|choose|when|otherwise|try|attempt|assign|eval|text)(?-u:\b)").unwrap(),
-            template: Regex::new(r"\{\{[^{}]{1,200}\}\}|(?i:\{%-?\s*(?:for|if|set|import|include|extends|macro|raw|debug|load|block|with|print|exec)(?-u:\b)[^%]{0,200}%\})|\{\$[^}]{1,100}\}|\$\{\s*\d+\s*[*+\-/]\s*\d+\s*\}|<%=?\s*\d+\s*[*+]\s*\d+\s*%>|#\{\s*\d+\s*[*+]\s*\d+\s*\}|\{\{\s*(?:config|self|request|_self|''\.__class__)(?-u:\b)|(?i:freemarker\.template\.utility\.execute|[\x22']\?new\(\)|\.getclass\(\s*\)\.forname\(|\.class\.forname\(|\.protectiondomain\.classloader|getprotectiondomain\(\))").unwrap(),
+            // Template expressions: `{{7*7}}`, `{{person.secret}}`, `{{''.__class__}}`, Flask's and
+            // Django's objects; not a placeholder of one plain name (`{{ticker}} daily summary`)
+            template: Regex::new(r"\{\{[^{}]{0,200}(?:[^{}\sA-Za-z0-9_]|__)[^{}]{0,200}\}\}|(?i:\{%-?\s*(?:for|if|set|import|include|extends|macro|raw|debug|load|block|with|print|exec)(?-u:\b)[^%]{0,200}%\})|\{\$[^}]{1,100}\}|\$\{\s*\d+\s*[*+\-/]\s*\d+\s*\}|<%=?\s*\d+\s*[*+]\s*\d+\s*%>|#\{\s*\d+\s*[*+]\s*\d+\s*\}|\{\{\s*(?:config|self|request|_self|settings|lipsum|cycler|joiner|namespace|url_for|get_flashed_messages|''\.__class__)(?-u:\b)|(?i:freemarker\.template\.utility\.execute|[\x22']\?new\(\)|\.getclass\(\s*\)\.forname\(|\.class\.forname\(|\.protectiondomain\.classloader|getprotectiondomain\(\))").unwrap(),
             code_exec: Regex::new(r"(?i)(?-u:\b)(?:system|exec|shell_exec|passthru|popen|proc_open|pcntl_exec|os\.system|os\.popen|subprocess\.\w+|runtime\.getruntime\(\)\.exec|child_process|require\s*\(\s*['\x22]child_process|eval)\s*\(\s*['\x22$]|(?-u:\b)(?:phpinfo|phpversion|php_uname|getenv)\s*\(\s*\)|\$_(?:get|post|request|cookie|server|files)(?-u:\b)|\$\{@?[a-z_]+\s*\(").unwrap(),
             // Bash's ANSI-C quoting spelling a word in escapes: `$'\x69\x64'`, `$'\151\144'` run `id`
             ansi_c: Regex::new(r"\$'(?:[A-Za-z0-9/._-]|\\(?:x[0-9a-fA-F]{1,2}|[0-7]{1,3}|u[0-9a-fA-F]{4})){1,40}'").unwrap(),
@@ -258,7 +263,9 @@ impl ShellMarks {
         for (i, &c) in b.iter().enumerate() {
             let word_start = i == 0 || b[i - 1].is_ascii_whitespace();
             let mark = matches!(c, b'|' | b'&' | b'`' | b'$' | b'<' | b'>' | b'\\' | b'\n' | b'\r')
-                || (word_start && c == b'-' && b.get(i + 1).is_some_and(|n| !n.is_ascii_digit() && !n.is_ascii_whitespace()))
+                || (word_start && c == b'-' && b.get(i + 1).is_some_and(|n| !n.is_ascii_digit() && !n.is_ascii_whitespace())
+                    // (not a dash of prose, `-- check fills`)
+                    && !(b.get(i + 1) == Some(&b'-') && b.get(i + 2).is_none_or(|n| n.is_ascii_whitespace())))
                 || (word_start && (c == b'/' || text[i..].starts_with("./") || text[i..].starts_with("../") || text[i..].starts_with("~/")))
                 || (c == b';' && {
                     let w: String = text[i + 1..].trim_start().chars().take_while(|c| c.is_ascii_alphanumeric()).collect::<String>().to_ascii_lowercase();
@@ -382,7 +389,9 @@ fn judge_cmd(word: &str, follow: &str) -> Option<u8> {
         if w == "ps" && ["aux", "axu", "ax", "auxf", "auxww", "ef"].contains(&f.split(|c: char| !c.is_ascii_alphabetic()).next().unwrap_or("").to_ascii_lowercase().as_str()) {
             return Some(85);
         }
-        if f.is_empty() || is_argish(follow) || follow.starts_with("${") || f.starts_with(|c: char| c.is_ascii_alphanumeric()) && (very_strong(w) || matches!(w, "nc" | "bash" | "cmd" | "sudo" | "perl" | "python" | "python3" | "php" | "ruby" | "telnet")) {
+        // (PowerShell's take an expression: `iex (iwr http://x/p.ps1)`, `iex(irm ...)`)
+        let powershell = matches!(w, "iex" | "iwr" | "irm" | "invoke-expression" | "invoke-webrequest" | "invoke-restmethod" | "start-process" | "new-object");
+        if f.is_empty() || is_argish(follow) || follow.starts_with("${") || powershell && f.starts_with(['(', '[']) || f.starts_with(|c: char| c.is_ascii_alphanumeric()) && (very_strong(w) || matches!(w, "nc" | "bash" | "cmd" | "sudo" | "perl" | "python" | "python3" | "php" | "ruby" | "telnet")) {
             return Some(85);
         }
         return None;
@@ -501,6 +510,15 @@ pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
                     // `; ID 5521;`: a label in capitals
                     || word.bytes().all(|c| c.is_ascii_uppercase()) && follow.trim_start().starts_with(|c: char| c.is_ascii_digit())
                     || *notes.get_or_init(|| note_segments(text))
+                    // `AAPL | id 4521 | filled`: a cell of a table row, a number between pipes
+                    // with a word after them
+                    || m.as_str().starts_with('|') && bare_number(follow) && {
+                        let after = text[m.end()..].trim_start_matches([' ', '\t']);
+                        after.strip_prefix('|').is_some_and(|a| {
+                            let w: String = a.trim_start().chars().take_while(|c| c.is_ascii_alphabetic()).collect::<String>().to_ascii_lowercase();
+                            w.len() >= 3 && !is_command(&w)
+                        })
+                    }
                     // `then id 77 closed`, `; cat 2 bonds`: a number, then words (not a file name:
                     // `;cat 1 index.php` prints it)
                     || number_then_prose(marks.get_or_init(|| ShellMarks::of(text)), text, follow, m.end())

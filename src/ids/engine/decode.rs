@@ -422,6 +422,28 @@ pub fn decode(input: &str, url_ctx: bool) -> Decoded {
 ///   `c\at`), which a shell removes, when the value also has a shell separator;
 /// - `high_bit`: Latin-1 characters with the eighth bit dropped (`¼script¾` is `<script>` in
 ///   a page served as US-ASCII), when the value has both `¼` and `¾`.
+/// `text` with a path spelled with `/./` or doubled slashes (`/etc/./passwd`, `//etc//shadow`)
+/// written as the system resolves it, if it has one. (Not the `//` of a URL's scheme.)
+pub fn normalized_path(text: &str) -> Option<String> {
+    let b = text.as_bytes();
+    if !(text.contains("/./") || text.match_indices("//").any(|(p, _)| p == 0 || b[p - 1] != b':')) {
+        return None;
+    }
+    let mut p = text.to_string();
+    while p.contains("/./") {
+        p = p.replace("/./", "/");
+    }
+    let mut n = String::with_capacity(p.len());
+    let (mut prev, mut before_prev) = (None, None);
+    for c in p.chars() {
+        if !(c == '/' && prev == Some('/') && before_prev != Some(':')) {
+            n.push(c);
+        }
+        (before_prev, prev) = (prev, Some(c));
+    }
+    (n != text).then_some(n)
+}
+
 pub fn evasion_variants(text: &str) -> Vec<(&'static str, String)> {
     let mut out = Vec::new();
     let b = text.as_bytes();
@@ -495,8 +517,25 @@ pub fn evasion_variants(text: &str) -> Vec<(&'static str, String)> {
                     !w.is_empty() && (start > 0 && b[start - 1] == b'<' || shell && super::cmdi::is_command(&w.to_ascii_lowercase()))
                 })
     });
-    if plus_form {
+    // (`1+union+select+1,2--+`, `1+order+by+5`: a value without white space whose `+` sit
+    // around an SQL keyword, a numeric parameter as a form or a scanner sends it)
+    let sql_plus = || {
+        !spaced
+            && text.split('+').skip(1).any(|w| {
+                let w = w.split(|c: char| !c.is_ascii_alphabetic()).next().unwrap_or_default().to_ascii_lowercase();
+                matches!(w.as_str(), "union" | "select" | "order" | "group" | "having" | "and" | "or" | "procedure" | "waitfor" | "limit" | "from" | "where" | "into")
+            })
+    };
+    if plus_form || sql_plus() {
         out.push(("form_plus", text.replace('+', " ")));
+    }
+    if let Some(n) = normalized_path(text) {
+        out.push(("path_normalized", n));
+    }
+    // cmd.exe's caret escapes (`& w^h^o^a^m^i`, `&c^a^l^c`): a caret inside a word after a
+    // separator is dropped by the shell.
+    if b.contains(&b'^') && b.iter().any(|c| matches!(c, b'&' | b'|')) && b.windows(3).any(|w| w[0].is_ascii_alphanumeric() && w[1] == b'^' && w[2].is_ascii_alphanumeric()) {
+        out.push(("caret_strip", text.replace('^', "")));
     }
     out
 }

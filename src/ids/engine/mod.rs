@@ -21,7 +21,7 @@ mod corpus_test;
 #[cfg(test)]
 mod tests;
 
-pub const RULESET_VERSION: &str = "2026.12.4";
+pub const RULESET_VERSION: &str = "2026.12.5";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Context {
@@ -441,7 +441,16 @@ fn scan(input: &str, ctx: Context, early: bool) -> Option<Scan> {
         }
         let mut hits: Vec<Hit> = Vec::new();
         run_detectors(input, ctx, false, early, &mut hits);
-        return Some(Scan { hits: hits.into_iter().map(|h| (h, true)).collect(), steps: Vec::new() });
+        let mut steps = Vec::new();
+        if hits.is_empty() {
+            if let Some(n) = decode::normalized_path(input) {
+                run_detectors(&n, ctx, false, early, &mut hits);
+                if !hits.is_empty() {
+                    steps.push("path_normalized");
+                }
+            }
+        }
+        return Some(Scan { hits: hits.into_iter().map(|h| (h, true)).collect(), steps });
     }
     let dec = decode::decode(input, ctx == Context::Url);
     let mut hits: Vec<Hit> = Vec::new();

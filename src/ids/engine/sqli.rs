@@ -1204,7 +1204,9 @@ fn analyze(v: &View, quoted: bool, out: &mut Vec<Hit>) {
                 // followed by a word is not an SQL argument.
                 let generic = matches!(name.as_str(), "sleep" | "benchmark")
                     && (i > 0 && (v.kind(i - 1) == Some(Tk::Bare) || (v.kind(i - 1) == Some(Tk::Op) && v.kw(i - 1) == ":"))
-                        || v.kind(i + 2) == Some(Tk::Num) && v.kind(i + 3) == Some(Tk::Bare));
+                        || v.kind(i + 2) == Some(Tk::Num) && v.kind(i + 3) == Some(Tk::Bare))
+                    // (`Benchmark(SPY)`: MySQL's takes a count and an expression)
+                    || name == "benchmark" && v.kind(i + 2) == Some(Tk::Bare) && v.kind(i + 3) == Some(Tk::RParen);
                 if let Some((rule, w)) = dangerous_function(&name).filter(|_| !generic) {
                     found(hit(v, rule, w, i, c), out);
                 } else if (name.starts_with("dbms_") || name.starts_with("utl_") || name.starts_with("sys.dbms_")) && name.contains('.') {
@@ -1354,7 +1356,8 @@ fn analyze(v: &View, quoted: bool, out: &mut Vec<Hit>) {
                 }
                 // OR 1-- / OR true#
                 if matches!(v.kind(i + 1), Some(Tk::Num)) || matches!(v.kw(i + 1), "true") {
-                    let last_sig = i + 1 == n - 1;
+                    // (or with a LIMIT after it: `admin' or 1 limit 1#`, the login bypass)
+                    let last_sig = i + 1 == n - 1 || v.kw(i + 2) == "limit" && v.kind(i + 3) == Some(Tk::Num) && i + 3 == n - 1;
                     let ends_comment = v.all.last().is_some_and(|t| t.kind == Tk::Comment && t.start >= v.t[i + 1].end && !prose_comment(v, t));
                     if last_sig && ends_comment {
                         found(hit(v, "sqli.tautology", 75, i, c), out);

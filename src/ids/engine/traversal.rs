@@ -191,6 +191,19 @@ pub fn scan(text: &str, had_nul: bool, path_ctx: bool, out: &mut Vec<Hit>) {
         if let Some(m) = if text.contains(char::is_whitespace) { None } else { r.web_inf.find(text) } {
             push(out, "traversal.sensitive_path", 85, m, text);
         }
+        // A Windows network path to a script or a program, or through WebDAV
+        // (`\\evil.example\share\x.php`, `\\host@SSL\DavWWWRoot\x`): remote file inclusion, and the
+        // server's Windows login sent to that host. A value that is only the path.
+        let t = text.trim();
+        if t.starts_with("\\\\") && !t.contains(char::is_whitespace) {
+            let l = t.to_ascii_lowercase();
+            let host_and_path = l[2..].split_once('\\').filter(|(h, p)| !h.is_empty() && !p.is_empty());
+            const RUN: &[&str] = &[".php", ".phtml", ".jsp", ".asp", ".aspx", ".dll", ".exe", ".ps1", ".bat", ".cmd", ".hta", ".scr", ".vbs", ".js", ".lnk", ".scf", ".so"];
+            if host_and_path.is_some() && (l.contains("@ssl") || l.contains("davwwwroot") || RUN.iter().any(|e| l.ends_with(e))) {
+                let start = text.len() - text.trim_start().len();
+                out.push(Hit { class: Class::Traversal, rule_id: "traversal.unc_path", weight: 80, offset: start, length: t.len().min(64), detail: format!("match={:?}", t.chars().take(40).collect::<String>()) });
+            }
+        }
         if let Some(m) = if b.contains(&b'/') { r.metadata.find(text) } else { None } {
             push(out, "traversal.metadata_endpoint", 80, m, text);
         }
