@@ -10,6 +10,8 @@ as_pg "$PG_BIN/createdb" -h /tmp -p "$E2E_PORT" src
 q src -v ON_ERROR_STOP=1 <<'SQL' >/dev/null
 SET client_min_messages = warning;
 CREATE EXTENSION tradeguard;
+-- another extension whose script runs GRANT/REVOKE: restored before the trail's rows
+CREATE EXTENSION dblink;
 SELECT tradeguard.create_key('acct');
 SELECT tradeguard.create_key('acct_bidx', 'blind_index', 'email');
 CREATE TABLE accounts (id bigserial PRIMARY KEY, email text, api_key text, balance numeric(18,2));

@@ -51,6 +51,7 @@ check "a REPEATABLE READ writer older than a rotation and a retirement seals wit
 
 # A REPEATABLE READ reader keeps reading what its snapshot shows after the values were moved to
 # a new version and the old one retired (its snapshot still holds the old ciphertexts).
+q ec -c "CREATE TABLE loose AS SELECT tradeguard.encrypt('x'::text, 'ec') AS c" >/dev/null
 rr_read=$(q ec -v ON_ERROR_STOP=1 <<SQL 2>&1
 SELECT dblink_connect('rd', 'dbname=ec host=/tmp port=$E2E_PORT user=postgres');
 SELECT dblink_exec('rd', 'BEGIN ISOLATION LEVEL REPEATABLE READ');
@@ -59,13 +60,19 @@ SELECT tradeguard.rotate_key('ec');
 SELECT tradeguard.reencrypt_column('accounts', 'api_key');
 SELECT tradeguard.retire_key('ec', 2);
 SELECT 'read:' || n FROM dblink('rd', 'SELECT count(*) FROM accounts_decrypted WHERE api_key LIKE ''sk_live_%''') AS t(n bigint);
+SELECT 'loose:' || x FROM dblink('rd', 'SELECT tradeguard.decrypt_text(c) FROM loose') AS t(x text);
 SELECT dblink_exec('rd', 'COMMIT');
+SELECT 'after:' || count(*) FROM dblink('rd', 'SELECT tradeguard.decrypt_text(c) FROM loose', false) AS t(x text);
+SELECT 'err:' || dblink_error_message('rd');
 SQL
 )
 printf '%s\n' "$rr_read" > "$TG_TEST_DIR/enccon/rr_read.txt"
 reads=$(grep '^read:' "$TG_TEST_DIR/enccon/rr_read.txt" | sort -u)
+check "... a value of the retired version too, within that transaction" grep -q '^loose:x$' "$TG_TEST_DIR/enccon/rr_read.txt"
+check "... and not in its next transaction (the retirement holds)" \
+  bash -c "grep -q '^after:0$' '$TG_TEST_DIR/enccon/rr_read.txt' && grep -q '^err:.*is retired' '$TG_TEST_DIR/enccon/rr_read.txt'"
 check "a REPEATABLE READ reader decrypts what its snapshot shows after a retirement ($reads)" \
-  bash -c "[ \"$(grep -c '^read:' "$TG_TEST_DIR/enccon/rr_read.txt")\" = 2 ] && [ \"$(wc -l <<<"$reads")\" = 1 ] && ! grep -q ERROR '$TG_TEST_DIR/enccon/rr_read.txt'"
+  bash -c "[ \"$(grep -c '^read:' "$TG_TEST_DIR/enccon/rr_read.txt")\" = 2 ] && [ \"$(wc -l <<<"$reads")\" = 1 ] && ! grep -v '^err:' '$TG_TEST_DIR/enccon/rr_read.txt' | grep -q ERROR"
 
 echo "$fails failed"
 [ "$fails" -eq 0 ]

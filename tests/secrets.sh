@@ -40,6 +40,7 @@ ALTER -- a comment
 ROLE sec_pw2 PASSWORD 'PwLeak_7';
 DO $$ BEGIN EXECUTE 'ALTER ' || 'ROLE sec_pw_missing PASSWORD ''DynLeak_1'''; END $$;
 ALTER ROLE sec_pw2 PASSWORD PwLeak_9;
+SELECT 1/0 AS after_password_statements;
 ALTER ROLE sec_pw2 PASSWORD 'PwLeak_10
 SQL
 out="$TG_TEST_DIR/secrets"
@@ -47,6 +48,7 @@ check "role passwords are not in the server log" bash -c "! grep -q 'PwLeak_' '$
 check "the server log says they were redacted" grep -q "password redacted by tradeguard" "$out/server.log"
 # (a role statement built at run time is logged by log_statement as the DO block was typed, but
 # its error's STATEMENT line is hidden)
+check "a later error of the session still has its STATEMENT line" grep -q "STATEMENT:  SELECT 1/0 AS after_password_statements" "$out/server.log"
 check "a role statement built at run time: only log_statement's line names it" [ "$(grep -c 'DynLeak_1' "$out/server.log")" = 1 ]
 as_pg "$PG_BIN/pg_dump" -h /tmp -p "$E2E_PORT" sec > "$out/dump.sql"
 q sec -c "SELECT query FROM pg_stat_statements" > "$out/pgss.txt"

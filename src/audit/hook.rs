@@ -1254,7 +1254,7 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
         let lower = name.to_ascii_lowercase();
         if lower.starts_with("tradeguard.") && lower != "tradeguard.app_context" {
             ins.record.push(("SET".into(), String::new(), name));
-        } else if name == "session_authorization" && !pg_sys::RecoveryInProgress() && !pg_sys::XactReadOnly {
+        } else if lower == "session_authorization" && !pg_sys::RecoveryInProgress() && !pg_sys::XactReadOnly {
             // (Not on a standby or in a read-only transaction: nothing can be written there.)
             // A superuser acting as another role: the rows written next name that role as both
             // current and session user; this row names the switch.
@@ -1321,6 +1321,12 @@ unsafe extern "C-unwind" fn tradeguard_process_utility(
         // Names in the statement resolve through the caller's search_path, as PostgreSQL will
         // resolve them; tradeguard's own catalog queries pin theirs (catalog_says).
         ins = inspect(stmt, &tag);
+        // pg_restore in restore mode recreates the dump's other extensions before it copies the
+        // trail: rows recorded for their scripts' GRANT/REVOKE would take ids the restored
+        // trail holds. Restore mode is a superuser's (its writes raise restore_mode_write).
+        if pg_sys::creating_extension && crate::gucs::RESTORE_MODE.get() {
+            ins.record.clear();
+        }
         // What the registrations to refresh exclude, before the statement changes any column.
         for (relid, _) in &ins.refresh {
             if !ins.exclusions_before.iter().any(|(r, _)| r == relid) {

@@ -39,12 +39,18 @@ thread_local! {
     /// The top-level query text (`debug_query_string`) in which a role statement that sets a
     /// password ran, as seen by the utility hook in its parse tree: its STATEMENT line is hidden
     /// even when the role statement was built at run time (`EXECUTE 'ALTER ' || 'ROLE ...'`).
-    static PASSWORD_QUERY: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// (With the local transaction: the buffer of the next query may sit at the same address.)
+    static PASSWORD_QUERY: std::cell::Cell<(usize, u64)> = const { std::cell::Cell::new((0, 0)) };
+}
+
+/// This backend's local transaction, if it has a PGPROC (log lines come early in start-up too).
+fn xact() -> u64 {
+    unsafe { if pg_sys::MyProc.is_null() { 0 } else { (*pg_sys::MyProc).lxid as u64 } }
 }
 
 /// Called by the utility hook for a CREATE/ALTER ROLE that sets a password.
 pub fn password_statement_running() {
-    PASSWORD_QUERY.with(|c| c.set(unsafe { pg_sys::debug_query_string } as usize));
+    PASSWORD_QUERY.with(|c| c.set((unsafe { pg_sys::debug_query_string } as usize, xact())));
 }
 
 /// Where the password part of `text` starts (just after the `PASSWORD` keyword of a role
@@ -107,7 +113,7 @@ unsafe extern "C-unwind" fn tradeguard_emit_log(edata: *mut pg_sys::ErrorData) {
         }
         let query = pg_sys::debug_query_string;
         let query = if query.is_null() { &[][..] } else { CStr::from_ptr(query).to_bytes() };
-        let running = !query.is_empty() && PASSWORD_QUERY.with(|c| c.get()) == pg_sys::debug_query_string as usize;
+        let running = !query.is_empty() && PASSWORD_QUERY.with(|c| c.get()) == (pg_sys::debug_query_string as usize, xact());
         let in_query = running || password_at(query).is_some();
         // The statement that carries a password, or one whose dynamic SQL did (a DO block's
         // EXECUTE, seen in the CONTEXT line), is not written as STATEMENT.

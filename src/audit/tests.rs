@@ -1296,6 +1296,11 @@ mod tests {
         );
         // (setting names are case-insensitive)
         Spi::run("SET LOCAL \"TradeGuard.Restore_Mode\" = on; SET LOCAL tradeguard.restore_mode = off").unwrap();
+        Spi::run("CREATE ROLE t_sa_role; SET LOCAL \"Session_Authorization\" = 't_sa_role'; RESET SESSION AUTHORIZATION").unwrap();
+        assert_eq!(
+            Spi::get_one::<i64>("SELECT count(*) FROM tradeguard_audit.log WHERE operation = 'SET' AND table_name LIKE 'session_authorization % -> t_sa_role'"),
+            Ok(Some(1))
+        );
         assert_eq!(
             Spi::get_one::<i64>("SELECT count(*) FROM tradeguard_audit.log WHERE operation = 'SET' AND lower(table_name) = 'tradeguard.restore_mode'"),
             Ok(Some(2))

@@ -81,6 +81,10 @@ struct Cache {
     by_name: HashMap<String, Rc<KeyInfo>>,
     by_id: HashMap<u32, Rc<KeyInfo>>,
     versions: HashMap<(u32, u32), Rc<VersionEntry>>,
+    /// The transaction whose snapshot some cached version statuses were read with (REPEATABLE
+    /// READ or SERIALIZABLE): they are dropped when it ends (a version retired meanwhile must
+    /// not keep decrypting in the next transaction).
+    snapshot_of: Option<u64>,
 }
 
 thread_local! {
@@ -105,6 +109,10 @@ fn with_cache<R>(f: impl FnOnce(&mut Cache) -> R) -> R {
             c.by_id.clear();
             c.versions.clear();
             c.stamp = Some(stamp);
+        }
+        if c.snapshot_of.is_some_and(|x| x != shmem::local_xact_stamp()) {
+            c.versions.clear();
+            c.snapshot_of = None;
         }
         f(&mut c)
     })
@@ -266,7 +274,12 @@ fn version_entry(info: &KeyInfo, version: u32) -> TgResult<Rc<VersionEntry>> {
     }
     let raw = rootkey::unwrap_data_key(&root, &info.name, version, info.purpose.name(), &wrapped)?;
     let entry = Rc::new(VersionEntry { status: Status::parse(&status), key: DataKey::from_bytes(&raw) });
-    with_cache(|c| c.versions.insert((info.key_id, version), entry.clone()));
+    with_cache(|c| {
+        if unsafe { pgrx::pg_sys::XactIsoLevel } >= pgrx::pg_sys::XACT_REPEATABLE_READ as i32 {
+            c.snapshot_of = Some(shmem::local_xact_stamp());
+        }
+        c.versions.insert((info.key_id, version), entry.clone())
+    });
     Ok(entry)
 }
 

@@ -48,8 +48,9 @@ const STRONG: &[&str] = &[
     "traceroute", "tracert", "dig", "host", "gcc", "cc", "awk", "sed", "xargs", "nohup", "busybox", "fetch", "lynx", "sysctl", "dmesg",
     "useradd", "usermod", "net.exe", "vssadmin", "icacls", "cacls", "attrib", "findstr", "ps", "cat", "ver", "dir", "del", "netsh", "sysinfo",
     "phpinfo", "route", "ipconfig", "schtasks",
-    // PowerShell's aliases and cmdlets of download-and-run, processes and defences
-    "iex", "iwr", "irm", "invoke-expression", "invoke-webrequest", "invoke-restmethod", "start-process", "new-object", "start-bitstransfer",
+    // PowerShell's cmdlets of download-and-run, processes and defences (its aliases `iex`, `iwr`,
+    // `irm` are GUARDED: IEX is also an exchange)
+    "invoke-expression", "invoke-webrequest", "invoke-restmethod", "start-process", "new-object", "start-bitstransfer",
     "set-mppreference", "add-mppreference", "start-sleep",
 ];
 /// Command names that are also abbreviations in trading notes (`ps 3`: position size, `ls 100`:
@@ -58,7 +59,7 @@ const NOTE_ABBREVIATIONS: &[&str] = &["ps", "id", "ls", "cc", "su", "ver", "dir"
 /// Commands that are also words or abbreviations of notes (`java 17`, `IP 10.0.0.5`, `ss 40`):
 /// they count after a separator only with the argument that makes them a command line (see
 /// `guarded_command`), and are not command names elsewhere (`is_command`).
-const GUARDED: &[&str] = &["java", "lua", "luajit", "node", "nodejs", "ip", "ss", "waitfor"];
+const GUARDED: &[&str] = &["java", "lua", "luajit", "node", "nodejs", "ip", "ss", "waitfor", "iex", "iwr", "irm"];
 
 /// The weight of a `GUARDED` command word before `follow` (the argument as matched): `java -jar`,
 /// `lua -e`, `node -e`, `ip addr`, `ss -tulpn`, `waitfor /t 5`.
@@ -80,6 +81,9 @@ fn guarded_command(w: &str, follow: &str) -> Option<u8> {
             first.starts_with('-') && first.len() - flags.len() <= 2 && !flags.is_empty() && flags.bytes().all(|c| c.is_ascii_alphanumeric())
         }
         "waitfor" => first == "/t",
+        // PowerShell's aliases before what they take: an expression, a variable, a URL
+        // (`iex (iwr http://x/p.ps1)`, `iex(irm ..)`, `iwr -Uri ..`); not the exchange (`IEX 200 @ 12.5`)
+        "iex" | "iwr" | "irm" => f.starts_with(['(', '$', '[']) || f.starts_with("http") || first.starts_with("-uri") || first.starts_with("-usebasic"),
         _ => false,
     };
     ok.then_some(85)
@@ -380,7 +384,8 @@ fn judge_cmd(word: &str, follow: &str) -> Option<u8> {
     let w = w.trim_end_matches(".exe");
     if GUARDED.contains(&w) {
         // (typed as a shell needs it: lowercase; cmd.exe's `waitfor` in any case)
-        return if w != "waitfor" && word.bytes().any(|c| c.is_ascii_uppercase()) { None } else { guarded_command(w, follow) };
+        // (PowerShell's aliases in any case too: `IEX (New-Object ...)`)
+        return if !matches!(w, "waitfor" | "iex" | "iwr" | "irm") && word.bytes().any(|c| c.is_ascii_uppercase()) { None } else { guarded_command(w, follow) };
     }
     if strong(w) {
         // strong words: the rest must not be prose ("; ls" / "| id" / "&& whoami")
@@ -390,7 +395,7 @@ fn judge_cmd(word: &str, follow: &str) -> Option<u8> {
             return Some(85);
         }
         // (PowerShell's take an expression: `iex (iwr http://x/p.ps1)`, `iex(irm ...)`)
-        let powershell = matches!(w, "iex" | "iwr" | "irm" | "invoke-expression" | "invoke-webrequest" | "invoke-restmethod" | "start-process" | "new-object");
+        let powershell = matches!(w, "invoke-expression" | "invoke-webrequest" | "invoke-restmethod" | "start-process" | "new-object");
         if f.is_empty() || is_argish(follow) || follow.starts_with("${") || powershell && f.starts_with(['(', '[']) || f.starts_with(|c: char| c.is_ascii_alphanumeric()) && (very_strong(w) || matches!(w, "nc" | "bash" | "cmd" | "sudo" | "perl" | "python" | "python3" | "php" | "ruby" | "telnet")) {
             return Some(85);
         }

@@ -606,9 +606,9 @@ fn stmt_valid(v: &View, i: usize) -> bool {
         )
             // PostgreSQL's ways to code execution and data out: CREATE EXTENSION dblink or
             // plpython3u, CREATE SERVER ... postgres_fdw, CREATE EVENT TRIGGER, a language
-            || ["extension", "server", "language", "policy", "publication", "subscription", "tablespace"].iter().any(|x| v.word_is(i + 1, x))
-                && matches!(v.kind(i + 2), Some(Tk::Bare) | Some(Tk::Kw) | Some(Tk::Func))
-            || v.word_is(i + 1, "event") && v.word_is(i + 2, "trigger")
+            // (CREATE only, in the shape each takes: not `; create server ticket`, `; create
+            // extension list`, `; drop subscription Bloomberg`)
+            || w == "create" && create_object_statement(v, i)
             || v.word_is(i + 1, "or") && w == "create"
             // PostgreSQL: TRUNCATE name (TABLE is optional), ALTER SYSTEM SET, DROP OWNED BY
             || w == "truncate" && (v.word_is(i + 1, "only") || nk == Some(Tk::Bare) && sql_tail(v, i + 2, &["cascade", "restart", "continue"]))
@@ -688,6 +688,32 @@ fn stmt_valid(v: &View, i: usize) -> bool {
 
 /// Whether the statement ends at token `i`: nothing more, `;`, a comment, or one of `words`
 /// (what may follow a bare table name: `TRUNCATE t CASCADE`).
+/// CREATE EXTENSION / SERVER / LANGUAGE / SUBSCRIPTION / TABLESPACE / EVENT TRIGGER at `i`, in
+/// the shape each takes: PostgreSQL's ways to run code and to send data out (`'; CREATE
+/// EXTENSION dblink;--`, `CREATE SERVER s FOREIGN DATA WRAPPER postgres_fdw ...`).
+fn create_object_statement(v: &View, i: usize) -> bool {
+    let name = |k: usize| matches!(v.kind(k), Some(Tk::Bare) | Some(Tk::Func) | Some(Tk::Str));
+    let name_text = |k: usize| if k < v.t.len() { String::from_utf8_lossy(v.text(&v.t[k])).to_ascii_lowercase() } else { String::new() };
+    if v.word_is(i + 1, "event") && v.word_is(i + 2, "trigger") {
+        return name(i + 3) && v.word_is(i + 4, "on");
+    }
+    let k = i + 2;
+    if v.word_is(i + 1, "extension") {
+        // a name that is one (`dblink`, `postgres_fdw`, `plpython3u`), or the statement's next word
+        let n = name_text(k);
+        let named = n.starts_with("pl") || n.contains(['_', '3']) || matches!(n.as_str(), "dblink" | "adminpack" | "lo");
+        return v.word_is(k, "if") || name(k) && (named && sql_tail(v, k + 1, &[]) || sql_tail(v, k + 1, &["schema", "version", "cascade", "with"]) && !sql_tail(v, k + 1, &[]));
+    }
+    let (what, next) = match () {
+        _ if v.word_is(i + 1, "server") => ("server", "foreign"),
+        _ if v.word_is(i + 1, "subscription") => ("subscription", "connection"),
+        _ if v.word_is(i + 1, "tablespace") => ("tablespace", "location"),
+        _ if v.word_is(i + 1, "language") => ("language", "handler"),
+        _ => return false,
+    };
+    name(k) && (v.word_is(k + 1, next) || what == "language" && name_text(k).starts_with("pl") && sql_tail(v, k + 1, &[]))
+}
+
 fn sql_tail(v: &View, i: usize, words: &[&str]) -> bool {
     match v.kind(i) {
         None | Some(Tk::Semi) | Some(Tk::Comment) => true,

