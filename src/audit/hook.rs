@@ -1443,7 +1443,7 @@ unsafe fn after_statement(stmt: *mut pg_sys::Node, ins: &Inspection) {
     for (relid, _) in &ins.refresh {
         // The registration follows the table: its exclusions follow their columns, and the
         // primary key recorded is the table's current one.
-        let before = ins.exclusions_before.iter().find(|(r, _)| r == relid).map_or(&[][..], |(_, a)| &a[..]);
+        let before = ins.exclusions_before.iter().find(|(r, _)| r == relid).map(|(_, a)| &a[..]);
         if let Err(e) = refresh_registration(*relid, before) {
             e.raise();
         }
@@ -1630,21 +1630,23 @@ fn excluded_attnums(relid: pg_sys::Oid) -> TgResult<Vec<i16>> {
 /// takes its exclusion with it, so that a column added or renamed to its name later is recorded,
 /// not hidden; a statement that adds or drops nothing (`ADD COLUMN IF NOT EXISTS`, a parent's
 /// column merged into a child's own) leaves it alone.
-fn refresh_registration(relid: pg_sys::Oid, before: &[i16]) -> TgResult<()> {
+fn refresh_registration(relid: pg_sys::Oid, before: Option<&[i16]>) -> TgResult<()> {
     // The primary key as audit_table reads it.
     let pk = super::table_ref(relid)?.pk;
     let _w = super::InternalWrite::begin();
+    // (Exclusions taken before the statement, always, for every registration it refreshes; were
+    // they missing, they are left as they are rather than cleared.)
     crate::common::as_owner(|| {
         Spi::run_with_args(
             "UPDATE tradeguard_audit.audited_tables a
-                SET exclude_columns = ARRAY(
+                SET exclude_columns = CASE WHEN $2::int2[] IS NULL THEN a.exclude_columns ELSE ARRAY(
                       SELECT t.attname::text
                         FROM pg_catalog.unnest($2::int2[]) WITH ORDINALITY AS x(attnum, n)
                         JOIN pg_catalog.pg_attribute t ON t.attrelid = a.relid AND t.attnum = x.attnum AND NOT t.attisdropped
-                       ORDER BY x.n),
+                       ORDER BY x.n) END,
                     pk_columns = $3
               WHERE a.relid = $1",
-            &[relid.into(), before.to_vec().into(), pk.into()],
+            &[relid.into(), before.map(|b| b.to_vec()).into(), pk.into()],
         )
     })??;
     crate::crypto::keys::invalidate();

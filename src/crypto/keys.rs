@@ -158,7 +158,12 @@ unsafe extern "C-unwind" fn keys_subxact_callback(
     _arg: *mut std::ffi::c_void,
 ) {
     if event == pgrx::pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB && CHANGED_IN.with(|c| c.get()) == shmem::local_xact_stamp() {
-        CACHE.with(|c| c.borrow_mut().stamp = None);
+        // (Never borrowed while PostgreSQL runs: but an abort must not fail here.)
+        CACHE.with(|c| {
+            if let Ok(mut c) = c.try_borrow_mut() {
+                c.stamp = None;
+            }
+        });
         shmem::bump_key_generation();
     }
 }
