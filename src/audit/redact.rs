@@ -43,14 +43,9 @@ thread_local! {
     static PASSWORD_QUERY: std::cell::Cell<(usize, u64)> = const { std::cell::Cell::new((0, 0)) };
 }
 
-/// This backend's local transaction, if it has a PGPROC (log lines come early in start-up too).
-fn xact() -> u64 {
-    unsafe { if pg_sys::MyProc.is_null() { 0 } else { (*pg_sys::MyProc).lxid as u64 } }
-}
-
 /// Called by the utility hook for a CREATE/ALTER ROLE that sets a password.
 pub fn password_statement_running() {
-    PASSWORD_QUERY.with(|c| c.set((unsafe { pg_sys::debug_query_string } as usize, xact())));
+    PASSWORD_QUERY.with(|c| c.set((unsafe { pg_sys::debug_query_string } as usize, crate::common::shmem::local_xact_stamp())));
 }
 
 /// Where the password part of `text` starts (just after the `PASSWORD` keyword of a role
@@ -72,11 +67,11 @@ pub fn redact(text: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// Whether `message` quotes a piece of the password part of `query` (a syntax error `at or
-/// near "Secret1"`, an unterminated string): then the message is withheld.
-fn quotes_password(query: &[u8], message: &[u8]) -> bool {
-    let Some(at) = password_at(query) else { return false };
-    query[at..]
+/// Whether `message` quotes a piece of `secret`, the password part of a query (see
+/// [`password_at`]): a syntax error `at or near "Secret1"`, an unterminated string. Then the
+/// message is withheld.
+fn quotes_password(secret: &[u8], message: &[u8]) -> bool {
+    secret
         .split(|c| c.is_ascii_whitespace() || matches!(c, b'\'' | b'"' | b';' | b',' | b'(' | b')'))
         .filter(|t| t.len() >= 3)
         .filter(|t| !matches!(t.to_ascii_lowercase().as_slice(), b"valid" | b"until" | b"login" | b"nologin" | b"null" | b"encrypted" | b"connection" | b"limit" | b"inherit" | b"with"))
@@ -113,15 +108,17 @@ unsafe extern "C-unwind" fn tradeguard_emit_log(edata: *mut pg_sys::ErrorData) {
         }
         let query = pg_sys::debug_query_string;
         let query = if query.is_null() { &[][..] } else { CStr::from_ptr(query).to_bytes() };
-        let running = !query.is_empty() && PASSWORD_QUERY.with(|c| c.get()) == (pg_sys::debug_query_string as usize, xact());
-        let in_query = running || password_at(query).is_some();
+        let running = !query.is_empty() && PASSWORD_QUERY.with(|c| c.get()) == (pg_sys::debug_query_string as usize, crate::common::shmem::local_xact_stamp());
+        let secret_at = password_at(query);
+        let in_query = running || secret_at.is_some();
         // The statement that carries a password, or one whose dynamic SQL did (a DO block's
         // EXECUTE, seen in the CONTEXT line), is not written as STATEMENT.
         if redacted || in_query {
             (*edata).hide_stmt = true;
         }
         // A message quoting the password (a syntax error in the role statement) is withheld.
-        if in_query && !(*edata).message.is_null() && quotes_password(query, CStr::from_ptr((*edata).message).to_bytes()) {
+        let message = (*edata).message;
+        if !message.is_null() && secret_at.is_some_and(|at| quotes_password(&query[at..], CStr::from_ptr(message).to_bytes())) {
             replace_field(&mut (*edata).message, b"error in a role statement that sets a password (message withheld by tradeguard)");
         }
     }
@@ -132,7 +129,7 @@ unsafe extern "C-unwind" fn tradeguard_emit_log(edata: *mut pg_sys::ErrorData) {
 
 #[cfg(test)]
 mod tests {
-    use super::{quotes_password, redact, REDACTED};
+    use super::{password_at, quotes_password, redact, REDACTED};
 
     #[test]
     fn role_passwords_are_cut_from_log_lines() {
@@ -161,10 +158,12 @@ mod tests {
             assert_eq!(redact(line.as_bytes()), None, "{line}");
         }
         // A syntax error quoting the password is withheld; one about something else is not.
+        // (on the whole query, as the hook reads it)
+        let quotes = |q: &[u8], m: &[u8]| password_at(q).is_some_and(|at| quotes_password(&q[at..], m));
         let q = b"ALTER ROLE bob PASSWORD LeakB1 VALID UNTIL 'x'";
-        assert!(quotes_password(q, b"syntax error at or near \"LeakB1\""));
-        assert!(quotes_password(b"ALTER ROLE bob PASSWORD 'LeakB3", b"unterminated quoted string at or near \"'LeakB3\""));
-        assert!(!quotes_password(q, b"role \"bob\" does not exist"));
-        assert!(!quotes_password(b"SELECT 1", b"syntax error at or near \"LeakB1\""));
+        assert!(quotes(q, b"syntax error at or near \"LeakB1\""));
+        assert!(quotes(b"ALTER ROLE bob PASSWORD 'LeakB3", b"unterminated quoted string at or near \"'LeakB3\""));
+        assert!(!quotes(q, b"role \"bob\" does not exist"));
+        assert!(!quotes(b"SELECT 1", b"syntax error at or near \"LeakB1\""));
     }
 }

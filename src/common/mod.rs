@@ -454,14 +454,16 @@ pub fn spi_first_row<T>(
     })
 }
 
-/// [`spi_first_row`] read with the latest committed state (a fresh snapshot, as PostgreSQL reads
-/// its catalogs), not the transaction's: under REPEATABLE READ or SERIALIZABLE the transaction's
-/// snapshot would miss a key rotated or retired since it began, and a value would be sealed with
-/// a version that no longer decrypts. The transaction's own earlier changes are seen.
-pub fn spi_first_row_latest<T>(
+/// [`spi_first_row`], with the latest committed state when `latest` (a fresh snapshot, as
+/// PostgreSQL reads its catalogs) instead of the transaction's: under REPEATABLE READ or
+/// SERIALIZABLE the transaction's snapshot would miss a key rotated or retired since it began,
+/// and a value would be sealed with a version that no longer decrypts. The transaction's own
+/// earlier changes are seen either way; without `latest` it reads as [`spi_first_row`] does.
+pub fn spi_first_row_as_of<T>(
+    latest: bool,
     query: &str,
     args: &[pgrx::datum::DatumWithOid<'_>],
-    f: impl FnOnce(&LatestRow) -> Result<T, pgrx::spi::Error>,
+    f: impl FnOnce(&FirstRow) -> Result<T, pgrx::spi::Error>,
 ) -> Result<Option<T>, pgrx::spi::Error> {
     let q = std::ffi::CString::new(query).expect("query text without NUL");
     Spi::connect(|_client| unsafe {
@@ -477,14 +479,17 @@ pub fn spi_first_row_latest<T>(
         let plan = pg_sys::SPI_prepare(q.as_ptr(), types.len() as i32, types.as_mut_ptr());
         // (A parallel worker cannot take a snapshot: it reads with the one it was given. It only
         // decrypts: no INSERT or UPDATE runs in parallel mode.)
-        let snapshot = if pg_sys::IsInParallelMode() { std::ptr::null_mut() } else { pg_sys::GetLatestSnapshot() };
+        let snapshot = if latest && !pg_sys::IsInParallelMode() { pg_sys::GetLatestSnapshot() } else { std::ptr::null_mut() };
+        // (Without a snapshot, SPI's own choice, as pgrx's select makes it: the active snapshot
+        // until the transaction writes, a new one per command after that.)
+        let read_only = !snapshot.is_null() || pg_sys::GetCurrentTransactionIdIfAny() == pg_sys::InvalidTransactionId;
         let rc = pg_sys::SPI_execute_snapshot(
             plan,
             values.as_mut_ptr(),
             nulls.as_ptr(),
             snapshot,
             std::ptr::null_mut(),
-            true,
+            read_only,
             false,
             1,
         );
@@ -495,17 +500,17 @@ pub fn spi_first_row_latest<T>(
         if tt.is_null() || pg_sys::SPI_processed == 0 {
             return Ok(None);
         }
-        f(&LatestRow { tuple: *(*tt).vals, desc: (*tt).tupdesc }).map(Some)
+        f(&FirstRow { tuple: *(*tt).vals, desc: (*tt).tupdesc }).map(Some)
     })
 }
 
-/// A row read by [`spi_first_row_latest`] (valid inside its callback).
-pub struct LatestRow {
+/// A row read by [`spi_first_row_as_of`] (valid inside its callback).
+pub struct FirstRow {
     tuple: pg_sys::HeapTuple,
     desc: pg_sys::TupleDesc,
 }
 
-impl LatestRow {
+impl FirstRow {
     /// Column `n` (1-based), `None` when NULL.
     pub fn get<T: pgrx::FromDatum>(&self, n: i32) -> Result<Option<T>, pgrx::spi::Error> {
         unsafe {

@@ -26,7 +26,8 @@ pub fn bump_key_generation() {
 
 /// A number that changes with every local transaction of this backend.
 pub fn local_xact_stamp() -> u64 {
-    unsafe { (*pg_sys::MyProc).lxid as u64 }
+    // (0 before the backend has a PGPROC: log lines are also written early in start-up)
+    unsafe { if pg_sys::MyProc.is_null() { 0 } else { (*pg_sys::MyProc).lxid as u64 } }
 }
 
 /// A per-backend cache that is valid for one key generation (tradeguard preloaded) or is

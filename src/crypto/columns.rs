@@ -412,18 +412,26 @@ fn armored_datum(envelope_bytes: &[u8], buf: &mut Vec<u64>) -> TgResult<pg_sys::
     Ok(pg_sys::Datum::from(buf.as_ptr()))
 }
 
+/// Attribute `i` (0-based) of the row being replaced (the trigger's old row), `None` when NULL.
+///
+/// # Safety
+/// `td` must be the data of a firing row trigger.
+unsafe fn old_attribute(td: &pg_sys::TriggerData, i: usize) -> Option<pg_sys::Datum> {
+    let attno = std::num::NonZeroUsize::new(i + 1).expect("1-based");
+    pgrx::heap_getattr_raw(td.tg_trigtuple, attno, (*td.tg_relation).rd_att)
+}
+
 /// Refuses an UPDATE that writes blind index column `b` (0-based) by hand while its value is
 /// kept: the blind index is computed from the value by the trigger, and one written by hand would
 /// let equality search find the row by another value.
 fn blind_kept(td: &pg_sys::TriggerData, b: usize, values: &[pg_sys::Datum], nulls: &[bool]) -> TgResult<()> {
     unsafe {
-        let tupdesc = (*td.tg_relation).rd_att;
-        let attno = std::num::NonZeroUsize::new(b + 1).expect("1-based");
-        let old = pgrx::heap_getattr_raw(td.tg_trigtuple, attno, tupdesc).map(|d| common::varlena_bytes(d));
+        let old = old_attribute(td, b).map(|d| common::varlena_bytes(d));
         let new = (!nulls[b]).then(|| common::varlena_bytes(values[b]));
         if old == new {
             return Ok(());
         }
+        let tupdesc = (*td.tg_relation).rd_att;
         let name = atts_name(&(*tupdesc).attrs.as_slice((*tupdesc).natts as usize)[b]);
         Err(CryptoError::InvalidInput(format!(
             "column {name}: the blind index is maintained by tradeguard from the encrypted value; write the value instead"
@@ -472,10 +480,7 @@ fn encrypt_row(td: &pg_sys::TriggerData) -> TgResult<pg_sys::HeapTuple> {
             // The key of the new row, and for an UPDATE that changes it, of the old row: values
             // bound to the old key are re-bound.
             let new_part = |i: usize| (!nulls[i]).then(|| attribute_text(values[i], atts[i].atttypid));
-            let old_part = |i: usize| {
-                let attno = std::num::NonZeroUsize::new(i + 1).expect("1-based");
-                pgrx::heap_getattr_raw(td.tg_trigtuple, attno, tupdesc).map(|d| attribute_text(d, atts[i].atttypid))
-            };
+            let old_part = |i: usize| old_attribute(td, i).map(|d| attribute_text(d, atts[i].atttypid));
             let position = |k: usize| -> TgResult<usize> {
                 let (c, hint) = (&cfg.pk_columns[k], &cfg.pk_positions[k]);
                 let i = column_index_from(tupdesc, c, hint.get())?;
@@ -559,11 +564,7 @@ fn encrypt_row(td: &pg_sys::TriggerData) -> TgResult<pg_sys::HeapTuple> {
                     // stops it, as decrypting it would).
                     let resealing = resealing_column(&col.name);
                     // The value the row already held (an UPDATE of other columns, SET c = c).
-                    let unchanged = || {
-                        by_update
-                            && pgrx::heap_getattr_raw(td.tg_trigtuple, std::num::NonZeroUsize::new(idx + 1).expect("1-based"), tupdesc)
-                                .is_some_and(|d| common::varlena_bytes(d) == raw)
-                    };
+                    let unchanged = || by_update && old_attribute(td, idx).is_some_and(|d| common::varlena_bytes(d) == raw);
                     // A written ciphertext kept (sealed again) only if it holds a value of the
                     // column's type (and text, for a blind index computed from the text written).
                     let fits = |(vt, _): &(ValueType, Zeroizing<Vec<u8>>)| *vt == col.value_type && (blind_idx.is_none() || *vt == ValueType::Text);

@@ -204,7 +204,7 @@ const KEY_QUERY: &str = "SELECT k.key_id, k.name, k.purpose, k.normalize,
 fn load_key(where_clause: &str, arg: pgrx::datum::DatumWithOid<'_>) -> TgResult<Option<KeyInfo>> {
     let q = format!("{KEY_QUERY}{where_clause}");
     let row = common::as_owner(|| {
-        common::spi_first_row_latest(&q, &[arg], |row| {
+        common::spi_first_row_as_of(true, &q, &[arg], |row| {
             Ok((
                 row.get::<i32>(1)?.unwrap_or_default(),
                 row.get::<String>(2)?.unwrap_or_default(),
@@ -261,15 +261,15 @@ fn version_entry(info: &KeyInfo, version: u32) -> TgResult<Rc<VersionEntry>> {
     // made active since, to seal with) as committed now.
     const VERSION_QUERY: &str = "SELECT status, wrapped, root_fingerprint FROM tradeguard_audit.key_versions WHERE key_id = $1 AND version = $2";
     let row = common::as_owner(|| -> Result<_, pgrx::spi::Error> {
-        let args = || [(info.key_id as i32).into(), (version as i32).into()];
-        match common::spi_first_row(VERSION_QUERY, &args(), |r| {
-            Ok((r.get::<String>(1)?.unwrap_or_default(), r.get::<Vec<u8>>(2)?.unwrap_or_default(), r.get::<String>(3)?.unwrap_or_default()))
-        })? {
-            Some(row) => Ok(Some(row)),
-            None => common::spi_first_row_latest(VERSION_QUERY, &args(), |r| {
+        for latest in [false, true] {
+            let row = common::spi_first_row_as_of(latest, VERSION_QUERY, &[(info.key_id as i32).into(), (version as i32).into()], |r| {
                 Ok((r.get::<String>(1)?.unwrap_or_default(), r.get::<Vec<u8>>(2)?.unwrap_or_default(), r.get::<String>(3)?.unwrap_or_default()))
-            }),
+            })?;
+            if row.is_some() {
+                return Ok(row);
+            }
         }
+        Ok(None)
     })??;
     let (status, wrapped, stored_fp) = row.ok_or(CryptoError::UnknownKeyVersion { key_id: info.key_id, version })?;
     let root = root_key()?;

@@ -103,11 +103,16 @@ fn rx() -> &'static Rx {
 }
 
 fn push(out: &mut Vec<Hit>, rule: &'static str, weight: u8, m: regex::Match, text: &str) {
+    push_span(out, rule, weight, m.start(), m.end(), text);
+}
+
+/// [`push`] for the evidence `text[start..end]`.
+fn push_span(out: &mut Vec<Hit>, rule: &'static str, weight: u8, start: usize, end: usize, text: &str) {
     if out.iter().any(|h| h.rule_id == rule) {
         return;
     }
-    let ev: String = text[m.start()..m.end()].chars().map(|c| if c == '\0' { '␀' } else { c }).take(40).collect();
-    out.push(Hit { class: Class::Traversal, rule_id: rule, weight, offset: m.start(), length: (m.end() - m.start()).min(64), detail: format!("match={:?}", ev) });
+    let ev: String = text[start..end].chars().map(|c| if c == '\0' { '␀' } else { c }).take(40).collect();
+    out.push(Hit { class: Class::Traversal, rule_id: rule, weight, offset: start, length: (end - start).min(64), detail: format!("match={:?}", ev) });
 }
 
 /// Whether the value is one file path and nothing else (see `path_of`).
@@ -201,7 +206,7 @@ pub fn scan(text: &str, had_nul: bool, path_ctx: bool, out: &mut Vec<Hit>) {
             const RUN: &[&str] = &[".php", ".phtml", ".jsp", ".asp", ".aspx", ".dll", ".exe", ".ps1", ".bat", ".cmd", ".hta", ".scr", ".vbs", ".js", ".lnk", ".scf", ".so"];
             if host_and_path.is_some() && (l.contains("@ssl") || l.contains("davwwwroot") || RUN.iter().any(|e| l.ends_with(e))) {
                 let start = text.len() - text.trim_start().len();
-                out.push(Hit { class: Class::Traversal, rule_id: "traversal.unc_path", weight: 80, offset: start, length: t.len().min(64), detail: format!("match={:?}", t.chars().take(40).collect::<String>()) });
+                push_span(out, "traversal.unc_path", 80, start, start + t.len(), text);
             }
         }
         if let Some(m) = if b.contains(&b'/') { r.metadata.find(text) } else { None } {
