@@ -105,6 +105,9 @@ SELECT tradeguard.rotate_key('accounts');
 SELECT tradeguard.reencrypt_column('accounts', 'api_key') AS moved;
 SELECT tradeguard.reencrypt_column('accounts', 'api_key') AS moved_again;
 SELECT DISTINCT tradeguard.ciphertext_key_version(api_key) FROM accounts WHERE api_key IS NOT NULL;
+-- Version 1 is not retired while a column still holds values of it (email and balance were
+-- not re-encrypted).
+SELECT tradeguard.retire_key('accounts', 1);
 SELECT id, api_key FROM accounts_decrypted ORDER BY id;
 SELECT schema_name, table_name, column_name, key_name, value_type, original_type, bound_to_key, blind_column
   FROM tradeguard.encrypted_columns ORDER BY column_name;

@@ -711,6 +711,44 @@ fn q(ident: &str) -> String {
     pgrx::spi::quote_identifier(ident)
 }
 
+/// The first column registered with `encrypt_column` under key `key_name` that still holds
+/// values sealed with its `version`, as `schema.table.column`, and how many (`retire_key`
+/// refuses to retire the version then). Values sealed by `encrypt()` into other columns, and
+/// rows of transactions still in progress, are not seen.
+pub(crate) fn values_on_version(key_name: &str, version: i32) -> TgResult<Option<(String, i64)>> {
+    let registered = common::as_owner(|| {
+        Spi::connect(|client| {
+            let t = client.select(
+                concat!(
+                    "SELECT e.schema_name, e.table_name, e.column_name FROM tradeguard_audit.encrypted_columns e
+                      WHERE e.key_name = $1 AND ", crate::registered_relid_sql!(), " IS NOT NULL ORDER BY e.column_id"
+                ),
+                None,
+                &[key_name.into()],
+            )?;
+            let mut out = Vec::new();
+            for r in t {
+                out.push((r.get::<String>(1)?.unwrap_or_default(), r.get::<String>(2)?.unwrap_or_default(), r.get::<String>(3)?.unwrap_or_default()));
+            }
+            Ok::<_, pgrx::spi::Error>(out)
+        })
+    })??;
+    for (schema, table, column) in registered {
+        let c = q(&column);
+        // (a row the conversion has not reached yet is plaintext: not asked for its version)
+        let count = format!(
+            "SELECT pg_catalog.count(*) FROM {}.{} WHERE CASE WHEN tradeguard.is_ciphertext({c}) THEN tradeguard.ciphertext_key_version({c}) END OPERATOR(pg_catalog.=) $1",
+            q(&schema),
+            q(&table)
+        );
+        let rows = common::as_owner(|| Spi::get_one_with_args::<i64>(&count, &[version.into()]))??.unwrap_or(0);
+        if rows > 0 {
+            return Ok(Some((format!("{schema}.{table}.{column}"), rows)));
+        }
+    }
+    Ok(None)
+}
+
 /// `tradeguard.encrypt_column(tbl, col, key_name, blind_index_key)`: see the module comment.
 /// Returns the number of existing rows converted.
 #[pg_extern(volatile)]

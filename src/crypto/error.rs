@@ -142,6 +142,8 @@ pub enum CryptoError {
     NoSuchVersion { name: String, version: u32 },
     #[error("key \"{name}\" version {version} is the active version; rotate the key before retiring it")]
     RetireActive { name: String, version: u32 },
+    #[error("key \"{name}\" version {version} still encrypts {rows} value(s) of column {column}; retiring it would leave them undecryptable")]
+    VersionInUse { name: String, version: u32, column: String, rows: i64 },
     #[error("decryption is frozen by an incident response; only tradeguard_admin members may decrypt")]
     DecryptionFrozen,
     #[error("{0} has tradeguard's encrypt trigger but no encrypted column is registered for it or a table it is a partition of; the row was not written")]
@@ -187,6 +189,7 @@ impl CryptoError {
             | KeyRetired { .. }
             | WrongPurpose { .. }
             | RetireActive { .. }
+            | VersionInUse { .. }
             | DecryptionFrozen
             | NotConfigured(_) => K::KeyState,
             KeyExists(_) | InvalidKeyName(_) => K::InvalidInput,
@@ -204,6 +207,7 @@ impl CryptoError {
             AuthFailed => Some("check the context argument: it must be the same as at encryption"),
             KeyRetired { .. } => Some("re-encrypt values with tradeguard.reencrypt_column() before retiring a key version"),
             UnknownKey(_) => Some("create it with tradeguard.create_key(name)"),
+            VersionInUse { .. } => Some("move the column to the active version with tradeguard.reencrypt_column() first, or pass force => true to retire it anyway"),
             NotConfigured(_) => Some("run tradeguard.encrypt_column() for the table (or its partitioned parent) again, or drop the trigger tradeguard_zz_encrypt with break-glass"),
             _ => None,
         }

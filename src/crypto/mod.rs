@@ -179,17 +179,23 @@ pub fn rotate_key_impl(name: &str) -> TgResult<i32> {
     Ok(next)
 }
 
-/// `tradeguard.retire_key(name, version)`: that version no longer decrypts.
+/// `tradeguard.retire_key(name, version, force)`: that version no longer decrypts. Refused while
+/// a column registered with `encrypt_column` still holds values sealed with it, unless `force`.
 #[pg_extern(volatile)]
 #[search_path(pg_catalog, pg_temp)]
-fn retire_key(name: &str, version: i32) {
-    retire_key_impl(name, version).or_raise()
+fn retire_key(name: &str, version: i32, force: default!(bool, "false")) {
+    retire_key_impl(name, version, force).or_raise()
 }
 
-fn retire_key_impl(name: &str, version: i32) -> TgResult<()> {
+fn retire_key_impl(name: &str, version: i32, force: bool) -> TgResult<()> {
     let info = keys::key_by_name(name)?;
     if info.active_version == Some(version as u32) {
         return Err(CryptoError::RetireActive { name: info.name.clone(), version: version as u32 }.into());
+    }
+    if !force {
+        if let Some((column, rows)) = columns::values_on_version(&info.name, version)? {
+            return Err(CryptoError::VersionInUse { name: info.name.clone(), version: version as u32, column, rows }.into());
+        }
     }
     let n = common::as_owner(|| {
         Spi::connect_mut(|client| {

@@ -92,6 +92,43 @@ mod tests {
         }
     }
 
+    /// A version that a registered column still holds values of is not retired (the values
+    /// would no longer decrypt): the error names the column and the count, SQLSTATE 55000.
+    /// Re-encrypted, it retires; `force` retires it anyway.
+    #[pg_test]
+    fn retiring_a_version_still_in_use_is_refused() {
+        Spi::run(
+            "SELECT tradeguard.create_key('t_ret');
+             CREATE TABLE t_ret_tbl (id int PRIMARY KEY, a text, b text);
+             INSERT INTO t_ret_tbl VALUES (1, 'a1', 'b1'), (2, 'a2', NULL), (3, NULL, 'b3');
+             SELECT tradeguard.encrypt_column('t_ret_tbl', 'a', 't_ret');
+             SELECT tradeguard.encrypt_column('t_ret_tbl', 'b', 't_ret');
+             SELECT tradeguard.rotate_key('t_ret');
+             SELECT tradeguard.reencrypt_column('t_ret_tbl', 'a');",
+        )
+        .unwrap();
+        let err = crate::common::sql_error("SELECT tradeguard.retire_key('t_ret', 1)").unwrap_or_default();
+        assert!(err.contains("key \"t_ret\" version 1 still encrypts 2 value(s) of column public.t_ret_tbl.b"), "{err}");
+        Spi::run(
+            "CREATE TEMP TABLE t_ret_code (c text);
+             DO $$ BEGIN PERFORM tradeguard.retire_key('t_ret', 1); EXCEPTION WHEN OTHERS THEN INSERT INTO t_ret_code VALUES (SQLSTATE); END $$",
+        )
+        .unwrap();
+        assert_eq!(one::<String>("SELECT c FROM t_ret_code").as_deref(), Some("55000"));
+        assert_eq!(one::<String>("SELECT status FROM tradeguard.keys WHERE name = 't_ret' AND version = 1").as_deref(), Some("decrypt_only"));
+        // Moved to version 2: version 1 retires, and every value still decrypts.
+        assert_eq!(one::<i64>("SELECT tradeguard.reencrypt_column('t_ret_tbl', 'b')"), Some(2));
+        Spi::run("SELECT tradeguard.retire_key('t_ret', 1)").unwrap();
+        assert_eq!(one::<String>("SELECT string_agg(coalesce(a, '-') || coalesce(b, '-'), ',' ORDER BY id) FROM t_ret_tbl_decrypted").as_deref(), Some("a1b1,a2-,-b3"));
+        // force: retired although values remain (they then fail to decrypt, with their own error).
+        Spi::run("SELECT tradeguard.rotate_key('t_ret'); INSERT INTO t_ret_tbl VALUES (4, 'a4', 'b4'); SELECT tradeguard.rotate_key('t_ret')").unwrap();
+        let err = crate::common::sql_error("SELECT tradeguard.retire_key('t_ret', 3)").unwrap_or_default();
+        assert!(err.contains("version 3 still encrypts 1 value(s) of column public.t_ret_tbl.a"), "{err}");
+        Spi::run("SELECT tradeguard.retire_key('t_ret', 3, force => true)").unwrap();
+        let err = crate::common::sql_error("SELECT a FROM t_ret_tbl_decrypted WHERE id = 4").unwrap_or_default();
+        assert!(err.contains("version 3 is retired"), "{err}");
+    }
+
     /// A partition encrypted on its own keeps its registration: encrypting its parent later is
     /// refused with the reason (not PostgreSQL's "trigger already exists").
     #[pg_test]
