@@ -538,8 +538,8 @@ pub fn evasion_variants(text: &str) -> Vec<(&'static str, String)> {
         out.push(("caret_strip", text.replace('^', "")));
     }
     // Shell expansions that are empty, put inside or around a command word after a separator
-    // (`;i$()d`, `;who$@ami`, `;i${x}d`, `;$@id`): the shell runs the word without them.
-    if b.contains(&b'$') && b.iter().any(|c| matches!(c, b';' | b'|' | b'&' | b'\n' | b'`')) {
+    // (`;i$()d`, `;who$@ami`, `;i${x}d`, `;$@id`, ``;who``ami``): the shell runs the word without them.
+    if (b.contains(&b'$') || b.windows(2).any(|w| w == b"``")) && b.iter().any(|c| matches!(c, b';' | b'|' | b'&' | b'\n' | b'`')) {
         if let Some(stripped) = empty_expansions_stripped(text) {
             out.push(("empty_expansion_strip", stripped));
         }
@@ -547,7 +547,7 @@ pub fn evasion_variants(text: &str) -> Vec<(&'static str, String)> {
     out
 }
 
-/// `text` without the empty shell expansions glued to a word: `$@`, `$*`, `$()`, `${}` and
+/// `text` without the empty shell expansions glued to a word: `$@`, `$*`, `$()`, ` `` `, `${}` and
 /// `${x}` of a short lowercase name (unset: `${IFS}` and the like are a space, not nothing);
 /// `None` when there are none.
 fn empty_expansions_stripped(text: &str) -> Option<String> {
@@ -555,7 +555,9 @@ fn empty_expansions_stripped(text: &str) -> Option<String> {
     let mut out = String::with_capacity(text.len());
     let (mut i, mut changed) = (0, false);
     while i < b.len() {
-        let len = if b[i] != b'$' {
+        let len = if b[i] == b'`' && b.get(i + 1) == Some(&b'`') {
+            2
+        } else if b[i] != b'$' {
             0
         } else {
             match b.get(i + 1) {

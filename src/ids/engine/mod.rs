@@ -413,8 +413,9 @@ fn run_detectors(text: &str, ctx: Context, had_nul: bool, early: bool, out: &mut
             return;
         }
     }
-    // (and options that make a program run a command: `-oProxyCommand=`, `--checkpoint-action=exec=`)
-    let option_runs = || seen.has(b'-') && seen.has(b'=') && (seen.ci(b, b"proxycommand") || seen.ci(b, b"checkpoint-action"));
+    // (and options that make a program run a command: `-oProxyCommand=`, `--checkpoint-action=exec=`,
+    // git's `--upload-pack=`, tar's `--use-compress-program=`)
+    let option_runs = || seen.has(b'-') && seen.has(b'=') && (seen.ci(b, b"proxycommand") || seen.ci(b, b"checkpoint-action") || seen.ci(b, b"upload-pack") || seen.ci(b, b"compress-program") || seen.ci(b, b"to-command"));
     if seen.any(b";|&\n\r`$'\"({<\x1b") || leading_word_is_command(lead) || option_runs() {
         cmdi::scan(text, &seen, out);
         if decided(out) {

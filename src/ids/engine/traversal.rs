@@ -67,7 +67,7 @@ fn rx() -> &'static Rx {
             // /proc
             r"|/proc/(?:self|\d+|version|cmdline|mounts|net/|sched_debug|cpuinfo|meminfo|stat|loadavg|partitions|devices|modules|interrupts|filesystems|swaps|kcore|config\.gz)",
             // /var: system logs (by name or by the service's folder), run, mail and PHP sessions
-            r"|/(?:private/)?var/(?:log|adm)/(?:messages|syslog|secure|auth\.log|kern\.log|daemon\.log|user\.log|maillog|mail\.(?:log|err|info|warn)|boot\.log|dmesg|lastlog|wtmp|btmp|utmp|faillog|xferlog|cron|yum\.log|dpkg\.log|sudo\.log|vsftpd\.log|sshd\.log|httpd-(?:access|error)\.log|(?:access|error)[_.]log|(?:apache\d*|httpd|httpsd|nginx|lighttpd|mysql|mysqld|mariadb|proftpd|pure-?ftpd|ftp-proxy|ftplog|news|samba|squid|audit|exim\d*|postfix|qmail|smtpd|poplog|authlog|message|appstore|lp|ras)(?:[/._-]|$)|$)",
+            r"|/(?:private/)?var/(?:log|adm)/(?:messages|syslog|secure|auth\.log|kern\.log|daemon\.log|user\.log|maillog|mail\.(?:log|err|info|warn)|boot\.log|dmesg|lastlog|wtmp|btmp|utmp|faillog|xferlog|cron|yum\.log|dpkg\.log|sudo\.log|vsftpd\.log|sshd\.log|httpd-(?:access|error)\.log|(?:access|error)[_.]log|(?:apache\d*|httpd|httpsd|nginx|lighttpd|mysql|mysqld|mariadb|postgresql|pgsql|proftpd|pure-?ftpd|ftp-proxy|ftplog|news|samba|squid|audit|exim\d*|postfix|qmail|smtpd|poplog|authlog|message|appstore|lp|ras)(?:[/._-]|$)|$)",
             r"|/var/(?:run/(?:utmp|[\w-]+\.pid|secrets/)|db/shadow|mail/root|spool/(?:mail/root|cron/crontabs)|lib/php\d*/(?:sessions?/)?sess_|www/(?:[^/]+/)*?(?:logs?|conf)/|(?:mysql|mysqld|httpd|apache\d*|nginx)\.log$|(?:apache\d*|cpanel)/|adm$)|/tmp/sess_|/usr/spool/mqueue/",
             // web servers and their stacks in their install folders
             r"|/(?:usr/local/|usr/|opt/(?:bitnami/)?)?(?:apache[\d.]*|apache2|httpd|nginx|lampp|xampp|lamp|cpanel|lighttpd|www|logs?)/(?:[^/]+/)*?(?:conf/|logs?/|htdocs/|bin/apachectl|[^/]*(?:\.conf|_log|ftpd[^/]*\.log|(?:access|error)\.log)$)",
@@ -79,23 +79,24 @@ fn rx() -> &'static Rx {
             r"|[/\\](?:(?:program ?files(?: \(x86\))?|progra~\d)[/\\])?(?:xampp|apache[\w .~]*|wamp\d*|appserv|php\d*|mysql[\w .]*|windows|winnt)[/\\](?:[^/\\]+[/\\])*?[^/\\]*\.(?:conf|log|ini|cnf|err|inc|php)$",
             r"|/library/webserver/|/applications/mamp/",
             // a home folder's shell, client and cloud credentials
-            r"|(?:~|/root|/home/[^/]+|/users/[^/]+)/\.(?:bash_history|zsh_history|psql_history|pgpass|mysql_history|viminfo|netrc|rhosts|ssh/|aws/credentials|kube/config|git-credentials|docker/config\.json|gnupg/)|/root/\.(?:bashrc|bash_profile|profile)$",
+            r"|(?:~[a-z_][\w-]*|~|/root|/home/[^/]+|/users/[^/]+)/\.(?:bash_history|zsh_history|psql_history|pgpass|mysql_history|viminfo|netrc|rhosts|ssh/|aws/credentials|kube/config|git-credentials|docker/config\.json|gnupg/)|/root/\.(?:bashrc|bash_profile|profile)$",
             r"|/\.(?:rhosts|shosts|netrc|cshrc|bashrc|bash_profile|profile|pgpass)$",
             // Windows: server stacks, setup files, the system folder's logs and configuration
             r"|[a-z]:[/\\](?:(?:program ?files(?: \(x86\))?|progra~\d)[/\\])?(?:xampp|apache[\w .~]*|apachegroup|wamp\d*|appserv|inetpub|php\d*|mysql(?: ?server ?[\d.]+)?|filezilla server|nginx[\w.-]*|tomcat[\w.-]*|mercurymail|opt[/\\]xampp|logs?)[/\\](?:[^/\\]+[/\\])*?(?:[^/\\]*\.(?:conf|log|ini|cnf|err|xml|inc|php|pdb)|[^/\\]*_log)$",
             r"|[a-z]:[/\\](?:windows|winnt)[/\\](?:(?:panther|debug|repair|csc)[/\\][^/\\]|system32[/\\](?:config|drivers|inetsrv|logfiles)[/\\]|(?:win|system|php|my)\.ini|iis\d*\.log|windowsupdate\.log)",
             r"|[a-z]:[/\\](?:unattend\.(?:xml|txt)|sysprep|boot\.ini|php\d*[/\\]sessions|inetpub[/\\])",
             r"|[a-z]:[/\\](?:documents and settings|users)[/\\][^/\\]+[/\\]ntuser\.(?:ini|dat)$",
-            // wherever they are: PostgreSQL clients' history and passwords (not the server's
-            // configuration files, which DBAs' notes name: `/etc/postgresql/15/main/pg_hba.conf`),
-            // an application's environment and secrets files,
+            // wherever they are: PostgreSQL's client authentication and settings files (a value that
+            // is only such a path is a file inclusion probe against this very server; a DBA's note
+            // that names one in a sentence is not a path value) and its clients' history and
+            // passwords, an application's environment and secrets files,
             // package registries', cloud and cluster clients' credentials, MySQL's configuration in
             // its own folder and Tomcat's, Active Directory's database, the Docker daemon's socket
-            r"|.*?[/\\](?:\.psql_history|\.pgpass|\.env(?:\.(?:local|prod|production|dev|development|staging))?|\.npmrc|\.pypirc|\.git[/\\](?:config|head)|\.aws[/\\]credentials|\.docker[/\\]config\.json|\.kube[/\\]config|\.config[/\\]gcloud[/\\][^/\\]+|\.my\.cnf|mysql[^/\\]*[/\\](?:[^/\\]+[/\\])*?my\.(?:ini|cnf)|tomcat[\w.-]*[/\\]conf[/\\][\w-]+\.xml|tomcat-users\.xml|ntds\.dit|(?:secrets|credentials)\.ya?ml|credentials\.db|docker\.sock|k3s\.yaml|appdata[/\\]roaming[/\\]microsoft[/\\](?:credentials|protect)(?:[/\\][^/\\]*)*)$",
+            r"|.*?[/\\](?:pg_hba\.conf|pg_ident\.conf|postgresql(?:\.auto)?\.conf|\.psql_history|\.pgpass|\.env(?:\.(?:local|prod|production|dev|development|staging))?|\.npmrc|\.pypirc|\.git[/\\](?:config|head)|\.aws[/\\]credentials|\.docker[/\\]config\.json|\.kube[/\\]config|\.config[/\\]gcloud[/\\][^/\\]+|\.my\.cnf|mysql[^/\\]*[/\\](?:[^/\\]+[/\\])*?my\.(?:ini|cnf)|tomcat[\w.-]*[/\\]conf[/\\][\w-]+\.xml|tomcat-users\.xml|ntds\.dit|(?:secrets|credentials)\.ya?ml|credentials\.db|docker\.sock|k3s\.yaml|appdata[/\\]roaming[/\\]microsoft[/\\](?:credentials|protect)(?:[/\\][^/\\]*)*)$",
             // MySQL's user tables, a cluster's and the container engine's state and configuration,
             // bash's network redirection (`/dev/tcp/host/port`) (not a
             // database's data folder: `/var/lib/postgresql/15/main` is a DBA's note)
-            r"|/(?:var/lib/(?:mysql/mysql|docker)/|etc/(?:kubernetes|rancher|redis|docker)/|var/lib/kubelet/|(?:var/)?run/docker\.sock$|dev/(?:tcp|udp)/[\w.-]+/\d+$)",
+            r"|/(?:var/lib/(?:mysql/mysql|docker)/|etc/(?:kubernetes|rancher|redis|docker)/|var/lib/kubelet/|(?:var/)?run/docker\.sock$|run/secrets/[\w.-]+$|dev/(?:tcp|udp)/[\w.-]+/\d+$)",
             r")",
         ))
         .unwrap(),
@@ -131,7 +132,7 @@ pub(crate) fn path_value(text: &str) -> bool {
 }
 
 /// The file path a value is, and nothing else: it starts at the root (`/`, `\\`), a drive
-/// (`C:\\`, `c:/`) or a home folder (`~/`), after a quote or a `name=` if any (`'/etc/x`,
+/// (`C:\\`, `c:/`) or a home folder (`~/`, `~user/`), after a quote or a `name=` if any (`'/etc/x`,
 /// `page=/etc/x`), and ends with a path word: not a sentence that starts with a path. The path
 /// is a slice of `text`, without trailing NULs.
 fn path_of(text: &str) -> Option<&str> {
@@ -141,7 +142,9 @@ fn path_of(text: &str) -> Option<&str> {
         _ => t,
     };
     let b = t.as_bytes();
-    let rooted = b.first().is_some_and(|&c| c == b'/' || c == b'\\') || t.starts_with("~/") || b.len() > 3 && b[0].is_ascii_alphabetic() && b[1] == b':' && matches!(b[2], b'/' | b'\\');
+    // (`~/x`, `~postgres/x`: a home folder)
+    let home = t.strip_prefix('~').and_then(|r| r.split_once('/')).is_some_and(|(user, _)| user.len() <= 32 && user.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-'));
+    let rooted = b.first().is_some_and(|&c| c == b'/' || c == b'\\') || home || b.len() > 3 && b[0].is_ascii_alphabetic() && b[1] == b':' && matches!(b[2], b'/' | b'\\');
     // (up to six words: `C:/program files (x86)/apache group/apache/conf/httpd.conf`; the last
     // one holds a separator or ends with an extension: not `/var/log/x.log is full`)
     let last = t.split_whitespace().last().unwrap_or("");
