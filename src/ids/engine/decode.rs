@@ -537,6 +537,11 @@ pub fn evasion_variants(text: &str) -> Vec<(&'static str, String)> {
     if b.contains(&b'^') && b.iter().any(|c| matches!(c, b'&' | b'|')) && b.windows(3).any(|w| w[0].is_ascii_alphanumeric() && w[1] == b'^' && w[2].is_ascii_alphanumeric()) {
         out.push(("caret_strip", text.replace('^', "")));
     }
+    // A keyword written inside itself (`UNIunionON SELselectECT`, `SCRscriptIPT`): what a filter
+    // that deletes the keyword once leaves behind.
+    if let Some(unnested) = nested_keywords_removed(text) {
+        out.push(("nested_keyword", unnested));
+    }
     // Shell expansions that are empty, put inside or around a command word after a separator
     // (`;i$()d`, `;who$@ami`, `;i${x}d`, `;$@id`, ``;who``ami``): the shell runs the word without them.
     if (b.contains(&b'$') || b.windows(2).any(|w| w == b"``")) && b.iter().any(|c| matches!(c, b';' | b'|' | b'&' | b'\n' | b'`')) {
@@ -545,6 +550,39 @@ pub fn evasion_variants(text: &str) -> Vec<(&'static str, String)> {
         }
     }
     out
+}
+
+/// `text` with each word that is a keyword written inside itself (`UNIunionON`, `selSELECTect`)
+/// replaced by the keyword; `None` when there is none.
+pub(crate) fn nested_keywords_removed(text: &str) -> Option<String> {
+    const KEYWORDS: &[&str] = &["union", "select", "from", "where", "insert", "update", "delete", "drop", "sleep", "script", "alert", "onerror", "onload", "javascript"];
+    let nested = |w: &str| -> Option<&'static str> {
+        let l = w.to_ascii_lowercase();
+        KEYWORDS.iter().copied().find(|k| {
+            l.len() == 2 * k.len() && (1..k.len()).any(|p| l[p..].starts_with(k) && l[..p] == k[..p] && l[p + k.len()..] == k[p..])
+        })
+    };
+    // (a cheap test first: a value without such a word is most values)
+    let words = || text.split(|c: char| !c.is_ascii_alphabetic()).filter(|w| (8..=20).contains(&w.len()));
+    if !words().any(|w| nested(w).is_some()) {
+        return None;
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut word_start: Option<usize> = None;
+    for (i, c) in text.char_indices().chain(std::iter::once((text.len(), ' '))) {
+        if c.is_ascii_alphabetic() {
+            word_start.get_or_insert(i);
+            continue;
+        }
+        if let Some(st) = word_start.take() {
+            let w = &text[st..i];
+            out.push_str(nested(w).unwrap_or(w));
+        }
+        if i < text.len() {
+            out.push(c);
+        }
+    }
+    Some(out)
 }
 
 /// `text` without the empty shell expansions glued to a word: `$@`, `$*`, `$()`, ` `` `, `${}` and

@@ -456,6 +456,14 @@ fn scan(input: &str, ctx: Context, early: bool) -> Option<Scan> {
                 }
             }
         }
+        if hits.is_empty() {
+            if let Some(n) = decode::nested_keywords_removed(input) {
+                run_detectors(&n, ctx, false, early, &mut hits);
+                if !hits.is_empty() {
+                    steps.push("nested_keyword");
+                }
+            }
+        }
         return Some(Scan { hits: hits.into_iter().map(|h| (h, true)).collect(), steps });
     }
     let dec = decode::decode(input, ctx == Context::Url);

@@ -1462,6 +1462,8 @@ fn second_hunt_shapes() {
             "'); SHOW ALL;--",
             "'; WITH d AS (DELETE FROM orders RETURNING *) SELECT 1",
             "1; WITH x AS (UPDATE accounts SET balance = 0 RETURNING id) SELECT count(*) FROM x",
+            "' UNIunionON SELselectECT 1,2--",
+            "-1 uniUNIONon selSELECTect password frFROMom users",
         ],
         Class::Sqli,
     );
@@ -1537,6 +1539,8 @@ fn second_hunt_shapes() {
             "wget of the EOD file failed at 6:05am",
             "whoami on the server returns 'trader', not root",
             "curl of the yield curve",
+            "Selectselect button twice",
+            "東京 union 株式",
         ],
         Context::Auto,
     );
