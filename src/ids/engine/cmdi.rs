@@ -194,7 +194,8 @@ fn rx() -> &'static Rx {
             // the rest of the line, `?>` or a string reopened: PHP or server-side JavaScript
             // code injection (`a;exit(md5(1));//`, `';d=new Date();..;//`, `');print(1);$a='`).
             // (A sentence's full stop is not a breakout: `Mr. Smith (VIP); #`.)
-            var_shell: Regex::new(r"(?i)(?:[;|&\n`]|\$\(|%0a)[\s]*(?:\$(?:0|\{0\}|\{?(?:shell|bash)\}?)|%comspec%)(?:[\s;|&`)]|$)").unwrap(),
+            // (`$0` only before a shell's option or input: `; $0 fees` is a price)
+            var_shell: Regex::new(r#"(?i)(?:[;|&\n`]|\$\(|%0a)[\s"]*(?:\$(?:0|\{0\})"?(?:[\s]+-[ci](?:[\s]|$)|[\s]*<)|\$\{?(?:shell|bash)(?::-[^}\s]*)?\}?"?(?:[\s;|&`)<]|$)|%comspec%(?:[\s;|&`)/]|$))"#).unwrap(),
             // After a separator: a PowerShell cmdlet (`Verb-Noun`) with a parameter, a drive, `env:`
             // or nothing after it; `iex(`; a .NET static call; a script or program run from a
             // temporary folder; history and PATH tampering; `dd if=`; `alias x=cmd`. Anywhere: the
@@ -203,15 +204,16 @@ fn rx() -> &'static Rx {
             // injection), find's `-exec` of a shell.
             shell_misc: Regex::new(concat!(
                 r#"(?i)(?:[;|&\n`]|\$\(|%0a)[\s]*(?:"#,
-                r#"(?:get|set|new|remove|stop|start|invoke|add|copy|move|out|write|import|export|enable|disable|clear|test|convertto|convertfrom|expand|compress|register|unregister|restart|rename|uninstall|install)-[a-z]{2,30}(?:[\s]+(?:-[a-z]{2,}|[a-z]:[\\/]|env:|\$)|[\s]*(?:$|[|;]))"#,
+                r#"(?:get|set|new|remove|stop|start|invoke|add|copy|move|out|write|import|export|enable|disable|clear|test|convertto|convertfrom|expand|compress|register|unregister|restart|rename|uninstall|install)-[a-z]{2,30}[\s]+(?:-[a-z]{2,}|[a-z]:[\\/]|env:)"#,
+                r#"|(?:get-(?:process|childitem|content|service|localuser|localgroupmember|wmiobject|ciminstance|nettcpconnection|acl|credential|itemproperty|mppreference)|invoke-mimikatz|stop-process|remove-item)(?:[\s]*$|[\s]*[|;])"#,
                 r#"|(?:iex|invoke-expression)[\s]*\(|\[system\.[\w.]+\]::\w+[\s]*\("#,
-                r#"|(?:\.?/(?:tmp|dev/shm|var/tmp)/[\w.-]+|\./[a-z_][\w.-]*)(?:[\s;|&`)]|$)"#,
-                r#"|cmd(?:\.exe)?/[ck][\s]|(?:rd|rmdir)[\s]+/s[\s]+/q|query[\s]+(?:user|session|process)(?:[\s]|$)|ssh[\s]+-[rldio][\s]|chmod[\s]+[ugoa]*\+[sx][\s]+/"#,
+                r#"|(?:\.?/(?:tmp|dev/shm|var/tmp)/[\w-]+|\./[a-z_][\w-]*)(?:\.(?:sh|py|pl|elf|bin|run))?(?:[\s;|&`)]|$)"#,
+                r#"|cmd(?:\.exe)?/[ck][\s]|(?:rd|rmdir)[\s]+/s[\s]+/q|query[\s]+(?:user|session|process)(?:[\s]*$|[\s]+/)|ssh[\s]+-[rldio][\s]|chmod[\s]+[ugoa]*\+[rwxst]*[sx][rwxst]*[\s]+/"#,
                 r#"|(?:[a-z]:|\\\\[\w.-]+)\\(?:[^\\\s]+\\)*(?:nc|ncat|netcat|powershell|pwsh|cmd|mimikatz|psexec|procdump|rubeus|certutil|bitsadmin|mshta|rundll32|regsvr32|wscript|cscript)\.exe(?:[\s]|$)"#,
-                r#"|unset[\s]+histfile|export[\s]+(?:path|ld_preload|histfile|histsize|histfilesize)=|dd[\s]+if=|alias[\s]+\w+=['"]?[a-z/]"#,
+                r#"|(?-i:unset[\s]+HISTFILE|export[\s]+(?:PATH|LD_PRELOAD|HISTFILE|HISTSIZE|HISTFILESIZE)=)|dd[\s]+if=|alias[\s]+\w+=['"]?[a-z/]"#,
                 r#")|:\(\)[\s]*\{[\s]*:[\s]*\|[\s]*:[\s]*&[\s]*\}[\s]*;[\s]*:|new-object[\s]+(?:-typename[\s]+)?(?:system\.net\.(?:sockets|webclient)|net\.webclient|system\.diagnostics)"#,
-                r#"|(?:^|[\s'"])-o[\s]*['"]?proxycommand=|--checkpoint-action=exec=|--(?:upload-pack|use-compress-program|to-command)=|(?:^|[\s;])-exec[\s]+(?:/bin/)?(?:sh|bash|zsh|nc|python\d?|perl)[\s]"#,
-                r#"|(?:^|[\s])-e[\s]+(?:cmd(?:\.exe)?|/bin/(?:ba)?sh|powershell(?:\.exe)?)(?:[\s]|$)"#,
+                r#"|(?:^|[\s'"])-o[\s]*['"]?proxycommand=|--checkpoint-action=exec=|--(?:upload-pack|use-compress-program|to-command)=|(?:^|[\s;])-exec[\s]+(?:/bin/)?(?:sh|bash|zsh|dash|nc|python\d?|perl)[\s]"#,
+                r#"|(?:^|[\s])-e[\s]+(?:cmd(?:\.exe)?|/bin/(?:ba|z|da)?sh|powershell(?:\.exe)?)(?:[\s]|$)"#,
             ))
             .unwrap(),
             code_breakout: Regex::new(r#"^[\w @.-]{0,64}(?:['"]?[)\]]*;|['"]\.)\s*[A-Za-z_$][\w$.]*\s*[=(][^\n]*\)\s*(?:\.\s*['"])?;\s*(?:(?://|#)[^\n]{0,40}|/\*[^\n]{0,40}|\?>|\$\w+\s*=\s*['"])$"#).unwrap(),
@@ -461,44 +463,62 @@ fn judge_cmd(word: &str, follow: &str) -> Option<u8> {
 }
 
 /// A command word assembled from shell variables set before it in the value (`;a=i;b=d;$a$b`,
-/// `;c=whoami;$c`, `;cmd=$'id';$cmd`): the span of the statement that runs it, when the
-/// variables' values joined make a command name.
+/// `;c=whoami;$c`, `;cmd=$'id';$cmd`, `;a=i b=d;"$a$b"`): the span of the statement that runs it,
+/// when the variables' values joined make a command name. Bounded: a few dozen variables, a
+/// joined word no longer than a command name.
 fn assembled_command(text: &str) -> Option<(usize, usize)> {
-    let mut vars: Vec<(&str, String)> = Vec::new();
+    const MAX_VARS: usize = 32;
+    const MAX_WORD: usize = 24;
+    let valid_name = |n: &str| !n.is_empty() && n.len() <= 32 && n.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_') && !n.as_bytes()[0].is_ascii_digit();
+    let mut vars: std::collections::HashMap<&str, String> = std::collections::HashMap::new();
     let mut pos = 0;
     for seg in text.split([';', '&', '|', '\n']) {
         let start = pos;
         pos += seg.len() + 1;
         let t = seg.trim();
-        if let Some((name, value)) = t.split_once('=') {
-            if !name.is_empty() && name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_') && !name.as_bytes()[0].is_ascii_digit() {
-                let v = value.trim_start_matches('$').trim_matches(['\'', '"']);
-                vars.push((name, v.to_string()));
+        // `a=i b=d`: assignments, each a word
+        let assignments: Vec<(&str, &str)> = t.split_whitespace().map_while(|w| w.split_once('=').filter(|(n, _)| valid_name(n))).collect();
+        if !assignments.is_empty() && assignments.len() == t.split_whitespace().count() {
+            for (name, value) in assignments {
+                if vars.len() < MAX_VARS || vars.contains_key(name) {
+                    let v = value.trim_start_matches('$').trim_matches(['\'', '"']);
+                    vars.insert(name, v.chars().take(MAX_WORD + 1).collect());
+                }
             }
             continue;
         }
-        let word = t.split_whitespace().next().unwrap_or("");
+        let word = t.split_whitespace().next().unwrap_or("").trim_matches('"');
         if !word.starts_with('$') || vars.is_empty() {
             continue;
         }
         // `$a$b`, `${a}${b}`: references only, each to a variable set before
         let mut joined = String::new();
         let mut rest = word;
+        let mut known = true;
         while let Some(r) = rest.strip_prefix('$') {
             let (name, after) = match r.strip_prefix('{') {
                 Some(b) => match b.split_once('}') {
-                    Some((n, a)) => (n, a),
-                    None => return None,
+                    Some(na) => na,
+                    None => {
+                        known = false;
+                        break;
+                    }
                 },
                 None => {
                     let n = r.bytes().take_while(|c| c.is_ascii_alphanumeric() || *c == b'_').count();
                     (&r[..n], &r[n..])
                 }
             };
-            joined.push_str(&vars.iter().rev().find(|(n, _)| *n == name)?.1);
+            match vars.get(name) {
+                Some(v) if joined.len() + v.len() <= MAX_WORD => joined.push_str(v),
+                _ => {
+                    known = false;
+                    break;
+                }
+            }
             rest = after;
         }
-        if rest.is_empty() && is_command(&joined.to_ascii_lowercase()) {
+        if known && rest.is_empty() && is_command(&joined.to_ascii_lowercase()) {
             let lead = seg.len() - seg.trim_start().len();
             return Some((start + lead, start + lead + t.len()));
         }
@@ -681,7 +701,7 @@ pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
         // The shell itself as the command, named by a variable (`;$0 -c id`, `;${SHELL} -c id`,
         // `&%COMSPEC% /c whoami`)
         if let Some(m) = if seen.has(b'$') || seen.has(b'%') { r.var_shell.find(text) } else { None } {
-            push(out, "cmdi.command_separator", 85, m.start(), m.end(), text);
+            push(out, "cmdi.separator_command", 85, m.start(), m.end(), text);
         }
         if seen.has(b'$') {
             if let Some(m) = r.ifs.find(text) {
@@ -705,10 +725,10 @@ pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
         }
     }
     if let Some(m) = if has_sep || seen.has(b'-') { r.shell_misc.find(text) } else { None } {
-        push(out, "cmdi.command_separator", 85, m.start(), m.end(), text);
+        push(out, "cmdi.separator_command", 85, m.start(), m.end(), text);
     }
     if let Some((start, end)) = if has_sep && seen.has(b'=') && seen.has(b'$') { assembled_command(text) } else { None } {
-        push(out, "cmdi.command_separator", 85, start, end, text);
+        push(out, "cmdi.separator_command", 85, start, end, text);
     }
     if seen.has(b'(') || seen.has(b'$') {
         if let Some(m) = r.code_exec.find(text) {

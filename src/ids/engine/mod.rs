@@ -224,6 +224,7 @@ static RULES: &[RuleInfo] = &[
     RuleInfo { id: "traversal.nul_byte", class: Class::Traversal, description: "NUL byte in a path" },
     RuleInfo { id: "traversal.file_url", class: Class::Traversal, description: "file:// URL" },
     RuleInfo { id: "traversal.stream_wrapper", class: Class::Traversal, description: "PHP stream wrapper that reads or runs files (php://filter, php://input, expect://, phar://, data:;base64 PHP code), or a gopher:// / dict:// URL (server-side request to an internal service)" },
+    RuleInfo { id: "traversal.unc_path", class: Class::Traversal, description: "Windows network path to a script or program, or through WebDAV (\\\\host\\share\\x.php, \\\\host@SSL\\DavWWWRoot\\x): remote file inclusion" },
     RuleInfo { id: "traversal.ntfs_stream", class: Class::Traversal, description: "NTFS alternate data stream on a file name (index.php::$DATA)" },
     RuleInfo { id: "traversal.metadata_endpoint", class: Class::Traversal, description: "cloud instance metadata endpoint, the credentials a forged server-side request reads (169.254.169.254/latest/meta-data, metadata.google.internal)" },
     RuleInfo { id: "identifier.structural_chars", class: Class::Sqli, description: "identifier context: quote, comment, separator or markup characters" },
@@ -263,6 +264,8 @@ fn plain_needs_check(s: &[u8]) -> bool {
             b'o' if starts(b"on") && (i == 0 || !s[i - 1].is_ascii_alphanumeric()) => return true,
             b'j' | b'v' | b'd' if starts(b"javascript") || starts(b"vbscript") || starts(b"data:") => return true,
             b'-' if starts(b"--") => return true,
+            // (netcat's and find's options that run a shell: `host 4444 -e /bin/sh`)
+            b'-' if starts(b"-e /bin/") || starts(b"-exec ") => return true,
             b'/' if starts(b"/*") => return true,
             b'x' if starts(b"xp_") => return true,
             b'b' if starts(b"boot") => return true,
@@ -414,8 +417,12 @@ fn run_detectors(text: &str, ctx: Context, had_nul: bool, early: bool, out: &mut
         }
     }
     // (and options that make a program run a command: `-oProxyCommand=`, `--checkpoint-action=exec=`,
-    // git's `--upload-pack=`, tar's `--use-compress-program=`)
-    let option_runs = || seen.has(b'-') && seen.has(b'=') && (seen.ci(b, b"proxycommand") || seen.ci(b, b"checkpoint-action") || seen.ci(b, b"upload-pack") || seen.ci(b, b"compress-program") || seen.ci(b, b"to-command"));
+    // git's `--upload-pack=`, tar's `--use-compress-program=`, netcat's `-e /bin/sh`, find's `-exec`)
+    let option_runs = || {
+        seen.has(b'-')
+            && (seen.has(b'=') && (seen.ci(b, b"proxycommand") || seen.ci(b, b"checkpoint-action") || seen.ci(b, b"upload-pack") || seen.ci(b, b"compress-program") || seen.ci(b, b"to-command"))
+                || seen.ci(b, b" -e ") || seen.ci(b, b"-exec "))
+    };
     if seen.any(b";|&\n\r`$'\"({<\x1b") || leading_word_is_command(lead) || option_runs() {
         cmdi::scan(text, &seen, out);
         if decided(out) {

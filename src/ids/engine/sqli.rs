@@ -689,33 +689,56 @@ fn stmt_valid(v: &View, i: usize) -> bool {
 /// A statement that starts at `i` with a keyword the statement list leaves out (`TABLE users`,
 /// `LOCK TABLE t`, `ROLLBACK`, `SHOW ALL`, `FLUSH PRIVILEGES`, `SET GLOBAL x='ON'`) and runs to a
 /// comment that ends the value, the rest of the query cut off: `'; TABLE users;--` after a
-/// breakout. A few tokens only.
+/// breakout. A few tokens only, ended by `;`, the comment without words or initials.
 fn statement_to_comment(v: &View, i: usize) -> bool {
     const WORDS: &[&str] = &[
         "table", "values", "with", "lock", "unlock", "rollback", "commit", "savepoint", "release", "abort", "refresh", "show",
         "flush", "pragma", "detach", "declare", "bulk", "handler", "set", "listen", "notify", "explain", "analyze", "move",
         "close", "comment", "security", "start", "describe", "desc", "optimize", "repair", "purge", "install", "uninstall",
     ];
+    // (ended by its own `;` before a comment of no words: not `'; show chart tomorrow -- JB`)
     let n = v.t.len();
     i < n
         && n - i <= 16
+        && v.kind(n - 1) == Some(Tk::Semi)
+        && n - 1 > i
         && (v.kind(i) == Some(Tk::Stmt) || WORDS.iter().any(|w| v.word_is(i, w)))
-        && v.all.last().is_some_and(|t| t.kind == Tk::Comment && truncating_comment(v, t))
+        && v.all.last().is_some_and(|t| t.kind == Tk::Comment && truncating_comment(v, t) && !prose_comment(v, t) && !v.text(t).iter().any(u8::is_ascii_uppercase))
 }
 
 /// `WITH name AS ( DELETE|UPDATE|INSERT|SELECT ...`: a statement that starts with a common table
 /// expression (`'; WITH d AS (DELETE FROM orders RETURNING *) SELECT 1`).
 fn with_statement(v: &View, i: usize) -> bool {
+    if v.kw(i) != "with" {
+        return false;
+    }
     let mut k = i + 1;
     if v.word_is(k, "recursive") {
         k += 1;
     }
-    v.kw(i) == "with"
-        && matches!(v.kind(k), Some(Tk::Bare) | Some(Tk::Func))
-        && v.kw(k + 1) == "as"
-        && v.kind(k + 2) == Some(Tk::LParen)
-        && matches!(v.kw(k + 3), "select" | "insert" | "update" | "delete")
-        && stmt_valid(v, k + 3)
+    // the name (`d`, `"d"`), its column list if any (`d(x, y)`)
+    if !matches!(v.kind(k), Some(Tk::Bare) | Some(Tk::Func) | Some(Tk::Str)) {
+        return false;
+    }
+    k += 1;
+    if v.kind(k) == Some(Tk::LParen) {
+        while k < v.t.len() && v.kind(k) != Some(Tk::RParen) && k < i + 40 {
+            k += 1;
+        }
+        k += 1;
+    }
+    if v.kw(k) != "as" {
+        return false;
+    }
+    k += 1;
+    // `AS [NOT] MATERIALIZED (`
+    if v.kw(k) == "not" {
+        k += 1;
+    }
+    if v.word_is(k, "materialized") {
+        k += 1;
+    }
+    v.kind(k) == Some(Tk::LParen) && matches!(v.kw(k + 1), "select" | "insert" | "update" | "delete") && stmt_valid(v, k + 1)
 }
 
 /// Whether the statement ends at token `i`: nothing more, `;`, a comment, or one of `words`

