@@ -100,7 +100,7 @@ GRANT EXECUTE ON FUNCTION tradeguard.is_ciphertext(text), tradeguard.ciphertext_
   TO tradeguard_encryptor, tradeguard_decryptor, tradeguard_auditor;
 
 GRANT EXECUTE ON FUNCTION
-    tradeguard.create_key(text, text, text), tradeguard.rotate_key(text), tradeguard.retire_key(text, integer, boolean),
+    tradeguard.create_key(text, text, text), tradeguard.rotate_key(text), tradeguard.retire_key(text, integer), tradeguard.retire_key(text, integer, boolean),
     tradeguard.encrypt_column(regclass, text, text, text, integer), tradeguard.reencrypt_column(regclass, text, integer),
     tradeguard.root_key_fingerprint()
   TO tradeguard_admin;
@@ -109,7 +109,8 @@ GRANT SELECT ON tradeguard.keys, tradeguard.encrypted_columns TO tradeguard_admi
 
 COMMENT ON FUNCTION tradeguard.create_key(text, text, text) IS 'tradeguard: new data key (purpose encrypt or blind_index), wrapped by the root key';
 COMMENT ON FUNCTION tradeguard.rotate_key(text) IS 'tradeguard: new key version for new writes; older versions keep decrypting';
-COMMENT ON FUNCTION tradeguard.retire_key(text, integer, boolean) IS 'tradeguard: a retired version no longer decrypts (refused while an encrypt_column column still holds values of it, unless force)';
+COMMENT ON FUNCTION tradeguard.retire_key(text, integer) IS 'tradeguard: a retired version no longer decrypts (refused while an encrypt_column column still holds values of it)';
+COMMENT ON FUNCTION tradeguard.retire_key(text, integer, boolean) IS 'tradeguard: retire_key, retired anyway when force is true';
 COMMENT ON FUNCTION tradeguard.encrypt_column(regclass, text, text, text, integer) IS 'tradeguard: encrypt a column in place, encrypt future writes, create <table>_decrypted';
 COMMENT ON FUNCTION tradeguard.reencrypt_column(regclass, text, integer) IS 'tradeguard: move a column to the newest key version, in batches';
 COMMENT ON FUNCTION tradeguard.blind_index(text, text) IS 'tradeguard: keyed HMAC-SHA-256 of a (normalised) value for equality search';

@@ -199,6 +199,20 @@ pub fn as_table_owner<R>(relid: pg_sys::Oid, f: impl FnOnce() -> R) -> TgResult<
     }
 }
 
+/// Runs `f` with `constraint_exclusion = off`, the setting restored after it: a query the
+/// extension owner runs on a user's table is then not planned with the table's CHECK
+/// constraints, whose immutable function calls the planner would otherwise fold (run) with the
+/// extension owner's rights.
+pub fn without_constraint_exclusion<R>(f: impl FnOnce() -> R) -> TgResult<R> {
+    unsafe {
+        let nest = pg_sys::NewGUCNestLevel();
+        let set = Spi::run("SELECT pg_catalog.set_config('constraint_exclusion', 'off', true)");
+        let r = set.map(|_| f());
+        pg_sys::AtEOXact_GUC(false, nest);
+        Ok(r.map_err(CoreError::from)?)
+    }
+}
+
 /// Runs `f` with `search_path = pg_catalog, pg_temp` (as the current role): catalog queries
 /// tradeguard runs on behalf of a statement (the utility hook's inspection) cannot be steered
 /// by objects the caller created in its own schemas (an operator `=` shadowing pg_catalog's).

@@ -711,16 +711,22 @@ fn q(ident: &str) -> String {
     pgrx::spi::quote_identifier(ident)
 }
 
-/// The first column registered with `encrypt_column` under key `key_name` that still holds
-/// values sealed with its `version`, as `schema.table.column`, and how many (`retire_key`
-/// refuses to retire the version then). Values sealed by `encrypt()` into other columns, and
-/// rows of transactions still in progress, are not seen.
-pub(crate) fn values_on_version(key_name: &str, version: i32) -> TgResult<Option<(String, i64)>> {
+/// The first column registered with `encrypt_column` under key `key_name` (id `key_id`) that
+/// still holds values sealed with its `version`, as `schema.table.column` (identifiers quoted
+/// where needed), and how many (`retire_key` refuses to retire the version then). Values are
+/// found by their armor's header (key id and version), in plain SQL run as the table's owner in
+/// a security-restricted operation with row security off: the table's code (a partition's CHECK
+/// constraint folded by the planner) never runs with the extension owner's rights, and a policy
+/// that would hide rows from the owner makes the count fail instead of coming out short. Values
+/// sealed by `encrypt()` into other columns, in partitions detached since, in old row images of
+/// the audit trail, and rows of transactions still in progress, are not seen.
+pub(crate) fn values_on_version(key_name: &str, key_id: u32, version: i32) -> TgResult<Option<(String, i64)>> {
     let registered = common::as_owner(|| {
         Spi::connect(|client| {
             let t = client.select(
                 concat!(
-                    "SELECT e.schema_name, e.table_name, e.column_name FROM tradeguard_audit.encrypted_columns e
+                    "SELECT e.schema_name, e.table_name, e.column_name, ", crate::registered_relid_sql!(), "::oid
+                       FROM tradeguard_audit.encrypted_columns e
                       WHERE e.key_name = $1 AND ", crate::registered_relid_sql!(), " IS NOT NULL ORDER BY e.column_id"
                 ),
                 None,
@@ -728,22 +734,36 @@ pub(crate) fn values_on_version(key_name: &str, version: i32) -> TgResult<Option
             )?;
             let mut out = Vec::new();
             for r in t {
-                out.push((r.get::<String>(1)?.unwrap_or_default(), r.get::<String>(2)?.unwrap_or_default(), r.get::<String>(3)?.unwrap_or_default()));
+                out.push((
+                    r.get::<String>(1)?.unwrap_or_default(),
+                    r.get::<String>(2)?.unwrap_or_default(),
+                    r.get::<String>(3)?.unwrap_or_default(),
+                    r.get::<pg_sys::Oid>(4)?.unwrap_or(pg_sys::InvalidOid),
+                ));
             }
             Ok::<_, pgrx::spi::Error>(out)
         })
     })??;
-    for (schema, table, column) in registered {
+    let key = envelope::armor_key_bytes(key_id, version as u32);
+    for (schema, table, column, relid) in registered {
         let c = q(&column);
-        // (a row the conversion has not reached yet is plaintext: not asked for its version)
+        // `tg1:` + base64: 16 characters decode to the armor's header and the nonce's first bytes.
+        // (A row the conversion has not reached yet is plaintext: not decoded.)
         let count = format!(
-            "SELECT pg_catalog.count(*) FROM {}.{} WHERE CASE WHEN tradeguard.is_ciphertext({c}) THEN tradeguard.ciphertext_key_version({c}) END OPERATOR(pg_catalog.=) $1",
+            "SELECT pg_catalog.count(*) FROM {}.{} WHERE CASE WHEN pg_catalog.left({c}, 4) OPERATOR(pg_catalog.=) 'tg1:' AND pg_catalog.length({c}) OPERATOR(pg_catalog.>=) 20
+               THEN pg_catalog.substr(pg_catalog.decode(pg_catalog.substr({c}, 5, 16), 'base64'), 2, $2) OPERATOR(pg_catalog.=) $1 END",
             q(&schema),
             q(&table)
         );
-        let rows = common::as_owner(|| Spi::get_one_with_args::<i64>(&count, &[version.into()]))??.unwrap_or(0);
+        let rows = common::as_table_owner(relid, || {
+            Spi::connect_mut(|client| {
+                client.update("SELECT pg_catalog.set_config('row_security', 'off', true)", None, &[])?;
+                client.select(&count, Some(1), &[key.as_slice().into(), (key.len() as i32).into()])?.first().get::<i64>(1)
+            })
+        })??
+        .unwrap_or(0);
         if rows > 0 {
-            return Ok(Some((format!("{schema}.{table}.{column}"), rows)));
+            return Ok(Some((format!("{}.{}.{c}", q(&schema), q(&table)), rows)));
         }
     }
     Ok(None)
@@ -1386,7 +1406,8 @@ pub fn convert_attached_partition(relid: pg_sys::Oid) -> TgResult<i64> {
 /// `relid`) that match `cond`, at most `batch` at a time, until none is left; returns the count.
 /// Re-running after an interruption continues where it stopped. The rows are chosen and locked
 /// (FOR UPDATE: concurrent writers wait rather than conflict) as the extension owner, which
-/// sees every row; the UPDATE, which fires the table's own triggers and checks, runs as the
+/// sees every row, without constraint exclusion (see `common::without_constraint_exclusion`);
+/// the UPDATE, which fires the table's own triggers and checks, runs as the
 /// table's owner in a security-restricted operation.
 fn update_in_batches(relid: pg_sys::Oid, fq: &str, col: &str, cond: &str, batch: i32) -> TgResult<i64> {
     // Rows are named by (tableoid, ctid): in a partitioned table the same ctid exists in
@@ -1402,16 +1423,19 @@ fn update_in_batches(relid: pg_sys::Oid, fq: &str, col: &str, cond: &str, batch:
     let mut last_pick: Option<(Vec<pg_sys::Oid>, Vec<(u16, u16, u16)>)> = None;
     loop {
         // (Not read-only: FOR UPDATE locks the rows.)
+        // (without constraint exclusion: the table's CHECK constraints are its owner's code)
         let picked = common::as_owner(|| {
-            Spi::connect_mut(|client| {
-                let t = client.update(&pick, Some(1), &[])?;
-                let r = t.first();
-                Ok::<_, pgrx::spi::Error>((
-                    r.get::<Vec<pg_sys::Oid>>(1)?.unwrap_or_default(),
-                    r.get::<pgrx::datum::Array<pg_sys::ItemPointerData>>(2)?.map(|a| a.iter().flatten().collect::<Vec<_>>()).unwrap_or_default(),
-                ))
+            common::without_constraint_exclusion(|| {
+                Spi::connect_mut(|client| {
+                    let t = client.update(&pick, Some(1), &[])?;
+                    let r = t.first();
+                    Ok::<_, pgrx::spi::Error>((
+                        r.get::<Vec<pg_sys::Oid>>(1)?.unwrap_or_default(),
+                        r.get::<pgrx::datum::Array<pg_sys::ItemPointerData>>(2)?.map(|a| a.iter().flatten().collect::<Vec<_>>()).unwrap_or_default(),
+                    ))
+                })
             })
-        })??;
+        })???;
         let (rels, rows) = picked;
         if rels.is_empty() {
             return Ok(total);

@@ -455,8 +455,15 @@ fn armor_header(env: &[u8]) -> Result<([u8; MAX_ARMOR_HEADER_LEN], usize), Crypt
     let h = parse_header(env)?;
     let mut out = [0u8; MAX_ARMOR_HEADER_LEN];
     out[0] = (h.algorithm << 4) | h.value_type as u8;
-    let mut n = 1;
-    for mut v in [h.key_id, h.key_version] {
+    let n = 1 + write_armor_key(&mut out[1..], h.key_id, h.key_version);
+    Ok((out, n))
+}
+
+/// Writes the key id and key version as the armor's header holds them (after its first byte:
+/// unsigned LEB128 each) into `out`; returns the bytes written (at most 10).
+fn write_armor_key(out: &mut [u8], key_id: u32, key_version: u32) -> usize {
+    let mut n = 0;
+    for mut v in [key_id, key_version] {
         loop {
             let low = (v & 0x7F) as u8;
             v >>= 7;
@@ -467,7 +474,15 @@ fn armor_header(env: &[u8]) -> Result<([u8; MAX_ARMOR_HEADER_LEN], usize), Crypt
             }
         }
     }
-    Ok((out, n))
+    n
+}
+
+/// The bytes 2.. of the armor's header of every value sealed with this key version (see
+/// [`armor_header`]): a value's decoded armor, after its first byte, starts with them.
+pub fn armor_key_bytes(key_id: u32, key_version: u32) -> Vec<u8> {
+    let mut out = [0u8; MAX_ARMOR_HEADER_LEN - 1];
+    let n = write_armor_key(&mut out, key_id, key_version);
+    out[..n].to_vec()
 }
 
 /// Reads one minimal unsigned LEB128 u32 at the start of `b`: (value, bytes read). `None` if it

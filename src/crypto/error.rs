@@ -207,7 +207,7 @@ impl CryptoError {
             AuthFailed => Some("check the context argument: it must be the same as at encryption"),
             KeyRetired { .. } => Some("re-encrypt values with tradeguard.reencrypt_column() before retiring a key version"),
             UnknownKey(_) => Some("create it with tradeguard.create_key(name)"),
-            VersionInUse { .. } => Some("move the column to the active version with tradeguard.reencrypt_column() first, or pass force => true to retire it anyway"),
+            VersionInUse { .. } => Some("move the column to the active version with tradeguard.reencrypt_column() first, or call retire_key(name, version, true) to retire it anyway"),
             NotConfigured(_) => Some("run tradeguard.encrypt_column() for the table (or its partitioned parent) again, or drop the trigger tradeguard_zz_encrypt with break-glass"),
             _ => None,
         }

@@ -179,11 +179,19 @@ pub fn rotate_key_impl(name: &str) -> TgResult<i32> {
     Ok(next)
 }
 
-/// `tradeguard.retire_key(name, version, force)`: that version no longer decrypts. Refused while
-/// a column registered with `encrypt_column` still holds values sealed with it, unless `force`.
+/// `tradeguard.retire_key(name, version)`: that version no longer decrypts. Refused while a
+/// column registered with `encrypt_column` still holds values sealed with it.
 #[pg_extern(volatile)]
 #[search_path(pg_catalog, pg_temp)]
-fn retire_key(name: &str, version: i32, force: default!(bool, "false")) {
+fn retire_key(name: &str, version: i32) {
+    retire_key_impl(name, version, false).or_raise()
+}
+
+/// `tradeguard.retire_key(name, version, force)`: the same, retired anyway with `force`. (Its own
+/// signature, no default: a database created with the two-argument function keeps calling it.)
+#[pg_extern(volatile, name = "retire_key")]
+#[search_path(pg_catalog, pg_temp)]
+fn retire_key_force(name: &str, version: i32, force: bool) {
     retire_key_impl(name, version, force).or_raise()
 }
 
@@ -192,10 +200,22 @@ fn retire_key_impl(name: &str, version: i32, force: bool) -> TgResult<()> {
     if info.active_version == Some(version as u32) {
         return Err(CryptoError::RetireActive { name: info.name.clone(), version: version as u32 }.into());
     }
-    if !force {
-        if let Some((column, rows)) = columns::values_on_version(&info.name, version)? {
-            return Err(CryptoError::VersionInUse { name: info.name.clone(), version: version as u32, column, rows }.into());
+    // (an unknown or already retired version: nothing to scan the tables for)
+    let status = common::as_owner(|| {
+        common::spi_first::<String>(
+            "SELECT status FROM tradeguard_audit.key_versions WHERE key_id = $1 AND version = $2",
+            &[(info.key_id as i32).into(), version.into()],
+        )
+    })??;
+    match status.as_deref() {
+        None => return Err(CryptoError::NoSuchVersion { name: info.name.clone(), version: version as u32 }.into()),
+        Some("retired") => return Ok(()),
+        Some(_) if !force => {
+            if let Some((column, rows)) = columns::values_on_version(&info.name, info.key_id, version)? {
+                return Err(CryptoError::VersionInUse { name: info.name.clone(), version: version as u32, column, rows }.into());
+            }
         }
+        Some(_) => {}
     }
     let n = common::as_owner(|| {
         Spi::connect_mut(|client| {

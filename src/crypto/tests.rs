@@ -124,9 +124,53 @@ mod tests {
         Spi::run("SELECT tradeguard.rotate_key('t_ret'); INSERT INTO t_ret_tbl VALUES (4, 'a4', 'b4'); SELECT tradeguard.rotate_key('t_ret')").unwrap();
         let err = crate::common::sql_error("SELECT tradeguard.retire_key('t_ret', 3)").unwrap_or_default();
         assert!(err.contains("version 3 still encrypts 1 value(s) of column public.t_ret_tbl.a"), "{err}");
-        Spi::run("SELECT tradeguard.retire_key('t_ret', 3, force => true)").unwrap();
+        Spi::run("SELECT tradeguard.retire_key('t_ret', 3, true)").unwrap();
         let err = crate::common::sql_error("SELECT a FROM t_ret_tbl_decrypted WHERE id = 4").unwrap_or_default();
         assert!(err.contains("version 3 is retired"), "{err}");
+        // An unknown version is named as such; retiring a retired version again changes nothing.
+        let err = crate::common::sql_error("SELECT tradeguard.retire_key('t_ret', 99)").unwrap_or_default();
+        assert!(err.contains("has no version 99"), "{err}");
+        Spi::run("SELECT tradeguard.retire_key('t_ret', 3)").unwrap();
+    }
+
+    /// The count runs the table's code as its owner, never as the extension owner (a partition's
+    /// CHECK constraint calling the owner's function, folded by the planner, raises if it runs as
+    /// a superuser; so does the conversion's row picking), names the column with its identifiers
+    /// quoted, and a forced row-level security policy that would hide rows from the owner makes
+    /// it fail instead of counting short.
+    #[pg_test]
+    fn retire_check_runs_the_tables_code_as_its_owner() {
+        Spi::run(
+            r#"CREATE ROLE t_ret_owner; GRANT CREATE ON SCHEMA public TO t_ret_owner;
+             SELECT tradeguard.create_key('t_ret2');
+             SET ROLE t_ret_owner;
+             CREATE FUNCTION t_ret_probe(int) RETURNS bool LANGUAGE plpgsql IMMUTABLE AS
+               $$ BEGIN IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN RAISE EXCEPTION 'owner code ran as a superuser'; END IF; RETURN true; END $$;
+             CREATE TABLE "T ret" (id int PRIMARY KEY, "s""x" text) PARTITION BY RANGE (id);
+             CREATE TABLE t_ret_p1 PARTITION OF "T ret" FOR VALUES FROM (0) TO (100);
+             ALTER TABLE t_ret_p1 ADD CONSTRAINT probe CHECK (t_ret_probe(1));
+             INSERT INTO "T ret" VALUES (1, 'x'), (2, 'y');
+             CREATE TABLE t_ret_rls (id int PRIMARY KEY, s text);
+             INSERT INTO t_ret_rls VALUES (1, 'z');
+             RESET ROLE;
+             SELECT tradeguard.encrypt_column('"T ret"', 's"x', 't_ret2');
+             SELECT tradeguard.encrypt_column('t_ret_rls', 's', 't_ret2');
+             SELECT tradeguard.rotate_key('t_ret2');"#,
+        )
+        .unwrap();
+        let err = crate::common::sql_error("SELECT tradeguard.retire_key('t_ret2', 1)").unwrap_or_default();
+        assert!(err.contains(r#"still encrypts 2 value(s) of column public."T ret"."s""x""#), "{err}");
+        Spi::run(r#"SELECT tradeguard.reencrypt_column('"T ret"', 's"x')"#).unwrap();
+        Spi::run(
+            "SET ROLE t_ret_owner;
+             ALTER TABLE t_ret_rls ENABLE ROW LEVEL SECURITY; ALTER TABLE t_ret_rls FORCE ROW LEVEL SECURITY;
+             CREATE POLICY none ON t_ret_rls USING (false);
+             RESET ROLE;",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let err = crate::common::sql_error("SELECT tradeguard.retire_key('t_ret2', 1)").unwrap_or_default();
+        assert!(err.contains("row-level security"), "{err}");
+        assert_eq!(one::<String>("SELECT status FROM tradeguard.keys WHERE name = 't_ret2' AND version = 1").as_deref(), Some("decrypt_only"));
     }
 
     /// A partition encrypted on its own keeps its registration: encrypting its parent later is
