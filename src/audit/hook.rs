@@ -133,6 +133,15 @@ unsafe fn inherits_protected(parents: &[*mut pg_sys::RangeVar]) -> Option<String
 /// next), but types and domains (audited_tables_using_type) and schemas (their tables are
 /// recorded as dropped). Not relations: their DROP checks ownership before it locks them, and
 /// the hook must not lock a table for a caller who may not drop it.
+/// The event triggers that run function `f`.
+fn event_triggers_of(f: pg_sys::Oid) -> Vec<String> {
+    catalog_first::<Vec<String>>(
+        "SELECT pg_catalog.array_agg(evtname::pg_catalog.text ORDER BY evtname) FROM pg_catalog.pg_event_trigger WHERE evtfoid OPERATOR(pg_catalog.=) $1",
+        &[f.into()],
+    )
+    .unwrap_or_default()
+}
+
 fn cascade_traced(kind: pg_sys::ObjectType::Type) -> bool {
     use pg_sys::ObjectType::*;
     !matches!(kind, OBJECT_TABLE | OBJECT_INDEX | OBJECT_SEQUENCE | OBJECT_VIEW | OBJECT_MATVIEW | OBJECT_FOREIGN_TABLE | OBJECT_TYPE | OBJECT_DOMAIN | OBJECT_SCHEMA)
@@ -942,6 +951,12 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
                 if !rel.is_null() {
                     pg_sys::relation_close(rel, pg_sys::NoLock as i32);
                 }
+                // An event trigger whose function goes: dropped with it.
+                if addr.classId == pg_sys::ProcedureRelationId {
+                    for evt in event_triggers_of(addr.objectId) {
+                        ins.record.push(("DROP EVENT TRIGGER".into(), String::new(), evt));
+                    }
+                }
                 let (tables, reaches_tradeguard) = audited_tables_depending_on(addr);
                 if reaches_tradeguard {
                     ins.protected = Some("extension tradeguard (the cascade reaches its objects: PostgreSQL would drop the extension and its trail)".into());
@@ -1236,6 +1251,16 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
             cstr((*(stmt as *mut pg_sys::AlterEventTrigStmt)).trigname)
         };
         ins.record.push((tag.to_string(), String::new(), name));
+    } else if t == N::T_CreateFunctionStmt && (*(stmt as *mut pg_sys::CreateFunctionStmt)).replace {
+        // CREATE OR REPLACE of an event trigger's function (no arguments) changes what the event
+        // trigger runs, as surely as ALTER EVENT TRIGGER: recorded, with the event trigger's name.
+        let s = stmt as *mut pg_sys::CreateFunctionStmt;
+        let f = pg_sys::LookupFuncName((*s).funcname, 0, std::ptr::null(), true);
+        if f != pg_sys::InvalidOid {
+            for evt in event_triggers_of(f) {
+                ins.record.push((tag.to_string(), String::new(), format!("{} (the function of event trigger {evt})", name_list((*s).funcname).join("."))));
+            }
+        }
     } else if t == N::T_AlterDatabaseSetStmt {
         // ALTER DATABASE ... SET tradeguard.*: the setting for every later session there.
         let s = stmt as *mut pg_sys::AlterDatabaseSetStmt;

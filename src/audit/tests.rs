@@ -1228,6 +1228,8 @@ mod tests {
         .unwrap();
         let err = crate::common::sql_error("SELECT tradeguard.audit_table('t_et2')").unwrap_or_default();
         assert!(err.contains("the tradeguard triggers of public.t_et: protected by tradeguard"), "{err}");
+        // Replacing its function changes what it runs: recorded with its name.
+        assert_eq!(logged("CREATE FUNCTION", "public.t_et_evil (the function of event trigger t_et_evil)"), 1);
         assert_eq!(logged("INSERT", "t_et"), 1);
         assert_eq!(
             Spi::get_one::<bool>("SELECT bool_and(tgenabled = 'A') FROM pg_trigger WHERE tgrelid = 't_et'::regclass AND tgname LIKE 'tradeguard%'"),
@@ -1237,6 +1239,14 @@ mod tests {
         assert_eq!(logged("ALTER EVENT TRIGGER", "t_et_evil"), 2);
         assert_eq!(logged("ALTER EVENT TRIGGER", "t_et_evil2"), 1);
         assert_eq!(logged("DROP EVENT TRIGGER", "t_et_evil2"), 1);
+        // An event trigger dropped with its function (DROP FUNCTION ... CASCADE) is recorded too.
+        Spi::run(
+            "CREATE FUNCTION public.t_et_f2() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN END $$;
+             CREATE EVENT TRIGGER t_et_cas ON ddl_command_end EXECUTE FUNCTION public.t_et_f2();
+             DROP FUNCTION public.t_et_f2() CASCADE",
+        )
+        .unwrap();
+        assert_eq!(logged("DROP EVENT TRIGGER", "t_et_cas"), 1);
         // Without it, audit_table works as before.
         Spi::run("SELECT tradeguard.audit_table('t_et2')").unwrap();
     }

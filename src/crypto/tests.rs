@@ -810,11 +810,12 @@ mod tests {
         // Dropping another column is not.
         Spi::run("ALTER TABLE t_users ADD COLUMN extra int; ALTER TABLE t_users DROP COLUMN extra").unwrap();
 
-        // A key change while the value's key version no longer decrypts.
+        // A key change while the value's key version no longer decrypts (retired with force: the value
+        // is still there).
         Spi::run(
             "CREATE TABLE t_ret (id int PRIMARY KEY, v text); INSERT INTO t_ret VALUES (1, 'one');
              SELECT tradeguard.create_key('t_rb2'); SELECT tradeguard.encrypt_column('t_ret', 'v', 't_rb2');
-             SELECT tradeguard.rotate_key('t_rb2'); SELECT tradeguard.retire_key('t_rb2', 1)",
+             SELECT tradeguard.rotate_key('t_rb2'); SELECT tradeguard.retire_key('t_rb2', 1, true)",
         )
         .unwrap();
         let err = crate::common::sql_error("UPDATE t_ret SET id = 100 WHERE id = 1").unwrap_or_default();
