@@ -422,7 +422,7 @@ fn judge_cmd(word: &str, follow: &str) -> Option<u8> {
         }
         // (PowerShell's take an expression: `iex (iwr http://x/p.ps1)`, `iex(irm ...)`)
         let powershell = matches!(w, "invoke-expression" | "invoke-webrequest" | "invoke-restmethod" | "start-process" | "new-object");
-        if f.is_empty() || is_argish(follow) || follow.starts_with("${") || powershell && f.starts_with(['(', '[']) || f.starts_with(|c: char| c.is_ascii_alphanumeric()) && (very_strong(w) || matches!(w, "nc" | "bash" | "cmd" | "sudo" | "perl" | "python" | "python3" | "php" | "ruby" | "telnet")) {
+        if f.is_empty() || is_argish(follow) || follow.starts_with("${") || powershell && f.starts_with(['(', '[']) || f.starts_with(|c: char| c.is_ascii_alphanumeric()) && (very_strong(w) || matches!(w, "nc" | "bash" | "cmd" | "sudo" | "perl" | "python" | "python3" | "php" | "ruby" | "telnet" | "wevtutil")) {
             return Some(85);
         }
         return None;
@@ -462,6 +462,34 @@ fn judge_cmd(word: &str, follow: &str) -> Option<u8> {
     None
 }
 
+/// `word` made only of references to variables of `vars` (`$a$b`, `${a}${b}`), their values
+/// joined; `None` if it holds anything else, names an unknown variable or joins to more than a
+/// command name's length.
+fn joined_references(word: &str, vars: &std::collections::HashMap<&str, String>) -> Option<String> {
+    const MAX_WORD: usize = 24;
+    if !word.starts_with('$') {
+        return None;
+    }
+    let mut joined = String::new();
+    let mut rest = word;
+    while let Some(r) = rest.strip_prefix('$') {
+        let (name, after) = match r.strip_prefix('{') {
+            Some(b) => b.split_once('}')?,
+            None => {
+                let n = r.bytes().take_while(|c| c.is_ascii_alphanumeric() || *c == b'_').count();
+                (&r[..n], &r[n..])
+            }
+        };
+        let v = vars.get(name)?;
+        if joined.len() + v.len() > MAX_WORD {
+            return None;
+        }
+        joined.push_str(v);
+        rest = after;
+    }
+    rest.is_empty().then_some(joined)
+}
+
 /// A command word assembled from shell variables set before it in the value (`;a=i;b=d;$a$b`,
 /// `;c=whoami;$c`, `;cmd=$'id';$cmd`, `;a=i b=d;"$a$b"`): the span of the statement that runs it,
 /// when the variables' values joined make a command name. Bounded: a few dozen variables, a
@@ -481,8 +509,13 @@ fn assembled_command(text: &str) -> Option<(usize, usize)> {
         if !assignments.is_empty() && assignments.len() == t.split_whitespace().count() {
             for (name, value) in assignments {
                 if vars.len() < MAX_VARS || vars.contains_key(name) {
-                    let v = value.trim_start_matches('$').trim_matches(['\'', '"']);
-                    vars.insert(name, v.chars().take(MAX_WORD + 1).collect());
+                    let v = value.trim_matches(['\'', '"']);
+                    // (`c=$a$b`: a value made of references to variables set before)
+                    let v = match joined_references(v, &vars) {
+                        Some(j) => j,
+                        None => v.trim_start_matches('$').trim_matches(['\'', '"']).chars().take(MAX_WORD + 1).collect(),
+                    };
+                    vars.insert(name, v);
                 }
             }
             continue;
@@ -491,34 +524,7 @@ fn assembled_command(text: &str) -> Option<(usize, usize)> {
         if !word.starts_with('$') || vars.is_empty() {
             continue;
         }
-        // `$a$b`, `${a}${b}`: references only, each to a variable set before
-        let mut joined = String::new();
-        let mut rest = word;
-        let mut known = true;
-        while let Some(r) = rest.strip_prefix('$') {
-            let (name, after) = match r.strip_prefix('{') {
-                Some(b) => match b.split_once('}') {
-                    Some(na) => na,
-                    None => {
-                        known = false;
-                        break;
-                    }
-                },
-                None => {
-                    let n = r.bytes().take_while(|c| c.is_ascii_alphanumeric() || *c == b'_').count();
-                    (&r[..n], &r[n..])
-                }
-            };
-            match vars.get(name) {
-                Some(v) if joined.len() + v.len() <= MAX_WORD => joined.push_str(v),
-                _ => {
-                    known = false;
-                    break;
-                }
-            }
-            rest = after;
-        }
-        if known && rest.is_empty() && is_command(&joined.to_ascii_lowercase()) {
+        if joined_references(word, &vars).is_some_and(|joined| is_command(&joined.to_ascii_lowercase())) {
             let lead = seg.len() - seg.trim_start().len();
             return Some((start + lead, start + lead + t.len()));
         }

@@ -585,8 +585,9 @@ pub(crate) fn nested_keywords_removed(text: &str) -> Option<String> {
     Some(out)
 }
 
-/// `text` without the empty shell expansions glued to a word: `$@`, `$*`, `$()`, ` `` `, `${}` and
-/// `${x}` of a short lowercase name (unset: `${IFS}` and the like are a space, not nothing);
+/// `text` without the empty shell expansions glued to a word: `$@`, `$*`, `$1`..`$9`, `$()`,
+/// `$( )`, ` `` `, `${}` and `${x}` of a short lowercase name (unset: `${IFS}` and the like are a
+/// space, not nothing);
 /// `None` when there are none.
 fn empty_expansions_stripped(text: &str) -> Option<String> {
     let b = text.as_bytes();
@@ -599,11 +600,15 @@ fn empty_expansions_stripped(text: &str) -> Option<String> {
             0
         } else {
             match b.get(i + 1) {
-                Some(b'@' | b'*') => 2,
-                Some(b'(') if b.get(i + 2) == Some(&b')') => 3,
+                // (`$1`..`$9`: positional parameters, unset where the injected command runs)
+                Some(b'@' | b'*' | b'1'..=b'9') => 2,
+                Some(b'(') => {
+                    let blank = b[i + 2..].iter().take_while(|c| **c == b' ').count();
+                    if b.get(i + 2 + blank) == Some(&b')') { 3 + blank } else { 0 }
+                }
                 Some(b'{') => {
                     let name = b[i + 2..].iter().take_while(|c| c.is_ascii_lowercase()).count();
-                    if name <= 2 && b.get(i + 2 + name) == Some(&b'}') { 3 + name } else { 0 }
+                    if name <= 8 && b.get(i + 2 + name) == Some(&b'}') { 3 + name } else { 0 }
                 }
                 _ => 0,
             }

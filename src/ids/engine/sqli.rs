@@ -1268,7 +1268,10 @@ fn analyze(v: &View, quoted: bool, out: &mut Vec<Hit>) {
                     && v.kind(i + 2) == Some(Tk::Bare)
                     && matches!(v.kind(i + 3), None | Some(Tk::Semi))
                     && v.kind(i.wrapping_sub(1)) == Some(Tk::Str);
-                if !prose_select && ((v.kind(i + 1) == Some(Tk::Stmt) && stmt_valid(v, i + 1)) || (v.kind(i + 1) == Some(Tk::Func) && v.kw(i + 1) == "if") || describe || with_statement(v, i + 1)) {
+                // `1; TABLE users;--`: a value that is a number (or a closed string, a parenthesis) then a statement
+                // of any keyword up to a comment that ends the value
+                let to_comment = (i == 1 && v.kind(0) == Some(Tk::Num) || i > 0 && matches!(v.kind(i - 1), Some(Tk::Str) | Some(Tk::RParen))) && statement_to_comment(v, i + 1);
+                if !prose_select && ((v.kind(i + 1) == Some(Tk::Stmt) && stmt_valid(v, i + 1)) || (v.kind(i + 1) == Some(Tk::Func) && v.kw(i + 1) == "if") || describe || with_statement(v, i + 1) || to_comment) {
                     found(hit(v, "sqli.stacked_query", 90, i, c), out);
                 }
             }

@@ -92,7 +92,7 @@ fn rx() -> &'static Rx {
             // passwords, an application's environment and secrets files,
             // package registries', cloud and cluster clients' credentials, MySQL's configuration in
             // its own folder and Tomcat's, Active Directory's database, the Docker daemon's socket
-            r"|.*?[/\\](?:pg_hba\.conf|pg_ident\.conf|postgresql(?:\.auto)?\.conf|\.psql_history|\.pgpass|\.env(?:\.(?:local|prod|production|dev|development|staging))?|\.npmrc|\.pypirc|\.git[/\\](?:config|head)|\.aws[/\\]credentials|\.docker[/\\]config\.json|\.kube[/\\]config|\.config[/\\]gcloud[/\\][^/\\]+|\.my\.cnf|mysql[^/\\]*[/\\](?:[^/\\]+[/\\])*?my\.(?:ini|cnf)|tomcat[\w.-]*[/\\]conf[/\\][\w-]+\.xml|tomcat-users\.xml|ntds\.dit|(?:secrets|credentials)\.ya?ml|credentials\.db|docker\.sock|k3s\.yaml|appdata[/\\]roaming[/\\]microsoft[/\\](?:credentials|protect)(?:[/\\][^/\\]*)*)$",
+            r"|.*?[/\\](?:pg_hba\.conf|pg_ident\.conf|postgresql(?:\.auto)?\.conf|\.psql_history|\.pgpass|\.env(?:\.(?:local|prod|production|dev|development|staging|test)){0,2}|\.npmrc|\.pypirc|\.git[/\\](?:config|head)|\.aws[/\\]credentials|\.docker[/\\]config\.json|\.kube[/\\]config|\.config[/\\]gcloud[/\\][^/\\]+|\.my\.cnf|mysql[^/\\]*[/\\](?:[^/\\]+[/\\])*?my\.(?:ini|cnf)|tomcat[\w.-]*[/\\]conf[/\\][\w-]+\.xml|tomcat-users\.xml|ntds\.dit|(?:secrets|credentials)\.ya?ml|credentials\.db|docker\.sock|k3s\.yaml|appdata[/\\]roaming[/\\]microsoft[/\\](?:credentials|protect)(?:[/\\][^/\\]*)*)$",
             // MySQL's user tables, a cluster's and the container engine's state and configuration,
             // bash's network redirection (`/dev/tcp/host/port`) (not a
             // database's data folder: `/var/lib/postgresql/15/main` is a DBA's note)
