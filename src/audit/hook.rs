@@ -133,6 +133,11 @@ unsafe fn inherits_protected(parents: &[*mut pg_sys::RangeVar]) -> Option<String
 /// next), but types and domains (audited_tables_using_type) and schemas (their tables are
 /// recorded as dropped). Not relations: their DROP checks ownership before it locks them, and
 /// the hook must not lock a table for a caller who may not drop it.
+fn cascade_traced(kind: pg_sys::ObjectType::Type) -> bool {
+    use pg_sys::ObjectType::*;
+    !matches!(kind, OBJECT_TABLE | OBJECT_INDEX | OBJECT_SEQUENCE | OBJECT_VIEW | OBJECT_MATVIEW | OBJECT_FOREIGN_TABLE | OBJECT_TYPE | OBJECT_DOMAIN | OBJECT_SCHEMA)
+}
+
 /// The event triggers that run function `f`.
 fn event_triggers_of(f: pg_sys::Oid) -> Vec<String> {
     catalog_first::<Vec<String>>(
@@ -142,9 +147,9 @@ fn event_triggers_of(f: pg_sys::Oid) -> Vec<String> {
     .unwrap_or_default()
 }
 
-fn cascade_traced(kind: pg_sys::ObjectType::Type) -> bool {
-    use pg_sys::ObjectType::*;
-    !matches!(kind, OBJECT_TABLE | OBJECT_INDEX | OBJECT_SEQUENCE | OBJECT_VIEW | OBJECT_MATVIEW | OBJECT_FOREIGN_TABLE | OBJECT_TYPE | OBJECT_DOMAIN | OBJECT_SCHEMA)
+/// Every event trigger of the database, by name.
+fn all_event_triggers() -> Vec<String> {
+    catalog_first::<Vec<String>>("SELECT pg_catalog.array_agg(evtname::pg_catalog.text ORDER BY evtname) FROM pg_catalog.pg_event_trigger", &[]).unwrap_or_default()
 }
 
 /// What depends on object ($1 class, $2 oid), at any depth. A column reached (objsubid > 0)
@@ -317,6 +322,9 @@ struct Inspection {
     /// A statement that may drop tables: afterwards, registrations whose table is gone however
     /// it went (a path the inspection did not foresee) are recorded as dropped and forgotten.
     drop_check: bool,
+    /// With `drop_check`: the event triggers before the statement (one dropped with its function,
+    /// schema, extension, language or owner is recorded afterwards).
+    event_triggers_before: Option<Vec<String>>,
 }
 
 impl Inspection {
@@ -338,6 +346,7 @@ impl Inspection {
             columns_dropped,
             exclusions_before: _,
             drop_check,
+            event_triggers_before: _,
         } = self;
         !drop_check
             && rebuild_view.is_none()
@@ -951,12 +960,6 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
                 if !rel.is_null() {
                     pg_sys::relation_close(rel, pg_sys::NoLock as i32);
                 }
-                // An event trigger whose function goes: dropped with it.
-                if addr.classId == pg_sys::ProcedureRelationId {
-                    for evt in event_triggers_of(addr.objectId) {
-                        ins.record.push(("DROP EVENT TRIGGER".into(), String::new(), evt));
-                    }
-                }
                 let (tables, reaches_tradeguard) = audited_tables_depending_on(addr);
                 if reaches_tradeguard {
                     ins.protected = Some("extension tradeguard (the cascade reaches its objects: PostgreSQL would drop the extension and its trail)".into());
@@ -1252,13 +1255,34 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
         };
         ins.record.push((tag.to_string(), String::new(), name));
     } else if t == N::T_CreateFunctionStmt && (*(stmt as *mut pg_sys::CreateFunctionStmt)).replace {
-        // CREATE OR REPLACE of an event trigger's function (no arguments) changes what the event
-        // trigger runs, as surely as ALTER EVENT TRIGGER: recorded, with the event trigger's name.
+        // CREATE OR REPLACE of an event trigger's function changes what the event trigger runs,
+        // as surely as ALTER EVENT TRIGGER: recorded, with the event trigger's name. The function
+        // replaced is the one of that name with no input arguments in the schema it is created in
+        // (as PostgreSQL resolves it; an event trigger's function takes none).
         let s = stmt as *mut pg_sys::CreateFunctionStmt;
-        let f = pg_sys::LookupFuncName((*s).funcname, 0, std::ptr::null(), true);
+        let inputs = list_ptrs((*s).parameters).into_iter().any(|p| {
+            use pg_sys::FunctionParameterMode::*;
+            matches!((*(p as *mut pg_sys::FunctionParameter)).mode, FUNC_PARAM_IN | FUNC_PARAM_INOUT | FUNC_PARAM_VARIADIC | FUNC_PARAM_DEFAULT)
+        });
+        if !inputs {
+            let mut name: *mut c_char = std::ptr::null_mut();
+            let nsp = pg_sys::QualifiedNameGetCreationNamespace((*s).funcname, &mut name);
+            let f = catalog_first::<pg_sys::Oid>(
+                "SELECT oid FROM pg_catalog.pg_proc WHERE proname OPERATOR(pg_catalog.=) $1 AND pronamespace OPERATOR(pg_catalog.=) $2 AND pronargs OPERATOR(pg_catalog.=) 0",
+                &[cstr(name).as_str().into(), nsp.into()],
+            );
+            for evt in f.map(event_triggers_of).unwrap_or_default() {
+                ins.record.push((tag.to_string(), String::new(), format!("{}.{} (the function of event trigger {evt})", cstr(pg_sys::get_namespace_name(nsp)), cstr(name))));
+            }
+        }
+    } else if t == N::T_AlterFunctionStmt {
+        // ALTER FUNCTION of an event trigger's function (SET search_path, SECURITY DEFINER, ...):
+        // recorded like a replacement.
+        let s = stmt as *mut pg_sys::AlterFunctionStmt;
+        let f = pg_sys::LookupFuncWithArgs((*s).objtype, (*s).func, true);
         if f != pg_sys::InvalidOid {
             for evt in event_triggers_of(f) {
-                ins.record.push((tag.to_string(), String::new(), format!("{} (the function of event trigger {evt})", name_list((*s).funcname).join("."))));
+                ins.record.push((tag.to_string(), String::new(), format!("{}.{} (the function of event trigger {evt})", cstr(pg_sys::get_namespace_name(pg_sys::get_func_namespace(f))), cstr(pg_sys::get_func_name(f)))));
             }
         }
     } else if t == N::T_AlterDatabaseSetStmt {
@@ -1346,6 +1370,9 @@ unsafe extern "C-unwind" fn tradeguard_process_utility(
         // Names in the statement resolve through the caller's search_path, as PostgreSQL will
         // resolve them; tradeguard's own catalog queries pin theirs (catalog_says).
         ins = inspect(stmt, &tag);
+        if ins.drop_check {
+            ins.event_triggers_before = Some(all_event_triggers());
+        }
         // pg_restore in restore mode recreates the dump's other extensions before it copies the
         // trail: rows recorded for their scripts' GRANT/REVOKE would take ids the restored
         // trail holds. Restore mode is a superuser's (its writes raise restore_mode_write).
@@ -1473,7 +1500,20 @@ unsafe fn after_statement(stmt: *mut pg_sys::Node, ins: &Inspection) {
             e.raise();
         }
     }
-    for (op, schema, object) in ins.record.iter().chain(&vanished) {
+    // Event triggers that went with what the statement dropped (a function, schema, extension,
+    // language, or DROP OWNED): recorded like DROP EVENT TRIGGER.
+    let vanished_event_triggers: Vec<(String, String, String)> = match &ins.event_triggers_before {
+        Some(before) => {
+            let now = all_event_triggers();
+            before
+                .iter()
+                .filter(|e| !now.contains(e) && !ins.record.iter().any(|(op, _, t)| op == "DROP EVENT TRIGGER" && t == *e))
+                .map(|e| ("DROP EVENT TRIGGER".to_string(), String::new(), e.clone()))
+                .collect()
+        }
+        None => Vec::new(),
+    };
+    for (op, schema, object) in ins.record.iter().chain(&vanished).chain(&vanished_event_triggers) {
         // The extension may be gone now (DROP EXTENSION under break-glass).
         if pg_sys::get_extension_oid(c"tradeguard".as_ptr(), true) == pg_sys::InvalidOid {
             pgrx::warning!("tradeguard: {op} {object} done under break-glass; the extension and its trail are gone");

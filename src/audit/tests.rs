@@ -1230,6 +1230,16 @@ mod tests {
         assert!(err.contains("the tradeguard triggers of public.t_et: protected by tradeguard"), "{err}");
         // Replacing its function changes what it runs: recorded with its name.
         assert_eq!(logged("CREATE FUNCTION", "public.t_et_evil (the function of event trigger t_et_evil)"), 1);
+        // So is an ALTER FUNCTION of it; an overload of the same name with arguments is another
+        // function (not recorded).
+        Spi::run(
+            "ALTER FUNCTION public.t_et_evil() SET search_path = public;
+             CREATE OR REPLACE FUNCTION public.t_et_evil(int) RETURNS int LANGUAGE sql AS 'SELECT 1';
+             CREATE OR REPLACE FUNCTION public.t_et_evil(int) RETURNS int LANGUAGE sql AS 'SELECT 2'",
+        )
+        .unwrap();
+        assert_eq!(logged("ALTER FUNCTION", "public.t_et_evil (the function of event trigger t_et_evil)"), 1);
+        assert_eq!(logged("CREATE FUNCTION", "public.t_et_evil (the function of event trigger t_et_evil)"), 1);
         assert_eq!(logged("INSERT", "t_et"), 1);
         assert_eq!(
             Spi::get_one::<bool>("SELECT bool_and(tgenabled = 'A') FROM pg_trigger WHERE tgrelid = 't_et'::regclass AND tgname LIKE 'tradeguard%'"),
@@ -1247,6 +1257,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(logged("DROP EVENT TRIGGER", "t_et_cas"), 1);
+        // ... and one that goes with its function's schema (DROP SCHEMA ... CASCADE).
+        Spi::run(
+            "CREATE SCHEMA t_et_s; CREATE FUNCTION t_et_s.f3() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN END $$;
+             CREATE EVENT TRIGGER t_et_s3 ON ddl_command_end EXECUTE FUNCTION t_et_s.f3();
+             DROP SCHEMA t_et_s CASCADE",
+        )
+        .unwrap();
+        assert_eq!(logged("DROP EVENT TRIGGER", "t_et_s3"), 1);
         // Without it, audit_table works as before.
         Spi::run("SELECT tradeguard.audit_table('t_et2')").unwrap();
     }

@@ -748,9 +748,10 @@ pub(crate) fn values_on_version(key_name: &str, key_id: u32, version: i32) -> Tg
     for (schema, table, column, relid) in registered {
         let c = q(&column);
         // `tg1:` + base64: 16 characters decode to the armor's header and the nonce's first bytes.
-        // (A row the conversion has not reached yet is plaintext: not decoded.)
+        // (A row the conversion has not reached yet is plaintext, and a plaintext that starts
+        // with `tg1:` but no base64 after it is not decoded either.)
         let count = format!(
-            "SELECT pg_catalog.count(*) FROM {}.{} WHERE CASE WHEN pg_catalog.left({c}, 4) OPERATOR(pg_catalog.=) 'tg1:' AND pg_catalog.length({c}) OPERATOR(pg_catalog.>=) 20
+            "SELECT pg_catalog.count(*) FROM {}.{} WHERE CASE WHEN {c} OPERATOR(pg_catalog.~) '^tg1:[A-Za-z0-9+/]{{16}}'
                THEN pg_catalog.substr(pg_catalog.decode(pg_catalog.substr({c}, 5, 16), 'base64'), 2, $2) OPERATOR(pg_catalog.=) $1 END",
             q(&schema),
             q(&table)

@@ -118,6 +118,12 @@ mod tests {
         assert_eq!(one::<String>("SELECT status FROM tradeguard.keys WHERE name = 't_ret' AND version = 1").as_deref(), Some("decrypt_only"));
         // Moved to version 2: version 1 retires, and every value still decrypts.
         assert_eq!(one::<i64>("SELECT tradeguard.reencrypt_column('t_ret_tbl', 'b')"), Some(2));
+        // (a plaintext that starts with `tg1:`, written past the trigger, is not taken for armor)
+        Spi::run(
+            "CREATE TABLE t_ret_bad (id int PRIMARY KEY, v text); SELECT tradeguard.encrypt_column('t_ret_bad', 'v', 't_ret');
+             SET session_replication_role = replica; INSERT INTO t_ret_bad VALUES (1, 'tg1:!! not base64 at all, long enough'); RESET session_replication_role",
+        )
+        .unwrap();
         Spi::run("SELECT tradeguard.retire_key('t_ret', 1)").unwrap();
         assert_eq!(one::<String>("SELECT string_agg(coalesce(a, '-') || coalesce(b, '-'), ',' ORDER BY id) FROM t_ret_tbl_decrypted").as_deref(), Some("a1b1,a2-,-b3"));
         // force: retired although values remain (they then fail to decrypt, with their own error).
