@@ -226,7 +226,8 @@ static RULES: &[RuleInfo] = &[
     RuleInfo { id: "traversal.stream_wrapper", class: Class::Traversal, description: "PHP stream wrapper that reads or runs files (php://filter, php://input, expect://, phar://, data:;base64 PHP code), or a gopher:// / dict:// URL (server-side request to an internal service)" },
     RuleInfo { id: "traversal.unc_path", class: Class::Traversal, description: "Windows network path to a script or program, or through WebDAV (\\\\host\\share\\x.php, \\\\host@SSL\\DavWWWRoot\\x): remote file inclusion" },
     RuleInfo { id: "traversal.ntfs_stream", class: Class::Traversal, description: "NTFS alternate data stream on a file name (index.php::$DATA)" },
-    RuleInfo { id: "traversal.metadata_endpoint", class: Class::Traversal, description: "cloud instance metadata endpoint, the credentials a forged server-side request reads (169.254.169.254/latest/meta-data, metadata.google.internal)" },
+    RuleInfo { id: "traversal.metadata_endpoint", class: Class::Traversal, description: "cloud instance metadata endpoint, the credentials a forged server-side request reads (169.254.169.254/latest/meta-data, metadata.google.internal), and internal APIs a forged request reaches (kubernetes.default.svc/api, the Docker daemon on 127.0.0.1:2375)" },
+    RuleInfo { id: "traversal.remote_include", class: Class::Traversal, description: "remote file inclusion: a URL of a script or text file with an empty query (http://host/shell.txt?), or a script over ftp://" },
     RuleInfo { id: "identifier.structural_chars", class: Class::Sqli, description: "identifier context: quote, comment, separator or markup characters" },
 ];
 
@@ -291,7 +292,8 @@ fn plain_needs_check(s: &[u8]) -> bool {
             b'2' if starts(b"2852039166") => return true,
             b'0' if starts(b"0xa9fea9fe") || starts(b"0251.0376.") => return true,
             b'i' if starts(b"instance-data") => return true,
-            b'k' if starts(b"kubernetes.io/serviceaccount") => return true,
+            b'k' if starts(b"kubernetes.io/serviceaccount") || starts(b"kubernetes.default") => return true,
+            b':' if starts(b":2375/") || starts(b":2376/") => return true,
             // (`0x2e0x2e0x2f`: dots and slashes as hexadecimal; `..2f..2f`, `Li4vLi4v`: a traversal
             // with its percent signs lost or in base64; `convert.iconv.X.Y`: a PHP filter chain)
             b'0' if starts(b"0x2e") || starts(b"0x2f") || starts(b"0x5c") => return true,
@@ -309,7 +311,12 @@ fn plain_needs_check(s: &[u8]) -> bool {
     }
     // a value that is one file path (`/usr/local/apache2/conf/httpd.conf`), or starts with a
     // shell command ("cat /etc/..", "ls -la")
-    std::str::from_utf8(s).is_ok_and(traversal::path_value) || leading_word_is_command(s)
+    // (and a URL that ends with an empty query, or one over FTP: remote file inclusion)
+    let url = |p: &[u8]| s.len() > p.len() && s[..p.len()].eq_ignore_ascii_case(p);
+    std::str::from_utf8(s).is_ok_and(traversal::path_value)
+        || leading_word_is_command(s)
+        || (s.ends_with(b"?") && (url(b"http://") || url(b"https://") || url(b"ftp://")))
+        || url(b"ftp://")
 }
 
 fn leading_word_is_command(s: &[u8]) -> bool {

@@ -15,6 +15,7 @@ struct Rx {
     wrapper: Regex,
     etc_probe: Regex,
     ntfs_stream: Regex,
+    remote_include: Regex,
     metadata: Regex,
     dotdot_encoded: Regex,
     lfi_path: Regex,
@@ -108,7 +109,11 @@ fn rx() -> &'static Rx {
         // instance's credentials. The address with a path or after `//`, the host names anywhere.
         // (as a URL or a parameter's value, with a path after the address: not a CIDR,
         // `169.254.169.254/32`, nor prose naming it, `hop limit 1 for 169.254.169.254/latest/...`)
-        metadata: Regex::new(r"(?i)(?:^|//|@|=)(?:169\.254\.169\.254|100\.100\.100\.200|169\.254\.170\.2|\[?fd00:ec2::254\]?|\[::ffff:169\.254\.169\.254\])(?::\d{1,5})?/[a-z]|//(?:169\.254\.169\.254|\[?fd00:ec2::254\]?|\[::ffff:169\.254\.169\.254\]|2852039166|0xa9fea9fe|0251\.0376\.0251\.0376|instance-data)(?:[:/]|$)|(?-u:\b)metadata\.google\.internal(?-u:\b)|/computemetadata/v1(?-u:\b)").unwrap(),
+        metadata: Regex::new(r"(?i)(?:^|//|@|=)(?:169\.254\.169\.254|100\.100\.100\.200|169\.254\.170\.2|\[?fd00:ec2::254\]?|\[::ffff:169\.254\.169\.254\])(?::\d{1,5})?/[a-z]|//(?:169\.254\.169\.254|\[?fd00:ec2::254\]?|\[::ffff:169\.254\.169\.254\]|2852039166|0xa9fea9fe|0251\.0376\.0251\.0376|instance-data)(?:[:/]|$)|(?-u:\b)metadata\.google\.internal(?-u:\b)|/computemetadata/v1(?-u:\b)|//kubernetes\.default(?:\.svc(?:\.cluster\.local)?)?(?::\d{1,5})?/(?:api|apis)(?:/|$)|//(?:localhost|127\.0\.0\.1|0\.0\.0\.0|\[::1\]):237[56]/").unwrap(),
+        // Remote file inclusion: a URL of a script or a text file to include, its query left
+        // empty so that what the application appends is ignored (`http://x/shell.txt?`), or a
+        // script over FTP. A value that is only the URL.
+        remote_include: Regex::new(r"(?i)^(?:(?:https?|ftp)://[^\s/?#]+/[^\s?#]*\.(?:txt|php\d?|phtml|inc|jsp|aspx?|sh|pl|py)\?|ftp://[^\s/?#]+/[^\s?#]*\.(?:php\d?|phtml|jsp|aspx?))$").unwrap(),
         ntfs_stream: Regex::new(r"(?i)\.[a-z0-9]{1,8}:[\w.-]{0,40}:\$data(?-u:\b)|::\$(?:index_allocation|bitmap)(?-u:\b)|:\$i30:").unwrap(),
     })
 }
@@ -224,6 +229,10 @@ pub fn scan(text: &str, had_nul: bool, path_ctx: bool, out: &mut Vec<Hit>) {
         }
         if let Some(m) = if b.contains(&b'/') { r.metadata.find(text) } else { None } {
             push(out, "traversal.metadata_endpoint", 80, m, text);
+        }
+        if let Some(m) = if b.contains(&b':') { r.remote_include.find(text.trim()) } else { None } {
+            let start = text.len() - text.trim_start().len();
+            push_span(out, "traversal.remote_include", 80, start + m.start(), start + m.end(), text);
         }
         if let Some(m) = r.file_url.find(text) {
             push(out, "traversal.file_url", if path_ctx { 70 } else { 45 }, m, text);
