@@ -706,6 +706,14 @@ fn statement_to_comment(v: &View, i: usize) -> bool {
         && v.all.last().is_some_and(|t| t.kind == Tk::Comment && truncating_comment(v, t) && !prose_comment(v, t) && !v.text(t).iter().any(u8::is_ascii_uppercase))
 }
 
+/// After a breakout and `;`, a whole short statement that reads or locks a table or shows the
+/// settings, with nothing after it but `;`: `'; TABLE users`, `'; LOCK TABLE orders`, `'; SHOW ALL`.
+fn short_utility_statement(v: &View, i: usize) -> bool {
+    let end = |k: usize| matches!(v.kind(k), None | Some(Tk::Semi)) && v.kind(k + 1).is_none();
+    let name = |k: usize| v.kind(k) == Some(Tk::Bare) && (end(k + 1) || v.kind(k + 1) == Some(Tk::Dot) && v.kind(k + 2) == Some(Tk::Bare) && end(k + 3));
+    (v.kw(i) == "table" && name(i + 1)) || (v.kw(i) == "lock" && v.kw(i + 1) == "table" && name(i + 2)) || (v.word_is(i, "show") && v.kw(i + 1) == "all" && end(i + 2))
+}
+
 /// `WITH name AS ( DELETE|UPDATE|INSERT|SELECT ...`: a statement that starts with a common table
 /// expression (`'; WITH d AS (DELETE FROM orders RETURNING *) SELECT 1`).
 fn with_statement(v: &View, i: usize) -> bool {
@@ -1165,7 +1173,7 @@ fn analyze(v: &View, quoted: bool, out: &mut Vec<Hit>) {
                 if v.kind(k + 1).is_none() && v.all.last().map(|t| t.kind == Tk::Comment && truncating_comment(v, t)).unwrap_or(false) {
                     found(hit(v, "sqli.breakout_stacked", 85, 0, c), out);
                 }
-                if statement_to_comment(v, k + 1) {
+                if statement_to_comment(v, k + 1) || short_utility_statement(v, k + 1) {
                     found(hit(v, "sqli.breakout_stacked", 85, 0, c), out);
                 }
             }
