@@ -136,16 +136,22 @@ unsafe fn set_search_path(value: *const std::ffi::c_char) {
     set_local(c"search_path", value);
 }
 
-/// Runs `sql`, a `DROP ... IF EXISTS` of an object tradeguard makes again right after, without
-/// PostgreSQL's "does not exist, skipping" NOTICE (noise to the caller: nothing it did).
-pub fn run_quietly(sql: &str) -> Result<(), pgrx::spi::Error> {
+/// Runs `f` with setting `name` at `value`, the setting as it was restored after it (on ERROR,
+/// transaction abort restores it).
+pub fn with_local_setting<R>(name: &std::ffi::CStr, value: &std::ffi::CStr, f: impl FnOnce() -> R) -> R {
     unsafe {
         let nest = pg_sys::NewGUCNestLevel();
-        set_local(c"client_min_messages", c"warning".as_ptr());
-        let r = Spi::run(sql);
+        set_local(name, value.as_ptr());
+        let r = f();
         pg_sys::AtEOXact_GUC(false, nest);
         r
     }
+}
+
+/// Runs `sql`, a `DROP ... IF EXISTS` of an object tradeguard makes again right after, without
+/// PostgreSQL's "does not exist, skipping" NOTICE (noise to the caller: nothing it did).
+pub fn run_quietly(sql: &str) -> Result<(), pgrx::spi::Error> {
+    with_local_setting(c"client_min_messages", c"warning", || Spi::run(sql))
 }
 
 /// Runs `f` as the extension owner with `search_path = pg_catalog, pg_temp`, the way a
@@ -196,20 +202,6 @@ pub fn as_table_owner<R>(relid: pg_sys::Oid, f: impl FnOnce() -> R) -> TgResult<
         pg_sys::AtEOXact_GUC(false, nest);
         pg_sys::SetUserIdAndSecContext(saved_uid, saved_ctx);
         Ok(r)
-    }
-}
-
-/// Runs `f` with `constraint_exclusion = off`, the setting restored after it: a query the
-/// extension owner runs on a user's table is then not planned with the table's CHECK
-/// constraints, whose immutable function calls the planner would otherwise fold (run) with the
-/// extension owner's rights.
-pub fn without_constraint_exclusion<R>(f: impl FnOnce() -> R) -> TgResult<R> {
-    unsafe {
-        let nest = pg_sys::NewGUCNestLevel();
-        let set = Spi::run("SELECT pg_catalog.set_config('constraint_exclusion', 'off', true)");
-        let r = set.map(|_| f());
-        pg_sys::AtEOXact_GUC(false, nest);
-        Ok(r.map_err(CoreError::from)?)
     }
 }
 

@@ -757,10 +757,7 @@ pub(crate) fn values_on_version(key_name: &str, key_id: u32, version: i32) -> Tg
             q(&table)
         );
         let rows = common::as_table_owner(relid, || {
-            Spi::connect_mut(|client| {
-                client.update("SELECT pg_catalog.set_config('row_security', 'off', true)", None, &[])?;
-                client.select(&count, Some(1), &[key.as_slice().into(), (key.len() as i32).into()])?.first().get::<i64>(1)
-            })
+            common::with_local_setting(c"row_security", c"off", || Spi::get_one_with_args::<i64>(&count, &[key.as_slice().into(), (key.len() as i32).into()]))
         })??
         .unwrap_or(0);
         if rows > 0 {
@@ -1407,7 +1404,8 @@ pub fn convert_attached_partition(relid: pg_sys::Oid) -> TgResult<i64> {
 /// `relid`) that match `cond`, at most `batch` at a time, until none is left; returns the count.
 /// Re-running after an interruption continues where it stopped. The rows are chosen and locked
 /// (FOR UPDATE: concurrent writers wait rather than conflict) as the extension owner, which
-/// sees every row, without constraint exclusion (see `common::without_constraint_exclusion`);
+/// sees every row, without constraint exclusion (the planner would fold the table's CHECK
+/// constraints with the extension owner's rights);
 /// the UPDATE, which fires the table's own triggers and checks, runs as the
 /// table's owner in a security-restricted operation.
 fn update_in_batches(relid: pg_sys::Oid, fq: &str, col: &str, cond: &str, batch: i32) -> TgResult<i64> {
@@ -1424,9 +1422,10 @@ fn update_in_batches(relid: pg_sys::Oid, fq: &str, col: &str, cond: &str, batch:
     let mut last_pick: Option<(Vec<pg_sys::Oid>, Vec<(u16, u16, u16)>)> = None;
     loop {
         // (Not read-only: FOR UPDATE locks the rows.)
-        // (without constraint exclusion: the table's CHECK constraints are its owner's code)
+        // (without constraint exclusion: the table's CHECK constraints are its owner's code, which
+        // the planner would fold with the extension owner's rights)
         let picked = common::as_owner(|| {
-            common::without_constraint_exclusion(|| {
+            common::with_local_setting(c"constraint_exclusion", c"off", || {
                 Spi::connect_mut(|client| {
                     let t = client.update(&pick, Some(1), &[])?;
                     let r = t.first();
@@ -1436,7 +1435,7 @@ fn update_in_batches(relid: pg_sys::Oid, fq: &str, col: &str, cond: &str, batch:
                     ))
                 })
             })
-        })???;
+        })??;
         let (rels, rows) = picked;
         if rels.is_empty() {
             return Ok(total);
