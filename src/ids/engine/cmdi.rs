@@ -462,11 +462,13 @@ fn judge_cmd(word: &str, follow: &str) -> Option<u8> {
     None
 }
 
+/// The longest command word a value's shell variables are joined into (longer is no command).
+const MAX_WORD: usize = 24;
+
 /// `word` made only of references to variables of `vars` (`$a$b`, `${a}${b}`), their values
 /// joined; `None` if it holds anything else, names an unknown variable or joins to more than a
 /// command name's length.
 fn joined_references(word: &str, vars: &std::collections::HashMap<&str, String>) -> Option<String> {
-    const MAX_WORD: usize = 24;
     if !word.starts_with('$') {
         return None;
     }
@@ -496,7 +498,6 @@ fn joined_references(word: &str, vars: &std::collections::HashMap<&str, String>)
 /// joined word no longer than a command name.
 fn assembled_command(text: &str) -> Option<(usize, usize)> {
     const MAX_VARS: usize = 32;
-    const MAX_WORD: usize = 24;
     let valid_name = |n: &str| !n.is_empty() && n.len() <= 32 && n.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_') && !n.as_bytes()[0].is_ascii_digit();
     let mut vars: std::collections::HashMap<&str, String> = std::collections::HashMap::new();
     let mut pos = 0;

@@ -462,19 +462,17 @@ fn scan(input: &str, ctx: Context, early: bool) -> Option<Scan> {
         let mut hits: Vec<Hit> = Vec::new();
         run_detectors(input, ctx, false, early, &mut hits);
         let mut steps = Vec::new();
-        if hits.is_empty() {
-            if let Some(n) = decode::normalized_path(input) {
-                run_detectors(&n, ctx, false, early, &mut hits);
-                if !hits.is_empty() {
-                    steps.push("path_normalized");
-                }
+        // (the readings a plain value can have: a path as the system resolves it, keywords
+        // written inside themselves; tried in turn until one finds something)
+        let readings: [(&str, fn(&str) -> Option<String>); 2] = [("path_normalized", decode::normalized_path), ("nested_keyword", decode::nested_keywords_removed)];
+        for (step, reading) in readings {
+            if !hits.is_empty() {
+                break;
             }
-        }
-        if hits.is_empty() {
-            if let Some(n) = decode::nested_keywords_removed(input) {
+            if let Some(n) = reading(input) {
                 run_detectors(&n, ctx, false, early, &mut hits);
                 if !hits.is_empty() {
-                    steps.push("nested_keyword");
+                    steps.push(step);
                 }
             }
         }
