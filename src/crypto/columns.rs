@@ -990,6 +990,9 @@ fn encrypt_column_impl(tbl: pg_sys::Oid, col: &str, key_name: &str, blind_key: O
     }
     let already = already.map(|(vt, _, _)| vt);
     let fq = format!("{}.{}", q(schema), q(table));
+    // (Before any of the changes below: the conversion plans its row picking as the extension
+    // owner.)
+    refuse_owner_planner_code(tbl, &fq)?;
     let vt = match &already {
         Some(vt) => ValueType::parse_name(vt)?,
         None => {
@@ -1400,6 +1403,50 @@ pub fn convert_attached_partition(relid: pg_sys::Oid) -> TgResult<i64> {
     Ok(total)
 }
 
+/// The first index or statistics object of table `relid` or of one of its partitions that
+/// calls a function (directly or through an operator) whose owner is not a superuser, described
+/// for an error. The planner runs such code with the planning role's rights: it folds the
+/// constant parts of statistics expressions for every query on the table, and of index
+/// expressions and partial-index predicates when a backend first loads them.
+const OWNER_PLANNER_CODE_SQL: &str = "
+    WITH tree AS (SELECT $1::pg_catalog.oid AS relid
+                  UNION SELECT t.relid FROM pg_catalog.pg_partition_tree($1::pg_catalog.regclass) t),
+    objs AS (SELECT 'statistics object ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(s.stxname) AS what,
+                    'pg_catalog.pg_statistic_ext'::pg_catalog.regclass::pg_catalog.oid AS classid, s.oid AS objid
+               FROM pg_catalog.pg_statistic_ext s JOIN pg_catalog.pg_namespace n ON n.oid = s.stxnamespace
+              WHERE s.stxrelid IN (SELECT relid FROM tree)
+             UNION ALL
+             SELECT 'index ' || i.indexrelid::pg_catalog.regclass::pg_catalog.text,
+                    'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid, i.indexrelid
+               FROM pg_catalog.pg_index i WHERE i.indrelid IN (SELECT relid FROM tree)),
+    calls AS (SELECT o.what,
+                     CASE WHEN d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass::pg_catalog.oid THEN d.refobjid
+                          ELSE op.oprcode::pg_catalog.oid END AS fn
+                FROM objs o JOIN pg_catalog.pg_depend d ON d.classid = o.classid AND d.objid = o.objid
+                LEFT JOIN pg_catalog.pg_operator op
+                  ON op.oid = d.refobjid AND d.refclassid = 'pg_catalog.pg_operator'::pg_catalog.regclass::pg_catalog.oid
+               WHERE d.refclassid IN ('pg_catalog.pg_proc'::pg_catalog.regclass::pg_catalog.oid,
+                                      'pg_catalog.pg_operator'::pg_catalog.regclass::pg_catalog.oid))
+    SELECT c.what || ' calls function ' || c.fn::pg_catalog.regprocedure::pg_catalog.text || ', owned by ' || pg_catalog.quote_ident(r.rolname)
+      FROM calls c JOIN pg_catalog.pg_proc p ON p.oid = c.fn JOIN pg_catalog.pg_roles r ON r.oid = p.proowner
+     WHERE NOT r.rolsuper
+     ORDER BY 1 LIMIT 1";
+
+/// Refuses to plan queries on table `fq` (`relid`) as the extension owner while the planner
+/// would run the table owner's code in them (see [`OWNER_PLANNER_CODE_SQL`]); the table and its
+/// partitions are locked first (SHARE UPDATE EXCLUSIVE, which writers do not wait for), so that
+/// no index or statistics object is added before the transaction ends.
+fn refuse_owner_planner_code(relid: pg_sys::Oid, fq: &str) -> TgResult<()> {
+    let found = common::as_owner(|| -> TgResult<Option<String>> {
+        Spi::run(&format!("LOCK TABLE {fq} IN SHARE UPDATE EXCLUSIVE MODE"))?;
+        Ok(common::spi_first::<String>(OWNER_PLANNER_CODE_SQL, &[relid.into()])?)
+    })??;
+    match found {
+        Some(what) => Err(CryptoError::OwnerCodeInPlanning { table: fq.to_string(), what }.into()),
+        None => Ok(()),
+    }
+}
+
 /// Writes back (`SET col = col`: the encrypt trigger does the work) the rows of `fq` (table
 /// `relid`) that match `cond`, at most `batch` at a time, until none is left; returns the count.
 /// Re-running after an interruption continues where it stopped. The rows are chosen and locked
@@ -1409,6 +1456,7 @@ pub fn convert_attached_partition(relid: pg_sys::Oid) -> TgResult<i64> {
 /// the UPDATE, which fires the table's own triggers and checks, runs as the
 /// table's owner in a security-restricted operation.
 fn update_in_batches(relid: pg_sys::Oid, fq: &str, col: &str, cond: &str, batch: i32) -> TgResult<i64> {
+    refuse_owner_planner_code(relid, fq)?;
     // Rows are named by (tableoid, ctid): in a partitioned table the same ctid exists in
     // several partitions.
     let pick = format!("SELECT pg_catalog.array_agg(tableoid), pg_catalog.array_agg(ctid) FROM (SELECT tableoid, ctid FROM {fq} WHERE {cond} LIMIT {batch} FOR UPDATE) s");

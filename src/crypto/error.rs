@@ -146,6 +146,8 @@ pub enum CryptoError {
     VersionInUse { name: String, version: u32, column: String, rows: i64 },
     #[error("decryption is frozen by an incident response; only tradeguard_admin members may decrypt")]
     DecryptionFrozen,
+    #[error("cannot convert the rows of {table}: {what}; the planner runs that code with the rights of whoever plans a query on the table, and tradeguard picks the rows to convert as the extension owner")]
+    OwnerCodeInPlanning { table: String, what: String },
     #[error("{0} has tradeguard's encrypt trigger but no encrypted column is registered for it or a table it is a partition of; the row was not written")]
     NotConfigured(String),
 }
@@ -190,6 +192,7 @@ impl CryptoError {
             | WrongPurpose { .. }
             | RetireActive { .. }
             | VersionInUse { .. }
+            | OwnerCodeInPlanning { .. }
             | DecryptionFrozen
             | NotConfigured(_) => K::KeyState,
             KeyExists(_) | InvalidKeyName(_) => K::InvalidInput,
@@ -208,6 +211,7 @@ impl CryptoError {
             KeyRetired { .. } => Some("re-encrypt values with tradeguard.reencrypt_column() before retiring a key version"),
             UnknownKey(_) => Some("create it with tradeguard.create_key(name)"),
             VersionInUse { .. } => Some("move the column to the active version with tradeguard.reencrypt_column() first, or call retire_key(name, version, true) to retire it anyway"),
+            OwnerCodeInPlanning { .. } => Some("drop that index or statistics object for the conversion and create it again afterwards, or have a superuser own the function"),
             NotConfigured(_) => Some("run tradeguard.encrypt_column() for the table (or its partitioned parent) again, or drop the trigger tradeguard_zz_encrypt with break-glass"),
             _ => None,
         }

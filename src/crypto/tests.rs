@@ -179,6 +179,55 @@ mod tests {
         assert_eq!(one::<String>("SELECT status FROM tradeguard.keys WHERE name = 't_ret2' AND version = 1").as_deref(), Some("decrypt_only"));
     }
 
+    /// The conversion plans its row picking as the extension owner, and the planner runs a
+    /// table's index and statistics expressions (their constant parts) as whoever plans: a table
+    /// whose index or statistics object calls code its (non-superuser) owner wrote is refused
+    /// before anything runs, with the object and the function named; built-in functions pass.
+    #[pg_test]
+    fn conversion_refuses_owner_code_the_planner_would_run() {
+        Spi::run(
+            "CREATE ROLE t_opc_owner; GRANT CREATE ON SCHEMA public TO t_opc_owner;
+             SELECT tradeguard.create_key('t_opc');
+             SET ROLE t_opc_owner;
+             CREATE FUNCTION t_opc_probe(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS
+               $$ BEGIN IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN RAISE EXCEPTION 'owner code ran as a superuser'; END IF; RETURN 1; END $$;
+             CREATE FUNCTION t_opc_plus(int, int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT $1 + $2';
+             CREATE OPERATOR ### (LEFTARG = int, RIGHTARG = int, FUNCTION = t_opc_plus);
+             CREATE TABLE t_opc (id int PRIMARY KEY, s text);
+             INSERT INTO t_opc VALUES (1, 'x');
+             CREATE INDEX t_opc_lower ON t_opc (lower(s));
+             CREATE STATISTICS t_opc_st ON (id + t_opc_probe(1)) FROM t_opc;
+             CREATE TABLE t_opc_part (id int, s text, PRIMARY KEY (id)) PARTITION BY RANGE (id);
+             CREATE TABLE t_opc_p1 PARTITION OF t_opc_part FOR VALUES FROM (0) TO (100);
+             INSERT INTO t_opc_part VALUES (1, 'y');
+             CREATE INDEX t_opc_p1_op ON t_opc_p1 ((id ### 1));
+             RESET ROLE;",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let refused = |sql: &str, what: &str| {
+            let err = crate::common::sql_error(sql).unwrap_or_default();
+            assert!(err.contains(what) && err.contains("tradeguard picks the rows to convert as the extension owner"), "{sql}: {err}");
+            assert!(!err.contains("ran as a superuser"), "{err}");
+        };
+        refused(
+            "SELECT tradeguard.encrypt_column('t_opc', 's', 't_opc')",
+            "cannot convert the rows of public.t_opc: statistics object public.t_opc_st calls function public.t_opc_probe(integer), owned by t_opc_owner",
+        );
+        // Nothing changed: no trigger, no registration.
+        assert_eq!(one::<i64>("SELECT count(*) FROM pg_trigger WHERE tgrelid = 't_opc'::regclass AND tgname = 'tradeguard_zz_encrypt'"), Some(0));
+        // Through an operator, on a partition.
+        refused("SELECT tradeguard.encrypt_column('t_opc_part', 's', 't_opc')", "index public.t_opc_p1_op calls function public.t_opc_plus(integer,integer)");
+        // Without them (the built-in lower() stays), the conversion runs.
+        Spi::run("DROP STATISTICS t_opc_st; DROP INDEX t_opc_p1_op").unwrap();
+        assert_eq!(one::<i64>("SELECT tradeguard.encrypt_column('t_opc', 's', 't_opc')"), Some(1));
+        assert_eq!(one::<i64>("SELECT tradeguard.encrypt_column('t_opc_part', 's', 't_opc')"), Some(1));
+        // Re-encryption picks rows the same way: a partial-index predicate added since is refused.
+        Spi::run("SELECT tradeguard.rotate_key('t_opc'); SET ROLE t_opc_owner; CREATE INDEX t_opc_pred ON t_opc (id) WHERE t_opc_probe(id) > 0; RESET ROLE").unwrap();
+        refused("SELECT tradeguard.reencrypt_column('t_opc', 's')", "index public.t_opc_pred calls function public.t_opc_probe(integer)");
+        Spi::run("DROP INDEX t_opc_pred").unwrap();
+        assert_eq!(one::<i64>("SELECT tradeguard.reencrypt_column('t_opc', 's')"), Some(1));
+    }
+
     /// A partition encrypted on its own keeps its registration: encrypting its parent later is
     /// refused with the reason (not PostgreSQL's "trigger already exists").
     #[pg_test]
