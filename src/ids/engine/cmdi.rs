@@ -449,6 +449,19 @@ fn judge_cmd(word: &str, follow: &str) -> Option<u8> {
                 return Some(80);
             }
         }
+        // `& start calc`, `| start powershell`: cmd.exe's `start` with a program that opens a
+        // window or runs code (not `start small`, `start date`)
+        if w == "start" {
+            let (sub, whole) = subcommand(follow);
+            if whole
+                && matches!(
+                    sub.as_str(),
+                    "calc" | "notepad" | "mspaint" | "cmd" | "powershell" | "pwsh" | "mshta" | "rundll32" | "regsvr32" | "wscript" | "cscript" | "msiexec" | "certutil" | "bitsadmin" | "wmic" | "conhost"
+                )
+            {
+                return Some(80);
+            }
+        }
         // `time 10:00`, `date 12/5`: a time or date in a note, not a command line
         if matches!(w, "time" | "date") && f.split(|c: char| !c.is_ascii_digit()).next().is_some_and(|d| (1..=2).contains(&d.len()))
             && f.as_bytes().get(f.split(|c: char| !c.is_ascii_digit()).next().unwrap_or("").len()).is_some_and(|c| matches!(c, b':' | b'/' | b'.'))

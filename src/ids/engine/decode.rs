@@ -469,12 +469,17 @@ pub fn evasion_variants(text: &str) -> Vec<(&'static str, String)> {
         let ok = |c: u8| c.is_ascii_alphanumeric() || c == b'/';
         i > 0 && i + 1 < b.len() && ok(b[i - 1]) && (ok(b[i + 1]) || matches!(b[i + 1], b'\'' | b'"'))
     };
-    if separator && b.iter().enumerate().any(|(i, &c)| matches!(c, b'\'' | b'"' | b'\\') && inner(i)) {
+    // (and a backslash that starts a word after a separator or a space, `;\u\n\a\m\e`: the shell
+    // drops it too)
+    let leading = |i: usize| {
+        b[i] == b'\\' && i > 0 && matches!(b[i - 1], b';' | b'|' | b'&' | b'`' | b'(' | b' ' | b'\t' | b'\n') && b.get(i + 1).is_some_and(u8::is_ascii_alphanumeric)
+    };
+    if separator && b.iter().enumerate().any(|(i, &c)| matches!(c, b'\'' | b'"' | b'\\') && inner(i) || leading(i)) {
         // Only ASCII bytes are removed, so what is left is still UTF-8.
         let kept: Vec<u8> = b
             .iter()
             .enumerate()
-            .filter(|&(i, &c)| !(matches!(c, b'\'' | b'"' | b'\\') && (inner(i) || (i > 0 && matches!(b[i - 1], b'\'' | b'"') && inner(i - 1)))))
+            .filter(|&(i, &c)| !(matches!(c, b'\'' | b'"' | b'\\') && (inner(i) || (i > 0 && matches!(b[i - 1], b'\'' | b'"') && inner(i - 1))) || leading(i)))
             .map(|(_, &c)| c)
             .collect();
         if let Ok(s) = String::from_utf8(kept) {

@@ -21,7 +21,7 @@ mod corpus_test;
 #[cfg(test)]
 mod tests;
 
-pub const RULESET_VERSION: &str = "2026.12.6";
+pub const RULESET_VERSION: &str = "2026.12.6.1";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Context {
@@ -245,6 +245,17 @@ fn special_byte(b: u8) -> bool {
 
 /// For plain values: is there anything a detector could still use?
 fn plain_needs_check(s: &[u8]) -> bool {
+    // `1 AND 0`, `2 or 1`: a number, AND or OR, then 0 or 1 (the boolean-blind pair; see
+    // sqli.rs), the one SQL condition a value of plain characters can be.
+    let unsigned = s.strip_prefix(b"-").unwrap_or(s);
+    if unsigned.first().is_some_and(u8::is_ascii_digit) {
+        let mut words = unsigned.split(|b| b.is_ascii_whitespace()).filter(|w| !w.is_empty());
+        if let (Some(a), Some(logic), Some(b), None) = (words.next(), words.next(), words.next(), words.next()) {
+            if a.iter().all(u8::is_ascii_digit) && (logic.eq_ignore_ascii_case(b"and") || logic.eq_ignore_ascii_case(b"or")) && matches!(b, b"0" | b"1") {
+                return true;
+            }
+        }
+    }
     let n = s.len();
     let mut i = 0;
     while i < n {
@@ -496,7 +507,13 @@ fn scan(input: &str, ctx: Context, early: bool) -> Option<Scan> {
     }
     let mut steps = dec.steps;
     if !all.iter().any(|(h, _)| context_weight(ctx, h) >= ctx.threshold()) {
-        for (step, variant) in decode::evasion_variants(&dec.text) {
+        let mut variants = decode::evasion_variants(&dec.text);
+        // (a shell reads the backslashes of the value as written, before any decoder would:
+        // `;\u\n\a\m\e` is `;uname` to it, where the decoder took `\n` for a line break)
+        if decoded_changed {
+            variants.extend(decode::evasion_variants(input).into_iter().filter(|(step, _)| *step == "shell_dequote"));
+        }
+        for (step, variant) in variants {
             let mut more = Vec::new();
             run_detectors(&variant, ctx, dec.had_nul, early, &mut more);
             if !more.is_empty() {

@@ -883,7 +883,12 @@ fn logic_operand_ok(v: &View, i: usize) -> bool {
         Some(Tk::Num) | Some(Tk::Str) | Some(Tk::Var) | Some(Tk::Func) => true,
         Some(Tk::Kw) => matches!(v.kw(j), "true" | "false" | "null" | "exists" | "case"),
         Some(Tk::Stmt) => v.kw(j) == "select",
-        Some(Tk::Bare) => matches!(v.kind(j + 1), Some(Tk::Cmp) | Some(Tk::Logic) | Some(Tk::RParen) | Some(Tk::Semi) | Some(Tk::Dot)),
+        Some(Tk::Bare) => {
+            matches!(v.kind(j + 1), Some(Tk::Cmp) | Some(Tk::Logic) | Some(Tk::RParen) | Some(Tk::Semi) | Some(Tk::Dot))
+                // `' AND password ~ '^a'--`: PostgreSQL's regular-expression match, a blind probe
+                // of a column one character at a time
+                || v.kind(j + 1) == Some(Tk::Op) && v.kw(j + 1) == "~" && v.kind(j + 2) == Some(Tk::Str)
+        }
         _ => false,
     }
 }
@@ -1426,6 +1431,11 @@ fn analyze(v: &View, quoted: bool, out: &mut Vec<Hit>) {
                     found(hit(v, "sqli.constant_condition", 70, i, c), out);
                 }
                 if i == 0 && (matches!(v.kind(1), Some(Tk::Num)) || matches!(v.kw(1), "true" | "false")) && n == 2 {
+                    found(hit(v, "sqli.tautology", 60, i, c), out);
+                }
+                // `1 AND 0`, `-1 OR 1`: a numeric value that goes on with a true or false
+                // operand and nothing else, the pair a boolean-blind scan sends
+                if lone_number_before(v, i) && n == i + 2 && v.kind(i + 1) == Some(Tk::Num) && matches!(v.text(&v.t[i + 1]), b"0" | b"1") {
                     found(hit(v, "sqli.tautology", 60, i, c), out);
                 }
                 // blind: AND ascii(substring(...))>64, OR (select ...), AND sleep(...)

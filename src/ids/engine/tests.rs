@@ -1613,6 +1613,29 @@ fn second_hunt_shapes() {
     );
 }
 
+/// Shapes the review of session 16 found missed: a boolean-blind numeric pair, PostgreSQL's
+/// regular-expression probe after a quote, cmd.exe's `start` of a program, and a command whose
+/// letters are each escaped with a backslash (which the decoder would read as `\n`).
+#[test]
+fn third_hunt_shapes() {
+    assert_attacks(&["1 AND 0", "1 or 1", "-1 OR 1", "' AND password ~ '^a'--", "' or name ~ '^adm' --"], Class::Sqli);
+    assert_attacks(&["& start calc", "| start powershell -nop", "; start cmd", ";\\u\\n\\a\\m\\e", "|\\i\\d"], Class::Cmdi);
+    assert_benign(
+        &[
+            "1 and 2",
+            "10 or 12",
+            "1 and 0.5",
+            "Levels 1 and 0",
+            "buy & start small",
+            "Q&A & start date moved",
+            "S&P & start scaling in",
+            "Dividends ~ 'quarterly'",
+            "Sell; \\Server\\share has the file",
+        ],
+        Context::Auto,
+    );
+}
+
 /// Every rule id the detectors can report is listed in `rules()` (`tradeguard.injection_rules`):
 /// a finding never names a rule the view does not describe.
 #[test]
