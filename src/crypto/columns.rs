@@ -1403,14 +1403,15 @@ pub fn convert_attached_partition(relid: pg_sys::Oid) -> TgResult<i64> {
     Ok(total)
 }
 
-/// The first index or statistics object of table `relid` or of one of its partitions that
+/// The first index or statistics object of table `relid` or of a table below it (partitions,
+/// inheritance children: a query on the table plans them too) that
 /// calls a function (directly or through an operator) whose owner is not a superuser, described
 /// for an error. The planner runs such code with the planning role's rights: it folds the
 /// constant parts of statistics expressions for every query on the table, and of index
 /// expressions and partial-index predicates when a backend first loads them.
 const OWNER_PLANNER_CODE_SQL: &str = "
-    WITH tree AS (SELECT $1::pg_catalog.oid AS relid
-                  UNION SELECT t.relid FROM pg_catalog.pg_partition_tree($1::pg_catalog.regclass) t),
+    WITH RECURSIVE tree AS (SELECT $1::pg_catalog.oid AS relid
+                            UNION SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN tree ON i.inhparent = tree.relid),
     objs AS (SELECT 'statistics object ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(s.stxname) AS what,
                     'pg_catalog.pg_statistic_ext'::pg_catalog.regclass::pg_catalog.oid AS classid, s.oid AS objid
                FROM pg_catalog.pg_statistic_ext s JOIN pg_catalog.pg_namespace n ON n.oid = s.stxnamespace
