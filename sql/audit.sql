@@ -78,6 +78,12 @@ COMMENT ON TABLE tradeguard_audit.log_unsealed IS 'tradeguard: audit trail rows 
 COMMENT ON TABLE tradeguard_audit.log_sealed IS 'tradeguard: audit trail rows sealed into blocks (a partition of tradeguard_audit.log)';
 COMMENT ON TABLE tradeguard_audit.log IS 'tradeguard: the audit trail; each row HMAC-signed at write time (jsonb fields in their canonical binary form)';
 
+-- Taken (LOCK TABLE ... IN EXCLUSIVE MODE) by the sealer so that one seal runs at a time. A
+-- table no role but the owner may lock, not an advisory lock: any role may take an advisory
+-- lock, and holding this one would stop sealing and the worker with it.
+CREATE TABLE tradeguard_audit.seal_lock ();
+COMMENT ON TABLE tradeguard_audit.seal_lock IS 'tradeguard: a lock, not data (one seal at a time)';
+
 CREATE TABLE tradeguard_audit.blocks (
     block_no     bigint PRIMARY KEY,
     prev_mac     bytea NOT NULL,
@@ -166,6 +172,13 @@ SELECT block_no, row_count, first_id, last_id, sealed_at, pg_catalog.encode(mac,
   FROM tradeguard_audit.blocks;
 COMMENT ON VIEW tradeguard.audit_blocks IS 'tradeguard: sealed blocks of the audit chain';
 
+-- Who removed which blocks and why: the ARCHIVE_BLOCKS trail row that says so can itself be
+-- archived later; this record stays (the anchor verify() starts from).
+CREATE VIEW tradeguard.audit_retention AS
+SELECT through_block, rows_removed, reason, removed_by, removed_at
+  FROM tradeguard_audit.retention;
+COMMENT ON VIEW tradeguard.audit_retention IS 'tradeguard: blocks removed by archive_blocks (up to which block, how many rows, why, by whom, when)';
+
 CREATE VIEW tradeguard.audited_tables AS
 SELECT schema_name, table_name, exclude_columns, pk_columns, added_at, added_by,
        -- Both triggers, enabled ALWAYS: the row trigger and the TRUNCATE trigger.
@@ -217,4 +230,4 @@ GRANT EXECUTE ON FUNCTION tradeguard.audit_table(regclass, text[]), tradeguard.u
     tradeguard.seal(), tradeguard.archive_blocks(bigint, text), tradeguard.break_glass(text),
     tradeguard.break_glass_end()
   TO tradeguard_admin;
-GRANT SELECT ON tradeguard.audit_log, tradeguard.audit_blocks, tradeguard.audited_tables TO tradeguard_auditor;
+GRANT SELECT ON tradeguard.audit_log, tradeguard.audit_blocks, tradeguard.audit_retention, tradeguard.audited_tables TO tradeguard_auditor;

@@ -349,7 +349,9 @@ BEGIN
         RAISE EXCEPTION 'tradeguard: give a reason for the block'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF v_duration IS NULL OR v_duration <= interval '0' THEN
+    -- Compared as a time, not as an interval: '-1 mon +30 days' is positive as an interval (a
+    -- month counts 30 days there) yet ends in the past in a 31-day month.
+    IF v_duration IS NULL OR pg_catalog.now() + v_duration <= pg_catalog.now() THEN
         RAISE EXCEPTION 'tradeguard: the block duration must be positive'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
@@ -486,6 +488,12 @@ $$;
 COMMENT ON FUNCTION tradeguard.source_risk(interval) IS
     'tradeguard: risk score 0-100 per client address over the lookback (default 1 hour): score = min(100, 10 x failed logins + 30 x injection attempts + 5 x logins refused by a block). Failed and refused logins are counted once each, as the larger of the auth_events rows and the login_failed / blocked_login security events of the source; events counts every security event of the source; last_seen is its last scored activity. Unix-socket activity (no address) is not scored.';
 
+-- Taken (LOCK TABLE ... IN EXCLUSIVE MODE) so that one risk evaluation runs at a time. A table
+-- no role but the owner may lock, not an advisory lock: any role may take an advisory lock, and
+-- holding this one would stall the worker.
+CREATE TABLE tradeguard_audit.risk_lock ();
+COMMENT ON TABLE tradeguard_audit.risk_lock IS 'tradeguard: a lock, not data (one risk evaluation at a time)';
+
 CREATE FUNCTION tradeguard_audit.evaluate_risk() RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -494,6 +502,9 @@ DECLARE
     v_threshold integer := tradeguard_audit.setting_int('tradeguard.auto_block_score', 80);
     v_duration  interval := tradeguard_audit.setting_seconds('tradeguard.lockout_duration', 900);
     v_exempt    cidr[] := tradeguard_audit.exempt_cidrs();
+    -- Injection attempts sent through an application carry its server's address: they count
+    -- towards a block only where clients connect themselves (tradeguard.auto_block_injection).
+    v_injection boolean := coalesce(tradeguard_audit.setting_is_on(pg_catalog.current_setting('tradeguard.auto_block_injection', true)), false);
     v_now       timestamptz;
     v_until     timestamptz;
     v_id        bigint;
@@ -504,12 +515,15 @@ BEGIN
         RETURN 0;   -- 0 disables automatic blocks
     END IF;
     -- One evaluation at a time (the worker and a manual call must not block a source twice).
-    PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('tradeguard_audit.evaluate_risk'));
+    LOCK TABLE tradeguard_audit.risk_lock IN EXCLUSIVE MODE;
     -- The wall clock, not the transaction start: events of this transaction are older than the block.
     v_now := pg_catalog.clock_timestamp();
     v_until := v_now + v_duration;
-    FOR r IN SELECT s.source, s.score, s.failed_logins, s.injection_attempts, s.blocked_logins, s.last_seen
-               FROM tradeguard.source_risk(interval '1 hour') s
+    FOR r IN SELECT * FROM (
+                 SELECT s.source, s.failed_logins, s.injection_attempts, s.blocked_logins, s.last_seen,
+                        CASE WHEN v_injection THEN s.score
+                             ELSE LEAST(100, 10 * s.failed_logins + 5 * s.blocked_logins)::integer END AS score
+                   FROM tradeguard.source_risk(interval '1 hour') s) s
               WHERE s.score >= v_threshold
               ORDER BY s.score DESC, s.source
     LOOP
@@ -536,7 +550,7 @@ BEGIN
 END
 $fn$;
 COMMENT ON FUNCTION tradeguard_audit.evaluate_risk() IS
-    'tradeguard (background worker): block every source whose tradeguard.source_risk() over the last hour reaches tradeguard.auto_block_score (0 disables) for tradeguard.lockout_duration, unless exempt, already blocked or blocked since its last event; returns the number of new blocks';
+    'tradeguard (background worker): block every source whose tradeguard.source_risk() over the last hour reaches tradeguard.auto_block_score (0 disables; injection attempts count only with tradeguard.auto_block_injection on) for tradeguard.lockout_duration, unless exempt, already blocked or blocked since its last event; returns the number of new blocks';
 
 ------------------------------------------------------------------------------------------------
 -- Alerts: NOTIFY tradeguard_alert (after commit) and one WARNING line per event at or above
@@ -830,11 +844,12 @@ DECLARE
     v_incident bigint;
     v_oid      oid;
     v_super    boolean;
+    v_special  boolean;
     v_login    boolean;
     v_n        integer;
 BEGIN
     v_incident := tradeguard_audit.open_incident();
-    SELECT r.oid, r.rolsuper, r.rolcanlogin INTO v_oid, v_super, v_login
+    SELECT r.oid, r.rolsuper, r.rolreplication OR r.rolbypassrls, r.rolcanlogin INTO v_oid, v_super, v_special, v_login
       FROM pg_catalog.pg_roles r WHERE r.rolname = v_role;
     IF v_oid IS NULL THEN
         RAISE EXCEPTION 'tradeguard: role "%" does not exist', v_role USING ERRCODE = 'undefined_object';
@@ -852,8 +867,11 @@ BEGIN
         RAISE EXCEPTION 'tradeguard: refusing to contain "%", the owner of tradeguard', v_role
             USING ERRCODE = 'insufficient_privilege';
     END IF;
-    IF v_super AND NOT coalesce((SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = SESSION_USER), false) THEN
-        RAISE EXCEPTION 'tradeguard: only a superuser may contain the superuser "%"', v_role
+    -- What PostgreSQL itself reserves to superusers: altering a superuser, a REPLICATION or a
+    -- BYPASSRLS role (a standby's walsender would be terminated too).
+    IF (v_super OR v_special) AND NOT coalesce((SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = SESSION_USER), false) THEN
+        RAISE EXCEPTION 'tradeguard: only a superuser may contain the % "%"',
+                CASE WHEN v_super THEN 'superuser' ELSE 'REPLICATION or BYPASSRLS role' END, v_role
             USING ERRCODE = 'insufficient_privilege';
     END IF;
     EXECUTE pg_catalog.format('ALTER ROLE %I NOLOGIN', v_role);
@@ -871,7 +889,7 @@ BEGIN
 END
 $fn$;
 COMMENT ON FUNCTION tradeguard.contain_role(name) IS
-    'tradeguard (admin): during an open incident, make the role NOLOGIN and terminate its sessions (not the bootstrap superuser, the tradeguard owner or yourself; a superuser only by a superuser); recorded; returns the sessions terminated. Undo with ALTER ROLE ... LOGIN';
+    'tradeguard (admin): during an open incident, make the role NOLOGIN and terminate its sessions (not the bootstrap superuser, the tradeguard owner or yourself; a superuser, REPLICATION or BYPASSRLS role only by a superuser); recorded; returns the sessions terminated. Undo with ALTER ROLE ... LOGIN';
 
 CREATE FUNCTION tradeguard.contain_source(source cidr) RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER
@@ -883,6 +901,8 @@ DECLARE
     v_until    timestamptz;
     v_block    bigint;
     v_n        integer;
+    v_spared   integer;
+    v_caller_super boolean;
 BEGIN
     v_incident := tradeguard_audit.open_incident();
     IF v_source IS NULL THEN
@@ -898,14 +918,22 @@ BEGIN
     INSERT INTO tradeguard_audit.blocked_sources (source, role_name, reason, blocked_at, blocked_until, created_by)
     VALUES (v_source, NULL, pg_catalog.format('incident %s: contained', v_incident), pg_catalog.now(), v_until, SESSION_USER)
     RETURNING id INTO v_block;
-    SELECT pg_catalog.count(*) INTO v_n
-      FROM (SELECT pg_catalog.pg_terminate_backend(a.pid) AS done
-              FROM pg_catalog.pg_stat_activity a
+    -- A superuser's sessions are terminated only for a superuser (as pg_terminate_backend
+    -- itself would decide for the caller); the others are counted and left to a superuser.
+    v_caller_super := coalesce((SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = SESSION_USER), false);
+    SELECT pg_catalog.count(*) FILTER (WHERE t.done), pg_catalog.count(*) FILTER (WHERE t.done IS NULL) INTO v_n, v_spared
+      FROM (SELECT CASE WHEN v_caller_super OR NOT coalesce(r.rolsuper, true)
+                        THEN pg_catalog.pg_terminate_backend(a.pid) END AS done
+              FROM pg_catalog.pg_stat_activity a LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.usesysid
              WHERE a.client_addr <<= v_source AND a.backend_type = 'client backend'
-               AND a.pid <> pg_catalog.pg_backend_pid()) t
-     WHERE t.done;
+               AND a.pid <> pg_catalog.pg_backend_pid()) t;
+    IF v_spared > 0 THEN
+        RAISE WARNING 'tradeguard: % superuser session(s) from % left running', v_spared, v_source
+            USING HINT = 'Only a superuser may terminate a superuser''s sessions; the block applies to their new connections.';
+    END IF;
     PERFORM tradeguard_audit.incident_action(v_incident, 'contain_source', v_source::text,
-        pg_catalog.jsonb_build_object('block_id', v_block, 'until', v_until, 'sessions_terminated', v_n));
+        pg_catalog.jsonb_build_object('block_id', v_block, 'until', v_until, 'sessions_terminated', v_n,
+                                      'superuser_sessions_left', v_spared));
     PERFORM tradeguard_audit.record_event('containment', 'high', pg_catalog.inet_client_addr(), SESSION_USER,
         pg_catalog.jsonb_build_object('incident_id', v_incident, 'action', 'contain_source', 'source', v_source,
                                       'block_id', v_block, 'until', v_until, 'sessions_terminated', v_n));
@@ -914,7 +942,7 @@ BEGIN
 END
 $fn$;
 COMMENT ON FUNCTION tradeguard.contain_source(cidr) IS
-    'tradeguard (admin): during an open incident, block the address or network for 4 x tradeguard.lockout_duration (or until tradeguard.unblock()) and terminate its sessions; refused when it covers your own address; recorded; returns the sessions terminated';
+    'tradeguard (admin): during an open incident, block the address or network for 4 x tradeguard.lockout_duration (or until tradeguard.unblock()) and terminate its sessions (a superuser''s only when called by a superuser); refused when it covers your own address; recorded; returns the sessions terminated';
 
 CREATE FUNCTION tradeguard.freeze_decryption() RETURNS boolean
 LANGUAGE plpgsql SECURITY DEFINER

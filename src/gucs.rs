@@ -37,6 +37,8 @@ pub static LOCKOUT_DURATION: GucSetting<i32> = GucSetting::<i32>::new(900);
 pub static LOCKOUT_EXEMPT: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 /// `tradeguard.auto_block_score`: risk score (0-100) at which a source is blocked automatically.
 pub static AUTO_BLOCK_SCORE: GucSetting<i32> = GucSetting::<i32>::new(80);
+/// `tradeguard.auto_block_injection`: whether injection attempts count towards an automatic block.
+pub static AUTO_BLOCK_INJECTION: GucSetting<bool> = GucSetting::<bool>::new(false);
 /// `tradeguard.alert_min_severity`: events at or above this severity are alerted.
 pub static ALERT_MIN_SEVERITY: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"high"));
 
@@ -107,6 +109,14 @@ pub fn init() {
         &APP_CONTEXT,
         GucContext::Userset,
         GucFlags::NO_SHOW_ALL,
+    );
+    GucRegistry::define_bool_guc(
+        c"tradeguard.auto_block_injection",
+        c"Count injection attempts towards tradeguard.auto_block_score when deciding an automatic block.",
+        c"Off by default: an injection attempt sent through an application carries the application server's address, and blocking it would stop the application.",
+        &AUTO_BLOCK_INJECTION,
+        GucContext::Suset,
+        GucFlags::default(),
     );
     GucRegistry::define_bool_guc(
         c"tradeguard.restore_mode",

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The audit trail under concurrency and faults: 16 writers through audit triggers and an
-# encrypted column, the background worker sealing; kill -9 of a writing backend; an immediate
-# shutdown; the worker terminated (it must come back). After each: nothing committed is lost, pending rows get sealed, verify() is ok and
-# the chain has no fork (contiguous block numbers), every value decrypts.
+# encrypted column, the background worker sealing; verify() in a writing transaction while
+# blocks are sealed; kill -9 of a writing backend; an immediate shutdown; the worker terminated
+# (it must come back). After each: nothing committed is lost, pending rows get sealed, verify()
+# is ok and the chain has no fork (contiguous block numbers), every value decrypts.
 set -uo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -52,6 +53,26 @@ check "16 writers: as many audit rows as changes" counts_match
 check "16 writers: verify ok" chain_ok
 check "16 writers: chain unforked" no_fork
 check "16 writers: every value decrypts" all_decrypt
+
+# verify() in a transaction that has written (its queries then take a new snapshot each), while
+# writers run and the worker seals blocks during it: the rows of a block sealed meanwhile must
+# not be read as unsealed and reported missing.
+as_pg "$PG_BIN/pgbench" -h /tmp -p "$E2E_PORT" -n -c 4 -j 2 -T 4 -f "$TG_TEST_DIR/faults/write.sql" faults >/dev/null 2>&1 &
+bench=$!
+sleep 0.5
+verdicts=""
+for _ in 1 2 3; do
+  before=$(q faults -c "SELECT max(block_no) FROM tradeguard_audit.blocks")
+  v=$(q faults -c "BEGIN" -c "SELECT pg_current_xact_id() IS NULL" \
+        -c "SELECT (v).ok || ' ' || coalesce((v).reason, '') FROM (SELECT pg_sleep(0.5), tradeguard.verify() v) s" -c "COMMIT" | tail -n 1)
+  after=$(q faults -c "SELECT max(block_no) FROM tradeguard_audit.blocks")
+  verdicts="$verdicts[$v, blocks $before..$after]"
+done
+wait "$bench" 2>/dev/null
+echo "    $verdicts"
+check "verify() in a writing transaction while blocks are sealed: ok each time" \
+  [ "$(grep -o '\[true , ' <<<"$verdicts" | wc -l)" -eq 3 ]
+check "... and blocks were sealed while it ran" [ "$(grep -Eo 'blocks [0-9]+\.\.[0-9]+' <<<"$verdicts" | awk -F'[ .]+' '$2 < $3' | wc -l)" -ge 1 ]
 
 # 2. kill -9 of a writing backend in the middle of the load.
 as_pg "$PG_BIN/pgbench" -h /tmp -p "$E2E_PORT" -n -c 4 -j 2 -T 6 -f "$TG_TEST_DIR/faults/write.sql" faults >/dev/null 2>&1 &

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Failed-login lockout end to end, over real TCP connections on loopback (libpq through psql):
 # lockout after tradeguard.max_failed_logins, refusal with the right password while blocked,
-# expiry, per-role lockout, exempt CIDR, manual block and unblock, persistence across a
-# restart, and the refused attempt recorded. Runs after `cargo pgrx install` on a throwaway
-# cluster in $TG_TEST_DIR/lockout; prints `ok - <name>` / `not ok - <name>`, exits 1 on failure.
+# expiry, the address read from the socket with log_hostname = on, per-role lockout (also past
+# 64 failures), exempt CIDR (not locked as an address, still counted for its role), manual block
+# and unblock, persistence across a restart, the refused attempt recorded, and contain_source by
+# an admin who is not a superuser (a superuser's session is left running). Runs after
+# `cargo pgrx install` on a throwaway cluster in $TG_TEST_DIR/lockout; prints `ok - <name>` / `not ok - <name>`, exits 1 on failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -87,8 +89,11 @@ SET log_statement = 'none';
 SET password_encryption = 'scram-sha-256';
 CREATE ROLE trader1 LOGIN PASSWORD '$PASS';
 CREATE ROLE trader2 LOGIN PASSWORD '$PASS';
+CREATE ROLE trader3 LOGIN PASSWORD '$PASS';
+CREATE ROLE trader4 LOGIN PASSWORD '$PASS';
+CREATE ROLE trader5 LOGIN PASSWORD '$PASS';
 SQL
-ok "cluster with tradeguard preloaded, roles trader1 and trader2"
+ok "cluster with tradeguard preloaded, roles trader1 to trader5"
 # The worker retries every few seconds until the database exists; wait until it serves it.
 for _ in $(seq 1 50); do
   [ "$(sql "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'tradeguard worker' AND datname = '$DB'")" = 1 ] && break
@@ -122,6 +127,28 @@ check "the lockout alert reached the server log with the tradeguard: prefix" \
 sleep 6
 check "after lockout_duration the right password works again" login_works trader1
 
+# --- log_hostname = on: the address comes from the socket ------------------------------------
+# PostgreSQL then puts the client's reverse-DNS name (here "localhost") where the hook read the
+# address from: the hook must still count (here for the role: the address has failures of its
+# own above) and record the client's address, not a name the client's network chose.
+sql "ALTER SYSTEM SET log_hostname = on" >/dev/null
+sql "ALTER SYSTEM SET tradeguard.max_failed_logins = 1000" >/dev/null
+sql "ALTER SYSTEM SET tradeguard.max_failed_logins_per_role = 3" >/dev/null
+reload
+before=$(sql "SELECT count(*) FROM tradeguard.auth_events WHERE client_addr = '127.0.0.1' AND role_name = 'trader3' AND NOT success")
+n=0
+for i in 1 2 3; do wrong_password trader3 && n=$((n + 1)); done
+check "with log_hostname = on, 3 wrong passwords are refused" [ "$n" -eq 3 ]
+check "with log_hostname = on, the failures still lock out (trader3, limit 3)" refused_blocked trader3
+sleep 1.5
+check "with log_hostname = on, the failures are recorded with the client's address" \
+  [ "$(sql "SELECT count(*) FROM tradeguard.auth_events WHERE client_addr = '127.0.0.1' AND role_name = 'trader3' AND NOT success")" -ge $((before + 3)) ]
+sql "ALTER SYSTEM RESET log_hostname" >/dev/null
+sql "ALTER SYSTEM SET tradeguard.max_failed_logins_per_role = 6" >/dev/null
+reload
+sql "SELECT tradeguard.unblock_role('trader3')" >/dev/null
+check "trader3 logs in after unblock_role" login_works trader3
+
 # --- Lockout by role: only the per-role limit (6) applies ------------------------------------
 sql "ALTER SYSTEM SET tradeguard.max_failed_logins = 1000" >/dev/null
 reload
@@ -136,14 +163,35 @@ check "the role lockout is a row of blocked_sources" \
 check "tradeguard.unblock_role lifts it" [ "$(sql "SELECT tradeguard.unblock_role('trader2')")" -ge 1 ]
 check "trader2 logs in after unblock_role" login_works trader2
 
+# --- A per-role limit above the 64 steps failures are counted in ------------------------------
+sql "ALTER SYSTEM SET tradeguard.max_failed_logins_per_role = 70" >/dev/null
+reload
+n=0
+for i in $(seq 1 69); do wrong_password trader5 && n=$((n + 1)); done
+check "69 wrong passwords for trader5 (limit 70) are refused" [ "$n" -eq 69 ]
+check "trader5 is not locked out after 69" login_works trader5
+wrong_password trader5
+check "the 70th locks trader5 out" refused_blocked trader5
+sql "SELECT tradeguard.unblock_role('trader5')" >/dev/null
+sql "ALTER SYSTEM SET tradeguard.max_failed_logins_per_role = 6" >/dev/null
+reload
+
 # --- Exempt CIDR: failures from 127.0.0.0/8 never lock -----------------------------------------
 sql "ALTER SYSTEM SET tradeguard.max_failed_logins = 3" >/dev/null
 sql "ALTER SYSTEM SET tradeguard.lockout_exempt = '127.0.0.0/8'" >/dev/null
 reload
+before=$(sql "SELECT count(*) FROM tradeguard.auth_events WHERE role_name = 'trader4' AND NOT success")
 n=0
-for i in 1 2 3 4 5; do wrong_password trader1 && n=$((n + 1)); done
+for i in 1 2 3 4 5; do wrong_password trader4 && n=$((n + 1)); done
 check "5 wrong passwords from an exempt address are refused" [ "$n" -eq 5 ]
-check "an exempt address is not locked out" login_works trader1
+check "an exempt address is not locked out" login_works trader4
+sleep 1.5
+check "failures from an exempt address are recorded" \
+  [ "$(sql "SELECT count(*) FROM tradeguard.auth_events WHERE role_name = 'trader4' AND NOT success")" -ge $((before + 5)) ]
+wrong_password trader4
+check "the per-role limit (6) still applies through an exempt address" refused_blocked trader4
+check "trader1 from the exempt address still logs in" login_works trader1
+sql "SELECT tradeguard.unblock_role('trader4')" >/dev/null
 sql "ALTER SYSTEM RESET tradeguard.lockout_exempt" >/dev/null
 reload
 
@@ -165,6 +213,24 @@ check "it is still listed in tradeguard.blocked_sources" \
   [ "$(sql "SELECT count(*) FROM tradeguard.blocked_sources WHERE reason = 'e2e restart'")" -eq 1 ]
 sql "SELECT tradeguard.unblock('127.0.0.1/32')" >/dev/null
 check "and lifts after unblock" login_works trader1
+
+# --- contain_source by an admin who is not a superuser spares a superuser's sessions -----------
+sql "CREATE ROLE tg_su SUPERUSER LOGIN PASSWORD '$PASS'; CREATE ROLE tg_admin; GRANT tradeguard_admin TO tg_admin" >/dev/null
+for r in tg_su trader1; do
+  PGPASSWORD="$PASS" PGPASSFILE=/dev/null PGSSLMODE=disable "$PG_BIN/psql" -X -w -h 127.0.0.1 -p "$PORT" -U "$r" -d "$DB" \
+    -tAc 'select pg_sleep(30)' >/dev/null 2>&1 &
+done
+sessions() { sql "SELECT count(*) FROM pg_stat_activity WHERE usename = '$1' AND client_addr = '127.0.0.1'"; }
+for _ in $(seq 1 50); do [ "$(sessions tg_su)$(sessions trader1)" = 11 ] && break; sleep 0.2; done
+terminated=$(psql_su "$PORT" "$DB" -qtA -c "SET client_min_messages = error" -c "SET SESSION AUTHORIZATION tg_admin" \
+  -c "SELECT tradeguard.incident_open('other', 'e2e containment') > 0" -c "SELECT tradeguard.contain_source('127.0.0.1/32')" | tail -1)
+sleep 0.5
+check "contain_source by a non-superuser admin terminates the other sessions from the address" \
+  [ "$terminated" = 1 ] && [ "$(sessions trader1)" = 0 ]
+check "... and leaves the superuser's session running" [ "$(sessions tg_su)" = 1 ]
+sql "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'tg_su'" >/dev/null
+sql "SELECT tradeguard.unblock('127.0.0.1/32')" >/dev/null
+wait
 
 # --- Status -----------------------------------------------------------------------------------
 check "tradeguard.security_status() answers on a live cluster" \

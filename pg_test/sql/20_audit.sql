@@ -129,6 +129,19 @@ SELECT tradeguard.archive_blocks(1, 'why');
 SELECT tradeguard.archive_blocks(1, 'regress: retention of block 1') > 0 AS rows_archived;
 SELECT min(block_no) AS first_block, ok, first_bad_block FROM tradeguard.audit_blocks, tradeguard.verify() GROUP BY ok, first_bad_block;
 SELECT through_block, reason, rows_removed > 0 AS removed FROM tradeguard_audit.retention;
+-- The auditor sees who removed what and why, and the removal raised an alert.
+CREATE ROLE tg_auditor_ret IN ROLE tradeguard_auditor;
+SET ROLE tg_auditor_ret;
+SELECT through_block, reason, rows_removed > 0 AS removed, removed_by = session_user AS by_me FROM tradeguard.audit_retention;
+RESET ROLE;
+DROP ROLE tg_auditor_ret;
+DO $$ BEGIN
+  FOR i IN 1..100 LOOP
+    EXIT WHEN EXISTS (SELECT FROM tradeguard.security_events WHERE event_type = 'audit_archived');
+    PERFORM pg_sleep(0.1);
+  END LOOP;
+END $$;
+SELECT event_type, severity, detail->>'through_block' AS through_block FROM tradeguard.security_events WHERE event_type = 'audit_archived';
 SELECT operation, new_row->>'reason' AS reason FROM tradeguard.audit_log WHERE operation = 'ARCHIVE_BLOCKS';
 DROP TABLE trades;
 

@@ -43,6 +43,8 @@ SELECT event_type, severity, detail->>'source' AS source, detail->>'reason' AS r
 SELECT tradeguard.block(NULL, 'sec: nothing');
 SELECT tradeguard.block('198.51.100.8', '  ');
 SELECT tradeguard.block('198.51.100.8', 'sec: backwards', '-1 minute');
+-- Positive as an interval (a year counts 360 days there), yet ending now or earlier.
+SELECT tradeguard.block('198.51.100.8', 'sec: backwards', '-1 year +365 days');
 -- Unblock lifts blocks inside the given network; a host inside a blocked network stays blocked.
 SELECT tradeguard.unblock('203.0.113.9') AS lifted;
 SELECT tradeguard.unblock('198.51.100.7/32') AS lifted;
@@ -102,6 +104,10 @@ INSERT INTO tradeguard_audit.security_events (event_type, severity, source, role
 SELECT 'injection_attempt', 'high', '203.0.113.99', 'sec_app', '{"table": "orders", "column": "note", "action": "reject"}'
   FROM generate_series(1, 3);
 SELECT source, score FROM tradeguard.source_risk() WHERE source = '203.0.113.99';
+-- Injection attempts carry the address of the session that wrote the value (through an
+-- application, its server's): they count towards a block only with auto_block_injection.
+SELECT tradeguard_audit.evaluate_risk() AS new_blocks_without_injection;
+SET tradeguard.auto_block_injection = on;
 SELECT tradeguard_audit.evaluate_risk() AS new_blocks;
 SELECT tradeguard_audit.evaluate_risk() AS new_blocks_again;
 COMMIT;
@@ -112,6 +118,7 @@ SELECT event_type, severity, host(source) AS source, role_name, detail->>'score'
 -- Unblocked by the admin, it stays unblocked until it does something new.
 SELECT tradeguard.unblock('203.0.113.99') AS lifted;
 SELECT tradeguard_audit.evaluate_risk() AS new_blocks_after_unblock;
+RESET tradeguard.auto_block_injection;
 
 ------------------------------------------------------------------------------------------------
 -- Alerts: events at or above tradeguard.alert_min_severity (high) raise one WARNING line with
@@ -169,6 +176,14 @@ SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname = 'sec_suspect';
 -- Never the bootstrap superuser, yourself, or a role that does not exist.
 SELECT tradeguard.contain_role((SELECT rolname FROM pg_roles WHERE oid = 10));
 SELECT tradeguard.contain_role('sec_nobody');
+-- A REPLICATION role only by a superuser, as ALTER ROLE itself (an admin who is not one).
+CREATE ROLE sec_repl REPLICATION LOGIN;
+CREATE ROLE sec_admin;
+GRANT tradeguard_admin TO sec_admin;
+SET SESSION AUTHORIZATION sec_admin;
+SELECT tradeguard.contain_role('sec_repl');
+RESET SESSION AUTHORIZATION;
+SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname = 'sec_repl';
 -- Contain a source: blocked for 4 x lockout_duration, its sessions terminated.
 SELECT tradeguard.contain_source('203.0.113.0/24') AS terminated;
 SELECT source, reason ~ '^incident [0-9]+: contained$' AS reason_ok, blocked_until - blocked_at AS duration
@@ -251,5 +266,5 @@ RESET ROLE;
 
 -- Clean up (blocks and events stay: they are history).
 SELECT tradeguard.unblock('203.0.113.0/24') AS lifted;
-DROP ROLE sec_suspect, sec_analyst;
+DROP ROLE sec_suspect, sec_analyst, sec_repl, sec_admin;
 RESET client_min_messages;

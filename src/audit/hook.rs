@@ -497,7 +497,7 @@ fn type_change_changes_values(old_type: pg_sys::Oid, old_typmod: i32, new_type: 
         // Each element is converted as a value of the element type (typmods apply to them).
         return type_change_changes_values(from_elem, old_typmod, to_elem, new_typmod);
     }
-    use pg_sys::{MONEYOID as CASHOID, DATEOID, FLOAT4OID, FLOAT8OID, INT2OID, INT4OID, INT8OID, INTERVALOID, JSONBOID, JSONOID, NUMERICOID, TIMEOID, TIMESTAMPOID, TIMESTAMPTZOID, TIMETZOID};
+    use pg_sys::{MONEYOID as CASHOID, BOXOID, BPCHAROID, CIRCLEOID, DATEOID, FLOAT4OID, FLOAT8OID, INT2OID, INT4OID, INT8OID, INTERVALOID, JSONBOID, JSONOID, LINEOID, LSEGOID, NUMERICOID, PATHOID, POINTOID, POLYGONOID, TEXTOID, TIMEOID, TIMESTAMPOID, TIMESTAMPTZOID, TIMETZOID, VARCHAROID};
     const ROUNDS: &str = "TYPE with a conversion that rounds or drops part of the values";
     let narrower = |f: fn(i32) -> i32| new_typmod >= 0 && (old_typmod < 0 || f(new_typmod) < f(old_typmod));
     if from == to {
@@ -521,7 +521,14 @@ fn type_change_changes_values(old_type: pg_sys::Oid, old_typmod: i32, new_type: 
             | (DATEOID, TIMESTAMPTZOID)
             // jsonb keeps one of duplicate keys and normalises numbers and spacing
             | (JSONOID, JSONBOID)
-    ) || (to == NUMERICOID && new_typmod >= 0 && matches!(from, FLOAT4OID | FLOAT8OID | CASHOID));
+            // float to numeric keeps 15 (float8) or 6 (float4) significant digits; to text, as
+            // many as the session's extra_float_digits asks for (-15: one)
+            | (FLOAT4OID | FLOAT8OID, NUMERICOID | TEXTOID | VARCHAROID | BPCHAROID)
+            // geometric types print their coordinates as floats
+            | (POINTOID | LSEGOID | PATHOID | BOXOID | POLYGONOID | LINEOID | CIRCLEOID, TEXTOID | VARCHAROID | BPCHAROID)
+    )
+        // money is read with the session's lc_monetary (its number of decimals)
+        || (from == CASHOID && to != CASHOID);
     if lossy {
         return Some(ROUNDS);
     }
@@ -535,6 +542,11 @@ fn type_change_changes_values(old_type: pg_sys::Oid, old_typmod: i32, new_type: 
         &[from.into(), to.into()],
     )
     .then_some("TYPE with a type or cast defined in this database")
+}
+
+/// json or jsonb, or a domain over either.
+fn json_type(t: pg_sys::Oid) -> bool {
+    t != pg_sys::InvalidOid && matches!(unsafe { pg_sys::getBaseType(t) }, pg_sys::JSONOID | pg_sys::JSONBOID)
 }
 
 /// The columns of `relid`'s primary key when `constraint` names it (else none).
@@ -1254,6 +1266,36 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
             cstr((*(stmt as *mut pg_sys::AlterEventTrigStmt)).trigname)
         };
         ins.record.push((tag.to_string(), String::new(), name));
+    } else if t == N::T_CreateCastStmt && !pg_sys::superuser() {
+        // to_jsonb calls a cast to json of a type created in the database: the type's owner
+        // could make the trail record what they like for columns of that type in arrays and
+        // composites (scalars are written through the type's output function instead).
+        let target = pg_sys::typenameTypeId(std::ptr::null_mut(), (*(stmt as *mut pg_sys::CreateCastStmt)).targettype);
+        if json_type(target) {
+            ins.protected = Some("casts to json or jsonb (to_jsonb would call them to write the audit trail)".into());
+        }
+    } else if t == N::T_CreateFunctionStmt && (*(stmt as *mut pg_sys::CreateFunctionStmt)).replace && !pg_sys::superuser() && {
+        let mut name: *mut c_char = std::ptr::null_mut();
+        let nsp = pg_sys::QualifiedNameGetCreationNamespace((*(stmt as *mut pg_sys::CreateFunctionStmt)).funcname, &mut name);
+        catalog_says(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_cast c JOIN pg_catalog.pg_proc p ON p.oid = c.castfunc
+                             WHERE c.casttarget IN ('pg_catalog.json'::pg_catalog.regtype, 'pg_catalog.jsonb'::pg_catalog.regtype)
+                               AND p.proname OPERATOR(pg_catalog.=) $1 AND p.pronamespace OPERATOR(pg_catalog.=) $2)",
+            &[cstr(name).as_str().into(), nsp.into()],
+        )
+    } {
+        ins.protected = Some("the functions of casts to json or jsonb (to_jsonb would call them to write the audit trail)".into());
+    } else if t == N::T_AlterFunctionStmt && !pg_sys::superuser() && {
+        let s = stmt as *mut pg_sys::AlterFunctionStmt;
+        let f = pg_sys::LookupFuncWithArgs((*s).objtype, (*s).func, true);
+        f != pg_sys::InvalidOid
+            && catalog_says(
+                "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_cast c WHERE c.castfunc = $1
+                                 AND c.casttarget IN ('pg_catalog.json'::pg_catalog.regtype, 'pg_catalog.jsonb'::pg_catalog.regtype))",
+                &[f.into()],
+            )
+    } {
+        ins.protected = Some("the functions of casts to json or jsonb (to_jsonb would call them to write the audit trail)".into());
     } else if t == N::T_CreateFunctionStmt && (*(stmt as *mut pg_sys::CreateFunctionStmt)).replace {
         // CREATE OR REPLACE of an event trigger's function changes what the event trigger runs,
         // as surely as ALTER EVENT TRIGGER: recorded, with the event trigger's name. The function

@@ -8,8 +8,9 @@
 //! jsonb's order once per plan, laid out by `JsonbValueToJsonb`), so the bytes are those of
 //! `to_jsonb`: numbers are passed as the stored `numeric` (or converted from the integer), text
 //! as its stored bytes, dates through `JsonEncodeDateTime` as `to_jsonb` does. A table with a
-//! column this plan does not know (arrays, composites, json, floats, user types) keeps the
-//! generic `to_jsonb` path.
+//! column this plan does not know (arrays, composites, json, floats) keeps the generic
+//! `to_jsonb` path. A type created in the database is written as its output function's text,
+//! never through a cast to json (which its owner could write to lie).
 
 use std::ffi::CStr;
 
@@ -30,6 +31,9 @@ enum Kind {
     /// smallint, integer, bigint (attlen 2, 4, 8): a jsonb number.
     Int(i16),
     Bool,
+    /// real, double precision: a jsonb number read from the output text (as to_jsonb does: not
+    /// float8_numeric, which keeps 15 digits), NaN and infinities as strings.
+    Float(pg_sys::Oid),
     /// date, timestamp, timestamptz: ISO 8601 text through JsonEncodeDateTime.
     DateTime(pg_sys::Oid),
     /// Any other built-in scalar type: its output function's text.
@@ -59,6 +63,10 @@ pub struct ImagePlan {
     /// without sorting them again for every row.
     image_keys: Vec<usize>,
     pk_keys: Vec<usize>,
+    /// For a `generic` shape: the columns of types created in the database (enums, ranges,
+    /// types of extensions) as (attribute, name, output function), written as their text in
+    /// place of what to_jsonb made of them (it calls a cast to json of such a type).
+    pub as_text: Vec<(usize, String, pg_sys::Oid)>,
 }
 
 /// The column indexes of `cols` that `pick` keeps, in jsonb key order.
@@ -88,16 +96,20 @@ unsafe fn kind_of(typid: pg_sys::Oid, attlen: i16) -> Option<Kind> {
         pg_sys::INT2OID | pg_sys::INT4OID | pg_sys::INT8OID => Kind::Int(attlen),
         pg_sys::BOOLOID => Kind::Bool,
         pg_sys::DATEOID | pg_sys::TIMESTAMPOID | pg_sys::TIMESTAMPTZOID => Kind::DateTime(base),
-        // Floats go through text and may become strings; json and jsonb are nested; arrays and
-        // composites recurse; types from extensions may have casts to json that to_jsonb uses.
-        pg_sys::FLOAT4OID | pg_sys::FLOAT8OID | pg_sys::JSONOID | pg_sys::JSONBOID => return None,
-        _ if u32::from(base) >= pg_sys::FirstNormalObjectId
-            || pg_sys::get_element_type(base) != pg_sys::InvalidOid
+        pg_sys::FLOAT4OID | pg_sys::FLOAT8OID => Kind::Float(base),
+        // json and jsonb are nested; arrays and composites recurse.
+        pg_sys::JSONOID | pg_sys::JSONBOID => return None,
+        _ if pg_sys::get_element_type(base) != pg_sys::InvalidOid
             || pg_sys::type_is_rowtype(base)
             || matches!(base, pg_sys::ANYARRAYOID | pg_sys::ANYCOMPATIBLEARRAYOID | pg_sys::RECORDARRAYOID) =>
         {
             return None
         }
+        // Any other type, built in or created in the database (an enum, a range, a type from an
+        // extension): its output function's text, never a cast to json. to_jsonb would call a
+        // cast to json of a type created in the database, and whoever owns the type may create
+        // one (CREATE CAST (side_t AS json) WITH FUNCTION ...) that makes the trail record any
+        // value they like.
         _ => {
             let (mut out, mut varlena) = (pg_sys::InvalidOid, false);
             pg_sys::getTypeOutputInfo(base, &mut out, &mut varlena);
@@ -118,7 +130,21 @@ impl ImagePlan {
         let generic = cols.is_none();
         let cols = cols.unwrap_or_default();
         let (image_keys, pk_keys) = (jsonb_key_order(&cols, |c| c.in_image), jsonb_key_order(&cols, |c| c.in_pk));
-        ImagePlan { generic, natts: atts.len(), cols, shape, image_keys, pk_keys }
+        let as_text = if generic {
+            atts.iter()
+                .enumerate()
+                .filter(|(_, a)| !a.attisdropped)
+                .filter_map(|(i, a)| match kind_of(a.atttypid, a.attlen) {
+                    Some(Kind::Other(out)) if u32::from(pg_sys::getBaseType(a.atttypid)) >= pg_sys::FirstNormalObjectId => {
+                        Some((i, String::from_utf8_lossy(att_name(a)).into_owned(), out))
+                    }
+                    _ => None,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        ImagePlan { generic, natts: atts.len(), cols, shape, image_keys, pk_keys, as_text }
     }
 
     unsafe fn columns(atts: &[pg_sys::FormData_pg_attribute], exclude: &[String], pk: &[String], encrypted: &[String]) -> Option<Vec<Col>> {
@@ -262,6 +288,21 @@ unsafe fn scalar(c: &Col, d: pg_sys::Datum, isnull: bool) -> Option<pg_sys::Json
             numeric(pg_sys::int64_to_numeric(v))
         }
         Kind::Bool => pg_sys::JsonbValue { type_: pg_sys::jbvType::jbvBool, val: pg_sys::JsonbValue__bindgen_ty_1 { boolean: d.value() != 0 } },
+        Kind::Float(t) => {
+            let finite = if t == pg_sys::FLOAT4OID { f32::from_bits(d.value() as u32).is_finite() } else { f64::from_bits(d.value() as u64).is_finite() };
+            let out = if t == pg_sys::FLOAT4OID { pg_sys::F_FLOAT4OUT } else { pg_sys::F_FLOAT8OUT };
+            let text = pg_sys::OidOutputFunctionCall(pg_sys::Oid::from(out), d);
+            if finite {
+                // A finite float's text is a JSON number ("-0", "1e+300", "0.1").
+                let n = pgrx::direct_function_call_as_datum(
+                    pg_sys::numeric_in,
+                    &[Some(pg_sys::Datum::from(text)), Some(pg_sys::Datum::from(pg_sys::InvalidOid)), Some(pg_sys::Datum::from(-1i32))],
+                )?;
+                numeric(n.cast_mut_ptr())
+            } else {
+                cstring_value(text)?
+            }
+        }
         Kind::DateTime(t) => cstring_value(pg_sys::JsonEncodeDateTime(std::ptr::null_mut(), d, t, std::ptr::null()))?,
         Kind::Other(out) => cstring_value(pg_sys::OidOutputFunctionCall(out, d))?,
     })

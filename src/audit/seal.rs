@@ -10,9 +10,6 @@ use super::{audit_key, InternalWrite};
 use crate::common;
 use crate::error::{CoreError, OrRaise, TgResult};
 
-/// Advisory lock key that serialises sealers: the chain never forks.
-const SEAL_LOCK: i64 = 0x7467_5345_414c; // "tgSEAL"
-
 const MAX_ROWS_PER_BLOCK: i64 = 50_000;
 
 fn now_micros() -> i64 {
@@ -63,7 +60,7 @@ fn anchor() -> TgResult<Option<(i64, Vec<u8>, bool)>> {
 fn seal_once() -> TgResult<Option<(i64, i64)>> {
     let key = audit_key()?;
     common::as_owner(|| -> TgResult<Option<(i64, i64)>> {
-        Spi::run_with_args("SELECT pg_catalog.pg_advisory_xact_lock($1)", &[SEAL_LOCK.into()])?;
+        Spi::run("LOCK TABLE tradeguard_audit.seal_lock IN EXCLUSIVE MODE")?;
         // Rows of transactions older than every running one: nothing can still commit below them.
         let horizon = common::spi_first::<i64>(
             "SELECT pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())::text::bigint",
@@ -126,7 +123,7 @@ fn seal_once() -> TgResult<Option<(i64, i64)>> {
             ],
         )?;
         // The same rows as selected, found by their tuple ids (a TID scan: no index, and never
-        // the whole trail); only the sealer updates trail rows, under the advisory lock, so the
+        // the whole trail); only the sealer updates trail rows, under the seal lock, so the
         // ids still hold. Checked: a difference would make verify() fail later. The rows move to
         // the sealed partition, with the key hash history() finds them by.
         let ctids: Vec<String> = rows.iter().map(|(_, _, t)| t.clone()).collect();
@@ -240,6 +237,9 @@ struct Checked {
 /// trail of up to two million rows is verified in a single pass.
 const WINDOW_ROWS: i64 = 2_000_000;
 
+/// Detoasted bytes a verification batch holds before it frees them.
+const BATCH_BYTES: usize = 64 << 20;
+
 /// Reads the rows of blocks `lo..=hi` in one scan and checks every signature; returns them by
 /// block number.
 fn scan_rows(signer: &chain::RowSigner, lo: i64, hi: i64, expected: &HashMap<i64, i64>) -> TgResult<HashMap<i64, Vec<Checked>>> {
@@ -252,6 +252,11 @@ fn scan_rows(signer: &chain::RowSigner, lo: i64, hi: i64, expected: &HashMap<i64
             let query = std::ffi::CString::new(ROW_QUERY).expect("no NUL in the query");
             let mut types = [pg_sys::INT8OID, pg_sys::INT8OID];
             let mut args = [pg_sys::Datum::from(lo), pg_sys::Datum::from(hi)];
+            // The snapshot SPI gives every other query of verify(): the statement's until the
+            // transaction writes, then a new one per command. Read with the statement's older
+            // snapshot after the blocks were read with a newer one, the rows of a block sealed
+            // in between would look unsealed, and be reported missing.
+            let read_only = pg_sys::GetCurrentTransactionIdIfAny() == pg_sys::InvalidTransactionId;
             let portal = pg_sys::SPI_cursor_open_with_args(
                 std::ptr::null(),
                 query.as_ptr(),
@@ -259,7 +264,7 @@ fn scan_rows(signer: &chain::RowSigner, lo: i64, hi: i64, expected: &HashMap<i64
                 types.as_mut_ptr(),
                 args.as_mut_ptr(),
                 std::ptr::null(),
-                true,
+                read_only,
                 0,
             );
             if portal.is_null() {
@@ -280,7 +285,17 @@ fn scan_rows(signer: &chain::RowSigner, lo: i64, hi: i64, expected: &HashMap<i64
                     let natts = (*desc).natts as usize;
                     let mut values = vec![pg_sys::Datum::from(0usize); natts];
                     let mut nulls = vec![false; natts];
+                    // Bytes of images detoasted in the batch's context: freed once they reach
+                    // BATCH_BYTES (rows of large, well-compressed values would otherwise pile up
+                    // a fetch's worth of them).
+                    let mut detoasted = 0usize;
                     for i in 0..n {
+                        if detoasted > BATCH_BYTES {
+                            // Nothing of the rows checked so far lives there (ids and signatures
+                            // are copied out).
+                            pg_sys::MemoryContextReset(pg_sys::CurrentMemoryContext);
+                            detoasted = 0;
+                        }
                         let tup = *(*tt).vals.add(i);
                         pg_sys::heap_deform_tuple(tup, desc, values.as_mut_ptr(), nulls.as_mut_ptr());
                         let col = |k: i32| -> Option<pg_sys::Datum> {
@@ -306,6 +321,7 @@ fn scan_rows(signer: &chain::RowSigner, lo: i64, hi: i64, expected: &HashMap<i64
                             client_addr: bytes(13),
                             app_context: bytes(14),
                         };
+                        detoasted += [signed.pk, signed.old_row, signed.new_row, signed.app_context].iter().flatten().map(|b| b.len()).sum::<usize>();
                         let stored = bytes(15).unwrap_or_default();
                         let mut sig = [0u8; 32];
                         // pk_hash is not signed but derived from the signed pk: a changed one (which
@@ -652,5 +668,7 @@ fn archive_impl(through: i64, reason: &str) -> TgResult<i64> {
         "blocks",
         serde_json::json!({ "through_block": through, "rows_removed": removed, "reason": reason }),
     )?;
+    // Also an alert (high): trail rows leave the database, however old.
+    common::events::record("audit_archived", "high", &serde_json::json!({ "through_block": through, "rows_removed": removed, "reason": reason }))?;
     Ok(removed)
 }

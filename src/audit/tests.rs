@@ -119,11 +119,11 @@ mod tests {
     /// (number scales, padding, time zones, NaN and infinities as strings).
     #[pg_test]
     fn built_images_equal_to_jsonb() {
-        Spi::run("CREATE DOMAIN t_price AS numeric(18,4) CHECK (VALUE >= 0); CREATE DOMAIN t_qty AS bigint").unwrap();
+        Spi::run("CREATE DOMAIN t_price AS numeric(18,4) CHECK (VALUE >= 0); CREATE DOMAIN t_qty AS bigint; CREATE TYPE t_side AS ENUM ('buy', 'sell')").unwrap();
         Spi::run(
             "CREATE TABLE t_fast (id bigint PRIMARY KEY, s smallint, i int, n numeric, p t_price, q t_qty, tx text,
                  vc varchar(10), ch char(5), b bool, d date, ts timestamp, tz timestamptz, u uuid, ip inet,
-                 iv interval, nm name, tm time, secret text)",
+                 iv interval, nm name, tm time, secret text, f float8, r real, side t_side)",
         )
         .unwrap();
         Spi::run("SELECT tradeguard.audit_table('t_fast', '{secret}')").unwrap();
@@ -141,6 +141,13 @@ mod tests {
                (5, 3, 3, -0.000000000000000000001, 1, 1, 'a', 'b', 'c', true, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)"#,
         )
         .unwrap();
+        Spi::run(
+            "UPDATE t_fast SET f = 'Infinity', r = 'NaN', side = 'sell' WHERE id = 1;
+             UPDATE t_fast SET f = 1e300, r = -0.0, side = 'buy' WHERE id = 2;
+             UPDATE t_fast SET f = 0.1, r = 1.5e-7 WHERE id = 4;
+             UPDATE t_fast SET f = -2849.7, r = 3.4028235e38 WHERE id = 5",
+        )
+        .unwrap();
         Spi::run("UPDATE t_fast SET n = n * 2, secret = 'still hidden' WHERE id IN (1, 5)").unwrap();
         Spi::run("DELETE FROM t_fast WHERE id = 3").unwrap();
         // Each remaining row against the image of its latest change.
@@ -153,11 +160,12 @@ mod tests {
                               ORDER BY x.id DESC LIMIT 1) l ON true",
         );
         assert_eq!(same, Ok(Some(true)));
-        // The UPDATEs' old images and the DELETE's image, against the rows as inserted.
+        // The first UPDATEs' old images and the DELETE's image, against the rows as inserted.
         let old_ok = Spi::get_one::<bool>(
-            "SELECT count(*) = 3 AND bool_and(u.old_row::text = i.new_row::text)
+            "SELECT count(*) = 5 AND bool_and(u.old_row::text = i.new_row::text)
                FROM tradeguard_audit.log u JOIN tradeguard_audit.log i ON i.pk = u.pk AND i.operation = 'INSERT'
-              WHERE u.table_name = 't_fast' AND i.table_name = 't_fast' AND u.operation IN ('UPDATE', 'DELETE')",
+              WHERE u.table_name = 't_fast' AND i.table_name = 't_fast' AND u.operation IN ('UPDATE', 'DELETE')
+                AND u.id = (SELECT min(x.id) FROM tradeguard_audit.log x WHERE x.table_name = 't_fast' AND x.pk = u.pk AND x.operation <> 'INSERT')",
         );
         assert_eq!(old_ok, Ok(Some(true)));
         let leaked = Spi::get_one::<i64>(
@@ -182,20 +190,68 @@ mod tests {
         assert_eq!(row, (Some(r#"{"id": 2, "price": 20, "venue": "XTKS"}"#.into()), Some(r#"{"id": 2}"#.into())));
     }
 
-    /// The same for a table on the `to_jsonb` path (a float column): the primary key image is
+    /// The same for a table on the `to_jsonb` path (a jsonb column): the primary key image is
     /// cut from the columns the table has now, not those it had at its first audited row.
     #[pg_test]
     fn generic_images_follow_alter_table() {
-        Spi::run("CREATE TABLE t_galt (id int PRIMARY KEY, px float8)").unwrap();
-        Spi::run("SELECT tradeguard.audit_table('t_galt'); INSERT INTO t_galt VALUES (1, 10.5)").unwrap();
+        Spi::run("CREATE TABLE t_galt (id int PRIMARY KEY, px float8, meta jsonb)").unwrap();
+        Spi::run("SELECT tradeguard.audit_table('t_galt'); INSERT INTO t_galt VALUES (1, 10.5, '{}')").unwrap();
         Spi::run("SELECT tradeguard.break_glass('test: alter an audited table')").unwrap();
         Spi::run("ALTER TABLE t_galt ADD COLUMN venue text DEFAULT 'XTKS'").unwrap();
-        Spi::run("INSERT INTO t_galt VALUES (2, 20.5)").unwrap();
+        Spi::run("INSERT INTO t_galt VALUES (2, 20.5, '{\"a\": 1}')").unwrap();
         let row = Spi::get_two::<String, String>(
             "SELECT new_row::text, pk::text FROM tradeguard_audit.log WHERE table_name = 't_galt' AND operation = 'INSERT' ORDER BY id DESC LIMIT 1",
         )
         .unwrap();
-        assert_eq!(row, (Some(r#"{"id": 2, "px": 20.5, "venue": "XTKS"}"#.into()), Some(r#"{"id": 2}"#.into())));
+        assert_eq!(row, (Some(r#"{"id": 2, "px": 20.5, "meta": {"a": 1}, "venue": "XTKS"}"#.into()), Some(r#"{"id": 2}"#.into())));
+    }
+
+    /// What the trail records of a value does not depend on code or settings of the writer:
+    /// a cast to json its owner writes for a type (to_jsonb would call it), or the session's
+    /// extra_float_digits (-15 prints 2849.7 as 3e+03).
+    #[pg_test]
+    fn images_ignore_the_writers_casts_and_float_digits() {
+        Spi::run(
+            "CREATE ROLE t_castr; GRANT CREATE ON SCHEMA public TO t_castr;
+             SET ROLE t_castr;
+             CREATE TYPE t_side2 AS ENUM ('buy', 'sell');
+             CREATE TABLE t_cast (id int PRIMARY KEY, side t_side2, px float8, meta jsonb);
+             CREATE FUNCTION t_side_json(t_side2) RETURNS json IMMUTABLE LANGUAGE sql AS $$ SELECT '\"buy\"'::json $$;
+             RESET ROLE;
+             SELECT tradeguard.audit_table('t_cast')",
+        )
+        .unwrap();
+        // The type's owner may not create the cast, nor rewrite the function of one a superuser
+        // created.
+        Spi::run("SET ROLE t_castr").unwrap();
+        let err = crate::common::sql_error("CREATE CAST (t_side2 AS json) WITH FUNCTION t_side_json(t_side2)").unwrap_or_default();
+        assert!(err.contains("casts to json or jsonb"), "{err}");
+        Spi::run("RESET ROLE; CREATE CAST (t_side2 AS json) WITH FUNCTION t_side_json(t_side2)").unwrap();
+        Spi::run("SET ROLE t_castr").unwrap();
+        let err = crate::common::sql_error(
+            "CREATE OR REPLACE FUNCTION t_side_json(t_side2) RETURNS json IMMUTABLE LANGUAGE sql AS $$ SELECT '\"sell\"'::json $$",
+        )
+        .unwrap_or_default();
+        assert!(err.contains("the functions of casts to json"), "{err}");
+        let err = crate::common::sql_error("ALTER FUNCTION t_side_json(t_side2) SET search_path = public").unwrap_or_default();
+        assert!(err.contains("the functions of casts to json"), "{err}");
+        // The trail writes the value through the type's output function, cast or not (on the
+        // to_jsonb path too, here for the jsonb column), and floats with every digit.
+        Spi::run(
+            "SET extra_float_digits = -15;
+             INSERT INTO t_cast VALUES (1, 'sell', 2849.7, '{}');
+             UPDATE t_cast SET side = 'buy', px = 2849.75 WHERE id = 1",
+        )
+        .unwrap();
+        Spi::run("RESET ROLE").unwrap();
+        let rows = Spi::get_one::<String>(
+            "SELECT string_agg(coalesce(old_row->>'side', '-') || '/' || (new_row->>'side') || ' ' || (new_row->>'px'), '; ' ORDER BY id)
+               FROM tradeguard_audit.log WHERE table_name = 't_cast' AND operation IN ('INSERT', 'UPDATE')",
+        );
+        assert_eq!(rows, Ok(Some("-/sell 2849.7; sell/buy 2849.75".into())));
+        // The session's setting is left as it was.
+        assert_eq!(Spi::get_one::<String>("SHOW extra_float_digits"), Ok(Some("-15".into())));
+        Spi::run("RESET extra_float_digits").unwrap();
     }
 
     /// The trail stays open for the transaction: an index added in the same transaction (break-
@@ -1002,17 +1058,29 @@ mod tests {
             );
         }
         // Nor through a domain's typmod, an array's elements, money or jsonb.
-        Spi::run("CREATE DOMAIN t_n2 AS numeric(12,2); ALTER TABLE t_px_alt ADD COLUMN a numeric(12,4)[], ADD COLUMN j json").unwrap();
+        // Floats to numeric or text (15 digits, or as few as extra_float_digits asks for), money
+        // to anything (read with lc_monetary) and geometric types to text round too.
+        Spi::run(
+            "CREATE DOMAIN t_n2 AS numeric(12,2);
+             ALTER TABLE t_px_alt ADD COLUMN a numeric(12,4)[], ADD COLUMN j json, ADD COLUMN f float8, ADD COLUMN r real,
+                 ADD COLUMN m money, ADD COLUMN pt point",
+        )
+        .unwrap();
         for (sql, col) in [
             ("ALTER TABLE t_px_alt ALTER COLUMN price TYPE t_n2", "price"),
             ("ALTER TABLE t_px_alt ALTER COLUMN a TYPE numeric(12,2)[]", "a"),
             ("ALTER TABLE t_px_alt ALTER COLUMN price TYPE money", "price"),
             ("ALTER TABLE t_px_alt ALTER COLUMN j TYPE jsonb", "j"),
+            ("ALTER TABLE t_px_alt ALTER COLUMN f TYPE numeric", "f"),
+            ("ALTER TABLE t_px_alt ALTER COLUMN r TYPE numeric", "r"),
+            ("ALTER TABLE t_px_alt ALTER COLUMN f TYPE text", "f"),
+            ("ALTER TABLE t_px_alt ALTER COLUMN m TYPE numeric", "m"),
+            ("ALTER TABLE t_px_alt ALTER COLUMN pt TYPE text", "pt"),
         ] {
             let err = crate::common::sql_error(sql).unwrap_or_default();
             assert!(err.contains(&format!("ALTER COLUMN {col} TYPE with a conversion that rounds")), "{sql}: {err}");
         }
-        Spi::run("ALTER TABLE t_px_alt ALTER COLUMN qty TYPE bigint; ALTER TABLE t_px_alt ALTER COLUMN price TYPE numeric(14,4)").unwrap();
+        Spi::run("ALTER TABLE t_px_alt ALTER COLUMN qty TYPE bigint; ALTER TABLE t_px_alt ALTER COLUMN price TYPE numeric(14,4); ALTER TABLE t_px_alt ALTER COLUMN r TYPE float8").unwrap();
         Spi::run(
             "ALTER TABLE t_acct_alt ALTER COLUMN balance TYPE varchar(20);
              CREATE DOMAIN t_sym AS varchar(20) CHECK (VALUE <> '');

@@ -326,17 +326,10 @@ fn session_facts() -> TgResult<Rc<SessionFacts>> {
     let app = app_raw.map(|a| a.to_string_lossy().into_owned());
     let ctx_src = String::from_utf8_lossy(ctx_raw).into_owned();
     let addr = unsafe {
-        let port = pg_sys::libpq::be::MyProcPort;
-        if port.is_null() || (*port).remote_host.is_null() {
-            None
-        } else {
-            let h = std::ffi::CStr::from_ptr((*port).remote_host).to_string_lossy().into_owned();
-            match (h.parse::<std::net::IpAddr>().is_ok(), std::ffi::CString::new(h)) {
-                (true, Ok(c)) => pgrx::direct_function_call_as_datum(pg_sys::inet_in, &[Some(pg_sys::Datum::from(c.as_ptr()))])
-                    .map(|d| varlena_copy(d)),
-                _ => None,
-            }
-        }
+        common::client_ip(pg_sys::libpq::be::MyProcPort).and_then(|ip| {
+            let c = std::ffi::CString::new(ip.to_string()).ok()?;
+            pgrx::direct_function_call_as_datum(pg_sys::inet_in, &[Some(pg_sys::Datum::from(c.as_ptr()))]).map(|d| varlena_copy(d))
+        })
     };
     let app_context = match ctx_src.as_str() {
         "" => None,
@@ -692,6 +685,7 @@ fn record_change(trigger: &pgrx::PgTrigger<'_>) -> TgResult<()> {
     };
     let (mut pk, mut old_img, mut new_img) = (None, None, None);
     if op != "TRUNCATE" {
+        let _floats = ExactFloats::begin();
         let (new_t, old_t, tupdesc) = common::trigger_tuples(trigger);
         let shape = unsafe { info.shape(tupdesc) };
         let plan = &shape.plan;
@@ -710,7 +704,7 @@ fn record_change(trigger: &pgrx::PgTrigger<'_>) -> TgResult<()> {
         };
         match (!plan.generic).then(fast).flatten() {
             Some(images) => (pk, old_img, new_img) = images,
-            None => (pk, old_img, new_img) = generic_images(&info, &shape.non_pk, new_t, old_t, tupdesc)?,
+            None => (pk, old_img, new_img) = generic_images(&info, &shape.non_pk, &plan.as_text, new_t, old_t, tupdesc)?,
         }
     }
     let actor = actor_name();
@@ -721,6 +715,36 @@ fn record_change(trigger: &pgrx::PgTrigger<'_>) -> TgResult<()> {
     Ok(())
 }
 
+/// Holds `extra_float_digits` at 1 (the shortest text that reads back as the same float) while
+/// row images are built, when the session set it lower: floats (and the coordinates of
+/// geometric types) are written with as many digits as it asks for, and a writer could
+/// otherwise have the trail record 3000 for 2849.7 (`SET extra_float_digits = -15`). The
+/// setting itself is not changed (no GUC nesting per row): its variable is restored on the way
+/// out, also when an error unwinds.
+struct ExactFloats(Option<i32>);
+
+impl ExactFloats {
+    fn begin() -> Self {
+        // SAFETY: a backend-local variable read by float output functions only.
+        unsafe {
+            let digits = pg_sys::extra_float_digits;
+            if digits < 1 {
+                pg_sys::extra_float_digits = 1;
+                return ExactFloats(Some(digits));
+            }
+        }
+        ExactFloats(None)
+    }
+}
+
+impl Drop for ExactFloats {
+    fn drop(&mut self) {
+        if let Some(digits) = self.0 {
+            unsafe { pg_sys::extra_float_digits = digits };
+        }
+    }
+}
+
 /// The images through `to_jsonb(row)` (tables with columns [`ImagePlan`] does not convert):
 /// (primary key, old row, new row).
 type Images = (Option<Jsonb>, Option<Jsonb>, Option<Jsonb>);
@@ -728,6 +752,7 @@ type Images = (Option<Jsonb>, Option<Jsonb>, Option<Jsonb>);
 fn generic_images(
     info: &TableInfo,
     non_pk: &KeyList,
+    as_text: &[(usize, String, pg_sys::Oid)],
     new_t: *mut pg_sys::HeapTupleData,
     old_t: *mut pg_sys::HeapTupleData,
     tupdesc: pg_sys::TupleDesc,
@@ -736,7 +761,15 @@ fn generic_images(
         if t.is_null() {
             return Ok(None);
         }
-        let full = row_image(t, tupdesc)?;
+        let mut full = row_image(t, tupdesc)?;
+        // Columns of types created in the database: their output text, not a cast to json.
+        for (att, name, out) in as_text {
+            let attno = std::num::NonZeroUsize::new(att + 1).expect("1-based");
+            if let Some(d) = unsafe { pgrx::heap_getattr_raw(t, attno, tupdesc) } {
+                let text = unsafe { std::ffi::CStr::from_ptr(pg_sys::OidOutputFunctionCall(*out, d)) }.to_string_lossy().into_owned();
+                full = full.set(name, Jsonb::parse(&serde_json::Value::String(text).to_string())?);
+            }
+        }
         let mut img = full.delete_keys(&info.exclude);
         for c in &info.encrypted {
             if let Some(v) = img.field_text(c) {

@@ -3,7 +3,6 @@
 //! It cannot write tables; events go through the shared-memory queue to the worker.
 
 use std::ffi::{c_char, CStr};
-use std::net::IpAddr;
 
 use pgrx::pg_sys;
 use pgrx::pg_sys::panic::ErrorReport;
@@ -71,17 +70,20 @@ unsafe extern "C-unwind" fn tradeguard_client_auth(port: *mut pg_sys::libpq::be:
     if port.is_null() {
         return;
     }
-    let remote = text((*port).remote_host);
     let role = text((*port).user_name);
     let db = text((*port).database_name);
-    // Unix-socket connections are never locked out: the DBA keeps a way in.
-    let addr: Option<IpAddr> = remote.parse().ok();
-    let Some(ip) = addr else { return };
-    if crate::gucs::lockout_exempt().iter().any(|n| n.contains(&ip)) {
-        return;
-    }
+    // Unix-socket connections are never counted or locked out: the DBA keeps a way in.
+    let Some(ip) = super::client_ip(port) else { return };
+    // An IPv4 client on an IPv6 socket (::ffff:a.b.c.d) is that IPv4 address.
+    let ip = ip.to_canonical();
+    let remote = ip.to_string();
+    // An exempt address (a pooler, a proxy, the DBA's workstation) is never counted, locked out
+    // or blocked as an address; its logins are recorded and count for their role like any
+    // other: behind a pooler, the per-role limit is what stops password guessing.
+    let exempt = crate::gucs::lockout_exempt().iter().any(|n| n.contains(&ip));
+    let source = (!exempt).then_some(&ip);
     let at = security::now();
-    if let Some((key, until)) = security::blocked(Some(&ip), &role, at) {
+    if let Some((key, until)) = security::blocked(source, &role, at) {
         security::push(auth_event(&remote, &role, &db, status == pg_sys::STATUS_OK as i32, true, &format!("blocked by {key}")));
         ErrorReport::new(
             PgSqlErrorCode::ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
@@ -102,12 +104,15 @@ unsafe extern "C-unwind" fn tradeguard_client_auth(port: *mut pg_sys::libpq::be:
         return;
     }
     security::push(auth_event(&remote, &role, &db, false, false, "authentication failed"));
-    for (is_role, key, until) in security::register_failure(Some(&remote), &role, at) {
+    for (is_role, key, until, stored) in security::register_failure(source, &role, at) {
         let detail = serde_json::json!({
             "key": if is_role { "role" } else { "source" }, "value": key, "until": format_until(until),
             "until_us": until,
         });
         security::push(security::security_event("lockout", "high", Some(&remote), &role, "", &detail.to_string()));
+        if !stored {
+            security::push(security::block_table_full_event(&key));
+        }
     }
 }
 

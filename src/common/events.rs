@@ -68,14 +68,7 @@ fn fit_detail(detail: &serde_json::Value, max: usize) -> String {
 
 /// The client's address as text, when connected over TCP.
 fn client_addr() -> Option<String> {
-    unsafe {
-        let port = pg_sys::libpq::be::MyProcPort;
-        if port.is_null() || (*port).remote_host.is_null() {
-            return None;
-        }
-        let s = std::ffi::CStr::from_ptr((*port).remote_host).to_string_lossy().into_owned();
-        s.parse::<std::net::IpAddr>().is_ok().then_some(s)
-    }
+    unsafe { super::client_ip(pg_sys::libpq::be::MyProcPort).map(|ip| ip.to_string()) }
 }
 
 #[cfg(test)]

@@ -334,6 +334,34 @@ pub fn role_name(oid: pg_sys::Oid) -> String {
     }
 }
 
+/// The address of a client connected over TCP, read from its socket. Never the text of
+/// `port->remote_host`: with `log_hostname = on` that holds the client's reverse-DNS name,
+/// which the client's network chooses (it could even read as another address). None for a
+/// Unix-socket connection.
+///
+/// # Safety
+/// `port` must be null or the backend's `Port`.
+pub unsafe fn client_ip(port: *const pg_sys::libpq::be::Port) -> Option<std::net::IpAddr> {
+    if port.is_null() {
+        return None;
+    }
+    let raddr = &(*port).raddr;
+    let storage = std::ptr::addr_of!(raddr.addr) as *const u8;
+    let len = raddr.salen as usize;
+    // sockaddr_storage is large and aligned enough for either family.
+    match raddr.addr.ss_family as i32 {
+        libc::AF_INET if len >= std::mem::size_of::<libc::sockaddr_in>() => {
+            let a = &*(storage as *const libc::sockaddr_in);
+            Some(std::net::Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)).into())
+        }
+        libc::AF_INET6 if len >= std::mem::size_of::<libc::sockaddr_in6>() => {
+            let a = &*(storage as *const libc::sockaddr_in6);
+            Some(std::net::Ipv6Addr::from(a.sin6_addr.s6_addr).into())
+        }
+        _ => None,
+    }
+}
+
 /// Build identification shown by `tradeguard.version()`.
 pub fn version_string() -> String {
     format!(

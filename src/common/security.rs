@@ -7,7 +7,9 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use pgrx::prelude::*;
-use pgrx::{pg_shmem_init, PGRXSharedMemory, PgAtomic, PgLwLock};
+use pgrx::{pg_shmem_init, PGRXSharedMemory, PgAtomic};
+
+use super::shmem::{Zeroed, ZeroedLwLock};
 
 /// A fixed-capacity string that lives in shared memory.
 #[derive(Copy, Clone)]
@@ -70,8 +72,10 @@ pub struct EventQueue {
 unsafe impl PGRXSharedMemory for EventQueue {}
 
 pub const FAIL_ENTRIES: usize = 512;
-pub const FAIL_TIMES: usize = 64;
-pub const BLOCK_ENTRIES: usize = 256;
+/// Failures of one key are counted in this many steps of tradeguard.lockout_window (any limit
+/// up to the settings' maximum is reached: a step counts every failure that falls in it).
+pub const FAIL_STEPS: usize = 64;
+pub const BLOCK_ENTRIES: usize = 2048;
 
 #[derive(Copy, Clone)]
 #[repr(C)]
@@ -79,8 +83,12 @@ pub struct FailEntry {
     pub used: bool,
     pub is_role: bool,
     pub key: FixedStr<64>,
+    /// The step written next (a ring).
     pub next: u16,
-    pub times: [i64; FAIL_TIMES],
+    /// Per step: the time of its first and of its last failure, and how many it holds.
+    pub first: [i64; FAIL_STEPS],
+    pub last: [i64; FAIL_STEPS],
+    pub count: [u32; FAIL_STEPS],
 }
 
 #[derive(Copy, Clone)]
@@ -102,14 +110,14 @@ pub struct AuthState {
 
 unsafe impl PGRXSharedMemory for AuthState {}
 
-pub static EVENTS: PgLwLock<EventQueue> = unsafe { PgLwLock::new(c"tradeguard_events") };
-pub static AUTH: PgLwLock<AuthState> = unsafe { PgLwLock::new(c"tradeguard_auth") };
+pub static EVENTS: ZeroedLwLock<EventQueue> = unsafe { ZeroedLwLock::new(c"tradeguard_events") };
+pub static AUTH: ZeroedLwLock<AuthState> = unsafe { ZeroedLwLock::new(c"tradeguard_auth") };
 pub static DECRYPT_FROZEN: PgAtomic<AtomicBool> = unsafe { PgAtomic::new(c"tradeguard_decrypt_frozen") };
 
 pub fn init() {
-    // All-zero is a valid empty state for both structures (no Default for large arrays).
-    pg_shmem_init!(EVENTS = unsafe { std::mem::zeroed() });
-    pg_shmem_init!(AUTH = unsafe { std::mem::zeroed() });
+    // All-zero is a valid empty state for both structures.
+    pg_shmem_init!(EVENTS = Zeroed);
+    pg_shmem_init!(AUTH = Zeroed);
     pg_shmem_init!(DECRYPT_FROZEN);
 }
 
@@ -151,6 +159,16 @@ pub fn security_event(event_type: &str, severity: &str, addr: Option<&str>, role
     }
 }
 
+/// The critical event of a block that could not be stored: the shared-memory block table is
+/// full of blocks that must stay (it holds BLOCK_ENTRIES).
+pub fn block_table_full_event(key: &str) -> EventSlot {
+    let detail = serde_json::json!({
+        "key": key, "capacity": BLOCK_ENTRIES,
+        "reason": "the block table in shared memory is full of admin blocks, auto-blocks and role lockouts; lift some (tradeguard.unblock) or block a network instead of its addresses",
+    });
+    security_event("block_table_full", "critical", None, "", "", &detail.to_string())
+}
+
 /// Takes every queued event (the worker stores them) and the number dropped since last time.
 pub fn drain() -> (Vec<EventSlot>, u64) {
     let mut q = EVENTS.exclusive();
@@ -184,7 +202,9 @@ pub fn blocked(addr: Option<&IpAddr>, role: &str, at: i64) -> Option<(String, i6
     })
 }
 
-/// Counts a failure for `key` and returns how many fall inside the window.
+/// Counts a failure for `key` and returns how many fall inside the window (a step whose last
+/// failure is inside counts whole: a count errs towards locking, never below the failures of
+/// the window).
 fn count_failure(s: &mut AuthState, is_role: bool, key: &str, at: i64, window: i64) -> usize {
     let idx = s
         .fails
@@ -193,57 +213,96 @@ fn count_failure(s: &mut AuthState, is_role: bool, key: &str, at: i64, window: i
         .or_else(|| s.fails.iter().position(|f| !f.used))
         .unwrap_or_else(|| {
             // Full: reuse the entry whose last failure is oldest.
-            (0..FAIL_ENTRIES).min_by_key(|&i| s.fails[i].times.iter().copied().max().unwrap_or(0)).unwrap_or(0)
+            (0..FAIL_ENTRIES).min_by_key(|&i| s.fails[i].last.iter().copied().max().unwrap_or(0)).unwrap_or(0)
         });
     let f = &mut s.fails[idx];
     if !(f.used && f.is_role == is_role && f.key.as_str() == key) {
-        *f = FailEntry { used: true, is_role, key: FixedStr::new(key), next: 0, times: [0; FAIL_TIMES] };
+        *f = FailEntry {
+            used: true,
+            is_role,
+            key: FixedStr::new(key),
+            next: 0,
+            first: [0; FAIL_STEPS],
+            last: [0; FAIL_STEPS],
+            count: [0; FAIL_STEPS],
+        };
     }
-    f.times[f.next as usize % FAIL_TIMES] = at;
-    f.next = ((f.next as usize + 1) % FAIL_TIMES) as u16;
-    f.times.iter().filter(|&&t| t > 0 && at - t <= window).count()
+    // FAIL_STEPS steps of this length span more than the window: a step is only reused once
+    // its failures are all older than the window.
+    let step = window / (FAIL_STEPS as i64 - 1) + 1;
+    let cur = (f.next as usize + FAIL_STEPS - 1) % FAIL_STEPS;
+    if f.count[cur] > 0 && at >= f.first[cur] && at - f.first[cur] < step {
+        f.count[cur] = f.count[cur].saturating_add(1);
+        f.last[cur] = f.last[cur].max(at);
+    } else {
+        let i = f.next as usize % FAIL_STEPS;
+        (f.first[i], f.last[i], f.count[i]) = (at, at, 1);
+        f.next = ((i + 1) % FAIL_STEPS) as u16;
+    }
+    (0..FAIL_STEPS).filter(|&i| f.count[i] > 0 && at - f.last[i] <= window).map(|i| f.count[i] as usize).sum()
 }
 
-fn add_block(s: &mut AuthState, is_role: bool, key: &str, until: i64, persisted: bool) {
+/// Stores a block; false when the table is full of blocks that must stay (set by an admin or
+/// the worker, or role lockouts, none of them expired). A new lockout takes the place of an
+/// expired block, else of the address lockout that ends first (an address lockout only ever
+/// replaces another one: an attacker with many addresses cannot push a role lockout or an
+/// admin's block out).
+fn add_block(s: &mut AuthState, is_role: bool, key: &str, until: i64, persisted: bool, now: i64) -> bool {
+    let same = |b: &BlockEntry| b.used && b.is_role == is_role && b.key.as_str() == key;
+    let soonest = |s: &AuthState, pick: &dyn Fn(&BlockEntry) -> bool| {
+        (0..BLOCK_ENTRIES).filter(|&i| pick(&s.blocks[i])).min_by_key(|&i| s.blocks[i].until)
+    };
     let idx = s
         .blocks
         .iter()
-        .position(|b| b.used && b.is_role == is_role && b.key.as_str() == key)
-        .or_else(|| s.blocks.iter().position(|b| !b.used))
-        .unwrap_or_else(|| (0..BLOCK_ENTRIES).min_by_key(|&i| s.blocks[i].until).unwrap_or(0));
+        .position(same)
+        .or_else(|| s.blocks.iter().position(|b| !b.used || b.until <= now))
+        .or_else(|| soonest(s, &|b| !b.persisted && !b.is_role))
+        .or_else(|| if is_role || persisted { soonest(s, &|b| !b.persisted) } else { None });
+    let Some(idx) = idx else { return false };
     let b = &mut s.blocks[idx];
-    let keep_until = if b.used && b.is_role == is_role && b.key.as_str() == key { b.until.max(until) } else { until };
-    *b = BlockEntry { used: true, persisted, is_role, key: FixedStr::new(key), until: keep_until };
+    let (keep_until, was_persisted) = if same(b) { (b.until.max(until), b.persisted) } else { (until, false) };
+    *b = BlockEntry { used: true, persisted: persisted || was_persisted, is_role, key: FixedStr::new(key), until: keep_until };
+    true
 }
 
-/// Records a failed login and returns the lockouts it triggers: (is_role, key, until).
-pub fn register_failure(addr: Option<&str>, role: &str, at: i64) -> Vec<(bool, String, i64)> {
+/// What failures from `ip` are counted under and the block a lockout sets: the address (/32),
+/// or for IPv6 its /64 (one host usually holds a whole /64: counted per address, it could
+/// spread its guesses over as many addresses as it likes).
+pub fn source_key(ip: &IpAddr) -> String {
+    match ip.to_canonical() {
+        IpAddr::V4(a) => format!("{a}/32"),
+        IpAddr::V6(a) => ipnet::Ipv6Net::new(a, 64).map(|n| n.trunc().to_string()).unwrap_or_else(|_| format!("{a}/128")),
+    }
+}
+
+/// Records a failed login (from `addr`, None for an address exempt from address lockouts) and
+/// returns the lockouts it triggers: (is_role, key, until, stored: false when the block table
+/// is full of blocks that must stay).
+pub fn register_failure(addr: Option<&IpAddr>, role: &str, at: i64) -> Vec<(bool, String, i64, bool)> {
     let window = crate::gucs::LOCKOUT_WINDOW.get() as i64 * 1_000_000;
     let duration = crate::gucs::LOCKOUT_DURATION.get() as i64 * 1_000_000;
     let max_addr = crate::gucs::MAX_FAILED_LOGINS.get() as usize;
     let max_role = crate::gucs::MAX_FAILED_LOGINS_PER_ROLE.get() as usize;
     let mut s = AUTH.exclusive();
     let mut out = Vec::new();
-    if let Some(a) = addr {
-        if count_failure(&mut s, false, a, at, window) >= max_addr && max_addr > 0 {
-            let key = match a.parse::<IpAddr>() {
-                Ok(IpAddr::V4(_)) => format!("{a}/32"),
-                Ok(IpAddr::V6(_)) => format!("{a}/128"),
-                Err(_) => a.to_string(),
-            };
-            add_block(&mut s, false, &key, at + duration, false);
-            out.push((false, key, at + duration));
+    if let Some(ip) = addr {
+        let key = source_key(ip);
+        if count_failure(&mut s, false, &key, at, window) >= max_addr && max_addr > 0 {
+            let stored = add_block(&mut s, false, &key, at + duration, false, at);
+            out.push((false, key, at + duration, stored));
         }
     }
     if count_failure(&mut s, true, role, at, window) >= max_role && max_role > 0 {
-        add_block(&mut s, true, role, at + duration, false);
-        out.push((true, role.to_string(), at + duration));
+        let stored = add_block(&mut s, true, role, at + duration, false, at);
+        out.push((true, role.to_string(), at + duration, stored));
     }
     out
 }
 
-/// Replaces the persisted blocks with `rows` (key, is_role, until) and sets the freeze flag.
-pub fn load_state(rows: &[(String, bool, i64)], frozen: bool) {
+/// Replaces the persisted blocks with `rows` (key, is_role, until) and sets the freeze flag;
+/// returns the keys of the rows that did not fit the block table.
+pub fn load_state(rows: &[(String, bool, i64)], frozen: bool) -> Vec<String> {
     let mut s = AUTH.exclusive();
     let mut lifted = Vec::new();
     for b in s.blocks.iter_mut() {
@@ -254,8 +313,11 @@ pub fn load_state(rows: &[(String, bool, i64)], frozen: bool) {
             b.used = false;
         }
     }
+    let (mut left_out, at) = (Vec::new(), now());
     for (key, is_role, until) in rows {
-        add_block(&mut s, *is_role, key, *until, true);
+        if !add_block(&mut s, *is_role, key, *until, true, at) {
+            left_out.push(key.clone());
+        }
     }
     // A lifted block starts from a clean slate: its old failures no longer count.
     for key in lifted {
@@ -268,5 +330,67 @@ pub fn load_state(rows: &[(String, bool, i64)], frozen: bool) {
     }
     drop(s);
     DECRYPT_FROZEN.get().store(frozen, Ordering::Release);
+    left_out
 }
 
+#[cfg(test)]
+mod unit_tests {
+    use super::*;
+
+    fn state() -> Box<AuthState> {
+        // SAFETY: all-zero is the empty state (as in init()); allocated on the heap directly
+        // (it is larger than a test thread's stack).
+        unsafe { Box::from_raw(std::alloc::alloc_zeroed(std::alloc::Layout::new::<AuthState>()) as *mut AuthState) }
+    }
+
+    #[test]
+    fn failures_are_counted_past_the_steps_of_the_window() {
+        let mut s = state();
+        let window = 900 * 1_000_000;
+        // 500 failures in 50 s: every one counts (the steps hold many each).
+        let counts: Vec<usize> = (0..500).map(|i| count_failure(&mut s, true, "trader1", 1_000_000 + i * 100_000, window)).collect();
+        assert_eq!(counts[63], 64);
+        assert_eq!(counts[499], 500);
+        // One a minute for 20 minutes: only the last 15 minutes count, within one step.
+        let mut t = state();
+        let n = (0..20).map(|i| count_failure(&mut t, false, "192.0.2.1/32", (i + 1) * 60_000_000, window)).last().unwrap();
+        assert!((15..=16).contains(&n), "{n}");
+        // Far apart: the window forgets them.
+        assert_eq!(count_failure(&mut t, false, "192.0.2.1/32", 10_000 * 1_000_000, window), 1);
+    }
+
+    #[test]
+    fn address_lockouts_never_push_out_role_lockouts_or_admin_blocks() {
+        let mut s = state();
+        let now = 1_000_000;
+        assert!(add_block(&mut s, true, "trader1", now + 100, false, now));
+        assert!(add_block(&mut s, false, "198.51.100.7/32", now + 50, true, now));
+        for i in 0..BLOCK_ENTRIES * 2 {
+            assert!(add_block(&mut s, false, &format!("10.{}.{}.1/32", i / 256, i % 256), now + 10 + i as i64, false, now));
+        }
+        let has = |s: &AuthState, role: bool, k: &str| s.blocks.iter().any(|b| b.used && b.is_role == role && b.key.as_str() == k);
+        assert!(has(&s, true, "trader1") && has(&s, false, "198.51.100.7/32"));
+        // Full of blocks that must stay: a new role lockout pushes out an address lockout; once
+        // only persisted blocks are left, nothing new fits and the caller is told.
+        let mut p = state();
+        for i in 0..BLOCK_ENTRIES {
+            assert!(add_block(&mut p, false, &format!("10.0.{}.{}/32", i / 256, i % 256), now + 100, true, now));
+        }
+        assert!(!add_block(&mut p, true, "trader2", now + 100, false, now));
+        assert!(!add_block(&mut p, false, "192.0.2.9/32", now + 100, false, now));
+        // An expired block makes room.
+        p.blocks[7].until = now - 1;
+        assert!(add_block(&mut p, true, "trader2", now + 100, false, now));
+        assert!(p.blocks[7].is_role && p.blocks[7].key.as_str() == "trader2");
+    }
+
+    #[test]
+    fn ipv6_sources_are_counted_per_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
+        assert_eq!(source_key(&a), "2001:db8:1:2::/64");
+        assert_eq!(source_key(&a), source_key(&b));
+        assert_eq!(source_key(&"192.0.2.7".parse().unwrap()), "192.0.2.7/32");
+        assert_eq!(source_key(&"::ffff:192.0.2.7".parse().unwrap()), "192.0.2.7/32");
+    }
+}

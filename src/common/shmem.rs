@@ -45,3 +45,129 @@ pub fn generation_cached<K: Eq + std::hash::Hash, V: Clone>(cache: &GenerationCa
     }
     c.1.get(key).cloned()
 }
+
+/// A lightweight-locked `T` in shared memory that starts all-zero, written in place.
+/// `pgrx::PgLwLock` takes its initial value by value: the postmaster builds it on its stack
+/// and copies it on the way (several times in a debug build), and tradeguard's tables are large
+/// enough (hundreds of KB each) to overflow the postmaster's stack together. `T` must be valid
+/// all-zero.
+pub struct ZeroedLwLock<T> {
+    name: &'static std::ffi::CStr,
+    data: std::cell::UnsafeCell<*mut T>,
+    lock: std::cell::UnsafeCell<*mut pg_sys::LWLock>,
+}
+
+// SAFETY: the data is only reached through the LWLock (share / exclusive guards).
+unsafe impl<T: pgrx::PGRXSharedMemory> Sync for ZeroedLwLock<T> {}
+
+/// The initial value of a [`ZeroedLwLock`]: nothing (its memory is zeroed).
+pub struct Zeroed;
+// SAFETY: a unit value; nothing is shared through it.
+unsafe impl pgrx::PGRXSharedMemory for Zeroed {}
+
+impl<T> ZeroedLwLock<T> {
+    /// # Safety
+    /// `name` must be unique among shared-memory structures and LWLock tranches, and `T` valid
+    /// when all its bytes are zero.
+    pub const unsafe fn new(name: &'static std::ffi::CStr) -> Self {
+        ZeroedLwLock { name, data: std::cell::UnsafeCell::new(std::ptr::null_mut()), lock: std::cell::UnsafeCell::new(std::ptr::null_mut()) }
+    }
+
+    fn acquire(&self, mode: pg_sys::LWLockMode::Type) -> (*mut T, *mut pg_sys::LWLock) {
+        // SAFETY: set once by on_shmem_startup in the postmaster, inherited by every backend.
+        let (data, lock) = unsafe { (*self.data.get(), *self.lock.get()) };
+        assert!(!data.is_null(), "tradeguard: shared memory {:?} was not initialised", self.name);
+        unsafe { pg_sys::LWLockAcquire(lock, mode) };
+        (data, lock)
+    }
+
+    pub fn share(&self) -> ShareGuard<'_, T> {
+        let (data, lock) = self.acquire(pg_sys::LWLockMode::LW_SHARED);
+        ShareGuard { data: unsafe { &*data }, lock }
+    }
+
+    pub fn exclusive(&self) -> ExclusiveGuard<'_, T> {
+        let (data, lock) = self.acquire(pg_sys::LWLockMode::LW_EXCLUSIVE);
+        ExclusiveGuard { data: unsafe { &mut *data }, lock }
+    }
+}
+
+impl<T: pgrx::PGRXSharedMemory> pgrx::PgSharedMemoryInitialization for ZeroedLwLock<T> {
+    type Value = Zeroed;
+
+    unsafe fn on_shmem_request(&'static self) {
+        unsafe {
+            pg_sys::RequestAddinShmemSpace(std::mem::size_of::<T>());
+            pg_sys::RequestNamedLWLockTranche(self.name.as_ptr(), 1);
+        }
+    }
+
+    unsafe fn on_shmem_startup(&'static self, _: Zeroed) {
+        unsafe {
+            // AddinShmemInitLock
+            let init_lock = &raw mut (*pg_sys::MainLWLockArray.add(21)).lock;
+            pg_sys::LWLockAcquire(init_lock, pg_sys::LWLockMode::LW_EXCLUSIVE);
+            let mut found = false;
+            let data = pg_sys::ShmemInitStruct(self.name.as_ptr(), std::mem::size_of::<T>(), &mut found).cast::<T>();
+            assert!(data.is_aligned(), "shared memory is not aligned");
+            if !found {
+                std::ptr::write_bytes(data, 0, 1);
+            }
+            *self.data.get() = data;
+            *self.lock.get() = &raw mut (*pg_sys::GetNamedLWLockTranche(self.name.as_ptr())).lock;
+            pg_sys::LWLockRelease(init_lock);
+        }
+    }
+}
+
+/// Releases `lock` unless an ERROR is unwinding (PostgreSQL's error recovery releases every
+/// LWLock then, and holds no interrupts any more).
+unsafe fn release(lock: *mut pg_sys::LWLock) {
+    unsafe {
+        if pg_sys::InterruptHoldoffCount > 0 {
+            pg_sys::LWLockRelease(lock);
+        }
+    }
+}
+
+pub struct ShareGuard<'a, T> {
+    data: &'a T,
+    lock: *mut pg_sys::LWLock,
+}
+
+impl<T> std::ops::Deref for ShareGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        self.data
+    }
+}
+
+impl<T> Drop for ShareGuard<'_, T> {
+    fn drop(&mut self) {
+        unsafe { release(self.lock) }
+    }
+}
+
+pub struct ExclusiveGuard<'a, T> {
+    data: &'a mut T,
+    lock: *mut pg_sys::LWLock,
+}
+
+impl<T> std::ops::Deref for ExclusiveGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        self.data
+    }
+}
+
+impl<T> std::ops::DerefMut for ExclusiveGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        self.data
+    }
+}
+
+impl<T> Drop for ExclusiveGuard<'_, T> {
+    fn drop(&mut self) {
+        unsafe { release(self.lock) }
+    }
+}

@@ -241,7 +241,17 @@ pub fn sync_state_impl() -> TgResult<()> {
             Ok::<_, pgrx::spi::Error>((rows, frozen))
         })
     })??;
-    security::load_state(&rows, frozen);
+    let left_out = security::load_state(&rows, frozen);
+    // Raised once for each set of blocks left out (the state is synced every few seconds).
+    thread_local!(static LEFT_OUT: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) });
+    LEFT_OUT.with(|last| {
+        if *last.borrow() != left_out {
+            if let Some(key) = left_out.first() {
+                security::push(security::block_table_full_event(key));
+            }
+            *last.borrow_mut() = left_out;
+        }
+    });
     Ok(())
 }
 

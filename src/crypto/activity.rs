@@ -8,7 +8,9 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
 use pgrx::prelude::*;
-use pgrx::{pg_shmem_init, PGRXSharedMemory, PgLwLock};
+use pgrx::{pg_shmem_init, PGRXSharedMemory};
+
+use crate::common::shmem::{Zeroed, ZeroedLwLock};
 
 use crate::common::security::FixedStr;
 
@@ -42,10 +44,10 @@ pub struct Stats {
 
 unsafe impl PGRXSharedMemory for Stats {}
 
-pub static STATS: PgLwLock<Stats> = unsafe { PgLwLock::new(c"tradeguard_key_stats") };
+pub static STATS: ZeroedLwLock<Stats> = unsafe { ZeroedLwLock::new(c"tradeguard_key_stats") };
 
 pub fn init() {
-    pg_shmem_init!(STATS = unsafe { std::mem::zeroed() });
+    pg_shmem_init!(STATS = Zeroed);
 }
 
 /// (operation, role that decrypted (0 for encryptions), key id, version, label).
