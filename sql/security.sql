@@ -936,7 +936,8 @@ BEGIN
                                       'superuser_sessions_left', v_spared));
     PERFORM tradeguard_audit.record_event('containment', 'high', pg_catalog.inet_client_addr(), SESSION_USER,
         pg_catalog.jsonb_build_object('incident_id', v_incident, 'action', 'contain_source', 'source', v_source,
-                                      'block_id', v_block, 'until', v_until, 'sessions_terminated', v_n));
+                                      'block_id', v_block, 'until', v_until, 'sessions_terminated', v_n,
+                                      'superuser_sessions_left', v_spared));
     PERFORM tradeguard_audit.sync_state();
     RETURN v_n;
 END

@@ -92,8 +92,9 @@ CREATE ROLE trader2 LOGIN PASSWORD '$PASS';
 CREATE ROLE trader3 LOGIN PASSWORD '$PASS';
 CREATE ROLE trader4 LOGIN PASSWORD '$PASS';
 CREATE ROLE trader5 LOGIN PASSWORD '$PASS';
+CREATE ROLE trader6 LOGIN PASSWORD '$PASS';
 SQL
-ok "cluster with tradeguard preloaded, roles trader1 to trader5"
+ok "cluster with tradeguard preloaded, roles trader1 to trader6"
 # The worker retries every few seconds until the database exists; wait until it serves it.
 for _ in $(seq 1 50); do
   [ "$(sql "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'tradeguard worker' AND datname = '$DB'")" = 1 ] && break
@@ -192,6 +193,17 @@ wrong_password trader4
 check "the per-role limit (6) still applies through an exempt address" refused_blocked trader4
 check "trader1 from the exempt address still logs in" login_works trader1
 sql "SELECT tradeguard.unblock_role('trader4')" >/dev/null
+# A role locked out by failures from elsewhere still logs in through an exempt address (a
+# pooler): otherwise anyone could lock the pooled application out.
+sql "ALTER SYSTEM RESET tradeguard.lockout_exempt" >/dev/null
+sql "ALTER SYSTEM SET tradeguard.max_failed_logins = 1000" >/dev/null
+reload
+for i in 1 2 3 4 5 6; do wrong_password trader6; done
+check "trader6 is locked out by 6 failures from a non-exempt address" refused_blocked trader6
+sql "ALTER SYSTEM SET tradeguard.lockout_exempt = '127.0.0.0/8'" >/dev/null
+sql "ALTER SYSTEM SET tradeguard.max_failed_logins = 3" >/dev/null
+reload
+check "... and still logs in through an exempt address" login_works trader6
 sql "ALTER SYSTEM RESET tradeguard.lockout_exempt" >/dev/null
 reload
 
@@ -226,7 +238,7 @@ terminated=$(psql_su "$PORT" "$DB" -qtA -c "SET client_min_messages = error" -c 
   -c "SELECT tradeguard.incident_open('other', 'e2e containment') > 0" -c "SELECT tradeguard.contain_source('127.0.0.1/32')" | tail -1)
 sleep 0.5
 check "contain_source by a non-superuser admin terminates the other sessions from the address" \
-  [ "$terminated" = 1 ] && [ "$(sessions trader1)" = 0 ]
+  [ "$terminated:$(sessions trader1)" = 1:0 ]
 check "... and leaves the superuser's session running" [ "$(sessions tg_su)" = 1 ]
 sql "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'tg_su'" >/dev/null
 sql "SELECT tradeguard.unblock('127.0.0.1/32')" >/dev/null

@@ -739,8 +739,13 @@ impl ExactFloats {
 
 impl Drop for ExactFloats {
     fn drop(&mut self) {
+        // (Unless code the images ran, a cast to json, set the GUC meanwhile: its value stands.)
         if let Some(digits) = self.0 {
-            unsafe { pg_sys::extra_float_digits = digits };
+            unsafe {
+                if pg_sys::extra_float_digits == 1 {
+                    pg_sys::extra_float_digits = digits;
+                }
+            }
         }
     }
 }

@@ -78,8 +78,10 @@ unsafe extern "C-unwind" fn tradeguard_client_auth(port: *mut pg_sys::libpq::be:
     let ip = ip.to_canonical();
     let remote = ip.to_string();
     // An exempt address (a pooler, a proxy, the DBA's workstation) is never counted, locked out
-    // or blocked as an address; its logins are recorded and count for their role like any
-    // other: behind a pooler, the per-role limit is what stops password guessing.
+    // or blocked as an address; its logins are recorded and its failures count for their role,
+    // apart from the role's other failures: behind a pooler, the per-role limit is what stops
+    // password guessing, and a role locked out by failures from elsewhere still logs in there
+    // (see security::blocked).
     let exempt = crate::gucs::lockout_exempt().iter().any(|n| n.contains(&ip));
     let source = (!exempt).then_some(&ip);
     let at = security::now();
@@ -104,14 +106,14 @@ unsafe extern "C-unwind" fn tradeguard_client_auth(port: *mut pg_sys::libpq::be:
         return;
     }
     security::push(auth_event(&remote, &role, &db, false, false, "authentication failed"));
-    for (is_role, key, until, stored) in security::register_failure(source, &role, at) {
+    for l in security::register_failure(source, &role, at) {
         let detail = serde_json::json!({
-            "key": if is_role { "role" } else { "source" }, "value": key, "until": format_until(until),
-            "until_us": until,
+            "key": if l.is_role { "role" } else { "source" }, "value": l.key, "until": format_until(l.until),
+            "until_us": l.until, "through_exempt_address": l.via_exempt,
         });
         security::push(security::security_event("lockout", "high", Some(&remote), &role, "", &detail.to_string()));
-        if !stored {
-            security::push(security::block_table_full_event(&key));
+        if !l.stored {
+            security::push(security::block_table_full_event(&l.key));
         }
     }
 }

@@ -82,6 +82,9 @@ pub const BLOCK_ENTRIES: usize = 2048;
 pub struct FailEntry {
     pub used: bool,
     pub is_role: bool,
+    /// Failures of a role through an exempt address (a pooler): counted apart from the role's
+    /// other failures (see [`BlockEntry::exempt_too`]).
+    pub via_exempt: bool,
     pub key: FixedStr<64>,
     /// The step written next (a ring).
     pub next: u16,
@@ -89,6 +92,8 @@ pub struct FailEntry {
     pub first: [i64; FAIL_STEPS],
     pub last: [i64; FAIL_STEPS],
     pub count: [u32; FAIL_STEPS],
+    /// Until when the key is refused because its lockout did not fit the block table.
+    pub refused_until: i64,
 }
 
 #[derive(Copy, Clone)]
@@ -98,8 +103,24 @@ pub struct BlockEntry {
     /// Loaded from tradeguard_audit.blocked_sources (a sync replaces these).
     pub persisted: bool,
     pub is_role: bool,
+    /// An address lockout: the only kind another block may take the place of (an attacker
+    /// with many addresses must not push out a role lockout or an admin's block).
+    pub evictable: bool,
+    /// A role lockout that applies through exempt addresses too: one caused by failures
+    /// through them. A role locked by failures from elsewhere still logs in through an exempt
+    /// pooler (or anyone could lock the pooled application out).
+    pub exempt_too: bool,
     pub key: FixedStr<64>,
     pub until: i64,
+}
+
+/// What a block is, as [`add_block`] stores it.
+#[derive(Copy, Clone, Default)]
+pub struct BlockKind {
+    pub is_role: bool,
+    pub persisted: bool,
+    pub evictable: bool,
+    pub exempt_too: bool,
 }
 
 #[repr(C)]
@@ -164,7 +185,7 @@ pub fn security_event(event_type: &str, severity: &str, addr: Option<&str>, role
 pub fn block_table_full_event(key: &str) -> EventSlot {
     let detail = serde_json::json!({
         "key": key, "capacity": BLOCK_ENTRIES,
-        "reason": "the block table in shared memory is full of admin blocks, auto-blocks and role lockouts; lift some (tradeguard.unblock) or block a network instead of its addresses",
+        "reason": "the block table in shared memory is full of admin blocks, auto-blocks and role lockouts; the key is refused through its failure counter meanwhile; lift some blocks (tradeguard.unblock) or block a network instead of its addresses",
     });
     security_event("block_table_full", "critical", None, "", "", &detail.to_string())
 }
@@ -193,45 +214,67 @@ fn addr_matches(block_key: &str, addr: &IpAddr) -> bool {
     }
 }
 
-/// The active block (key, until) that applies to this address or role, if any.
+/// The active block (key, until) that applies to a login of `role` from `addr` (None for an
+/// exempt address: then only role lockouts caused through exempt addresses apply), if any;
+/// also a lockout that did not fit the block table.
 pub fn blocked(addr: Option<&IpAddr>, role: &str, at: i64) -> Option<(String, i64)> {
     let s = AUTH.share();
-    s.blocks.iter().filter(|b| b.used && b.until > at).find_map(|b| {
-        let hit = if b.is_role { b.key.as_str() == role } else { addr.is_some_and(|a| addr_matches(b.key.as_str(), a)) };
+    let exempt_path = addr.is_none();
+    let hit = s.blocks.iter().filter(|b| b.used && b.until > at).find_map(|b| {
+        let hit = if b.is_role {
+            b.key.as_str() == role && (b.exempt_too || !exempt_path)
+        } else {
+            addr.is_some_and(|a| addr_matches(b.key.as_str(), a))
+        };
         hit.then(|| (b.key.as_str().to_string(), b.until))
+    });
+    hit.or_else(|| {
+        let source = addr.map(source_key);
+        s.fails.iter().filter(|f| f.used && f.refused_until > at).find_map(|f| {
+            let hit = if f.is_role {
+                f.key.as_str() == role && (f.via_exempt || !exempt_path)
+            } else {
+                source.as_deref() == Some(f.key.as_str())
+            };
+            hit.then(|| (f.key.as_str().to_string(), f.refused_until))
+        })
     })
 }
 
 /// Counts a failure for `key` and returns how many fall inside the window (a step whose last
 /// failure is inside counts whole: a count errs towards locking, never below the failures of
 /// the window).
-fn count_failure(s: &mut AuthState, is_role: bool, key: &str, at: i64, window: i64) -> usize {
+fn count_failure(s: &mut AuthState, is_role: bool, via_exempt: bool, key: &str, at: i64, window: i64) -> usize {
+    let is = |f: &FailEntry| f.used && f.is_role == is_role && f.via_exempt == via_exempt && f.key.as_str() == key;
     let idx = s
         .fails
         .iter()
-        .position(|f| f.used && f.is_role == is_role && f.key.as_str() == key)
+        .position(is)
         .or_else(|| s.fails.iter().position(|f| !f.used))
         .unwrap_or_else(|| {
             // Full: reuse the entry whose last failure is oldest.
             (0..FAIL_ENTRIES).min_by_key(|&i| s.fails[i].last.iter().copied().max().unwrap_or(0)).unwrap_or(0)
         });
     let f = &mut s.fails[idx];
-    if !(f.used && f.is_role == is_role && f.key.as_str() == key) {
+    if !is(f) {
         *f = FailEntry {
             used: true,
             is_role,
+            via_exempt,
             key: FixedStr::new(key),
             next: 0,
             first: [0; FAIL_STEPS],
             last: [0; FAIL_STEPS],
             count: [0; FAIL_STEPS],
+            refused_until: 0,
         };
     }
     // FAIL_STEPS steps of this length span more than the window: a step is only reused once
-    // its failures are all older than the window.
+    // its failures are all older than the window. (Backends read the clock before they take
+    // the lock: a failure a little older than the current step's first belongs to it.)
     let step = window / (FAIL_STEPS as i64 - 1) + 1;
     let cur = (f.next as usize + FAIL_STEPS - 1) % FAIL_STEPS;
-    if f.count[cur] > 0 && at >= f.first[cur] && at - f.first[cur] < step {
+    if f.count[cur] > 0 && at - f.first[cur] < step {
         f.count[cur] = f.count[cur].saturating_add(1);
         f.last[cur] = f.last[cur].max(at);
     } else {
@@ -242,27 +285,41 @@ fn count_failure(s: &mut AuthState, is_role: bool, key: &str, at: i64, window: i
     (0..FAIL_STEPS).filter(|&i| f.count[i] > 0 && at - f.last[i] <= window).map(|i| f.count[i] as usize).sum()
 }
 
-/// Stores a block; false when the table is full of blocks that must stay (set by an admin or
-/// the worker, or role lockouts, none of them expired). A new lockout takes the place of an
-/// expired block, else of the address lockout that ends first (an address lockout only ever
-/// replaces another one: an attacker with many addresses cannot push a role lockout or an
-/// admin's block out).
-fn add_block(s: &mut AuthState, is_role: bool, key: &str, until: i64, persisted: bool, now: i64) -> bool {
-    let same = |b: &BlockEntry| b.used && b.is_role == is_role && b.key.as_str() == key;
-    let soonest = |s: &AuthState, pick: &dyn Fn(&BlockEntry) -> bool| {
-        (0..BLOCK_ENTRIES).filter(|&i| pick(&s.blocks[i])).min_by_key(|&i| s.blocks[i].until)
-    };
+/// Stores a block; false when the table is full of blocks that must stay. A new block takes
+/// the place of an expired one, else of the address lockout that ends first: an address
+/// lockout is the only kind a block may push out (an attacker with many addresses cannot push
+/// out a role lockout, an auto-block or an admin's block).
+fn add_block(s: &mut AuthState, kind: BlockKind, key: &str, until: i64, now: i64) -> bool {
+    let same = |b: &BlockEntry| b.used && b.is_role == kind.is_role && b.key.as_str() == key;
     let idx = s
         .blocks
         .iter()
         .position(same)
         .or_else(|| s.blocks.iter().position(|b| !b.used || b.until <= now))
-        .or_else(|| soonest(s, &|b| !b.persisted && !b.is_role))
-        .or_else(|| if is_role || persisted { soonest(s, &|b| !b.persisted) } else { None });
+        .or_else(|| (0..BLOCK_ENTRIES).filter(|&i| s.blocks[i].evictable).min_by_key(|&i| s.blocks[i].until));
     let Some(idx) = idx else { return false };
     let b = &mut s.blocks[idx];
-    let (keep_until, was_persisted) = if same(b) { (b.until.max(until), b.persisted) } else { (until, false) };
-    *b = BlockEntry { used: true, persisted: persisted || was_persisted, is_role, key: FixedStr::new(key), until: keep_until };
+    // The same key blocked again: the longer and wider of the two.
+    let (until, kind) = if same(b) {
+        let merged = BlockKind {
+            is_role: kind.is_role,
+            persisted: kind.persisted || b.persisted,
+            evictable: kind.evictable && b.evictable,
+            exempt_too: kind.exempt_too || b.exempt_too,
+        };
+        (b.until.max(until), merged)
+    } else {
+        (until, kind)
+    };
+    *b = BlockEntry {
+        used: true,
+        persisted: kind.persisted,
+        is_role: kind.is_role,
+        evictable: kind.evictable,
+        exempt_too: kind.exempt_too,
+        key: FixedStr::new(key),
+        until,
+    };
     true
 }
 
@@ -276,47 +333,84 @@ pub fn source_key(ip: &IpAddr) -> String {
     }
 }
 
-/// Records a failed login (from `addr`, None for an address exempt from address lockouts) and
-/// returns the lockouts it triggers: (is_role, key, until, stored: false when the block table
-/// is full of blocks that must stay).
-pub fn register_failure(addr: Option<&IpAddr>, role: &str, at: i64) -> Vec<(bool, String, i64, bool)> {
+/// A lockout [`register_failure`] set.
+pub struct Lockout {
+    pub is_role: bool,
+    pub key: String,
+    pub until: i64,
+    /// False when the block table was full of blocks that must stay: the key is refused through
+    /// its failure counter instead, until `until`.
+    pub stored: bool,
+    /// A role lockout caused by failures through an exempt address.
+    pub via_exempt: bool,
+}
+
+/// Records a failed login of `role` from `addr` (None for an exempt address: counted for the
+/// role only, apart from its other failures) and returns the lockouts it triggers.
+pub fn register_failure(addr: Option<&IpAddr>, role: &str, at: i64) -> Vec<Lockout> {
     let window = crate::gucs::LOCKOUT_WINDOW.get() as i64 * 1_000_000;
     let duration = crate::gucs::LOCKOUT_DURATION.get() as i64 * 1_000_000;
     let max_addr = crate::gucs::MAX_FAILED_LOGINS.get() as usize;
     let max_role = crate::gucs::MAX_FAILED_LOGINS_PER_ROLE.get() as usize;
+    let via_exempt = addr.is_none();
     let mut s = AUTH.exclusive();
     let mut out = Vec::new();
+    let mut lock = |s: &mut AuthState, is_role: bool, key: String| {
+        let kind = BlockKind { is_role, persisted: false, evictable: !is_role, exempt_too: is_role && via_exempt };
+        let stored = add_block(s, kind, &key, at + duration, at);
+        if !stored {
+            let v = via_exempt && is_role;
+            if let Some(f) = s.fails.iter_mut().find(|f| f.used && f.is_role == is_role && f.via_exempt == v && f.key.as_str() == key) {
+                f.refused_until = at + duration;
+            }
+        }
+        out.push(Lockout { is_role, key, until: at + duration, stored, via_exempt: is_role && via_exempt });
+    };
     if let Some(ip) = addr {
         let key = source_key(ip);
-        if count_failure(&mut s, false, &key, at, window) >= max_addr && max_addr > 0 {
-            let stored = add_block(&mut s, false, &key, at + duration, false, at);
-            out.push((false, key, at + duration, stored));
+        if count_failure(&mut s, false, false, &key, at, window) >= max_addr && max_addr > 0 {
+            lock(&mut s, false, key);
         }
     }
-    if count_failure(&mut s, true, role, at, window) >= max_role && max_role > 0 {
-        let stored = add_block(&mut s, true, role, at + duration, false, at);
-        out.push((true, role.to_string(), at + duration, stored));
+    if count_failure(&mut s, true, via_exempt, role, at, window) >= max_role && max_role > 0 {
+        lock(&mut s, true, role.to_string());
     }
     out
 }
 
-/// Replaces the persisted blocks with `rows` (key, is_role, until) and sets the freeze flag;
-/// returns the keys of the rows that did not fit the block table.
-pub fn load_state(rows: &[(String, bool, i64)], frozen: bool) -> Vec<String> {
+/// A row of tradeguard_audit.blocked_sources, as the worker loads it.
+pub struct StoredBlock {
+    /// The source (CIDR text) or the role.
+    pub key: String,
+    pub is_role: bool,
+    pub until: i64,
+    /// An address lockout the hook set (the worker stored it).
+    pub lockout: bool,
+    /// A role lockout caused through an exempt address.
+    pub exempt_too: bool,
+}
+
+/// Replaces the persisted blocks with `rows` and sets the freeze flag; returns the keys of the
+/// rows that did not fit the block table. Blocks that must stay are loaded first, address
+/// lockouts last (they give way when the table is full).
+pub fn load_state(rows: &[StoredBlock], frozen: bool) -> Vec<String> {
     let mut s = AUTH.exclusive();
     let mut lifted = Vec::new();
     for b in s.blocks.iter_mut() {
         if b.persisted && b.used {
-            if !rows.iter().any(|(k, r, _)| *r == b.is_role && k == b.key.as_str()) {
+            if !rows.iter().any(|r| r.is_role == b.is_role && r.key == b.key.as_str()) {
                 lifted.push(b.key.as_str().to_string());
             }
             b.used = false;
         }
     }
     let (mut left_out, at) = (Vec::new(), now());
-    for (key, is_role, until) in rows {
-        if !add_block(&mut s, *is_role, key, *until, true, at) {
-            left_out.push(key.clone());
+    let mut order: Vec<&StoredBlock> = rows.iter().collect();
+    order.sort_by_key(|r| r.lockout);
+    for r in order {
+        let kind = BlockKind { is_role: r.is_role, persisted: true, evictable: r.lockout && !r.is_role, exempt_too: r.exempt_too };
+        if !add_block(&mut s, kind, &r.key, r.until, at) {
+            left_out.push(r.key.clone());
         }
     }
     // A lifted block starts from a clean slate: its old failures no longer count.
@@ -348,39 +442,57 @@ mod unit_tests {
         let mut s = state();
         let window = 900 * 1_000_000;
         // 500 failures in 50 s: every one counts (the steps hold many each).
-        let counts: Vec<usize> = (0..500).map(|i| count_failure(&mut s, true, "trader1", 1_000_000 + i * 100_000, window)).collect();
+        let counts: Vec<usize> = (0..500).map(|i| count_failure(&mut s, true, false, "trader1", 1_000_000 + i * 100_000, window)).collect();
         assert_eq!(counts[63], 64);
         assert_eq!(counts[499], 500);
         // One a minute for 20 minutes: only the last 15 minutes count, within one step.
         let mut t = state();
-        let n = (0..20).map(|i| count_failure(&mut t, false, "192.0.2.1/32", (i + 1) * 60_000_000, window)).last().unwrap();
+        let n = (0..20).map(|i| count_failure(&mut t, false, false, "192.0.2.1/32", (i + 1) * 60_000_000, window)).last().unwrap();
         assert!((15..=16).contains(&n), "{n}");
         // Far apart: the window forgets them.
-        assert_eq!(count_failure(&mut t, false, "192.0.2.1/32", 10_000 * 1_000_000, window), 1);
+        assert_eq!(count_failure(&mut t, false, false, "192.0.2.1/32", 10_000 * 1_000_000, window), 1);
+        // A failure stamped a little before the current step's first (its backend read the clock
+        // before taking the lock) joins that step instead of opening one.
+        let mut u = state();
+        count_failure(&mut u, true, false, "trader1", 5_000_000, window);
+        assert_eq!(count_failure(&mut u, true, false, "trader1", 4_999_000, window), 2);
+        assert_eq!(u.fails[0].next, 1);
+        // Through an exempt address, a role's failures are counted apart.
+        assert_eq!(count_failure(&mut u, true, true, "trader1", 5_000_001, window), 1);
     }
 
     #[test]
     fn address_lockouts_never_push_out_role_lockouts_or_admin_blocks() {
         let mut s = state();
         let now = 1_000_000;
-        assert!(add_block(&mut s, true, "trader1", now + 100, false, now));
-        assert!(add_block(&mut s, false, "198.51.100.7/32", now + 50, true, now));
+        let addr = BlockKind { evictable: true, ..Default::default() };
+        let role = BlockKind { is_role: true, ..Default::default() };
+        let admin = BlockKind { persisted: true, ..Default::default() };
+        assert!(add_block(&mut s, role, "trader1", now + 100, now));
+        assert!(add_block(&mut s, admin, "198.51.100.7/32", now + 50, now));
         for i in 0..BLOCK_ENTRIES * 2 {
-            assert!(add_block(&mut s, false, &format!("10.{}.{}.1/32", i / 256, i % 256), now + 10 + i as i64, false, now));
+            assert!(add_block(&mut s, addr, &format!("10.{}.{}.1/32", i / 256, i % 256), now + 10 + i as i64, now));
         }
         let has = |s: &AuthState, role: bool, k: &str| s.blocks.iter().any(|b| b.used && b.is_role == role && b.key.as_str() == k);
         assert!(has(&s, true, "trader1") && has(&s, false, "198.51.100.7/32"));
-        // Full of blocks that must stay: a new role lockout pushes out an address lockout; once
-        // only persisted blocks are left, nothing new fits and the caller is told.
+        // A synced address lockout (persisted) still gives way.
+        let synced = BlockKind { persisted: true, evictable: true, ..Default::default() };
+        let mut q = state();
+        for i in 0..BLOCK_ENTRIES {
+            assert!(add_block(&mut q, synced, &format!("10.1.{}.{}/32", i / 256, i % 256), now + 100, now));
+        }
+        assert!(add_block(&mut q, admin, "203.0.113.0/24", now + 100, now));
+        assert!(add_block(&mut q, role, "trader3", now + 100, now));
+        // Full of blocks that must stay: nothing new fits and the caller is told.
         let mut p = state();
         for i in 0..BLOCK_ENTRIES {
-            assert!(add_block(&mut p, false, &format!("10.0.{}.{}/32", i / 256, i % 256), now + 100, true, now));
+            assert!(add_block(&mut p, admin, &format!("10.0.{}.{}/32", i / 256, i % 256), now + 100, now));
         }
-        assert!(!add_block(&mut p, true, "trader2", now + 100, false, now));
-        assert!(!add_block(&mut p, false, "192.0.2.9/32", now + 100, false, now));
+        assert!(!add_block(&mut p, role, "trader2", now + 100, now));
+        assert!(!add_block(&mut p, addr, "192.0.2.9/32", now + 100, now));
         // An expired block makes room.
         p.blocks[7].until = now - 1;
-        assert!(add_block(&mut p, true, "trader2", now + 100, false, now));
+        assert!(add_block(&mut p, role, "trader2", now + 100, now));
         assert!(p.blocks[7].is_role && p.blocks[7].key.as_str() == "trader2");
     }
 

@@ -97,6 +97,10 @@ pub extern "C-unwind" fn tradeguard_worker_main(_arg: pg_sys::Datum) {
     unsafe { pg_sys::proc_exit(1) };
 }
 
+/// The reasons of the lockouts the hook sets, as stored in tradeguard_audit.blocked_sources.
+const LOCKOUT_REASON: &str = "lockout: too many failed logins";
+const LOCKOUT_EXEMPT_REASON: &str = "lockout: too many failed logins through an exempt address";
+
 fn detail_json(s: &str) -> serde_json::Value {
     if s.is_empty() {
         return serde_json::json!({});
@@ -148,13 +152,16 @@ fn store_events(events: &[EventSlot], dropped: u64) -> TgResult<()> {
                     let is_role = detail["key"] == "role";
                     let value = detail["value"].as_str().unwrap_or_default().to_string();
                     let until = detail["until_us"].as_i64().unwrap_or(e.at);
+                    // (sync_state reads the reason back: such a role lockout applies through
+                    // exempt addresses too.)
+                    let reason = if detail["through_exempt_address"] == true { LOCKOUT_EXEMPT_REASON } else { LOCKOUT_REASON };
                     Spi::run_with_args(
                         "INSERT INTO tradeguard_audit.blocked_sources (source, role_name, reason, blocked_at, blocked_until, created_by)
                          VALUES ($1::cidr, $2, $3, $4, $5, 'tradeguard')",
                         &[
                             (!is_role).then_some(value.as_str()).into(),
                             is_role.then_some(value.as_str()).into(),
-                            "lockout: too many failed logins".into(),
+                            reason.into(),
                             ts(e.at).into(),
                             ts(until).into(),
                         ],
@@ -216,20 +223,23 @@ pub fn sync_state_impl() -> TgResult<()> {
     let (rows, frozen) = super::as_owner(|| {
         Spi::connect(|c| {
             let t = c.select(
-                "SELECT coalesce(role_name, source::text), role_name IS NOT NULL, blocked_until
+                "SELECT coalesce(role_name, source::text), role_name IS NOT NULL, blocked_until,
+                        created_by = 'tradeguard' AND reason IN ($1, $2), reason = $2
                    FROM tradeguard_audit.blocked_sources
                   WHERE lifted_at IS NULL AND blocked_until > pg_catalog.now()",
                 None,
-                &[],
+                &[LOCKOUT_REASON.into(), LOCKOUT_EXEMPT_REASON.into()],
             )?;
             let mut rows = Vec::new();
             for r in t {
                 let until: Option<TimestampWithTimeZone> = r.get(3)?;
-                rows.push((
-                    r.get::<String>(1)?.unwrap_or_default(),
-                    r.get::<bool>(2)?.unwrap_or(false),
-                    until.map(|u| u.into_inner()).unwrap_or(0),
-                ));
+                rows.push(security::StoredBlock {
+                    key: r.get::<String>(1)?.unwrap_or_default(),
+                    is_role: r.get::<bool>(2)?.unwrap_or(false),
+                    until: until.map(|u| u.into_inner()).unwrap_or(0),
+                    lockout: r.get::<bool>(4)?.unwrap_or(false),
+                    exempt_too: r.get::<bool>(5)?.unwrap_or(false),
+                });
             }
             let frozen = c
                 .select("SELECT frozen FROM tradeguard_audit.decryption_freeze WHERE id = 1", Some(1), &[])?
