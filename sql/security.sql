@@ -452,8 +452,11 @@ RETURNS TABLE(source inet, score integer, failed_logins bigint, injection_attemp
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+    -- IPv6 sources are scored per /64, as they are counted and locked out (one host usually
+    -- holds a whole /64).
     WITH ev AS (
-        SELECT e.source,
+        SELECT CASE WHEN pg_catalog.family(e.source) = 6
+                    THEN pg_catalog.network(pg_catalog.set_masklen(e.source, 64))::inet ELSE e.source END AS source,
                pg_catalog.count(*) FILTER (WHERE e.event_type = 'login_failed') AS failed,
                pg_catalog.count(*) FILTER (WHERE e.event_type = 'injection_attempt') AS injection,
                pg_catalog.count(*) FILTER (WHERE e.event_type = 'blocked_login') AS blocked,
@@ -461,15 +464,16 @@ AS $$
                pg_catalog.max(e.at) FILTER (WHERE e.event_type IN ('login_failed', 'injection_attempt', 'blocked_login')) AS last_at
           FROM tradeguard_audit.security_events e
          WHERE e.source IS NOT NULL AND e.at > pg_catalog.now() - $1
-         GROUP BY e.source
+         GROUP BY 1
     ), au AS (
-        SELECT a.client_addr AS source,
+        SELECT CASE WHEN pg_catalog.family(a.client_addr) = 6
+                    THEN pg_catalog.network(pg_catalog.set_masklen(a.client_addr, 64))::inet ELSE a.client_addr END AS source,
                pg_catalog.count(*) FILTER (WHERE NOT a.blocked) AS failed,
                pg_catalog.count(*) FILTER (WHERE a.blocked) AS blocked,
                pg_catalog.max(a.at) AS last_at
           FROM tradeguard_audit.auth_events a
          WHERE a.client_addr IS NOT NULL AND (NOT a.success OR a.blocked) AND a.at > pg_catalog.now() - $1
-         GROUP BY a.client_addr
+         GROUP BY 1
     ), j AS (
         SELECT coalesce(ev.source, au.source) AS source,
                GREATEST(coalesce(ev.failed, 0), coalesce(au.failed, 0)) AS failed,
@@ -486,7 +490,7 @@ AS $$
      ORDER BY 2 DESC, 1
 $$;
 COMMENT ON FUNCTION tradeguard.source_risk(interval) IS
-    'tradeguard: risk score 0-100 per client address over the lookback (default 1 hour): score = min(100, 10 x failed logins + 30 x injection attempts + 5 x logins refused by a block). Failed and refused logins are counted once each, as the larger of the auth_events rows and the login_failed / blocked_login security events of the source; events counts every security event of the source; last_seen is its last scored activity. Unix-socket activity (no address) is not scored.';
+    'tradeguard: risk score 0-100 per client address (IPv6: per /64) over the lookback (default 1 hour): score = min(100, 10 x failed logins + 30 x injection attempts + 5 x logins refused by a block). Failed and refused logins are counted once each, as the larger of the auth_events rows and the login_failed / blocked_login security events of the source; events counts every security event of the source; last_seen is its last scored activity. Unix-socket activity (no address) is not scored.';
 
 -- Taken (LOCK TABLE ... IN EXCLUSIVE MODE) so that one risk evaluation runs at a time. A table
 -- no role but the owner may lock, not an advisory lock: any role may take an advisory lock, and
@@ -534,7 +538,7 @@ BEGIN
              WHERE b.role_name IS NULL AND b.source >>= r.source
                AND ((b.lifted_at IS NULL AND b.blocked_until > pg_catalog.now()) OR b.blocked_at >= r.last_seen));
         INSERT INTO tradeguard_audit.blocked_sources (source, role_name, reason, blocked_at, blocked_until, created_by)
-        VALUES (pg_catalog.host(r.source)::cidr, NULL, pg_catalog.format('auto-block: risk score %s', r.score),
+        VALUES (pg_catalog.network(r.source), NULL, pg_catalog.format('auto-block: risk score %s', r.score),
                 v_now, v_until, 'tradeguard')
         RETURNING id INTO v_id;
         PERFORM tradeguard_audit.record_event('auto_block', 'high', r.source, NULL,

@@ -303,7 +303,7 @@ SELECT c.check_id, c.level, c.category, c.title,
      'Upgrade tradeguard, or UPDATE tradeguard_audit.pg_minor_releases (as superuser) from https://www.postgresql.org/support/versioning/'),
     -- not run by itself: reported when a check raises an error
     ('check_failed', 'info', 'audit', 'a self-audit check could not run', 'none',
-     'The check raised an error (missing helper, unreadable file...); its result is unknown.',
+     'The check raised an error (missing helper, unreadable file...); its result is unknown. Reported at the level and in the category of the check that failed.',
      'Read the detail; the check id is the object.')
   ) AS c(check_id, level, category, title, first_profile, description, remediation_template);
 
@@ -344,6 +344,21 @@ AS $$
 $$;
 COMMENT ON FUNCTION tradeguard_audit.level_rank(text) IS
     'tradeguard self-audit: sort order of levels, critical first';
+
+-- The network of a pg_hba.conf line (address and netmask, as pg_hba_file_rules shows them);
+-- NULL for a host name or keyword, or a mask that is not a prefix.
+CREATE FUNCTION tradeguard_audit.hba_network(address text, netmask text) RETURNS cidr
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.network(pg_catalog.set_masklen(a, l.len))
+      FROM (SELECT $1::inet AS a, $2::inet AS m WHERE $1 ~ '^[0-9a-fA-F:.]+$' AND $2 ~ '^[0-9a-fA-F:.]+$') x,
+           LATERAL (SELECT len FROM pg_catalog.generate_series(0, CASE pg_catalog.family(x.a) WHEN 4 THEN 32 ELSE 128 END) len
+                     WHERE pg_catalog.family(x.m) = pg_catalog.family(x.a)
+                       AND pg_catalog.host(pg_catalog.netmask(pg_catalog.set_masklen(x.a, len))) = pg_catalog.host(x.m)) l(len)
+$$;
+COMMENT ON FUNCTION tradeguard_audit.hba_network(text, text) IS
+    'tradeguard self-audit: the network (cidr) of a pg_hba.conf line from its address and netmask; NULL for host names and keywords';
 
 -- The score formula lives here only; tradeguard.security_score() documents it.
 CREATE FUNCTION tradeguard_audit.penalty(level text, open_findings bigint) RETURNS integer
@@ -605,12 +620,12 @@ BEGIN
                  || ' ; then SELECT pg_catalog.pg_reload_conf();'
           FROM pg_catalog.pg_hba_file_rules h
          WHERE h.error IS NULL
-           AND h.type IN ('host', 'hostnossl')
+           AND h.type IN ('host', 'hostnossl', 'hostnogssenc')
            AND h.auth_method <> 'reject'
+           -- Loopback only when the whole network (address and mask) is: 127.0.0.1/1 is not.
            AND NOT (h.address = 'localhost'
-                    OR (h.address ~ '^[0-9a-fA-F:.]+$'
-                        AND coalesce(h.netmask, '') NOT IN ('0.0.0.0', '::')
-                        AND (h.address::inet <<= inet '127.0.0.0/8' OR h.address::inet = inet '::1')));
+                    OR tradeguard_audit.hba_network(h.address, h.netmask) <<= cidr '127.0.0.0/8'
+                    OR tradeguard_audit.hba_network(h.address, h.netmask) = cidr '::1/128');
 
     ELSIF p_check = 'hba_open_to_world' THEN
         RETURN QUERY
@@ -626,7 +641,11 @@ BEGIN
          WHERE h.error IS NULL
            AND h.type LIKE 'host%'
            AND h.auth_method <> 'reject'
-           AND (h.address = 'all' OR h.netmask IN ('0.0.0.0', '::'));
+           -- any address, or a network wider than an IPv4 /8 or an IPv6 /16 (0.0.0.0/1 is half
+           -- the Internet)
+           AND (h.address = 'all'
+                OR pg_catalog.masklen(tradeguard_audit.hba_network(h.address, h.netmask))
+                   < CASE pg_catalog.family(tradeguard_audit.hba_network(h.address, h.netmask)) WHEN 4 THEN 8 ELSE 16 END);
 
     ELSIF p_check = 'pg_hba_errors' THEN
         RETURN QUERY
@@ -733,7 +752,7 @@ BEGIN
         RETURN QUERY
         SELECT pg_catalog.quote_ident(r.rolname),
                'password stored as an md5 hash' || CASE WHEN r.rolcanlogin THEN '' ELSE ' (role cannot log in)' END,
-               pg_catalog.format('ALTER ROLE %I PASSWORD NULL; -- then, under password_encryption = ''scram-sha-256'', set a new one with \password %I', r.rolname, r.rolname)
+               pg_catalog.format('SET password_encryption = ''scram-sha-256''; ALTER ROLE %I PASSWORD ''<new password>''; -- a scram-sha-256 verifier replaces the md5 hash and the role keeps logging in (psql''s password meta-command does the same without the password in the statement)', r.rolname)
           FROM pg_catalog.pg_authid r
          WHERE r.rolpassword LIKE 'md5%';
 
@@ -793,11 +812,23 @@ BEGIN
 
     ---------------------------------------------------------------------------- roles
     ELSIF p_check = 'superuser_login_role' THEN
+        -- A login role that is a superuser, or a member of one (bootstrap superuser included):
+        -- SET ROLE makes it a superuser, whatever INHERIT says.
         RETURN QUERY
         SELECT pg_catalog.quote_ident(r.rolname), 'LOGIN SUPERUSER'::text,
                pg_catalog.format('ALTER ROLE %I NOSUPERUSER;', r.rolname)
           FROM pg_catalog.pg_roles r
-         WHERE r.rolsuper AND r.rolcanlogin AND r.oid <> 10;
+         WHERE r.rolsuper AND r.rolcanlogin AND r.oid <> 10
+        UNION ALL
+        SELECT pg_catalog.quote_ident(r.rolname),
+               'LOGIN, member of superuser ' || pg_catalog.string_agg(pg_catalog.quote_ident(s.rolname), ', ' ORDER BY s.rolname)
+                 || ' (SET ROLE makes it a superuser)',
+               pg_catalog.string_agg(pg_catalog.format('REVOKE %I FROM %I;', s.rolname, r.rolname), ' ' ORDER BY s.rolname)
+          FROM pg_catalog.pg_roles r
+          JOIN pg_catalog.pg_roles s ON s.rolsuper AND s.oid <> r.oid
+         WHERE r.rolcanlogin AND NOT r.rolsuper AND r.oid <> 10
+           AND pg_catalog.pg_has_role(r.oid, s.oid, 'MEMBER')
+         GROUP BY r.rolname;
 
     ELSIF p_check = 'role_without_password_expiry' THEN
         RETURN QUERY
@@ -840,7 +871,7 @@ BEGIN
     ELSIF p_check = 'connection_limit_unset' THEN
         RETURN QUERY
         SELECT pg_catalog.quote_ident(r.rolname), 'LOGIN, CONNECTION LIMIT -1'::text,
-               pg_catalog.format('ALTER ROLE %I CONNECTION LIMIT 20;', r.rolname)
+               pg_catalog.format('ALTER ROLE %I CONNECTION LIMIT 20; -- or the size of its pool, if larger', r.rolname)
           FROM pg_catalog.pg_roles r
          WHERE r.rolcanlogin AND NOT r.rolsuper AND r.rolconnlimit = -1
            AND r.rolname !~ '^pg_';
@@ -864,20 +895,25 @@ BEGIN
              WHERE p.profile = 'readonly'
              ORDER BY r.rolname
         LOOP
+            -- What it may write as itself or after SET ROLE to any role it is a member of
+            -- (NOINHERIT only takes away the automatic use), through the table or its columns.
+            v_oids := ARRAY(SELECT x.oid FROM pg_catalog.pg_roles x WHERE pg_catalog.pg_has_role(v_rel.oid, x.oid, 'MEMBER'));
             SELECT pg_catalog.string_agg(pg_catalog.format('%s (%s)', t.relid::pg_catalog.regclass,
-                       CASE WHEN t.owns THEN 'owner'
-                            ELSE pg_catalog.array_to_string(ARRAY(
-                                   SELECT pr FROM pg_catalog.unnest(ARRAY['INSERT', 'UPDATE', 'DELETE', 'TRUNCATE']) AS pr
-                                    WHERE pg_catalog.has_table_privilege(v_rel.oid, t.relid, pr)), ',') END),
+                       CASE WHEN t.owns THEN 'owner' ELSE pg_catalog.array_to_string(t.privs, ',') END),
                        ', ' ORDER BY t.relid::pg_catalog.regclass::text),
                    pg_catalog.string_agg(t.relid::pg_catalog.regclass::text, ', ' ORDER BY t.relid::pg_catalog.regclass::text)
                      FILTER (WHERE NOT t.owns)
               INTO v_text, v_text2
-              FROM (SELECT w.*, pg_catalog.pg_has_role(v_rel.oid, w.relowner, 'USAGE') AS owns
+              FROM (SELECT w.*, w.relowner = ANY (v_oids) AS owns,
+                           ARRAY(SELECT pr FROM pg_catalog.unnest(ARRAY['INSERT', 'UPDATE', 'DELETE', 'TRUNCATE']) AS pr
+                                  WHERE EXISTS (SELECT 1 FROM pg_catalog.unnest(v_oids) AS x(oid)
+                                                 WHERE pg_catalog.has_table_privilege(x.oid, w.relid, pr)
+                                                    OR (pr IN ('INSERT', 'UPDATE')
+                                                        AND pg_catalog.has_any_column_privilege(x.oid, w.relid, pr)))) AS privs
                       FROM tradeguard_audit.writable_relations w) t
               -- (the partitions of a table it owns are listed with their table)
              WHERE CASE WHEN t.owns THEN NOT t.relispartition AND t.relkind <> 'v'
-                        ELSE pg_catalog.has_table_privilege(v_rel.oid, t.relid, 'INSERT, UPDATE, DELETE, TRUNCATE') END;
+                        ELSE pg_catalog.cardinality(t.privs) > 0 END;
             IF v_text IS NOT NULL THEN
                 RETURN QUERY SELECT pg_catalog.quote_ident(v_rel.rolname), 'can write: ' || v_text,
                     pg_catalog.concat_ws(' ',
@@ -895,8 +931,14 @@ BEGIN
                'PUBLIC holds ' || pg_catalog.string_agg(a.privilege_type, ', ' ORDER BY a.privilege_type),
                pg_catalog.format('REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON %s FROM PUBLIC;', t.relid::pg_catalog.regclass)
           FROM tradeguard_audit.writable_relations t,
-               LATERAL pg_catalog.aclexplode(t.relacl) a
-         WHERE a.grantee = 0 AND a.privilege_type IN ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE')
+               -- the table's own grants, and those on its columns (INSERT (price) ... TO PUBLIC)
+               LATERAL (SELECT x.privilege_type FROM pg_catalog.aclexplode(t.relacl) x WHERE x.grantee = 0
+                        UNION
+                        SELECT x.privilege_type || ' (' || pg_catalog.quote_ident(c.attname) || ')'
+                          FROM pg_catalog.pg_attribute c, LATERAL pg_catalog.aclexplode(c.attacl) x
+                         WHERE c.attrelid = t.relid AND c.attnum > 0 AND NOT c.attisdropped AND x.grantee = 0
+                           AND x.privilege_type IN ('INSERT', 'UPDATE')) a
+         WHERE a.privilege_type ~ '^(INSERT|UPDATE|DELETE|TRUNCATE)\M'
          GROUP BY t.relid;
 
     ELSIF p_check = 'secdef_without_search_path' THEN
@@ -950,14 +992,19 @@ BEGIN
          WHERE e.extname IN ('adminpack', 'file_fdw', 'plpython3u', 'plpythonu', 'plpython2u',
                              'plperlu', 'pltclu', 'pljavau', 'plv8u', 'plshu', 'pllua_u', 'plluau')
         UNION ALL
+        -- Every untrusted language, also one an extension brought that the list above does not
+        -- name (plr, pljava's javau, plsh...).
         SELECT 'language ' || pg_catalog.quote_ident(l.lanname),
-               'untrusted language ' || l.lanname || ' is installed',
-               pg_catalog.format('DROP LANGUAGE %I;', l.lanname)
+               'untrusted language ' || l.lanname || ' is installed' || coalesce(' (by extension ' || x.extname || ')', ''),
+               CASE WHEN x.extname IS NULL THEN pg_catalog.format('DROP LANGUAGE %I;', l.lanname)
+                    ELSE pg_catalog.format('DROP EXTENSION %I;', x.extname) END
           FROM pg_catalog.pg_language l
+          LEFT JOIN pg_catalog.pg_depend d
+                 ON d.classid = 'pg_catalog.pg_language'::pg_catalog.regclass AND d.objid = l.oid AND d.deptype = 'e'
+          LEFT JOIN pg_catalog.pg_extension x ON x.oid = d.refobjid
          WHERE l.lanispl AND NOT l.lanpltrusted
-           AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
-                            WHERE d.classid = 'pg_catalog.pg_language'::pg_catalog.regclass
-                              AND d.objid = l.oid AND d.deptype = 'e');
+           AND (x.extname IS NULL OR x.extname NOT IN ('adminpack', 'file_fdw', 'plpython3u', 'plpythonu', 'plpython2u',
+                                                      'plperlu', 'pltclu', 'pljavau', 'plv8u', 'plshu', 'pllua_u', 'plluau'));
 
     ---------------------------------------------------------------------------- settings
     ELSIF p_check = 'log_settings_weak' THEN
@@ -1177,17 +1224,26 @@ RETURNS TABLE(check_id text, level text, category text, object text, title text,
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT DISTINCT ON (tradeguard_audit.level_rank(c.level), r.check_id, r.object)
-           r.check_id, c.level, c.category, r.object, c.title, r.detail,
+    -- A check that could not run (check_failed) weighs as that check would, in its category:
+    -- a result that is unknown must not raise the score.
+    SELECT DISTINCT ON (tradeguard_audit.level_rank(coalesce(fc.level, c.level)), r.check_id, r.object)
+           r.check_id, coalesce(fc.level, c.level), coalesce(fc.category, c.category), r.object, c.title, r.detail,
            coalesce(r.remediation, pg_catalog.replace(c.remediation_template, '{object}', r.object)),
            pg_catalog.md5(r.check_id || ':' || r.object),
-           EXISTS (SELECT 1 FROM tradeguard_audit.accepted_findings a
+           -- Accepted for the detail it was accepted with (a weaker setting, another line, a
+           -- looser file mode is open again), but for the checks whose detail moves by itself
+           -- (days to a certificate's expiry, counts); a broken audit chain is never accepted.
+           r.check_id <> 'audit_chain_broken'
+           AND EXISTS (SELECT 1 FROM tradeguard_audit.accepted_findings a
                     WHERE a.cache_key = pg_catalog.md5(r.check_id || ':' || r.object)
                       AND a.expires > pg_catalog.now()
-                      AND (c.category NOT IN ('hba', 'privileges', 'settings') OR a.detail IS NOT DISTINCT FROM r.detail))
+                      AND (r.check_id IN ('ssl_cert_expiring', 'audit_seal_backlog', 'table_not_audited', 'sensitive_column_plaintext',
+                                          'server_version_outdated', 'server_version_eol', 'release_table_stale', 'check_failed')
+                           OR a.detail IS NOT DISTINCT FROM r.detail))
       FROM tradeguard_audit.check_results($1) r
       JOIN tradeguard_audit.check_catalog c ON c.check_id = r.check_id
-     ORDER BY tradeguard_audit.level_rank(c.level), r.check_id, r.object
+      LEFT JOIN tradeguard_audit.check_catalog fc ON r.check_id = 'check_failed' AND fc.check_id = r.object
+     ORDER BY tradeguard_audit.level_rank(coalesce(fc.level, c.level)), r.check_id, r.object
 $$;
 COMMENT ON FUNCTION tradeguard.compute_findings(text) IS
     'tradeguard self-audit: runs the checks of a profile (daily, weekly, monthly, full) now and returns their findings, critical first; accepted = an unexpired tradeguard.accept_finding() covers it';
@@ -1345,6 +1401,11 @@ BEGIN
         RAISE EXCEPTION 'tradeguard: no current finding has cache_key "%"', v_key
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Take the cache_key from SELECT * FROM tradeguard.findings;';
+    END IF;
+    IF v_finding.check_id = 'audit_chain_broken' THEN
+        RAISE EXCEPTION 'tradeguard: a broken audit chain cannot be accepted'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Find out what changed (SELECT * FROM tradeguard.verify()), restore the trail or archive the damaged blocks with a recorded reason (tradeguard.archive_blocks).';
     END IF;
     INSERT INTO tradeguard_audit.accepted_findings AS a
            (cache_key, check_id, object, reason, accepted_by, accepted_as, accepted_at, expires, detail)

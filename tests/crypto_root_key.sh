@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Root key handling end to end: a different root key is reported with both fingerprints, a key
-# file with loose permissions is refused, and the right key decrypts again.
+# Root key handling end to end: a session's cached keys go when the setting is taken away, a
+# different root key is reported with both fingerprints, a key file with loose permissions is
+# refused, and the right key decrypts again.
 set -uo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -18,6 +19,16 @@ par=$(q rk -c "SET max_parallel_workers_per_gather = 2" -c "SET parallel_setup_c
 check "decrypt in a parallel plan" [ "$par" = 20000 ]
 fp_a=$(q rk -c "SELECT tradeguard.root_key_fingerprint()")
 check "fingerprint shown" [ -n "$fp_a" ]
+
+# A session with the data key cached stops decrypting once the setting is taken away (a reload):
+# a connection pool's sessions must not keep keys the server no longer has.
+msg=$(q rk -c "SELECT tradeguard.decrypt_text(c) FROM v" -c "ALTER SYSTEM SET tradeguard.root_key_file = ''" \
+        -c "SELECT pg_reload_conf()" -c "SELECT pg_sleep(0.5)" -c "SELECT tradeguard.decrypt_text(c) FROM v" 2>&1)
+echo "    ${msg//$'\n'/ | }"
+check "a session's cached keys go with the root key setting" \
+  [ "$(grep -c 'secret value' <<<"$msg"):$(grep -c 'tradeguard.root_key_file is not set' <<<"$msg")" = 1:1 ]
+q rk -c "ALTER SYSTEM RESET tradeguard.root_key_file" -c "SELECT pg_reload_conf()" >/dev/null
+sleep 0.5
 
 other="$TG_TEST_DIR/rootkey/other.key"
 make_root_key "$other"

@@ -95,6 +95,8 @@ CONF
 hba_lines=("local all all trust" "host all all 127.0.0.1/32 scram-sha-256")
 [ -n "$APP_IP" ] && hba_lines+=("host all sa_app $APP_IP/32 scram-sha-256")
 hba_lines+=("host all all 0.0.0.0/0 trust" "host all all 10.0.0.0/8 md5")
+# Plaintext TCP through hostnogssenc, and a "loopback" address whose mask opens half the Internet.
+hba_lines+=("hostnogssenc all all 192.0.2.0/24 scram-sha-256" "host all all 127.0.0.1/1 scram-sha-256")
 printf '%s\n' "${hba_lines[@]}" >"$HBA"
 chown postgres:postgres "$HBA"
 hba_line_of() { # the line number of an exact pg_hba.conf line as written above
@@ -105,6 +107,8 @@ L_LOCAL=$(hba_line_of "local all all trust")
 L_WORLD=$(hba_line_of "host all all 0.0.0.0/0 trust")
 L_MD5=$(hba_line_of "host all all 10.0.0.0/8 md5")
 L_APP=$([ -n "$APP_IP" ] && hba_line_of "host all sa_app $APP_IP/32 scram-sha-256")
+L_NOGSS=$(hba_line_of "hostnogssenc all all 192.0.2.0/24 scram-sha-256")
+L_WIDE=$(hba_line_of "host all all 127.0.0.1/1 scram-sha-256")
 
 trap cleanup EXIT
 start_cluster "$DATA" "$PORT" || { echo "not ok - the weak cluster starts"; exit 1; }
@@ -120,6 +124,9 @@ sql_script >/dev/null <<SQL || { echo "not ok - weak objects"; exit 1; }
 SET client_min_messages = warning;
 CREATE EXTENSION tradeguard;
 CREATE ROLE sa_app LOGIN SUPERUSER PASSWORD '$APP_PASS';
+-- A superuser through membership: SET ROLE postgres.
+CREATE ROLE sa_member LOGIN;
+GRANT postgres TO sa_member;
 GRANT CREATE ON SCHEMA public TO PUBLIC;
 CREATE FUNCTION public.sa_definer() RETURNS integer LANGUAGE sql SECURITY DEFINER AS 'SELECT 1';
 CREATE TABLE public.sa_clients (id bigint PRIMARY KEY, name text NOT NULL, api_key text);
@@ -154,6 +161,8 @@ sql "SELECT '#   ' || level || ' ' || check_id || ' [' || object || ']' FROM tra
 check "weak: the only check that fails is audit_chain_broken, naming the root key mode" \
   [ "$(sql "SELECT string_agg(object, ',') = 'audit_chain_broken' AND bool_and(detail LIKE '%root key file%mode 0640%')
               FROM tradeguard.findings WHERE check_id = 'check_failed'")" = t ]
+check "weak: a check that could not run weighs as that check would (critical, audit)" \
+  [ "$(sql "SELECT level || '/' || category FROM tradeguard.findings WHERE check_id = 'check_failed'")" = critical/audit ]
 
 expect hba_trust "pg_hba.conf line $L_LOCAL" "local all all trust"
 expect hba_trust "pg_hba.conf line $L_WORLD" "host all all 0.0.0.0/0 trust"
@@ -162,6 +171,9 @@ expect hba_host_without_ssl "pg_hba.conf line $L_WORLD"
 expect hba_weak_password_method "pg_hba.conf line $L_MD5" "host all all 10.0.0.0/8 md5"
 expect hba_host_without_ssl "pg_hba.conf line $L_MD5"
 [ -n "$APP_IP" ] && expect hba_host_without_ssl "pg_hba.conf line $L_APP"
+expect hba_host_without_ssl "pg_hba.conf line $L_NOGSS"
+expect hba_host_without_ssl "pg_hba.conf line $L_WIDE"
+expect hba_open_to_world "pg_hba.conf line $L_WIDE"
 check "weak: no hba finding for the loopback host line" \
   [ "$(sql "SELECT count(*) FROM tradeguard.findings WHERE category = 'hba' AND object = 'pg_hba.conf line 2'")" = 0 ]
 expect ssl_disabled ssl
@@ -174,6 +186,7 @@ expect full_page_writes_off full_page_writes
 expect log_file_permissions log_file_mode
 expect superuser_login_role sa_app "application superuser"
 expect role_md5_password sa_app
+expect superuser_login_role sa_member "member of superuser"
 expect public_schema_create public
 expect secdef_without_search_path "public.sa_definer()"
 expect secdef_executable_by_public "public.sa_definer()"
@@ -195,7 +208,7 @@ RE_HBA='^pg_hba\.conf line ([0-9]+) becomes: (.*) ; (then|reset)'
 RE_CERT='^Renew the certificate at (/[^,]+), then '
 RE_TERMINATE='(SELECT pg_catalog\.pg_terminate_backend.*;)$'
 RE_FILE='^(chown [0-9]+ /[^ ;&|]+ && )?chmod ([0-7]{4}|go-w) /[^ ;&|]+$'   # a command on one file
-RE_SQL='^(SELECT|ALTER|REVOKE|DO) '
+RE_SQL='^(SELECT|ALTER|REVOKE|DO|SET) '
 # Replace line $1 of pg_hba.conf with $2, keeping the file (owner, mode, inode).
 hba_set_line() {
   local tmp
@@ -232,12 +245,11 @@ apply() {
           sql "SELECT tradeguard.create_key('sa_clients')" >/dev/null || return 1
           sqltext=${sqltext//<key name>/sa_clients}
         fi
+        [ "$id" = role_md5_password ] && sqltext=${sqltext//<new password>/$APP_PASS}
         [[ $sqltext == *'<'[a-z]* ]] && return 1   # a placeholder left to fill
         printf 'SET client_min_messages = warning;\n%s\n' "$sqltext" | sql_script >/dev/null || return 1
         case $id in
           log_file_permissions) chmod 0600 "$DATA"/log/* ;;   # "-- and chmod 0600 the existing log files"
-          role_md5_password)   # "-- then, under password_encryption = 'scram-sha-256', set a new one"
-            sql "SET password_encryption = 'scram-sha-256'; ALTER ROLE sa_app PASSWORD '$APP_PASS'" >/dev/null ;;
         esac
         [[ $sqltext == *pg_reload_conf* ]] && sleep 0.3
         return 0
@@ -299,6 +311,7 @@ fix ssl_weak_ciphers ssl_ciphers
 
 # Roles, privileges, encryption, audit: SQL remediations run as written.
 fix superuser_login_role sa_app
+fix superuser_login_role sa_member
 fix role_md5_password sa_app
 check "sa_app logs in over TCP with its new scram password" \
   [ "$(PGPASSWORD=$APP_PASS PGPASSFILE=/dev/null PGSSLMODE=disable "$PG_BIN/psql" -X -w -qtA -h 127.0.0.1 -p "$PORT" -U sa_app -d "$DB" -c "SELECT rolsuper FROM pg_roles WHERE rolname = current_user" 2>&1)" = f ]

@@ -139,6 +139,19 @@ SELECT * FROM pg_temp.sa_findings('{superuser_login_role}') WHERE object LIKE 's
 SELECT remediation FROM tradeguard.findings WHERE check_id = 'superuser_login_role' AND object = 'sa_super';
 SELECT remediation FROM tradeguard.findings WHERE check_id = 'superuser_login_role' AND object = 'sa_super' \gexec
 SELECT * FROM pg_temp.sa_findings('{superuser_login_role}') WHERE object LIKE 'sa\_%';
+-- A login role that is a member of a superuser role is one too (SET ROLE), INHERIT or not.
+CREATE ROLE sa_su_group SUPERUSER NOLOGIN;
+CREATE ROLE sa_member LOGIN NOINHERIT CONNECTION LIMIT 1 IN ROLE sa_su_group;
+SELECT object, detail, remediation FROM tradeguard.findings WHERE check_id = 'superuser_login_role' AND object LIKE 'sa\_%';
+SELECT remediation FROM tradeguard.findings WHERE check_id = 'superuser_login_role' AND object = 'sa_member' \gexec
+SELECT * FROM pg_temp.sa_findings('{superuser_login_role}') WHERE object LIKE 'sa\_%';
+DROP ROLE sa_member, sa_su_group;
+-- The network of a pg_hba.conf line, from its address and mask: 127.0.0.1 with mask 128.0.0.0
+-- is not loopback.
+SELECT a, m, tradeguard_audit.hba_network(a, m)
+  FROM (VALUES ('127.0.0.1', '255.0.0.0'), ('127.0.0.1', '128.0.0.0'), ('::1', 'ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff'),
+               ('::1', 'ff00::'), ('10.1.2.3', '255.255.0.0'), ('10.0.0.0', '255.0.255.0'), ('localhost', NULL),
+               ('all', NULL), ('0.0.0.0', '0.0.0.0')) AS t(a, m);
 
 CREATE ROLE sa_rls BYPASSRLS;
 SELECT * FROM pg_temp.sa_findings('{role_bypassrls}') WHERE object LIKE 'sa\_%';
@@ -188,6 +201,11 @@ GRANT INSERT, DELETE ON public.sa_trades TO PUBLIC;
 SELECT * FROM pg_temp.sa_findings('{table_writable_by_public}') WHERE object LIKE 'public.sa\_%';
 SELECT remediation FROM tradeguard.findings WHERE check_id = 'table_writable_by_public' AND object = 'public.sa_trades' \gexec
 SELECT * FROM pg_temp.sa_findings('{table_writable_by_public}') WHERE object LIKE 'public.sa\_%';
+-- A grant on a column is a write too.
+GRANT UPDATE (qty) ON public.sa_trades TO PUBLIC;
+SELECT object, detail FROM tradeguard.findings WHERE check_id = 'table_writable_by_public' AND object LIKE 'public.sa\_%';
+SELECT remediation FROM tradeguard.findings WHERE check_id = 'table_writable_by_public' AND object = 'public.sa_trades' \gexec
+SELECT * FROM pg_temp.sa_findings('{table_writable_by_public}') WHERE object LIKE 'public.sa\_%';
 
 -- A role declared readonly that can write (granted) and owns a table.
 CREATE ROLE sa_reader;
@@ -199,6 +217,18 @@ SELECT remediation FROM tradeguard.findings WHERE check_id = 'readonly_role_can_
 SELECT remediation FROM tradeguard.findings WHERE check_id = 'readonly_role_can_write' AND object = 'sa_reader' \gexec
 SELECT object, detail FROM tradeguard.findings WHERE check_id = 'readonly_role_can_write' AND object = 'sa_reader';
 ALTER TABLE public.sa_positions OWNER TO CURRENT_USER;
+SELECT object, detail FROM tradeguard.findings WHERE check_id = 'readonly_role_can_write' AND object = 'sa_reader';
+-- Also through a column grant, or a role it may SET ROLE to without inheriting it (NOINHERIT).
+CREATE ROLE sa_writer;
+GRANT INSERT ON public.sa_positions TO sa_writer;
+GRANT UPDATE (qty) ON public.sa_trades TO sa_writer;
+ALTER ROLE sa_reader NOINHERIT;
+GRANT sa_writer TO sa_reader;
+SELECT object, detail FROM tradeguard.findings WHERE check_id = 'readonly_role_can_write' AND object = 'sa_reader';
+REVOKE sa_writer FROM sa_reader;
+ALTER ROLE sa_reader INHERIT;
+DROP OWNED BY sa_writer;
+DROP ROLE sa_writer;
 SELECT object, detail FROM tradeguard.findings WHERE check_id = 'readonly_role_can_write' AND object = 'sa_reader';
 
 -- Effective privileges, with how they are held.

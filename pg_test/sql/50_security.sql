@@ -94,6 +94,10 @@ UNION ALL
 SELECT 'login_failed', 'low', '198.51.100.66', 'sec_app', '{}';
 SELECT source, score, failed_logins, injection_attempts, blocked_logins, events
   FROM tradeguard.source_risk() WHERE source <<= '192.0.2.0/24' OR source <<= '198.51.100.0/24' ORDER BY source;
+-- IPv6 sources are scored per /64, as they are locked out.
+INSERT INTO tradeguard_audit.security_events (event_type, severity, source, role_name, detail)
+SELECT 'login_failed', 'low', ('2001:db8:1:2::' || g)::inet, 'sec_trader', '{}'::jsonb FROM generate_series(1, 3) g;
+SELECT source, score, failed_logins FROM tradeguard.source_risk() WHERE source <<= '2001:db8::/32';
 
 ------------------------------------------------------------------------------------------------
 -- Auto-block: at tradeguard.auto_block_score (default 80) the source is blocked once

@@ -108,6 +108,8 @@ fn with_cache<R>(f: impl FnOnce(&mut Cache) -> R) -> R {
             c.by_name.clear();
             c.by_id.clear();
             c.versions.clear();
+            // (Read again: the setting may name the same path with another file behind it.)
+            c.root = None;
             c.stamp = Some(stamp);
         }
         if c.snapshot_of.is_some_and(|x| x != shmem::local_xact_stamp()) {

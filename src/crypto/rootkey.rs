@@ -21,7 +21,7 @@
 //!   61 bytes. Key names must not contain NUL (PostgreSQL text cannot).
 
 use std::io::Read;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 use aes_gcm::aead::{AeadInPlace, KeyInit};
@@ -112,6 +112,10 @@ impl RootKey {
             0 => return Err("empty"),
             _ => return Err("wrong length"),
         }
+        // Not random: all zeros (made from /dev/zero) or one byte repeated.
+        if k.bytes.iter().all(|b| *b == k.bytes[0]) {
+            return Err("one byte repeated (not random)");
+        }
         Ok(k)
     }
 
@@ -120,7 +124,13 @@ impl RootKey {
         let p = path.display().to_string();
         // Open first and check the opened file (follows symlinks; no race
         // between the checks and the read).
-        let mut f = std::fs::File::open(path).map_err(|e| match e.kind() {
+        // Non-blocking: opening a FIFO (or another special file) must not hang the backend
+        // beyond the reach of its signals before the check below refuses it.
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+            .open(path)
+            .map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => CryptoError::RootKeyMissing { path: p.clone() },
             _ => CryptoError::RootKeyUnreadable {
                 path: p.clone(),
@@ -432,7 +442,10 @@ mod tests {
             Err(CryptoError::RootKeyPermissions { .. })
         ));
 
-        let bad: [(&str, &[u8]); 8] = [
+        let bad: [(&str, &[u8]); 11] = [
+            ("zeros", &[b'0'; 64]),
+            ("repeated", &[b'a'; 64]),
+            ("zeros64", b"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="),
             ("short", b"00112233"),
             ("empty", b"\n"),
             ("hex63", &[b'a'; 63]),
@@ -452,6 +465,14 @@ mod tests {
             assert!(e.to_string().contains("tradeguard-keytool generate"));
             assert!(!e.to_string().contains("aaaa") && !e.to_string().contains("zzzz"));
         }
+        // A FIFO is refused at once (opening it must not wait for a writer).
+        let fifo = t.0.join("fifo");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        assert!(matches!(
+            RootKey::load(&fifo),
+            Err(CryptoError::RootKeyNotRegularFile { .. })
+        ));
         let big = t.file("big", &vec![b'a'; 5000], 0o600);
         assert!(matches!(
             RootKey::load(&big),

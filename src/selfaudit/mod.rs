@@ -14,7 +14,7 @@ use pgrx::prelude::*;
 use crate::error::OrRaise;
 use error::SelfAuditError;
 
-/// `tradeguard_audit.file_info(path)`: lstat of a path with the server's rights.
+/// `tradeguard_audit.file_info(path)`: stat of a path (symlinks followed) with the server's rights.
 #[pg_extern(volatile, strict)]
 #[search_path(pg_catalog, pg_temp)]
 fn file_info(
@@ -30,7 +30,9 @@ fn file_info(
         name!(size, Option<i64>),
     ),
 > {
-    let row = match std::fs::symlink_metadata(path) {
+    // The file a symlink points to (a Kubernetes secret mount, a symlinked data directory): its
+    // mode and owner are what protect it, and what chmod and chown change.
+    let row = match std::fs::metadata(path) {
         Ok(m) => (
             path.to_string(),
             true,
