@@ -816,7 +816,11 @@ BEGIN
         -- SET ROLE makes it a superuser, whatever INHERIT says.
         RETURN QUERY
         SELECT pg_catalog.quote_ident(r.rolname), 'LOGIN SUPERUSER'::text,
-               pg_catalog.format('ALTER ROLE %I NOSUPERUSER;', r.rolname)
+               CASE WHEN r.oid = (SELECT e.extowner FROM pg_catalog.pg_extension e WHERE e.extname = 'tradeguard')
+                    -- (tradeguard's functions run with its owner's rights: NOSUPERUSER would
+                    -- break its checks and protections)
+                    THEN pg_catalog.format('ALTER ROLE %I NOLOGIN; -- it owns tradeguard: keep it a superuser that nobody logs in as, and administer through another role', r.rolname)
+                    ELSE pg_catalog.format('ALTER ROLE %I NOSUPERUSER;', r.rolname) END
           FROM pg_catalog.pg_roles r
          WHERE r.rolsuper AND r.rolcanlogin AND r.oid <> 10
         UNION ALL

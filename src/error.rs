@@ -97,8 +97,18 @@ impl TgError {
 
     /// Raises this error as a PostgreSQL ERROR; never returns.
     pub fn raise(self) -> ! {
-        let mut report = ErrorReport::new(self.sqlstate(), format!("tradeguard: {self}"), "tradeguard");
-        if let Some(h) = self.hint() {
+        let mut message = format!("tradeguard: {self}");
+        let mut hint = self.hint();
+        // The root key file's path is a superuser's setting: a role that is not one is told which
+        // setting, not where the key lives.
+        if let Some(path) = crate::gucs::root_key_file().filter(|p| message.contains(p.as_str())) {
+            if !unsafe { pgrx::pg_sys::superuser() } {
+                message = message.replace(&path, "<tradeguard.root_key_file>");
+                hint = hint.map(|h| h.replace(&path, "<tradeguard.root_key_file>"));
+            }
+        }
+        let mut report = ErrorReport::new(self.sqlstate(), message, "tradeguard");
+        if let Some(h) = hint {
             report = report.set_hint(h);
         }
         report.report(PgLogLevel::ERROR);

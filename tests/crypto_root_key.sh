@@ -11,6 +11,7 @@ q rk -v ON_ERROR_STOP=1 <<'SQL' >/dev/null
 CREATE EXTENSION tradeguard;
 SELECT tradeguard.create_key('rk');
 CREATE TABLE v AS SELECT tradeguard.encrypt('secret value'::text, 'rk') AS c;
+CREATE ROLE rk_enc IN ROLE tradeguard_encryptor;
 SQL
 xid=$(q rk -c "BEGIN" -c "SELECT tradeguard.decrypt_text(c) FROM v" -c "SELECT coalesce(txid_current_if_assigned()::text, 'none')" -c "COMMIT" | tail -1)
 check "decrypt assigns no transaction id (parallel-safe, works on standbys)" [ "$xid" = none ]
@@ -44,6 +45,11 @@ check "no plaintext in the message" bash -c "! grep -q 'secret value' <<<\"\$0\"
 chmod 644 "$other"
 msg=$(q rk -c "SELECT tradeguard.encrypt('x'::text, 'rk')" 2>&1)
 check "loose key file mode refused with how to fix it" grep -qi "chmod 600\|mode" <<<"$msg"
+# The path is a superuser's setting: an encryptor is told which setting, not where the key lives.
+msg=$(q rk -c "SET ROLE rk_enc" -c "SELECT tradeguard.encrypt('x'::text, 'rk')" 2>&1)
+echo "    ${msg//$'\n'/ | }"
+check "the root key path is not shown to a role that is not a superuser" \
+  bash -c "grep -q 'tradeguard.root_key_file' <<<\"\$0\" && ! grep -qF \"\$1\" <<<\"\$0\"" "$msg" "$other"
 
 q rk -c "ALTER SYSTEM RESET tradeguard.root_key_file" -c "SELECT pg_reload_conf()" >/dev/null
 sleep 0.5
