@@ -623,9 +623,11 @@ BEGIN
            AND h.type IN ('host', 'hostnossl', 'hostnogssenc')
            AND h.auth_method <> 'reject'
            -- Loopback only when the whole network (address and mask) is: 127.0.0.1/1 is not.
-           AND NOT (h.address = 'localhost'
-                    OR tradeguard_audit.hba_network(h.address, h.netmask) <<= cidr '127.0.0.0/8'
-                    OR tradeguard_audit.hba_network(h.address, h.netmask) = cidr '::1/128');
+           -- (all, samehost, samenet, a host name or a mask that is not a prefix: no network,
+           -- not loopback)
+           AND NOT coalesce(h.address = 'localhost'
+                            OR tradeguard_audit.hba_network(h.address, h.netmask) <<= cidr '127.0.0.0/8'
+                            OR tradeguard_audit.hba_network(h.address, h.netmask) = cidr '::1/128', false);
 
     ELSIF p_check = 'hba_open_to_world' THEN
         RETURN QUERY
@@ -824,14 +826,20 @@ BEGIN
           FROM pg_catalog.pg_roles r
          WHERE r.rolsuper AND r.rolcanlogin AND r.oid <> 10
         UNION ALL
+        -- (revoking the grants the role holds directly that lead to a superuser: REVOKE of a
+        -- role it only reaches through another does nothing)
         SELECT pg_catalog.quote_ident(r.rolname),
-               'LOGIN, member of superuser ' || pg_catalog.string_agg(pg_catalog.quote_ident(s.rolname), ', ' ORDER BY s.rolname)
+               'LOGIN, member of superuser ' || pg_catalog.string_agg(DISTINCT pg_catalog.quote_ident(s.rolname), ', ')
                  || ' (SET ROLE makes it a superuser)',
-               pg_catalog.string_agg(pg_catalog.format('REVOKE %I FROM %I;', s.rolname, r.rolname), ' ' ORDER BY s.rolname)
+               pg_catalog.string_agg(DISTINCT pg_catalog.format('REVOKE %I FROM %I;', g.rolname, r.rolname), ' ')
           FROM pg_catalog.pg_roles r
+          JOIN pg_catalog.pg_auth_members m ON m.member = r.oid
+          JOIN pg_catalog.pg_roles g ON g.oid = m.roleid
+          -- (a superuser is "a member" of every role for pg_has_role: a superuser group names
+          -- itself only)
           JOIN pg_catalog.pg_roles s ON s.rolsuper AND s.oid <> r.oid
+                                    AND (s.oid = g.oid OR (NOT g.rolsuper AND pg_catalog.pg_has_role(g.oid, s.oid, 'MEMBER')))
          WHERE r.rolcanlogin AND NOT r.rolsuper AND r.oid <> 10
-           AND pg_catalog.pg_has_role(r.oid, s.oid, 'MEMBER')
          GROUP BY r.rolname;
 
     ELSIF p_check = 'role_without_password_expiry' THEN
@@ -914,7 +922,16 @@ BEGIN
                                                  WHERE pg_catalog.has_table_privilege(x.oid, w.relid, pr)
                                                     OR (pr IN ('INSERT', 'UPDATE')
                                                         AND pg_catalog.has_any_column_privilege(x.oid, w.relid, pr)))) AS privs
-                      FROM tradeguard_audit.writable_relations w) t
+                      FROM tradeguard_audit.writable_relations w
+                     -- (only relations where the answer can be yes: owned by one of its roles,
+                     -- or whose table or column grants name one of them or PUBLIC, or all of them
+                     -- for a member of pg_write_all_data)
+                     WHERE 'pg_write_all_data'::pg_catalog.regrole::pg_catalog.oid = ANY (v_oids)
+                        OR w.relowner = ANY (v_oids)
+                        OR EXISTS (SELECT 1 FROM pg_catalog.aclexplode(w.relacl) a
+                                    WHERE a.grantee = 0 OR a.grantee = ANY (v_oids))
+                        OR EXISTS (SELECT 1 FROM pg_catalog.pg_attribute c
+                                    WHERE c.attrelid = w.relid AND c.attnum > 0 AND c.attacl IS NOT NULL)) t
               -- (the partitions of a table it owns are listed with their table)
              WHERE CASE WHEN t.owns THEN NOT t.relispartition AND t.relkind <> 'v'
                         ELSE pg_catalog.cardinality(t.privs) > 0 END;
@@ -1237,12 +1254,13 @@ AS $$
            -- Accepted for the detail it was accepted with (a weaker setting, another line, a
            -- looser file mode is open again), but for the checks whose detail moves by itself
            -- (days to a certificate's expiry, counts); a broken audit chain is never accepted.
-           r.check_id <> 'audit_chain_broken'
+           NOT (r.check_id = 'audit_chain_broken' OR (r.check_id = 'check_failed' AND r.object = 'audit_chain_broken'))
            AND EXISTS (SELECT 1 FROM tradeguard_audit.accepted_findings a
                     WHERE a.cache_key = pg_catalog.md5(r.check_id || ':' || r.object)
                       AND a.expires > pg_catalog.now()
-                      AND (r.check_id IN ('ssl_cert_expiring', 'audit_seal_backlog', 'table_not_audited', 'sensitive_column_plaintext',
-                                          'server_version_outdated', 'server_version_eol', 'release_table_stale', 'check_failed')
+                      AND (r.check_id IN ('ssl_cert_expiring', 'session_without_ssl', 'audit_seal_backlog', 'table_not_audited',
+                                          'sensitive_column_plaintext', 'server_version_outdated', 'server_version_eol',
+                                          'release_table_stale')
                            OR a.detail IS NOT DISTINCT FROM r.detail))
       FROM tradeguard_audit.check_results($1) r
       JOIN tradeguard_audit.check_catalog c ON c.check_id = r.check_id
@@ -1406,7 +1424,7 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Take the cache_key from SELECT * FROM tradeguard.findings;';
     END IF;
-    IF v_finding.check_id = 'audit_chain_broken' THEN
+    IF v_finding.check_id = 'audit_chain_broken' OR (v_finding.check_id = 'check_failed' AND v_finding.object = 'audit_chain_broken') THEN
         RAISE EXCEPTION 'tradeguard: a broken audit chain cannot be accepted'
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Find out what changed (SELECT * FROM tradeguard.verify()), restore the trail or archive the damaged blocks with a recorded reason (tradeguard.archive_blocks).';

@@ -97,22 +97,28 @@ impl TgError {
 
     /// Raises this error as a PostgreSQL ERROR; never returns.
     pub fn raise(self) -> ! {
-        let mut message = format!("tradeguard: {self}");
-        let mut hint = self.hint();
-        // The root key file's path is a superuser's setting: a role that is not one is told which
-        // setting, not where the key lives.
-        if let Some(path) = crate::gucs::root_key_file().filter(|p| message.contains(p.as_str())) {
-            if !unsafe { pgrx::pg_sys::superuser() } {
-                message = message.replace(&path, "<tradeguard.root_key_file>");
-                hint = hint.map(|h| h.replace(&path, "<tradeguard.root_key_file>"));
-            }
-        }
+        let message = hide_root_key_path(format!("tradeguard: {self}"));
+        let hint = self.hint().map(hide_root_key_path);
         let mut report = ErrorReport::new(self.sqlstate(), message, "tradeguard");
         if let Some(h) = hint {
             report = report.set_hint(h);
         }
         report.report(PgLogLevel::ERROR);
         unreachable!("ERROR does not return")
+    }
+}
+
+/// `text` with the root key file's path replaced by the setting's name, unless the role the
+/// session acts as is a superuser: the path is a superuser's setting, and a role that is not one
+/// is told which setting, not where the key lives. The outer role, not the current user: inside
+/// tradeguard's SECURITY DEFINER functions (a self-audit check that calls verify()) the current
+/// user is the extension's owner.
+pub fn hide_root_key_path(text: String) -> String {
+    match crate::gucs::root_key_file().filter(|p| text.contains(p.as_str())) {
+        Some(path) if !unsafe { pgrx::pg_sys::superuser_arg(pgrx::pg_sys::GetOuterUserId()) } => {
+            text.replace(&path, "<tradeguard.root_key_file>")
+        }
+        _ => text,
     }
 }
 

@@ -97,6 +97,8 @@ hba_lines=("local all all trust" "host all all 127.0.0.1/32 scram-sha-256")
 hba_lines+=("host all all 0.0.0.0/0 trust" "host all all 10.0.0.0/8 md5")
 # Plaintext TCP through hostnogssenc, and a "loopback" address whose mask opens half the Internet.
 hba_lines+=("hostnogssenc all all 192.0.2.0/24 scram-sha-256" "host all all 127.0.0.1/1 scram-sha-256")
+# Lines without a network of their own: any address, and a host name.
+hba_lines+=("host all all all scram-sha-256" "host all all db.example.com scram-sha-256")
 printf '%s\n' "${hba_lines[@]}" >"$HBA"
 chown postgres:postgres "$HBA"
 hba_line_of() { # the line number of an exact pg_hba.conf line as written above
@@ -109,6 +111,8 @@ L_MD5=$(hba_line_of "host all all 10.0.0.0/8 md5")
 L_APP=$([ -n "$APP_IP" ] && hba_line_of "host all sa_app $APP_IP/32 scram-sha-256")
 L_NOGSS=$(hba_line_of "hostnogssenc all all 192.0.2.0/24 scram-sha-256")
 L_WIDE=$(hba_line_of "host all all 127.0.0.1/1 scram-sha-256")
+L_ALL=$(hba_line_of "host all all all scram-sha-256")
+L_NAME=$(hba_line_of "host all all db.example.com scram-sha-256")
 
 trap cleanup EXIT
 start_cluster "$DATA" "$PORT" || { echo "not ok - the weak cluster starts"; exit 1; }
@@ -174,6 +178,9 @@ expect hba_host_without_ssl "pg_hba.conf line $L_MD5"
 expect hba_host_without_ssl "pg_hba.conf line $L_NOGSS"
 expect hba_host_without_ssl "pg_hba.conf line $L_WIDE"
 expect hba_open_to_world "pg_hba.conf line $L_WIDE"
+expect hba_host_without_ssl "pg_hba.conf line $L_ALL"
+expect hba_open_to_world "pg_hba.conf line $L_ALL"
+expect hba_host_without_ssl "pg_hba.conf line $L_NAME"
 check "weak: no hba finding for the loopback host line" \
   [ "$(sql "SELECT count(*) FROM tradeguard.findings WHERE category = 'hba' AND object = 'pg_hba.conf line 2'")" = 0 ]
 expect ssl_disabled ssl

@@ -1586,7 +1586,7 @@ unsafe fn after_statement(stmt: *mut pg_sys::Node, ins: &Inspection) {
             Ok(id) => Some(id),
             // ALTER SYSTEM and SET stay possible so the DBA can repair the key setting.
             Err(e) if op == "ALTER SYSTEM" || op == "SET" => {
-                pgrx::warning!("tradeguard: could not record {tag} in the audit trail: {e}");
+                pgrx::warning!("{}", crate::error::hide_root_key_path(format!("tradeguard: could not record {tag} in the audit trail: {e}")));
                 None
             }
             // Fail closed: the statement has run, and its transaction now rolls back with it.

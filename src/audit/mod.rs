@@ -85,21 +85,21 @@ pub fn audit_key() -> TgResult<Zeroizing<[u8; 32]>> {
     // Derived once per root key and backend (HKDF per audited row would show in the write cost).
     AUDIT_KEY.with(|c| {
         let mut c = c.borrow_mut();
-        // Keyed like the root key cache itself: by the configured path.
-        let fp = crate::gucs::root_key_file().unwrap_or_default();
-        if let Some((f, k)) = c.as_ref() {
-            if *f == fp {
+        // Derived from this very root key (the root key cache reads the file again when the
+        // setting is assigned again, a reload with another file behind the same path included).
+        if let Some((r, k)) = c.as_ref() {
+            if std::rc::Rc::ptr_eq(r, &root) {
                 return Ok(k.clone());
             }
         }
         let k = root.derive(LABEL_AUDIT_HMAC);
-        *c = Some((fp, k.clone()));
+        *c = Some((root, k.clone()));
         Ok(k)
     })
 }
 
 thread_local! {
-    static AUDIT_KEY: std::cell::RefCell<Option<(String, Zeroizing<[u8; 32]>)>> = const { std::cell::RefCell::new(None) };
+    static AUDIT_KEY: std::cell::RefCell<Option<(std::rc::Rc<crate::crypto::rootkey::RootKey>, Zeroizing<[u8; 32]>)>> = const { std::cell::RefCell::new(None) };
 }
 
 /// Writes a system row (DDL, role and grant changes, audit_table, break-glass) into the trail;

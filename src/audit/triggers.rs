@@ -527,25 +527,37 @@ unsafe fn insert_direct(t: &Target, values: &mut [pg_sys::Datum], nulls: &mut [b
 }
 
 thread_local! {
-    /// The row signer for the audit key it was made with (HMAC keyed once per backend).
-    /// Keyed by the root key file setting, like the root key cache (`keys::root_key`).
-    static SIGNER: RefCell<Option<(Option<std::ffi::CString>, Rc<chain::RowSigner>)>> = const { RefCell::new(None) };
+    /// The row signer for the audit key it was made with (HMAC keyed once per backend). Made
+    /// again when the key generation moves (keys changed, or the root key setting was assigned
+    /// again: a reload may put another file behind the same path), or, not preloaded, when the
+    /// setting names another file.
+    static SIGNER: RefCell<Option<(SignerStamp, Rc<chain::RowSigner>)>> = const { RefCell::new(None) };
     static SESSION: RefCell<Option<Rc<SessionFacts>>> = const { RefCell::new(None) };
     static TARGET: std::cell::Cell<Option<Target>> = const { std::cell::Cell::new(None) };
 }
 
 /// The row signer of the audit key (HMAC keyed once per backend and root key file).
 fn row_signer() -> TgResult<Rc<chain::RowSigner>> {
-    let path = crate::gucs::ROOT_KEY_FILE.get();
-    if let Some((p, signer)) = SIGNER.with(|c| c.borrow().clone()) {
-        if p == path {
+    let stamp = match common::shmem::key_generation() {
+        Some(g) => SignerStamp::Generation(g),
+        None => SignerStamp::Path(crate::gucs::ROOT_KEY_FILE.get()),
+    };
+    if let Some((s, signer)) = SIGNER.with(|c| c.borrow().clone()) {
+        if s == stamp {
             return Ok(signer);
         }
     }
     let key = audit_key()?;
     let signer = Rc::new(chain::RowSigner::new(&key));
-    SIGNER.with(|c| *c.borrow_mut() = Some((path, signer.clone())));
+    SIGNER.with(|c| *c.borrow_mut() = Some((stamp, signer.clone())));
     Ok(signer)
+}
+
+/// What a cached row signer was made under.
+#[derive(Clone, PartialEq)]
+enum SignerStamp {
+    Generation(u64),
+    Path(Option<std::ffi::CString>),
 }
 
 /// Signs and writes one audit row. `actor` is the role acting (`current_user` before any
