@@ -229,7 +229,7 @@ SELECT c.check_id, c.level, c.category, c.title,
      'INSERT, UPDATE, DELETE or TRUNCATE is granted to PUBLIC: every role, present and future, can change the table.',
      'REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON {object} FROM PUBLIC;'),
     ('secdef_without_search_path', 'high', 'privileges', 'SECURITY DEFINER function without a pinned search_path', 'weekly',
-     'A caller can put its own objects first in search_path and run code with the function owner''s rights.',
+     'A caller can put its own objects first in search_path and run code with the function owner''s rights: the function has no search_path of its own, or one where pg_temp is not last (the caller''s temporary tables and types come first) or that names a schema anyone may create objects in.',
      'ALTER FUNCTION {object} SET search_path = pg_catalog, pg_temp;'),
     ('secdef_executable_by_public', 'medium', 'privileges', 'SECURITY DEFINER function executable by PUBLIC', 'weekly',
      'Every role can run the function with its owner''s rights.',
@@ -963,15 +963,33 @@ BEGIN
          GROUP BY t.relid;
 
     ELSIF p_check = 'secdef_without_search_path' THEN
+        -- No search_path of its own (the caller's applies), or one that still lets the caller
+        -- choose what a name means: pg_temp not last (the caller's temporary tables and types
+        -- are found before the schemas that follow it, or first when it is not listed), or a
+        -- schema in which anyone may create objects.
         RETURN QUERY
-        SELECT p.oid::pg_catalog.regprocedure::text,
-               pg_catalog.format('SECURITY DEFINER, owner %s, no search_path in its settings', p.proowner::pg_catalog.regrole),
-               pg_catalog.format('ALTER FUNCTION %s SET search_path = pg_catalog, pg_temp;', p.oid::pg_catalog.regprocedure)
-          FROM pg_catalog.pg_proc p
-          JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-         WHERE p.prosecdef
-           AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-           AND NOT EXISTS (SELECT 1 FROM pg_catalog.unnest(p.proconfig) AS c WHERE c LIKE 'search\_path=%');
+        SELECT x.fn,
+               pg_catalog.format('SECURITY DEFINER, owner %s, ', x.owner)
+                 || CASE WHEN x.path IS NULL THEN 'no search_path in its settings'
+                         ELSE pg_catalog.format('search_path = %s: ', x.path)
+                              || pg_catalog.concat_ws('; ',
+                                   CASE WHEN x.last_item IS DISTINCT FROM 'pg_temp' THEN 'pg_temp is not last (the caller''s temporary tables and types come first)' END,
+                                   CASE WHEN x.open_schemas IS NOT NULL THEN 'anyone may create objects in ' || x.open_schemas END) END,
+               pg_catalog.format('ALTER FUNCTION %s SET search_path = pg_catalog, pg_temp;', x.fn)
+          FROM (SELECT p.oid::pg_catalog.regprocedure::text AS fn, p.proowner::pg_catalog.regrole AS owner, sp.path,
+                       (SELECT pg_catalog.btrim(pg_catalog.btrim(i), '"') FROM pg_catalog.unnest(pg_catalog.string_to_array(sp.path, ',')) WITH ORDINALITY AS u(i, o)
+                         ORDER BY u.o DESC LIMIT 1) AS last_item,
+                       (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(ns.nspname), ', ')
+                          FROM pg_catalog.unnest(pg_catalog.string_to_array(sp.path, ',')) AS u(i)
+                          JOIN pg_catalog.pg_namespace ns ON ns.nspname = pg_catalog.btrim(pg_catalog.btrim(u.i), '"')
+                         WHERE pg_catalog.has_schema_privilege('public', ns.oid, 'CREATE')) AS open_schemas
+                  FROM pg_catalog.pg_proc p
+                  JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+                  LEFT JOIN LATERAL (SELECT pg_catalog.substr(c, 13) AS path FROM pg_catalog.unnest(p.proconfig) AS c
+                                      WHERE c LIKE 'search\_path=%' LIMIT 1) sp ON true
+                 WHERE p.prosecdef
+                   AND n.nspname NOT IN ('pg_catalog', 'information_schema')) x
+         WHERE x.path IS NULL OR x.last_item IS DISTINCT FROM 'pg_temp' OR x.open_schemas IS NOT NULL;
 
     ELSIF p_check = 'secdef_executable_by_public' THEN
         RETURN QUERY

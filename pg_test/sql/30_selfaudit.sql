@@ -255,6 +255,17 @@ SELECT remediation FROM tradeguard.findings
  WHERE check_id IN ('secdef_without_search_path', 'secdef_executable_by_public') AND object = 'public.sa_definer()' ORDER BY check_id \gexec
 SELECT * FROM pg_temp.sa_findings('{secdef_without_search_path,secdef_executable_by_public}')
  WHERE object LIKE 'public.sa\_%';
+-- A search_path of its own is not enough: pg_temp must come last (or the caller's temporary
+-- tables and types come first), and no schema on it may be open to anyone's CREATE.
+CREATE SCHEMA sa_open;
+GRANT CREATE ON SCHEMA sa_open TO PUBLIC;
+CREATE FUNCTION public.sa_definer_path() RETURNS integer LANGUAGE sql SECURITY DEFINER SET search_path = public AS 'SELECT 1';
+CREATE FUNCTION public.sa_definer_open() RETURNS integer LANGUAGE sql SECURITY DEFINER SET search_path = sa_open, pg_temp AS 'SELECT 1';
+CREATE FUNCTION public.sa_definer_ok() RETURNS integer LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, "pg_temp" AS 'SELECT 1';
+SELECT object, detail FROM tradeguard.findings
+ WHERE check_id = 'secdef_without_search_path' AND object LIKE 'public.sa\_definer\_%' ORDER BY 1;
+DROP FUNCTION public.sa_definer_path(), public.sa_definer_open(), public.sa_definer_ok();
+DROP SCHEMA sa_open;
 
 -- Default privileges that hand future tables to PUBLIC.
 ALTER DEFAULT PRIVILEGES FOR ROLE sa_reader IN SCHEMA public GRANT SELECT, INSERT ON TABLES TO PUBLIC;
