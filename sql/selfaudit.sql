@@ -618,16 +618,15 @@ BEGIN
                    pg_catalog.array_to_string(h.database, ','), pg_catalog.array_to_string(h.user_name, ','),
                    h.address, h.netmask, h.auth_method)
                  || ' ; then SELECT pg_catalog.pg_reload_conf();'
-          FROM pg_catalog.pg_hba_file_rules h
+          FROM pg_catalog.pg_hba_file_rules h,
+               LATERAL (SELECT tradeguard_audit.hba_network(h.address, h.netmask) AS net) x
          WHERE h.error IS NULL
            AND h.type IN ('host', 'hostnossl', 'hostnogssenc')
            AND h.auth_method <> 'reject'
            -- Loopback only when the whole network (address and mask) is: 127.0.0.1/1 is not.
            -- (all, samehost, samenet, a host name or a mask that is not a prefix: no network,
            -- not loopback)
-           AND NOT coalesce(h.address = 'localhost'
-                            OR tradeguard_audit.hba_network(h.address, h.netmask) <<= cidr '127.0.0.0/8'
-                            OR tradeguard_audit.hba_network(h.address, h.netmask) = cidr '::1/128', false);
+           AND NOT coalesce(h.address = 'localhost' OR x.net <<= cidr '127.0.0.0/8' OR x.net = cidr '::1/128', false);
 
     ELSIF p_check = 'hba_open_to_world' THEN
         RETURN QUERY
@@ -639,15 +638,14 @@ BEGIN
                    pg_catalog.array_to_string(h.database, ','), pg_catalog.array_to_string(h.user_name, ','),
                    '<application network, e.g. 10.0.0.0/24>', h.auth_method)
                  || ' ; then SELECT pg_catalog.pg_reload_conf();'
-          FROM pg_catalog.pg_hba_file_rules h
+          FROM pg_catalog.pg_hba_file_rules h,
+               LATERAL (SELECT tradeguard_audit.hba_network(h.address, h.netmask) AS net) x
          WHERE h.error IS NULL
            AND h.type LIKE 'host%'
            AND h.auth_method <> 'reject'
            -- any address, or a network wider than an IPv4 /8 or an IPv6 /16 (0.0.0.0/1 is half
            -- the Internet)
-           AND (h.address = 'all'
-                OR pg_catalog.masklen(tradeguard_audit.hba_network(h.address, h.netmask))
-                   < CASE pg_catalog.family(tradeguard_audit.hba_network(h.address, h.netmask)) WHEN 4 THEN 8 ELSE 16 END);
+           AND (h.address = 'all' OR pg_catalog.masklen(x.net) < CASE pg_catalog.family(x.net) WHEN 4 THEN 8 ELSE 16 END);
 
     ELSIF p_check = 'pg_hba_errors' THEN
         RETURN QUERY

@@ -544,6 +544,10 @@ fn type_change_changes_values(old_type: pg_sys::Oid, old_typmod: i32, new_type: 
     .then_some("TYPE with a type or cast defined in this database")
 }
 
+/// What a non-superuser may not replace or alter: to_jsonb, which writes the audit trail's images
+/// of arrays and composites, would call it.
+const JSON_CAST_FUNCTIONS: &str = "the functions of casts to json or jsonb (to_jsonb would call them to write the audit trail)";
+
 /// json or jsonb, or a domain over either.
 fn json_type(t: pg_sys::Oid) -> bool {
     t != pg_sys::InvalidOid && matches!(unsafe { pg_sys::getBaseType(t) }, pg_sys::JSONOID | pg_sys::JSONBOID)
@@ -1284,7 +1288,7 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
             &[cstr(name).as_str().into(), nsp.into()],
         )
     } {
-        ins.protected = Some("the functions of casts to json or jsonb (to_jsonb would call them to write the audit trail)".into());
+        ins.protected = Some(JSON_CAST_FUNCTIONS.into());
     } else if t == N::T_AlterFunctionStmt && !pg_sys::superuser() && {
         let s = stmt as *mut pg_sys::AlterFunctionStmt;
         let f = pg_sys::LookupFuncWithArgs((*s).objtype, (*s).func, true);
@@ -1295,7 +1299,7 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
                 &[f.into()],
             )
     } {
-        ins.protected = Some("the functions of casts to json or jsonb (to_jsonb would call them to write the audit trail)".into());
+        ins.protected = Some(JSON_CAST_FUNCTIONS.into());
     } else if t == N::T_CreateFunctionStmt && (*(stmt as *mut pg_sys::CreateFunctionStmt)).replace {
         // CREATE OR REPLACE of an event trigger's function changes what the event trigger runs,
         // as surely as ALTER EVENT TRIGGER: recorded, with the event trigger's name. The function

@@ -100,26 +100,24 @@ pub struct FailEntry {
 #[repr(C)]
 pub struct BlockEntry {
     pub used: bool,
+    pub kind: BlockKind,
+    pub key: FixedStr<64>,
+    pub until: i64,
+}
+
+/// What a block is.
+#[derive(Copy, Clone, Default)]
+#[repr(C)]
+pub struct BlockKind {
+    pub is_role: bool,
     /// Loaded from tradeguard_audit.blocked_sources (a sync replaces these).
     pub persisted: bool,
-    pub is_role: bool,
     /// An address lockout: the only kind another block may take the place of (an attacker
     /// with many addresses must not push out a role lockout or an admin's block).
     pub evictable: bool,
     /// A role lockout that applies through exempt addresses too: one caused by failures
     /// through them. A role locked by failures from elsewhere still logs in through an exempt
     /// pooler (or anyone could lock the pooled application out).
-    pub exempt_too: bool,
-    pub key: FixedStr<64>,
-    pub until: i64,
-}
-
-/// What a block is, as [`add_block`] stores it.
-#[derive(Copy, Clone, Default)]
-pub struct BlockKind {
-    pub is_role: bool,
-    pub persisted: bool,
-    pub evictable: bool,
     pub exempt_too: bool,
 }
 
@@ -221,8 +219,8 @@ pub fn blocked(addr: Option<&IpAddr>, role: &str, at: i64) -> Option<(String, i6
     let s = AUTH.share();
     let exempt_path = addr.is_none();
     let hit = s.blocks.iter().filter(|b| b.used && b.until > at).find_map(|b| {
-        let hit = if b.is_role {
-            b.key.as_str() == role && (b.exempt_too || !exempt_path)
+        let hit = if b.kind.is_role {
+            b.key.as_str() == role && (b.kind.exempt_too || !exempt_path)
         } else {
             addr.is_some_and(|a| addr_matches(b.key.as_str(), a))
         };
@@ -241,10 +239,11 @@ pub fn blocked(addr: Option<&IpAddr>, role: &str, at: i64) -> Option<(String, i6
     })
 }
 
-/// Counts a failure for `key` and returns how many fall inside the window (a step whose last
+/// Counts a failure for `key` and returns how many fall inside the window, and the key's entry
+/// in `s.fails` (a step whose last
 /// failure is inside counts whole: a count errs towards locking, never below the failures of
 /// the window).
-fn count_failure(s: &mut AuthState, is_role: bool, via_exempt: bool, key: &str, at: i64, window: i64) -> usize {
+fn count_failure(s: &mut AuthState, is_role: bool, via_exempt: bool, key: &str, at: i64, window: i64) -> (usize, usize) {
     let is = |f: &FailEntry| f.used && f.is_role == is_role && f.via_exempt == via_exempt && f.key.as_str() == key;
     let idx = s
         .fails
@@ -282,7 +281,8 @@ fn count_failure(s: &mut AuthState, is_role: bool, via_exempt: bool, key: &str, 
         (f.first[i], f.last[i], f.count[i]) = (at, at, 1);
         f.next = ((i + 1) % FAIL_STEPS) as u16;
     }
-    (0..FAIL_STEPS).filter(|&i| f.count[i] > 0 && at - f.last[i] <= window).map(|i| f.count[i] as usize).sum()
+    let n = (0..FAIL_STEPS).filter(|&i| f.count[i] > 0 && at - f.last[i] <= window).map(|i| f.count[i] as usize).sum();
+    (n, idx)
 }
 
 /// Stores a block; false when the table is full of blocks that must stay. A new block takes
@@ -290,36 +290,28 @@ fn count_failure(s: &mut AuthState, is_role: bool, via_exempt: bool, key: &str, 
 /// lockout is the only kind a block may push out (an attacker with many addresses cannot push
 /// out a role lockout, an auto-block or an admin's block).
 fn add_block(s: &mut AuthState, kind: BlockKind, key: &str, until: i64, now: i64) -> bool {
-    let same = |b: &BlockEntry| b.used && b.is_role == kind.is_role && b.key.as_str() == key;
+    let same = |b: &BlockEntry| b.used && b.kind.is_role == kind.is_role && b.key.as_str() == key;
     let idx = s
         .blocks
         .iter()
         .position(same)
         .or_else(|| s.blocks.iter().position(|b| !b.used || b.until <= now))
-        .or_else(|| (0..BLOCK_ENTRIES).filter(|&i| s.blocks[i].evictable).min_by_key(|&i| s.blocks[i].until));
+        .or_else(|| (0..BLOCK_ENTRIES).filter(|&i| s.blocks[i].kind.evictable).min_by_key(|&i| s.blocks[i].until));
     let Some(idx) = idx else { return false };
     let b = &mut s.blocks[idx];
     // The same key blocked again: the longer and wider of the two.
     let (until, kind) = if same(b) {
         let merged = BlockKind {
             is_role: kind.is_role,
-            persisted: kind.persisted || b.persisted,
-            evictable: kind.evictable && b.evictable,
-            exempt_too: kind.exempt_too || b.exempt_too,
+            persisted: kind.persisted || b.kind.persisted,
+            evictable: kind.evictable && b.kind.evictable,
+            exempt_too: kind.exempt_too || b.kind.exempt_too,
         };
         (b.until.max(until), merged)
     } else {
         (until, kind)
     };
-    *b = BlockEntry {
-        used: true,
-        persisted: kind.persisted,
-        is_role: kind.is_role,
-        evictable: kind.evictable,
-        exempt_too: kind.exempt_too,
-        key: FixedStr::new(key),
-        until,
-    };
+    *b = BlockEntry { used: true, kind, key: FixedStr::new(key), until };
     true
 }
 
@@ -355,25 +347,26 @@ pub fn register_failure(addr: Option<&IpAddr>, role: &str, at: i64) -> Vec<Locko
     let via_exempt = addr.is_none();
     let mut s = AUTH.exclusive();
     let mut out = Vec::new();
-    let mut lock = |s: &mut AuthState, is_role: bool, key: String| {
-        let kind = BlockKind { is_role, persisted: false, evictable: !is_role, exempt_too: is_role && via_exempt };
+    // The lockout of the key counted in entry `f` of `s.fails`.
+    let mut lock = |s: &mut AuthState, f: usize, is_role: bool, key: String| {
+        let exempt_too = is_role && via_exempt;
+        let kind = BlockKind { is_role, persisted: false, evictable: !is_role, exempt_too };
         let stored = add_block(s, kind, &key, at + duration, at);
         if !stored {
-            let v = via_exempt && is_role;
-            if let Some(f) = s.fails.iter_mut().find(|f| f.used && f.is_role == is_role && f.via_exempt == v && f.key.as_str() == key) {
-                f.refused_until = at + duration;
-            }
+            s.fails[f].refused_until = at + duration;
         }
-        out.push(Lockout { is_role, key, until: at + duration, stored, via_exempt: is_role && via_exempt });
+        out.push(Lockout { is_role, key, until: at + duration, stored, via_exempt: exempt_too });
     };
     if let Some(ip) = addr {
         let key = source_key(ip);
-        if count_failure(&mut s, false, false, &key, at, window) >= max_addr && max_addr > 0 {
-            lock(&mut s, false, key);
+        let (n, f) = count_failure(&mut s, false, false, &key, at, window);
+        if n >= max_addr && max_addr > 0 {
+            lock(&mut s, f, false, key);
         }
     }
-    if count_failure(&mut s, true, via_exempt, role, at, window) >= max_role && max_role > 0 {
-        lock(&mut s, true, role.to_string());
+    let (n, f) = count_failure(&mut s, true, via_exempt, role, at, window);
+    if n >= max_role && max_role > 0 {
+        lock(&mut s, f, true, role.to_string());
     }
     out
 }
@@ -397,8 +390,8 @@ pub fn load_state(rows: &[StoredBlock], frozen: bool) -> Vec<String> {
     let mut s = AUTH.exclusive();
     let mut lifted = Vec::new();
     for b in s.blocks.iter_mut() {
-        if b.persisted && b.used {
-            if !rows.iter().any(|r| r.is_role == b.is_role && r.key == b.key.as_str()) {
+        if b.kind.persisted && b.used {
+            if !rows.iter().any(|r| r.is_role == b.kind.is_role && r.key == b.key.as_str()) {
                 lifted.push(b.key.as_str().to_string());
             }
             b.used = false;
@@ -413,11 +406,11 @@ pub fn load_state(rows: &[StoredBlock], frozen: bool) -> Vec<String> {
             left_out.push(r.key.clone());
         }
     }
-    // A lifted block starts from a clean slate: its old failures no longer count.
+    // A lifted block starts from a clean slate: its old failures no longer count (an address's
+    // are counted under its block key, see source_key).
     for key in lifted {
-        let bare = key.split('/').next().unwrap_or(&key).to_string();
         for f in s.fails.iter_mut() {
-            if f.used && (f.key.as_str() == key || f.key.as_str() == bare) {
+            if f.used && f.key.as_str() == key {
                 f.used = false;
             }
         }
@@ -442,23 +435,23 @@ mod unit_tests {
         let mut s = state();
         let window = 900 * 1_000_000;
         // 500 failures in 50 s: every one counts (the steps hold many each).
-        let counts: Vec<usize> = (0..500).map(|i| count_failure(&mut s, true, false, "trader1", 1_000_000 + i * 100_000, window)).collect();
+        let counts: Vec<usize> = (0..500).map(|i| count_failure(&mut s, true, false, "trader1", 1_000_000 + i * 100_000, window).0).collect();
         assert_eq!(counts[63], 64);
         assert_eq!(counts[499], 500);
         // One a minute for 20 minutes: only the last 15 minutes count, within one step.
         let mut t = state();
-        let n = (0..20).map(|i| count_failure(&mut t, false, false, "192.0.2.1/32", (i + 1) * 60_000_000, window)).last().unwrap();
+        let n = (0..20).map(|i| count_failure(&mut t, false, false, "192.0.2.1/32", (i + 1) * 60_000_000, window).0).last().unwrap();
         assert!((15..=16).contains(&n), "{n}");
         // Far apart: the window forgets them.
-        assert_eq!(count_failure(&mut t, false, false, "192.0.2.1/32", 10_000 * 1_000_000, window), 1);
+        assert_eq!(count_failure(&mut t, false, false, "192.0.2.1/32", 10_000 * 1_000_000, window).0, 1);
         // A failure stamped a little before the current step's first (its backend read the clock
         // before taking the lock) joins that step instead of opening one.
         let mut u = state();
         count_failure(&mut u, true, false, "trader1", 5_000_000, window);
-        assert_eq!(count_failure(&mut u, true, false, "trader1", 4_999_000, window), 2);
+        assert_eq!(count_failure(&mut u, true, false, "trader1", 4_999_000, window).0, 2);
         assert_eq!(u.fails[0].next, 1);
         // Through an exempt address, a role's failures are counted apart.
-        assert_eq!(count_failure(&mut u, true, true, "trader1", 5_000_001, window), 1);
+        assert_eq!(count_failure(&mut u, true, true, "trader1", 5_000_001, window).0, 1);
     }
 
     #[test]
@@ -473,7 +466,7 @@ mod unit_tests {
         for i in 0..BLOCK_ENTRIES * 2 {
             assert!(add_block(&mut s, addr, &format!("10.{}.{}.1/32", i / 256, i % 256), now + 10 + i as i64, now));
         }
-        let has = |s: &AuthState, role: bool, k: &str| s.blocks.iter().any(|b| b.used && b.is_role == role && b.key.as_str() == k);
+        let has = |s: &AuthState, role: bool, k: &str| s.blocks.iter().any(|b| b.used && b.kind.is_role == role && b.key.as_str() == k);
         assert!(has(&s, true, "trader1") && has(&s, false, "198.51.100.7/32"));
         // A synced address lockout (persisted) still gives way.
         let synced = BlockKind { persisted: true, evictable: true, ..Default::default() };
@@ -493,7 +486,7 @@ mod unit_tests {
         // An expired block makes room.
         p.blocks[7].until = now - 1;
         assert!(add_block(&mut p, role, "trader2", now + 100, now));
-        assert!(p.blocks[7].is_role && p.blocks[7].key.as_str() == "trader2");
+        assert!(p.blocks[7].kind.is_role && p.blocks[7].key.as_str() == "trader2");
     }
 
     #[test]
