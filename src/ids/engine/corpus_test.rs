@@ -7,10 +7,29 @@ use super::{check, is_attack, Context};
 use std::fs;
 use std::path::{Path, PathBuf};
 
+/// The shared corpus: `TG_CORPUS_DIR`, else `../shared/corpus` beside this repository, else
+/// beside the repository this one was cloned from when that is a local path (a clean clone made
+/// elsewhere, e.g. `git clone . /tmp/check`, to run CI on).
 fn corpus_dir() -> PathBuf {
-    match std::env::var("TG_CORPUS_DIR") {
-        Ok(d) if !d.is_empty() => PathBuf::from(d),
-        _ => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus")),
+    if let Ok(d) = std::env::var("TG_CORPUS_DIR") {
+        if !d.is_empty() {
+            return PathBuf::from(d);
+        }
+    }
+    let here = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus"));
+    if here.is_dir() {
+        return here;
+    }
+    let origin = std::process::Command::new("git")
+        .args(["-C", env!("CARGO_MANIFEST_DIR"), "config", "--get", "remote.origin.url"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|u| u.starts_with('/'));
+    match origin {
+        Some(o) if PathBuf::from(&o).join("../shared/corpus").is_dir() => PathBuf::from(o).join("../shared/corpus"),
+        _ => here,
     }
 }
 
