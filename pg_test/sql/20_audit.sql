@@ -47,6 +47,9 @@ SELECT ok FROM tradeguard.verify(999);
 -- Nobody edits the trail through SQL, not even its owner (a superuser here).
 UPDATE tradeguard_audit.log SET new_row = '{}' WHERE id = 1;
 DELETE FROM tradeguard_audit.log WHERE id = 1;
+-- (Its partitions named directly, too, whether a row matches or not.)
+UPDATE tradeguard_audit.log_sealed SET new_row = '{}' WHERE id = 1;
+DELETE FROM tradeguard_audit.log_unsealed WHERE false;
 TRUNCATE tradeguard_audit.log;
 INSERT INTO tradeguard_audit.log (txid, at, schema_name, table_name, operation, current_user_name, session_user_name)
   VALUES (1, now(), 'public', 'trades', 'INSERT', 'x', 'x');
@@ -55,6 +58,7 @@ ALTER TABLE trades DISABLE TRIGGER tradeguard_audit_row;
 ALTER TABLE trades DISABLE TRIGGER ALL;
 DROP TRIGGER tradeguard_audit_row ON trades;
 ALTER TABLE tradeguard_audit.log DISABLE TRIGGER tradeguard_protect;
+ALTER TABLE tradeguard_audit.log_sealed DISABLE TRIGGER tradeguard_protect_write;
 DROP TABLE tradeguard_audit.blocks;
 -- DDL on an audited table is itself recorded.
 ALTER TABLE trades ADD COLUMN venue text;
@@ -68,6 +72,7 @@ RESET session_replication_role;
 SELECT tradeguard.break_glass('regress: simulate tampering') IS NOT NULL AS glass_broken;
 BEGIN;  -- the tampering is rolled back at the end, so later tests see an intact chain
 ALTER TABLE tradeguard_audit.log DISABLE TRIGGER tradeguard_protect;
+ALTER TABLE tradeguard_audit.log DISABLE TRIGGER tradeguard_protect_write;
 UPDATE tradeguard_audit.log SET new_row = jsonb_set(new_row, '{price}', '1.0') WHERE id = (SELECT min(id) FROM tradeguard_audit.log WHERE operation = 'INSERT' AND table_name = 'trades');
 SELECT ok, first_bad_block, first_bad_id = (SELECT min(id) FROM tradeguard_audit.log WHERE operation = 'INSERT' AND table_name = 'trades') AS names_the_row, reason FROM tradeguard.verify();
 -- The self-audit sees it too (critical), until the chain is whole again.

@@ -44,6 +44,28 @@ mod tests {
         Spi::run("DELETE FROM tradeguard_audit.log").unwrap();
     }
 
+    /// UPDATE and DELETE are refused per statement (sealing moves rows without a row trigger
+    /// call each): on the trail and on each partition named directly, whether rows match or not,
+    /// in replica mode too. (Sealing, which moves rows, is in pg_regress: 20_audit.sql.)
+    #[pg_test]
+    fn partitions_refuse_updates_and_deletes_by_name() {
+        Spi::run("CREATE TABLE t_pn (id int PRIMARY KEY); SELECT tradeguard.audit_table('t_pn'); INSERT INTO t_pn VALUES (1), (2), (3)").unwrap();
+        let refused = |op: &str| Some(format!("tradeguard: audit rows are written only by tradeguard; {op} on tradeguard_audit.log is refused (for the table owner and superusers too)"));
+        for replica in [false, true] {
+            if replica {
+                Spi::run("SET LOCAL session_replication_role = replica").unwrap();
+            }
+            for part in ["log", "log_sealed", "log_unsealed"] {
+                let t = format!("tradeguard_audit.{part}");
+                assert_eq!(crate::common::sql_error(&format!("UPDATE {t} SET operation = 'x' WHERE table_name = 't_pn'")), refused("UPDATE"), "{t}");
+                assert_eq!(crate::common::sql_error(&format!("UPDATE {t} SET operation = 'x' WHERE false")), refused("UPDATE"), "{t}");
+                assert_eq!(crate::common::sql_error(&format!("DELETE FROM {t} WHERE table_name = 't_pn'")), refused("DELETE"), "{t}");
+            }
+        }
+        Spi::run("RESET session_replication_role").unwrap();
+        assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM tradeguard_audit.log WHERE table_name = 't_pn' AND operation = 'INSERT'"), Ok(Some(3)));
+    }
+
     #[pg_test(error = "tradeguard: cannot change the tradeguard triggers of public.t_d: protected by tradeguard; a tradeguard_admin member must call tradeguard.break_glass(reason) first")]
     fn disable_trigger_is_refused() {
         Spi::run("CREATE TABLE t_d (id int PRIMARY KEY); SELECT tradeguard.audit_table('t_d')").unwrap();

@@ -287,10 +287,12 @@ pub struct LogRow<'a> {
     pub new_row: Option<Jsonb>,
 }
 
-/// What every audit row of a transaction shares, kept while it stays the same: the session user,
+/// What every audit row of a session shares, kept while it stays the same: the session user,
 /// `application_name`, the client address (binary inet) and the parsed `tradeguard.app_context`.
 struct SessionFacts {
-    xact: u64,
+    /// [`role_generation`] when made: the session user's name is looked up again after any
+    /// change to pg_authid (a rename).
+    roles: u64,
     session_oid: pg_sys::Oid,
     session_user: String,
     app: Option<String>,
@@ -315,7 +317,7 @@ fn session_facts() -> TgResult<Rc<SessionFacts>> {
     let ctx = crate::gucs::APP_CONTEXT.get();
     let ctx_raw = ctx.as_deref().map(|c| c.to_bytes()).unwrap_or_default();
     if let Some(f) = SESSION.with(|s| s.borrow().clone()) {
-        if f.xact == common::shmem::local_xact_stamp()
+        if f.roles == role_generation()
             && f.session_oid == session_oid
             && f.app_raw.as_deref() == app_raw.map(|a| a.to_bytes())
             && f.app_context_src.as_bytes() == ctx_raw
@@ -340,7 +342,7 @@ fn session_facts() -> TgResult<Rc<SessionFacts>> {
         }
         s => Some(unsafe { varlena_copy(Jsonb::parse(s)?.0) }),
     };
-    let f = Rc::new(SessionFacts { xact: common::shmem::local_xact_stamp(), session_oid, session_user: common::role_name(session_oid), app_raw: app_raw.map(|a| a.to_bytes().to_vec()), app, addr, app_context_src: ctx_src, app_context });
+    let f = Rc::new(SessionFacts { roles: role_generation(), session_oid, session_user: common::role_name(session_oid), app_raw: app_raw.map(|a| a.to_bytes().to_vec()), app, addr, app_context_src: ctx_src, app_context });
     SESSION.with(|s| *s.borrow_mut() = Some(f.clone()));
     Ok(f)
 }
@@ -560,15 +562,22 @@ enum SignerStamp {
     Path(Option<std::ffi::CString>),
 }
 
+extern "C-unwind" {
+    /// commands/sequence.h: the next value of sequence `relid`, checking USAGE or UPDATE on it
+    /// only if asked.
+    fn nextval_internal(relid: pg_sys::Oid, check_permissions: bool) -> i64;
+}
+
 /// Signs and writes one audit row. `actor` is the role acting (`current_user` before any
 /// elevation).
 pub fn write_row(row: &LogRow<'_>, actor: &str) -> TgResult<i64> {
     let signer = row_signer()?;
     let facts = session_facts()?;
     let t = target()?;
-    // nextval checks USAGE on the sequence: take the id as the extension owner.
-    let id = common::as_owner_fast(|| unsafe { pgrx::direct_function_call::<i64>(pg_sys::nextval_oid, &[t.seq.into_datum()]) })?
-        .ok_or_else(|| CoreError::InvalidArgument("audit sequence missing".into()))?;
+    // The trail's own sequence, found by tradeguard in its own schema: no USAGE check (the
+    // caller has none; nextval() would need the owner's identity) and no function-call round.
+    // SAFETY: `seq` is the oid of a sequence; errors are caught at the FFI boundary.
+    let id = unsafe { pg_sys::ffi::pg_guard_ffi_boundary(|| nextval_internal(t.seq, false)) };
     let txid = unsafe { pg_sys::GetTopFullTransactionId().value as i64 };
     let now = unsafe { pg_sys::GetCurrentTimestamp() };
     let ptr_datum = |v: &Option<Vec<u8>>| v.as_ref().map(|b| pg_sys::Datum::from(b.as_ptr()));
@@ -649,10 +658,34 @@ fn audit_trigger<'a>(
     Ok(None)
 }
 
-/// `current_user` by name, remembered for the role and transaction (one catalog lookup per
-/// transaction, not per audited row; a role renamed since shows under its new name).
+thread_local! {
+    /// Bumped by the pg_authid invalidation callback: names of roles remembered under an older
+    /// value are looked up again.
+    static ROLE_GENERATION: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    static ROLE_CALLBACK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+unsafe extern "C-unwind" fn role_cache_callback(_arg: pg_sys::Datum, _cacheid: std::ffi::c_int, _hash: u32) {
+    ROLE_GENERATION.with(|g| g.set(g.get().wrapping_add(1)));
+}
+
+/// Changes whenever pg_authid may have changed (a role renamed, created or dropped, here or in
+/// another session: PostgreSQL's invalidation messages), so that role names can be kept across
+/// transactions without a catalog lookup each.
+fn role_generation() -> u64 {
+    if !ROLE_CALLBACK.with(|c| c.replace(true)) {
+        // SAFETY: registered once per backend; the callback only bumps a counter.
+        unsafe {
+            pg_sys::CacheRegisterSyscacheCallback(pg_sys::SysCacheIdentifier::AUTHOID as i32, Some(role_cache_callback), pg_sys::Datum::from(0usize))
+        };
+    }
+    ROLE_GENERATION.with(|g| g.get())
+}
+
+/// `current_user` by name, remembered for the role until pg_authid changes (no catalog lookup
+/// per audited row or transaction; a role renamed since shows under its new name).
 fn actor_name() -> Rc<str> {
-    let key = (unsafe { pg_sys::GetUserId() }, common::shmem::local_xact_stamp());
+    let key = (unsafe { pg_sys::GetUserId() }, role_generation());
     ACTOR.with(|a| {
         let mut a = a.borrow_mut();
         match a.as_ref() {
