@@ -66,6 +66,24 @@ mod tests {
         assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM tradeguard_audit.log WHERE table_name = 't_pn' AND operation = 'INSERT'"), Ok(Some(3)));
     }
 
+    /// Role names are kept across rows and transactions, but a rename shows from the next row
+    /// on (the pg_authid invalidation), also within the transaction that renamed it.
+    #[pg_test]
+    fn a_renamed_role_is_recorded_under_its_new_name() {
+        Spi::run(
+            "CREATE ROLE t_rn_trader; CREATE TABLE t_rn (id int PRIMARY KEY); GRANT INSERT ON t_rn TO t_rn_trader;
+             SELECT tradeguard.audit_table('t_rn');
+             SET ROLE t_rn_trader; INSERT INTO t_rn VALUES (1); INSERT INTO t_rn VALUES (2); RESET ROLE;
+             ALTER ROLE t_rn_trader RENAME TO t_rn_desk;
+             SET ROLE t_rn_desk; INSERT INTO t_rn VALUES (3); RESET ROLE",
+        )
+        .unwrap();
+        let names = Spi::get_one::<String>(
+            "SELECT string_agg(current_user_name, ',' ORDER BY id) FROM tradeguard_audit.log WHERE table_name = 't_rn' AND operation = 'INSERT'",
+        );
+        assert_eq!(names, Ok(Some("t_rn_trader,t_rn_trader,t_rn_desk".into())));
+    }
+
     #[pg_test(error = "tradeguard: cannot change the tradeguard triggers of public.t_d: protected by tradeguard; a tradeguard_admin member must call tradeguard.break_glass(reason) first")]
     fn disable_trigger_is_refused() {
         Spi::run("CREATE TABLE t_d (id int PRIMARY KEY); SELECT tradeguard.audit_table('t_d')").unwrap();

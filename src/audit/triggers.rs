@@ -673,11 +673,14 @@ unsafe extern "C-unwind" fn role_cache_callback(_arg: pg_sys::Datum, _cacheid: s
 /// another session: PostgreSQL's invalidation messages), so that role names can be kept across
 /// transactions without a catalog lookup each.
 fn role_generation() -> u64 {
-    if !ROLE_CALLBACK.with(|c| c.replace(true)) {
+    if !ROLE_CALLBACK.with(|c| c.get()) {
         // SAFETY: registered once per backend; the callback only bumps a counter.
         unsafe {
             pg_sys::CacheRegisterSyscacheCallback(pg_sys::SysCacheIdentifier::AUTHOID as i32, Some(role_cache_callback), pg_sys::Datum::from(0usize))
         };
+        ROLE_CALLBACK.with(|c| c.set(true));
+        // (Names remembered before the callback existed are not trusted.)
+        ROLE_GENERATION.with(|g| g.set(g.get().wrapping_add(1)));
     }
     ROLE_GENERATION.with(|g| g.get())
 }
