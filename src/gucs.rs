@@ -1,6 +1,7 @@
 //! Every tradeguard setting, declared in one place (`tradeguard.*`).
 
 use std::ffi::CString;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 
@@ -126,14 +127,20 @@ pub fn init() {
         GucContext::Suset,
         GucFlags::default(),
     );
-    GucRegistry::define_string_guc(
-        c"tradeguard.root_key_file",
-        c"Path of the tradeguard root key file (32 random bytes, hex or base64, mode 0600).",
-        c"Keep it outside the data directory. Data keys are stored wrapped by this key; without it nothing decrypts.",
-        &ROOT_KEY_FILE,
-        GucContext::Sighup,
-        GucFlags::SUPERUSER_ONLY,
-    );
+    // SAFETY: the hook only counts (it cannot fail, as an assign hook must not).
+    unsafe {
+        GucRegistry::define_string_guc_with_hooks(
+            c"tradeguard.root_key_file",
+            c"Path of the tradeguard root key file (32 random bytes, hex or base64, mode 0600).",
+            c"Keep it outside the data directory. Data keys are stored wrapped by this key; without it nothing decrypts.",
+            &ROOT_KEY_FILE,
+            GucContext::Sighup,
+            GucFlags::SUPERUSER_ONLY,
+            None,
+            Some(root_key_file_assigned),
+            None,
+        );
+    }
     GucRegistry::define_bool_guc(
         c"tradeguard.audit_decrypt",
         c"Record each individual decryption in the audit trail.",
@@ -152,6 +159,15 @@ pub fn init() {
         GucContext::Suset,
         GucFlags::default(),
     );
+}
+
+/// How many times `tradeguard.root_key_file` has been assigned in this process (at start-up and
+/// at each reload that sets it, even to the same path: the file may have changed). Read by
+/// `common::shmem::key_generation` on every key lookup: a counter, not a comparison of paths.
+pub static ROOT_KEY_FILE_ASSIGNMENTS: AtomicU64 = AtomicU64::new(0);
+
+unsafe extern "C-unwind" fn root_key_file_assigned(_newval: *const std::ffi::c_char, _extra: *mut std::ffi::c_void) {
+    ROOT_KEY_FILE_ASSIGNMENTS.fetch_add(1, Ordering::Relaxed);
 }
 
 /// The configured root key path, if any.

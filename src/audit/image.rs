@@ -289,8 +289,11 @@ unsafe fn scalar(c: &Col, d: pg_sys::Datum, isnull: bool) -> Option<pg_sys::Json
         }
         Kind::Bool => pg_sys::JsonbValue { type_: pg_sys::jbvType::jbvBool, val: pg_sys::JsonbValue__bindgen_ty_1 { boolean: d.value() != 0 } },
         Kind::Float(t) => {
-            let finite = if t == pg_sys::FLOAT4OID { f32::from_bits(d.value() as u32).is_finite() } else { f64::from_bits(d.value() as u64).is_finite() };
-            let out = if t == pg_sys::FLOAT4OID { pg_sys::F_FLOAT4OUT } else { pg_sys::F_FLOAT8OUT };
+            let (finite, out) = if t == pg_sys::FLOAT4OID {
+                (f32::from_bits(d.value() as u32).is_finite(), pg_sys::F_FLOAT4OUT)
+            } else {
+                (f64::from_bits(d.value() as u64).is_finite(), pg_sys::F_FLOAT8OUT)
+            };
             let text = pg_sys::OidOutputFunctionCall(pg_sys::Oid::from(out), d);
             if finite {
                 // A finite float's text is a JSON number ("-0", "1e+300", "0.1").

@@ -22,27 +22,10 @@ pub fn key_generation() -> Option<u64> {
     super::is_preloaded().then(|| KEY_GENERATION.get().load(Ordering::Acquire).wrapping_add(root_setting_epoch() << 40))
 }
 
-/// Counts the values `tradeguard.root_key_file` has had in this backend (a new string each
-/// time the setting is assigned, a reload included).
+/// Counts the values `tradeguard.root_key_file` has had in this backend (each assignment, a
+/// reload included: see `gucs::ROOT_KEY_FILE_ASSIGNMENTS`).
 fn root_setting_epoch() -> u64 {
-    thread_local! {
-        static SEEN: std::cell::RefCell<(usize, Vec<u8>, u64)> = const { std::cell::RefCell::new((0, Vec::new(), 0)) };
-    }
-    // SAFETY: the GUC's current string (or NULL), owned by the GUC machinery.
-    let (ptr, bytes) = unsafe {
-        let raw = *crate::gucs::ROOT_KEY_FILE.as_ptr();
-        (raw as usize, if raw.is_null() { &[][..] } else { std::ffi::CStr::from_ptr(raw).to_bytes() })
-    };
-    SEEN.with(|seen| {
-        let mut seen = seen.borrow_mut();
-        if seen.0 != ptr || seen.1 != bytes {
-            seen.0 = ptr;
-            seen.1.clear();
-            seen.1.extend_from_slice(bytes);
-            seen.2 += 1;
-        }
-        seen.2
-    })
+    crate::gucs::ROOT_KEY_FILE_ASSIGNMENTS.load(Ordering::Relaxed)
 }
 
 pub fn bump_key_generation() {
