@@ -47,6 +47,10 @@ pub static ALERT_MIN_SEVERITY: GucSetting<Option<CString>> = GucSetting::<Option
 /// no anomaly is raised, whatever the role's usual volume.
 pub static DECRYPT_ALERT_THRESHOLD: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 
+/// `tradeguard.archive_min_age`: minutes a block must have been sealed for before
+/// `archive_blocks` may remove it (0: no minimum).
+pub static ARCHIVE_MIN_AGE: GucSetting<i32> = GucSetting::<i32>::new(30 * 24 * 60);
+
 /// Registers all settings; called once from `_PG_init`.
 pub fn init() {
     GucRegistry::define_int_guc(
@@ -93,6 +97,16 @@ pub fn init() {
         3_600_000,
         GucContext::Sighup,
         GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"tradeguard.archive_min_age",
+        c"How long a block of the audit trail must have been sealed before archive_blocks may remove it.",
+        c"Recent evidence stays in the trail whoever asks: archiving newer blocks is refused. Superusers only (an admin cannot shorten it); 0 removes the minimum.",
+        &ARCHIVE_MIN_AGE,
+        0,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::UNIT_MIN,
     );
     GucRegistry::define_string_guc(
         c"tradeguard.database_name",

@@ -131,6 +131,20 @@ SELECT operation, table_name FROM tradeguard.audit_log WHERE operation <> 'SECUR
 -- removed block and keeps checking from the first remaining one.
 SELECT tradeguard.seal() > 0 AS sealed_block_2;
 SELECT tradeguard.archive_blocks(1, 'why');
+-- Recent evidence stays: blocks sealed less than tradeguard.archive_min_age ago (30 days by
+-- default) are refused, and only a superuser can shorten it.
+SELECT pg_catalog.current_setting('tradeguard.archive_min_age') AS archive_min_age;
+DO $$ BEGIN
+  PERFORM tradeguard.archive_blocks(1, 'regress: retention of block 1');
+EXCEPTION WHEN object_not_in_prerequisite_state THEN
+  RAISE EXCEPTION USING ERRCODE = SQLSTATE, MESSAGE = pg_catalog.regexp_replace(SQLERRM, 'sealed .* ago', 'sealed <age> ago');
+END $$;
+CREATE ROLE tg_admin_ret IN ROLE tradeguard_admin;
+SET ROLE tg_admin_ret;
+SET tradeguard.archive_min_age = 0;
+RESET ROLE;
+DROP ROLE tg_admin_ret;
+SET tradeguard.archive_min_age = 0;
 SELECT tradeguard.archive_blocks(1, 'regress: retention of block 1') > 0 AS rows_archived;
 SELECT min(block_no) AS first_block, ok, first_bad_block FROM tradeguard.audit_blocks, tradeguard.verify() GROUP BY ok, first_bad_block;
 SELECT through_block, reason, rows_removed > 0 AS removed FROM tradeguard_audit.retention;

@@ -646,6 +646,23 @@ fn archive_impl(through: i64, reason: &str) -> TgResult<i64> {
     if reason.trim().len() < 8 {
         return Err(AuditError::InvalidArgument("give a reason of at least 8 characters".into()).into());
     }
+    // Blocks are sealed in order: `through` is the newest one that would go.
+    let min_age = crate::gucs::ARCHIVE_MIN_AGE.get();
+    if min_age > 0 {
+        let too_recent = common::as_owner(|| {
+            common::spi_first_row(
+                "SELECT pg_catalog.date_trunc('second', pg_catalog.now() - sealed_at)::text,
+                        pg_catalog.current_setting('tradeguard.archive_min_age')
+                   FROM tradeguard_audit.blocks
+                  WHERE block_no = $1 AND sealed_at > pg_catalog.now() - pg_catalog.make_interval(mins => $2)",
+                &[through.into(), min_age.into()],
+                |r| Ok((r.get::<String>(1)?.unwrap_or_default(), r.get::<String>(2)?.unwrap_or_default())),
+            )
+        })??;
+        if let Some((age, min)) = too_recent {
+            return Err(AuditError::TooRecent { block: through, age, min }.into());
+        }
+    }
     let rep = verify_impl(1, Some(through))?;
     if let Some((b, _, why)) = rep.bad {
         return Err(AuditError::InvalidArgument(format!(
