@@ -179,7 +179,7 @@ SELECT c.check_id, c.level, c.category, c.title,
     ('ssl_disabled', 'high', 'ssl', 'TLS is disabled', 'daily',
      'ssl = off: every TCP connection, passwords included, travels in clear text.',
      'ALTER SYSTEM SET ssl = on; (with ssl_cert_file and ssl_key_file in place) SELECT pg_catalog.pg_reload_conf();'),
-    ('session_without_ssl', 'high', 'ssl', 'remote client session without TLS', 'daily',
+    ('session_without_ssl', 'high', 'ssl', 'remote client session without TLS (nor GSSAPI encryption)', 'daily',
      'A live client session from a non-loopback address does not use TLS.',
      'Require TLS for {object}: use "hostssl" lines only and sslmode=verify-full on the client; end the session with SELECT pg_catalog.pg_terminate_backend(pid).'),
     ('listen_all_addresses', 'medium', 'settings', 'server listens on every network interface', 'daily',
@@ -733,10 +733,13 @@ BEGIN
                                  a.usename, pg_catalog.host(a.client_addr))
           FROM pg_catalog.pg_stat_activity a
           JOIN pg_catalog.pg_stat_ssl s ON s.pid = a.pid
+          LEFT JOIN pg_catalog.pg_stat_gssapi g ON g.pid = a.pid
          WHERE a.backend_type = 'client backend'
            AND a.client_addr IS NOT NULL
            AND NOT (a.client_addr <<= inet '127.0.0.0/8' OR a.client_addr = inet '::1')
            AND NOT s.ssl
+           -- (a GSSAPI-encrypted session is encrypted too: hostgssenc)
+           AND NOT coalesce(g.encrypted, false)
          GROUP BY a.usename, a.datname, a.client_addr;
 
     ELSIF p_check = 'listen_all_addresses' THEN
