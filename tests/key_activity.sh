@@ -68,5 +68,22 @@ check "a flood of contexts: the overflow counter holds the rest" \
 check "a flood of contexts: nothing dropped" \
   [ "$(q ka -c "SELECT count(*) FROM tradeguard.security_events WHERE event_type = 'stats_dropped'")" = 0 ]
 
+# A database the worker does not serve: its encryption counts wait in shared memory (key ids are
+# per database) until tradeguard.seal() runs there, which stores them and rotates a key that is
+# due; a seal() that rolls back puts them back.
+as_pg "$PG_BIN/createdb" -h /tmp -p "$E2E_PORT" ka_other
+q ka_other -v ON_ERROR_STOP=1 -c "SET client_min_messages = warning" -c "CREATE EXTENSION tradeguard" \
+  -c "SELECT tradeguard.create_key('other')" \
+  -c "CREATE TABLE t AS SELECT tradeguard.encrypt('x'::text, 'other') AS c FROM generate_series(1, 1200)" >/dev/null
+sleep 2 # (the worker flushes at least once a second)
+check "another database's encryptions wait for seal() there" \
+  [ "$(q ka_other -c "SELECT use_count FROM tradeguard.keys WHERE name = 'other' AND version = 1")" = 0 ]
+q ka_other -c "BEGIN" -c "SELECT tradeguard.seal()" -c "ROLLBACK" >/dev/null
+q ka_other -c "SELECT tradeguard.seal()" >/dev/null
+check "seal() there stores them (one that rolled back lost none)" \
+  [ "$(q ka_other -c "SELECT use_count FROM tradeguard.keys WHERE name = 'other' AND version = 1")" = 1200 ]
+check "and rotates the key past tradeguard.key_rotate_after" \
+  [ "$(q ka_other -c "SELECT status FROM tradeguard.keys WHERE name = 'other' AND version = 2")" = active ]
+
 echo "$fails failed"
 [ "$fails" -eq 0 ]

@@ -155,11 +155,15 @@ fn seal_once() -> TgResult<Option<(i64, i64)>> {
     })?
 }
 
-/// `tradeguard.seal()`: seals everything that can be sealed now; returns the rows sealed.
+/// `tradeguard.seal()`: seals everything that can be sealed now; returns the rows sealed. It
+/// also stores this database's key use counts (rotating a key due), which the worker does only
+/// in its own database.
 #[pg_extern(volatile)]
 #[search_path(pg_catalog, pg_temp)]
 pub fn seal() -> i64 {
-    seal_pending().or_raise()
+    let sealed = seal_pending().or_raise();
+    common::as_owner(crate::crypto::activity::store_encryptions_here).or_raise().or_raise();
+    sealed
 }
 
 /// Seals block after block until a block is not full; returns the rows sealed (seal() and the

@@ -151,9 +151,14 @@ fn flush() {
         return;
     }
     let dboid = unsafe { pg_sys::MyDatabaseId.to_u32() };
+    add_to_shared(local.into_iter().map(|(k, n)| (dboid, k, n)));
+}
+
+/// Adds counts (database, counter, count) to shared memory.
+fn add_to_shared(counts: impl IntoIterator<Item = (u32, Key, u64)>) {
     let mut s = STATS.exclusive();
     let mut used = s.slots.iter().filter(|x| x.used).count();
-    for ((op, role, key_id, version, mut label), n) in local {
+    for (dboid, (op, role, key_id, version, mut label), n) in counts {
         let find = |s: &Stats, label: &str| {
             s.slots.iter().position(|x| {
                 x.used && x.op == op as u8 && x.dboid == dboid && x.roleoid == role && x.key_id == key_id
@@ -190,18 +195,44 @@ fn flush() {
     }
 }
 
-/// Takes the pending counts (the worker stores them); frees the slots.
-pub fn take() -> (Vec<StatSlot>, u64) {
+/// Takes the pending counts `wanted` picks (and, with `dropped`, how many were lost), freeing
+/// their slots, to be stored by the calling transaction: if it aborts, they go back to shared
+/// memory (stored by a later flush, never lost with a failed one).
+fn take_to_store(wanted: impl Fn(&StatSlot) -> bool, dropped: bool) -> (Vec<StatSlot>, u64) {
     let mut s = STATS.exclusive();
     let mut out = Vec::new();
     for x in s.slots.iter_mut() {
-        if x.used && x.pending > 0 {
+        if !x.used || !wanted(x) {
+            continue;
+        }
+        if x.pending > 0 {
             out.push(*x);
         }
         x.used = false;
         x.pending = 0;
     }
-    (out, std::mem::take(&mut s.dropped))
+    let lost = if dropped { std::mem::take(&mut s.dropped) } else { 0 };
+    drop(s);
+    if !out.is_empty() || lost > 0 {
+        let back: Vec<StatSlot> = out.clone();
+        pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::Abort, move || {
+            add_to_shared(back.iter().map(|x| {
+                let op = if x.op == Op::Encrypt as u8 { Op::Encrypt } else { Op::Decrypt };
+                (x.dboid, (op, x.roleoid, x.key_id, x.key_version, x.label.as_str().to_string()), x.pending)
+            }));
+            STATS.exclusive().dropped += lost;
+        });
+    }
+    (out, lost)
+}
+
+/// What the worker stores: every decryption count (whatever its database: decrypt_activity is
+/// kept in the worker's database) and the encryption counts of its own database. Encryption
+/// counts of other databases stay in shared memory until `tradeguard.seal()` runs there
+/// ([`store_encryptions_here`]): key ids are per database.
+pub fn take() -> (Vec<StatSlot>, u64) {
+    let mydb = unsafe { pg_sys::MyDatabaseId.to_u32() };
+    take_to_store(|x| x.op == Op::Decrypt as u8 || x.dboid == mydb, true)
 }
 
 #[cfg(test)]
@@ -222,12 +253,11 @@ mod tests {
 pub fn store() -> crate::error::TgResult<()> {
     let (slots, dropped) = take();
     let mydb = unsafe { pg_sys::MyDatabaseId.to_u32() };
-    let mut rotate: Vec<String> = Vec::new();
     for x in &slots {
-        let here = x.dboid == mydb;
-        let key_name = if here { super::keys::key_name_by_id(x.key_id) } else { None }
-            .unwrap_or_else(|| format!("#{}", x.key_id));
         if x.op == Op::Decrypt as u8 {
+            // (Key ids are per database: another database's key is named by its id.)
+            let key_name = if x.dboid == mydb { super::keys::key_name_by_id(x.key_id) } else { None }
+                .unwrap_or_else(|| format!("#{}", x.key_id));
             let role = crate::common::role_name(pg_sys::Oid::from(x.roleoid));
             let db = unsafe {
                 let p = pg_sys::get_database_name(pg_sys::Oid::from(x.dboid));
@@ -240,7 +270,38 @@ pub fn store() -> crate::error::TgResult<()> {
                  DO UPDATE SET decryptions = a.decryptions + EXCLUDED.decryptions, last_at = pg_catalog.now()",
                 &[db.as_str().into(), role.as_str().into(), key_name.as_str().into(), x.label.as_str().into(), (x.pending as i64).into()],
             )?;
-        } else if here {
+        }
+    }
+    let rotate = store_encryptions(&slots)?;
+    if dropped > 0 {
+        crate::common::events::record("stats_dropped", "high", &serde_json::json!({ "dropped": dropped }))?;
+    }
+    if !slots.is_empty() {
+        let _ = crate::common::spi_first::<i32>("SELECT tradeguard_audit.check_decrypt_anomalies()", &[]);
+    }
+    rotate_due(rotate)
+}
+
+/// Stores this database's encryption counts (`tradeguard.seal()`: in a database the worker
+/// does not serve, the only way they reach `keys.use_count` and rotate a key in time).
+pub fn store_encryptions_here() -> crate::error::TgResult<()> {
+    if !crate::common::is_preloaded() {
+        return Ok(());
+    }
+    let mydb = unsafe { pg_sys::MyDatabaseId.to_u32() };
+    let (slots, _) = take_to_store(|x| x.op == Op::Encrypt as u8 && x.dboid == mydb, false);
+    let rotate = store_encryptions(&slots)?;
+    rotate_due(rotate)
+}
+
+/// Adds the encryption counts of this database among `slots` to `key_versions.use_count`;
+/// returns the keys whose active version reached `tradeguard.key_rotate_after`.
+fn store_encryptions(slots: &[StatSlot]) -> crate::error::TgResult<Vec<String>> {
+    let mydb = unsafe { pg_sys::MyDatabaseId.to_u32() };
+    let mut rotate: Vec<String> = Vec::new();
+    for x in slots {
+        if x.op == Op::Encrypt as u8 && x.dboid == mydb {
+            let Some(key_name) = super::keys::key_name_by_id(x.key_id) else { continue };
             let args = [
                 (x.key_id as i32).into(),
                 (x.key_version as i32).into(),
@@ -257,18 +318,17 @@ pub fn store() -> crate::error::TgResult<()> {
                 )?;
                 if t.is_empty() { Ok::<_, pgrx::spi::Error>(None) } else { t.first().get::<bool>(1) }
             })?;
-            if over == Some(true) && !key_name.starts_with('#') {
+            if over == Some(true) {
                 rotate.push(key_name);
             }
         }
     }
-    if dropped > 0 {
-        crate::common::events::record("stats_dropped", "high", &serde_json::json!({ "dropped": dropped }))?;
-    }
-    if !slots.is_empty() {
-        let _ = crate::common::spi_first::<i32>("SELECT tradeguard_audit.check_decrypt_anomalies()", &[]);
-    }
-    for name in rotate {
+    Ok(rotate)
+}
+
+/// Rotates each key of `names` (their active version reached `tradeguard.key_rotate_after`).
+fn rotate_due(names: Vec<String>) -> crate::error::TgResult<()> {
+    for name in names {
         let v = super::rotate_key_impl(&name)?;
         crate::common::events::record(
             "key_rotated",
