@@ -238,7 +238,7 @@ ratio_row "decrypt, $(nfmt "$PGP_ROWS") rows" "$(us_per_row dec_tg_pgp "$PGP_ROW
 rate_row() { # <measure> <enc rate> <plain rate> <unit>
   local ratio
   ratio=$(calc "$2 / $3")
-  row "$1" "$(fmt "$2" 0) $4" "plaintext: $(fmt "$3" 0) $4" "$(fmt "$ratio" 2)" "≥ 0.7" "$(ge "$ratio" 0.7)"
+  row "$1" "$(fmt "$2" 0) $4" "plaintext: $(fmt "$3" 0) $4" "$(fmt "$ratio" 3)" "≥ 0.7" "$(ge "$ratio" 0.7)"
 }
 bulk_rate() { calc "$BULK_ROWS * 1000 / $(median_of "bulk_$1")"; }
 rate_row "bulk INSERT ... SELECT of $(nfmt "$BULK_ROWS") rows" "$(bulk_rate enc)" "$(bulk_rate plain)" "rows/s"
