@@ -79,8 +79,10 @@ sleep 2 # (the worker flushes at least once a second)
 check "another database's encryptions wait for seal() there" \
   [ "$(q ka_other -c "SELECT use_count FROM tradeguard.keys WHERE name = 'other' AND version = 1")" = 0 ]
 q ka_other -c "BEGIN" -c "SELECT tradeguard.seal()" -c "ROLLBACK" >/dev/null
+q ka_other -c "BEGIN" -c "SAVEPOINT a" -c "SELECT tradeguard.seal()" -c "ROLLBACK TO SAVEPOINT a" -c "COMMIT" >/dev/null
+q ka_other -c "BEGIN" -c "SAVEPOINT a" -c "SELECT tradeguard.seal()" -c "RELEASE SAVEPOINT a" -c "ROLLBACK" >/dev/null
 q ka_other -c "SELECT tradeguard.seal()" >/dev/null
-check "seal() there stores them (one that rolled back lost none)" \
+check "seal() there stores them (none lost by those that rolled back, savepoints included)" \
   [ "$(q ka_other -c "SELECT use_count FROM tradeguard.keys WHERE name = 'other' AND version = 1")" = 1200 ]
 check "and rotates the key past tradeguard.key_rotate_after" \
   [ "$(q ka_other -c "SELECT status FROM tradeguard.keys WHERE name = 'other' AND version = 2")" = active ]

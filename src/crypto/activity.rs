@@ -214,16 +214,74 @@ fn take_to_store(wanted: impl Fn(&StatSlot) -> bool, dropped: bool) -> (Vec<Stat
     let lost = if dropped { std::mem::take(&mut s.dropped) } else { 0 };
     drop(s);
     if !out.is_empty() || lost > 0 {
-        let back: Vec<StatSlot> = out.clone();
-        pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::Abort, move || {
-            add_to_shared(back.iter().map(|x| {
-                let op = if x.op == Op::Encrypt as u8 { Op::Encrypt } else { Op::Decrypt };
-                (x.dboid, (op, x.roleoid, x.key_id, x.key_version, x.label.as_str().to_string()), x.pending)
-            }));
-            STATS.exclusive().dropped += lost;
-        });
+        if !TAKEN_HOOKED.replace(true) {
+            unsafe {
+                pg_sys::RegisterXactCallback(Some(taken_xact_callback), std::ptr::null_mut());
+                pg_sys::RegisterSubXactCallback(Some(taken_subxact_callback), std::ptr::null_mut());
+            }
+        }
+        let subxact = unsafe { pg_sys::GetCurrentSubTransactionId() };
+        TAKEN.with(|t| t.borrow_mut().push((subxact, out.clone(), lost)));
     }
     (out, lost)
+}
+
+thread_local! {
+    /// Counts this transaction took from shared memory to store, by the subtransaction that took
+    /// them: they go back if it rolls back (a savepoint included), and are forgotten at commit.
+    static TAKEN: RefCell<Vec<(pg_sys::SubTransactionId, Vec<StatSlot>, u64)>> = const { RefCell::new(Vec::new()) };
+    static TAKEN_HOOKED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Puts back the taken counts `which` picks (called while a (sub)transaction aborts: never
+/// fails).
+fn put_back(which: impl Fn(pg_sys::SubTransactionId) -> bool) {
+    let back: Vec<(Vec<StatSlot>, u64)> = TAKEN.with(|t| match t.try_borrow_mut() {
+        Ok(mut t) => {
+            let (back, keep) = std::mem::take(&mut *t).into_iter().partition(|(s, _, _)| which(*s));
+            *t = keep;
+            back.into_iter().map(|(_, slots, lost)| (slots, lost)).collect()
+        }
+        Err(_) => Vec::new(),
+    });
+    for (slots, lost) in back {
+        add_to_shared(slots.iter().map(|x| {
+            let op = if x.op == Op::Encrypt as u8 { Op::Encrypt } else { Op::Decrypt };
+            (x.dboid, (op, x.roleoid, x.key_id, x.key_version, x.label.as_str().to_string()), x.pending)
+        }));
+        STATS.exclusive().dropped += lost;
+    }
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn taken_xact_callback(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+    use pg_sys::XactEvent::*;
+    match event {
+        XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT => put_back(|_| true),
+        XACT_EVENT_COMMIT | XACT_EVENT_PARALLEL_COMMIT | XACT_EVENT_PREPARE => {
+            TAKEN.with(|t| t.try_borrow_mut().map(|mut t| t.clear()).ok());
+        }
+        _ => {}
+    }
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn taken_subxact_callback(
+    event: pg_sys::SubXactEvent::Type,
+    my: pg_sys::SubTransactionId,
+    parent: pg_sys::SubTransactionId,
+    _arg: *mut std::ffi::c_void,
+) {
+    match event {
+        pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB => put_back(|s| s == my),
+        // What a committed subtransaction took now belongs to its parent.
+        pg_sys::SubXactEvent::SUBXACT_EVENT_COMMIT_SUB => TAKEN.with(|t| {
+            if let Ok(mut t) = t.try_borrow_mut() {
+                t.iter_mut().filter(|(s, _, _)| *s == my).for_each(|(s, _, _)| *s = parent);
+            }
+        }),
+        _ => {}
+    }
 }
 
 /// What the worker stores: every decryption count (whatever its database: decrypt_activity is
