@@ -452,36 +452,30 @@ RETURNS TABLE(source inet, score integer, failed_logins bigint, injection_attemp
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    -- IPv6 sources are scored per /64, as they are counted and locked out (one host usually
-    -- holds a whole /64).
-    WITH ev AS (
-        SELECT CASE WHEN pg_catalog.family(e.source) = 6
-                    THEN pg_catalog.network(pg_catalog.set_masklen(e.source, 64))::inet ELSE e.source END AS source,
-               pg_catalog.count(*) FILTER (WHERE e.event_type = 'login_failed') AS failed,
-               pg_catalog.count(*) FILTER (WHERE e.event_type = 'injection_attempt') AS injection,
-               pg_catalog.count(*) FILTER (WHERE e.event_type = 'blocked_login') AS blocked,
-               pg_catalog.count(*) AS events,
-               pg_catalog.max(e.at) FILTER (WHERE e.event_type IN ('login_failed', 'injection_attempt', 'blocked_login')) AS last_at
+    -- Security events and authentication events of each source, scored together. IPv6 sources
+    -- are scored per /64, as they are counted and locked out (one host usually holds a whole
+    -- /64). A failed or refused login is usually both an auth_events row and a security event:
+    -- counted once, as the larger of the two counts.
+    WITH seen AS (
+        SELECT e.source AS addr, e.event_type AS kind, false AS from_auth, e.at
           FROM tradeguard_audit.security_events e
          WHERE e.source IS NOT NULL AND e.at > pg_catalog.now() - $1
-         GROUP BY 1
-    ), au AS (
-        SELECT CASE WHEN pg_catalog.family(a.client_addr) = 6
-                    THEN pg_catalog.network(pg_catalog.set_masklen(a.client_addr, 64))::inet ELSE a.client_addr END AS source,
-               pg_catalog.count(*) FILTER (WHERE NOT a.blocked) AS failed,
-               pg_catalog.count(*) FILTER (WHERE a.blocked) AS blocked,
-               pg_catalog.max(a.at) AS last_at
+        UNION ALL
+        SELECT a.client_addr, CASE WHEN a.blocked THEN 'blocked_login' ELSE 'login_failed' END, true, a.at
           FROM tradeguard_audit.auth_events a
          WHERE a.client_addr IS NOT NULL AND (NOT a.success OR a.blocked) AND a.at > pg_catalog.now() - $1
-         GROUP BY 1
     ), j AS (
-        SELECT coalesce(ev.source, au.source) AS source,
-               GREATEST(coalesce(ev.failed, 0), coalesce(au.failed, 0)) AS failed,
-               coalesce(ev.injection, 0) AS injection,
-               GREATEST(coalesce(ev.blocked, 0), coalesce(au.blocked, 0)) AS blocked,
-               coalesce(ev.events, 0) AS events,
-               GREATEST(ev.last_at, au.last_at) AS last_at
-          FROM ev FULL JOIN au ON au.source = ev.source
+        SELECT CASE WHEN pg_catalog.family(s.addr) = 6
+                    THEN pg_catalog.network(pg_catalog.set_masklen(s.addr, 64))::inet ELSE s.addr END AS source,
+               GREATEST(pg_catalog.count(*) FILTER (WHERE s.kind = 'login_failed' AND NOT s.from_auth),
+                        pg_catalog.count(*) FILTER (WHERE s.kind = 'login_failed' AND s.from_auth)) AS failed,
+               pg_catalog.count(*) FILTER (WHERE s.kind = 'injection_attempt') AS injection,
+               GREATEST(pg_catalog.count(*) FILTER (WHERE s.kind = 'blocked_login' AND NOT s.from_auth),
+                        pg_catalog.count(*) FILTER (WHERE s.kind = 'blocked_login' AND s.from_auth)) AS blocked,
+               pg_catalog.count(*) FILTER (WHERE NOT s.from_auth) AS events,
+               pg_catalog.max(s.at) FILTER (WHERE s.kind IN ('login_failed', 'injection_attempt', 'blocked_login')) AS last_at
+          FROM seen s
+         GROUP BY 1
     )
     SELECT j.source,
            LEAST(100, 10 * j.failed + 30 * j.injection + 5 * j.blocked)::integer,
