@@ -17,6 +17,16 @@ fn main() {
         .unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=TG_GIT_COMMIT={commit}");
     println!("cargo:rustc-env=TG_BUILD_DATE={date}");
+    // HEAD names the branch; a commit changes the branch's ref file (or packed-refs), not
+    // HEAD: watch those files themselves (a directory's time does not change when a file in it
+    // is rewritten, and the stamp went stale). Only files that exist: a missing one would make
+    // the build script run on every build.
     println!("cargo:rerun-if-changed=.git/HEAD");
-    println!("cargo:rerun-if-changed=.git/refs");
+    let mut watched = vec![".git/packed-refs".to_string()];
+    if let Some(r) = std::fs::read_to_string(".git/HEAD").ok().and_then(|h| h.strip_prefix("ref: ").map(|r| r.trim().to_string())) {
+        watched.push(format!(".git/{r}"));
+    }
+    for path in watched.iter().filter(|p| std::path::Path::new(p).exists()) {
+        println!("cargo:rerun-if-changed={path}");
+    }
 }
