@@ -51,6 +51,10 @@ pub static DECRYPT_ALERT_THRESHOLD: GucSetting<i32> = GucSetting::<i32>::new(10_
 /// `archive_blocks` may remove it (0: no minimum).
 pub static ARCHIVE_MIN_AGE: GucSetting<i32> = GucSetting::<i32>::new(30 * 24 * 60);
 
+/// `tradeguard.auth_failure_delay`: milliseconds a failed password authentication waits before
+/// it is answered (0: none), as the auth_delay module does.
+pub static AUTH_FAILURE_DELAY: GucSetting<i32> = GucSetting::<i32>::new(0);
+
 /// Registers all settings; called once from `_PG_init`.
 pub fn init() {
     GucRegistry::define_int_guc(
@@ -95,6 +99,16 @@ pub fn init() {
         &SEAL_INTERVAL,
         10,
         3_600_000,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"tradeguard.auth_failure_delay",
+        c"Milliseconds a failed authentication over TCP waits before it is answered (0: none).",
+        c"Slows password guessing on each connection, on top of the lockout. Each waiting attempt holds a connection slot: keep it short.",
+        &AUTH_FAILURE_DELAY,
+        0,
+        10_000,
         GucContext::Sighup,
         GucFlags::UNIT_MS,
     );

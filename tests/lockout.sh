@@ -244,6 +244,19 @@ sql "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'tg_
 sql "SELECT tradeguard.unblock('127.0.0.1/32')" >/dev/null
 wait
 
+# --- tradeguard.auth_failure_delay: a wrong password is answered only after the delay -------------
+sql "SET password_encryption = 'scram-sha-256'; CREATE ROLE trader_delay LOGIN PASSWORD '$PASS'" >/dev/null
+sql "ALTER SYSTEM SET tradeguard.auth_failure_delay = '800ms'" >/dev/null
+reload
+t0=$(date +%s%N)
+wrong_password trader_delay
+t1=$(date +%s%N)
+check "with auth_failure_delay = 800ms a wrong password is answered after at least 800 ms" \
+  [ $(( (t1 - t0) / 1000000 )) -ge 800 ]
+sql "ALTER SYSTEM RESET tradeguard.auth_failure_delay" >/dev/null
+reload
+sql "SELECT tradeguard.unblock('127.0.0.1/32')" >/dev/null
+
 # --- Status -----------------------------------------------------------------------------------
 check "tradeguard.security_status() answers on a live cluster" \
   [ "$(sql "SELECT tradeguard.security_status() ?& ARRAY['blocked_sources', 'failed_logins_last_hour', 'audit_chain']")" = t ]

@@ -116,6 +116,12 @@ unsafe extern "C-unwind" fn tradeguard_client_auth(port: *mut pg_sys::libpq::be:
             security::push(security::block_table_full_event(&l.key));
         }
     }
+    // The failure is answered only after the delay (PostgreSQL reports it once the hook
+    // returns). Not for refused (blocked) attempts: those end at once, without a slot held.
+    let delay_ms = crate::gucs::AUTH_FAILURE_DELAY.get();
+    if delay_ms > 0 {
+        pg_sys::pg_usleep(i64::from(delay_ms) * 1000);
+    }
 }
 
 #[cfg(test)]
