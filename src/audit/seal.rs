@@ -59,24 +59,13 @@ fn anchor() -> TgResult<Option<(i64, Vec<u8>, bool)>> {
 /// The committed unsealed rows below `horizon`, at most one block's worth, in id order: (id,
 /// signature, tuple id).
 fn unsealed_rows(horizon: i64) -> Result<Vec<(i64, Vec<u8>, String)>, pgrx::spi::Error> {
-    Spi::connect(|c| {
-        let t = c.select(
-            "SELECT id, signature, ctid::text FROM tradeguard_audit.log
-              WHERE block_no IS NULL AND txid < $2
-              ORDER BY id LIMIT $1",
-            None,
-            &[MAX_ROWS_PER_BLOCK.into(), horizon.into()],
-        )?;
-        let mut out = Vec::new();
-        for r in t {
-            out.push((
-                r.get::<i64>(1)?.unwrap_or_default(),
-                r.get::<Vec<u8>>(2)?.unwrap_or_default(),
-                r.get::<String>(3)?.unwrap_or_default(),
-            ));
-        }
-        Ok::<_, pgrx::spi::Error>(out)
-    })
+    common::spi_rows(
+        "SELECT id, signature, ctid::text FROM tradeguard_audit.log
+          WHERE block_no IS NULL AND txid < $2
+          ORDER BY id LIMIT $1",
+        &[MAX_ROWS_PER_BLOCK.into(), horizon.into()],
+        |r| Ok((r.get::<i64>(1)?.unwrap_or_default(), r.get::<Vec<u8>>(2)?.unwrap_or_default(), r.get::<String>(3)?.unwrap_or_default())),
+    )
 }
 
 /// Seals the committed, unsealed rows (at most one block). Returns (block_no, rows).
@@ -207,17 +196,13 @@ struct BlockRow {
 }
 
 fn load_blocks(from: i64, to: i64) -> TgResult<Vec<BlockRow>> {
-    Ok(Spi::connect(|c| {
-        let t = c.select(
-            "SELECT block_no, prev_mac, merkle_root, row_count, first_id, last_id, sealed_at, ids, mac
-               FROM tradeguard_audit.blocks WHERE block_no BETWEEN $1 AND $2 ORDER BY block_no",
-            None,
-            &[from.into(), to.into()],
-        )?;
-        let mut out = Vec::new();
-        for r in t {
+    Ok(common::spi_rows(
+        "SELECT block_no, prev_mac, merkle_root, row_count, first_id, last_id, sealed_at, ids, mac
+           FROM tradeguard_audit.blocks WHERE block_no BETWEEN $1 AND $2 ORDER BY block_no",
+        &[from.into(), to.into()],
+        |r| {
             let ts: TimestampWithTimeZone = r.get(7)?.unwrap_or(TimestampWithTimeZone::try_from(0i64).unwrap());
-            out.push(BlockRow {
+            Ok(BlockRow {
                 block_no: r.get(1)?.unwrap_or_default(),
                 prev_mac: r.get(2)?.unwrap_or_default(),
                 merkle_root: r.get(3)?.unwrap_or_default(),
@@ -227,10 +212,9 @@ fn load_blocks(from: i64, to: i64) -> TgResult<Vec<BlockRow>> {
                 sealed_at: ts.into_inner(),
                 ids: r.get(8)?.unwrap_or_default(),
                 mac: r.get(9)?.unwrap_or_default(),
-            });
-        }
-        Ok::<_, pgrx::spi::Error>(out)
-    })?)
+            })
+        },
+    )?)
 }
 
 /// Every column in table order (so the scan hands rows over without projecting them), for a

@@ -488,6 +488,15 @@ pub fn spi_first_row<T>(
     })
 }
 
+/// Every row of a read-only query, each mapped by `f`.
+pub fn spi_rows<T>(
+    query: &str,
+    args: &[pgrx::datum::DatumWithOid<'_>],
+    mut f: impl FnMut(&pgrx::spi::SpiHeapTupleData<'_>) -> Result<T, pgrx::spi::Error>,
+) -> Result<Vec<T>, pgrx::spi::Error> {
+    Spi::connect(|client| client.select(query, None, args)?.map(|r| f(&r)).collect())
+}
+
 /// [`spi_first_row`], with the latest committed state when `latest` (a fresh snapshot, as
 /// PostgreSQL reads its catalogs) instead of the transaction's: under REPEATABLE READ or
 /// SERIALIZABLE the transaction's snapshot would miss a key rotated or retired since it began,

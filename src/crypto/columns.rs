@@ -139,29 +139,25 @@ fn load_table_cfg(relid: pg_sys::Oid) -> TgResult<Rc<TableCfg>> {
         return Ok(cfg);
     }
     let rows = common::as_owner(|| {
-        Spi::connect(|client| {
-            let t = client.select(
-                concat!(
-                    "WITH registered AS (
-                       SELECT e.*, ", crate::registered_relid_sql!(), "::oid AS relid
-                         FROM tradeguard_audit.encrypted_columns e
-                     ), target AS (
-                       SELECT c.relid FROM ", crate::self_and_ancestors_sql!(), " c
-                        WHERE EXISTS (SELECT 1 FROM registered r WHERE r.relid = c.relid)
-                        ORDER BY c.depth LIMIT 1
-                     )
-                     SELECT e.column_id, e.column_name, e.key_name, e.value_type, e.blind_column, e.blind_key,
-                            coalesce(e.pk_columns, CASE WHEN e.pk_column IS NULL THEN '{}' ELSE ARRAY[e.pk_column] END),
-                            e.original_type
-                       FROM registered e JOIN target t ON t.relid = e.relid
-                      ORDER BY e.column_id"
-                ),
-                None,
-                &[relid.into()],
-            )?;
-            let mut out = Vec::new();
-            for r in t {
-                out.push((
+        common::spi_rows(
+            concat!(
+                "WITH registered AS (
+                   SELECT e.*, ", crate::registered_relid_sql!(), "::oid AS relid
+                     FROM tradeguard_audit.encrypted_columns e
+                 ), target AS (
+                   SELECT c.relid FROM ", crate::self_and_ancestors_sql!(), " c
+                    WHERE EXISTS (SELECT 1 FROM registered r WHERE r.relid = c.relid)
+                    ORDER BY c.depth LIMIT 1
+                 )
+                 SELECT e.column_id, e.column_name, e.key_name, e.value_type, e.blind_column, e.blind_key,
+                        coalesce(e.pk_columns, CASE WHEN e.pk_column IS NULL THEN '{}' ELSE ARRAY[e.pk_column] END),
+                        e.original_type
+                   FROM registered e JOIN target t ON t.relid = e.relid
+                  ORDER BY e.column_id"
+            ),
+            &[relid.into()],
+            |r| {
+                Ok((
                     r.get::<i32>(1)?.unwrap_or_default(),
                     r.get::<String>(2)?.unwrap_or_default(),
                     r.get::<String>(3)?.unwrap_or_default(),
@@ -170,10 +166,9 @@ fn load_table_cfg(relid: pg_sys::Oid) -> TgResult<Rc<TableCfg>> {
                     r.get::<String>(6)?,
                     r.get::<Vec<String>>(7)?.unwrap_or_default(),
                     r.get::<String>(8)?.unwrap_or_else(|| "text".into()),
-                ));
-            }
-            Ok::<_, pgrx::spi::Error>(out)
-        })
+                ))
+            },
+        )
     })??;
     let mut pk_columns = Vec::new();
     let mut columns = Vec::new();
@@ -742,27 +737,22 @@ fn q(ident: &str) -> String {
 /// the audit trail, and rows of transactions still in progress, are not seen.
 pub(crate) fn values_on_version(key_name: &str, key_id: u32, version: i32) -> TgResult<Option<(String, i64)>> {
     let registered = common::as_owner(|| {
-        Spi::connect(|client| {
-            let t = client.select(
-                concat!(
-                    "SELECT e.schema_name, e.table_name, e.column_name, ", crate::registered_relid_sql!(), "::oid
-                       FROM tradeguard_audit.encrypted_columns e
-                      WHERE e.key_name = $1 AND ", crate::registered_relid_sql!(), " IS NOT NULL ORDER BY e.column_id"
-                ),
-                None,
-                &[key_name.into()],
-            )?;
-            let mut out = Vec::new();
-            for r in t {
-                out.push((
+        common::spi_rows(
+            concat!(
+                "SELECT e.schema_name, e.table_name, e.column_name, ", crate::registered_relid_sql!(), "::oid
+                   FROM tradeguard_audit.encrypted_columns e
+                  WHERE e.key_name = $1 AND ", crate::registered_relid_sql!(), " IS NOT NULL ORDER BY e.column_id"
+            ),
+            &[key_name.into()],
+            |r| {
+                Ok((
                     r.get::<String>(1)?.unwrap_or_default(),
                     r.get::<String>(2)?.unwrap_or_default(),
                     r.get::<String>(3)?.unwrap_or_default(),
                     r.get::<pg_sys::Oid>(4)?.unwrap_or(pg_sys::InvalidOid),
-                ));
-            }
-            Ok::<_, pgrx::spi::Error>(out)
-        })
+                ))
+            },
+        )
     })??;
     let key = envelope::armor_key_bytes(key_id, version as u32);
     for (schema, table, column, relid) in registered {
@@ -1124,31 +1114,26 @@ fn create_decrypted_view(schema: &str, table: &str) -> TgResult<()> {
         &[schema.into(), table.into()],
     )?
     .ok_or_else(|| CoreError::InvalidArgument(format!("{schema}.{table} not found")))?;
-    let cols = Spi::connect(|client| {
-        let t = client.select(
-            "SELECT a.attname::text, e.column_id, e.value_type, e.original_type,
-                    coalesce(e.pk_columns, CASE WHEN e.pk_column IS NULL THEN '{}' ELSE ARRAY[e.pk_column] END)
-               FROM pg_catalog.pg_attribute a
-               LEFT JOIN tradeguard_audit.encrypted_columns e
-                 ON e.schema_name = $1 AND e.table_name = $2 AND e.column_name = a.attname
-              WHERE a.attrelid = (pg_catalog.quote_ident($1) || '.' || pg_catalog.quote_ident($2))::pg_catalog.regclass
-                AND a.attnum > 0 AND NOT a.attisdropped
-              ORDER BY a.attnum",
-            None,
-            &[schema.into(), table.into()],
-        )?;
-        let mut out = Vec::new();
-        for r in t {
-            out.push((
+    let cols = common::spi_rows(
+        "SELECT a.attname::text, e.column_id, e.value_type, e.original_type,
+                coalesce(e.pk_columns, CASE WHEN e.pk_column IS NULL THEN '{}' ELSE ARRAY[e.pk_column] END)
+           FROM pg_catalog.pg_attribute a
+           LEFT JOIN tradeguard_audit.encrypted_columns e
+             ON e.schema_name = $1 AND e.table_name = $2 AND e.column_name = a.attname
+          WHERE a.attrelid = (pg_catalog.quote_ident($1) || '.' || pg_catalog.quote_ident($2))::pg_catalog.regclass
+            AND a.attnum > 0 AND NOT a.attisdropped
+          ORDER BY a.attnum",
+        &[schema.into(), table.into()],
+        |r| {
+            Ok((
                 r.get::<String>(1)?.unwrap_or_default(),
                 r.get::<i32>(2)?,
                 r.get::<String>(3)?,
                 r.get::<String>(4)?,
                 r.get::<Vec<String>>(5)?.unwrap_or_default(),
-            ));
-        }
-        Ok::<_, pgrx::spi::Error>(out)
-    })?;
+            ))
+        },
+    )?;
     let mut select = Vec::new();
     for (name, id, vt, orig, pk) in cols {
         match (id, vt) {
