@@ -550,28 +550,17 @@ pub fn armor_with<'b>(env: &[u8], buffer: impl FnOnce(usize) -> &'b mut [u8]) ->
     let out = buffer(len);
     assert_eq!(out.len(), len, "armor_with: buffer of the wrong size");
     let rest = &env[FIXED_HEADER_LEN..];
-    let (prefix, body) = out.split_at_mut(ARMOR_PREFIX.len());
-    prefix.copy_from_slice(ARMOR_PREFIX.as_bytes());
-    let engine = base64_simd::STANDARD_NO_PAD;
-    // A short value (every value of a usual column) is put together on the stack and encoded
-    // in one call: one call costs about two thirds of two.
-    const SHORT: usize = 256;
-    if header_len + rest.len() <= SHORT {
-        let mut short = [0u8; SHORT];
-        short[..header_len].copy_from_slice(&header[..header_len]);
-        short[header_len..header_len + rest.len()].copy_from_slice(rest);
-        let n = engine.encode(&short[..header_len + rest.len()], base64_simd::Out::from_slice(body)).len();
-        debug_assert_eq!(n, body.len());
-        return Ok(());
-    }
-    // Otherwise the header with the first bytes of the nonce as whole 3-byte groups, then the
+    // Encode the header with the first bytes of the nonce as whole 3-byte groups, then the
     // rest, so the two pieces join without padding in between.
     let mut head = [0u8; MAX_ARMOR_HEADER_LEN + 2];
     let take = (3 - header_len % 3) % 3;
     head[..header_len].copy_from_slice(&header[..header_len]);
     head[header_len..header_len + take].copy_from_slice(&rest[..take]);
     let head = &head[..header_len + take];
+    let (prefix, body) = out.split_at_mut(ARMOR_PREFIX.len());
+    prefix.copy_from_slice(ARMOR_PREFIX.as_bytes());
     let (body_head, body_rest) = body.split_at_mut(head.len() / 3 * 4);
+    let engine = base64_simd::STANDARD_NO_PAD;
     let n = engine.encode(head, base64_simd::Out::from_slice(body_head)).len()
         + engine.encode(&rest[take..], base64_simd::Out::from_slice(body_rest)).len();
     debug_assert_eq!(n, body.len());
@@ -855,8 +844,7 @@ mod tests {
         // armor header and nonce split differently into base64 groups.
         let ids = [0u32, 1, 127, 128, 300, 16_383, 16_384, 2_097_151, 2_097_152, 268_435_455, 268_435_456, u32::MAX];
         for (i, &id) in ids.iter().enumerate() {
-            // (214 to 228: around the longest value armored in one call, see armor_with)
-            for len in [0usize, 1, 2, 3, 42, 100, 214, 217, 218, 219, 220, 222, 225, 228, 1000] {
+            for len in [0usize, 1, 2, 3, 42, 100, 1000] {
                 let vt = ValueType::ALL[(i + len) % ValueType::ALL.len()];
                 let version = ids[(i + len) % ids.len()];
                 let env = seal(&k, id, version, vt, &vec![0xA5; len], b"ctx");
