@@ -55,6 +55,10 @@ pub static ARCHIVE_MIN_AGE: GucSetting<i32> = GucSetting::<i32>::new(30 * 24 * 6
 /// it is answered (0: none), as the auth_delay module does.
 pub static AUTH_FAILURE_DELAY: GucSetting<i32> = GucSetting::<i32>::new(0);
 
+/// `tradeguard.verify_threads`: threads (the backend's own included) that hash the rows
+/// verify() checks.
+pub static VERIFY_THREADS: GucSetting<i32> = GucSetting::<i32>::new(2);
+
 /// Registers all settings; called once from `_PG_init`.
 pub fn init() {
     GucRegistry::define_int_guc(
@@ -111,6 +115,16 @@ pub fn init() {
         10_000,
         GucContext::Sighup,
         GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"tradeguard.verify_threads",
+        c"Threads, the backend's own included, that recompute row signatures and Merkle roots in verify().",
+        c"1 keeps verify() on one core. The extra threads only hash bytes the backend read; they never call into PostgreSQL.",
+        &VERIFY_THREADS,
+        1,
+        16,
+        GucContext::Userset,
+        GucFlags::default(),
     );
     GucRegistry::define_int_guc(
         c"tradeguard.archive_min_age",

@@ -54,6 +54,39 @@ check "16 writers: verify ok" chain_ok
 check "16 writers: chain unforked" no_fork
 check "16 writers: every value decrypts" all_decrypt
 
+# verify() with helper threads (tradeguard.verify_threads) names the row altered, wherever it
+# lies in the scan, as one thread does: rows spread over the trail altered one at a time, each in
+# a transaction rolled back (which first holds off the worker's sealing: it takes the seal lock
+# before the trail's, in that order).
+names_altered_row() { # $1 = threads, $2 = position of the row in the trail's physical order
+  local id
+  id=$(q faults -c "SELECT id FROM tradeguard_audit.log_sealed ORDER BY ctid OFFSET $2 LIMIT 1")
+  local out
+  out=$(q faults -c "SELECT tradeguard.break_glass('faults: threaded verify')" \
+    -c "BEGIN" \
+    -c "LOCK TABLE tradeguard_audit.seal_lock IN EXCLUSIVE MODE" \
+    -c "ALTER TABLE tradeguard_audit.log DISABLE TRIGGER tradeguard_protect" \
+    -c "ALTER TABLE tradeguard_audit.log DISABLE TRIGGER tradeguard_protect_write" \
+    -c "UPDATE tradeguard_audit.log SET txid = txid + 1 WHERE id = $id" \
+    -c "SET LOCAL tradeguard.verify_threads = $1" \
+    -c "SELECT 'verdict: ' || (NOT ok AND first_bad_id = $id AND reason = 'row altered') FROM tradeguard.verify()" \
+    -c "ROLLBACK" -c "SELECT tradeguard.break_glass_end()")
+  grep -q '^verdict: true$' <<<"$out"
+}
+trail_rows=$(q faults -c "SELECT count(*) FROM tradeguard_audit.log_sealed")
+echo "    trail: $trail_rows sealed rows"
+for threads in 1 2 4; do
+  for share in 2 5 9; do
+    check "verify_threads = $threads: the altered row at $((share * 10))% of the trail is named" names_altered_row "$threads" $((trail_rows * share / 10))
+  done
+done
+check "verify_threads = 4: the intact trail is ok" [ "$(q faults -c "SET tradeguard.verify_threads = 4" -c "SELECT ok FROM tradeguard.verify()")" = t ]
+# A threaded verify() cancelled (statement_timeout) ends with the usual error; the backend and
+# the server go on (the helper threads never take PostgreSQL's signals).
+cancelled=$(q faults -c "SET tradeguard.verify_threads = 4" -c "SET statement_timeout = '20ms'" -c "SELECT ok FROM tradeguard.verify()" -c "RESET statement_timeout" -c "SELECT 'after: ' || ok FROM tradeguard.verify()" 2>&1)
+check "a cancelled threaded verify() ends with the timeout error" grep -q "canceling statement due to statement timeout" <<<"$cancelled"
+check "... and the same session verifies again" grep -q "^after: true$" <<<"$cancelled"
+
 # verify() in a transaction that has written (its queries then take a new snapshot each), while
 # writers run and the worker seals blocks during it: the rows of a block sealed meanwhile must
 # not be read as unsealed and reported missing.

@@ -12,6 +12,8 @@
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
+use crate::common::par;
+
 type HmacSha256 = Hmac<Sha256>;
 
 /// The fields of one audit row, in the order they are signed.
@@ -94,32 +96,28 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// Merkle root over row signatures in id order. The root of no rows is SHA-256 of nothing.
 pub fn merkle_root<'a>(leaves: impl IntoIterator<Item = &'a [u8]>) -> [u8; 32] {
-    let mut level: Vec<[u8; 32]> = leaves
-        .into_iter()
-        .map(|l| {
-            let mut h = Sha256::new();
-            h.update([0u8]);
-            h.update(l);
-            h.finalize().into()
-        })
-        .collect();
-    if level.is_empty() {
+    merkle_root_threads(&leaves.into_iter().collect::<Vec<_>>(), 1)
+}
+
+/// [`merkle_root`], each level's hashes computed by up to `threads` threads (the same root).
+pub fn merkle_root_threads(leaves: &[&[u8]], threads: usize) -> [u8; 32] {
+    if leaves.is_empty() {
         return Sha256::digest(b"").into();
     }
+    let hash = |prefix: u8, parts: &[&[u8]]| -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update([prefix]);
+        parts.iter().for_each(|p| h.update(p));
+        h.finalize().into()
+    };
+    let mut level: Vec<[u8; 32]> = par::map(leaves, threads, par::MIN_PER_THREAD, |l| hash(0, &[l]));
     while level.len() > 1 {
-        let mut next = Vec::with_capacity(level.len().div_ceil(2));
-        for pair in level.chunks(2) {
-            if let [l, r] = pair {
-                let mut h = Sha256::new();
-                h.update([1u8]);
-                h.update(l);
-                h.update(r);
-                next.push(h.finalize().into());
-            } else {
-                next.push(pair[0]);
-            }
-        }
-        level = next;
+        let pairs: Vec<&[[u8; 32]]> = level.chunks(2).collect();
+        level = par::map(&pairs, threads, par::MIN_PER_THREAD, |pair| match pair {
+            [l, r] => hash(1, &[l, r]),
+            // An odd node is promoted unchanged.
+            _ => pair[0],
+        });
     }
     level[0]
 }
@@ -303,6 +301,32 @@ mod tests {
         assert_eq!(root, merkle_root(sigs.iter().map(|s| &s[..])));
         // A single leaf is hashed, not passed through: a block root is never a raw signature.
         assert_ne!(merkle_root([&sigs[0][..]]), sigs[0]);
+    }
+
+    #[test]
+    fn merkle_root_is_the_documented_tree_for_any_thread_count() {
+        let h = |parts: &[&[u8]]| -> [u8; 32] {
+            let mut d = Sha256::new();
+            parts.iter().for_each(|p| d.update(p));
+            d.finalize().into()
+        };
+        // Three leaves, by the construction in the module's documentation.
+        let sigs: Vec<[u8; 32]> = (1..=3).map(|i| sign_row(&KEY, &row(i))).collect();
+        let leaf = |s: &[u8; 32]| h(&[&[0], s]);
+        let (l1, l2, l3) = (leaf(&sigs[0]), leaf(&sigs[1]), leaf(&sigs[2]));
+        let want = h(&[&[1], &h(&[&[1], &l1, &l2]), &l3]);
+        assert_eq!(merkle_root(sigs.iter().map(|s| &s[..])), want);
+        assert_eq!(merkle_root(std::iter::empty()), h(&[]));
+        // Large enough to be shared between threads, odd and even sizes: the same root.
+        for n in [2048usize, 4097, 5000] {
+            let sigs: Vec<[u8; 32]> = (0..n).map(|i| h(&[&i.to_be_bytes()])).collect();
+            let leaves: Vec<&[u8]> = sigs.iter().map(|s| &s[..]).collect();
+            let one = merkle_root_threads(&leaves, 1);
+            assert_eq!(one, merkle_root(leaves.iter().copied()));
+            for threads in [2, 3, 4] {
+                assert_eq!(merkle_root_threads(&leaves, threads), one, "n={n} threads={threads}");
+            }
+        }
     }
 
     #[test]

@@ -242,9 +242,16 @@ const BATCH_BYTES: usize = 64 << 20;
 
 /// Reads the rows of blocks `lo..=hi` in one scan and checks every signature; returns them by
 /// block number.
+///
+/// The scan is fetched in batches. With `tradeguard.verify_threads` above 1, the signatures of a
+/// batch are recomputed by helper threads while this thread reads the next batch: the helpers
+/// only hash bytes of the batch's tuples and of its own memory context, which are freed only
+/// after they are joined (on an error too: `std::thread::scope` joins them before the error
+/// goes on, and the batch's memory is then left to the transaction's abort).
 fn scan_rows(signer: &chain::RowSigner, lo: i64, hi: i64, expected: &HashMap<i64, i64>) -> TgResult<HashMap<i64, Vec<Checked>>> {
-    // Raw SPI access: each row's signature is recomputed straight from the binary values while
-    // the tuple is in hand; nothing is copied out but the id and the signature.
+    let threads = crate::gucs::VERIFY_THREADS.get().max(1) as usize;
+    // Raw SPI access: each row's signature is recomputed straight from the binary values of
+    // the fetched tuples; nothing is copied out but the id and the signature.
     // A read-only cursor fetched in batches: a window's rows are never all in memory at once.
     let rows = Spi::connect(|_c| {
         let mut out: HashMap<i64, Vec<Checked>> = HashMap::default();
@@ -270,87 +277,206 @@ fn scan_rows(signer: &chain::RowSigner, lo: i64, hi: i64, expected: &HashMap<i64
             if portal.is_null() {
                 return Err(CoreError::InvalidArgument("verify: could not open a cursor over the trail".into()));
             }
-            // Detoasted images and pk_hash computations are freed batch by batch.
-            let mut batch = pgrx::PgMemoryContexts::new("tradeguard verify batch");
-            loop {
-                pg_sys::SPI_cursor_fetch(portal, true, 10_000);
-                let tt = pg_sys::SPI_tuptable;
-                let n = pg_sys::SPI_processed as usize;
-                if tt.is_null() || n == 0 {
-                    break;
-                }
-                let desc = (*tt).tupdesc;
-                batch.switch_to(|_| {
-                    // One deform per row (attribute by attribute access re-walks the varlena columns).
-                    let natts = (*desc).natts as usize;
-                    let mut values = vec![pg_sys::Datum::from(0usize); natts];
-                    let mut nulls = vec![false; natts];
-                    // Bytes of images detoasted in the batch's context: freed once they reach
-                    // BATCH_BYTES (rows of large, well-compressed values would otherwise pile up
-                    // a fetch's worth of them).
-                    let mut detoasted = 0usize;
-                    for i in 0..n {
-                        if detoasted > BATCH_BYTES {
-                            // Nothing of the rows checked so far lives there (ids and signatures
-                            // are copied out).
-                            pg_sys::MemoryContextReset(pg_sys::CurrentMemoryContext);
-                            detoasted = 0;
-                        }
-                        let tup = *(*tt).vals.add(i);
-                        pg_sys::heap_deform_tuple(tup, desc, values.as_mut_ptr(), nulls.as_mut_ptr());
-                        let col = |k: i32| -> Option<pg_sys::Datum> {
-                            let j = (k - 1) as usize;
-                            (!nulls[j]).then_some(values[j])
-                        };
-                        let bytes = |k: i32| col(k).map(super::triggers::varlena_bytes);
-                        let text = |k: i32| bytes(k).map(|b| std::str::from_utf8(b).unwrap_or("\u{fffd}"));
-                        let id = col(1).map(|d| d.value() as i64).unwrap_or_default();
-                        let signed = chain::AuditRow {
-                            id,
-                            txid: col(2).map(|d| d.value() as i64).unwrap_or_default(),
-                            at_micros: col(3).map(|d| d.value() as i64).unwrap_or_default(),
-                            schema_name: text(4).unwrap_or_default(),
-                            table_name: text(5).unwrap_or_default(),
-                            operation: text(6).unwrap_or_default(),
-                            pk: bytes(7),
-                            old_row: bytes(8),
-                            new_row: bytes(9),
-                            current_user: text(10).unwrap_or_default(),
-                            session_user: text(11).unwrap_or_default(),
-                            application_name: text(12),
-                            client_addr: bytes(13),
-                            app_context: bytes(14),
-                        };
-                        detoasted += [signed.pk, signed.old_row, signed.new_row, signed.app_context].iter().flatten().map(|b| b.len()).sum::<usize>();
-                        let stored = bytes(15).unwrap_or_default();
-                        let mut sig = [0u8; 32];
-                        // pk_hash is not signed but derived from the signed pk: a changed one (which
-                        // would hide the row from history()) counts as an altered row.
-                        let hash_ok = match (col(7), col(16)) {
-                            (Some(pk), Some(h)) => super::triggers::Jsonb(pk).pk_hash() == h.value() as i64,
-                            (None, None) => true,
-                            _ => false,
-                        };
-                        let sig_ok = hash_ok && stored.len() == 32 && signer.matches(&signed, stored);
-                        if stored.len() == 32 {
-                            sig.copy_from_slice(stored);
-                        }
-                        let block = col(17).map(|d| d.value() as i64).unwrap_or_default();
-                        out.entry(block)
-                        .or_insert_with(|| {
-                            Vec::with_capacity(expected.get(&block).map_or(0, |&n| n.clamp(0, MAX_ROWS_PER_BLOCK) as usize))
-                        })
-                        .push(Checked { id, sig_ok, sig });
+            std::thread::scope(|scope| {
+                let mut in_flight: Option<InFlight<'_, '_>> = None;
+                loop {
+                    pg_sys::SPI_cursor_fetch(portal, true, 10_000);
+                    let tt = pg_sys::SPI_tuptable;
+                    let n = pg_sys::SPI_processed as usize;
+                    if tt.is_null() || n == 0 {
+                        break;
                     }
-                });
-                batch.reset();
-                pg_sys::SPI_freetuptable(tt);
-            }
+                    // The batch's detoasted images and pk_hash computations. Deleted only
+                    // once its rows are checked (never by unwinding: see above).
+                    let cxt = pg_sys::AllocSetContextCreateExtended(
+                        pg_sys::CurrentMemoryContext,
+                        c"tradeguard verify batch".as_ptr(),
+                        pg_sys::ALLOCSET_DEFAULT_MINSIZE as usize,
+                        pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
+                        pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
+                    );
+                    let pending = pgrx::PgMemoryContexts::For(cxt).switch_to(|_| read_batch(tt, n, signer, threads, expected, &mut out));
+                    if let Some(f) = in_flight.take() {
+                        f.finish(expected, &mut out);
+                    }
+                    let batch = Batch { tt, cxt, read: pending };
+                    in_flight = match threads {
+                        1 => {
+                            batch.check_here(signer, 1, expected, &mut out);
+                            None
+                        }
+                        _ => batch.check_in_background(scope, signer, threads - 1, expected, &mut out),
+                    };
+                }
+                if let Some(f) = in_flight.take() {
+                    f.finish(expected, &mut out);
+                }
+            });
             pg_sys::SPI_cursor_close(portal);
         }
         Ok::<_, CoreError>(out)
     })?;
     Ok(rows)
+}
+
+/// Reads the `n` fetched tuples of `tt` (in the current memory context, the batch's). Rows are
+/// checked here and the context reset whenever their detoasted images reach BATCH_BYTES (rows
+/// of large, well-compressed values would otherwise pile up a fetch's worth of them); the rows
+/// read since are returned.
+unsafe fn read_batch<'a>(
+    tt: *mut pg_sys::SPITupleTable,
+    n: usize,
+    signer: &chain::RowSigner,
+    threads: usize,
+    expected: &HashMap<i64, i64>,
+    out: &mut HashMap<i64, Vec<Checked>>,
+) -> Vec<Read<'a>> {
+    let desc = (*tt).tupdesc;
+    // One deform per row (attribute by attribute access re-walks the varlena columns).
+    let natts = (*desc).natts as usize;
+    let mut values = vec![pg_sys::Datum::from(0usize); natts];
+    let mut nulls = vec![false; natts];
+    let mut pending: Vec<Read<'a>> = Vec::with_capacity(n);
+    let mut detoasted = 0usize;
+    for i in 0..n {
+        let tup = *(*tt).vals.add(i);
+        pg_sys::heap_deform_tuple(tup, desc, values.as_mut_ptr(), nulls.as_mut_ptr());
+        let col = |k: i32| -> Option<pg_sys::Datum> {
+            let j = (k - 1) as usize;
+            (!nulls[j]).then_some(values[j])
+        };
+        let bytes = |k: i32| col(k).map(super::triggers::varlena_bytes);
+        let text = |k: i32| bytes(k).map(|b| std::str::from_utf8(b).unwrap_or("\u{fffd}"));
+        let row = chain::AuditRow {
+            id: col(1).map(|d| d.value() as i64).unwrap_or_default(),
+            txid: col(2).map(|d| d.value() as i64).unwrap_or_default(),
+            at_micros: col(3).map(|d| d.value() as i64).unwrap_or_default(),
+            schema_name: text(4).unwrap_or_default(),
+            table_name: text(5).unwrap_or_default(),
+            operation: text(6).unwrap_or_default(),
+            pk: bytes(7),
+            old_row: bytes(8),
+            new_row: bytes(9),
+            current_user: text(10).unwrap_or_default(),
+            session_user: text(11).unwrap_or_default(),
+            application_name: text(12),
+            client_addr: bytes(13),
+            app_context: bytes(14),
+        };
+        detoasted += [row.pk, row.old_row, row.new_row, row.app_context].iter().flatten().map(|b| b.len()).sum::<usize>();
+        // pk_hash is not signed but derived from the signed pk: a changed one (which would hide
+        // the row from history()) counts as an altered row.
+        let hash_ok = match (col(7), col(16)) {
+            (Some(pk), Some(h)) => super::triggers::Jsonb(pk).pk_hash() == h.value() as i64,
+            (None, None) => true,
+            _ => false,
+        };
+        let stored = bytes(15).unwrap_or_default();
+        let block = col(17).map(|d| d.value() as i64).unwrap_or_default();
+        pending.push(Read { row, stored, hash_ok, block });
+        if detoasted > BATCH_BYTES {
+            record(&pending, &signatures_ok(signer, &pending, threads), expected, out);
+            pending.clear();
+            // Nothing of the rows checked so far lives there (ids and signatures are copied out).
+            pg_sys::MemoryContextReset(pg_sys::CurrentMemoryContext);
+            detoasted = 0;
+        }
+    }
+    pending
+}
+
+/// A row read by verify(), its fields still in PostgreSQL's memory.
+struct Read<'a> {
+    row: chain::AuditRow<'a>,
+    stored: &'a [u8],
+    hash_ok: bool,
+    block: i64,
+}
+
+/// Whether each row's stored signature is the one recomputed (and its pk_hash right), computed
+/// by up to `threads` threads.
+fn signatures_ok(signer: &chain::RowSigner, read: &[Read<'_>], threads: usize) -> Vec<bool> {
+    common::par::map(read, threads, common::par::MIN_PER_THREAD, |r| r.hash_ok && r.stored.len() == 32 && signer.matches(&r.row, r.stored))
+}
+
+/// Files each checked row under its block.
+fn record(read: &[Read<'_>], ok: &[bool], expected: &HashMap<i64, i64>, out: &mut HashMap<i64, Vec<Checked>>) {
+    for (r, &sig_ok) in read.iter().zip(ok) {
+        let mut sig = [0u8; 32];
+        if r.stored.len() == 32 {
+            sig.copy_from_slice(r.stored);
+        }
+        out.entry(r.block)
+            .or_insert_with(|| Vec::with_capacity(expected.get(&r.block).map_or(0, |&n| n.clamp(0, MAX_ROWS_PER_BLOCK) as usize)))
+            .push(Checked { id: r.row.id, sig_ok, sig });
+    }
+}
+
+/// A fetched batch: its tuples, its memory context and the rows read from them.
+struct Batch<'a> {
+    tt: *mut pg_sys::SPITupleTable,
+    cxt: pg_sys::MemoryContext,
+    read: Vec<Read<'a>>,
+}
+
+impl<'a> Batch<'a> {
+    fn check_here(self, signer: &chain::RowSigner, threads: usize, expected: &HashMap<i64, i64>, out: &mut HashMap<i64, Vec<Checked>>) {
+        record(&self.read, &signatures_ok(signer, &self.read, threads), expected, out);
+        // SAFETY: nothing refers to the batch's memory any more.
+        unsafe { free_batch(self.tt, self.cxt) };
+    }
+
+    /// Hands the batch's hashing to a helper thread (which shares it with `helpers - 1` more);
+    /// checks it on this thread if no thread can be started.
+    fn check_in_background<'scope, 'env>(
+        self,
+        scope: &'scope std::thread::Scope<'scope, 'env>,
+        signer: &'env chain::RowSigner,
+        helpers: usize,
+        expected: &HashMap<i64, i64>,
+        out: &mut HashMap<i64, Vec<Checked>>,
+    ) -> Option<InFlight<'scope, 'a>>
+    where
+        'a: 'scope,
+    {
+        let rows = std::sync::Arc::new(self.read);
+        let theirs = rows.clone();
+        match common::par::spawn_without_signals(scope, move || signatures_ok(signer, &theirs, helpers)) {
+            Some(handle) => Some(InFlight { handle, rows, tt: self.tt, cxt: self.cxt }),
+            None => {
+                record(&rows, &signatures_ok(signer, &rows, helpers + 1), expected, out);
+                drop(rows);
+                // SAFETY: nothing refers to the batch's memory any more.
+                unsafe { free_batch(self.tt, self.cxt) };
+                None
+            }
+        }
+    }
+}
+
+/// A batch whose signatures a helper thread is recomputing. No Drop: its memory is freed by
+/// `finish` after the helper is joined, or else by the transaction's abort.
+struct InFlight<'scope, 'a> {
+    handle: std::thread::ScopedJoinHandle<'scope, Vec<bool>>,
+    rows: std::sync::Arc<Vec<Read<'a>>>,
+    tt: *mut pg_sys::SPITupleTable,
+    cxt: pg_sys::MemoryContext,
+}
+
+impl InFlight<'_, '_> {
+    fn finish(self, expected: &HashMap<i64, i64>, out: &mut HashMap<i64, Vec<Checked>>) {
+        let ok = self.handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        record(&self.rows, &ok, expected, out);
+        drop(self.rows);
+        // SAFETY: the helper is joined; nothing refers to the batch's memory any more.
+        unsafe { free_batch(self.tt, self.cxt) };
+    }
+}
+
+/// Frees a fetched batch's tuples and memory context.
+unsafe fn free_batch(tt: *mut pg_sys::SPITupleTable, cxt: pg_sys::MemoryContext) {
+    pg_sys::SPI_freetuptable(tt);
+    pg_sys::MemoryContextDelete(cxt);
 }
 
 /// Checks one block's rows (verified by scan_rows): membership against the block's id list,
@@ -385,7 +511,8 @@ fn check_block(b: &BlockRow, mut rows: Vec<Checked>, rep: &mut Report) -> TgResu
             (None, None) => break,
         }
     }
-    let root = chain::merkle_root(rows.iter().map(|r| r.sig.as_slice()));
+    let leaves: Vec<&[u8]> = rows.iter().map(|r| r.sig.as_slice()).collect();
+    let root = chain::merkle_root_threads(&leaves, crate::gucs::VERIFY_THREADS.get().max(1) as usize);
     if root.as_slice() != b.merkle_root.as_slice() || b.ids.len() as i64 != b.row_count {
         rep.fail(b.block_no, None, Failure::BlockAltered);
     }

@@ -70,6 +70,7 @@ pub fn init() {
 
 pub mod auth;
 pub mod events;
+pub mod par;
 pub mod security;
 pub mod shmem;
 pub mod worker;
