@@ -73,19 +73,45 @@ names_altered_row() { # $1 = threads, $2 = position of the row in the trail's ph
     -c "ROLLBACK" -c "SELECT tradeguard.break_glass_end()")
   grep -q '^verdict: true$' <<<"$out"
 }
+# At least 40 000 more sealed rows (one INSERT and one UPDATE row per trade, as the writers'),
+# so that the trail spans several of verify()'s fetches of 10 000 rows.
+q faults -v ON_ERROR_STOP=1 <<'SQL' >/dev/null
+BEGIN;
+SELECT max(id) AS before FROM trades \gset
+INSERT INTO trades (symbol, qty, account_ref) SELECT '6758.T', g, 'DT-' || g FROM generate_series(1, 20000) g;
+UPDATE trades SET qty = qty + 1 WHERE id > :before;
+COMMIT;
+SELECT tradeguard.seal();
+SQL
 trail_rows=$(q faults -c "SELECT count(*) FROM tradeguard_audit.log_sealed")
-echo "    trail: $trail_rows sealed rows"
+check "the trail spans several fetches of verify() ($trail_rows sealed rows)" [ "$trail_rows" -ge 40000 ]
 for threads in 1 2 4; do
   for share in 2 5 9; do
     check "verify_threads = $threads: the altered row at $((share * 10))% of the trail is named" names_altered_row "$threads" $((trail_rows * share / 10))
   done
 done
 check "verify_threads = 4: the intact trail is ok" [ "$(q faults -c "SET tradeguard.verify_threads = 4" -c "SELECT ok FROM tradeguard.verify()")" = t ]
-# A threaded verify() cancelled (statement_timeout) ends with the usual error; the backend and
-# the server go on (the helper threads never take PostgreSQL's signals).
-cancelled=$(q faults -c "SET tradeguard.verify_threads = 4" -c "SET statement_timeout = '20ms'" -c "SELECT ok FROM tradeguard.verify()" -c "RESET statement_timeout" -c "SELECT 'after: ' || ok FROM tradeguard.verify()" 2>&1)
-check "a cancelled threaded verify() ends with the timeout error" grep -q "canceling statement due to statement timeout" <<<"$cancelled"
+# A threaded verify() stopped halfway, by a cancel (statement_timeout: an ERROR) and by
+# pg_terminate_backend (a FATAL error: the backend exits without unwinding, its memory freed
+# while the helpers may still be hashing): the session goes on after the cancel, and the server
+# after both (no backend crashed: checked at the end). The helper threads never take
+# PostgreSQL's signals.
+verify_ms=$(q faults -c "SET tradeguard.verify_threads = 4" \
+  -c "SELECT (extract(epoch FROM clock_timestamp() - now()) * 1000)::int FROM (SELECT * FROM tradeguard.verify()) v")
+half=$((verify_ms / 2 > 5 ? verify_ms / 2 : 5))
+echo "    threaded verify(): $verify_ms ms"
+cancelled=$(q faults -c "SET tradeguard.verify_threads = 4" -c "SET statement_timeout = '${half}ms'" -c "SELECT ok FROM tradeguard.verify()" -c "RESET statement_timeout" -c "SELECT 'after: ' || ok FROM tradeguard.verify()" 2>&1)
+check "a threaded verify() cancelled halfway ends with the timeout error" grep -q "canceling statement due to statement timeout" <<<"$cancelled"
 check "... and the same session verifies again" grep -q "^after: true$" <<<"$cancelled"
+q faults -c "SET application_name = 'threaded_verify'" -c "SET tradeguard.verify_threads = 4" -c "SELECT ok FROM tradeguard.verify()" >/dev/null 2>&1 &
+verifier=$!
+sleep "$(awk -v ms="$half" 'BEGIN { printf "%.3f", ms / 1000 }')"
+# (The filter first: a qualifier order chosen by the planner must not terminate other backends.)
+terminated=$(q faults -c "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))
+  FROM (SELECT pid FROM pg_stat_activity WHERE application_name = 'threaded_verify' OFFSET 0) s")
+wait "$verifier" 2>/dev/null
+check "a threaded verify() terminated halfway: its backend was terminated" [ "$terminated" = 1 ]
+check "... and the server goes on" [ "$(q faults -c "SELECT ok FROM tradeguard.verify()")" = t ]
 
 # verify() in a transaction that has written (its queries then take a new snapshot each), while
 # writers run and the worker seals blocks during it: the rows of a block sealed meanwhile must

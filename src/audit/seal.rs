@@ -237,21 +237,24 @@ struct Checked {
 /// trail of up to two million rows is verified in a single pass.
 const WINDOW_ROWS: i64 = 2_000_000;
 
-/// Detoasted bytes a verification batch holds before it frees them.
+/// Bytes of rows a verification batch copies out before they are checked (a batch is also
+/// cut at each fetch of FETCH_ROWS rows).
 const BATCH_BYTES: usize = 64 << 20;
+const FETCH_ROWS: i64 = 10_000;
 
 /// Reads the rows of blocks `lo..=hi` in one scan and checks every signature; returns them by
 /// block number.
 ///
-/// The scan is fetched in batches. With `tradeguard.verify_threads` above 1, the signatures of a
-/// batch are recomputed by helper threads while this thread reads the next batch: the helpers
-/// only hash bytes of the batch's tuples and of its own memory context, which are freed only
-/// after they are joined (on an error too: `std::thread::scope` joins them before the error
-/// goes on, and the batch's memory is then left to the transaction's abort).
+/// The backend reads the fetched tuples and copies the signed fields of each row into a batch
+/// of its own memory (a few hundred bytes a row, cheap next to an HMAC), then frees the tuples.
+/// With `tradeguard.verify_threads` above 1, helper threads recompute a batch's signatures while
+/// the backend reads the next one. They only ever read those Rust-owned copies, never
+/// PostgreSQL's memory: a backend that exits in the middle (a FATAL error, such as
+/// pg_terminate_backend, exits without unwinding and frees PostgreSQL's memory on its way out)
+/// leaves them nothing freed to read. On an ERROR, `std::thread::scope` joins them before the
+/// error goes on.
 fn scan_rows(signer: &chain::RowSigner, lo: i64, hi: i64, expected: &HashMap<i64, i64>) -> TgResult<HashMap<i64, Vec<Checked>>> {
     let threads = crate::gucs::VERIFY_THREADS.get().max(1) as usize;
-    // Raw SPI access: each row's signature is recomputed straight from the binary values of
-    // the fetched tuples; nothing is copied out but the id and the signature.
     // A read-only cursor fetched in batches: a window's rows are never all in memory at once.
     let rows = Spi::connect(|_c| {
         let mut out: HashMap<i64, Vec<Checked>> = HashMap::default();
@@ -277,40 +280,39 @@ fn scan_rows(signer: &chain::RowSigner, lo: i64, hi: i64, expected: &HashMap<i64
             if portal.is_null() {
                 return Err(CoreError::InvalidArgument("verify: could not open a cursor over the trail".into()));
             }
+            // Detoasted images and pk_hash computations, freed row batch by row batch.
+            let mut cxt = pgrx::PgMemoryContexts::new("tradeguard verify batch");
             std::thread::scope(|scope| {
-                let mut in_flight: Option<InFlight<'_, '_>> = None;
+                let mut checker = Checker { scope, signer, threads, in_flight: None, spare: None };
+                let mut batch = Batch::default();
                 loop {
-                    pg_sys::SPI_cursor_fetch(portal, true, 10_000);
+                    pg_sys::SPI_cursor_fetch(portal, true, FETCH_ROWS);
                     let tt = pg_sys::SPI_tuptable;
                     let n = pg_sys::SPI_processed as usize;
                     if tt.is_null() || n == 0 {
                         break;
                     }
-                    // The batch's detoasted images and pk_hash computations. Deleted only
-                    // once its rows are checked (never by unwinding: see above).
-                    let cxt = pg_sys::AllocSetContextCreateExtended(
-                        pg_sys::CurrentMemoryContext,
-                        c"tradeguard verify batch".as_ptr(),
-                        pg_sys::ALLOCSET_DEFAULT_MINSIZE as usize,
-                        pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
-                        pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
-                    );
-                    let pending = pgrx::PgMemoryContexts::For(cxt).switch_to(|_| read_batch(tt, n, signer, threads, expected, &mut out));
-                    if let Some(f) = in_flight.take() {
-                        f.finish(expected, &mut out);
-                    }
-                    let batch = Batch { tt, cxt, read: pending };
-                    in_flight = match threads {
-                        1 => {
-                            batch.check_here(signer, 1, expected, &mut out);
-                            None
+                    let desc = (*tt).tupdesc;
+                    // One deform per row (attribute by attribute access re-walks the varlena columns).
+                    let natts = (*desc).natts as usize;
+                    let mut values = vec![pg_sys::Datum::from(0usize); natts];
+                    let mut nulls = vec![false; natts];
+                    for i in 0..n {
+                        pg_sys::heap_deform_tuple(*(*tt).vals.add(i), desc, values.as_mut_ptr(), nulls.as_mut_ptr());
+                        cxt.switch_to(|_| batch.push(&values, &nulls));
+                        if batch.bytes.len() > BATCH_BYTES {
+                            // Everything of these rows is copied out.
+                            cxt.reset();
+                            checker.check(std::mem::take(&mut batch), expected, &mut out);
+                            batch = checker.fresh();
                         }
-                        _ => batch.check_in_background(scope, signer, threads - 1, expected, &mut out),
-                    };
+                    }
+                    cxt.reset();
+                    pg_sys::SPI_freetuptable(tt);
+                    checker.check(std::mem::take(&mut batch), expected, &mut out);
+                    batch = checker.fresh();
                 }
-                if let Some(f) = in_flight.take() {
-                    f.finish(expected, &mut out);
-                }
+                checker.finish(expected, &mut out);
             });
             pg_sys::SPI_cursor_close(portal);
         }
@@ -319,51 +321,42 @@ fn scan_rows(signer: &chain::RowSigner, lo: i64, hi: i64, expected: &HashMap<i64
     Ok(rows)
 }
 
-/// Reads the `n` fetched tuples of `tt` (in the current memory context, the batch's). Rows are
-/// checked here and the context reset whenever their detoasted images reach BATCH_BYTES (rows
-/// of large, well-compressed values would otherwise pile up a fetch's worth of them); the rows
-/// read since are returned.
-unsafe fn read_batch<'a>(
-    tt: *mut pg_sys::SPITupleTable,
-    n: usize,
-    signer: &chain::RowSigner,
-    threads: usize,
-    expected: &HashMap<i64, i64>,
-    out: &mut HashMap<i64, Vec<Checked>>,
-) -> Vec<Read<'a>> {
-    let desc = (*tt).tupdesc;
-    // One deform per row (attribute by attribute access re-walks the varlena columns).
-    let natts = (*desc).natts as usize;
-    let mut values = vec![pg_sys::Datum::from(0usize); natts];
-    let mut nulls = vec![false; natts];
-    let mut pending: Vec<Read<'a>> = Vec::with_capacity(n);
-    let mut detoasted = 0usize;
-    for i in 0..n {
-        let tup = *(*tt).vals.add(i);
-        pg_sys::heap_deform_tuple(tup, desc, values.as_mut_ptr(), nulls.as_mut_ptr());
-        let col = |k: i32| -> Option<pg_sys::Datum> {
-            let j = (k - 1) as usize;
-            (!nulls[j]).then_some(values[j])
-        };
-        let bytes = |k: i32| col(k).map(super::triggers::varlena_bytes);
-        let text = |k: i32| bytes(k).map(|b| std::str::from_utf8(b).unwrap_or("\u{fffd}"));
-        let row = chain::AuditRow {
-            id: col(1).map(|d| d.value() as i64).unwrap_or_default(),
-            txid: col(2).map(|d| d.value() as i64).unwrap_or_default(),
-            at_micros: col(3).map(|d| d.value() as i64).unwrap_or_default(),
-            schema_name: text(4).unwrap_or_default(),
-            table_name: text(5).unwrap_or_default(),
-            operation: text(6).unwrap_or_default(),
-            pk: bytes(7),
-            old_row: bytes(8),
-            new_row: bytes(9),
-            current_user: text(10).unwrap_or_default(),
-            session_user: text(11).unwrap_or_default(),
-            application_name: text(12),
-            client_addr: bytes(13),
-            app_context: bytes(14),
-        };
-        detoasted += [row.pk, row.old_row, row.new_row, row.app_context].iter().flatten().map(|b| b.len()).sum::<usize>();
+/// Rows read by verify(), their signed fields copied into one buffer.
+#[derive(Default)]
+struct Batch {
+    bytes: Vec<u8>,
+    rows: Vec<Copied>,
+}
+
+/// One row of a [`Batch`]: the fixed fields, and where its variable ones lie in the buffer.
+struct Copied {
+    id: i64,
+    txid: i64,
+    at_micros: i64,
+    /// schema_name .. app_context (columns 4-14), as (start, end) in the batch's buffer.
+    fields: [Option<(usize, usize)>; 11],
+    /// The stored signature, when it is 32 bytes long.
+    stored: Option<[u8; 32]>,
+    /// Whether pk_hash is the one derived from pk.
+    hash_ok: bool,
+    block: i64,
+}
+
+impl Batch {
+    /// Copies out the row deformed into `values`/`nulls` (detoasting in the current memory
+    /// context).
+    unsafe fn push(&mut self, values: &[pg_sys::Datum], nulls: &[bool]) {
+        let col = |k: usize| -> Option<pg_sys::Datum> { (!nulls[k - 1]).then_some(values[k - 1]) };
+        let int = |k: usize| col(k).map(|d| d.value() as i64).unwrap_or_default();
+        let mut fields = [None; 11];
+        for (f, k) in fields.iter_mut().zip(4..=14) {
+            *f = col(k).map(|d| {
+                let b = super::triggers::varlena_bytes(d);
+                let start = self.bytes.len();
+                self.bytes.extend_from_slice(b);
+                (start, self.bytes.len())
+            });
+        }
         // pk_hash is not signed but derived from the signed pk: a changed one (which would hide
         // the row from history()) counts as an altered row.
         let hash_ok = match (col(7), col(16)) {
@@ -371,112 +364,101 @@ unsafe fn read_batch<'a>(
             (None, None) => true,
             _ => false,
         };
-        let stored = bytes(15).unwrap_or_default();
-        let block = col(17).map(|d| d.value() as i64).unwrap_or_default();
-        pending.push(Read { row, stored, hash_ok, block });
-        if detoasted > BATCH_BYTES {
-            record(&pending, &signatures_ok(signer, &pending, threads), expected, out);
-            pending.clear();
-            // Nothing of the rows checked so far lives there (ids and signatures are copied out).
-            pg_sys::MemoryContextReset(pg_sys::CurrentMemoryContext);
-            detoasted = 0;
+        let stored = col(15).map(super::triggers::varlena_bytes).and_then(|b| <[u8; 32]>::try_from(b).ok());
+        self.rows.push(Copied { id: int(1), txid: int(2), at_micros: int(3), fields, stored, hash_ok, block: int(17) });
+    }
+
+    /// Whether each row's stored signature is the one recomputed (and its pk_hash right),
+    /// computed by up to `threads` threads. Pure computation over the batch's own bytes.
+    fn signatures_ok(&self, signer: &chain::RowSigner, threads: usize) -> Vec<bool> {
+        common::par::map(&self.rows, threads, common::par::MIN_PER_THREAD, |r| {
+            let bytes = |i: usize| r.fields[i].map(|(a, b)| &self.bytes[a..b]);
+            let text = |i: usize| bytes(i).map(|b| std::str::from_utf8(b).unwrap_or("\u{fffd}"));
+            let row = chain::AuditRow {
+                id: r.id,
+                txid: r.txid,
+                at_micros: r.at_micros,
+                schema_name: text(0).unwrap_or_default(),
+                table_name: text(1).unwrap_or_default(),
+                operation: text(2).unwrap_or_default(),
+                pk: bytes(3),
+                old_row: bytes(4),
+                new_row: bytes(5),
+                current_user: text(6).unwrap_or_default(),
+                session_user: text(7).unwrap_or_default(),
+                application_name: text(8),
+                client_addr: bytes(9),
+                app_context: bytes(10),
+            };
+            r.hash_ok && r.stored.is_some_and(|s| signer.matches(&row, &s))
+        })
+    }
+
+    /// Files each checked row under its block.
+    fn record(&self, ok: &[bool], expected: &HashMap<i64, i64>, out: &mut HashMap<i64, Vec<Checked>>) {
+        for (r, &sig_ok) in self.rows.iter().zip(ok) {
+            out.entry(r.block)
+                .or_insert_with(|| Vec::with_capacity(expected.get(&r.block).map_or(0, |&n| n.clamp(0, MAX_ROWS_PER_BLOCK) as usize)))
+                .push(Checked { id: r.id, sig_ok, sig: r.stored.unwrap_or_default() });
         }
     }
-    pending
 }
 
-/// A row read by verify(), its fields still in PostgreSQL's memory.
-struct Read<'a> {
-    row: chain::AuditRow<'a>,
-    stored: &'a [u8],
-    hash_ok: bool,
-    block: i64,
+/// Checks batches: on this thread with one thread, else on helper threads, one batch at a
+/// time while this thread reads the next.
+struct Checker<'scope, 'env> {
+    scope: &'scope std::thread::Scope<'scope, 'env>,
+    signer: &'env chain::RowSigner,
+    threads: usize,
+    in_flight: Option<(std::sync::Arc<Batch>, std::thread::ScopedJoinHandle<'scope, Vec<bool>>)>,
+    /// A checked batch, emptied, whose buffers the next one reuses (no page faults from growing
+    /// fresh buffers of megabytes at every fetch).
+    spare: Option<Batch>,
 }
 
-/// Whether each row's stored signature is the one recomputed (and its pk_hash right), computed
-/// by up to `threads` threads.
-fn signatures_ok(signer: &chain::RowSigner, read: &[Read<'_>], threads: usize) -> Vec<bool> {
-    common::par::map(read, threads, common::par::MIN_PER_THREAD, |r| r.hash_ok && r.stored.len() == 32 && signer.matches(&r.row, r.stored))
-}
-
-/// Files each checked row under its block.
-fn record(read: &[Read<'_>], ok: &[bool], expected: &HashMap<i64, i64>, out: &mut HashMap<i64, Vec<Checked>>) {
-    for (r, &sig_ok) in read.iter().zip(ok) {
-        let mut sig = [0u8; 32];
-        if r.stored.len() == 32 {
-            sig.copy_from_slice(r.stored);
+impl Checker<'_, '_> {
+    fn check(&mut self, batch: Batch, expected: &HashMap<i64, i64>, out: &mut HashMap<i64, Vec<Checked>>) {
+        self.finish(expected, out);
+        if batch.rows.is_empty() {
+            self.recycle(batch);
+            return;
         }
-        out.entry(r.block)
-            .or_insert_with(|| Vec::with_capacity(expected.get(&r.block).map_or(0, |&n| n.clamp(0, MAX_ROWS_PER_BLOCK) as usize)))
-            .push(Checked { id: r.row.id, sig_ok, sig });
-    }
-}
-
-/// A fetched batch: its tuples, its memory context and the rows read from them.
-struct Batch<'a> {
-    tt: *mut pg_sys::SPITupleTable,
-    cxt: pg_sys::MemoryContext,
-    read: Vec<Read<'a>>,
-}
-
-impl<'a> Batch<'a> {
-    fn check_here(self, signer: &chain::RowSigner, threads: usize, expected: &HashMap<i64, i64>, out: &mut HashMap<i64, Vec<Checked>>) {
-        record(&self.read, &signatures_ok(signer, &self.read, threads), expected, out);
-        // SAFETY: nothing refers to the batch's memory any more.
-        unsafe { free_batch(self.tt, self.cxt) };
+        if self.threads == 1 {
+            batch.record(&batch.signatures_ok(self.signer, 1), expected, out);
+            self.recycle(batch);
+            return;
+        }
+        let (batch, signer, helpers) = (std::sync::Arc::new(batch), self.signer, self.threads - 1);
+        let theirs = batch.clone();
+        match common::par::spawn_without_signals(self.scope, move || theirs.signatures_ok(signer, helpers)) {
+            Some(handle) => self.in_flight = Some((batch, handle)),
+            // No thread could be started: checked here.
+            None => batch.record(&batch.signatures_ok(signer, 1), expected, out),
+        }
     }
 
-    /// Hands the batch's hashing to a helper thread (which shares it with `helpers - 1` more);
-    /// checks it on this thread if no thread can be started.
-    fn check_in_background<'scope, 'env>(
-        self,
-        scope: &'scope std::thread::Scope<'scope, 'env>,
-        signer: &'env chain::RowSigner,
-        helpers: usize,
-        expected: &HashMap<i64, i64>,
-        out: &mut HashMap<i64, Vec<Checked>>,
-    ) -> Option<InFlight<'scope, 'a>>
-    where
-        'a: 'scope,
-    {
-        let rows = std::sync::Arc::new(self.read);
-        let theirs = rows.clone();
-        match common::par::spawn_without_signals(scope, move || signatures_ok(signer, &theirs, helpers)) {
-            Some(handle) => Some(InFlight { handle, rows, tt: self.tt, cxt: self.cxt }),
-            None => {
-                record(&rows, &signatures_ok(signer, &rows, helpers + 1), expected, out);
-                drop(rows);
-                // SAFETY: nothing refers to the batch's memory any more.
-                unsafe { free_batch(self.tt, self.cxt) };
-                None
+    /// An empty batch, with the buffers of a checked one when there is one.
+    fn fresh(&mut self) -> Batch {
+        self.spare.take().unwrap_or_default()
+    }
+
+    fn recycle(&mut self, mut batch: Batch) {
+        batch.bytes.clear();
+        batch.rows.clear();
+        self.spare = Some(batch);
+    }
+
+    /// Waits for the batch being checked, if any, and files its rows.
+    fn finish(&mut self, expected: &HashMap<i64, i64>, out: &mut HashMap<i64, Vec<Checked>>) {
+        if let Some((batch, handle)) = self.in_flight.take() {
+            let ok = handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            batch.record(&ok, expected, out);
+            // (The helper, finished, has dropped its reference.)
+            if let Ok(batch) = std::sync::Arc::try_unwrap(batch) {
+                self.recycle(batch);
             }
         }
     }
-}
-
-/// A batch whose signatures a helper thread is recomputing. No Drop: its memory is freed by
-/// `finish` after the helper is joined, or else by the transaction's abort.
-struct InFlight<'scope, 'a> {
-    handle: std::thread::ScopedJoinHandle<'scope, Vec<bool>>,
-    rows: std::sync::Arc<Vec<Read<'a>>>,
-    tt: *mut pg_sys::SPITupleTable,
-    cxt: pg_sys::MemoryContext,
-}
-
-impl InFlight<'_, '_> {
-    fn finish(self, expected: &HashMap<i64, i64>, out: &mut HashMap<i64, Vec<Checked>>) {
-        let ok = self.handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        record(&self.rows, &ok, expected, out);
-        drop(self.rows);
-        // SAFETY: the helper is joined; nothing refers to the batch's memory any more.
-        unsafe { free_batch(self.tt, self.cxt) };
-    }
-}
-
-/// Frees a fetched batch's tuples and memory context.
-unsafe fn free_batch(tt: *mut pg_sys::SPITupleTable, cxt: pg_sys::MemoryContext) {
-    pg_sys::SPI_freetuptable(tt);
-    pg_sys::MemoryContextDelete(cxt);
 }
 
 /// Checks one block's rows (verified by scan_rows): membership against the block's id list,
