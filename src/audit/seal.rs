@@ -242,6 +242,11 @@ const WINDOW_ROWS: i64 = 2_000_000;
 const BATCH_BYTES: usize = 64 << 20;
 const FETCH_ROWS: i64 = 10_000;
 
+/// `tradeguard.verify_threads`: threads, this one included, that hash in verify().
+fn verify_threads() -> usize {
+    crate::gucs::VERIFY_THREADS.get().max(1) as usize
+}
+
 /// Reads the rows of blocks `lo..=hi` in one scan and checks every signature; returns them by
 /// block number.
 ///
@@ -254,7 +259,7 @@ const FETCH_ROWS: i64 = 10_000;
 /// leaves them nothing freed to read. On an ERROR, `std::thread::scope` joins them before the
 /// error goes on.
 fn scan_rows(signer: &chain::RowSigner, lo: i64, hi: i64, expected: &HashMap<i64, i64>) -> TgResult<HashMap<i64, Vec<Checked>>> {
-    let threads = crate::gucs::VERIFY_THREADS.get().max(1) as usize;
+    let threads = verify_threads();
     // A read-only cursor fetched in batches: a window's rows are never all in memory at once.
     let rows = Spi::connect(|_c| {
         let mut out: HashMap<i64, Vec<Checked>> = HashMap::default();
@@ -494,7 +499,7 @@ fn check_block(b: &BlockRow, mut rows: Vec<Checked>, rep: &mut Report) -> TgResu
         }
     }
     let leaves: Vec<&[u8]> = rows.iter().map(|r| r.sig.as_slice()).collect();
-    let root = chain::merkle_root_threads(&leaves, crate::gucs::VERIFY_THREADS.get().max(1) as usize);
+    let root = chain::merkle_root_threads(&leaves, verify_threads());
     if root.as_slice() != b.merkle_root.as_slice() || b.ids.len() as i64 != b.row_count {
         rep.fail(b.block_no, None, Failure::BlockAltered);
     }
