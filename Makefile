@@ -7,7 +7,7 @@ TG_HOME ?= /var/lib/tradeguard-demo
 TG_TEST_DIR ?= /var/tmp/tradeguard-test
 export TG_PORT TG_HOME TG_TEST_DIR
 
-.PHONY: setup build install demo demo-stop test test-unit test-pg test-regress bench reliability clean
+.PHONY: setup build install demo demo-stop test test-unit test-pg test-regress lint bench reliability clean
 
 setup:
 	bash scripts/setup.sh
@@ -35,6 +35,9 @@ test-pg: setup
 
 test-regress: setup
 	bash scripts/test.sh regress
+
+lint: setup
+	cargo clippy --features "pg15 pg_test" --no-deps --all-targets -- -D warnings
 
 bench: setup
 	bash bench/run.sh

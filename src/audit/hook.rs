@@ -275,6 +275,9 @@ fn audit_rows_exist() -> bool {
     catalog_says("SELECT EXISTS (SELECT 1 FROM tradeguard_audit.log)", &[])
 }
 
+/// A column renamed: (old name, new name).
+type RenamedColumn = (String, String);
+
 /// What a statement means for tradeguard.
 #[derive(Default)]
 struct Inspection {
@@ -303,7 +306,7 @@ struct Inspection {
     /// A table renamed, moved to another schema or with a column renamed: (oid, schema and
     /// name before, column renamed (old, new)). Encrypted-column registrations and guard
     /// triggers name their table and columns: they follow, so that writes keep working.
-    renamed: Option<(pg_sys::Oid, String, String, Option<(String, String)>)>,
+    renamed: Option<(pg_sys::Oid, String, String, Option<RenamedColumn>)>,
     /// A column renamed through a parent or a composite type: the other tables it is renamed in
     /// (oid, schema, name), whose registrations follow too.
     column_renamed_in: Vec<(pg_sys::Oid, String, String)>,
@@ -817,6 +820,9 @@ unsafe fn protected_schema_change(stmt: *mut pg_sys::Node) -> Option<String> {
     None
 }
 
+// (Two branches set the same protection, for different statements: kept apart for their
+// conditions.)
+#[allow(clippy::if_same_then_else)]
 unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
     let mut ins = Inspection { protected: protected_schema_change(stmt), ..Default::default() };
     let t = (*stmt).type_;

@@ -99,8 +99,11 @@ pub fn audit_key() -> TgResult<Zeroizing<[u8; 32]>> {
 }
 
 thread_local! {
-    static AUDIT_KEY: std::cell::RefCell<Option<(std::rc::Rc<crate::crypto::rootkey::RootKey>, Zeroizing<[u8; 32]>)>> = const { std::cell::RefCell::new(None) };
+    static AUDIT_KEY: std::cell::RefCell<Option<CachedAuditKey>> = const { std::cell::RefCell::new(None) };
 }
+
+/// The audit key and the root key it was derived from.
+type CachedAuditKey = (std::rc::Rc<crate::crypto::rootkey::RootKey>, Zeroizing<[u8; 32]>);
 
 /// Writes a system row (DDL, role and grant changes, audit_table, break-glass) into the trail;
 /// returns its id.

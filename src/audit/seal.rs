@@ -668,6 +668,7 @@ fn verify_impl(from: i64, to: Option<i64>) -> TgResult<Report> {
 /// `tradeguard.verify(from_block, to_block)`: recomputes every signature, Merkle root and MAC.
 #[pg_extern(stable)]
 #[search_path(pg_catalog, pg_temp)]
+#[allow(clippy::type_complexity)] // (pgrx spells a function's result columns as a tuple type)
 pub fn verify(
     from_block: default!(Option<i64>, 1),
     to_block: default!(Option<i64>, "NULL"),
@@ -707,7 +708,6 @@ pub fn audit_digest() -> TableIterator<'static, (name!(block_no, i64), name!(has
             },
         )
     })
-    .map_err(crate::error::TgError::from)
     .and_then(|r| r.map_err(Into::into))
     .or_raise();
     TableIterator::new(row.into_iter().collect::<Vec<_>>())
@@ -724,7 +724,6 @@ pub fn verify_digest(block_no: i64, hash: &str) -> bool {
             &[block_no.into()],
         )
     })
-    .map_err(crate::error::TgError::from)
     .and_then(|r| r.map_err(Into::into))
     .or_raise();
     let Some(stored) = stored else {

@@ -703,8 +703,11 @@ fn actor_name() -> Rc<str> {
 }
 
 thread_local! {
-    static ACTOR: RefCell<Option<((pg_sys::Oid, u64), Rc<str>)>> = const { RefCell::new(None) };
+    static ACTOR: RefCell<Option<(ActorStamp, Rc<str>)>> = const { RefCell::new(None) };
 }
+
+/// What a cached actor name was looked up under: the role and the role cache's generation.
+type ActorStamp = (pg_sys::Oid, u64);
 
 fn record_change(trigger: &pgrx::PgTrigger<'_>) -> TgResult<()> {
     let td = trigger.trigger_data();

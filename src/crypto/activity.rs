@@ -59,10 +59,13 @@ type Key = (Op, u32, u32, u32, String);
 const OVERFLOW_SLOTS: usize = 128;
 pub const OVERFLOW_LABEL: &str = "(other contexts: counters full)";
 
+/// A decryption counter: (role, key id, version, label).
+type DecryptCounter = (u32, u32, u32, String);
+
 thread_local! {
     static LOCAL: RefCell<HashMap<Key, u64>> = RefCell::new(HashMap::new());
     /// The decryption counter last used: (role, key id, version, label) and its count.
-    static LAST: RefCell<Option<((u32, u32, u32, String), u64)>> = const { RefCell::new(None) };
+    static LAST: RefCell<Option<(DecryptCounter, u64)>> = const { RefCell::new(None) };
     static ENC_LAST: Cell<(u32, u32, u64)> = const { Cell::new((0, 0, 0)) };
     static HOOKED_LXID: Cell<u64> = const { Cell::new(u64::MAX) };
 }
@@ -293,20 +296,6 @@ pub fn take() -> (Vec<StatSlot>, u64) {
     take_to_store(|x| x.op == Op::Decrypt as u8 || x.dboid == mydb, true)
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn labels_drop_the_row_part() {
-        assert_eq!(super::context_label("tg:3:42"), "tg:3");
-        assert_eq!(super::context_label("tg:3"), "tg:3");
-        assert_eq!(super::context_label("accounts.api_key:7"), "accounts.api_key");
-        assert_eq!(super::context_label(""), "");
-        assert_eq!(super::context_label("nocolon"), "nocolon");
-        assert_eq!(super::context_label(&format!("tg:{}:1", "é".repeat(30))), format!("tg:{}", "é".repeat(20)));
-        assert_eq!(super::context_label(&format!("{}:1", "ü".repeat(70))), "ü".repeat(64));
-    }
-}
-
 /// Stores the pending counts (called by the worker inside a transaction, in its database).
 pub fn store() -> crate::error::TgResult<()> {
     let (slots, dropped) = take();
@@ -395,4 +384,18 @@ fn rotate_due(names: Vec<String>) -> crate::error::TgResult<()> {
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn labels_drop_the_row_part() {
+        assert_eq!(super::context_label("tg:3:42"), "tg:3");
+        assert_eq!(super::context_label("tg:3"), "tg:3");
+        assert_eq!(super::context_label("accounts.api_key:7"), "accounts.api_key");
+        assert_eq!(super::context_label(""), "");
+        assert_eq!(super::context_label("nocolon"), "nocolon");
+        assert_eq!(super::context_label(&format!("tg:{}:1", "é".repeat(30))), format!("tg:{}", "é".repeat(20)));
+        assert_eq!(super::context_label(&format!("{}:1", "ü".repeat(70))), "ü".repeat(64));
+    }
 }

@@ -430,7 +430,7 @@ unsafe fn old_attribute(td: &pg_sys::TriggerData, i: usize) -> Option<pg_sys::Da
 /// let equality search find the row by another value.
 fn blind_kept(td: &pg_sys::TriggerData, b: usize, values: &[pg_sys::Datum], nulls: &[bool]) -> TgResult<()> {
     unsafe {
-        let old = old_attribute(td, b).map(|d| common::varlena_bytes(d));
+        let old = old_attribute(td, b).map(common::varlena_bytes);
         let new = (!nulls[b]).then(|| common::varlena_bytes(values[b]));
         if old == new {
             return Ok(());
@@ -694,7 +694,8 @@ fn encrypt_row(td: &pg_sys::TriggerData) -> TgResult<pg_sys::HeapTuple> {
                     let mut last = col.last_sealed.borrow_mut();
                     let armored = common::varlena_bytes(values[idx]);
                     last.0 = common::shmem::local_xact_stamp();
-                    (last.1.clear(), last.2.clear());
+                    last.1.clear();
+                    last.2.clear();
                     last.1.extend_from_slice(armored);
                     last.2.push_str(ctx);
                     last.3.clear();
@@ -1453,6 +1454,10 @@ fn refuse_owner_planner_code(relid: pg_sys::Oid, fq: &str) -> TgResult<()> {
     }
 }
 
+/// The rows a pass of [`update_in_batches`] picked (relations and tuple ids): the same rows
+/// picked again mean the write did not convert them.
+type BatchIdentity = (Vec<pg_sys::Oid>, Vec<(u16, u16, u16)>);
+
 /// Writes back (`SET col = col`: the encrypt trigger does the work) the rows of `fq` (table
 /// `relid`) that match `cond`, at most `batch` at a time, until none is left; returns the count.
 /// Re-running after an interruption continues where it stopped. The rows are chosen and locked
@@ -1473,7 +1478,7 @@ fn update_in_batches(relid: pg_sys::Oid, fq: &str, col: &str, cond: &str, batch:
           WHERE tg_t.tableoid OPERATOR(pg_catalog.=) tg_s.tg_rel AND tg_t.ctid OPERATOR(pg_catalog.=) tg_s.tg_row"
     );
     let mut total = 0i64;
-    let mut last_pick: Option<(Vec<pg_sys::Oid>, Vec<(u16, u16, u16)>)> = None;
+    let mut last_pick: Option<BatchIdentity> = None;
     loop {
         // (Not read-only: FOR UPDATE locks the rows.)
         // (without constraint exclusion: the table's CHECK constraints are its owner's code, which

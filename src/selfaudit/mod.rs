@@ -17,6 +17,7 @@ use error::SelfAuditError;
 /// `tradeguard_audit.file_info(path)`: stat of a path (symlinks followed) with the server's rights.
 #[pg_extern(volatile, strict)]
 #[search_path(pg_catalog, pg_temp)]
+#[allow(clippy::type_complexity)] // (pgrx spells a function's result columns as a tuple type)
 fn file_info(
     path: &str,
 ) -> TableIterator<
@@ -92,6 +93,7 @@ fn cert_row(path: &str) -> Result<CertRow, SelfAuditError> {
 /// `tradeguard_audit.cert_info(path)`: the parsed PEM certificate at `path`.
 #[pg_extern(volatile, strict)]
 #[search_path(pg_catalog, pg_temp)]
+#[allow(clippy::type_complexity)] // (pgrx spells a function's result columns as a tuple type)
 fn cert_info(
     path: &str,
 ) -> TableIterator<

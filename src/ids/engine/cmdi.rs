@@ -415,7 +415,7 @@ fn judge_cmd(word: &str, follow: &str) -> Option<u8> {
     }
     if strong(w) {
         // strong words: the rest must not be prose ("; ls" / "| id" / "&& whoami")
-        let f = follow.trim_start_matches(|c: char| c == ' ' || c == '\t' || c == '\0');
+        let f = follow.trim_start_matches([' ', '\t', '\0']);
         // `ps aux`: BSD-style options without a dash
         if w == "ps" && ["aux", "axu", "ax", "auxf", "auxww", "ef"].contains(&f.split(|c: char| !c.is_ascii_alphabetic()).next().unwrap_or("").to_ascii_lowercase().as_str()) {
             return Some(85);
@@ -695,9 +695,9 @@ pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
         }
         if let Some(m) = if (seen.has(b'$') && seen.has(b'(')) || seen.has(b'`') { r.subst.find(text) } else { None } {
             // the substituted text must start with a command word
-            let inner = m.as_str().trim_start_matches(|c| c == '$' || c == '(' || c == '`' || c == ' ');
+            let inner = m.as_str().trim_start_matches(['$', '(', '`', ' ']);
             let word: String = inner.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '/' || *c == '_' || *c == '.' || *c == '\\').collect();
-            let base = word.rsplit(|c| c == '/' || c == '\\').next().unwrap_or("");
+            let base = word.rsplit(['/', '\\']).next().unwrap_or("");
             let rest = &inner[word.len().min(inner.len())..];
             // `$(word)` runs word, except in a makefile's syntax: an upper-case variable alone
             // (`$(VER)`, `$(DEB_HOST_MULTIARCH)`; not `$(IEX(iwr ...))`) or a make function
@@ -714,7 +714,7 @@ pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
             let runs = !(make_var || make_fn && m.as_str().starts_with("$(") || jquery);
             // (a guarded word in backticks is markdown: `` `java -jar app.jar` ``)
             let markdown = m.as_str().starts_with('`') && GUARDED.contains(&base.to_ascii_lowercase().as_str());
-            if !markdown && judge_cmd(base, rest.trim_end_matches(|c| c == ')' || c == '`')).is_some() || m.as_str().starts_with("$(") && base.len() > 1 && runs {
+            if !markdown && judge_cmd(base, rest.trim_end_matches([')', '`'])).is_some() || m.as_str().starts_with("$(") && base.len() > 1 && runs {
                 push(out, "cmdi.substitution", 85, m.start(), m.end(), text);
             }
         }
@@ -788,7 +788,7 @@ pub fn scan(text: &str, seen: &Seen, out: &mut Vec<Hit>) {
     }
     // leading command: only when the first word (last path component) is a command name
     let first_tok = text.trim_start_matches(|c: char| c.is_whitespace() || c == '"' || c == '\'').split(|c: char| c.is_whitespace() || c == '$').next().unwrap_or("");
-    let first_word = first_tok.rsplit(|c| c == '/' || c == '\\').next().unwrap_or("").to_ascii_lowercase();
+    let first_word = first_tok.rsplit(['/', '\\']).next().unwrap_or("").to_ascii_lowercase();
     let first_word = first_word.trim_end_matches(".exe");
     let lead_possible = is_command(first_word);
     if let Some(caps) = if lead_possible { r.start_cmd.captures(text) } else { None } {

@@ -350,7 +350,7 @@ pub fn decode(input: &str, url_ctx: bool) -> Decoded {
             break;
         }
         let src: &str = cur.as_deref().unwrap_or(input);
-        if !src.contains('%') && !(plus && rounds == 0 && src.contains('+')) {
+        if !(src.contains('%') || (plus && rounds == 0 && src.contains('+'))) {
             break;
         }
         match url_round(src.as_bytes(), plus && rounds == 0) {
@@ -414,14 +414,6 @@ pub fn decode(input: &str, url_ctx: bool) -> Decoded {
     Decoded { text, steps, had_nul }
 }
 
-/// Spellings attackers use to get a keyword or command past filters that a decoder does not
-/// undo, rewritten into the plain form (each with its step name):
-/// - `comment_split`: an inline comment inside a word (`UN/**/ION SEL/**/ECT`), for
-///   applications or filters that strip comments;
-/// - `shell_dequote`: quotes and backslashes inside a word (`c'a't /e't'c/pa's'swd`,
-///   `c\at`), which a shell removes, when the value also has a shell separator;
-/// - `high_bit`: Latin-1 characters with the eighth bit dropped (`¼script¾` is `<script>` in
-///   a page served as US-ASCII), when the value has both `¼` and `¾`.
 /// `text` with a path spelled with `/./` or doubled slashes (`/etc/./passwd`, `//etc//shadow`)
 /// written as the system resolves it, if it has one. (Not the `//` of a URL's scheme.)
 pub fn normalized_path(text: &str) -> Option<String> {
@@ -444,6 +436,14 @@ pub fn normalized_path(text: &str) -> Option<String> {
     (n != text).then_some(n)
 }
 
+/// Spellings attackers use to get a keyword or command past filters that a decoder does not
+/// undo, rewritten into the plain form (each with its step name):
+/// - `comment_split`: an inline comment inside a word (`UN/**/ION SEL/**/ECT`), for
+///   applications or filters that strip comments;
+/// - `shell_dequote`: quotes and backslashes inside a word (`c'a't /e't'c/pa's'swd`,
+///   `c\at`), which a shell removes, when the value also has a shell separator;
+/// - `high_bit`: Latin-1 characters with the eighth bit dropped (`¼script¾` is `<script>` in
+///   a page served as US-ASCII), when the value has both `¼` and `¾`.
 pub fn evasion_variants(text: &str) -> Vec<(&'static str, String)> {
     let mut out = Vec::new();
     let b = text.as_bytes();

@@ -455,6 +455,9 @@ fn run_detectors(text: &str, ctx: Context, had_nul: bool, early: bool, out: &mut
     }
 }
 
+/// A reading of a value: its text as a step rewrites it, or None if the step does not apply.
+type Reading = fn(&str) -> Option<String>;
+
 fn scan(input: &str, ctx: Context, early: bool) -> Option<Scan> {
     let b = input.as_bytes();
     if b.is_empty() {
@@ -475,7 +478,7 @@ fn scan(input: &str, ctx: Context, early: bool) -> Option<Scan> {
         let mut steps = Vec::new();
         // (the readings a plain value can have: a path as the system resolves it, keywords
         // written inside themselves; tried in turn until one finds something)
-        let readings: [(&str, fn(&str) -> Option<String>); 2] = [("path_normalized", decode::normalized_path), ("nested_keyword", decode::nested_keywords_removed)];
+        let readings: [(&str, Reading); 2] = [("path_normalized", decode::normalized_path), ("nested_keyword", decode::nested_keywords_removed)];
         for (step, reading) in readings {
             if !hits.is_empty() {
                 break;
@@ -532,17 +535,9 @@ fn scan(input: &str, ctx: Context, early: bool) -> Option<Scan> {
 fn context_weight(ctx: Context, h: &Hit) -> u8 {
     let mut w = h.weight as i32;
     match ctx {
-        Context::Path => {
-            if h.class == Class::Traversal {
-                w += 10;
-            }
-        }
-        Context::FreeText => {
-            // free text: tolerate weak signals
-            if w < 70 {
-                w -= 10;
-            }
-        }
+        Context::Path if h.class == Class::Traversal => w += 10,
+        // free text: tolerate weak signals
+        Context::FreeText if w < 70 => w -= 10,
         _ => {}
     }
     w.clamp(0, 100) as u8

@@ -807,7 +807,8 @@ fn simple_operand(v: &View, mut i: usize) -> Option<(usize, usize)> {
         i += 1;
     }
     let k = v.kind(i)?;
-    if !matches!(k, Tk::Num | Tk::Str | Tk::Bare | Tk::Var) && !(k == Tk::Kw && matches!(v.kw(i), "null" | "true" | "false")) {
+    let literal = k == Tk::Kw && matches!(v.kw(i), "null" | "true" | "false");
+    if !(literal || matches!(k, Tk::Num | Tk::Str | Tk::Bare | Tk::Var)) {
         return None;
     }
     let idx = i;
@@ -822,7 +823,7 @@ fn simple_operand(v: &View, mut i: usize) -> Option<(usize, usize)> {
 fn operand_value<'b>(v: &View<'b>, i: usize) -> Vec<u8> {
     let t = &v.t[i];
     let mut b = v.text(t).to_ascii_lowercase();
-    if t.kind == Tk::Str && b.len() >= 1 {
+    if t.kind == Tk::Str && !b.is_empty() {
         // strip quotes (the first string of a quoted view has no opening quote)
         if matches!(b[0], b'\'' | b'"') {
             b.remove(0);
@@ -1107,7 +1108,7 @@ fn prose_after(v: &View, i: usize, window: usize) -> bool {
 
 fn hit(v: &View, rule: &'static str, weight: u8, i: usize, class: Class) -> Hit {
     let st = v.t.get(i).map(|t| t.start).unwrap_or(0);
-    let en = v.t.iter().skip(i).take(8).last().map(|t| t.end).unwrap_or(st);
+    let en = v.t.iter().skip(i).take(8).next_back().map(|t| t.end).unwrap_or(st);
     Hit { class, rule_id: rule, weight, offset: st, length: en.saturating_sub(st).min(64), detail: format!("fp={}", v.fingerprint(i)) }
 }
 
@@ -1166,10 +1167,8 @@ fn analyze(v: &View, quoted: bool, out: &mut Vec<Hit>) {
             parens += 1;
         }
         match v.kind(k) {
-            Some(Tk::Logic) => {
-                if breakout_logic_ok(v, k + 1) {
-                    found(hit(v, "sqli.breakout_logic", 90, 0, c), out);
-                }
+            Some(Tk::Logic) if breakout_logic_ok(v, k + 1) => {
+                found(hit(v, "sqli.breakout_logic", 90, 0, c), out);
             }
             Some(Tk::Semi) => {
                 if k + 1 < n && v.kind(k + 1) == Some(Tk::Stmt) && stmt_valid(v, k + 1) {
@@ -1233,10 +1232,8 @@ fn analyze(v: &View, quoted: bool, out: &mut Vec<Hit>) {
                     found(hit(v, "sqli.breakout_clause", 85, 0, c), out);
                 }
             }
-            Some(Tk::Stmt) => {
-                if stmt_valid(v, k) && v.kw(k) != "set" && v.kw(k) != "use" {
-                    found(hit(v, "sqli.breakout_statement", 85, 0, c), out);
-                }
+            Some(Tk::Stmt) if stmt_valid(v, k) && v.kw(k) != "set" && v.kw(k) != "use" => {
+                found(hit(v, "sqli.breakout_statement", 85, 0, c), out);
             }
             Some(Tk::Comma) if parens > 0 || v.kind(k + 1).map(is_value).unwrap_or(false) || v.kw(k + 1) == "null" => {
                 // "',NULL,NULL) waitfor ..." : value list breakout; flagged only with more SQL after it
