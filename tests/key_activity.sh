@@ -2,6 +2,7 @@
 # Who decrypted what: decryptions are counted per role, key and column off the query path and
 # reach tradeguard.decrypt_activity; encryptions count per key version and rotate the key at
 # tradeguard.key_rotate_after; an unusual decryption volume raises a decrypt_anomaly event.
+# What is still pending in shared memory (counts, events) survives a clean restart.
 set -uo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -86,6 +87,51 @@ check "seal() there stores them (none lost by those that rolled back, savepoints
   [ "$(q ka_other -c "SELECT use_count FROM tradeguard.keys WHERE name = 'other' AND version = 1")" = 1200 ]
 check "and rotates the key past tradeguard.key_rotate_after" \
   [ "$(q ka_other -c "SELECT status FROM tradeguard.keys WHERE name = 'other' AND version = 2")" = active ]
+
+# What waits in shared memory survives a clean restart: the exiting postmaster writes it to
+# pg_stat/tradeguard_pending.json and the next one reads it back. Served a database without
+# tradeguard, the worker stores nothing, so the counts and the event below are still waiting
+# when the server stops (checked before each restart).
+PENDING="$E2E_DATA/pg_stat/tradeguard_pending.json"
+worker_in() { # the worker has connected to database $1
+  for _ in $(seq 1 50); do
+    [ "$(q postgres -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'tradeguard worker' AND datname = '$1'")" = 1 ] && return 0
+    sleep 0.2
+  done
+  return 1
+}
+restart() { stop_cluster "$E2E_DATA" && start_cluster "$E2E_DATA" "$E2E_PORT"; }
+as_pg "$PG_BIN/createdb" -h /tmp -p "$E2E_PORT" ka_idle
+q ka -c "ALTER SYSTEM SET tradeguard.database_name = 'ka_idle'" >/dev/null
+restart
+check "the worker serves a database without tradeguard" worker_in ka_idle
+q ka_other -v ON_ERROR_STOP=1 -c "SELECT tradeguard.create_key('kept')" \
+  -c "CREATE TABLE t_kept AS SELECT tradeguard.encrypt('x'::text, 'kept') AS c FROM generate_series(1, 300)" >/dev/null
+q ka -v ON_ERROR_STOP=1 -c "CREATE TABLE kept_notes (id serial PRIMARY KEY, note text)" \
+  -c "SELECT tradeguard.guard_columns('kept_notes', ARRAY['note'], 'log')" \
+  -c "INSERT INTO kept_notes (note) VALUES ('1'' OR ''1''=''1'' --')" >/dev/null
+kept_event="SELECT count(*) FROM tradeguard.security_events WHERE event_type = 'injection_attempt' AND detail->>'table' LIKE '%kept_notes'"
+sleep 1.5
+check "the event waits in shared memory (not stored by a worker serving another database)" [ "$(q ka -c "$kept_event")" = 0 ]
+stop_cluster "$E2E_DATA"
+check "a clean shutdown writes what is pending to pg_stat/tradeguard_pending.json (mode 0600)" \
+  [ "$(stat -c %a "$PENDING" 2>/dev/null)" = 600 ]
+check "the file holds the counts and the event, never a value" \
+  bash -c "grep -q '\"n\":300' '$PENDING' && grep -q injection_attempt '$PENDING' && ! grep -q \"OR '1'\" '$PENDING'"
+start_cluster "$E2E_DATA" "$E2E_PORT"
+check "the next start reads it back and removes it" [ ! -e "$PENDING" ]
+q ka -c "ALTER SYSTEM RESET tradeguard.database_name" >/dev/null
+restart   # (the event is still pending: written and read back again)
+check "the worker serves its database again" worker_in ka
+check "an event pending at a restart is stored after it" wait_for "SELECT ($kept_event) = 1"
+q ka_other -c "SELECT tradeguard.seal()" >/dev/null
+check "encryption counts pending at a restart are stored after it" \
+  [ "$(q ka_other -c "SELECT use_count FROM tradeguard.keys WHERE name = 'kept' AND version = 1")" = 300 ]
+stop_cluster "$E2E_DATA"
+echo '{"format": 1, "counts": [' | as_pg tee "$PENDING" >/dev/null
+start_cluster "$E2E_DATA" "$E2E_PORT"
+check "a file that does not parse is logged, ignored and removed; the server starts" \
+  bash -c "[ ! -e '$PENDING' ] && grep -q 'tradeguard: ignored pg_stat/tradeguard_pending.json' '$E2E_DATA/../server.log'"
 
 echo "$fails failed"
 [ "$fails" -eq 0 ]

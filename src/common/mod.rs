@@ -63,6 +63,8 @@ pub fn init() {
         shmem::init();
         security::init();
         crate::crypto::activity::init();
+        // (After the structures above: its start-up hook runs after theirs.)
+        persist::install();
         auth::install();
         worker::register();
     }
@@ -71,6 +73,7 @@ pub fn init() {
 pub mod auth;
 pub mod events;
 pub mod par;
+pub mod persist;
 pub mod security;
 pub mod shmem;
 pub mod worker;

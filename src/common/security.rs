@@ -201,6 +201,25 @@ pub fn drain() -> (Vec<EventSlot>, u64) {
     (out, dropped)
 }
 
+/// The events waiting in the queue, and how many were dropped, left where they are.
+///
+/// # Safety
+/// No other process may be attached to shared memory (the postmaster exiting).
+pub unsafe fn pending_events_unlocked() -> (Vec<EventSlot>, u64) {
+    match unsafe { EVENTS.unlocked() } {
+        Some(q) => ((q.tail..q.head).take(QUEUE_LEN).map(|n| q.slots[(n % QUEUE_LEN as u64) as usize]).collect(), q.dropped),
+        None => (Vec::new(), 0),
+    }
+}
+
+/// Queues events kept over a restart (see `common::persist`), with those dropped.
+pub fn restore_events(events: &[EventSlot], dropped: u64) {
+    for e in events {
+        push(*e);
+    }
+    EVENTS.exclusive().dropped += dropped;
+}
+
 pub fn decryption_frozen() -> bool {
     super::is_preloaded() && DECRYPT_FROZEN.get().load(Ordering::Acquire)
 }

@@ -91,6 +91,14 @@ impl<T> ZeroedLwLock<T> {
         (data, lock)
     }
 
+    /// The data without its lock.
+    ///
+    /// # Safety
+    /// No other process may be attached to shared memory (the postmaster exiting).
+    pub unsafe fn unlocked(&self) -> Option<&T> {
+        unsafe { (*self.data.get()).as_ref() }
+    }
+
     pub fn share(&self) -> ShareGuard<'_, T> {
         let (data, lock) = self.acquire(pg_sys::LWLockMode::LW_SHARED);
         ShareGuard { data: unsafe { &*data }, lock }

@@ -248,11 +248,28 @@ fn put_back(which: impl Fn(pg_sys::SubTransactionId) -> bool) {
         Err(_) => Vec::new(),
     });
     for (slots, lost) in back {
-        add_to_shared(slots.iter().map(|x| {
-            let op = if x.op == Op::Encrypt as u8 { Op::Encrypt } else { Op::Decrypt };
-            (x.dboid, (op, x.roleoid, x.key_id, x.key_version, x.label.as_str().to_string()), x.pending)
-        }));
-        STATS.exclusive().dropped += lost;
+        restore(&slots, lost);
+    }
+}
+
+/// Adds counts taken from shared memory back to it (a rolled-back store, or the counts kept
+/// over a restart: see `common::persist`), with those lost.
+pub fn restore(slots: &[StatSlot], lost: u64) {
+    add_to_shared(slots.iter().map(|x| {
+        let op = if x.op == Op::Encrypt as u8 { Op::Encrypt } else { Op::Decrypt };
+        (x.dboid, (op, x.roleoid, x.key_id, x.key_version, x.label.as_str().to_string()), x.pending)
+    }));
+    STATS.exclusive().dropped += lost;
+}
+
+/// The counts waiting in shared memory, and how many were lost, left where they are.
+///
+/// # Safety
+/// No other process may be attached to shared memory (the postmaster exiting).
+pub unsafe fn pending_unlocked() -> (Vec<StatSlot>, u64) {
+    match unsafe { STATS.unlocked() } {
+        Some(s) => (s.slots.iter().filter(|x| x.used && x.pending > 0).copied().collect(), s.dropped),
+        None => (Vec::new(), 0),
     }
 }
 

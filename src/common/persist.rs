@@ -1,0 +1,300 @@
+//! What waits in shared memory survives a clean restart: key use counts and decryption counts
+//! not stored yet (those of a database the worker does not serve wait there until
+//! `tradeguard.seal()` runs in it), and security and login events the worker has not drained.
+//!
+//! As pg_stat_statements does: when the postmaster exits normally (after every other process,
+//! the worker included, has exited and the shutdown checkpoint is written), it writes them to
+//! `pg_stat/tradeguard_pending.json` in the data directory (mode 0600), and the next postmaster
+//! reads them back into shared memory at start-up and removes the file. A crash or an immediate
+//! shutdown writes nothing: what was pending then is lost (README, Known blind spots). The file
+//! holds counts, role and database names, client addresses and event details, never key bytes or
+//! plaintext; a file that does not parse, or of another format, is logged and ignored.
+
+use std::ffi::c_int;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+
+use pgrx::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::security::{self, EventKind, EventSlot, FixedStr};
+use crate::crypto::activity::{self, StatSlot};
+
+/// Relative to the data directory (the postmaster's working directory), next to pgstat's own
+/// file of the same kind.
+const FILE: &str = "pg_stat/tradeguard_pending.json";
+const FORMAT: u32 = 1;
+
+#[derive(Serialize, Deserialize, Default, Debug, PartialEq)]
+struct Pending {
+    format: u32,
+    counts: Vec<Count>,
+    counts_dropped: u64,
+    events: Vec<Event>,
+    events_dropped: u64,
+}
+
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+struct Count {
+    op: u8,
+    database: u32,
+    role: u32,
+    key_id: u32,
+    version: u32,
+    label: String,
+    n: u64,
+}
+
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+struct Event {
+    kind: u8,
+    at: i64,
+    success: bool,
+    blocked: bool,
+    event_type: String,
+    severity: String,
+    addr: String,
+    role: String,
+    database: String,
+    detail: String,
+}
+
+impl Count {
+    fn of(x: &StatSlot) -> Count {
+        Count {
+            op: x.op,
+            database: x.dboid,
+            role: x.roleoid,
+            key_id: x.key_id,
+            version: x.key_version,
+            label: x.label.as_str().to_string(),
+            n: x.pending,
+        }
+    }
+
+    /// The slot, if the entry is one tradeguard writes (a known operation, a count).
+    fn slot(&self) -> Option<StatSlot> {
+        let known = self.op == activity::Op::Encrypt as u8 || self.op == activity::Op::Decrypt as u8;
+        (known && self.n > 0).then(|| StatSlot {
+            used: true,
+            op: self.op,
+            dboid: self.database,
+            roleoid: self.role,
+            key_id: self.key_id,
+            key_version: self.version,
+            label: FixedStr::new(&self.label),
+            pending: self.n,
+        })
+    }
+}
+
+impl Event {
+    fn of(e: &EventSlot) -> Event {
+        Event {
+            kind: e.kind as u8,
+            at: e.at,
+            success: e.success,
+            blocked: e.blocked,
+            event_type: e.event_type.as_str().to_string(),
+            severity: e.severity.as_str().to_string(),
+            addr: e.addr.as_str().to_string(),
+            role: e.role.as_str().to_string(),
+            database: e.database.as_str().to_string(),
+            detail: e.detail.as_str().to_string(),
+        }
+    }
+
+    /// The queue slot, if the entry is of a kind the worker stores.
+    fn slot(&self) -> Option<EventSlot> {
+        let kind = match self.kind {
+            k if k == EventKind::Security as u8 => EventKind::Security,
+            k if k == EventKind::Auth as u8 => EventKind::Auth,
+            _ => return None,
+        };
+        Some(EventSlot {
+            kind,
+            at: self.at,
+            success: self.success,
+            blocked: self.blocked,
+            event_type: FixedStr::new(&self.event_type),
+            severity: FixedStr::new(&self.severity),
+            addr: FixedStr::new(&self.addr),
+            role: FixedStr::new(&self.role),
+            database: FixedStr::new(&self.database),
+            detail: FixedStr::new(&self.detail),
+        })
+    }
+}
+
+static mut PREV_SHMEM_STARTUP_HOOK: pg_sys::shmem_startup_hook_type = None;
+
+/// Called from `_PG_init` (preloaded) after the shared-memory structures are registered: this
+/// hook runs after theirs.
+pub fn install() {
+    unsafe {
+        PREV_SHMEM_STARTUP_HOOK = pg_sys::shmem_startup_hook;
+        pg_sys::shmem_startup_hook = Some(shmem_startup);
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn shmem_startup() {
+    unsafe {
+        if let Some(prev) = PREV_SHMEM_STARTUP_HOOK {
+            pg_sys::submodules::ffi::pg_guard_ffi_boundary(|| prev());
+        }
+        // The postmaster (or a single-user backend): it made shared memory, and its exit is the
+        // last one.
+        if pg_sys::IsUnderPostmaster {
+            return;
+        }
+        load();
+        pg_sys::on_shmem_exit(Some(shmem_exit), pg_sys::Datum::from(0usize));
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn shmem_exit(code: c_int, _arg: pg_sys::Datum) {
+    // After a crash shared memory may be half-written: nothing is saved.
+    if code != 0 {
+        return;
+    }
+    // SAFETY: every other process has exited; nothing else reads or writes shared memory.
+    let pending = unsafe { snapshot() };
+    if pending.counts.is_empty() && pending.events.is_empty() && pending.counts_dropped == 0 && pending.events_dropped == 0 {
+        return;
+    }
+    match save(&pending) {
+        Ok(()) => pgrx::log!(
+            "tradeguard: kept {} pending key and decryption counts and {} security events in {FILE} for the next start",
+            pending.counts.len(),
+            pending.events.len()
+        ),
+        Err(e) => pgrx::log!("tradeguard: could not write {FILE}: {e}; pending counts and events are lost"),
+    }
+}
+
+/// What waits in shared memory now.
+///
+/// # Safety
+/// No other process may be attached to shared memory (the postmaster exiting).
+unsafe fn snapshot() -> Pending {
+    let (counts, counts_dropped) = unsafe { activity::pending_unlocked() };
+    let (events, events_dropped) = unsafe { security::pending_events_unlocked() };
+    Pending {
+        format: FORMAT,
+        counts: counts.iter().map(Count::of).collect(),
+        counts_dropped,
+        events: events.iter().map(Event::of).collect(),
+        events_dropped,
+    }
+}
+
+/// Written to a temporary file, flushed, then renamed: the file is whole or absent.
+fn save(pending: &Pending) -> std::io::Result<()> {
+    let tmp = format!("{FILE}.tmp");
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    f.write_all(&serde_json::to_vec(pending)?)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, FILE)
+}
+
+fn parse(bytes: &[u8]) -> Result<Pending, String> {
+    let p: Pending = serde_json::from_slice(bytes).map_err(|e| format!("not readable: {e}"))?;
+    if p.format != FORMAT {
+        return Err(format!("format {} is not {FORMAT}", p.format));
+    }
+    Ok(p)
+}
+
+/// Reads the file back into shared memory (at start-up, before any other process exists) and
+/// removes it, so that a crash later does not count it twice.
+fn load() {
+    let bytes = match std::fs::read(FILE) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+        Err(e) => {
+            pgrx::log!("tradeguard: could not read {FILE}: {e}");
+            return;
+        }
+    };
+    if let Err(e) = std::fs::remove_file(FILE) {
+        // Left in place it would be read again at every start: nothing is loaded.
+        pgrx::log!("tradeguard: could not remove {FILE}: {e}; its pending counts and events are ignored");
+        return;
+    }
+    match parse(&bytes) {
+        Ok(p) => {
+            let counts: Vec<StatSlot> = p.counts.iter().filter_map(Count::slot).collect();
+            let events: Vec<EventSlot> = p.events.iter().filter_map(Event::slot).collect();
+            activity::restore(&counts, p.counts_dropped);
+            security::restore_events(&events, p.events_dropped);
+            pgrx::log!("tradeguard: restored {} pending key and decryption counts and {} security events from the last shutdown", counts.len(), events.len());
+        }
+        Err(e) => pgrx::log!("tradeguard: ignored {FILE}: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Pending {
+        Pending {
+            format: FORMAT,
+            counts: vec![Count { op: 2, database: 5, role: 0, key_id: 3, version: 1, label: String::new(), n: 1200 }],
+            counts_dropped: 7,
+            events: vec![Event {
+                kind: EventKind::Auth as u8,
+                at: 42,
+                success: false,
+                blocked: true,
+                event_type: "auth".into(),
+                severity: "high".into(),
+                addr: "192.0.2.1".into(),
+                role: "trader".into(),
+                database: "daytrading_prod".into(),
+                detail: "authentication failed".into(),
+            }],
+            events_dropped: 1,
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let p = sample();
+        assert_eq!(parse(&serde_json::to_vec(&p).unwrap()).unwrap(), p);
+        let slot = p.counts[0].slot().unwrap();
+        assert_eq!(Count::of(&slot), p.counts[0]);
+        let event = p.events[0].slot().unwrap();
+        assert_eq!(Event::of(&event), p.events[0]);
+    }
+
+    #[test]
+    fn refuses_what_it_did_not_write() {
+        assert!(parse(b"").is_err());
+        assert!(parse(b"{\"format\": 1").is_err());
+        let mut p = sample();
+        p.format = 2;
+        assert!(parse(&serde_json::to_vec(&p).unwrap()).unwrap_err().contains("format 2"));
+        // Unknown operations and event kinds, and empty counts, are skipped one by one.
+        let mut p = sample();
+        p.counts[0].op = 9;
+        assert!(p.counts[0].slot().is_none());
+        p.counts[0].op = 1;
+        p.counts[0].n = 0;
+        assert!(p.counts[0].slot().is_none());
+        p.events[0].kind = EventKind::Empty as u8;
+        assert!(p.events[0].slot().is_none());
+        p.events[0].kind = 200;
+        assert!(p.events[0].slot().is_none());
+    }
+
+    #[test]
+    fn long_text_is_cut_to_the_slot() {
+        let mut p = sample();
+        p.events[0].role = "é".repeat(100);
+        let slot = p.events[0].slot().unwrap();
+        assert!(slot.role.as_str().len() <= 64 && slot.role.as_str().chars().all(|c| c == 'é'));
+    }
+}
