@@ -132,6 +132,13 @@ echo '{"format": 1, "counts": [' | as_pg tee "$PENDING" >/dev/null
 start_cluster "$E2E_DATA" "$E2E_PORT"
 check "a file that does not parse is logged, ignored and removed; the server starts" \
   bash -c "[ ! -e '$PENDING' ] && grep -q 'tradeguard: ignored pg_stat/tradeguard_pending.json' '$E2E_DATA/../server.log'"
+# An immediate shutdown ends with a normal exit of the postmaster too: the counts are kept.
+q ka_other -c "CREATE TABLE t_kept2 AS SELECT tradeguard.encrypt('x'::text, 'kept') AS c FROM generate_series(1, 100)" >/dev/null
+as_pg "$PG_BIN/pg_ctl" -D "$E2E_DATA" -m immediate -w stop >/dev/null
+start_cluster "$E2E_DATA" "$E2E_PORT"
+q ka_other -c "SELECT tradeguard.seal()" >/dev/null
+check "counts pending at an immediate shutdown are kept too" \
+  [ "$(q ka_other -c "SELECT use_count FROM tradeguard.keys WHERE name = 'kept' AND version = 1")" = 400 ]
 
 echo "$fails failed"
 [ "$fails" -eq 0 ]

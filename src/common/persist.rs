@@ -3,10 +3,12 @@
 //! `tradeguard.seal()` runs in it), and security and login events the worker has not drained.
 //!
 //! As pg_stat_statements does: when the postmaster exits normally (after every other process,
-//! the worker included, has exited and the shutdown checkpoint is written), it writes them to
-//! `pg_stat/tradeguard_pending.json` in the data directory (mode 0600), and the next postmaster
-//! reads them back into shared memory at start-up and removes the file. A crash or an immediate
-//! shutdown writes nothing: what was pending then is lost (README, Known blind spots). The file
+//! the worker included, has exited), it writes them to `pg_stat/tradeguard_pending.json` in the
+//! data directory (mode 0600), and the next postmaster reads them back into shared memory at
+//! start-up and removes the file. After a crash nothing is written: what was pending then is
+//! lost (README, Known blind spots). An immediate shutdown also ends with a normal exit of the
+//! postmaster, but stops the other processes wherever they are: a structure whose lock one of
+//! them still held may be half-written, and is left out. The file
 //! holds counts, role and database names, client addresses and event details, never key bytes or
 //! plaintext; a file that does not parse, or of another format, is logged and ignored.
 
@@ -159,8 +161,10 @@ unsafe extern "C-unwind" fn shmem_exit(code: c_int, _arg: pg_sys::Datum) {
     if code != 0 {
         return;
     }
-    // SAFETY: every other process has exited; nothing else reads or writes shared memory.
-    let pending = unsafe { snapshot() };
+    let (pending, skipped) = snapshot();
+    for what in skipped {
+        pgrx::log!("tradeguard: pending {what} not kept: a process was stopped while writing them");
+    }
     if pending.counts.is_empty() && pending.events.is_empty() && pending.counts_dropped == 0 && pending.events_dropped == 0 {
         return;
     }
@@ -174,20 +178,26 @@ unsafe extern "C-unwind" fn shmem_exit(code: c_int, _arg: pg_sys::Datum) {
     }
 }
 
-/// What waits in shared memory now.
-///
-/// # Safety
-/// No other process may be attached to shared memory (the postmaster exiting).
-unsafe fn snapshot() -> Pending {
-    let (counts, counts_dropped) = unsafe { activity::pending_unlocked() };
-    let (events, events_dropped) = unsafe { security::pending_events_unlocked() };
-    Pending {
+/// What waits in shared memory now (every other process has exited), and what was left out:
+/// a structure whose lock a stopped process still holds (an immediate shutdown).
+fn snapshot() -> (Pending, Vec<&'static str>) {
+    let mut skipped = Vec::new();
+    let (counts, counts_dropped) = activity::pending().unwrap_or_else(|| {
+        skipped.push("key and decryption counts");
+        (Vec::new(), 0)
+    });
+    let (events, events_dropped) = security::pending_events().unwrap_or_else(|| {
+        skipped.push("security events");
+        (Vec::new(), 0)
+    });
+    let pending = Pending {
         format: FORMAT,
         counts: counts.iter().map(Count::of).collect(),
         counts_dropped,
         events: events.iter().map(Event::of).collect(),
         events_dropped,
-    }
+    };
+    (pending, skipped)
 }
 
 /// Written to a temporary file, flushed, then renamed: the file is whole or absent.

@@ -32,7 +32,7 @@ impl<const N: usize> FixedStr<N> {
         f
     }
     pub fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.buf[..self.len as usize]).unwrap_or("")
+        self.buf.get(..self.len as usize).and_then(|b| std::str::from_utf8(b).ok()).unwrap_or("")
     }
 }
 
@@ -201,15 +201,11 @@ pub fn drain() -> (Vec<EventSlot>, u64) {
     (out, dropped)
 }
 
-/// The events waiting in the queue, and how many were dropped, left where they are.
-///
-/// # Safety
-/// No other process may be attached to shared memory (the postmaster exiting).
-pub unsafe fn pending_events_unlocked() -> (Vec<EventSlot>, u64) {
-    match unsafe { EVENTS.unlocked() } {
-        Some(q) => ((q.tail..q.head).take(QUEUE_LEN).map(|n| q.slots[(n % QUEUE_LEN as u64) as usize]).collect(), q.dropped),
-        None => (Vec::new(), 0),
-    }
+/// The events waiting in the queue, and how many were dropped, left where they are; None if
+/// the queue's lock is taken (see [`super::shmem::ZeroedLwLock::try_share`]).
+pub fn pending_events() -> Option<(Vec<EventSlot>, u64)> {
+    let q = EVENTS.try_share()?;
+    Some(((q.tail..q.head).take(QUEUE_LEN).map(|n| q.slots[(n % QUEUE_LEN as u64) as usize]).collect(), q.dropped))
 }
 
 /// Queues events kept over a restart (see `common::persist`), with those dropped.

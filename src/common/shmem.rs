@@ -91,12 +91,16 @@ impl<T> ZeroedLwLock<T> {
         (data, lock)
     }
 
-    /// The data without its lock.
-    ///
-    /// # Safety
-    /// No other process may be attached to shared memory (the postmaster exiting).
-    pub unsafe fn unlocked(&self) -> Option<&T> {
-        unsafe { (*self.data.get()).as_ref() }
+    /// The data in share mode if its lock is free now, without waiting: None when another
+    /// process holds it, or held it when it was stopped (an immediate shutdown stops processes
+    /// wherever they are: what that process was writing may be half-written).
+    pub fn try_share(&self) -> Option<ShareGuard<'_, T>> {
+        // SAFETY: set once by on_shmem_startup in the postmaster, inherited by every backend.
+        let (data, lock) = unsafe { (*self.data.get(), *self.lock.get()) };
+        if data.is_null() || !unsafe { pg_sys::LWLockConditionalAcquire(lock, pg_sys::LWLockMode::LW_SHARED) } {
+            return None;
+        }
+        Some(ShareGuard { data: unsafe { &*data }, lock })
     }
 
     pub fn share(&self) -> ShareGuard<'_, T> {

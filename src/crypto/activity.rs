@@ -262,15 +262,11 @@ pub fn restore(slots: &[StatSlot], lost: u64) {
     STATS.exclusive().dropped += lost;
 }
 
-/// The counts waiting in shared memory, and how many were lost, left where they are.
-///
-/// # Safety
-/// No other process may be attached to shared memory (the postmaster exiting).
-pub unsafe fn pending_unlocked() -> (Vec<StatSlot>, u64) {
-    match unsafe { STATS.unlocked() } {
-        Some(s) => (s.slots.iter().filter(|x| x.used && x.pending > 0).copied().collect(), s.dropped),
-        None => (Vec::new(), 0),
-    }
+/// The counts waiting in shared memory, and how many were lost, left where they are; None if
+/// their lock is taken (see [`crate::common::shmem::ZeroedLwLock::try_share`]).
+pub fn pending() -> Option<(Vec<StatSlot>, u64)> {
+    let s = STATS.try_share()?;
+    Some((s.slots.iter().filter(|x| x.used && x.pending > 0).copied().collect(), s.dropped))
 }
 
 #[pgrx::pg_guard]
