@@ -2,7 +2,8 @@
 # Who decrypted what: decryptions are counted per role, key and column off the query path and
 # reach tradeguard.decrypt_activity; encryptions count per key version and rotate the key at
 # tradeguard.key_rotate_after; an unusual decryption volume raises a decrypt_anomaly event.
-# What is still pending in shared memory (counts, events) survives a clean restart.
+# What is still pending in shared memory (counts, events) survives a clean or immediate restart
+# (failed-login counters: tests/lockout.sh).
 set -uo pipefail
 source "$(dirname "$0")/lib.sh"
 

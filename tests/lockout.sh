@@ -3,8 +3,9 @@
 # lockout after tradeguard.max_failed_logins, refusal with the right password while blocked,
 # expiry, the address read from the socket with log_hostname = on, per-role lockout (also past
 # 64 failures), exempt CIDR (not locked as an address, still counted for its role), manual block
-# and unblock, persistence across a restart, the refused attempt recorded, and contain_source by
-# an admin who is not a superuser (a superuser's session is left running). Runs after
+# and unblock, persistence across a restart (blocks, and failure counts), the refused attempt
+# recorded, and contain_source by an admin who is not a superuser (a superuser's session is left
+# running). Runs after
 # `cargo pgrx install` on a throwaway cluster in $TG_TEST_DIR/lockout; prints `ok - <name>` / `not ok - <name>`, exits 1 on failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -225,6 +226,21 @@ check "it is still listed in tradeguard.blocked_sources" \
   [ "$(sql "SELECT count(*) FROM tradeguard.blocked_sources WHERE reason = 'e2e restart'")" -eq 1 ]
 sql "SELECT tradeguard.unblock('127.0.0.1/32')" >/dev/null
 check "and lifts after unblock" login_works trader1
+
+# Failed logins counted before a restart still count after it: kept over the restart in
+# pg_stat/tradeguard_pending.json (a restart must not give a password guesser a fresh count).
+sql "CREATE ROLE trader7 LOGIN PASSWORD '$PASS'" >/dev/null
+n=0
+for i in 1 2; do wrong_password trader7 && n=$((n + 1)); done
+check "2 wrong passwords for trader7 (the address limit is 3)" [ "$n" -eq 2 ]
+start_cluster "$DATA" "$PORT" || not_ok "cluster restarts"
+check "the server log says the counters were kept and restored" \
+  bash -c "grep -q 'failed-login counters in pg_stat/tradeguard_pending.json' '$LOGF' && grep -q 'restored .* [1-9][0-9]* failed-login counters' '$LOGF'"
+wrong_password trader7
+check "the third wrong password after the restart locks the address out" refused_blocked trader7
+sleep 1.5   # the worker stores the lockout before it is lifted
+sql "SELECT tradeguard.unblock('127.0.0.1/32')" >/dev/null
+check "and lifts after unblock" login_works trader7
 
 # --- contain_source by an admin who is not a superuser spares a superuser's sessions -----------
 sql "CREATE ROLE tg_su SUPERUSER LOGIN PASSWORD '$PASS'; CREATE ROLE tg_admin; GRANT tradeguard_admin TO tg_admin" >/dev/null

@@ -1,6 +1,7 @@
 //! What waits in shared memory survives a clean restart: key use counts and decryption counts
 //! not stored yet (those of a database the worker does not serve wait there until
-//! `tradeguard.seal()` runs in it), and security and login events the worker has not drained.
+//! `tradeguard.seal()` runs in it), security and login events the worker has not drained, and
+//! the failed-login counters (a restart must not give a password guesser a fresh count).
 //!
 //! As pg_stat_statements does: when the postmaster exits normally (after every other process,
 //! the worker included, has exited), it writes them to `pg_stat/tradeguard_pending.json` in the
@@ -19,7 +20,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use pgrx::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::security::{self, EventKind, EventSlot, FixedStr};
+use super::security::{self, EventKind, EventSlot, FailEntry, FixedStr, FAIL_STEPS};
 use crate::crypto::activity::{self, StatSlot};
 
 /// Relative to the data directory (the postmaster's working directory), next to pgstat's own
@@ -34,6 +35,8 @@ struct Pending {
     counts_dropped: u64,
     events: Vec<Event>,
     events_dropped: u64,
+    #[serde(default)]
+    failures: Vec<Failures>,
 }
 
 #[derive(Serialize, Deserialize, Debug, PartialEq)]
@@ -59,6 +62,65 @@ struct Event {
     role: String,
     database: String,
     detail: String,
+}
+
+/// The failed logins counted for one address or role: the steps of the window that hold any.
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+struct Failures {
+    key: String,
+    is_role: bool,
+    via_exempt: bool,
+    next: u16,
+    steps: Vec<Step>,
+    refused_until: i64,
+}
+
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+struct Step {
+    step: u16,
+    first: i64,
+    last: i64,
+    count: u32,
+}
+
+impl Failures {
+    fn of(f: &FailEntry) -> Failures {
+        let steps = (0..FAIL_STEPS)
+            .filter(|&i| f.count[i] > 0)
+            .map(|i| Step { step: i as u16, first: f.first[i], last: f.last[i], count: f.count[i] })
+            .collect();
+        Failures {
+            key: f.key.as_str().to_string(),
+            is_role: f.is_role,
+            via_exempt: f.via_exempt,
+            next: f.next,
+            steps,
+            refused_until: f.refused_until,
+        }
+    }
+
+    /// The entry, if it names a key and its steps fit the window's ring.
+    fn entry(&self) -> Option<FailEntry> {
+        if self.key.is_empty() || self.next as usize >= FAIL_STEPS || self.steps.iter().any(|s| s.step as usize >= FAIL_STEPS) {
+            return None;
+        }
+        let mut e = FailEntry {
+            used: true,
+            is_role: self.is_role,
+            via_exempt: self.via_exempt,
+            key: FixedStr::new(&self.key),
+            next: self.next,
+            first: [0; FAIL_STEPS],
+            last: [0; FAIL_STEPS],
+            count: [0; FAIL_STEPS],
+            refused_until: self.refused_until,
+        };
+        for s in &self.steps {
+            let i = s.step as usize;
+            (e.first[i], e.last[i], e.count[i]) = (s.first, s.last, s.count);
+        }
+        Some(e)
+    }
 }
 
 impl Count {
@@ -165,14 +227,20 @@ unsafe extern "C-unwind" fn shmem_exit(code: c_int, _arg: pg_sys::Datum) {
     for what in skipped {
         pgrx::log!("tradeguard: pending {what} not kept: a process was stopped while writing them");
     }
-    if pending.counts.is_empty() && pending.events.is_empty() && pending.counts_dropped == 0 && pending.events_dropped == 0 {
+    if pending.counts.is_empty()
+        && pending.events.is_empty()
+        && pending.failures.is_empty()
+        && pending.counts_dropped == 0
+        && pending.events_dropped == 0
+    {
         return;
     }
     match save(&pending) {
         Ok(()) => pgrx::log!(
-            "tradeguard: kept {} pending key and decryption counts and {} security events in {FILE} for the next start",
+            "tradeguard: kept {} pending key and decryption counts, {} security events and {} failed-login counters in {FILE} for the next start",
             pending.counts.len(),
-            pending.events.len()
+            pending.events.len(),
+            pending.failures.len()
         ),
         Err(e) => pgrx::log!("tradeguard: could not write {FILE}: {e}; pending counts and events are lost"),
     }
@@ -190,12 +258,17 @@ fn snapshot() -> (Pending, Vec<&'static str>) {
         skipped.push("security events");
         (Vec::new(), 0)
     });
+    let failures = security::pending_failures().unwrap_or_else(|| {
+        skipped.push("failed-login counters");
+        Vec::new()
+    });
     let pending = Pending {
         format: FORMAT,
         counts: counts.iter().map(Count::of).collect(),
         counts_dropped,
         events: events.iter().map(Event::of).collect(),
         events_dropped,
+        failures: failures.iter().map(Failures::of).collect(),
     };
     (pending, skipped)
 }
@@ -237,9 +310,16 @@ fn load() {
         Ok(p) => {
             let counts: Vec<StatSlot> = p.counts.iter().filter_map(Count::slot).collect();
             let events: Vec<EventSlot> = p.events.iter().filter_map(Event::slot).collect();
+            let failures: Vec<FailEntry> = p.failures.iter().filter_map(Failures::entry).collect();
             activity::restore(&counts, p.counts_dropped);
             security::restore_events(&events, p.events_dropped);
-            pgrx::log!("tradeguard: restored {} pending key and decryption counts and {} security events from the last shutdown", counts.len(), events.len());
+            security::restore_failures(&failures);
+            pgrx::log!(
+                "tradeguard: restored {} pending key and decryption counts, {} security events and {} failed-login counters from the last shutdown",
+                counts.len(),
+                events.len(),
+                failures.len()
+            );
         }
         Err(e) => pgrx::log!("tradeguard: ignored {FILE}: {e}"),
     }
@@ -267,6 +347,14 @@ mod tests {
                 detail: "authentication failed".into(),
             }],
             events_dropped: 1,
+            failures: vec![Failures {
+                key: "192.0.2.0/24".into(),
+                is_role: false,
+                via_exempt: false,
+                next: 3,
+                steps: vec![Step { step: 1, first: 10, last: 20, count: 2 }, Step { step: 2, first: 30, last: 30, count: 1 }],
+                refused_until: 0,
+            }],
         }
     }
 
@@ -278,6 +366,12 @@ mod tests {
         assert_eq!(Count::of(&slot), p.counts[0]);
         let event = p.events[0].slot().unwrap();
         assert_eq!(Event::of(&event), p.events[0]);
+        let entry = p.failures[0].entry().unwrap();
+        assert_eq!((entry.count[1], entry.count[2], entry.count[0], entry.last[1]), (2, 1, 0, 20));
+        assert_eq!(Failures::of(&entry), p.failures[0]);
+        // A file from before the counters were kept reads as none.
+        let old = br#"{"format":1,"counts":[],"counts_dropped":0,"events":[],"events_dropped":0}"#;
+        assert!(parse(old).unwrap().failures.is_empty());
     }
 
     #[test]
@@ -298,6 +392,15 @@ mod tests {
         assert!(p.events[0].slot().is_none());
         p.events[0].kind = 200;
         assert!(p.events[0].slot().is_none());
+        // Steps outside the window's ring, or no key: left out.
+        p.failures[0].steps[0].step = FAIL_STEPS as u16;
+        assert!(p.failures[0].entry().is_none());
+        p.failures[0].steps[0].step = 0;
+        p.failures[0].next = FAIL_STEPS as u16;
+        assert!(p.failures[0].entry().is_none());
+        p.failures[0].next = 0;
+        p.failures[0].key.clear();
+        assert!(p.failures[0].entry().is_none());
     }
 
     #[test]

@@ -208,6 +208,26 @@ pub fn pending_events() -> Option<(Vec<EventSlot>, u64)> {
     Some(((q.tail..q.head).take(QUEUE_LEN).map(|n| q.slots[(n % QUEUE_LEN as u64) as usize]).collect(), q.dropped))
 }
 
+/// The failed-login counters in use, left where they are; None if their lock is taken (see
+/// [`super::shmem::ZeroedLwLock::try_share`]).
+pub fn pending_failures() -> Option<Vec<FailEntry>> {
+    let s = AUTH.try_share()?;
+    Some(s.fails.iter().filter(|f| f.used).copied().collect())
+}
+
+/// Puts back failed-login counters kept over a restart (see `common::persist`), into free
+/// entries (those that do not fit are left out).
+pub fn restore_failures(entries: &[FailEntry]) {
+    let mut s = AUTH.exclusive();
+    let mut free = s.fails.iter_mut().filter(|f| !f.used);
+    for e in entries {
+        match free.next() {
+            Some(f) => *f = *e,
+            None => break,
+        }
+    }
+}
+
 /// Queues events kept over a restart (see `common::persist`), with those dropped.
 pub fn restore_events(events: &[EventSlot], dropped: u64) {
     for e in events {
