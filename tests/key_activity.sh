@@ -120,7 +120,8 @@ check "a clean shutdown writes what is pending to pg_stat/tradeguard_pending.jso
 check "the file holds the counts and the event, never a value" \
   bash -c "grep -q '\"n\":300' '$PENDING' && grep -q injection_attempt '$PENDING' && ! grep -q \"OR '1'\" '$PENDING'"
 start_cluster "$E2E_DATA" "$E2E_PORT"
-check "the next start reads it back and removes it" [ ! -e "$PENDING" ]
+gone() { for _ in $(seq 1 50); do [ ! -e "$1" ] && return 0; sleep 0.2; done; return 1; }
+check "the next start reads it back; the worker removes it once the server is up" gone "$PENDING"
 q ka -c "ALTER SYSTEM RESET tradeguard.database_name" >/dev/null
 restart   # (the event is still pending: written and read back again)
 check "the worker serves its database again" worker_in ka
@@ -140,6 +141,22 @@ start_cluster "$E2E_DATA" "$E2E_PORT"
 q ka_other -c "SELECT tradeguard.seal()" >/dev/null
 check "counts pending at an immediate shutdown are kept too" \
   [ "$(q ka_other -c "SELECT use_count FROM tradeguard.keys WHERE name = 'kept' AND version = 1")" = 400 ]
+# A start that fails after reading the file (here: its TCP address is taken) keeps it for the
+# next start: nothing it read is lost.
+q ka_other -c "CREATE TABLE t_kept3 AS SELECT tradeguard.encrypt('x'::text, 'kept') AS c FROM generate_series(1, 50)" >/dev/null
+stop_cluster "$E2E_DATA"
+python3 -c "import socket, time; s = socket.socket(); s.bind(('127.0.0.1', $E2E_PORT)); s.listen(); time.sleep(60)" &
+blocker=$!
+sleep 0.5
+failed_start=yes
+as_pg "$PG_BIN/pg_ctl" -D "$E2E_DATA" -o "-p $E2E_PORT -k /tmp -c listen_addresses=127.0.0.1" -l "$E2E_DATA/../server.log" -w -t 30 start >/dev/null 2>&1 && failed_start=no
+kill "$blocker" 2>/dev/null; wait "$blocker" 2>/dev/null
+check "a start that fails after reading the file leaves it in place" [ "$failed_start" = yes ] && [ -e "$PENDING" ]
+[ "$failed_start" = no ] && stop_cluster "$E2E_DATA"
+start_cluster "$E2E_DATA" "$E2E_PORT"
+q ka_other -c "SELECT tradeguard.seal()" >/dev/null
+check "and the next start restores it" \
+  [ "$(q ka_other -c "SELECT use_count FROM tradeguard.keys WHERE name = 'kept' AND version = 1")" = 450 ]
 
 echo "$fails failed"
 [ "$fails" -eq 0 ]

@@ -5,11 +5,13 @@
 //!
 //! As pg_stat_statements does: when the postmaster exits normally (after every other process,
 //! the worker included, has exited), it writes them to `pg_stat/tradeguard_pending.json` in the
-//! data directory (mode 0600), and the next postmaster reads them back into shared memory at
-//! start-up and removes the file. After a crash nothing is written: what was pending then is
-//! lost (README, Known blind spots). An immediate shutdown also ends with a normal exit of the
-//! postmaster, but stops the other processes wherever they are: a structure whose lock one of
-//! them still held may be half-written, and is left out. The file
+//! data directory (the data directory's file mode), and the next postmaster reads them back into
+//! shared memory when it creates it. The file is removed by the worker when it starts, once the
+//! server is up: a start that fails before (a port in use, a failed recovery) exits without
+//! writing, and the file is still there for the next one. After a crash nothing is written:
+//! what was pending then is lost (README, Known blind spots). An immediate shutdown also ends
+//! with a normal exit of the postmaster, but stops the other processes wherever they are: a
+//! structure whose lock one of them still held may be half-written, and is left out. The file
 //! holds counts, role and database names, client addresses and event details, never key bytes or
 //! plaintext; a file that does not parse, or of another format, is logged and ignored.
 
@@ -26,7 +28,19 @@ use crate::crypto::activity::{self, StatSlot};
 /// Relative to the data directory (the postmaster's working directory), next to pgstat's own
 /// file of the same kind.
 const FILE: &str = "pg_stat/tradeguard_pending.json";
+/// Bumped when what the file's fields mean changes (e.g. the numbering of `activity::Op` or
+/// `security::EventKind`, which it stores as numbers): a file of another format is ignored.
 const FORMAT: u32 = 1;
+
+extern "C" {
+    /// common/file_perm.h: the mode of files in the data directory (0600, or 0640 when the
+    /// cluster allows group access).
+    static pg_file_create_mode: std::ffi::c_int;
+}
+
+/// Set once the file has been read: shared memory made again after a crash does not read it
+/// a second time (what it held may have been stored since).
+static LOADED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 #[derive(Serialize, Deserialize, Default, Debug, PartialEq)]
 struct Pending {
@@ -212,7 +226,9 @@ unsafe extern "C-unwind" fn shmem_startup() {
         if pg_sys::IsUnderPostmaster {
             return;
         }
-        load();
+        if !LOADED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            load();
+        }
         pg_sys::on_shmem_exit(Some(shmem_exit), pg_sys::Datum::from(0usize));
     }
 }
@@ -223,7 +239,8 @@ unsafe extern "C-unwind" fn shmem_exit(code: c_int, _arg: pg_sys::Datum) {
     if code != 0 {
         return;
     }
-    let (pending, skipped) = snapshot();
+    // SAFETY: every other process has exited.
+    let (pending, skipped) = unsafe { snapshot() };
     for what in skipped {
         pgrx::log!("tradeguard: pending {what} not kept: a process was stopped while writing them");
     }
@@ -233,6 +250,8 @@ unsafe extern "C-unwind" fn shmem_exit(code: c_int, _arg: pg_sys::Datum) {
         && pending.counts_dropped == 0
         && pending.events_dropped == 0
     {
+        // (A file from an earlier start that no worker removed must not be read again.)
+        forget();
         return;
     }
     match save(&pending) {
@@ -246,19 +265,22 @@ unsafe extern "C-unwind" fn shmem_exit(code: c_int, _arg: pg_sys::Datum) {
     }
 }
 
-/// What waits in shared memory now (every other process has exited), and what was left out:
-/// a structure whose lock a stopped process still holds (an immediate shutdown).
-fn snapshot() -> (Pending, Vec<&'static str>) {
+/// What waits in shared memory now, and what was left out: a structure whose lock a stopped
+/// process still holds (an immediate shutdown).
+///
+/// # Safety
+/// No other process may be running (see `ZeroedLwLock::if_unheld`).
+unsafe fn snapshot() -> (Pending, Vec<&'static str>) {
     let mut skipped = Vec::new();
-    let (counts, counts_dropped) = activity::pending().unwrap_or_else(|| {
+    let (counts, counts_dropped) = unsafe { activity::pending() }.unwrap_or_else(|| {
         skipped.push("key and decryption counts");
         (Vec::new(), 0)
     });
-    let (events, events_dropped) = security::pending_events().unwrap_or_else(|| {
+    let (events, events_dropped) = unsafe { security::pending_events() }.unwrap_or_else(|| {
         skipped.push("security events");
         (Vec::new(), 0)
     });
-    let failures = security::pending_failures().unwrap_or_else(|| {
+    let failures = unsafe { security::pending_failures() }.unwrap_or_else(|| {
         skipped.push("failed-login counters");
         Vec::new()
     });
@@ -273,13 +295,29 @@ fn snapshot() -> (Pending, Vec<&'static str>) {
     (pending, skipped)
 }
 
-/// Written to a temporary file, flushed, then renamed: the file is whole or absent.
+/// Written to a temporary file, flushed, renamed, and the rename flushed: the file is whole or
+/// absent.
 fn save(pending: &Pending) -> std::io::Result<()> {
     let tmp = format!("{FILE}.tmp");
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    // (A file left by an earlier failed write would keep its mode.)
+    let _ = std::fs::remove_file(&tmp);
+    // SAFETY: a global set once from the data directory's permissions at start-up.
+    let mode = unsafe { pg_file_create_mode } as u32 & 0o640;
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp)?;
     f.write_all(&serde_json::to_vec(pending)?)?;
     f.sync_all()?;
-    std::fs::rename(&tmp, FILE)
+    std::fs::rename(&tmp, FILE)?;
+    std::fs::File::open("pg_stat")?.sync_all()
+}
+
+/// Removes the file once the server is up (the worker, as it starts): what it held is in shared
+/// memory, and stored from there.
+pub fn forget() {
+    match std::fs::remove_file(FILE) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => pgrx::log!("tradeguard: could not remove {FILE}: {e}"),
+    }
 }
 
 fn parse(bytes: &[u8]) -> Result<Pending, String> {
@@ -290,8 +328,8 @@ fn parse(bytes: &[u8]) -> Result<Pending, String> {
     Ok(p)
 }
 
-/// Reads the file back into shared memory (at start-up, before any other process exists) and
-/// removes it, so that a crash later does not count it twice.
+/// Reads the file back into shared memory (at start-up, before any other process exists). The
+/// file stays until the worker starts ([`forget`]).
 fn load() {
     let bytes = match std::fs::read(FILE) {
         Ok(b) => b,
@@ -301,11 +339,6 @@ fn load() {
             return;
         }
     };
-    if let Err(e) = std::fs::remove_file(FILE) {
-        // Left in place it would be read again at every start: nothing is loaded.
-        pgrx::log!("tradeguard: could not remove {FILE}: {e}; its pending counts and events are ignored");
-        return;
-    }
     match parse(&bytes) {
         Ok(p) => {
             let counts: Vec<StatSlot> = p.counts.iter().filter_map(Count::slot).collect();
@@ -321,7 +354,10 @@ fn load() {
                 failures.len()
             );
         }
-        Err(e) => pgrx::log!("tradeguard: ignored {FILE}: {e}"),
+        Err(e) => {
+            pgrx::log!("tradeguard: ignored {FILE}: {e}");
+            forget();
+        }
     }
 }
 

@@ -151,7 +151,7 @@ pub fn push(slot: EventSlot) -> bool {
     }
     let mut q = EVENTS.exclusive();
     if q.head - q.tail >= QUEUE_LEN as u64 {
-        q.dropped += 1;
+        q.dropped = q.dropped.saturating_add(1);
         return true;
     }
     let i = (q.head % QUEUE_LEN as u64) as usize;
@@ -202,16 +202,22 @@ pub fn drain() -> (Vec<EventSlot>, u64) {
 }
 
 /// The events waiting in the queue, and how many were dropped, left where they are; None if
-/// the queue's lock is taken (see [`super::shmem::ZeroedLwLock::try_share`]).
-pub fn pending_events() -> Option<(Vec<EventSlot>, u64)> {
-    let q = EVENTS.try_share()?;
+/// the queue's lock is held (see [`super::shmem::ZeroedLwLock::if_unheld`]).
+///
+/// # Safety
+/// See [`super::shmem::ZeroedLwLock::if_unheld`].
+pub unsafe fn pending_events() -> Option<(Vec<EventSlot>, u64)> {
+    let q = unsafe { EVENTS.if_unheld() }?;
     Some(((q.tail..q.head).take(QUEUE_LEN).map(|n| q.slots[(n % QUEUE_LEN as u64) as usize]).collect(), q.dropped))
 }
 
 /// The failed-login counters in use, left where they are; None if their lock is taken (see
-/// [`super::shmem::ZeroedLwLock::try_share`]).
-pub fn pending_failures() -> Option<Vec<FailEntry>> {
-    let s = AUTH.try_share()?;
+/// [`super::shmem::ZeroedLwLock::if_unheld`]).
+///
+/// # Safety
+/// See [`super::shmem::ZeroedLwLock::if_unheld`].
+pub unsafe fn pending_failures() -> Option<Vec<FailEntry>> {
+    let s = unsafe { AUTH.if_unheld() }?;
     Some(s.fails.iter().filter(|f| f.used).copied().collect())
 }
 
@@ -233,7 +239,8 @@ pub fn restore_events(events: &[EventSlot], dropped: u64) {
     for e in events {
         push(*e);
     }
-    EVENTS.exclusive().dropped += dropped;
+    let mut q = EVENTS.exclusive();
+    q.dropped = q.dropped.saturating_add(dropped);
 }
 
 pub fn decryption_frozen() -> bool {

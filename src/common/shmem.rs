@@ -91,16 +91,26 @@ impl<T> ZeroedLwLock<T> {
         (data, lock)
     }
 
-    /// The data in share mode if its lock is free now, without waiting: None when another
-    /// process holds it, or held it when it was stopped (an immediate shutdown stops processes
-    /// wherever they are: what that process was writing may be half-written).
-    pub fn try_share(&self) -> Option<ShareGuard<'_, T>> {
-        // SAFETY: set once by on_shmem_startup in the postmaster, inherited by every backend.
-        let (data, lock) = unsafe { (*self.data.get(), *self.lock.get()) };
-        if data.is_null() || !unsafe { pg_sys::LWLockConditionalAcquire(lock, pg_sys::LWLockMode::LW_SHARED) } {
-            return None;
+    /// The data, read without taking its lock, if no process holds the lock exclusively or is
+    /// changing its wait list: None otherwise (an immediate shutdown stops processes wherever
+    /// they are, and what a stopped writer was writing may be half-written). Neither acquires
+    /// nor releases the lock: releasing a lock whose wait-list spinlock a stopped process holds
+    /// would spin until a PANIC.
+    ///
+    /// # Safety
+    /// No other process may be running (the postmaster exiting, after every other process).
+    pub unsafe fn if_unheld(&self) -> Option<&T> {
+        // lwlock.c's state bits (PostgreSQL 15).
+        const LW_FLAG_LOCKED: u32 = 1 << 28;
+        const LW_VAL_EXCLUSIVE: u32 = 1 << 24;
+        unsafe {
+            let (data, lock) = (*self.data.get(), *self.lock.get());
+            if data.is_null() || lock.is_null() {
+                return None;
+            }
+            let state = std::sync::atomic::AtomicU32::from_ptr(&raw mut (*lock).state.value).load(Ordering::SeqCst);
+            (state & (LW_FLAG_LOCKED | LW_VAL_EXCLUSIVE) == 0).then(|| &*data)
         }
-        Some(ShareGuard { data: unsafe { &*data }, lock })
     }
 
     pub fn share(&self) -> ShareGuard<'_, T> {

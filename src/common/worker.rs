@@ -36,6 +36,9 @@ fn installed() -> bool {
 #[no_mangle]
 pub extern "C-unwind" fn tradeguard_worker_main(_arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    // The server is up: what the postmaster read back from the last shutdown is in shared
+    // memory (see common::persist).
+    super::persist::forget();
     let db = crate::gucs::database_name();
     BackgroundWorker::connect_worker_to_spi(Some(&db), None);
     // Blocks survive a restart: rebuild them from the table.

@@ -191,9 +191,9 @@ fn add_to_shared(counts: impl IntoIterator<Item = (u32, Key, u64)>) {
                         pending: 0,
                     };
                 }
-                x.pending += n;
+                x.pending = x.pending.saturating_add(n);
             }
-            None => s.dropped += n,
+            None => s.dropped = s.dropped.saturating_add(n),
         }
     }
 }
@@ -259,13 +259,17 @@ pub fn restore(slots: &[StatSlot], lost: u64) {
         let op = if x.op == Op::Encrypt as u8 { Op::Encrypt } else { Op::Decrypt };
         (x.dboid, (op, x.roleoid, x.key_id, x.key_version, x.label.as_str().to_string()), x.pending)
     }));
-    STATS.exclusive().dropped += lost;
+    let mut s = STATS.exclusive();
+    s.dropped = s.dropped.saturating_add(lost);
 }
 
 /// The counts waiting in shared memory, and how many were lost, left where they are; None if
-/// their lock is taken (see [`crate::common::shmem::ZeroedLwLock::try_share`]).
-pub fn pending() -> Option<(Vec<StatSlot>, u64)> {
-    let s = STATS.try_share()?;
+/// their lock is held (see [`crate::common::shmem::ZeroedLwLock::if_unheld`]).
+///
+/// # Safety
+/// See [`crate::common::shmem::ZeroedLwLock::if_unheld`].
+pub unsafe fn pending() -> Option<(Vec<StatSlot>, u64)> {
+    let s = unsafe { STATS.if_unheld() }?;
     Some((s.slots.iter().filter(|x| x.used && x.pending > 0).copied().collect(), s.dropped))
 }
 
