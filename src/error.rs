@@ -24,6 +24,8 @@ pub enum CoreError {
     PermissionDenied(String),
     #[error("internal query failed: {0}")]
     Spi(String),
+    #[error("{0}")]
+    CannotPrepare(&'static str),
 }
 
 impl From<pgrx::spi::Error> for CoreError {
@@ -64,6 +66,7 @@ impl TgError {
                 CoreError::InvalidArgument(_) => C::ERRCODE_INVALID_PARAMETER_VALUE,
                 CoreError::PermissionDenied(_) => C::ERRCODE_INSUFFICIENT_PRIVILEGE,
                 CoreError::Spi(_) => C::ERRCODE_INTERNAL_ERROR,
+                CoreError::CannotPrepare(_) => C::ERRCODE_FEATURE_NOT_SUPPORTED,
             },
             TgError::Crypto(e) => match e.kind() {
                 CryptoErrorKind::InvalidInput => C::ERRCODE_INVALID_PARAMETER_VALUE,

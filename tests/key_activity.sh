@@ -3,12 +3,12 @@
 # reach tradeguard.decrypt_activity; encryptions count per key version and rotate the key at
 # tradeguard.key_rotate_after; an unusual decryption volume raises a decrypt_anomaly event.
 # What is still pending in shared memory (counts, events) survives a clean or immediate restart
-# (failed-login counters: tests/lockout.sh).
+# (failed-login counters: tests/lockout.sh); a transaction that stored counts is not prepared.
 set -uo pipefail
 source "$(dirname "$0")/lib.sh"
 
 e2e_cluster keyact 54342 "tradeguard.database_name = 'ka'" "tradeguard.key_rotate_after = 1000" \
-  "tradeguard.decrypt_alert_threshold = 500"
+  "tradeguard.decrypt_alert_threshold = 500" "max_prepared_transactions = 2"
 as_pg "$PG_BIN/createdb" -h /tmp -p "$E2E_PORT" ka
 q ka -v ON_ERROR_STOP=1 <<'SQL' >/dev/null
 SET client_min_messages = warning;
@@ -88,6 +88,15 @@ check "seal() there stores them (none lost by those that rolled back, savepoints
   [ "$(q ka_other -c "SELECT use_count FROM tradeguard.keys WHERE name = 'other' AND version = 1")" = 1200 ]
 check "and rotates the key past tradeguard.key_rotate_after" \
   [ "$(q ka_other -c "SELECT status FROM tradeguard.keys WHERE name = 'other' AND version = 2")" = active ]
+# A transaction that stored counts cannot be prepared: a ROLLBACK PREPARED would lose them.
+q ka_other -v ON_ERROR_STOP=1 -c "SELECT tradeguard.create_key('prep')" \
+  -c "CREATE TABLE t_prep AS SELECT tradeguard.encrypt('x'::text, 'prep') AS c FROM generate_series(1, 100)" >/dev/null
+prep_out=$(q ka_other -c "BEGIN" -c "SELECT tradeguard.seal()" -c "PREPARE TRANSACTION 'tg_prep'" 2>&1)
+q ka_other -c "ROLLBACK PREPARED 'tg_prep'" >/dev/null 2>&1   # (only if it was prepared after all)
+check "a transaction that stored key use counts cannot be prepared" grep -q 'cannot be prepared' <<<"$prep_out"
+q ka_other -c "SELECT tradeguard.seal()" >/dev/null
+check "and none of its counts is lost" \
+  [ "$(q ka_other -c "SELECT use_count FROM tradeguard.keys WHERE name = 'prep' AND version = 1")" = 100 ]
 
 # What waits in shared memory survives a clean restart: the exiting postmaster writes it to
 # pg_stat/tradeguard_pending.json and the next one reads it back. Served a database without

@@ -87,11 +87,20 @@ pub extern "C-unwind" fn tradeguard_worker_main(_arg: pg_sys::Datum) {
                     pgrx::warning!("tradeguard worker: could not reload blocks: {e}");
                 }
             }
-            if seal_due {
-                // An error stops this round (rows stay pending for the next one), as before.
-                let _ = crate::audit::seal::seal_pending();
-            }
         });
+        // Sealing in a transaction of its own: it takes the seal lock before any lock on the
+        // trail, the order every sealer and maintenance session keeps. After the events above
+        // (written into the trail) in the same transaction, it would hold the trail's lock while
+        // waiting for the seal lock, and deadlock with a session holding the seal lock that then
+        // alters the trail.
+        if seal_due {
+            BackgroundWorker::transaction(|| {
+                if installed() {
+                    // An error stops this round (rows stay pending for the next one), as before.
+                    let _ = crate::audit::seal::seal_pending();
+                }
+            });
+        }
     }
     // SIGTERM. At shutdown the postmaster does not restart workers; otherwise (DROP DATABASE
     // ... WITH (FORCE) or pg_terminate_backend on the served database) exit code 1 has the

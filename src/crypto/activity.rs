@@ -278,6 +278,19 @@ unsafe extern "C-unwind" fn taken_xact_callback(event: pg_sys::XactEvent::Type, 
     use pg_sys::XactEvent::*;
     match event {
         XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT => put_back(|_| true),
+        // A prepared transaction can still be rolled back (ROLLBACK PREPARED, possibly by
+        // another session after a restart), and nothing would put the counts it took back:
+        // refused while the transaction can still abort cleanly (which puts them back).
+        XACT_EVENT_PRE_PREPARE if TAKEN.with(|t| t.try_borrow().map(|t| !t.is_empty()).unwrap_or(false)) => {
+            use crate::error::OrRaise;
+            Err::<(), crate::error::TgError>(
+                crate::error::CoreError::CannotPrepare(
+                    "this transaction stored key use counts (tradeguard.seal()) and cannot be prepared: a ROLLBACK PREPARED would lose them; call tradeguard.seal() in a transaction of its own",
+                )
+                .into(),
+            )
+            .or_raise();
+        }
         XACT_EVENT_COMMIT | XACT_EVENT_PARALLEL_COMMIT | XACT_EVENT_PREPARE => {
             TAKEN.with(|t| t.try_borrow_mut().map(|mut t| t.clear()).ok());
         }
