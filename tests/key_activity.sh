@@ -3,7 +3,8 @@
 # reach tradeguard.decrypt_activity; encryptions count per key version and rotate the key at
 # tradeguard.key_rotate_after; an unusual decryption volume raises a decrypt_anomaly event.
 # What is still pending in shared memory (counts, events) survives a clean or immediate restart
-# (failed-login counters: tests/lockout.sh); a transaction that stored counts is not prepared.
+# (failed-login counters: tests/lockout.sh); a transaction that stored counts is not prepared;
+# events the worker failed to store are queued again.
 set -uo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -97,6 +98,21 @@ check "a transaction that stored key use counts cannot be prepared" grep -q 'can
 q ka_other -c "SELECT tradeguard.seal()" >/dev/null
 check "and none of its counts is lost" \
   [ "$(q ka_other -c "SELECT use_count FROM tradeguard.keys WHERE name = 'prep' AND version = 1")" = 100 ]
+
+# Events the worker drained but could not store (an ERROR ends its transaction, and the worker)
+# are queued again, and stored once it can: a failed round loses none.
+q ka -v ON_ERROR_STOP=1 -c "SELECT tradeguard.break_glass('e2e: storing one event fails')" \
+  -c "ALTER TABLE tradeguard_audit.security_events ADD CONSTRAINT e2e_refuse CHECK (detail->>'table' IS NULL OR detail->>'table' NOT LIKE '%refused_notes')" >/dev/null
+q ka -v ON_ERROR_STOP=1 -c "CREATE TABLE refused_notes (id serial PRIMARY KEY, note text)" \
+  -c "SELECT tradeguard.guard_columns('refused_notes', ARRAY['note'], 'log')" \
+  -c "INSERT INTO refused_notes (note) VALUES ('1'' OR ''1''=''1'' --')" >/dev/null
+sleep 3   # the worker tries, fails, is started again and tries again
+refused_event="SELECT count(*) FROM tradeguard.security_events WHERE event_type = 'injection_attempt' AND detail->>'table' LIKE '%refused_notes'"
+check "an event the worker cannot store is not stored" [ "$(q ka -c "$refused_event")" = 0 ]
+check "... and its attempt failed on the constraint (server log)" grep -q 'e2e_refuse' "$E2E_DATA/../server.log"
+q ka -v ON_ERROR_STOP=1 -c "SELECT tradeguard.break_glass('e2e: storing events works again')" \
+  -c "ALTER TABLE tradeguard_audit.security_events DROP CONSTRAINT e2e_refuse" >/dev/null
+check "once it can, the event is stored: the failed rounds lost nothing" wait_for "SELECT ($refused_event) = 1"
 
 # What waits in shared memory survives a clean restart: the exiting postmaster writes it to
 # pg_stat/tradeguard_pending.json and the next one reads it back. Served a database without

@@ -189,6 +189,9 @@ pub fn block_table_full_event(key: &str) -> EventSlot {
 }
 
 /// Takes every queued event (the worker stores them) and the number dropped since last time.
+/// Takes the queued events (and the count of those dropped) for the calling transaction to
+/// store: if it aborts (an ERROR while storing them ends the worker), they are queued again, to
+/// be stored by a later round, never lost with a failed one.
 pub fn drain() -> (Vec<EventSlot>, u64) {
     let mut q = EVENTS.exclusive();
     let mut out = Vec::with_capacity((q.head - q.tail) as usize);
@@ -198,7 +201,36 @@ pub fn drain() -> (Vec<EventSlot>, u64) {
         q.tail += 1;
     }
     let dropped = std::mem::take(&mut q.dropped);
+    drop(q);
+    if !out.is_empty() || dropped > 0 {
+        if !DRAINED_HOOKED.replace(true) {
+            unsafe { pg_sys::RegisterXactCallback(Some(drained_xact_callback), std::ptr::null_mut()) };
+        }
+        DRAINED.with(|d| d.borrow_mut().push((out.clone(), dropped)));
+    }
     (out, dropped)
+}
+
+thread_local! {
+    /// Events this transaction drained from the queue, until it ends.
+    static DRAINED: std::cell::RefCell<Vec<(Vec<EventSlot>, u64)>> = const { std::cell::RefCell::new(Vec::new()) };
+    static DRAINED_HOOKED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn drained_xact_callback(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+    use pg_sys::XactEvent::*;
+    let Ok(mut drained) = DRAINED.with(|d| d.try_borrow_mut().map(|mut d| std::mem::take(&mut *d))) else { return };
+    match event {
+        XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT => {
+            for (events, dropped) in drained.drain(..) {
+                restore_events(&events, dropped);
+            }
+        }
+        XACT_EVENT_COMMIT | XACT_EVENT_PARALLEL_COMMIT | XACT_EVENT_PREPARE => {}
+        // (Not ended yet: kept.)
+        _ => DRAINED.with(|d| d.borrow_mut().append(&mut drained)),
+    }
 }
 
 /// The events waiting in the queue, and how many were dropped, left where they are; None if
