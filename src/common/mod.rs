@@ -152,6 +152,46 @@ pub fn with_local_setting<R>(name: &std::ffi::CStr, value: &std::ffi::CStr, f: i
     }
 }
 
+/// Runs `f` in an internal subtransaction, as a PL/pgSQL block with an EXCEPTION clause does:
+/// an ERROR it raises, or an `Err` it returns, rolls back only what it did, and comes back as the
+/// error's message; the transaction goes on. (For the background worker: one piece of work that
+/// fails must not hold up the others, round after round.)
+pub fn in_subtransaction<R>(f: impl FnOnce() -> TgResult<R>) -> Result<R, String> {
+    use pgrx::pg_sys::panic::CaughtError;
+    // SAFETY: the subtransaction is begun and ended here, and the caller's memory context and
+    // resource owner are put back either way (as pl_exec.c does around an exception block).
+    unsafe {
+        let (cxt, owner) = (pg_sys::CurrentMemoryContext, pg_sys::CurrentResourceOwner);
+        pg_sys::BeginInternalSubTransaction(std::ptr::null());
+        pg_sys::CurrentMemoryContext = cxt;
+        // A snapshot of now for `f`: until it writes, pgrx runs its queries read-only (the new
+        // subtransaction has no transaction id yet), on the active snapshot, which would not
+        // show what earlier subtransactions of this transaction wrote (the worker's reload of
+        // blocks after storing a lockout). Popped by the subtransaction's abort on an ERROR.
+        pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+        // (What `f` leaves behind after an ERROR is rolled back with the subtransaction.)
+        let f = std::panic::AssertUnwindSafe(f);
+        let result = pgrx::PgTryBuilder::new(move || {
+            let f = f;
+            (f.0)().map_err(|e| e.to_string())
+        })
+            .catch_others(|e| {
+                Err(match e {
+                    CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) | CaughtError::RustPanic { ereport: r, .. } => r.message().to_string(),
+                })
+            })
+            .execute();
+        if result.is_ok() {
+            pg_sys::PopActiveSnapshot();
+            pg_sys::ReleaseCurrentSubTransaction();
+        } else {
+            pg_sys::RollbackAndReleaseCurrentSubTransaction();
+        }
+        (pg_sys::CurrentMemoryContext, pg_sys::CurrentResourceOwner) = (cxt, owner);
+        result
+    }
+}
+
 /// Runs `sql`, a `DROP ... IF EXISTS` of an object tradeguard makes again right after, without
 /// PostgreSQL's "does not exist, skipping" NOTICE (noise to the caller: nothing it did).
 pub fn run_quietly(sql: &str) -> Result<(), pgrx::spi::Error> {

@@ -87,6 +87,12 @@ struct Failures {
     next: u16,
     steps: Vec<Step>,
     refused_until: i64,
+    /// Until when the key was blocked at shutdown, if it was. When that block ends, a running
+    /// server clears the key's failures (a lifted block starts from a clean slate): a block
+    /// that ended while the server was down must not leave them behind to lock the key out
+    /// again at its next mistake.
+    #[serde(default)]
+    locked_until: Option<i64>,
 }
 
 #[derive(Serialize, Deserialize, Debug, PartialEq)]
@@ -98,7 +104,7 @@ struct Step {
 }
 
 impl Failures {
-    fn of(f: &FailEntry) -> Failures {
+    fn of((f, locked_until): &(FailEntry, Option<i64>)) -> Failures {
         let steps = (0..FAIL_STEPS)
             .filter(|&i| f.count[i] > 0)
             .map(|i| Step { step: i as u16, first: f.first[i], last: f.last[i], count: f.count[i] })
@@ -110,12 +116,17 @@ impl Failures {
             next: f.next,
             steps,
             refused_until: f.refused_until,
+            locked_until: *locked_until,
         }
     }
 
-    /// The entry, if it names a key and its steps fit the window's ring.
-    fn entry(&self) -> Option<FailEntry> {
+    /// The entry, if it names a key, its steps fit the window's ring, and the block it was
+    /// under at shutdown (if any) has not ended by `now`.
+    fn entry(&self, now: i64) -> Option<FailEntry> {
         if self.key.is_empty() || self.next as usize >= FAIL_STEPS || self.steps.iter().any(|s| s.step as usize >= FAIL_STEPS) {
+            return None;
+        }
+        if self.locked_until.is_some_and(|until| until <= now) {
             return None;
         }
         let mut e = FailEntry {
@@ -343,7 +354,8 @@ fn load() {
         Ok(p) => {
             let counts: Vec<StatSlot> = p.counts.iter().filter_map(Count::slot).collect();
             let events: Vec<EventSlot> = p.events.iter().filter_map(Event::slot).collect();
-            let failures: Vec<FailEntry> = p.failures.iter().filter_map(Failures::entry).collect();
+            let now = unsafe { pg_sys::GetCurrentTimestamp() };
+            let failures: Vec<FailEntry> = p.failures.iter().filter_map(|f| f.entry(now)).collect();
             activity::restore(&counts, p.counts_dropped);
             security::restore_events(&events, p.events_dropped);
             security::restore_failures(&failures);
@@ -390,6 +402,7 @@ mod tests {
                 next: 3,
                 steps: vec![Step { step: 1, first: 10, last: 20, count: 2 }, Step { step: 2, first: 30, last: 30, count: 1 }],
                 refused_until: 0,
+                locked_until: None,
             }],
         }
     }
@@ -402,9 +415,14 @@ mod tests {
         assert_eq!(Count::of(&slot), p.counts[0]);
         let event = p.events[0].slot().unwrap();
         assert_eq!(Event::of(&event), p.events[0]);
-        let entry = p.failures[0].entry().unwrap();
+        let entry = p.failures[0].entry(100).unwrap();
         assert_eq!((entry.count[1], entry.count[2], entry.count[0], entry.last[1]), (2, 1, 0, 20));
-        assert_eq!(Failures::of(&entry), p.failures[0]);
+        assert_eq!(Failures::of(&(entry, None)), p.failures[0]);
+        // Blocked at shutdown: kept while the block lasts, dropped once it has ended.
+        let mut locked = sample().failures.remove(0);
+        locked.locked_until = Some(500);
+        assert!(locked.entry(499).is_some());
+        assert!(locked.entry(500).is_none());
         // A file from before the counters were kept reads as none.
         let old = br#"{"format":1,"counts":[],"counts_dropped":0,"events":[],"events_dropped":0}"#;
         assert!(parse(old).unwrap().failures.is_empty());
@@ -430,13 +448,13 @@ mod tests {
         assert!(p.events[0].slot().is_none());
         // Steps outside the window's ring, or no key: left out.
         p.failures[0].steps[0].step = FAIL_STEPS as u16;
-        assert!(p.failures[0].entry().is_none());
+        assert!(p.failures[0].entry(0).is_none());
         p.failures[0].steps[0].step = 0;
         p.failures[0].next = FAIL_STEPS as u16;
-        assert!(p.failures[0].entry().is_none());
+        assert!(p.failures[0].entry(0).is_none());
         p.failures[0].next = 0;
         p.failures[0].key.clear();
-        assert!(p.failures[0].entry().is_none());
+        assert!(p.failures[0].entry(0).is_none());
     }
 
     #[test]

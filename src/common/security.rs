@@ -248,9 +248,16 @@ pub unsafe fn pending_events() -> Option<(Vec<EventSlot>, u64)> {
 ///
 /// # Safety
 /// See [`super::shmem::ZeroedLwLock::if_unheld`].
-pub unsafe fn pending_failures() -> Option<Vec<FailEntry>> {
+pub unsafe fn pending_failures() -> Option<Vec<(FailEntry, Option<i64>)>> {
     let s = unsafe { AUTH.if_unheld() }?;
-    Some(s.fails.iter().filter(|f| f.used).copied().collect())
+    Some(s.fails.iter().filter(|f| f.used).map(|f| (*f, locked_until(s, f))).collect())
+}
+
+/// Until when the key of `f` is blocked (by a block of its kind or by its own refusal), if it is.
+fn locked_until(s: &AuthState, f: &FailEntry) -> Option<i64> {
+    let block = s.blocks.iter().filter(|b| b.used && b.kind.is_role == f.is_role && b.key.as_str() == f.key.as_str()).map(|b| b.until).max();
+    let refused = (f.refused_until > 0).then_some(f.refused_until);
+    block.max(refused)
 }
 
 /// Puts back failed-login counters kept over a restart (see `common::persist`), into free

@@ -67,39 +67,39 @@ pub extern "C-unwind" fn tradeguard_worker_main(_arg: pg_sys::Datum) {
         if seal_due {
             last_seal = Instant::now();
         }
-        BackgroundWorker::transaction(|| {
-            if !installed() {
-                // Events wait in shared memory (bounded; overflow is counted) until it is.
-                return;
-            }
-            let (events, dropped) = security::drain();
-            if let Err(e) = store_events(&events, dropped) {
-                pgrx::warning!("tradeguard worker: could not store events: {e}");
-            }
-            if let Err(e) = crate::crypto::activity::store() {
-                pgrx::warning!("tradeguard worker: could not store key activity: {e}");
-            }
-            if risk_due {
-                let _ = super::spi_first::<i32>("SELECT tradeguard_audit.evaluate_risk()", &[]);
-                // Self-healing: blocks that expired or were lifted (or a sync from a transaction
-                // that rolled back) are corrected within a few seconds.
-                if let Err(e) = sync_state_impl() {
-                    pgrx::warning!("tradeguard worker: could not reload blocks: {e}");
-                }
-            }
-        });
-        // Sealing in a transaction of its own: it takes the seal lock before any lock on the
-        // trail, the order every sealer and maintenance session keeps. After the events above
-        // (written into the trail) in the same transaction, it would hold the trail's lock while
-        // waiting for the seal lock, and deadlock with a session holding the seal lock that then
-        // alters the trail.
-        if seal_due {
+        // Each piece of work in a transaction of its own, and each guarded (see
+        // `in_subtransaction`): one that fails, even every time, is logged and does not hold up
+        // the others. Sealing takes the seal lock before any lock on the trail, the order every
+        // sealer and maintenance session keeps: in the transaction that stored events (written
+        // into the trail) it would wait for the seal lock while holding the trail's, and
+        // deadlock with a session holding the seal lock that then alters the trail.
+        let round = |what: &str, work: &(dyn Fn() -> crate::error::TgResult<()> + std::panic::RefUnwindSafe)| {
             BackgroundWorker::transaction(|| {
                 if installed() {
-                    // An error stops this round (rows stay pending for the next one), as before.
-                    let _ = crate::audit::seal::seal_pending();
+                    if let Err(e) = super::in_subtransaction(work) {
+                        pgrx::warning!("tradeguard worker: could not {what}: {e}");
+                    }
                 }
-            });
+            })
+        };
+        // (Events wait in shared memory, bounded and with overflow counted, while tradeguard is
+        // not installed in the worker's database.)
+        BackgroundWorker::transaction(|| {
+            if installed() {
+                let (events, dropped) = security::drain();
+                store_events(&events, dropped);
+            }
+        });
+        round("store key activity", &crate::crypto::activity::store);
+        if risk_due {
+            round("score risk", &|| Ok(super::spi_first::<i32>("SELECT tradeguard_audit.evaluate_risk()", &[]).map(|_| ())?));
+            // Self-healing: blocks that expired or were lifted (or a sync from a transaction
+            // that rolled back) are corrected within a few seconds.
+            round("reload blocks", &sync_state_impl);
+        }
+        if seal_due {
+            // (Rows left unsealed by a failed round are sealed by the next.)
+            round("seal the audit trail", &|| crate::audit::seal::seal_pending().map(|_| ()));
         }
     }
     // SIGTERM. At shutdown the postmaster does not restart workers; otherwise (DROP DATABASE
@@ -124,80 +124,105 @@ fn ts(at: i64) -> TimestampWithTimeZone {
     TimestampWithTimeZone::try_from(at).unwrap_or(TimestampWithTimeZone::try_from(0i64).unwrap())
 }
 
-fn store_events(events: &[EventSlot], dropped: u64) -> TgResult<()> {
+/// Stores drained events, each in a subtransaction of its own: one that cannot be stored (a
+/// constraint, a trail that refuses the row) is written to the server log instead and counted
+/// in an `events_dropped` event, and the others are stored. (If the transaction itself aborts,
+/// `security::drain` queues them all again.)
+fn store_events(events: &[EventSlot], dropped: u64) {
     let _own = super::InternalWrite::begin();
-    let mut lockouts = false;
+    let (mut lockouts, mut failed) = (false, 0u64);
     for e in events {
-        let addr = e.addr.as_str();
-        let addr = (!addr.is_empty()).then_some(addr);
-        match e.kind {
-            EventKind::Auth => {
-                Spi::run_with_args(
-                    "INSERT INTO tradeguard_audit.auth_events (at, role_name, database_name, client_addr, success, reason, blocked)
-                     VALUES ($1, $2, $3, $4::inet, $5, NULLIF($6, ''), $7)",
-                    &[
-                        ts(e.at).into(),
-                        e.role.as_str().into(),
-                        e.database.as_str().into(),
-                        addr.into(),
-                        e.success.into(),
-                        e.detail.as_str().into(),
-                        e.blocked.into(),
-                    ],
-                )?;
-                // A failed login, or any attempt a block refused (the right password included).
-                if !e.success || e.blocked {
-                    let detail = serde_json::json!({ "database": e.database.as_str(), "reason": e.detail.as_str() });
-                    insert_security(e.at, e.event_type.as_str(), e.severity.as_str(), addr, e.role.as_str(), detail)?;
-                }
+        match super::in_subtransaction(|| store_event(e)) {
+            Ok(lockout) => lockouts |= lockout,
+            Err(why) => {
+                failed += 1;
+                pgrx::warning!(
+                    "tradeguard worker: could not store an event ({why}); it was: type={} severity={} at_us={} role={} database={} source={} success={} blocked={} detail={}",
+                    e.event_type.as_str(),
+                    e.severity.as_str(),
+                    e.at,
+                    e.role.as_str(),
+                    e.database.as_str(),
+                    e.addr.as_str(),
+                    e.success,
+                    e.blocked,
+                    e.detail.as_str()
+                );
             }
-            EventKind::Security => {
-                let mut detail = detail_json(e.detail.as_str());
-                // Events of every database are stored here: say which one it came from.
-                if let (Some(obj), db) = (detail.as_object_mut(), e.database.as_str()) {
-                    if !db.is_empty() && !obj.contains_key("database") {
-                        obj.insert("database".into(), serde_json::json!(db));
-                    }
-                }
-                if e.event_type.as_str() == "lockout" {
-                    lockouts = true;
-                    let is_role = detail["key"] == "role";
-                    let value = detail["value"].as_str().unwrap_or_default().to_string();
-                    let until = detail["until_us"].as_i64().unwrap_or(e.at);
-                    // (sync_state reads the reason back: such a role lockout applies through
-                    // exempt addresses too.)
-                    let reason = if detail["through_exempt_address"] == true { LOCKOUT_EXEMPT_REASON } else { LOCKOUT_REASON };
-                    Spi::run_with_args(
-                        "INSERT INTO tradeguard_audit.blocked_sources (source, role_name, reason, blocked_at, blocked_until, created_by)
-                         VALUES ($1::cidr, $2, $3, $4, $5, 'tradeguard')",
-                        &[
-                            (!is_role).then_some(value.as_str()).into(),
-                            is_role.then_some(value.as_str()).into(),
-                            reason.into(),
-                            ts(e.at).into(),
-                            ts(until).into(),
-                        ],
-                    )?;
-                }
-                insert_security(e.at, e.event_type.as_str(), e.severity.as_str(), addr, e.role.as_str(), detail)?;
-            }
-            EventKind::Empty => {}
         }
     }
-    if dropped > 0 {
-        insert_security(
-            security::now(),
-            "events_dropped",
-            "high",
-            None,
-            "",
-            serde_json::json!({ "dropped": dropped, "queue": security::QUEUE_LEN }),
-        )?;
+    if dropped > 0 || failed > 0 {
+        let detail = serde_json::json!({ "dropped": dropped, "not_stored": failed, "queue": security::QUEUE_LEN });
+        if let Err(why) = super::in_subtransaction(|| insert_security(security::now(), "events_dropped", "high", None, "", detail.clone())) {
+            pgrx::warning!("tradeguard worker: could not store an event ({why}); it was: type=events_dropped severity=high detail={detail}");
+        }
     }
     if lockouts {
-        sync_state_impl()?;
+        if let Err(why) = super::in_subtransaction(sync_state_impl) {
+            pgrx::warning!("tradeguard worker: could not reload blocks: {why}");
+        }
     }
-    Ok(())
+}
+
+/// Stores one event; returns whether it is a lockout (blocks are then reloaded).
+fn store_event(e: &EventSlot) -> TgResult<bool> {
+    let addr = e.addr.as_str();
+    let addr = (!addr.is_empty()).then_some(addr);
+    match e.kind {
+        EventKind::Auth => {
+            Spi::run_with_args(
+                "INSERT INTO tradeguard_audit.auth_events (at, role_name, database_name, client_addr, success, reason, blocked)
+                 VALUES ($1, $2, $3, $4::inet, $5, NULLIF($6, ''), $7)",
+                &[
+                    ts(e.at).into(),
+                    e.role.as_str().into(),
+                    e.database.as_str().into(),
+                    addr.into(),
+                    e.success.into(),
+                    e.detail.as_str().into(),
+                    e.blocked.into(),
+                ],
+            )?;
+            // A failed login, or any attempt a block refused (the right password included).
+            if !e.success || e.blocked {
+                let detail = serde_json::json!({ "database": e.database.as_str(), "reason": e.detail.as_str() });
+                insert_security(e.at, e.event_type.as_str(), e.severity.as_str(), addr, e.role.as_str(), detail)?;
+            }
+            Ok(false)
+        }
+        EventKind::Security => {
+            let mut detail = detail_json(e.detail.as_str());
+            // Events of every database are stored here: say which one it came from.
+            if let (Some(obj), db) = (detail.as_object_mut(), e.database.as_str()) {
+                if !db.is_empty() && !obj.contains_key("database") {
+                    obj.insert("database".into(), serde_json::json!(db));
+                }
+            }
+            let lockout = e.event_type.as_str() == "lockout";
+            if lockout {
+                let is_role = detail["key"] == "role";
+                let value = detail["value"].as_str().unwrap_or_default().to_string();
+                let until = detail["until_us"].as_i64().unwrap_or(e.at);
+                // (sync_state reads the reason back: such a role lockout applies through
+                // exempt addresses too.)
+                let reason = if detail["through_exempt_address"] == true { LOCKOUT_EXEMPT_REASON } else { LOCKOUT_REASON };
+                Spi::run_with_args(
+                    "INSERT INTO tradeguard_audit.blocked_sources (source, role_name, reason, blocked_at, blocked_until, created_by)
+                     VALUES ($1::cidr, $2, $3, $4, $5, 'tradeguard')",
+                    &[
+                        (!is_role).then_some(value.as_str()).into(),
+                        is_role.then_some(value.as_str()).into(),
+                        reason.into(),
+                        ts(e.at).into(),
+                        ts(until).into(),
+                    ],
+                )?;
+            }
+            insert_security(e.at, e.event_type.as_str(), e.severity.as_str(), addr, e.role.as_str(), detail)?;
+            Ok(lockout)
+        }
+        EventKind::Empty => Ok(false),
+    }
 }
 
 fn insert_security(at: i64, kind: &str, severity: &str, addr: Option<&str>, role: &str, detail: serde_json::Value) -> TgResult<()> {
