@@ -22,10 +22,14 @@ CREATE ROLE ka_app;
 GRANT tradeguard_decryptor TO ka_app;
 GRANT SELECT ON accounts, accounts_decrypted TO ka_app;
 SQL
-for _ in $(seq 1 50); do
-  [ "$(q ka -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'tradeguard worker' AND datname = 'ka'")" = 1 ] && break
-  sleep 0.2
-done
+worker_in() { # the worker has connected to database $1
+  for _ in $(seq 1 50); do
+    [ "$(q postgres -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'tradeguard worker' AND datname = '$1'")" = 1 ] && return 0
+    sleep 0.2
+  done
+  return 1
+}
+worker_in ka
 q ka -c "SET ROLE ka_app" -c "SELECT count(api_key) FROM accounts_decrypted" >/dev/null
 wait_for() { # wait_for "<sql returning t>"
   for _ in $(seq 1 50); do [ "$(q ka -c "$1")" = t ] && return 0; sleep 0.2; done
@@ -125,13 +129,6 @@ q ka -v ON_ERROR_STOP=1 -c "SELECT tradeguard.break_glass('e2e: storing events w
 # tradeguard, the worker stores nothing, so the counts and the event below are still waiting
 # when the server stops (checked before each restart).
 PENDING="$E2E_DATA/pg_stat/tradeguard_pending.json"
-worker_in() { # the worker has connected to database $1
-  for _ in $(seq 1 50); do
-    [ "$(q postgres -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'tradeguard worker' AND datname = '$1'")" = 1 ] && return 0
-    sleep 0.2
-  done
-  return 1
-}
 restart() { stop_cluster "$E2E_DATA" && start_cluster "$E2E_DATA" "$E2E_PORT"; }
 as_pg "$PG_BIN/createdb" -h /tmp -p "$E2E_PORT" ka_idle
 q ka -c "ALTER SYSTEM SET tradeguard.database_name = 'ka_idle'" >/dev/null

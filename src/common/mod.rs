@@ -175,12 +175,12 @@ pub fn in_subtransaction<R>(f: impl FnOnce() -> TgResult<R>) -> Result<R, String
             let f = f;
             (f.0)().map_err(|e| e.to_string())
         })
-            .catch_others(|e| {
-                Err(match e {
-                    CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) | CaughtError::RustPanic { ereport: r, .. } => r.message().to_string(),
-                })
+        .catch_others(|e| {
+            Err(match e {
+                CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) | CaughtError::RustPanic { ereport: r, .. } => r.message().to_string(),
             })
-            .execute();
+        })
+        .execute();
         if result.is_ok() {
             pg_sys::PopActiveSnapshot();
             pg_sys::ReleaseCurrentSubTransaction();

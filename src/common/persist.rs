@@ -35,7 +35,7 @@ const FORMAT: u32 = 1;
 extern "C" {
     /// common/file_perm.h: the mode of files in the data directory (0600, or 0640 when the
     /// cluster allows group access).
-    static pg_file_create_mode: std::ffi::c_int;
+    static pg_file_create_mode: c_int;
 }
 
 /// Set once the file has been read: shared memory made again after a crash does not read it

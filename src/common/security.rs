@@ -188,7 +188,6 @@ pub fn block_table_full_event(key: &str) -> EventSlot {
     security_event("block_table_full", "critical", None, "", "", &detail.to_string())
 }
 
-/// Takes every queued event (the worker stores them) and the number dropped since last time.
 /// Takes the queued events (and the count of those dropped) for the calling transaction to
 /// store: if it aborts (an ERROR while storing them ends the worker), they are queued again, to
 /// be stored by a later round, never lost with a failed one.

@@ -83,7 +83,8 @@ pub extern "C-unwind" fn tradeguard_worker_main(_arg: pg_sys::Datum) {
             })
         };
         // (Events wait in shared memory, bounded and with overflow counted, while tradeguard is
-        // not installed in the worker's database.)
+        // not installed in the worker's database.) Not a `round`: each event has a
+        // subtransaction of its own, and the drain is undone by this transaction's abort only.
         BackgroundWorker::transaction(|| {
             if installed() {
                 let (events, dropped) = security::drain();
