@@ -25,6 +25,10 @@ TG_PASSWORD_VALID_DAYS=${TG_PASSWORD_VALID_DAYS:-180}
 : "${PGDATA:?PGDATA is not set (this script runs inside the official postgres image)}"
 POSTGRES_USER=${POSTGRES_USER:-postgres}
 
+# The helpers make demo uses (make_demo_tls); log and psql_su are redefined below for this image.
+# shellcheck source=../scripts/lib.sh
+source "${TG_LIB:-/usr/share/tradeguard/lib.sh}"
+
 log() { printf '[tradeguard-init] %s\n' "$*"; }
 die() { printf '[tradeguard-init] error: %s\n' "$*" >&2; exit 1; }
 
@@ -53,25 +57,13 @@ else
   tradeguard-keytool generate "$key"
 fi
 
-# Demo TLS: a CA and a server certificate for localhost (ECDSA P-256), the same commands as
-# scripts/demo.sh. Replace them with your own certificates for anything but a demo.
+# Demo TLS: a CA and a server certificate for localhost (ECDSA P-256), made by the same
+# make_demo_tls of scripts/lib.sh (copied to /usr/share/tradeguard/lib.sh by the Dockerfile)
+# that scripts/demo.sh calls. Replace them with your own certificates for anything but a demo.
 tls=$TG_HOME/tls
 if [ ! -s "$tls/server.crt" ]; then
   log "generating a demo CA and server certificate in $tls"
-  (
-    cd "$tls"
-    umask 077
-    openssl req -new -x509 -days 3650 -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
-      -subj "/O=tradeguard demo/CN=tradeguard demo CA" -keyout ca.key -out ca.crt 2>/dev/null
-    openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
-      -subj "/O=tradeguard demo/CN=localhost" -keyout server.key -out server.csr 2>/dev/null
-    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1\nextendedKeyUsage=serverAuth\nkeyUsage=digitalSignature\n' > server.ext
-    openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 397 \
-      -extfile server.ext -out server.crt 2>/dev/null
-    rm -f server.csr server.ext
-    chmod 600 server.key ca.key
-    chmod 644 ca.crt server.crt
-  )
+  make_demo_tls "$tls" || die "could not make the demo certificates in $tls"
 fi
 
 # ------------------------------------------------------------------ configuration
