@@ -3,7 +3,8 @@
 # encrypted column, the background worker sealing; verify() in a writing transaction while
 # blocks are sealed; kill -9 of a writing backend; an immediate shutdown; the worker terminated
 # (it must come back). After each: nothing committed is lost, pending rows get sealed, verify()
-# is ok and the chain has no fork (contiguous block numbers), every value decrypts.
+# is ok and the chain has no fork (contiguous block numbers), every value decrypts. Last, rows
+# forged with ids the sequence hands out next do not stop sealing, and verify() names them.
 set -uo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -184,6 +185,36 @@ worker_back_and_sealing() {
   return 1
 }
 check "terminated worker: restarted, and seals new rows by itself" worker_back_and_sealing
+
+# 5. Rows forged with ids the trail's sequence hands out next (a superuser's restore mode): the
+# real changes that then get those ids (committed with them, so that no seal comes between)
+# share them. Sealing goes on without the rows that share
+# an id (one warning), and verify() names the first of them as an inserted row.
+forged=$(q faults -v ON_ERROR_STOP=1 <<'SQL'
+BEGIN;
+SET LOCAL tradeguard.restore_mode = on;
+INSERT INTO tradeguard_audit.log (id, txid, at, schema_name, table_name, operation, current_user_name, session_user_name, signature)
+  SELECT s.last_value + g, 1, now(), 'public', 'trades', 'INSERT', 'mallory', 'mallory', '\x00'
+    FROM tradeguard_audit.log_id_seq s, generate_series(1, 5) g
+  RETURNING id;
+SET LOCAL tradeguard.restore_mode = off;
+INSERT INTO trades (symbol, qty, account_ref) SELECT '6758.T', g, 'DT-' || g FROM generate_series(1, 5) g;
+COMMIT;
+SQL
+)
+forged_lo=$(head -n1 <<<"$forged"); forged_hi=$(grep -E '^[0-9]+$' <<<"$forged" | tail -n1)
+q faults -c "INSERT INTO trades (symbol, qty, account_ref) VALUES ('6501.T', 1, 'DT-1')" >/dev/null
+rest_sealed() {
+  for _ in $(seq 1 50); do
+    [ "$(q faults -c "SELECT count(*) FROM tradeguard_audit.log_unsealed u WHERE NOT EXISTS (SELECT 1 FROM tradeguard_audit.log o WHERE o.id = u.id AND o.ctid <> u.ctid)")" = 0 ] && return 0
+    sleep 0.2
+  done
+  return 1
+}
+check "forged ids: the worker goes on sealing every row that does not share an id" rest_sealed
+check "forged ids: verify() names the first shared id as an inserted row" \
+  [ "$(q faults -c "SELECT NOT ok AND reason = 'row inserted' AND first_bad_id BETWEEN ${forged_lo:-0} AND ${forged_hi:-0} FROM tradeguard.verify()")" = t ]
+check "forged ids: the sealer warned once" [ "$(grep -c 'share their id with another trail row' "$TG_TEST_DIR/faults/server.log")" = 1 ]
 
 check "no crashed backend except the killed one" [ "$(grep -c 'was terminated by signal 11\|was terminated by signal 6' "$TG_TEST_DIR/faults/server.log")" = 0 ]
 

@@ -100,6 +100,17 @@ UPDATE tradeguard_audit.log SET block_no = NULL, txid = 9223372036854775000 WHER
 SELECT ok, first_bad_id, reason FROM tradeguard.verify();
 DELETE FROM tradeguard_audit.log WHERE id = 999999;
 SELECT ok FROM tradeguard.verify();
+-- A forged block is checked wherever its number puts it: below the first block (block 0) or
+-- after a gap in the numbers (once a gap made verify() stop early, and its blocks and rows went
+-- unchecked).
+ALTER TABLE tradeguard_audit.blocks DISABLE TRIGGER tradeguard_protect;
+INSERT INTO tradeguard_audit.blocks SELECT 0, prev_mac, merkle_root, 0, 1, 0, sealed_at, '{}', mac FROM tradeguard_audit.blocks WHERE block_no = 1;
+SELECT ok, first_bad_block, reason FROM tradeguard.verify();
+DELETE FROM tradeguard_audit.blocks WHERE block_no = 0;
+INSERT INTO tradeguard_audit.blocks SELECT block_no + 5000, prev_mac, merkle_root, 0, 1, 0, sealed_at, '{}', mac FROM tradeguard_audit.blocks WHERE block_no = (SELECT max(block_no) FROM tradeguard_audit.blocks);
+SELECT ok, first_bad_block = (SELECT max(block_no) FROM tradeguard_audit.blocks WHERE block_no < 5000) + 1 AS names_the_gap, reason FROM tradeguard.verify();
+DELETE FROM tradeguard_audit.blocks WHERE block_no >= 5000;
+SELECT ok FROM tradeguard.verify();
 DELETE FROM tradeguard_audit.log WHERE id = (SELECT max(id) FROM tradeguard_audit.log WHERE block_no = 1);
 SELECT ok, first_bad_block, first_bad_id = (SELECT max(id) FROM tradeguard_audit.blocks b, unnest(b.ids) AS id WHERE b.block_no = 1) AS names_the_row, reason FROM tradeguard.verify();
 -- A forged block and a broken link to the previous block are named as well.

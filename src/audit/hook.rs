@@ -296,6 +296,9 @@ struct Inspection {
     /// Tables attached as partitions: their plaintext in columns encrypted through the
     /// partitioned table is converted once they are attached.
     attached: Vec<pg_sys::Oid>,
+    /// What a DDL row names besides the command: the triggers and indexes it creates, drops,
+    /// renames, enables or disables (an auditor tells a DISABLE from an ENABLE, and which).
+    objects: Vec<String>,
     /// Tables dropped by name: (oid, schema, table), whose registrations (audited table,
     /// encrypted columns) go with them.
     dropped: Vec<(pg_sys::Oid, String, String)>,
@@ -339,6 +342,7 @@ impl Inspection {
             truncated,
             refresh,
             attached,
+            objects: _,
             dropped,
             schema_renamed,
             dropped_schemas,
@@ -623,6 +627,24 @@ const TRIGGER_STATE_CMDS: [pg_sys::AlterTableType::Type; 7] = [
     pg_sys::AlterTableType::AT_DisableTrigUser,
 ];
 
+/// An ALTER TABLE subcommand that enables or disables triggers, as written (`DISABLE TRIGGER
+/// name`, `ENABLE ALWAYS TRIGGER name`, `DISABLE TRIGGER ALL`...).
+unsafe fn trigger_state_change(cmd: *mut pg_sys::AlterTableCmd) -> Option<String> {
+    use pg_sys::AlterTableType as A;
+    let name = || cstr((*cmd).name);
+    Some(match (*cmd).subtype {
+        A::AT_EnableTrig => format!("ENABLE TRIGGER {}", name()),
+        A::AT_EnableAlwaysTrig => format!("ENABLE ALWAYS TRIGGER {}", name()),
+        A::AT_EnableReplicaTrig => format!("ENABLE REPLICA TRIGGER {}", name()),
+        A::AT_DisableTrig => format!("DISABLE TRIGGER {}", name()),
+        A::AT_EnableTrigAll => "ENABLE TRIGGER ALL".into(),
+        A::AT_DisableTrigAll => "DISABLE TRIGGER ALL".into(),
+        A::AT_EnableTrigUser => "ENABLE TRIGGER USER".into(),
+        A::AT_DisableTrigUser => "DISABLE TRIGGER USER".into(),
+        _ => return None,
+    })
+}
+
 /// A role as written in a statement (`CURRENT_USER`, `PUBLIC`... by their keyword; NULL is ALL).
 unsafe fn role_spec_name(r: *mut pg_sys::RoleSpec) -> String {
     if r.is_null() {
@@ -641,6 +663,28 @@ unsafe fn role_spec_name(r: *mut pg_sys::RoleSpec) -> String {
 /// The roles of a list of RoleSpec nodes, comma-separated.
 unsafe fn role_specs(list: *mut pg_sys::List) -> String {
     list_ptrs(list).into_iter().map(|p| role_spec_name(p as *mut pg_sys::RoleSpec)).collect::<Vec<_>>().join(", ")
+}
+
+/// The first object of a GRANT or REVOKE that is one of tradeguard's schemas or lives in one
+/// (a relation, a function, or all of a kind in the schema), described.
+unsafe fn grant_objects_in_tradeguard_schemas(s: *mut pg_sys::GrantStmt) -> Option<String> {
+    use pg_sys::ObjectType as O;
+    let objects = list_ptrs((*s).objects);
+    if (*s).targtype == pg_sys::GrantTargetType::ACL_TARGET_ALL_IN_SCHEMA {
+        return objects.into_iter().map(|o| cstr((*(o as *mut pg_sys::String)).sval)).find(|n| is_tradeguard_schema(n)).map(|n| format!("all objects in schema {n}"));
+    }
+    objects.into_iter().find_map(|o| match (*s).objtype {
+        O::OBJECT_SCHEMA => Some(cstr((*(o as *mut pg_sys::String)).sval)).filter(|n| is_tradeguard_schema(n)).map(|n| format!("schema {n}")),
+        O::OBJECT_TABLE | O::OBJECT_SEQUENCE => range_var_relid(o as *mut pg_sys::RangeVar)
+            .filter(|r| is_tradeguard_namespace(pg_sys::get_rel_namespace(*r)))
+            .map(|r| format!("{}.{}", rel_schema(r), rel_name(r))),
+        O::OBJECT_FUNCTION | O::OBJECT_PROCEDURE | O::OBJECT_ROUTINE => {
+            let f = pg_sys::LookupFuncWithArgs((*s).objtype, o as *mut pg_sys::ObjectWithArgs, true);
+            (f != pg_sys::InvalidOid && is_tradeguard_namespace(pg_sys::get_func_namespace(f)))
+                .then(|| format!("function {}", cstr(pg_sys::format_procedure_qualified(f))))
+        }
+        _ => None,
+    })
 }
 
 /// Whether a namespace is one of tradeguard's.
@@ -845,6 +889,9 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
             for c in list_ptrs((*s).cmds) {
                 let cmd = c as *mut pg_sys::AlterTableCmd;
                 use pg_sys::AlterTableType as A;
+                if let Some(what) = trigger_state_change(cmd) {
+                    ins.objects.push(what);
+                }
                 if matches!((*cmd).subtype, A::AT_AddColumn | A::AT_DropColumn | A::AT_AlterColumnType) {
                     ins.rebuild_view = Some(relid);
                 }
@@ -1017,7 +1064,16 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
                 if let Some(relid) = range_var_relid(pg_sys::makeRangeVarFromNameList(table)) {
                     if is_audited(relid) {
                         ins.record.push(("DDL".into(), rel_schema(relid), rel_name(relid)));
+                        let what = if kind == pg_sys::ObjectType::OBJECT_TRIGGER { "TRIGGER" } else { "RULE" };
+                        ins.objects.push(format!("DROP {what} {last}"));
                     }
+                }
+            } else if kind == pg_sys::ObjectType::OBJECT_INDEX {
+                // An index of an audited table (a unique one decides which writes succeed).
+                let table = range_var_relid(pg_sys::makeRangeVarFromNameList(o as *mut pg_sys::List)).map(|i| pg_sys::IndexGetRelation(i, true));
+                if let Some(relid) = table.filter(|r| *r != pg_sys::InvalidOid && is_audited(*r)) {
+                    ins.record.push(("DDL".into(), rel_schema(relid), rel_name(relid)));
+                    ins.objects.push(format!("DROP INDEX {last}"));
                 }
             } else if kind == pg_sys::ObjectType::OBJECT_SCHEMA && last == "tradeguard_audit" {
                 ins.protected = Some("schema tradeguard_audit".into());
@@ -1094,6 +1150,18 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
                 }
             }
         }
+        if (*s).renameType == pg_sys::ObjectType::OBJECT_TRIGGER {
+            ins.objects.push(format!("RENAME TRIGGER {} TO {}", cstr((*s).subname), cstr((*s).newname)));
+        }
+        // ALTER INDEX ... RENAME of an index of an audited table.
+        let index_of = range_var_relid((*s).relation)
+            .filter(|_| (*s).renameType == pg_sys::ObjectType::OBJECT_INDEX)
+            .map(|i| pg_sys::IndexGetRelation(i, true))
+            .filter(|r| *r != pg_sys::InvalidOid && is_audited(*r));
+        if let Some(table) = index_of {
+            ins.record.push(("DDL".into(), rel_schema(table), rel_name(table)));
+            ins.objects.push(format!("RENAME INDEX {} TO {}", cstr((*(*s).relation).relname), cstr((*s).newname)));
+        }
         if let Some(relid) = range_var_relid((*s).relation) {
             use pg_sys::ObjectType::*;
             let column = matches!((*s).renameType, OBJECT_COLUMN | OBJECT_ATTRIBUTE);
@@ -1138,6 +1206,12 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
                 ins.protected = Some(format!("{what} of tradeguard_audit.{}", rel_name(relid)));
             } else if is_audited(relid) {
                 ins.record.push(("DDL".into(), rel_schema(relid), rel_name(relid)));
+            }
+            if t == N::T_CreateTrigStmt {
+                let s = stmt as *mut pg_sys::CreateTrigStmt;
+                ins.objects.push(format!("CREATE TRIGGER {} EXECUTE FUNCTION {}", cstr((*s).trigname), name_list((*s).funcname).join(".")));
+            } else if t == N::T_IndexStmt && !(*(stmt as *mut pg_sys::IndexStmt)).idxname.is_null() {
+                ins.objects.push(format!("CREATE INDEX {}", cstr((*(stmt as *mut pg_sys::IndexStmt)).idxname)));
             }
             if t == N::T_CreateTrigStmt {
                 let s = stmt as *mut pg_sys::CreateTrigStmt;
@@ -1208,14 +1282,46 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
         let dir = if (*s).is_grant { "TO" } else { "FROM" };
         ins.record.push((tag.to_string(), String::new(), format!("{} {dir} {grantees}", granted.join(", "))));
     } else if t == N::T_GrantStmt || t == N::T_AlterDefaultPrivilegesStmt {
-        let grantees = if t == N::T_GrantStmt { role_specs((*(stmt as *mut pg_sys::GrantStmt)).grantees) } else { String::new() };
-        ins.record.push((tag.to_string(), String::new(), grantees));
+        let (grant, in_schemas) = if t == N::T_GrantStmt {
+            (stmt as *mut pg_sys::GrantStmt, Vec::new())
+        } else {
+            let s = stmt as *mut pg_sys::AlterDefaultPrivilegesStmt;
+            let schemas = list_ptrs((*s).options)
+                .into_iter()
+                .map(|o| o as *mut pg_sys::DefElem)
+                .filter(|d| cstr((**d).defname) == "schemas")
+                .flat_map(|d| name_list((*d).arg as *mut pg_sys::List))
+                .collect();
+            ((*s).action, schemas)
+        };
+        let grantees = role_specs((*grant).grantees);
+        // Privileges on tradeguard's schemas and what they hold (USAGE on tradeguard_audit, a
+        // table of the trail, a function to PUBLIC) are tradeguard's to set: break-glass (or a
+        // superuser's restore mode, for the privileges a dump carries; recorded either way).
+        let ours = if t == N::T_GrantStmt { grant_objects_in_tradeguard_schemas(grant) } else { in_schemas.into_iter().find(|n| is_tradeguard_schema(n)).map(|n| format!("default privileges in schema {n}")) };
+        if let Some(what) = ours.as_ref().filter(|_| !crate::gucs::RESTORE_MODE.get()) {
+            ins.protected = Some(format!("privileges on {what}"));
+        }
+        let detail = match ours {
+            Some(what) => format!("{what} {} {grantees}", if (*grant).is_grant { "TO" } else { "FROM" }),
+            None => grantees,
+        };
+        ins.record.push((tag.to_string(), String::new(), detail));
     } else if t == N::T_CreateRoleStmt {
         ins.record.push((tag.to_string(), String::new(), cstr((*(stmt as *mut pg_sys::CreateRoleStmt)).role)));
     } else if t == N::T_AlterRoleStmt || t == N::T_AlterRoleSetStmt || t == N::T_DropRoleStmt {
         let who = match t {
             N::T_AlterRoleStmt => role_spec_name((*(stmt as *mut pg_sys::AlterRoleStmt)).role),
-            N::T_AlterRoleSetStmt => role_spec_name((*(stmt as *mut pg_sys::AlterRoleSetStmt)).role),
+            N::T_AlterRoleSetStmt => {
+                // ALTER ROLE ... SET name (never the value): a role default such as
+                // tradeguard.restore_mode = on is told apart from any other ALTER ROLE.
+                let a = stmt as *mut pg_sys::AlterRoleSetStmt;
+                let set = (*a).setstmt;
+                match (!set.is_null() && !(*set).name.is_null()).then(|| cstr((*set).name)) {
+                    Some(name) => format!("{} SET {name}", role_spec_name((*a).role)),
+                    None => role_spec_name((*a).role),
+                }
+            }
             _ => role_specs((*(stmt as *mut pg_sys::DropRoleStmt)).roles),
         };
         ins.record.push((tag.to_string(), String::new(), who));
@@ -1573,6 +1679,9 @@ unsafe fn after_statement(stmt: *mut pg_sys::Node, ins: &Inspection) {
         }
         let tag = cstr(pg_sys::CreateCommandName(stmt));
         let mut detail = serde_json::json!({ "command": tag });
+        if (op == "DDL" || op == "BREAK_GLASS_CHANGE") && !ins.objects.is_empty() {
+            detail["objects"] = serde_json::json!(ins.objects);
+        }
         // ATTACH PARTITION: its rows join the audited table without a row record each.
         if op == "DDL" && !ins.attached.is_empty() {
             detail["attached"] = ins.attached.iter().map(|p| format!("{}.{}", rel_schema(*p), rel_name(*p))).collect();

@@ -127,7 +127,7 @@ struct TableRef {
 
 fn table_ref(oid: pg_sys::Oid) -> TgResult<TableRef> {
     let row = common::spi_first_row(
-            "SELECT n.nspname::text, c.relname::text,
+            "SELECT n.nspname::text, c.relname::text, c.relpersistence = 't',
                     ARRAY(SELECT a.attname::text FROM pg_catalog.pg_index i
                             JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
                            WHERE i.indrelid = c.oid AND i.indisprimary ORDER BY a.attnum)
@@ -135,10 +135,14 @@ fn table_ref(oid: pg_sys::Oid) -> TgResult<TableRef> {
               WHERE c.oid = $1 AND c.relkind IN ('r', 'p')
                 AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'tradeguard', 'tradeguard_audit')",
             &[oid.into()],
-            |r| Ok((r.get::<String>(1)?, r.get::<String>(2)?, r.get::<Vec<String>>(3)?)),
+            |r| Ok((r.get::<String>(1)?, r.get::<String>(2)?, r.get::<bool>(3)?, r.get::<Vec<String>>(4)?)),
     )?;
     match row {
-        Some((Some(schema), Some(table), pk)) => Ok(TableRef { schema, table, pk: pk.unwrap_or_default() }),
+        // Gone with its session, its registration would be left naming another table later.
+        Some((_, Some(table), Some(true), _)) => {
+            Err(AuditError::InvalidArgument(format!("{} is a temporary table (it ends with its session): not audited", q(&table))).into())
+        }
+        Some((Some(schema), Some(table), _, pk)) => Ok(TableRef { schema, table, pk: pk.unwrap_or_default() }),
         _ => Err(AuditError::InvalidArgument(format!("relation {} is not a user table", oid.to_u32())).into()),
     }
 }
@@ -150,10 +154,15 @@ fn q(s: &str) -> String {
 /// `tradeguard.audit_table(tbl, exclude_columns)`: installs the audit triggers (idempotent).
 #[pg_extern(volatile)]
 #[search_path(pg_catalog, pg_temp)]
-fn audit_table(tbl: pgrx::PgRelation, exclude_columns: default!(Vec<String>, "'{}'")) -> String {
+fn audit_table(tbl: Option<pgrx::PgRelation>, exclude_columns: default!(Option<Vec<String>>, "'{}'")) -> String {
+    // Not STRICT: a NULL list of exclusions excludes nothing (a STRICT function would return
+    // NULL and audit nothing, silently).
+    let Some(tbl) = tbl else {
+        return Err::<String, _>(crate::error::TgError::from(AuditError::InvalidArgument("tbl must not be NULL".into()))).or_raise();
+    };
     let oid = tbl.oid();
     drop(tbl);
-    audit_table_impl(oid, exclude_columns).or_raise()
+    audit_table_impl(oid, exclude_columns.unwrap_or_default()).or_raise()
 }
 
 fn audit_table_impl(oid: pg_sys::Oid, exclude: Vec<String>) -> TgResult<String> {
@@ -171,6 +180,16 @@ fn audit_table_impl(oid: pg_sys::Oid, exclude: Vec<String>) -> TgResult<String> 
     )?;
     if let Some(unknown) = unknown {
         return Err(AuditError::InvalidArgument(format!("{fq} has no column {unknown} to exclude")).into());
+    }
+    // Every trail row records the primary key (history() finds a row's changes by it): a key
+    // column cannot be left out of the trail.
+    let in_key: Vec<String> = exclude.iter().filter(|c| t.pk.contains(c)).map(|c| q(c)).collect();
+    if !in_key.is_empty() {
+        return Err(AuditError::InvalidArgument(format!(
+            "cannot exclude {} of {fq}: the primary key is recorded in every trail row (history() finds a row's changes by it)",
+            in_key.join(", ")
+        ))
+        .into());
     }
     // A partition carries a clone of its audited table's row trigger, which PostgreSQL does not
     // let go while the partitioned table's stays.

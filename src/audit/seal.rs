@@ -91,57 +91,110 @@ fn seal_once() -> TgResult<Option<(i64, i64)>> {
         if rows.is_empty() {
             return Ok(None);
         }
-        let (prev_no, prev_mac) = chain_head()?;
-        let block_no = prev_no + 1;
-        let root = chain::merkle_root(rows.iter().map(|(_, s, _)| s.as_slice()));
-        let ids: Vec<i64> = rows.iter().map(|(i, _, _)| *i).collect();
-        let sealed_at = now_micros();
-        let b = Block {
-            block_no,
-            prev_mac: &prev_mac,
-            merkle_root: &root,
-            row_count: ids.len() as i64,
-            first_id: ids[0],
-            last_id: *ids.last().unwrap(),
-            sealed_at_micros: sealed_at,
+        // A row whose id another row has too (sealed already, or unsealed beside it) cannot
+        // enter the sealed partition, whose ids are unique: only a forged or copied row can
+        // share an id (superuser's restore mode, break-glass). Such rows are left out, so that
+        // sealing goes on, and stay unsealed, where verify() names them ("row inserted"). They
+        // are looked for only when the block cannot be written (no lookup per sealed row).
+        let rows = match common::in_subtransaction(|| write_block(&key, &rows)) {
+            Ok(sealed) => return Ok(Some(sealed)),
+            Err(why) => {
+                let shared = ids_shared(&rows)?;
+                if shared.is_empty() {
+                    return Err(AuditError::SealConflict(why).into());
+                }
+                warn_shared_ids(&shared);
+                rows.into_iter().filter(|(id, _, _)| !shared.contains(id)).collect::<Vec<_>>()
+            }
         };
-        let mac = chain::block_mac(&key, &b);
-        let ts = TimestampWithTimeZone::try_from(sealed_at).map_err(|_| CoreError::InvalidArgument("clock".into()))?;
-        let _w = InternalWrite::begin();
-        Spi::run_with_args(
-            "INSERT INTO tradeguard_audit.blocks (block_no, prev_mac, merkle_root, row_count, first_id, last_id, sealed_at, ids, mac)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            &[
-                block_no.into(),
-                prev_mac.as_slice().into(),
-                root.as_slice().into(),
-                b.row_count.into(),
-                b.first_id.into(),
-                b.last_id.into(),
-                ts.into(),
-                ids.into(),
-                mac.as_slice().into(),
-            ],
-        )?;
-        // The same rows as selected, found by their tuple ids (a TID scan: no index, and never
-        // the whole trail); only the sealer updates trail rows, under the seal lock, so the
-        // ids still hold. Checked: a difference would make verify() fail later. The rows move to
-        // the sealed partition, with the key hash history() finds them by.
-        let ctids: Vec<String> = rows.iter().map(|(_, _, t)| t.clone()).collect();
-        let marked = Spi::connect_mut(|c| {
-            c.update(
-                "UPDATE tradeguard_audit.log SET block_no = $1, pk_hash = pg_catalog.jsonb_hash_extended(pk, 0)
-                  WHERE ctid = ANY ($2::text[]::tid[]) AND block_no IS NULL AND id BETWEEN $3 AND $4",
-                None,
-                &[block_no.into(), ctids.into(), b.first_id.into(), b.last_id.into()],
-            )
-            .map(|t| t.len() as i64)
-        })?;
-        if marked != b.row_count {
-            return Err(AuditError::SealConflict(format!("block {block_no} would hold {} rows but {marked} were marked", b.row_count)).into());
+        if rows.is_empty() {
+            return Ok(None);
         }
-        Ok(Some((block_no, b.row_count)))
+        write_block(&key, &rows).map(Some)
     })?
+}
+
+/// The ids of `rows` (in id order) that another row of the trail has too.
+fn ids_shared(rows: &[(i64, Vec<u8>, String)]) -> TgResult<std::collections::BTreeSet<i64>> {
+    let mut shared: std::collections::BTreeSet<i64> = rows.windows(2).filter(|w| w[0].0 == w[1].0).map(|w| w[0].0).collect();
+    let ids: Vec<i64> = rows.iter().map(|(i, _, _)| *i).collect();
+    shared.extend(common::spi_rows(
+        "SELECT DISTINCT s.id FROM tradeguard_audit.log_sealed s WHERE s.id = ANY ($1)",
+        &[ids.into()],
+        |r| Ok(r.get::<i64>(1)?.unwrap_or_default()),
+    )?);
+    Ok(shared)
+}
+
+thread_local! {
+    /// The shared ids this backend last warned about (the worker seals every 200 ms).
+    static WARNED_SHARED: std::cell::RefCell<Vec<i64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn warn_shared_ids(shared: &std::collections::BTreeSet<i64>) {
+    let ids: Vec<i64> = shared.iter().copied().collect();
+    if WARNED_SHARED.with(|w| w.replace(ids.clone())) != ids {
+        let list: Vec<String> = ids.iter().take(10).map(|i| i.to_string()).collect();
+        pgrx::warning!(
+            "tradeguard: audit rows with ids {}{} share their id with another trail row (forged or copied); they are left unsealed and tradeguard.verify() reports them",
+            list.join(", "),
+            if ids.len() > 10 { ", ..." } else { "" }
+        );
+    }
+}
+
+/// Writes `rows` (committed, unsealed, in id order) as the next block. Returns (block_no, rows).
+fn write_block(key: &[u8; 32], rows: &[(i64, Vec<u8>, String)]) -> TgResult<(i64, i64)> {
+    let (prev_no, prev_mac) = chain_head()?;
+    let block_no = prev_no + 1;
+    let root = chain::merkle_root(rows.iter().map(|(_, s, _)| s.as_slice()));
+    let ids: Vec<i64> = rows.iter().map(|(i, _, _)| *i).collect();
+    let sealed_at = now_micros();
+    let b = Block {
+        block_no,
+        prev_mac: &prev_mac,
+        merkle_root: &root,
+        row_count: ids.len() as i64,
+        first_id: ids[0],
+        last_id: *ids.last().unwrap(),
+        sealed_at_micros: sealed_at,
+    };
+    let mac = chain::block_mac(key, &b);
+    let ts = TimestampWithTimeZone::try_from(sealed_at).map_err(|_| CoreError::InvalidArgument("clock".into()))?;
+    let _w = InternalWrite::begin();
+    Spi::run_with_args(
+        "INSERT INTO tradeguard_audit.blocks (block_no, prev_mac, merkle_root, row_count, first_id, last_id, sealed_at, ids, mac)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        &[
+            block_no.into(),
+            prev_mac.as_slice().into(),
+            root.as_slice().into(),
+            b.row_count.into(),
+            b.first_id.into(),
+            b.last_id.into(),
+            ts.into(),
+            ids.into(),
+            mac.as_slice().into(),
+        ],
+    )?;
+    // The same rows as selected, found by their tuple ids (a TID scan: no index, and never
+    // the whole trail); only the sealer updates trail rows, under the seal lock, so the
+    // ids still hold. Checked: a difference would make verify() fail later. The rows move to
+    // the sealed partition, with the key hash history() finds them by.
+    let ctids: Vec<String> = rows.iter().map(|(_, _, t)| t.clone()).collect();
+    let marked = Spi::connect_mut(|c| {
+        c.update(
+            "UPDATE tradeguard_audit.log SET block_no = $1, pk_hash = pg_catalog.jsonb_hash_extended(pk, 0)
+              WHERE ctid = ANY ($2::text[]::tid[]) AND block_no IS NULL AND id BETWEEN $3 AND $4",
+            None,
+            &[block_no.into(), ctids.into(), b.first_id.into(), b.last_id.into()],
+        )
+        .map(|t| t.len() as i64)
+    })?;
+    if marked != b.row_count {
+        return Err(AuditError::SealConflict(format!("block {block_no} would hold {} rows but {marked} were marked", b.row_count)).into());
+    }
+    Ok((block_no, b.row_count))
 }
 
 /// `tradeguard.seal()`: seals everything that can be sealed now; returns the rows sealed. It
@@ -195,11 +248,13 @@ struct BlockRow {
     mac: Vec<u8>,
 }
 
+/// The next (at most) BLOCKS_PER_SLICE blocks numbered from `from` to `to`, in order: the blocks
+/// that are there, whatever their numbers (a gap shows as a block not numbered as expected).
 fn load_blocks(from: i64, to: i64) -> TgResult<Vec<BlockRow>> {
     Ok(common::spi_rows(
         "SELECT block_no, prev_mac, merkle_root, row_count, first_id, last_id, sealed_at, ids, mac
-           FROM tradeguard_audit.blocks WHERE block_no BETWEEN $1 AND $2 ORDER BY block_no",
-        &[from.into(), to.into()],
+           FROM tradeguard_audit.blocks WHERE block_no BETWEEN $1 AND $2 ORDER BY block_no LIMIT $3",
+        &[from.into(), to.into(), BLOCKS_PER_SLICE.into()],
         |r| {
             let ts: TimestampWithTimeZone = r.get(7)?.unwrap_or(TimestampWithTimeZone::try_from(0i64).unwrap());
             Ok(BlockRow {
@@ -216,6 +271,9 @@ fn load_blocks(from: i64, to: i64) -> TgResult<Vec<BlockRow>> {
         },
     )?)
 }
+
+/// Blocks read at a time by verify() (to bound memory on long chains).
+const BLOCKS_PER_SLICE: i64 = 1000;
 
 /// Every column in table order (so the scan hands rows over without projecting them), for a
 /// range of blocks (one scan for many blocks, not one per block), and no ORDER BY (rows are put
@@ -535,7 +593,11 @@ fn verify_impl(from: i64, to: Option<i64>) -> TgResult<Report> {
             }
             return Ok(rep);
         };
-        if from <= first {
+        // Checking from the start (block 1, or the first block left after archiving) starts
+        // at the first block there is, also one numbered below 1: a block no seal makes, so it
+        // cannot chain (see `expected_prev`).
+        let from_start = from <= first.max(1);
+        if from_start {
             if let Some((blk, id)) = below_first(Some(first))? {
                 rep.fail(blk, Some(id), Failure::RowInserted);
                 return Ok(rep);
@@ -553,7 +615,7 @@ fn verify_impl(from: i64, to: Option<i64>) -> TgResult<Report> {
             ))
             .into());
         }
-        let from = from.max(first);
+        let from = if from_start { first } else { from };
         let to = to.unwrap_or(i64::MAX);
         // What block `from` must chain to.
         let mut expected_prev: Vec<u8> = if from == 1 {
@@ -574,11 +636,12 @@ fn verify_impl(from: i64, to: Option<i64>) -> TgResult<Report> {
             }
         };
         let mut expected_no = from;
-        // Blocks are read in slices to bound memory on long chains.
+        // Blocks are read in slices, each the next blocks there are (never a range of numbers,
+        // which a gap could leave empty and end the check early), up to the last one.
+        let end = to.min(last);
         let mut lo = from;
-        loop {
-            let hi = lo.saturating_add(999).min(to);
-            let blocks = load_blocks(lo, hi)?;
+        while lo <= end {
+            let blocks = load_blocks(lo, end)?;
             let mut window: (i64, HashMap<i64, Vec<Checked>>) = (i64::MIN, HashMap::default());
             for (k, b) in blocks.iter().enumerate() {
                 if b.block_no != expected_no || b.prev_mac != expected_prev {
@@ -627,10 +690,13 @@ fn verify_impl(from: i64, to: Option<i64>) -> TgResult<Report> {
                 expected_prev = b.mac.clone();
                 expected_no += 1;
             }
-            if blocks.is_empty() || hi >= to {
+            match blocks.last() {
+                Some(b) => lo = b.block_no.saturating_add(1),
+                None => break,
+            }
+            if blocks.len() < BLOCKS_PER_SLICE as usize || lo == i64::MAX {
                 break;
             }
-            lo = hi + 1;
         }
         // A row that claims a block beyond the chain. (Every block from `from` to the last one
         // exists and was checked above, rows claiming one of them included: one index range
@@ -647,6 +713,16 @@ fn verify_impl(from: i64, to: Option<i64>) -> TgResult<Report> {
                     &[id.into(), (expected_no - 1).into()],
                 )?;
                 rep.fail(blk.unwrap_or_default(), Some(id), Failure::RowInserted);
+            }
+            // An unsealed row that shares its id with another trail row: forged or copied (the
+            // sealer leaves such rows out; ids come from one sequence).
+            if let Some(id) = common::spi_first::<i64>(
+                "SELECT min(u.id) FROM tradeguard_audit.log_unsealed u
+                  WHERE EXISTS (SELECT 1 FROM tradeguard_audit.log_sealed s WHERE s.id = u.id)
+                     OR EXISTS (SELECT 1 FROM tradeguard_audit.log_unsealed d WHERE d.id = u.id AND d.ctid <> u.ctid)",
+                &[],
+            )? {
+                rep.fail(expected_no, Some(id), Failure::RowInserted);
             }
             // An unsealed row of a transaction that had not ended when this snapshot was taken
             // can only be visible if it is this transaction's own; any other is forged (it would

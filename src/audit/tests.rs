@@ -21,6 +21,123 @@ mod tests {
         assert_eq!(unsigned, Ok(Some(0)));
     }
 
+    /// A table owner who may execute tradeguard.audit_trigger() (tradeguard_table_owner, with
+    /// USAGE on the schema through another tradeguard role, as the demo's application owner)
+    /// cannot have it sign rows from a trigger of their own: BEFORE (which would skip the change
+    /// and still record it), INSTEAD OF on a view, or AFTER under another name.
+    #[pg_test]
+    fn only_tradeguards_own_triggers_may_call_the_audit_trigger() {
+        Spi::run(
+            "CREATE ROLE t_ft_owner; GRANT tradeguard_table_owner, tradeguard_auditor TO t_ft_owner;
+             GRANT CREATE ON SCHEMA public TO t_ft_owner;
+             SET ROLE t_ft_owner;
+             CREATE TABLE t_ft (id int PRIMARY KEY, px int); INSERT INTO t_ft VALUES (1, 3);
+             CREATE TABLE t_ft_plain (id int PRIMARY KEY);
+             CREATE VIEW t_ft_view AS SELECT id FROM t_ft_plain;
+             RESET ROLE;
+             SELECT tradeguard.audit_table('t_ft');
+             SET ROLE t_ft_owner;
+             CREATE TRIGGER a_shadow BEFORE UPDATE OR DELETE ON t_ft FOR EACH ROW EXECUTE FUNCTION tradeguard.audit_trigger();
+             CREATE TRIGGER a_copy AFTER INSERT ON t_ft_plain FOR EACH ROW EXECUTE FUNCTION tradeguard.audit_trigger();
+             CREATE TRIGGER a_view INSTEAD OF INSERT ON t_ft_view FOR EACH ROW EXECUTE FUNCTION tradeguard.audit_trigger()",
+        )
+        .unwrap();
+        let refused = |trigger: &str, table: &str| {
+            Some(format!("tradeguard: trigger {trigger} on public.{table} may not call tradeguard.audit_trigger(): only the triggers tradeguard.audit_table() creates call it (AFTER ... FOR EACH ROW tradeguard_audit_row, AFTER TRUNCATE tradeguard_audit_truncate)"))
+        };
+        assert_eq!(crate::common::sql_error("UPDATE t_ft SET px = 999 WHERE id = 1"), refused("a_shadow", "t_ft"));
+        assert_eq!(crate::common::sql_error("DELETE FROM t_ft WHERE id = 1"), refused("a_shadow", "t_ft"));
+        assert_eq!(crate::common::sql_error("INSERT INTO t_ft_plain VALUES (1)"), refused("a_copy", "t_ft_plain"));
+        assert_eq!(crate::common::sql_error("INSERT INTO t_ft_view VALUES (1)"), refused("a_view", "t_ft_view"));
+        Spi::run("DROP TRIGGER a_shadow ON t_ft; UPDATE t_ft SET px = 4 WHERE id = 1; RESET ROLE").unwrap();
+        // What the trail holds: the one real change, and nothing of the refused ones.
+        let ops = Spi::get_one::<String>(
+            "SELECT string_agg(operation || coalesce(':' || (new_row ->> 'px'), ''), ',' ORDER BY id) FROM tradeguard_audit.log
+              WHERE table_name IN ('t_ft', 't_ft_plain', 't_ft_view') AND operation <> 'DDL'",
+        );
+        assert_eq!(ops, Ok(Some("AUDIT_TABLE,UPDATE:4".into())));
+    }
+
+    /// audit_table refuses what it could not keep: a primary-key column left out (every row
+    /// records the key), a temporary table; a NULL list of exclusions excludes nothing.
+    #[pg_test]
+    fn audit_table_refuses_key_exclusions_and_temporary_tables() {
+        Spi::run("CREATE TABLE t_acct (acct_no text PRIMARY KEY, ssn text, bal int); CREATE TEMP TABLE t_tmp (id int PRIMARY KEY)").unwrap();
+        assert_eq!(
+            crate::common::sql_error("SELECT tradeguard.audit_table('t_acct', ARRAY['acct_no', 'ssn'])"),
+            Some("tradeguard: invalid argument: cannot exclude acct_no of public.t_acct: the primary key is recorded in every trail row (history() finds a row's changes by it)".into())
+        );
+        assert_eq!(
+            crate::common::sql_error("SELECT tradeguard.audit_table('t_tmp')"),
+            Some("tradeguard: invalid argument: t_tmp is a temporary table (it ends with its session): not audited".into())
+        );
+        Spi::run("SELECT tradeguard.audit_table('t_acct', NULL); INSERT INTO t_acct VALUES ('A-1', 'S', 5)").unwrap();
+        assert_eq!(
+            Spi::get_one::<String>("SELECT new_row ->> 'ssn' FROM tradeguard_audit.log WHERE table_name = 't_acct' AND operation = 'INSERT'"),
+            Ok(Some("S".into()))
+        );
+    }
+
+    /// Privileges on tradeguard's schemas and their objects (USAGE on the trail's schema, a
+    /// trail table, all tables in it, default privileges there, a function to PUBLIC) change
+    /// only under break-glass; the user's own grants are recorded, naming what they were on.
+    #[pg_test]
+    fn privileges_on_tradeguards_schemas_need_break_glass() {
+        Spi::run("CREATE ROLE t_gr_nobody").unwrap();
+        for (sql, what) in [
+            ("GRANT USAGE ON SCHEMA tradeguard_audit TO t_gr_nobody", "schema tradeguard_audit"),
+            ("GRANT SELECT ON tradeguard_audit.log TO t_gr_nobody", "tradeguard_audit.log"),
+            ("GRANT UPDATE ON ALL TABLES IN SCHEMA tradeguard_audit TO t_gr_nobody", "all objects in schema tradeguard_audit"),
+            ("ALTER DEFAULT PRIVILEGES IN SCHEMA tradeguard_audit GRANT SELECT ON TABLES TO t_gr_nobody", "default privileges in schema tradeguard_audit"),
+            ("GRANT EXECUTE ON FUNCTION tradeguard.seal() TO PUBLIC", "function tradeguard.seal()"),
+            ("REVOKE EXECUTE ON FUNCTION tradeguard.verify(bigint, bigint) FROM tradeguard_auditor", "function tradeguard.verify(bigint,bigint)"),
+        ] {
+            assert_eq!(crate::common::sql_error(sql), Some(crate::common::refusal(&format!("privileges on {what}"))), "{sql}");
+        }
+        assert_eq!(Spi::get_one::<bool>("SELECT has_schema_privilege('t_gr_nobody', 'tradeguard_audit', 'USAGE')"), Ok(Some(false)));
+        Spi::run("CREATE TABLE t_gr (id int); GRANT SELECT ON t_gr TO t_gr_nobody").unwrap();
+        assert_eq!(
+            Spi::get_one::<String>("SELECT table_name FROM tradeguard_audit.log WHERE operation = 'GRANT' ORDER BY id DESC LIMIT 1"),
+            Ok(Some("t_gr_nobody".into()))
+        );
+    }
+
+    /// DDL rows of an audited table name the triggers and indexes the statement changes: an
+    /// auditor tells a DISABLE from an ENABLE, and which trigger (break-glass changes too).
+    #[pg_test]
+    fn ddl_rows_name_the_triggers_and_indexes_they_change() {
+        Spi::run(
+            "CREATE TABLE t_obj (id int PRIMARY KEY, q int); SELECT tradeguard.audit_table('t_obj');
+             CREATE FUNCTION t_obj_noop() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN RETURN NULL; END $f$;
+             CREATE INDEX t_obj_q ON t_obj (q); ALTER INDEX t_obj_q RENAME TO t_obj_q2; DROP INDEX t_obj_q2;
+             CREATE TRIGGER t_obj_after AFTER INSERT ON t_obj FOR EACH ROW EXECUTE FUNCTION t_obj_noop();
+             ALTER TABLE t_obj DISABLE TRIGGER t_obj_after; DROP TRIGGER t_obj_after ON t_obj;
+             SELECT tradeguard.break_glass('test: name the trigger change');
+             ALTER TABLE t_obj DISABLE TRIGGER tradeguard_audit_row; ALTER TABLE t_obj ENABLE ALWAYS TRIGGER tradeguard_audit_row",
+        )
+        .unwrap();
+        let objects = Spi::get_one::<String>(
+            "SELECT string_agg(new_row -> 'objects' ->> 0, '; ' ORDER BY id) FROM tradeguard_audit.log
+              WHERE table_name = 't_obj' AND operation = 'DDL' AND new_row ? 'objects'",
+        );
+        assert_eq!(
+            objects,
+            Ok(Some(
+                "CREATE INDEX t_obj_q; RENAME INDEX t_obj_q TO t_obj_q2; DROP INDEX t_obj_q2; CREATE TRIGGER t_obj_after EXECUTE FUNCTION t_obj_noop; DISABLE TRIGGER t_obj_after; DROP TRIGGER t_obj_after; DISABLE TRIGGER tradeguard_audit_row; ENABLE ALWAYS TRIGGER tradeguard_audit_row".into()
+            ))
+        );
+        assert_eq!(
+            Spi::get_one::<String>("SELECT new_row -> 'objects' ->> 0 FROM tradeguard_audit.log WHERE operation = 'BREAK_GLASS_CHANGE' ORDER BY id LIMIT 1"),
+            Ok(Some("DISABLE TRIGGER tradeguard_audit_row".into()))
+        );
+        // A role default names the setting (never its value).
+        Spi::run("CREATE ROLE t_obj_role; ALTER ROLE t_obj_role SET tradeguard.verify_threads = 1").unwrap();
+        assert_eq!(
+            Spi::get_one::<String>("SELECT table_name FROM tradeguard_audit.log WHERE operation = 'ALTER ROLE' ORDER BY id DESC LIMIT 1"),
+            Ok(Some("t_obj_role SET tradeguard.verify_threads".into()))
+        );
+    }
+
     #[pg_test]
     fn truncate_is_recorded() {
         Spi::run("CREATE TABLE t_trunc (id int PRIMARY KEY)").unwrap();

@@ -709,7 +709,30 @@ thread_local! {
 /// What a cached actor name was looked up under: the role and the role cache's generation.
 type ActorStamp = (pg_sys::Oid, u64);
 
+/// Refuses a call of the audit trigger function by any trigger but the two `audit_table` creates.
+/// A table owner who may execute the function (`tradeguard_table_owner`, for partitions' clones
+/// of the triggers) could otherwise name it in a trigger of their own: fired BEFORE (or INSTEAD
+/// OF, on a view) it would sign rows for changes that never happen, since it returns NULL.
+/// Trigger names are unique per table, so these two cannot be doubled on an audited table.
+fn check_own_trigger(trigger: &pgrx::PgTrigger<'_>) -> TgResult<()> {
+    use pgrx::trigger_support::*;
+    let event = trigger.trigger_data().tg_event;
+    let name = trigger.name().unwrap_or("?");
+    let ours = trigger_fired_after(event)
+        && match name {
+            "tradeguard_audit_row" => trigger_fired_for_row(event) && !trigger_fired_by_truncate(event),
+            "tradeguard_audit_truncate" => trigger_fired_for_statement(event) && trigger_fired_by_truncate(event),
+            _ => false,
+        };
+    if ours {
+        return Ok(());
+    }
+    let table = trigger.relid().ok().and_then(common::quoted_relation_name).unwrap_or_else(|| "?".into());
+    Err(AuditError::ForeignTrigger { trigger: pgrx::spi::quote_identifier(name), table }.into())
+}
+
 fn record_change(trigger: &pgrx::PgTrigger<'_>) -> TgResult<()> {
+    check_own_trigger(trigger)?;
     let td = trigger.trigger_data();
     let event = td.tg_event;
     let relid = trigger.relid().map_err(|e| CoreError::InvalidArgument(e.to_string()))?;
