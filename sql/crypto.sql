@@ -135,7 +135,8 @@ SELECT a.hour, a.database_name, a.role_name, a.key_name,
        coalesce(e.schema_name || '.' || e.table_name || '.' || e.column_name, a.context) AS column_or_context,
        a.decryptions, a.first_at, a.last_at
   FROM tradeguard_audit.decrypt_activity a
-  LEFT JOIN tradeguard_audit.encrypted_columns e ON a.context = 'tg:' || e.column_id;
+  -- Column ids are this database's: another database's context is shown as recorded.
+  LEFT JOIN tradeguard_audit.encrypted_columns e ON a.context = 'tg:' || e.column_id AND a.database_name OPERATOR(pg_catalog.=) pg_catalog.current_database();
 COMMENT ON VIEW tradeguard.decrypt_activity IS 'tradeguard: who decrypted what (per hour, role, key and column)';
 GRANT SELECT ON tradeguard.decrypt_activity TO tradeguard_auditor;
 

@@ -122,6 +122,28 @@ thread_local! {
     static TABLES: common::shmem::GenerationCache<pg_sys::Oid, Rc<TableCfg>> = RefCell::new((None, rustc_hash::FxHashMap::default()));
 }
 
+/// A `format_type` name without its type modifiers, wherever they stand: `timestamp(3) with
+/// time zone` is `timestamp with time zone`, `numeric(6,2)[]` is `numeric[]` (an array, which
+/// no value type is).
+fn type_without_modifiers(name: &str) -> String {
+    let mut depth = 0usize;
+    let bare: String = name
+        .chars()
+        .filter(|c| match c {
+            '(' => {
+                depth += 1;
+                false
+            }
+            ')' => {
+                depth = depth.saturating_sub(1);
+                false
+            }
+            _ => depth == 0,
+        })
+        .collect();
+    bare.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 fn value_type_for(sql_type: &str) -> Option<ValueType> {
     Some(match sql_type {
         "text" | "character varying" | "character" | "name" | "citext" => ValueType::Text,
@@ -279,16 +301,48 @@ fn encode_plaintext(vt: ValueType, text: &str) -> TgResult<Zeroizing<Vec<u8>>> {
         ValueType::Text | ValueType::Jsonb | ValueType::Bytea => text.as_bytes().to_vec(),
         ValueType::Numeric => AnyNumeric::try_from(text).map_err(|_| bad("numeric"))?.to_string().into_bytes(),
         ValueType::Bigint => value::encode_bigint(text.trim().parse::<i64>().map_err(|_| bad("bigint"))?).to_vec(),
-        ValueType::Float8 => value::encode_float8(text.trim().parse::<f64>().map_err(|_| bad("double precision"))?).to_vec(),
+        ValueType::Float8 => {
+            // The column is text now: a float the application writes is cast to text first,
+            // with extra_float_digits digits. Below 1 that text is rounded (pi() as 3.1416 at
+            // -3), and encrypting it would store another number: refused, never rounded.
+            // SAFETY: a backend-local GUC variable.
+            let digits = unsafe { pg_sys::extra_float_digits };
+            if digits < 1 {
+                return Err(CryptoError::InvalidInput(format!(
+                    "a double precision value written to an encrypted column arrives as text, which extra_float_digits = {digits} rounds; set extra_float_digits to 1 (the default) or more"
+                ))
+                .into());
+            }
+            value::encode_float8(text.trim().parse::<f64>().map_err(|_| bad("double precision"))?).to_vec()
+        }
         ValueType::Timestamptz => {
-            let c = std::ffi::CString::new(text).map_err(|_| bad("timestamptz"))?;
-            let ts: TimestampWithTimeZone = unsafe {
-                pgrx::direct_function_call(
-                    pg_sys::timestamptz_in,
-                    &[c.as_c_str().into_datum(), pg_sys::InvalidOid.into_datum(), (-1i32).into_datum()],
-                )
-                .ok_or_else(|| bad("timestamptz"))?
+            let parse = |c: &std::ffi::CStr| -> Option<TimestampWithTimeZone> {
+                unsafe {
+                    pgrx::direct_function_call(
+                        pg_sys::timestamptz_in,
+                        &[c.into_datum(), pg_sys::InvalidOid.into_datum(), (-1i32).into_datum()],
+                    )
+                }
             };
+            let c = std::ffi::CString::new(text).map_err(|_| bad("timestamptz"))?;
+            let ts = parse(&c).ok_or_else(|| bad("timestamptz"))?;
+            // The column is text now: a timestamptz the application writes is cast to text
+            // first, in the session's DateStyle. ISO writes a numeric UTC offset; the other
+            // styles write the zone's abbreviation, which PostgreSQL 15 reads from its own table
+            // (Asia/Shanghai's "CST" is read as US Central: 14 hours off). Where the session's
+            // own output does not read back as the same instant, refused, never shifted.
+            // SAFETY: a backend-local GUC variable.
+            if unsafe { pg_sys::DateStyle } != pg_sys::USE_ISO_DATES as i32 {
+                let out: &std::ffi::CStr = unsafe {
+                    pgrx::direct_function_call(pg_sys::timestamptz_out, &[ts.into_datum()]).ok_or_else(|| bad("timestamptz"))?
+                };
+                if parse(out) != Some(ts) {
+                    return Err(CryptoError::InvalidInput(
+                        "a timestamptz value written to an encrypted column arrives as text, and in this session's DateStyle and TimeZone that text does not read back as the same instant (an ambiguous time zone abbreviation); set DateStyle to ISO".into(),
+                    )
+                    .into());
+                }
+            }
             value::encode_timestamptz(ts.into_inner()).to_vec()
         }
     }))
@@ -883,6 +937,24 @@ fn refuse_unsupported_shape(tbl: pg_sys::Oid, names: &TableNames, col: &str, bli
     if inherits {
         return refuse("the table uses table inheritance, and child tables do not inherit the encrypt trigger (their rows would stay in plaintext); use declarative partitioning".into());
     }
+    // The decrypting view's name: a relation there that is not tradeguard's own view (another
+    // role's view or table) would be dropped to make room for it.
+    let taken = common::spi_first::<bool>(
+        "SELECT NOT (c.relkind = 'v'
+                     AND c.relowner = (SELECT x.extowner FROM pg_catalog.pg_extension x WHERE x.extname = 'tradeguard')
+                     AND pg_catalog.obj_description(c.oid, 'pg_class') LIKE 'tradeguard: decrypted view of %')
+           FROM pg_catalog.pg_class c
+          WHERE c.relnamespace = (SELECT n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname = $1) AND c.relname = $2",
+        &[names.schema.as_str().into(), format!("{}_decrypted", names.table).into()],
+    )?
+    .unwrap_or(false);
+    if taken {
+        return refuse(format!(
+            "the relation {}.{} is in the place of the decrypting view it makes, and is not tradeguard's: rename or drop it first",
+            pgrx::spi::quote_identifier(&names.schema),
+            pgrx::spi::quote_identifier(format!("{}_decrypted", names.table))
+        ));
+    }
     if names.pk.as_deref() == Some(col) || names.composite.as_ref().is_some_and(|k| k.iter().any(|c| c == col)) {
         return refuse("it is part of the primary key its values are bound to".into());
     }
@@ -913,6 +985,27 @@ fn refuse_unsupported_shape(tbl: pg_sys::Oid, names: &TableNames, col: &str, bli
     }
     if let Some(late) = late_before_triggers(&tree, None)? {
         return refuse(format!("BEFORE row triggers would fire after {ENCRYPT_TRIGGER} ({late}): rename them to sort before it"));
+    }
+    // What compares the column's values (through its key columns, expressions or predicate:
+    // the catalog's column dependencies) would compare ciphertext, different for every value
+    // (random nonces): a unique index no longer stops duplicates, a CHECK tests the armor, a
+    // foreign key breaks (and its error would show the value).
+    let comparing = common::spi_first::<String>(
+        "SELECT pg_catalog.string_agg(DISTINCT CASE WHEN i.indexrelid IS NOT NULL
+                                                   THEN 'index ' || i.indexrelid::pg_catalog.regclass::text
+                                                   ELSE 'constraint ' || pg_catalog.quote_ident(k.conname) END, ', ')
+           FROM pg_catalog.pg_depend d
+           JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+           LEFT JOIN pg_catalog.pg_index i ON d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND i.indexrelid = d.objid
+           LEFT JOIN pg_catalog.pg_constraint k ON d.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass AND k.oid = d.objid
+          WHERE d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid = ANY ($1) AND a.attname = $2
+            AND (i.indisunique OR i.indisexclusion OR k.contype IN ('c', 'f', 'x'))",
+        &[tree.clone().into(), col.into()],
+    )?;
+    if let Some(what) = comparing {
+        return refuse(format!(
+            "{what} would compare its ciphertext, which differs for every value (random nonces); drop it first (for unique equality: a blind index, blind_index_key, with a unique index on it)"
+        ));
     }
     // Names tradeguard derives must fit PostgreSQL's 63-byte identifiers (else they would be cut).
     let limit = pg_sys::NAMEDATALEN as usize - 1;
@@ -1007,8 +1100,7 @@ fn encrypt_column_impl(tbl: pg_sys::Oid, col: &str, key_name: &str, blind_key: O
     let vt = match &already {
         Some(vt) => ValueType::parse_name(vt)?,
         None => {
-            let base = names.col_type.split('(').next().unwrap_or_default().trim();
-            let vt = value_type_for(base).ok_or_else(|| {
+            let vt = value_type_for(&type_without_modifiers(&names.col_type)).ok_or_else(|| {
                 CoreError::InvalidArgument(format!(
                     "column \"{col}\" has type {}; encrypt_column supports text, varchar, numeric, integer types, double precision, timestamptz and jsonb",
                     names.col_type
@@ -1086,6 +1178,9 @@ fn encrypt_column_impl(tbl: pg_sys::Oid, col: &str, key_name: &str, blind_key: O
     drop(own);
     keys::invalidate();
     TABLES.with(|t| t.borrow_mut().1.clear());
+    if already.is_none() {
+        check_existing_ciphertext(tbl, &fq, col)?;
+    }
     let n = convert_plaintext(tbl, &fq, col, batch)?;
     if n > 0 {
         // pg_stats still holds the plaintext's most common values and histogram (readable by
@@ -1105,7 +1200,25 @@ fn encrypt_column_impl(tbl: pg_sys::Oid, col: &str, key_name: &str, blind_key: O
 /// encrypt trigger encrypts them. Returns the rows converted.
 fn convert_plaintext(relid: pg_sys::Oid, fq: &str, col: &str, batch: i32) -> TgResult<i64> {
     let c = q(col);
-    update_in_batches(relid, fq, col, &format!("{c} IS NOT NULL AND NOT tradeguard.is_ciphertext({c})"), batch)
+    update_in_batches(relid, fq, col, &format!("{c} IS NOT NULL AND NOT tradeguard.is_ciphertext({c})"), Some(batch))
+}
+
+/// Before a column's first conversion: the values that already look like tradeguard ciphertext,
+/// which the conversion keeps as they are, must each open for their row (written back once as
+/// `reencrypt_column` writes them: opened and sealed again, or refused). One copied from another
+/// row, table or database, or made up, would otherwise be kept, and stop every full read of the
+/// decrypting view and every re-encryption of the column.
+fn check_existing_ciphertext(relid: pg_sys::Oid, fq: &str, col: &str) -> TgResult<()> {
+    let c = q(col);
+    let reseal = ResealScope::begin(col);
+    let checked = common::in_subtransaction(|| update_in_batches(relid, fq, col, &format!("{c} IS NOT NULL AND tradeguard.is_ciphertext({c})"), None));
+    drop(reseal);
+    checked.map(|_| ()).map_err(|why| {
+        CoreError::InvalidArgument(format!(
+            "cannot encrypt {fq}.{c}: a value it holds is already tradeguard ciphertext but does not open for its row ({why}); replace it with its plaintext first"
+        ))
+        .into()
+    })
 }
 
 /// (Re)creates `<table>_decrypted`: every column, encrypted ones decrypted to their original type.
@@ -1283,7 +1396,7 @@ fn reencrypt_column_impl(tbl: pg_sys::Oid, col: &str, batch: i32) -> TgResult<i6
     debug_assert_eq!(info.active_version, Some(active));
     let reseal = ResealScope::begin(col);
     let c = q(col);
-    let n = update_in_batches(tbl, &fq, col, &format!("{c} IS NOT NULL AND tradeguard.ciphertext_key_version({c}) < {active}"), batch);
+    let n = update_in_batches(tbl, &fq, col, &format!("{c} IS NOT NULL AND tradeguard.ciphertext_key_version({c}) < {active}"), Some(batch));
     drop(reseal);
     n
 }
@@ -1344,8 +1457,50 @@ pub fn follow_rename(relid: pg_sys::Oid, schema: &str, table: &str, column: Opti
     };
     if changed > 0 {
         keys::invalidate();
+        if column.is_none() {
+            move_decrypted_view(relid, schema, table)?;
+        }
     }
     Ok(())
+}
+
+/// After the table `schema`.`table` was renamed or moved to another schema: its decrypting
+/// view follows it (renamed, not made again: grants and objects built on it stay), unless the
+/// new name is taken or too long, when it keeps its name.
+fn move_decrypted_view(relid: pg_sys::Oid, schema: &str, table: &str) -> TgResult<()> {
+    let _w = crate::audit::InternalWrite::begin();
+    common::as_owner(|| -> TgResult<()> {
+        let view = format!("{table}_decrypted");
+        let found = common::spi_first_row(
+            "SELECT n.nspname::text, c.relname::text,
+                    pg_catalog.to_regclass(pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname || '_decrypted')) IS NULL
+               FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+              WHERE c.oid = $1
+                AND EXISTS (SELECT 1 FROM pg_catalog.pg_class v JOIN pg_catalog.pg_namespace vn ON vn.oid = v.relnamespace
+                             WHERE vn.nspname = $2 AND v.relname = $3 AND v.relkind = 'v'
+                               AND pg_catalog.obj_description(v.oid, 'pg_class') LIKE 'tradeguard: decrypted view of %')",
+            &[relid.into(), schema.into(), view.as_str().into()],
+            |r| Ok((r.get::<String>(1)?.unwrap_or_default(), r.get::<String>(2)?.unwrap_or_default(), r.get::<bool>(3)?.unwrap_or(false))),
+        )?;
+        let Some((new_schema, new_table, free)) = found else { return Ok(()) };
+        let target = format!("{new_table}_decrypted");
+        if !free || target.len() >= pg_sys::NAMEDATALEN as usize {
+            return Ok(());
+        }
+        if new_schema != schema {
+            Spi::run(&format!("ALTER VIEW {}.{} SET SCHEMA {}", q(schema), q(&view), q(&new_schema)))?;
+        }
+        if target != view {
+            Spi::run(&format!("ALTER VIEW {}.{} RENAME TO {}", q(&new_schema), q(&view), q(&target)))?;
+        }
+        Spi::run(&format!(
+            "COMMENT ON VIEW {}.{} IS {}",
+            q(&new_schema),
+            q(&target),
+            pgrx::spi::quote_literal(format!("tradeguard: decrypted view of {new_schema}.{new_table} (tradeguard_decryptor only)"))
+        ))?;
+        Ok(())
+    })?
 }
 
 /// Follows `ALTER SCHEMA old RENAME TO new` in the encrypted-column registrations.
@@ -1466,11 +1621,12 @@ type BatchIdentity = (Vec<pg_sys::Oid>, Vec<(u16, u16, u16)>);
 /// constraints with the extension owner's rights);
 /// the UPDATE, which fires the table's own triggers and checks, runs as the
 /// table's owner in a security-restricted operation.
-fn update_in_batches(relid: pg_sys::Oid, fq: &str, col: &str, cond: &str, batch: i32) -> TgResult<i64> {
+fn update_in_batches(relid: pg_sys::Oid, fq: &str, col: &str, cond: &str, batch: Option<i32>) -> TgResult<i64> {
     refuse_owner_planner_code(relid, fq)?;
     // Rows are named by (tableoid, ctid): in a partitioned table the same ctid exists in
-    // several partitions.
-    let pick = format!("SELECT pg_catalog.array_agg(tableoid), pg_catalog.array_agg(ctid) FROM (SELECT tableoid, ctid FROM {fq} WHERE {cond} LIMIT {batch} FOR UPDATE) s");
+    // several partitions. (No batch size: every matching row, once.)
+    let limit = batch.map_or("ALL".to_string(), |b| b.to_string());
+    let pick = format!("SELECT pg_catalog.array_agg(tableoid), pg_catalog.array_agg(ctid) FROM (SELECT tableoid, ctid FROM {fq} WHERE {cond} LIMIT {limit} FOR UPDATE) s");
     let c = q(col);
     let write = format!(
         "UPDATE {fq} AS tg_t SET {c} = tg_t.{c}
@@ -1524,6 +1680,9 @@ fn update_in_batches(relid: pg_sys::Oid, fq: &str, col: &str, cond: &str, batch:
         // Rows a trigger of the table skipped (returned NULL for) are picked again: the loop
         // ends when none is left, or stops above when none could be written.
         total += n;
+        if batch.is_none() {
+            return Ok(total);
+        }
     }
 }
 

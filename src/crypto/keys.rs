@@ -309,6 +309,11 @@ pub fn encryption_key(name: &str, needed: Purpose) -> TgResult<(Rc<KeyInfo>, u32
 /// The data key for a stored value's key id and version; refuses retired versions.
 pub fn decryption_key(key_id: u32, version: u32) -> TgResult<(Rc<KeyInfo>, Rc<VersionEntry>)> {
     let info = key_by_id(key_id, version)?;
+    // A header naming a blind-index key (whose bytes are an HMAC key, never an AES key): the
+    // purpose error, not a failed authentication under the wrong kind of key.
+    if info.purpose != Purpose::Encrypt {
+        return Err(CryptoError::WrongPurpose { name: info.name.clone(), purpose: info.purpose.name(), needed: Purpose::Encrypt.name() }.into());
+    }
     let entry = version_entry(&info, version)?;
     if entry.status == Status::Retired {
         return Err(CryptoError::KeyRetired { name: info.name.clone(), version }.into());

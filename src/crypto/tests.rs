@@ -352,10 +352,12 @@ mod tests {
             Some("t_ren_c_s.t_ren2:acct:fill_id:acct_lookup")
         );
         assert_eq!(one::<i64>("SELECT count(*) FROM t_ren_c_s.t_ren2 WHERE NOT tradeguard.is_ciphertext(acct)"), Some(0));
+        // The view follows the table (renamed and moved with it) and its columns.
         assert_eq!(
-            one::<String>("SELECT string_agg(account, ',' ORDER BY id) FROM t_ren_c_decrypted").as_deref(),
+            one::<String>("SELECT string_agg(acct, ',' ORDER BY fill_id) FROM t_ren_c_s.t_ren2_decrypted").as_deref(),
             Some("acct-1b,acct-2")
         );
+        assert_eq!(one::<bool>("SELECT to_regclass('public.t_ren_c_decrypted') IS NULL"), Some(true));
         // The blind index column is still maintained under its new name.
         assert_eq!(
             one::<bool>("SELECT acct_lookup = tradeguard.blind_index('acct-2', 't_ren_c_bi') FROM t_ren_c_s.t_ren2 WHERE fill_id = 2"),
@@ -365,6 +367,9 @@ mod tests {
         Spi::run("ALTER SCHEMA t_ren_c_s RENAME TO t_ren_c_s2; INSERT INTO t_ren_c_s2.t_ren2 (fill_id, acct) VALUES (3, 'acct-3')").unwrap();
         assert_eq!(one::<i64>("SELECT count(*) FROM t_ren_c_s2.t_ren2 WHERE NOT tradeguard.is_ciphertext(acct)"), Some(0));
         assert_eq!(one::<String>("SELECT schema_name FROM tradeguard_audit.encrypted_columns WHERE key_name = 't_ren_c'").as_deref(), Some("t_ren_c_s2"));
+        // ... and a column added after the renames shows in the view (it is made again).
+        Spi::run("ALTER TABLE t_ren_c_s2.t_ren2 ADD COLUMN venue text").unwrap();
+        assert_eq!(one::<i64>("SELECT count(venue) + count(*) FROM t_ren_c_s2.t_ren2_decrypted"), Some(3));
         // A key column's type cannot change under its bound values.
         let err = crate::common::sql_error("ALTER TABLE t_ren_c_s2.t_ren2 ALTER COLUMN fill_id TYPE numeric(10,2)").unwrap_or_default();
         assert!(err.contains("cannot change the type of t_ren_c_s2.t_ren2.fill_id"), "{err}");
@@ -505,6 +510,116 @@ mod tests {
             one::<String>("SELECT concat_ws(',', s, n, i, j, t AT TIME ZONE 'UTC') FROM t_typed_decrypted").as_deref(),
             Some("abcde,123.4,2147483647,{\"a\": 1},2026-12-05 10:00:00")
         );
+    }
+
+    /// An encrypted column is text: typed values arrive through a cast to text in the session's
+    /// settings. Where that text would not read back as the value (a zone abbreviation that
+    /// PostgreSQL 15 reads as another zone's, a rounded float), the write is refused; where it
+    /// does, the value is stored exactly, whatever the DateStyle.
+    #[pg_test]
+    fn typed_values_cast_to_text_are_stored_exactly_or_refused() {
+        Spi::run("SELECT tradeguard.create_key('t_cast')").unwrap();
+        Spi::run("CREATE TABLE t_cast (id int PRIMARY KEY, t timestamptz, f double precision)").unwrap();
+        for c in ["t", "f"] {
+            Spi::run(&format!("SELECT tradeguard.encrypt_column('t_cast', '{c}', 't_cast')")).unwrap();
+        }
+        let refused = crate::common::sql_error;
+        let ts = "'2026-12-07 08:00:00+08'::timestamptz";
+        // Asia/Shanghai prints "CST", which PostgreSQL 15 reads as US Central.
+        Spi::run("SET LOCAL TimeZone = 'Asia/Shanghai'; SET LOCAL DateStyle = 'Postgres, MDY'").unwrap();
+        assert_eq!(
+            refused(&format!("INSERT INTO t_cast (id, t) VALUES (1, {ts})")),
+            Some("tradeguard: invalid argument: a timestamptz value written to an encrypted column arrives as text, and in this session's DateStyle and TimeZone that text does not read back as the same instant (an ambiguous time zone abbreviation); set DateStyle to ISO".into())
+        );
+        // Tokyo's "JST" reads back: accepted in the same DateStyle.
+        Spi::run(&format!("SET LOCAL TimeZone = 'Asia/Tokyo'; INSERT INTO t_cast (id, t) VALUES (2, {ts})")).unwrap();
+        Spi::run(&format!("SET LOCAL TimeZone = 'Asia/Shanghai'; SET LOCAL DateStyle = ISO; INSERT INTO t_cast (id, t) VALUES (3, {ts})")).unwrap();
+        Spi::run("SET LOCAL extra_float_digits = -3").unwrap();
+        assert_eq!(
+            refused("INSERT INTO t_cast (id, f) VALUES (4, pi())"),
+            Some("tradeguard: invalid argument: a double precision value written to an encrypted column arrives as text, which extra_float_digits = -3 rounds; set extra_float_digits to 1 (the default) or more".into())
+        );
+        Spi::run("SET LOCAL extra_float_digits = 1; INSERT INTO t_cast (id, f) VALUES (4, pi())").unwrap();
+        assert_eq!(
+            one::<String>(&format!("SELECT string_agg(id || ':' || (t = {ts}), ',' ORDER BY id) FROM t_cast_decrypted WHERE t IS NOT NULL")).as_deref(),
+            Some("2:true,3:true")
+        );
+        assert_eq!(one::<bool>("SELECT f = pi() FROM t_cast_decrypted WHERE id = 4"), Some(true));
+        // Type modifiers wherever they stand: timestamp(3) with time zone is a timestamptz, and
+        // an array of a supported type is refused (not taken for its element type).
+        Spi::run("CREATE TABLE t_cast_mod (id int PRIMARY KEY, t timestamp(3) with time zone, v varchar(10)[])").unwrap();
+        Spi::run("SELECT tradeguard.encrypt_column('t_cast_mod', 't', 't_cast'); SET LOCAL DateStyle = ISO; INSERT INTO t_cast_mod (id, t) VALUES (1, '2026-12-07 08:00:00.1234+00')").unwrap();
+        assert_eq!(one::<String>("SELECT t::text FROM t_cast_mod_decrypted").as_deref(), Some("2026-12-07 16:00:00.123+08"));
+        let err = crate::common::sql_error("SELECT tradeguard.encrypt_column('t_cast_mod', 'v', 't_cast')").unwrap_or_default();
+        assert!(err.contains("has type character varying(10)[]; encrypt_column supports"), "{err}");
+    }
+
+    /// What compares the column's values (a unique index, a CHECK, a foreign key) would compare
+    /// ciphertext: refused, naming it. A value that already looks like ciphertext but does not
+    /// open for its row (copied from another table) stops the first conversion, which would
+    /// otherwise keep it.
+    #[pg_test]
+    fn conversion_refuses_comparisons_and_foreign_ciphertext() {
+        Spi::run(
+            "SELECT tradeguard.create_key('t_cmp');
+             CREATE TABLE t_cmp (id int PRIMARY KEY, email text, ssn text CHECK (length(ssn) = 11), ref text);
+             CREATE UNIQUE INDEX t_cmp_email ON t_cmp (lower(email));
+             CREATE TABLE t_cmp_ref (code text PRIMARY KEY); ALTER TABLE t_cmp ADD CONSTRAINT t_cmp_fk FOREIGN KEY (ref) REFERENCES t_cmp_ref",
+        )
+        .unwrap();
+        let refused = |col: &str, what: &str| {
+            Some(format!("tradeguard: invalid argument: cannot encrypt public.t_cmp.{col}: {what} would compare its ciphertext, which differs for every value (random nonces); drop it first (for unique equality: a blind index, blind_index_key, with a unique index on it)"))
+        };
+        assert_eq!(crate::common::sql_error("SELECT tradeguard.encrypt_column('t_cmp', 'email', 't_cmp')"), refused("email", "index public.t_cmp_email"));
+        assert_eq!(crate::common::sql_error("SELECT tradeguard.encrypt_column('t_cmp', 'ssn', 't_cmp')"), refused("ssn", "constraint t_cmp_ssn_check"));
+        assert_eq!(crate::common::sql_error("SELECT tradeguard.encrypt_column('t_cmp', 'ref', 't_cmp')"), refused("ref", "constraint t_cmp_fk"));
+        // A ciphertext of another table's row, copied in before the conversion.
+        Spi::run(
+            "CREATE TABLE t_cmp_src (id int PRIMARY KEY, v text); SELECT tradeguard.encrypt_column('t_cmp_src', 'v', 't_cmp');
+             INSERT INTO t_cmp_src VALUES (1, 'secret');
+             CREATE TABLE t_cmp_dst (id int PRIMARY KEY, v text); INSERT INTO t_cmp_dst VALUES (1, 'plain');
+             INSERT INTO t_cmp_dst SELECT 2, v FROM t_cmp_src",
+        )
+        .unwrap();
+        let msg = crate::common::sql_error("SELECT tradeguard.encrypt_column('t_cmp_dst', 'v', 't_cmp')").unwrap_or_default();
+        assert!(msg.starts_with("tradeguard: invalid argument: cannot encrypt public.t_cmp_dst.v: a value it holds is already tradeguard ciphertext but does not open for its row ("), "{msg}");
+        assert_eq!(one::<String>("SELECT v FROM t_cmp_dst WHERE id = 1").as_deref(), Some("plain"));
+        // Without the copied value, the conversion runs.
+        Spi::run("DELETE FROM t_cmp_dst WHERE id = 2").unwrap();
+        assert_eq!(one::<i64>("SELECT tradeguard.encrypt_column('t_cmp_dst', 'v', 't_cmp')"), Some(1));
+    }
+
+    /// A header naming a blind-index key gets the purpose error (55000), not a failed
+    /// authentication under an HMAC key used as an AES key.
+    #[pg_test]
+    fn decrypting_under_a_blind_index_key_is_a_purpose_error() {
+        Spi::run("SELECT tradeguard.create_key('t_pe'); SELECT tradeguard.create_key('t_pe_bidx', 'blind_index')").unwrap();
+        let forged = "SELECT tradeguard.decrypt_text(overlay(tradeguard.encrypt('x'::text, 't_pe') PLACING int4send(k.key_id) FROM 7 FOR 4))
+                        FROM tradeguard_audit.keys k WHERE k.name = 't_pe_bidx'";
+        assert_eq!(
+            crate::common::sql_error(forged),
+            Some("tradeguard: key \"t_pe_bidx\" has purpose blind_index, this operation needs a encrypt key".into())
+        );
+    }
+
+    /// encrypt_column makes `<table>_decrypted`; a relation of someone else's under that name
+    /// is not dropped for it.
+    #[pg_test]
+    fn another_roles_view_under_the_decrypted_name_is_kept() {
+        Spi::run(
+            "SELECT tradeguard.create_key('t_vn');
+             CREATE ROLE t_vn_victim; GRANT CREATE ON SCHEMA public TO t_vn_victim;
+             CREATE TABLE t_vn (id int PRIMARY KEY, c text);
+             SET ROLE t_vn_victim; CREATE VIEW t_vn_decrypted AS SELECT 1 AS mine; RESET ROLE",
+        )
+        .unwrap();
+        assert_eq!(
+            crate::common::sql_error("SELECT tradeguard.encrypt_column('t_vn', 'c', 't_vn')"),
+            Some("tradeguard: invalid argument: cannot encrypt public.t_vn.c: the relation public.t_vn_decrypted is in the place of the decrypting view it makes, and is not tradeguard's: rename or drop it first".into())
+        );
+        assert_eq!(one::<i32>("SELECT mine FROM t_vn_decrypted"), Some(1));
+        Spi::run("DROP VIEW t_vn_decrypted").unwrap();
+        Spi::run("SELECT tradeguard.encrypt_column('t_vn', 'c', 't_vn'); SELECT tradeguard.encrypt_column('t_vn', 'c', 't_vn')").unwrap();
     }
 
     #[pg_test]
