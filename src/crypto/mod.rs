@@ -197,6 +197,10 @@ fn retire_key_force(name: &str, version: i32, force: bool) {
 
 fn retire_key_impl(name: &str, version: i32, force: bool) -> TgResult<()> {
     let info = keys::key_by_name(name)?;
+    // (Versions count from 1: a negative one would be named as a huge unsigned number.)
+    if version < 1 {
+        return Err(CryptoError::InvalidInput(format!("key versions count from 1; there is no version {version} of \"{}\"", info.name)).into());
+    }
     if info.active_version == Some(version as u32) {
         return Err(CryptoError::RetireActive { name: info.name.clone(), version: version as u32 }.into());
     }

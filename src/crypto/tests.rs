@@ -136,6 +136,10 @@ mod tests {
         // An unknown version is named as such; retiring a retired version again changes nothing.
         let err = crate::common::sql_error("SELECT tradeguard.retire_key('t_ret', 99)").unwrap_or_default();
         assert!(err.contains("has no version 99"), "{err}");
+        assert_eq!(
+            crate::common::sql_error("SELECT tradeguard.retire_key('t_ret', -1)"),
+            Some("tradeguard: invalid argument: key versions count from 1; there is no version -1 of \"t_ret\"".into())
+        );
         Spi::run("SELECT tradeguard.retire_key('t_ret', 3)").unwrap();
     }
 
