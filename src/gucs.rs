@@ -26,6 +26,12 @@ pub static APP_CONTEXT: GucSetting<Option<CString>> = GucSetting::<Option<CStrin
 /// `tradeguard.restore_mode`: lets pg_restore load already-signed audit rows (superuser only).
 pub static RESTORE_MODE: GucSetting<bool> = GucSetting::<bool>::new(false);
 
+/// `tradeguard.restore_mode` in effect: on, for a superuser (a superuser's setting, also when
+/// `GRANT SET ON PARAMETER` handed it to another role).
+pub fn restore_mode() -> bool {
+    RESTORE_MODE.get() && unsafe { pgrx::pg_sys::superuser() }
+}
+
 /// `tradeguard.max_failed_logins`: failures from one address within the window before it is blocked.
 pub static MAX_FAILED_LOGINS: GucSetting<i32> = GucSetting::<i32>::new(5);
 /// `tradeguard.max_failed_logins_per_role`: failures for one role (any address) before it is blocked.

@@ -186,6 +186,24 @@ worker_back_and_sealing() {
 }
 check "terminated worker: restarted, and seals new rows by itself" worker_back_and_sealing
 
+# 4b. A transaction left open (with a transaction id, in another database, by a role with no
+# tradeguard rights) does not hold up sealing: rows committed meanwhile are sealed.
+q postgres -c "CREATE ROLE idle_writer LOGIN" >/dev/null
+as_pg "$PG_BIN/psql" -X -qAt -h /tmp -p "$E2E_PORT" -U idle_writer -d postgres \
+  -c "BEGIN" -c "SELECT pg_current_xact_id()" -c "SELECT pg_sleep(20)" -c "COMMIT" >/dev/null 2>&1 &
+idle_pid=$!
+sleep 1
+q faults -c "INSERT INTO trades (symbol, qty, account_ref) VALUES ('8035.T', 1, 'DT-1')" >/dev/null
+sealed_while_open() {
+  for _ in $(seq 1 50); do
+    [ "$(q faults -c "SELECT block_no IS NOT NULL FROM tradeguard_audit.log WHERE table_name = 'trades' AND operation = 'INSERT' ORDER BY id DESC LIMIT 1")" = t ] && return 0
+    sleep 0.2
+  done
+  return 1
+}
+check "an open transaction elsewhere does not hold up sealing" sealed_while_open
+kill "$idle_pid" 2>/dev/null; wait "$idle_pid" 2>/dev/null
+
 # 5. Rows forged with ids the trail's sequence hands out next (a superuser's restore mode): the
 # real changes that then get those ids (committed with them, so that no seal comes between)
 # share them. Sealing goes on without the rows that share

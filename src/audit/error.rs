@@ -12,6 +12,8 @@ pub enum AuditError {
     Protected { what: String },
     #[error("trigger {trigger} on {table} may not call tradeguard.audit_trigger(): only the triggers tradeguard.audit_table() creates call it (AFTER ... FOR EACH ROW tradeguard_audit_row, AFTER TRUNCATE tradeguard_audit_truncate)")]
     ForeignTrigger { trigger: String, table: String },
+    #[error("trigger {trigger} on {table} calls tradeguard.audit_trigger(), but tradeguard.audit_table() did not set up {table} (or its registration is gone); nothing was written")]
+    NotSetUp { trigger: String, table: String },
     #[error("{0} is not audited by tradeguard")]
     NotAudited(String),
     #[error("the audit trail needs the root key to sign rows: {0}")]
@@ -28,7 +30,7 @@ impl AuditError {
     pub fn sqlstate(&self) -> C {
         match self {
             Self::InvalidArgument(_) => C::ERRCODE_INVALID_PARAMETER_VALUE,
-            Self::ProtectedTable(_) | Self::Protected { .. } | Self::ForeignTrigger { .. } => C::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            Self::ProtectedTable(_) | Self::Protected { .. } | Self::ForeignTrigger { .. } | Self::NotSetUp { .. } => C::ERRCODE_INSUFFICIENT_PRIVILEGE,
             Self::NotAudited(_) | Self::NoSuchBlock(_) => C::ERRCODE_UNDEFINED_OBJECT,
             Self::NoKey(_) => C::ERRCODE_CONFIG_FILE_ERROR,
             Self::SealConflict(_) => C::ERRCODE_INTERNAL_ERROR,

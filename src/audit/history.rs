@@ -48,13 +48,24 @@ struct Era {
 /// The names the audited table now called `schema.table` was recorded under, with their id
 /// ranges: from the row that registered it (`since_id`), the former names its registration
 /// kept (renames, SET SCHEMA, schema renames), then its current name.
-fn eras(schema: &str, table: &str) -> TgResult<Vec<Era>> {
-    let registration = common::spi_first_row(
-        "SELECT former_names, since_id FROM tradeguard.audited_tables WHERE schema_name = $1 AND table_name = $2",
-        &[schema.into(), table.into()],
-        |r| Ok((r.get::<pgrx::JsonB>(1)?, r.get::<i64>(2)?)),
-    )?;
-    let (former, since) = registration.unwrap_or((None, None));
+///
+/// A table audited now reads its registration; one whose auditing unaudit_table paused reads
+/// what the pause kept (the same table: its oid). A table with neither has no history: rows
+/// recorded under its name belong to another table (dropped, or renamed away), not to it.
+fn eras(relid: pg_sys::Oid, schema: &str, table: &str) -> TgResult<Vec<Era>> {
+    // (paused_tables is tradeguard's own; the auditor calling history() reads it through this.)
+    let registration = common::as_owner(|| {
+        common::spi_first_row(
+            "SELECT former_names, since_id FROM tradeguard.audited_tables WHERE schema_name = $1 AND table_name = $2
+             UNION ALL
+             SELECT p.former_names, p.since_id FROM tradeguard_audit.paused_tables p
+              WHERE p.relid = $3 AND p.schema_name = $1 AND p.table_name = $2
+             LIMIT 1",
+            &[schema.into(), table.into(), relid.into()],
+            |r| Ok((r.get::<pgrx::JsonB>(1)?, r.get::<i64>(2)?)),
+        )
+    })??;
+    let Some((former, since)) = registration else { return Ok(Vec::new()) };
     let mut out = Vec::new();
     let mut lo = since.unwrap_or(0);
     let names = former.and_then(|j| j.0.as_array().cloned()).unwrap_or_default();
@@ -88,7 +99,8 @@ fn rows_of(eras: &[Era], key: &str) -> TgResult<Vec<Rec>> {
               WHERE l.pk = $3::jsonb
                 AND EXISTS (SELECT 1 FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[]),
                                                  pg_catalog.unnest($4::bigint[]), pg_catalog.unnest($5::bigint[])) e(s, t, lo, hi)
-                             WHERE l.schema_name = e.s AND l.table_name = e.t AND l.id > e.lo AND l.id < e.hi)
+                             WHERE l.schema_name = e.s AND l.table_name = e.t AND l.id > e.lo
+                               AND (l.id < e.hi OR e.hi = 9223372036854775807))
               ORDER BY l.id",
             None,
             &[schemas.into(), tables.into(), key.into(), los.into(), his.into()],
@@ -218,7 +230,7 @@ fn history_ids(tbl: pg_sys::Oid, pk: &str) -> Vec<i64> {
     );
     let run = || -> TgResult<Vec<i64>> {
         match names? {
-            Some((schema, table)) => walk(&eras(&schema, &table)?, pk),
+            Some((schema, table)) => walk(&eras(tbl, &schema, &table)?, pk),
             None => Ok(Vec::new()),
         }
     };

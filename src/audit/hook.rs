@@ -299,6 +299,9 @@ struct Inspection {
     /// What a DDL row names besides the command: the triggers and indexes it creates, drops,
     /// renames, enables or disables (an auditor tells a DISABLE from an ENABLE, and which).
     objects: Vec<String>,
+    /// A table whose indexes, constraints or policies the statement may add to: afterwards,
+    /// none may compare an encrypted column's ciphertext.
+    comparisons_on: Option<pg_sys::Oid>,
     /// Tables dropped by name: (oid, schema, table), whose registrations (audited table,
     /// encrypted columns) go with them.
     dropped: Vec<(pg_sys::Oid, String, String)>,
@@ -343,6 +346,7 @@ impl Inspection {
             refresh,
             attached,
             objects: _,
+            comparisons_on,
             dropped,
             schema_renamed,
             dropped_schemas,
@@ -364,6 +368,7 @@ impl Inspection {
             && refresh.is_empty()
             && column_renamed_in.is_empty()
             && attached.is_empty()
+            && comparisons_on.is_none()
             && dropped.is_empty()
             && schema_renamed.is_none()
             && dropped_schemas.is_empty()
@@ -645,6 +650,21 @@ unsafe fn trigger_state_change(cmd: *mut pg_sys::AlterTableCmd) -> Option<String
     })
 }
 
+/// What an ALTER ... SET/RESET does, named without its value: `SET name`, `RESET name`,
+/// `RESET ALL`.
+unsafe fn set_action(set: *mut pg_sys::VariableSetStmt) -> String {
+    use pg_sys::VariableSetKind::*;
+    if set.is_null() {
+        return "RESET ALL".into();
+    }
+    let name = || cstr((*set).name);
+    match (*set).kind {
+        VAR_RESET_ALL => "RESET ALL".into(),
+        VAR_RESET => format!("RESET {}", name()),
+        _ => format!("SET {}", name()),
+    }
+}
+
 /// A role as written in a statement (`CURRENT_USER`, `PUBLIC`... by their keyword; NULL is ALL).
 unsafe fn role_spec_name(r: *mut pg_sys::RoleSpec) -> String {
     if r.is_null() {
@@ -675,6 +695,11 @@ unsafe fn grant_objects_in_tradeguard_schemas(s: *mut pg_sys::GrantStmt) -> Opti
     }
     objects.into_iter().find_map(|o| match (*s).objtype {
         O::OBJECT_SCHEMA => Some(cstr((*(o as *mut pg_sys::String)).sval)).filter(|n| is_tradeguard_schema(n)).map(|n| format!("schema {n}")),
+        // GRANT SET ON PARAMETER tradeguard.restore_mode would hand a superuser's setting to
+        // another role.
+        O::OBJECT_PARAMETER_ACL => Some(cstr((*(o as *mut pg_sys::String)).sval))
+            .filter(|n| n.to_ascii_lowercase().starts_with("tradeguard."))
+            .map(|n| format!("parameter {n}")),
         O::OBJECT_TABLE | O::OBJECT_SEQUENCE => range_var_relid(o as *mut pg_sys::RangeVar)
             .filter(|r| is_tradeguard_namespace(pg_sys::get_rel_namespace(*r)))
             .map(|r| format!("{}.{}", rel_schema(r), rel_name(r))),
@@ -889,6 +914,9 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
             for c in list_ptrs((*s).cmds) {
                 let cmd = c as *mut pg_sys::AlterTableCmd;
                 use pg_sys::AlterTableType as A;
+                if matches!((*cmd).subtype, A::AT_AddConstraint | A::AT_AddIndex | A::AT_AddIndexConstraint) {
+                    ins.comparisons_on = Some(relid);
+                }
                 if let Some(what) = trigger_state_change(cmd) {
                     ins.objects.push(what);
                 }
@@ -1210,15 +1238,19 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
             if t == N::T_CreateTrigStmt {
                 let s = stmt as *mut pg_sys::CreateTrigStmt;
                 ins.objects.push(format!("CREATE TRIGGER {} EXECUTE FUNCTION {}", cstr((*s).trigname), name_list((*s).funcname).join(".")));
-            } else if t == N::T_IndexStmt && !(*(stmt as *mut pg_sys::IndexStmt)).idxname.is_null() {
-                ins.objects.push(format!("CREATE INDEX {}", cstr((*(stmt as *mut pg_sys::IndexStmt)).idxname)));
+            } else if t == N::T_IndexStmt {
+                ins.comparisons_on = Some(relid);
+                if !(*(stmt as *mut pg_sys::IndexStmt)).idxname.is_null() {
+                    ins.objects.push(format!("CREATE INDEX {}", cstr((*(stmt as *mut pg_sys::IndexStmt)).idxname)));
+                }
             }
             if t == N::T_CreateTrigStmt {
                 let s = stmt as *mut pg_sys::CreateTrigStmt;
                 let name = cstr((*s).trigname);
-                if name.starts_with("tradeguard_") && has_trigger(&[relid], &name) {
-                    // CREATE OR REPLACE TRIGGER would swap the function behind one of ours (a
-                    // new one, as pg_restore creates them, is not refused).
+                if name.starts_with("tradeguard_") && (has_trigger(&[relid], &name) || !crate::gucs::restore_mode()) {
+                    // CREATE OR REPLACE TRIGGER would swap the function behind one of ours; a
+                    // new one under tradeguard's names is tradeguard's to make (audit_table,
+                    // encrypt_column, guard_columns), or pg_restore's in restore mode.
                     ins.protected = Some(format!("the tradeguard triggers of {}.{}", rel_schema(relid), rel_name(relid)));
                 } else if (*s).row
                     && (*s).timing as u32 & pg_sys::TRIGGER_TYPE_BEFORE != 0
@@ -1299,7 +1331,7 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
         // table of the trail, a function to PUBLIC) are tradeguard's to set: break-glass (or a
         // superuser's restore mode, for the privileges a dump carries; recorded either way).
         let ours = if t == N::T_GrantStmt { grant_objects_in_tradeguard_schemas(grant) } else { in_schemas.into_iter().find(|n| is_tradeguard_schema(n)).map(|n| format!("default privileges in schema {n}")) };
-        if let Some(what) = ours.as_ref().filter(|_| !crate::gucs::RESTORE_MODE.get()) {
+        if let Some(what) = ours.as_ref().filter(|_| !crate::gucs::restore_mode()) {
             ins.protected = Some(format!("privileges on {what}"));
         }
         let detail = match ours {
@@ -1316,11 +1348,8 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
                 // ALTER ROLE ... SET name (never the value): a role default such as
                 // tradeguard.restore_mode = on is told apart from any other ALTER ROLE.
                 let a = stmt as *mut pg_sys::AlterRoleSetStmt;
-                let set = (*a).setstmt;
-                match (!set.is_null() && !(*set).name.is_null()).then(|| cstr((*set).name)) {
-                    Some(name) => format!("{} SET {name}", role_spec_name((*a).role)),
-                    None => role_spec_name((*a).role),
-                }
+                let db = if (*a).database.is_null() { String::new() } else { format!(" IN DATABASE {}", cstr((*a).database)) };
+                format!("{}{db} {}", role_spec_name((*a).role), set_action((*a).setstmt))
             }
             _ => role_specs((*(stmt as *mut pg_sys::DropRoleStmt)).roles),
         };
@@ -1443,18 +1472,20 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
                 ins.record.push((tag.to_string(), String::new(), format!("{}.{} (the function of event trigger {evt})", cstr(pg_sys::get_namespace_name(pg_sys::get_func_namespace(f))), cstr(pg_sys::get_func_name(f)))));
             }
         }
+    } else if t == N::T_CreatePolicyStmt || t == N::T_AlterPolicyStmt {
+        let rv = if t == N::T_CreatePolicyStmt { (*(stmt as *mut pg_sys::CreatePolicyStmt)).table } else { (*(stmt as *mut pg_sys::AlterPolicyStmt)).table };
+        ins.comparisons_on = range_var_relid(rv);
     } else if t == N::T_AlterDatabaseSetStmt {
         // ALTER DATABASE ... SET tradeguard.*: the setting for every later session there.
         let s = stmt as *mut pg_sys::AlterDatabaseSetStmt;
         let name = if (*s).setstmt.is_null() { String::new() } else { cstr((*(*s).setstmt).name) };
         // (Setting names are case-insensitive: "TradeGuard.restore_mode" is the same setting.)
         if name.to_ascii_lowercase().starts_with("tradeguard.") || (*s).setstmt.is_null() || (*(*s).setstmt).kind == pg_sys::VariableSetKind::VAR_RESET_ALL {
-            ins.record.push((tag.to_string(), String::new(), format!("{} {}", cstr((*s).dbname), if name.is_empty() { "RESET ALL".into() } else { name })));
+            ins.record.push((tag.to_string(), String::new(), format!("{} {}", cstr((*s).dbname), set_action((*s).setstmt))));
         }
     } else if t == N::T_AlterSystemStmt {
         let s = stmt as *mut pg_sys::AlterSystemStmt;
-        let name = if (*s).setstmt.is_null() { String::new() } else { cstr((*(*s).setstmt).name) };
-        ins.record.push(("ALTER SYSTEM".into(), String::new(), name));
+        ins.record.push(("ALTER SYSTEM".into(), String::new(), set_action((*s).setstmt)));
     } else if t == N::T_VariableSetStmt {
         let s = stmt as *mut pg_sys::VariableSetStmt;
         let name = cstr((*s).name);
@@ -1534,7 +1565,7 @@ unsafe extern "C-unwind" fn tradeguard_process_utility(
         // pg_restore in restore mode recreates the dump's other extensions before it copies the
         // trail: rows recorded for their scripts' GRANT/REVOKE would take ids the restored
         // trail holds. Restore mode is a superuser's (its writes raise restore_mode_write).
-        if pg_sys::creating_extension && crate::gucs::RESTORE_MODE.get() {
+        if pg_sys::creating_extension && crate::gucs::restore_mode() {
             ins.record.clear();
         }
         // What the registrations to refresh exclude, before the statement changes any column.
@@ -1602,6 +1633,11 @@ unsafe fn after_statement(stmt: *mut pg_sys::Node, ins: &Inspection) {
     if !ins.dropped.is_empty() {
         // A table created later under the same name must not inherit them.
         if let Err(e) = forget_dropped(&ins.dropped) {
+            e.raise();
+        }
+    }
+    if let Some(relid) = ins.comparisons_on {
+        if let Err(e) = crate::crypto::columns::refuse_new_comparisons(relid) {
             e.raise();
         }
     }
@@ -1875,6 +1911,24 @@ fn refresh_registration(relid: pg_sys::Oid, before: Option<&[i16]>) -> TgResult<
             &[relid.into(), before.map(|b| b.to_vec()).into(), pk.into()],
         )
     })??;
+    // A key that now takes in an excluded column (ADD PRIMARY KEY over it) would put its values
+    // into every row's signed key: the statement fails, as audit_table refuses such exclusions.
+    let excluded_in_key = crate::common::as_owner(|| {
+        crate::common::spi_first::<String>(
+            "SELECT pg_catalog.string_agg(pg_catalog.quote_ident(x), ', ')
+               FROM tradeguard_audit.audited_tables a, pg_catalog.unnest(a.exclude_columns) x
+              WHERE a.relid = $1 AND x = ANY (a.pk_columns)",
+            &[relid.into()],
+        )
+    })??;
+    if let Some(cols) = excluded_in_key {
+        return Err(AuditError::InvalidArgument(format!(
+            "the primary key of audited table {}.{} would take in {cols}, which the trail excludes (every trail row records the key): audit the table again without excluding it first",
+            unsafe { rel_schema(relid) },
+            unsafe { rel_name(relid) }
+        ))
+        .into());
+    }
     crate::crypto::keys::invalidate();
     Ok(())
 }

@@ -350,7 +350,7 @@ impl AuditError {
 #[pg_extern(volatile)]
 #[search_path(pg_catalog, pg_temp)]
 fn break_glass(reason: &str) -> String {
-    if reason.trim().len() < 8 {
+    if reason.trim().chars().count() < 8 {
         AuditError::InvalidArgument("give a reason of at least 8 characters".into()).raise_as();
     }
     record_system("BREAK_GLASS", "tradeguard", "session", serde_json::json!({ "reason": reason, "on": true }))

@@ -35,10 +35,17 @@ fn chain_head() -> TgResult<(i64, Vec<u8>)> {
 /// The last block removed by retention and its MAC, if any, and whether the anchor is authentic
 /// (its own MAC checks with the audit key: one written by hand is not).
 fn anchor() -> TgResult<Option<(i64, Vec<u8>, bool)>> {
+    anchor_at(None)
+}
+
+/// The retention anchor left when `through` (or, with None, the last block removed) was
+/// archived, as [`anchor`] gives it.
+fn anchor_at(through: Option<i64>) -> TgResult<Option<(i64, Vec<u8>, bool)>> {
     let row = common::spi_first_row(
         "SELECT through_block, last_mac, rows_removed, reason, removed_by, mac FROM tradeguard_audit.retention
+          WHERE $1::bigint IS NULL OR through_block = $1
           ORDER BY through_block DESC LIMIT 1",
-        &[],
+        &[through.into()],
         |r| {
             Ok((
                 r.get::<i64>(1)?.unwrap_or_default(),
@@ -56,14 +63,15 @@ fn anchor() -> TgResult<Option<(i64, Vec<u8>, bool)>> {
     Ok(Some((through, last_mac, authentic)))
 }
 
-/// The committed unsealed rows below `horizon`, at most one block's worth, in id order: (id,
-/// signature, tuple id).
-fn unsealed_rows(horizon: i64) -> Result<Vec<(i64, Vec<u8>, String)>, pgrx::spi::Error> {
+/// The committed unsealed rows (those this snapshot sees, but this transaction's own), at most
+/// one block's worth, in id order: (id, signature, tuple id).
+fn unsealed_rows() -> Result<Vec<(i64, Vec<u8>, String)>, pgrx::spi::Error> {
     common::spi_rows(
         "SELECT id, signature, ctid::text FROM tradeguard_audit.log
-          WHERE block_no IS NULL AND txid < $2
+          WHERE block_no IS NULL
+            AND txid IS DISTINCT FROM pg_catalog.pg_current_xact_id_if_assigned()::text::bigint
           ORDER BY id LIMIT $1",
-        &[MAX_ROWS_PER_BLOCK.into(), horizon.into()],
+        &[MAX_ROWS_PER_BLOCK.into()],
         |r| Ok((r.get::<i64>(1)?.unwrap_or_default(), r.get::<Vec<u8>>(2)?.unwrap_or_default(), r.get::<String>(3)?.unwrap_or_default())),
     )
 }
@@ -73,12 +81,9 @@ fn seal_once() -> TgResult<Option<(i64, i64)>> {
     let key = audit_key()?;
     common::as_owner(|| -> TgResult<Option<(i64, i64)>> {
         Spi::run("LOCK TABLE tradeguard_audit.seal_lock IN EXCLUSIVE MODE")?;
-        // Rows of transactions older than every running one: nothing can still commit below them.
-        let horizon = common::spi_first::<i64>(
-            "SELECT pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())::text::bigint",
-            &[],
-        )?
-        .unwrap_or(0);
+        // Every committed row this snapshot sees, whatever transactions are still open: a row
+        // committed later, with a lower id too, goes into a later block. (Waiting until every
+        // older transaction had ended let any login role stop sealing by keeping one open.)
         // In id order, from the partition of unsealed rows and its id index: never the whole
         // trail. Through the index, never a scan of the partition's heap: sealing moves every
         // row out, so between two vacuums the partition is mostly dead rows (at 10k audited
@@ -86,7 +91,7 @@ fn seal_once() -> TgResult<Option<(i64, i64)>> {
         // costing random heap reads, would read all of them at each seal. The index scan marks
         // the dead entries it meets once, and skips them after that.
         let rows = common::with_local_setting(c"enable_seqscan", c"off", || {
-            common::with_local_setting(c"enable_bitmapscan", c"off", || unsealed_rows(horizon))
+            common::with_local_setting(c"enable_bitmapscan", c"off", unsealed_rows)
         })?;
         if rows.is_empty() {
             return Ok(None);
@@ -96,16 +101,18 @@ fn seal_once() -> TgResult<Option<(i64, i64)>> {
         // share an id (superuser's restore mode, break-glass). Such rows are left out, so that
         // sealing goes on, and stay unsealed, where verify() names them ("row inserted"). They
         // are looked for only when the block cannot be written (no lookup per sealed row).
-        let rows = match common::in_subtransaction(|| write_block(&key, &rows)) {
+        // (Any other failure, a cancel or a lock timeout among them, is raised again as it came.)
+        let rows = match common::in_subtransaction_caught(|| write_block(&key, &rows)) {
             Ok(sealed) => return Ok(Some(sealed)),
-            Err(why) => {
+            Err(failed) if failed.sqlstate() == Some(pgrx::PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION) => {
                 let shared = ids_shared(&rows)?;
                 if shared.is_empty() {
-                    return Err(AuditError::SealConflict(why).into());
+                    return failed.resume();
                 }
                 warn_shared_ids(&shared);
                 rows.into_iter().filter(|(id, _, _)| !shared.contains(id)).collect::<Vec<_>>()
             }
+            Err(failed) => return failed.resume(),
         };
         if rows.is_empty() {
             return Ok(None);
@@ -146,7 +153,10 @@ fn warn_shared_ids(shared: &std::collections::BTreeSet<i64>) {
 /// Writes `rows` (committed, unsealed, in id order) as the next block. Returns (block_no, rows).
 fn write_block(key: &[u8; 32], rows: &[(i64, Vec<u8>, String)]) -> TgResult<(i64, i64)> {
     let (prev_no, prev_mac) = chain_head()?;
-    let block_no = prev_no + 1;
+    // (Only a forged block can hold the largest number: verify() names it.)
+    let block_no = prev_no
+        .checked_add(1)
+        .ok_or_else(|| AuditError::SealConflict(format!("the last block is numbered {prev_no}, the largest possible")))?;
     let root = chain::merkle_root(rows.iter().map(|(_, s, _)| s.as_slice()));
     let ids: Vec<i64> = rows.iter().map(|(i, _, _)| *i).collect();
     let sealed_at = now_micros();
@@ -803,7 +813,7 @@ pub fn verify_digest(block_no: i64, hash: &str) -> bool {
     .and_then(|r| r.map_err(Into::into))
     .or_raise();
     let Some(stored) = stored else {
-        return false;
+        return archived_digest_holds(block_no, hash).or_raise();
     };
     if !stored.eq_ignore_ascii_case(hash.trim()) {
         return false;
@@ -811,16 +821,38 @@ pub fn verify_digest(block_no: i64, hash: &str) -> bool {
     verify_impl(block_no, None).or_raise().bad.is_none()
 }
 
+/// A digest of a block archive_blocks removed holds when an authentic retention anchor recorded
+/// that block's MAC (archiving verified the chain up to it) and the chain left verifies from its
+/// first block on (anchored, through the anchors, to that one).
+fn archived_digest_holds(block_no: i64, hash: &str) -> TgResult<bool> {
+    common::as_owner(|| -> TgResult<bool> {
+        let Some((_, last_mac, true)) = anchor_at(Some(block_no))? else { return Ok(false) };
+        if !hex::encode(&last_mac).eq_ignore_ascii_case(hash.trim()) {
+            return Ok(false);
+        }
+        let any_block = common::spi_first::<i64>("SELECT min(block_no) FROM tradeguard_audit.blocks", &[])?;
+        Ok(match any_block {
+            Some(_) => verify_impl(1, None)?.bad.is_none(),
+            // Everything archived: the latest anchor is where the chain ends.
+            None => anchor()?.is_some_and(|(n, _, authentic)| authentic && n >= block_no),
+        })
+    })?
+}
+
 /// `tradeguard.archive_blocks(through_block, reason)` (admin): drops sealed blocks and their rows
 /// up to `through_block`, keeping the last removed MAC as the anchor verify() starts from.
 #[pg_extern(volatile)]
 #[search_path(pg_catalog, pg_temp)]
-pub fn archive_blocks(through_block: i64, reason: &str) -> i64 {
+pub fn archive_blocks(through_block: Option<i64>, reason: Option<&str>) -> i64 {
+    // Not STRICT: a NULL argument is a mistake to say, not a silent NULL (nothing archived).
+    let (Some(through_block), Some(reason)) = (through_block, reason) else {
+        return Err::<i64, _>(crate::error::TgError::from(AuditError::InvalidArgument("archive_blocks: through_block and reason must not be NULL".into()))).or_raise();
+    };
     archive_impl(through_block, reason).or_raise()
 }
 
 fn archive_impl(through: i64, reason: &str) -> TgResult<i64> {
-    if reason.trim().len() < 8 {
+    if reason.trim().chars().count() < 8 {
         return Err(AuditError::InvalidArgument("give a reason of at least 8 characters".into()).into());
     }
     // Blocks are sealed in order: `through` is the newest one that would go.

@@ -49,7 +49,38 @@ mod tests {
         assert_eq!(crate::common::sql_error("DELETE FROM t_ft WHERE id = 1"), refused("a_shadow", "t_ft"));
         assert_eq!(crate::common::sql_error("INSERT INTO t_ft_plain VALUES (1)"), refused("a_copy", "t_ft_plain"));
         assert_eq!(crate::common::sql_error("INSERT INTO t_ft_view VALUES (1)"), refused("a_view", "t_ft_view"));
-        Spi::run("DROP TRIGGER a_shadow ON t_ft; UPDATE t_ft SET px = 4 WHERE id = 1; RESET ROLE").unwrap();
+        // tradeguard's trigger names are tradeguard's to use (refused, WHEN clause or not) ...
+        assert_eq!(
+            crate::common::sql_error(
+                "CREATE TRIGGER tradeguard_audit_row AFTER INSERT ON t_ft_plain FOR EACH ROW WHEN (NEW.id > 5) EXECUTE FUNCTION tradeguard.audit_trigger()"
+            ),
+            Some(crate::common::refusal("the tradeguard triggers of public.t_ft_plain"))
+        );
+        Spi::run("DROP TRIGGER a_shadow ON t_ft; DROP TRIGGER a_copy ON t_ft_plain; UPDATE t_ft SET px = 4 WHERE id = 1; RESET ROLE").unwrap();
+        // ... and one made anyway (a superuser's restore mode) on a table audit_table did not set
+        // up writes nothing, and neither does a statement trigger on a partition of an audited
+        // table (its TRUNCATE is the hook's to record, naming the partition).
+        Spi::run(
+            "CREATE TABLE t_ft_pt (id int PRIMARY KEY) PARTITION BY RANGE (id);
+             CREATE TABLE t_ft_p1 PARTITION OF t_ft_pt FOR VALUES FROM (0) TO (10);
+             SELECT tradeguard.audit_table('t_ft_pt');
+             SET LOCAL tradeguard.restore_mode = on;
+             CREATE TRIGGER tradeguard_audit_row AFTER INSERT ON t_ft_plain FOR EACH ROW EXECUTE FUNCTION tradeguard.audit_trigger();
+             CREATE TRIGGER tradeguard_audit_truncate AFTER TRUNCATE ON t_ft_p1 FOR EACH STATEMENT EXECUTE FUNCTION tradeguard.audit_trigger();
+             SET LOCAL tradeguard.restore_mode = off",
+        )
+        .unwrap();
+        let not_set_up = |trigger: &str, table: &str| {
+            Some(format!("tradeguard: trigger {trigger} on public.{table} calls tradeguard.audit_trigger(), but tradeguard.audit_table() did not set up public.{table} (or its registration is gone); nothing was written"))
+        };
+        assert_eq!(crate::common::sql_error("INSERT INTO t_ft_plain VALUES (7)"), not_set_up("tradeguard_audit_row", "t_ft_plain"));
+        assert_eq!(crate::common::sql_error("TRUNCATE t_ft_p1"), not_set_up("tradeguard_audit_truncate", "t_ft_p1"));
+        // The partition's own clone of the row trigger records as before.
+        Spi::run("INSERT INTO t_ft_pt VALUES (1)").unwrap();
+        assert_eq!(
+            Spi::get_one::<i64>("SELECT count(*) FROM tradeguard_audit.log WHERE table_name = 't_ft_pt' AND operation = 'INSERT'"),
+            Ok(Some(1))
+        );
         // What the trail holds: the one real change, and nothing of the refused ones.
         let ops = Spi::get_one::<String>(
             "SELECT string_agg(operation || coalesce(':' || (new_row ->> 'px'), ''), ',' ORDER BY id) FROM tradeguard_audit.log
@@ -91,6 +122,7 @@ mod tests {
             ("ALTER DEFAULT PRIVILEGES IN SCHEMA tradeguard_audit GRANT SELECT ON TABLES TO t_gr_nobody", "default privileges in schema tradeguard_audit"),
             ("GRANT EXECUTE ON FUNCTION tradeguard.seal() TO PUBLIC", "function tradeguard.seal()"),
             ("REVOKE EXECUTE ON FUNCTION tradeguard.verify(bigint, bigint) FROM tradeguard_auditor", "function tradeguard.verify(bigint,bigint)"),
+            ("GRANT SET ON PARAMETER tradeguard.restore_mode TO t_gr_nobody", "parameter tradeguard.restore_mode"),
         ] {
             assert_eq!(crate::common::sql_error(sql), Some(crate::common::refusal(&format!("privileges on {what}"))), "{sql}");
         }
@@ -131,10 +163,39 @@ mod tests {
             Ok(Some("DISABLE TRIGGER tradeguard_audit_row".into()))
         );
         // A role default names the setting (never its value).
-        Spi::run("CREATE ROLE t_obj_role; ALTER ROLE t_obj_role SET tradeguard.verify_threads = 1").unwrap();
+        let db = Spi::get_one::<String>("SELECT current_database()::text").unwrap().unwrap();
+        Spi::run(&format!(
+            "CREATE ROLE t_obj_role; ALTER ROLE t_obj_role SET tradeguard.verify_threads = 1;
+             ALTER ROLE t_obj_role IN DATABASE {db} RESET tradeguard.verify_threads; ALTER ROLE t_obj_role RESET ALL"
+        ))
+        .unwrap();
         assert_eq!(
-            Spi::get_one::<String>("SELECT table_name FROM tradeguard_audit.log WHERE operation = 'ALTER ROLE' ORDER BY id DESC LIMIT 1"),
-            Ok(Some("t_obj_role SET tradeguard.verify_threads".into()))
+            Spi::get_one::<String>("SELECT string_agg(table_name, '; ' ORDER BY id) FROM tradeguard_audit.log WHERE operation = 'ALTER ROLE' AND table_name LIKE 't_obj_role %'"),
+            Ok(Some(format!("t_obj_role SET tradeguard.verify_threads; t_obj_role IN DATABASE {db} RESET tradeguard.verify_threads; t_obj_role RESET ALL")))
+        );
+    }
+
+    /// history() of a table is the history of that table: a table created under the name of a
+    /// dropped audited one has none of its rows; one whose auditing is paused keeps the names
+    /// it was recorded under.
+    #[pg_test]
+    fn history_belongs_to_the_table_not_to_its_name() {
+        Spi::run(
+            "CREATE TABLE t_hx (id int PRIMARY KEY, bal int); SELECT tradeguard.audit_table('t_hx');
+             INSERT INTO t_hx VALUES (1, 100); DROP TABLE t_hx;
+             CREATE TABLE t_hx (id int PRIMARY KEY, bal int); INSERT INTO t_hx VALUES (1, 5)",
+        )
+        .unwrap();
+        assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM tradeguard.history('t_hx', '{\"id\": 1}')"), Ok(Some(0)));
+        Spi::run(
+            "CREATE TABLE t_rx (id int PRIMARY KEY, v int); SELECT tradeguard.audit_table('t_rx');
+             INSERT INTO t_rx VALUES (1, 1); ALTER TABLE t_rx RENAME TO t_ry; UPDATE t_ry SET v = 2;
+             SELECT tradeguard.unaudit_table('t_ry')",
+        )
+        .unwrap();
+        assert_eq!(
+            Spi::get_one::<String>("SELECT string_agg(operation, ',' ORDER BY id) FROM tradeguard.history('t_ry', '{\"id\": 1}')"),
+            Ok(Some("INSERT,UPDATE".into()))
         );
     }
 
@@ -1542,10 +1603,10 @@ mod tests {
         let db = Spi::get_one::<String>("SELECT current_database()::text").unwrap().unwrap();
         Spi::run(&format!("ALTER DATABASE {db} SET tradeguard.restore_mode = on; ALTER DATABASE {db} RESET tradeguard.restore_mode")).unwrap();
         assert_eq!(
-            Spi::get_one::<i64>(&format!(
-                "SELECT count(*) FROM tradeguard_audit.log WHERE operation = 'ALTER DATABASE' AND table_name = '{db} tradeguard.restore_mode'"
+            Spi::get_one::<String>(&format!(
+                "SELECT string_agg(table_name, '; ' ORDER BY id) FROM tradeguard_audit.log WHERE operation = 'ALTER DATABASE' AND table_name LIKE '{db} %'"
             )),
-            Ok(Some(2))
+            Ok(Some(format!("{db} SET tradeguard.restore_mode; {db} RESET tradeguard.restore_mode")))
         );
         // (setting names are case-insensitive)
         Spi::run("SET LOCAL \"TradeGuard.Restore_Mode\" = on; SET LOCAL tradeguard.restore_mode = off").unwrap();

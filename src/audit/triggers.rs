@@ -35,6 +35,9 @@ struct TableInfo {
     pk_names: Vec<String>,
     /// How rows of the table's current shape become images (made at the first audited row).
     shape: RefCell<Option<Rc<Shape>>>,
+    /// Registered by audit_table itself, or through a partitioned table it is a partition of.
+    registered_itself: bool,
+    registered: bool,
 }
 
 /// What is derived from the table's current tuple descriptor (remade after ALTER TABLE).
@@ -86,6 +89,7 @@ fn table_info(relid: pg_sys::Oid) -> TgResult<Rc<TableInfo>> {
                      )
                      SELECT c.oid,
                             coalesce(a.exclude_columns, '{}'), coalesce(a.pk_columns, '{}'),
+                            a.relid IS NOT NULL, a.relid IS NOT DISTINCT FROM $1::oid,
                             -- Encrypted columns of the table written or of any table it is a
                             -- partition of (a partition may be audited on its own).
                             -- (The audited table is one of them.)
@@ -101,14 +105,15 @@ fn table_info(relid: pg_sys::Oid) -> TgResult<Rc<TableInfo>> {
                         r.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::InvalidOid),
                         r.get::<Vec<String>>(2)?.unwrap_or_default(),
                         r.get::<Vec<String>>(3)?.unwrap_or_default(),
-                        r.get::<Vec<String>>(4)?.unwrap_or_default(),
+                        r.get::<Vec<String>>(6)?.unwrap_or_default(),
+                        (r.get::<bool>(4)?.unwrap_or(false), r.get::<bool>(5)?.unwrap_or(false)),
                     ))
                 },
         )
     })??;
-    // A table whose trigger exists but whose registration is missing (e.g. restored without it)
-    // is still audited, without exclusions: never fail open.
-    let (target, exclude, pk, encrypted) =
+    // (A table whose trigger exists but whose registration is missing is refused by the
+    // trigger: see `registered`.)
+    let (target, exclude, pk, encrypted, (registered, registered_itself)) =
         row.ok_or_else(|| CoreError::InvalidArgument("audited relation vanished".into()))?;
     // The names as the catalog has them now (the system caches, not this transaction's
     // snapshot: a REPEATABLE READ transaction sees a rename committed after it began).
@@ -130,6 +135,8 @@ fn table_info(relid: pg_sys::Oid) -> TgResult<Rc<TableInfo>> {
         exclude_names: exclude,
         pk_names: pk,
         shape: RefCell::new(None),
+        registered_itself,
+        registered,
     });
     TABLES.with(|p| p.borrow_mut().1.insert(relid, info.clone()));
     Ok(info)
@@ -716,9 +723,16 @@ type ActorStamp = (pg_sys::Oid, u64);
 /// Trigger names are unique per table, so these two cannot be doubled on an audited table.
 fn check_own_trigger(trigger: &pgrx::PgTrigger<'_>) -> TgResult<()> {
     use pgrx::trigger_support::*;
-    let event = trigger.trigger_data().tg_event;
+    let td = trigger.trigger_data();
+    let event = td.tg_event;
     let name = trigger.name().unwrap_or("?");
-    let ours = trigger_fired_after(event)
+    // SAFETY: the trigger manager passes the firing trigger's catalog entry.
+    let plain = unsafe {
+        let t = td.tg_trigger;
+        !t.is_null() && (*t).tgqual.is_null() && (*t).tgnattr == 0 && (*t).tgconstraint == pg_sys::InvalidOid && (*t).tgnargs == 0
+    };
+    let ours = plain
+        && trigger_fired_after(event)
         && match name {
             "tradeguard_audit_row" => trigger_fired_for_row(event) && !trigger_fired_by_truncate(event),
             "tradeguard_audit_truncate" => trigger_fired_for_statement(event) && trigger_fired_by_truncate(event),
@@ -737,6 +751,21 @@ fn record_change(trigger: &pgrx::PgTrigger<'_>) -> TgResult<()> {
     let event = td.tg_event;
     let relid = trigger.relid().map_err(|e| CoreError::InvalidArgument(e.to_string()))?;
     let mut info = table_info(relid)?;
+    // The table audit_table registered, or a partition of it through the clone of its row
+    // trigger (a statement trigger is not cloned: TRUNCATE of a partition is the hook's to
+    // record). Anything else, a trigger under tradeguard's name on a table audit_table never set
+    // up (or whose registration is gone), writes nothing: refused, never recorded by guess.
+    // SAFETY: the trigger manager passes the firing trigger's catalog entry.
+    let clone = unsafe { (*td.tg_trigger).tgisclone };
+    let set_up = if pgrx::trigger_support::trigger_fired_by_truncate(event) {
+        info.registered_itself
+    } else {
+        info.registered && (info.registered_itself || clone)
+    };
+    if !set_up {
+        let table = common::quoted_relation_name(relid).unwrap_or_else(|| "?".into());
+        return Err(AuditError::NotSetUp { trigger: pgrx::spi::quote_identifier(trigger.name().unwrap_or("?")), table }.into());
+    }
     // SAFETY: the trigger's relation is open and described by its relcache entry.
     let current = unsafe {
         let form = (*td.tg_relation).rd_rel;
@@ -874,7 +903,7 @@ fn protect_trigger<'a>(
     // pg_restore of a signed trail (tradeguard.restore_mode, superuser only) may INSERT rows;
     // nothing else may write them but tradeguard itself (break-glass alone does not: a row or
     // block inserted by hand would not be recorded anywhere).
-    let restoring = crate::gucs::RESTORE_MODE.get() && pgrx::trigger_support::trigger_fired_by_insert(td.tg_event);
+    let restoring = crate::gucs::restore_mode() && pgrx::trigger_support::trigger_fired_by_insert(td.tg_event);
     let internal = internal_write_active();
     // (The trail's partitions are named as the trail.)
     let table = || match trigger.table_name().unwrap_or_default() {

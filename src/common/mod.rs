@@ -152,12 +152,60 @@ pub fn with_local_setting<R>(name: &std::ffi::CStr, value: &std::ffi::CStr, f: i
     }
 }
 
+/// How a piece of work run by [`in_subtransaction_caught`] failed (its subtransaction is rolled
+/// back either way).
+pub enum SubxactFailure {
+    /// It returned an `Err`.
+    Returned(crate::error::TgError),
+    /// It raised an ERROR (PostgreSQL's or tradeguard's), kept whole: SQLSTATE and all.
+    Raised(Box<pgrx::pg_sys::panic::CaughtError>),
+}
+
+impl SubxactFailure {
+    /// The SQLSTATE of a raised ERROR.
+    pub fn sqlstate(&self) -> Option<pgrx::PgSqlErrorCode> {
+        use pgrx::pg_sys::panic::CaughtError as C;
+        match self {
+            Self::Raised(e) => match &**e {
+                C::PostgresError(r) | C::ErrorReport(r) | C::RustPanic { ereport: r, .. } => Some(r.sql_error_code()),
+            },
+            Self::Returned(_) => None,
+        }
+    }
+
+    /// The failure as it came: the ERROR raised again (with its SQLSTATE: a cancel stays a
+    /// cancel), or the `Err` returned.
+    pub fn resume<R>(self) -> TgResult<R> {
+        match self {
+            Self::Raised(e) => (*e).rethrow(),
+            Self::Returned(e) => Err(e),
+        }
+    }
+}
+
+impl std::fmt::Display for SubxactFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use pgrx::pg_sys::panic::CaughtError as C;
+        match self {
+            Self::Raised(e) => match &**e {
+                C::PostgresError(r) | C::ErrorReport(r) | C::RustPanic { ereport: r, .. } => f.write_str(r.message()),
+            },
+            Self::Returned(e) => write!(f, "{e}"),
+        }
+    }
+}
+
 /// Runs `f` in an internal subtransaction, as a PL/pgSQL block with an EXCEPTION clause does:
 /// an ERROR it raises, or an `Err` it returns, rolls back only what it did, and comes back as the
 /// error's message; the transaction goes on. (For the background worker: one piece of work that
 /// fails must not hold up the others, round after round.)
 pub fn in_subtransaction<R>(f: impl FnOnce() -> TgResult<R>) -> Result<R, String> {
-    use pgrx::pg_sys::panic::CaughtError;
+    in_subtransaction_caught(f).map_err(|e| e.to_string())
+}
+
+/// [`in_subtransaction`], the failure kept whole: a caller that handles one kind of ERROR raises
+/// the others again with [`SubxactFailure::resume`] (after the rollback, at its own level).
+pub fn in_subtransaction_caught<R>(f: impl FnOnce() -> TgResult<R>) -> Result<R, SubxactFailure> {
     // SAFETY: the subtransaction is begun and ended here, and the caller's memory context and
     // resource owner are put back either way (as pl_exec.c does around an exception block).
     unsafe {
@@ -173,13 +221,9 @@ pub fn in_subtransaction<R>(f: impl FnOnce() -> TgResult<R>) -> Result<R, String
         let f = std::panic::AssertUnwindSafe(f);
         let result = pgrx::PgTryBuilder::new(move || {
             let f = f;
-            (f.0)().map_err(|e| e.to_string())
+            (f.0)().map_err(SubxactFailure::Returned)
         })
-        .catch_others(|e| {
-            Err(match e {
-                CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) | CaughtError::RustPanic { ereport: r, .. } => r.message().to_string(),
-            })
-        })
+        .catch_others(|e| Err(SubxactFailure::Raised(Box::new(e))))
         .execute();
         if result.is_ok() {
             pg_sys::PopActiveSnapshot();
