@@ -141,7 +141,9 @@ COMMENT ON VIEW tradeguard.decrypt_activity IS 'tradeguard: who decrypted what (
 GRANT SELECT ON tradeguard.decrypt_activity TO tradeguard_auditor;
 
 -- A role decrypting far more than usual: at least tradeguard.decrypt_alert_threshold in this
--- hour and 10x its average hourly volume over the previous 7 days (hours with activity).
+-- hour and 10x its average hourly volume over the previous 7 days (hours with activity), per
+-- database: the worker stores every database's counts here (keys of other databases are named
+-- #<key id>, their own database's ids).
 CREATE FUNCTION tradeguard_audit.check_decrypt_anomalies() RETURNS integer
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -151,26 +153,28 @@ DECLARE
     n integer := 0;
 BEGIN
     FOR r IN
-        SELECT cur.role_name, cur.key_name, cur.this_hour,
+        SELECT cur.database_name, cur.role_name, cur.key_name, cur.this_hour,
                coalesce((SELECT avg(s.n) FROM (
                            SELECT sum(h.decryptions) AS n FROM tradeguard_audit.decrypt_activity h
                             WHERE h.role_name = cur.role_name AND h.key_name = cur.key_name
-                              AND h.database_name = current_database()
+                              AND h.database_name = cur.database_name
                               AND h.hour >= date_trunc('hour', now()) - interval '7 days'
                               AND h.hour < date_trunc('hour', now())
                             GROUP BY h.hour) s), 0) AS usual
-          FROM (SELECT role_name, key_name, sum(decryptions) AS this_hour
+          FROM (SELECT database_name, role_name, key_name, sum(decryptions) AS this_hour
                   FROM tradeguard_audit.decrypt_activity
-                 WHERE hour = date_trunc('hour', now()) AND database_name = current_database()
-                 GROUP BY role_name, key_name) cur
+                 WHERE hour = date_trunc('hour', now())
+                 GROUP BY database_name, role_name, key_name) cur
     LOOP
         IF r.this_hour >= greatest(current_setting('tradeguard.decrypt_alert_threshold')::bigint, 10 * r.usual)
            AND NOT EXISTS (SELECT 1 FROM tradeguard_audit.security_events e
                             WHERE e.event_type = 'decrypt_anomaly' AND e.at >= date_trunc('hour', now())
-                              AND e.role_name = r.role_name AND e.detail ->> 'key' = r.key_name) THEN
+                              AND e.role_name = r.role_name AND e.detail ->> 'key' = r.key_name
+                              AND coalesce(e.detail ->> 'database', current_database()) = r.database_name) THEN
             INSERT INTO tradeguard_audit.security_events (event_type, severity, role_name, detail)
             VALUES ('decrypt_anomaly', 'high', r.role_name,
-                    jsonb_build_object('key', r.key_name, 'this_hour', r.this_hour, 'usual_per_hour', round(r.usual)));
+                    jsonb_build_object('key', r.key_name, 'this_hour', r.this_hour, 'usual_per_hour', round(r.usual),
+                                       'database', r.database_name));
             n := n + 1;
         END IF;
     END LOOP;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Who decrypted what: decryptions are counted per role, key and column off the query path and
 # reach tradeguard.decrypt_activity; encryptions count per key version and rotate the key at
-# tradeguard.key_rotate_after; an unusual decryption volume raises a decrypt_anomaly event.
+# tradeguard.key_rotate_after; an unusual decryption volume raises a decrypt_anomaly event, in
+# any database.
 # What is still pending in shared memory (counts, events) survives a clean or immediate restart
 # (failed-login counters: tests/lockout.sh); a transaction that stored counts is not prepared;
 # an event the worker cannot store is logged instead and does not hold up the others.
@@ -39,6 +40,22 @@ check "600 decryptions by ka_app are counted per role, key and column" \
   wait_for "SELECT coalesce(sum(decryptions), 0) = 600 FROM tradeguard.decrypt_activity WHERE role_name = 'ka_app' AND key_name = 'ka' AND column_or_context = 'public.accounts.api_key'"
 check "a role decrypting far more than usual raises decrypt_anomaly" \
   wait_for "SELECT EXISTS (SELECT 1 FROM tradeguard.security_events WHERE event_type = 'decrypt_anomaly' AND role_name = 'ka_app')"
+# Another database's decryptions reach the worker's database too, under that database's name,
+# and raise their own decrypt_anomaly (its key named by id).
+as_pg "$PG_BIN/createdb" -h /tmp -p "$E2E_PORT" ka_hr
+q ka_hr -v ON_ERROR_STOP=1 <<'SQL' >/dev/null
+SET client_min_messages = warning;
+CREATE EXTENSION tradeguard;
+SELECT tradeguard.create_key('hr');
+CREATE TABLE salaries (id serial PRIMARY KEY, amount text);
+INSERT INTO salaries (amount) SELECT g::text FROM generate_series(1, 600) g;
+SELECT tradeguard.encrypt_column('salaries', 'amount', 'hr');
+SQL
+q ka_hr -c "SELECT count(amount) FROM salaries_decrypted" >/dev/null
+check "another database's decryptions raise their own decrypt_anomaly" \
+  wait_for "SELECT EXISTS (SELECT 1 FROM tradeguard.security_events WHERE event_type = 'decrypt_anomaly' AND detail ->> 'database' = 'ka_hr')"
+check "... and are not named as a column of the worker's database" \
+  wait_for "SELECT bool_and(column_or_context LIKE 'tg:%') FROM tradeguard.decrypt_activity WHERE database_name = 'ka_hr'"
 check "encryptions are counted per key version" wait_for "SELECT use_count = 600 FROM tradeguard.keys WHERE name = 'ka' AND version = 1"
 q ka -c "INSERT INTO accounts (api_key) SELECT 'sk_live_more_' || g FROM generate_series(1, 500) g" >/dev/null
 check "past tradeguard.key_rotate_after the key rotates by itself" \

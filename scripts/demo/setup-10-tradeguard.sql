@@ -12,7 +12,12 @@ SELECT tradeguard.create_key('account_number_bidx', 'blind_index', 'digits');
 SELECT tradeguard.encrypt_column('accounts', 'api_key', 'accounts_pii');
 SELECT tradeguard.encrypt_column('accounts', 'api_secret', 'accounts_pii');
 SELECT tradeguard.encrypt_column('accounts', 'email', 'accounts_pii', 'email_bidx');
+-- Account numbers are unique: a UNIQUE constraint on the column would compare ciphertext (random
+-- nonces make every value different), so encrypt_column refuses it; uniqueness moves to the
+-- blind index (the same digits give the same index).
+ALTER TABLE accounts DROP CONSTRAINT accounts_account_number_key;
 SELECT tradeguard.encrypt_column('accounts', 'account_number', 'accounts_pii', 'account_number_bidx');
+CREATE UNIQUE INDEX accounts_account_number_unique ON accounts (account_number_bidx);
 ALTER TABLE accounts OWNER TO daytrading_prod;
 
 -- Every change to the trading tables lands in the signed audit trail.

@@ -299,7 +299,20 @@ fn encode_plaintext(vt: ValueType, text: &str) -> TgResult<Zeroizing<Vec<u8>>> {
     let bad = |what: &str| CryptoError::InvalidInput(format!("value is not a valid {what}"));
     Ok(Zeroizing::new(match vt {
         ValueType::Text | ValueType::Jsonb | ValueType::Bytea => text.as_bytes().to_vec(),
-        ValueType::Numeric => AnyNumeric::try_from(text).map_err(|_| bad("numeric"))?.to_string().into_bytes(),
+        ValueType::Numeric => {
+            // A float written to a numeric column arrives as its text too: below 0,
+            // extra_float_digits rounds it further than a plaintext numeric column would (pi()
+            // as 3 at -14). Refused in such a session (numbers written as numeric are exact).
+            // SAFETY: a backend-local GUC variable.
+            let digits = unsafe { pg_sys::extra_float_digits };
+            if digits < 0 {
+                return Err(CryptoError::InvalidInput(format!(
+                    "a number written to an encrypted numeric column arrives as text, and a float's text is rounded at extra_float_digits = {digits}; set extra_float_digits to 0 or more"
+                ))
+                .into());
+            }
+            AnyNumeric::try_from(text).map_err(|_| bad("numeric"))?.to_string().into_bytes()
+        }
         ValueType::Bigint => value::encode_bigint(text.trim().parse::<i64>().map_err(|_| bad("bigint"))?).to_vec(),
         ValueType::Float8 => {
             // The column is text now: a float the application writes is cast to text first,
@@ -329,14 +342,17 @@ fn encode_plaintext(vt: ValueType, text: &str) -> TgResult<Zeroizing<Vec<u8>>> {
             // The column is text now: a timestamptz the application writes is cast to text
             // first, in the session's DateStyle. ISO writes a numeric UTC offset; the other
             // styles write the zone's abbreviation, which PostgreSQL 15 reads from its own table
-            // (Asia/Shanghai's "CST" is read as US Central: 14 hours off). Where the session's
-            // own output does not read back as the same instant, refused, never shifted.
+            // (Asia/Shanghai's "CST" is read as US Central: 14 hours off; Europe/Dublin's "IST"
+            // as Israel's). A text that ends in a zone name is kept only when it is exactly what
+            // this session prints for the instant read from it (the cast's own output, read
+            // back right); otherwise refused, never shifted. A numeric offset reads exactly.
             // SAFETY: a backend-local GUC variable.
-            if unsafe { pg_sys::DateStyle } != pg_sys::USE_ISO_DATES as i32 {
+            let zone_named = text.trim_end().chars().next_back().is_some_and(|c| c.is_ascii_alphabetic());
+            if unsafe { pg_sys::DateStyle } != pg_sys::USE_ISO_DATES as i32 && zone_named {
                 let out: &std::ffi::CStr = unsafe {
                     pgrx::direct_function_call(pg_sys::timestamptz_out, &[ts.into_datum()]).ok_or_else(|| bad("timestamptz"))?
                 };
-                if parse(out) != Some(ts) {
+                if out.to_bytes() != text.trim().as_bytes() {
                     return Err(CryptoError::InvalidInput(
                         "a timestamptz value written to an encrypted column arrives as text, and in this session's DateStyle and TimeZone that text does not read back as the same instant (an ambiguous time zone abbreviation); set DateStyle to ISO".into(),
                     )
@@ -940,12 +956,12 @@ fn refuse_unsupported_shape(tbl: pg_sys::Oid, names: &TableNames, col: &str, bli
     // The decrypting view's name: a relation there that is not tradeguard's own view (another
     // role's view or table) would be dropped to make room for it.
     let taken = common::spi_first::<bool>(
-        "SELECT NOT (c.relkind = 'v'
+        "SELECT NOT coalesce(c.relkind = 'v'
                      AND c.relowner = (SELECT x.extowner FROM pg_catalog.pg_extension x WHERE x.extname = 'tradeguard')
-                     AND pg_catalog.obj_description(c.oid, 'pg_class') LIKE 'tradeguard: decrypted view of %')
+                     AND pg_catalog.obj_description(c.oid, 'pg_class') = $3, false)
            FROM pg_catalog.pg_class c
           WHERE c.relnamespace = (SELECT n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname = $1) AND c.relname = $2",
-        &[names.schema.as_str().into(), format!("{}_decrypted", names.table).into()],
+        &[names.schema.as_str().into(), format!("{}_decrypted", names.table).into(), decrypted_view_comment(&names.schema, &names.table).into()],
     )?
     .unwrap_or(false);
     if taken {
@@ -986,22 +1002,7 @@ fn refuse_unsupported_shape(tbl: pg_sys::Oid, names: &TableNames, col: &str, bli
     if let Some(late) = late_before_triggers(&tree, None)? {
         return refuse(format!("BEFORE row triggers would fire after {ENCRYPT_TRIGGER} ({late}): rename them to sort before it"));
     }
-    // What compares the column's values (through its key columns, expressions or predicate:
-    // the catalog's column dependencies) would compare ciphertext, different for every value
-    // (random nonces): a unique index no longer stops duplicates, a CHECK tests the armor, a
-    // foreign key breaks (and its error would show the value).
-    let comparing = common::spi_first::<String>(
-        "SELECT pg_catalog.string_agg(DISTINCT CASE WHEN i.indexrelid IS NOT NULL
-                                                   THEN 'index ' || i.indexrelid::pg_catalog.regclass::text
-                                                   ELSE 'constraint ' || pg_catalog.quote_ident(k.conname) END, ', ')
-           FROM pg_catalog.pg_depend d
-           JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
-           LEFT JOIN pg_catalog.pg_index i ON d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND i.indexrelid = d.objid
-           LEFT JOIN pg_catalog.pg_constraint k ON d.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass AND k.oid = d.objid
-          WHERE d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid = ANY ($1) AND a.attname = $2
-            AND (i.indisunique OR i.indisexclusion OR k.contype IN ('c', 'f', 'x'))",
-        &[tree.clone().into(), col.into()],
-    )?;
+    let comparing = comparing_objects(&tree, col)?;
     if let Some(what) = comparing {
         return refuse(format!(
             "{what} would compare its ciphertext, which differs for every value (random nonces); drop it first (for unique equality: a blind index, blind_index_key, with a unique index on it)"
@@ -1015,6 +1016,56 @@ fn refuse_unsupported_shape(tbl: pg_sys::Oid, names: &TableNames, col: &str, bli
     {
         if derived.len() > limit {
             return refuse(format!("the name \"{derived}\" it needs is longer than {limit} bytes"));
+        }
+    }
+    Ok(())
+}
+
+/// What compares the values of column `col` of the tables `tree` (a unique or exclusion index,
+/// a CHECK, UNIQUE, exclusion or foreign-key constraint, a row-level security policy), described;
+/// once the column holds ciphertext each of them would compare ciphertext, different for every
+/// value (random nonces).
+fn comparing_objects(tree: &[pg_sys::Oid], col: &str) -> TgResult<Option<String>> {
+    // Found through the catalog's column dependencies (key columns, expressions, predicates):
+    // a unique index would no longer stop duplicates, a CHECK or a policy would test the armor,
+    // a foreign key would break (and its error would show the value). A CHECK over the whole
+    // row depends on the table rather than on a column (its conkey holds 0; a CHECK that reads
+    // no column depends on the table too, and is left alone).
+    Ok(common::spi_first::<String>(
+        "SELECT pg_catalog.string_agg(DISTINCT CASE WHEN i.indexrelid IS NOT NULL
+                                                   THEN 'index ' || i.indexrelid::pg_catalog.regclass::text
+                                                   WHEN p.oid IS NOT NULL THEN 'policy ' || pg_catalog.quote_ident(p.polname)
+                                                   ELSE 'constraint ' || pg_catalog.quote_ident(k.conname) END, ', ')
+           FROM pg_catalog.pg_depend d
+           LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+           LEFT JOIN pg_catalog.pg_index i ON d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND i.indexrelid = d.objid
+           LEFT JOIN pg_catalog.pg_constraint k ON d.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass AND k.oid = d.objid
+           LEFT JOIN pg_catalog.pg_policy p ON d.classid = 'pg_catalog.pg_policy'::pg_catalog.regclass AND p.oid = d.objid
+          WHERE d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid = ANY ($1)
+            AND ((a.attname = $2 AND (i.indisunique OR i.indisexclusion OR k.contype IN ('c', 'f', 'u', 'x') OR p.oid IS NOT NULL))
+                 OR (d.refobjsubid = 0 AND k.contype = 'c' AND 0 = ANY (k.conkey)))",
+        &[tree.to_vec().into(), col.into()],
+    )?)
+}
+
+/// After DDL that may add an index, a constraint or a policy to table `relid`: none may compare
+/// the ciphertext of a column encrypted in it (or in a table it is a partition of), as
+/// encrypt_column refuses before the conversion (the statement fails).
+pub fn refuse_new_comparisons(relid: pg_sys::Oid) -> TgResult<()> {
+    let cfg = match load_table_cfg(relid) {
+        Ok(cfg) => cfg,
+        Err(crate::error::TgError::Crypto(CryptoError::NotConfigured(_))) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let tree = common::partition_tree(relid)?;
+    for col in &cfg.columns {
+        if let Some(what) = comparing_objects(&tree, &col.name)? {
+            let fq = common::quoted_relation_name(relid).unwrap_or_default();
+            return Err(CoreError::InvalidArgument(format!(
+                "{what} on {fq} would compare the ciphertext of encrypted column {}, which differs for every value (random nonces); for unique equality, put a unique index on its blind index column",
+                col.name
+            ))
+            .into());
         }
     }
     Ok(())
@@ -1211,14 +1262,26 @@ fn convert_plaintext(relid: pg_sys::Oid, fq: &str, col: &str, batch: i32) -> TgR
 fn check_existing_ciphertext(relid: pg_sys::Oid, fq: &str, col: &str) -> TgResult<()> {
     let c = q(col);
     let reseal = ResealScope::begin(col);
-    let checked = common::in_subtransaction(|| update_in_batches(relid, fq, col, &format!("{c} IS NOT NULL AND tradeguard.is_ciphertext({c})"), None));
+    let checked = common::in_subtransaction_caught(|| update_in_batches(relid, fq, col, &format!("{c} IS NOT NULL AND tradeguard.is_ciphertext({c})"), None));
     drop(reseal);
-    checked.map(|_| ()).map_err(|why| {
-        CoreError::InvalidArgument(format!(
-            "cannot encrypt {fq}.{c}: a value it holds is already tradeguard ciphertext but does not open for its row ({why}); replace it with its plaintext first"
-        ))
-        .into()
-    })
+    // A value that does not open (authentication, armor, the wrong type) is named as such; any
+    // other failure (a cancel, a lock timeout, a skipped row) is raised again as it came.
+    use pgrx::PgSqlErrorCode as E;
+    match checked {
+        Ok(_) => Ok(()),
+        Err(failed)
+            if matches!(
+                failed.sqlstate(),
+                Some(E::ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION | E::ERRCODE_DATA_CORRUPTED | E::ERRCODE_INVALID_PARAMETER_VALUE)
+            ) =>
+        {
+            Err(CoreError::InvalidArgument(format!(
+                "cannot encrypt {fq}.{c}: a value it holds is already tradeguard ciphertext but does not open for its row ({failed}); replace it with its plaintext first"
+            ))
+            .into())
+        }
+        Err(failed) => failed.resume(),
+    }
 }
 
 /// (Re)creates `<table>_decrypted`: every column, encrypted ones decrypted to their original type.
@@ -1274,11 +1337,13 @@ fn create_decrypted_view(schema: &str, table: &str) -> TgResult<()> {
     Spi::run(&format!("GRANT SELECT ON {view} TO tradeguard_decryptor"))?;
     // quote_literal (E'...' when needed): a name with a backslash stays inside the literal even
     // with standard_conforming_strings off.
-    Spi::run(&format!(
-        "COMMENT ON VIEW {view} IS {}",
-        pgrx::spi::quote_literal(format!("tradeguard: decrypted view of {schema}.{table} (tradeguard_decryptor only)"))
-    ))?;
+    Spi::run(&format!("COMMENT ON VIEW {view} IS {}", pgrx::spi::quote_literal(decrypted_view_comment(schema, table))))?;
     Ok(())
+}
+
+/// The comment that marks tradeguard's decrypting view of `schema`.`table`.
+fn decrypted_view_comment(schema: &str, table: &str) -> String {
+    format!("tradeguard: decrypted view of {schema}.{table} (tradeguard_decryptor only)")
 }
 
 /// Before an ALTER TABLE that adds, drops, retypes or renames columns of a table with encrypted
@@ -1473,7 +1538,9 @@ fn move_decrypted_view(relid: pg_sys::Oid, schema: &str, table: &str) -> TgResul
         let view = format!("{table}_decrypted");
         let found = common::spi_first_row(
             "SELECT n.nspname::text, c.relname::text,
-                    pg_catalog.to_regclass(pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname || '_decrypted')) IS NULL
+                    -- (a view's row type takes the name among types too)
+                    NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class x WHERE x.relnamespace = n.oid AND x.relname = c.relname || '_decrypted')
+                    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_type y WHERE y.typnamespace = n.oid AND y.typname = c.relname || '_decrypted')
                FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
               WHERE c.oid = $1
                 AND EXISTS (SELECT 1 FROM pg_catalog.pg_class v JOIN pg_catalog.pg_namespace vn ON vn.oid = v.relnamespace
@@ -1497,7 +1564,7 @@ fn move_decrypted_view(relid: pg_sys::Oid, schema: &str, table: &str) -> TgResul
             "COMMENT ON VIEW {}.{} IS {}",
             q(&new_schema),
             q(&target),
-            pgrx::spi::quote_literal(format!("tradeguard: decrypted view of {new_schema}.{new_table} (tradeguard_decryptor only)"))
+            pgrx::spi::quote_literal(decrypted_view_comment(&new_schema, &new_table))
         ))?;
         Ok(())
     })?
@@ -1554,7 +1621,18 @@ pub fn convert_attached_partition(relid: pg_sys::Oid) -> TgResult<i64> {
     };
     let fq = common::quoted_relation_name(relid).ok_or_else(|| CoreError::InvalidArgument("attached table vanished".into()))?;
     let mut total = 0;
+    let tree = common::partition_tree(relid)?;
     for col in &cfg.columns {
+        // What would compare ciphertext refuses the table attached, as encrypt_column refuses
+        // it. (Values that already look like ciphertext are kept as they are, as after a
+        // DETACH: checking them would rewrite every row of a partition attached again.)
+        if let Some(what) = comparing_objects(&tree, &col.name)? {
+            return Err(CoreError::InvalidArgument(format!(
+                "cannot attach {fq} to a table whose column {} is encrypted: {what} would compare its ciphertext, which differs for every value (random nonces); drop it first",
+                col.name
+            ))
+            .into());
+        }
         total += convert_plaintext(relid, &fq, &col.name, 10_000)?;
     }
     if total > 0 {
@@ -1681,6 +1759,16 @@ fn update_in_batches(relid: pg_sys::Oid, fq: &str, col: &str, cond: &str, batch:
         // ends when none is left, or stops above when none could be written.
         total += n;
         if batch.is_none() {
+            // One pass over every matching row: each must have been written (a trigger of the
+            // table that skips some would leave them unchecked).
+            if n < rels.len() as i64 {
+                return Err(CoreError::InvalidArgument(format!(
+                    "{} of {} rows of {fq} could not be rewritten as the table's owner: a trigger or rule of the table skipped them",
+                    rels.len() as i64 - n,
+                    rels.len()
+                ))
+                .into());
+            }
             return Ok(total);
         }
     }

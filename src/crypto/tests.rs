@@ -408,8 +408,10 @@ mod tests {
     fn encrypt_trigger_without_registration_fails_closed() {
         Spi::run(
             "CREATE TABLE t_orphan (id int PRIMARY KEY, v text);
+             SET LOCAL tradeguard.restore_mode = on;  -- (tradeguard's trigger names are refused otherwise)
              CREATE TRIGGER tradeguard_zz_encrypt BEFORE INSERT OR UPDATE ON t_orphan
-                FOR EACH ROW EXECUTE FUNCTION tradeguard.encrypt_trigger()",
+                FOR EACH ROW EXECUTE FUNCTION tradeguard.encrypt_trigger();
+             SET LOCAL tradeguard.restore_mode = off",
         )
         .unwrap();
         Spi::run("INSERT INTO t_orphan VALUES (1, 'plaintext')").unwrap();
@@ -523,8 +525,8 @@ mod tests {
     #[pg_test]
     fn typed_values_cast_to_text_are_stored_exactly_or_refused() {
         Spi::run("SELECT tradeguard.create_key('t_cast')").unwrap();
-        Spi::run("CREATE TABLE t_cast (id int PRIMARY KEY, t timestamptz, f double precision)").unwrap();
-        for c in ["t", "f"] {
+        Spi::run("CREATE TABLE t_cast (id int PRIMARY KEY, t timestamptz, f double precision, n numeric)").unwrap();
+        for c in ["t", "f", "n"] {
             Spi::run(&format!("SELECT tradeguard.encrypt_column('t_cast', '{c}', 't_cast')")).unwrap();
         }
         let refused = crate::common::sql_error;
@@ -535,6 +537,13 @@ mod tests {
             refused(&format!("INSERT INTO t_cast (id, t) VALUES (1, {ts})")),
             Some("tradeguard: invalid argument: a timestamptz value written to an encrypted column arrives as text, and in this session's DateStyle and TimeZone that text does not read back as the same instant (an ambiguous time zone abbreviation); set DateStyle to ISO".into())
         );
+        // Europe/Dublin's summer "IST" is read as Israel's: in the hour after the change to
+        // summer time, the instant misread lands in winter time and prints as itself, so only
+        // the text the session printed tells (refused).
+        Spi::run("SET LOCAL TimeZone = 'Europe/Dublin'").unwrap();
+        assert!(refused("INSERT INTO t_cast (id, t) VALUES (1, '2024-03-31 01:30+00'::timestamptz)").is_some_and(|m| m.contains("does not read back as the same instant")));
+        // A numeric offset reads exactly, whatever the DateStyle (no cast took place).
+        Spi::run("INSERT INTO t_cast (id, t) VALUES (5, '2026-12-07 08:00:00+08')").unwrap();
         // Tokyo's "JST" reads back: accepted in the same DateStyle.
         Spi::run(&format!("SET LOCAL TimeZone = 'Asia/Tokyo'; INSERT INTO t_cast (id, t) VALUES (2, {ts})")).unwrap();
         Spi::run(&format!("SET LOCAL TimeZone = 'Asia/Shanghai'; SET LOCAL DateStyle = ISO; INSERT INTO t_cast (id, t) VALUES (3, {ts})")).unwrap();
@@ -543,10 +552,15 @@ mod tests {
             refused("INSERT INTO t_cast (id, f) VALUES (4, pi())"),
             Some("tradeguard: invalid argument: a double precision value written to an encrypted column arrives as text, which extra_float_digits = -3 rounds; set extra_float_digits to 1 (the default) or more".into())
         );
+        Spi::run("SET LOCAL extra_float_digits = -14").unwrap();
+        assert_eq!(
+            refused("INSERT INTO t_cast (id, n) VALUES (4, pi())"),
+            Some("tradeguard: invalid argument: a number written to an encrypted numeric column arrives as text, and a float's text is rounded at extra_float_digits = -14; set extra_float_digits to 0 or more".into())
+        );
         Spi::run("SET LOCAL extra_float_digits = 1; INSERT INTO t_cast (id, f) VALUES (4, pi())").unwrap();
         assert_eq!(
             one::<String>(&format!("SELECT string_agg(id || ':' || (t = {ts}), ',' ORDER BY id) FROM t_cast_decrypted WHERE t IS NOT NULL")).as_deref(),
-            Some("2:true,3:true")
+            Some("2:true,3:true,5:true")
         );
         assert_eq!(one::<bool>("SELECT f = pi() FROM t_cast_decrypted WHERE id = 4"), Some(true));
         // Type modifiers wherever they stand: timestamp(3) with time zone is a timestamptz, and
@@ -577,6 +591,24 @@ mod tests {
         assert_eq!(crate::common::sql_error("SELECT tradeguard.encrypt_column('t_cmp', 'email', 't_cmp')"), refused("email", "index public.t_cmp_email"));
         assert_eq!(crate::common::sql_error("SELECT tradeguard.encrypt_column('t_cmp', 'ssn', 't_cmp')"), refused("ssn", "constraint t_cmp_ssn_check"));
         assert_eq!(crate::common::sql_error("SELECT tradeguard.encrypt_column('t_cmp', 'ref', 't_cmp')"), refused("ref", "constraint t_cmp_fk"));
+        // A UNIQUE constraint, a row-level security policy, a CHECK over the whole row.
+        Spi::run(
+            "CREATE TABLE t_cmp2 (id int PRIMARY KEY, a text UNIQUE, b text, c text, CONSTRAINT t_cmp2_row CHECK (length(t_cmp2::text) < 500));
+             CREATE POLICY t_cmp2_tier ON t_cmp2 USING (b <> 'vip')",
+        )
+        .unwrap();
+        let refused2 = |col: &str, what: &str| refused(col, what).map(|m| m.replace("public.t_cmp.", "public.t_cmp2."));
+        assert_eq!(crate::common::sql_error("SELECT tradeguard.encrypt_column('t_cmp2', 'a', 't_cmp')"), refused2("a", "constraint t_cmp2_a_key, constraint t_cmp2_row"));
+        assert_eq!(crate::common::sql_error("SELECT tradeguard.encrypt_column('t_cmp2', 'b', 't_cmp')"), refused2("b", "constraint t_cmp2_row, policy t_cmp2_tier"));
+        // Attaching a table with such an index to an encrypted partitioned table is refused too.
+        Spi::run(
+            "CREATE TABLE t_cmp_pt (id int PRIMARY KEY, v text) PARTITION BY RANGE (id);
+             SELECT tradeguard.encrypt_column('t_cmp_pt', 'v', 't_cmp');
+             CREATE TABLE t_cmp_p1 (id int PRIMARY KEY, v text UNIQUE)",
+        )
+        .unwrap();
+        let attach = crate::common::sql_error("ALTER TABLE t_cmp_pt ATTACH PARTITION t_cmp_p1 FOR VALUES FROM (0) TO (10)").unwrap_or_default();
+        assert!(attach.contains("cannot attach public.t_cmp_p1 to a table whose column v is encrypted: constraint t_cmp_p1_v_key would compare"), "{attach}");
         // A ciphertext of another table's row, copied in before the conversion.
         Spi::run(
             "CREATE TABLE t_cmp_src (id int PRIMARY KEY, v text); SELECT tradeguard.encrypt_column('t_cmp_src', 'v', 't_cmp');
@@ -591,6 +623,20 @@ mod tests {
         // Without the copied value, the conversion runs.
         Spi::run("DELETE FROM t_cmp_dst WHERE id = 2").unwrap();
         assert_eq!(one::<i64>("SELECT tradeguard.encrypt_column('t_cmp_dst', 'v', 't_cmp')"), Some(1));
+        // Once encrypted, what would compare the ciphertext is refused when added later too; a
+        // plain index is not.
+        for (sql, what) in [
+            ("CREATE UNIQUE INDEX t_cmp_dst_v ON t_cmp_dst (v)", "index public.t_cmp_dst_v"),
+            ("ALTER TABLE t_cmp_dst ADD CONSTRAINT t_cmp_dst_nonempty CHECK (v <> '')", "constraint t_cmp_dst_nonempty"),
+            ("CREATE POLICY t_cmp_dst_p ON t_cmp_dst USING (v <> 'x')", "policy t_cmp_dst_p"),
+        ] {
+            assert_eq!(
+                crate::common::sql_error(sql),
+                Some(format!("tradeguard: invalid argument: {what} on public.t_cmp_dst would compare the ciphertext of encrypted column v, which differs for every value (random nonces); for unique equality, put a unique index on its blind index column")),
+                "{sql}"
+            );
+        }
+        Spi::run("CREATE INDEX t_cmp_dst_plain ON t_cmp_dst (v)").unwrap();
     }
 
     /// A header naming a blind-index key gets the purpose error (55000), not a failed
@@ -622,6 +668,11 @@ mod tests {
             Some("tradeguard: invalid argument: cannot encrypt public.t_vn.c: the relation public.t_vn_decrypted is in the place of the decrypting view it makes, and is not tradeguard's: rename or drop it first".into())
         );
         assert_eq!(one::<i32>("SELECT mine FROM t_vn_decrypted"), Some(1));
+        // A view of the superuser's (the extension's owner here) without tradeguard's comment is
+        // not taken for tradeguard's either.
+        Spi::run("DROP VIEW t_vn_decrypted; CREATE VIEW t_vn_decrypted AS SELECT 2 AS mine").unwrap();
+        assert!(crate::common::sql_error("SELECT tradeguard.encrypt_column('t_vn', 'c', 't_vn')").is_some());
+        assert_eq!(one::<i32>("SELECT mine FROM t_vn_decrypted"), Some(2));
         Spi::run("DROP VIEW t_vn_decrypted").unwrap();
         Spi::run("SELECT tradeguard.encrypt_column('t_vn', 'c', 't_vn'); SELECT tradeguard.encrypt_column('t_vn', 'c', 't_vn')").unwrap();
     }
