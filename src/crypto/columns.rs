@@ -294,6 +294,13 @@ fn composite_key(parts: &[PkText]) -> PkText {
     PkText::Text(out)
 }
 
+/// The session's `extra_float_digits` when it is below `min` (a float's text is then rounded).
+fn float_digits_below(min: i32) -> Option<i32> {
+    // SAFETY: a backend-local GUC variable.
+    let digits = unsafe { pg_sys::extra_float_digits };
+    (digits < min).then_some(digits)
+}
+
 /// Turns the text the application wrote into the typed plaintext encoding.
 fn encode_plaintext(vt: ValueType, text: &str) -> TgResult<Zeroizing<Vec<u8>>> {
     let bad = |what: &str| CryptoError::InvalidInput(format!("value is not a valid {what}"));
@@ -303,9 +310,7 @@ fn encode_plaintext(vt: ValueType, text: &str) -> TgResult<Zeroizing<Vec<u8>>> {
             // A float written to a numeric column arrives as its text too: below 0,
             // extra_float_digits rounds it further than a plaintext numeric column would (pi()
             // as 3 at -14). Refused in such a session (numbers written as numeric are exact).
-            // SAFETY: a backend-local GUC variable.
-            let digits = unsafe { pg_sys::extra_float_digits };
-            if digits < 0 {
+            if let Some(digits) = float_digits_below(0) {
                 return Err(CryptoError::InvalidInput(format!(
                     "a number written to an encrypted numeric column arrives as text, and a float's text is rounded at extra_float_digits = {digits}; set extra_float_digits to 0 or more"
                 ))
@@ -318,9 +323,7 @@ fn encode_plaintext(vt: ValueType, text: &str) -> TgResult<Zeroizing<Vec<u8>>> {
             // The column is text now: a float the application writes is cast to text first,
             // with extra_float_digits digits. Below 1 that text is rounded (pi() as 3.1416 at
             // -3), and encrypting it would store another number: refused, never rounded.
-            // SAFETY: a backend-local GUC variable.
-            let digits = unsafe { pg_sys::extra_float_digits };
-            if digits < 1 {
+            if let Some(digits) = float_digits_below(1) {
                 return Err(CryptoError::InvalidInput(format!(
                     "a double precision value written to an encrypted column arrives as text, which extra_float_digits = {digits} rounds; set extra_float_digits to 1 (the default) or more"
                 ))
