@@ -297,8 +297,9 @@ struct Inspection {
     /// partitioned table is converted once they are attached.
     attached: Vec<pg_sys::Oid>,
     /// What a DDL row names besides the command: the triggers and indexes it creates, drops,
-    /// renames, enables or disables (an auditor tells a DISABLE from an ENABLE, and which).
-    objects: Vec<String>,
+    /// renames, enables or disables (an auditor tells a DISABLE from an ENABLE, and which), each
+    /// with the table it is on (the row of that table lists it).
+    objects: Vec<(pg_sys::Oid, String)>,
     /// A table whose indexes, constraints or policies the statement may add to: afterwards,
     /// none may compare an encrypted column's ciphertext.
     comparisons_on: Option<pg_sys::Oid>,
@@ -650,6 +651,55 @@ unsafe fn trigger_state_change(cmd: *mut pg_sys::AlterTableCmd) -> Option<String
     })
 }
 
+/// A CREATE TRIGGER as the trail names it: `CREATE [OR REPLACE] TRIGGER name BEFORE INSERT OR
+/// UPDATE FOR EACH ROW EXECUTE FUNCTION f` (the function as written; no WHEN clause text).
+unsafe fn trigger_definition(s: *mut pg_sys::CreateTrigStmt) -> String {
+    let timing = (*s).timing as u32;
+    let when = if timing & pg_sys::TRIGGER_TYPE_INSTEAD != 0 {
+        "INSTEAD OF"
+    } else if timing & pg_sys::TRIGGER_TYPE_BEFORE != 0 {
+        "BEFORE"
+    } else {
+        "AFTER"
+    };
+    let events = (*s).events as u32;
+    let names: Vec<&str> = [
+        (pg_sys::TRIGGER_TYPE_INSERT, "INSERT"),
+        (pg_sys::TRIGGER_TYPE_UPDATE, "UPDATE"),
+        (pg_sys::TRIGGER_TYPE_DELETE, "DELETE"),
+        (pg_sys::TRIGGER_TYPE_TRUNCATE, "TRUNCATE"),
+    ]
+    .into_iter()
+    .filter(|(bit, _)| events & bit != 0)
+    .map(|(_, n)| n)
+    .collect();
+    format!(
+        "CREATE {}TRIGGER {} {when} {} FOR EACH {}{} EXECUTE FUNCTION {}",
+        if (*s).replace { "OR REPLACE " } else { "" },
+        cstr((*s).trigname),
+        names.join(" OR "),
+        if (*s).row { "ROW" } else { "STATEMENT" },
+        if (*s).whenClause.is_null() { "" } else { " WHEN (...)" },
+        name_list((*s).funcname).join(".")
+    )
+}
+
+/// A CREATE INDEX as the trail names it: its name (or "unnamed"), UNIQUE, and its key columns
+/// (an expression as "expression").
+unsafe fn index_definition(s: *mut pg_sys::IndexStmt) -> String {
+    let cols: Vec<String> = list_ptrs((*s).indexParams)
+        .into_iter()
+        .map(|p| p as *mut pg_sys::IndexElem)
+        .map(|e| if (*e).name.is_null() { "expression".to_string() } else { cstr((*e).name) })
+        .collect();
+    format!(
+        "CREATE {}INDEX {} ({})",
+        if (*s).unique { "UNIQUE " } else { "" },
+        if (*s).idxname.is_null() { "(unnamed)".to_string() } else { cstr((*s).idxname) },
+        cols.join(", ")
+    )
+}
+
 /// What an ALTER ... SET/RESET does, named without its value: `SET name`, `RESET name`,
 /// `RESET ALL`.
 unsafe fn set_action(set: *mut pg_sys::VariableSetStmt) -> String {
@@ -918,7 +968,7 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
                     ins.comparisons_on = Some(relid);
                 }
                 if let Some(what) = trigger_state_change(cmd) {
-                    ins.objects.push(what);
+                    ins.objects.push((relid, what));
                 }
                 if matches!((*cmd).subtype, A::AT_AddColumn | A::AT_DropColumn | A::AT_AlterColumnType) {
                     ins.rebuild_view = Some(relid);
@@ -1093,7 +1143,7 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
                     if is_audited(relid) {
                         ins.record.push(("DDL".into(), rel_schema(relid), rel_name(relid)));
                         let what = if kind == pg_sys::ObjectType::OBJECT_TRIGGER { "TRIGGER" } else { "RULE" };
-                        ins.objects.push(format!("DROP {what} {last}"));
+                        ins.objects.push((relid, format!("DROP {what} {last}")));
                     }
                 }
             } else if kind == pg_sys::ObjectType::OBJECT_INDEX {
@@ -1101,7 +1151,7 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
                 let table = range_var_relid(pg_sys::makeRangeVarFromNameList(o as *mut pg_sys::List)).map(|i| pg_sys::IndexGetRelation(i, true));
                 if let Some(relid) = table.filter(|r| *r != pg_sys::InvalidOid && is_audited(*r)) {
                     ins.record.push(("DDL".into(), rel_schema(relid), rel_name(relid)));
-                    ins.objects.push(format!("DROP INDEX {last}"));
+                    ins.objects.push((relid, format!("DROP INDEX {last}")));
                 }
             } else if kind == pg_sys::ObjectType::OBJECT_SCHEMA && last == "tradeguard_audit" {
                 ins.protected = Some("schema tradeguard_audit".into());
@@ -1178,8 +1228,8 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
                 }
             }
         }
-        if (*s).renameType == pg_sys::ObjectType::OBJECT_TRIGGER {
-            ins.objects.push(format!("RENAME TRIGGER {} TO {}", cstr((*s).subname), cstr((*s).newname)));
+        if let Some(relid) = range_var_relid((*s).relation).filter(|_| (*s).renameType == pg_sys::ObjectType::OBJECT_TRIGGER) {
+            ins.objects.push((relid, format!("RENAME TRIGGER {} TO {}", cstr((*s).subname), cstr((*s).newname))));
         }
         // ALTER INDEX ... RENAME of an index of an audited table.
         let index_of = range_var_relid((*s).relation)
@@ -1188,7 +1238,7 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
             .filter(|r| *r != pg_sys::InvalidOid && is_audited(*r));
         if let Some(table) = index_of {
             ins.record.push(("DDL".into(), rel_schema(table), rel_name(table)));
-            ins.objects.push(format!("RENAME INDEX {} TO {}", cstr((*(*s).relation).relname), cstr((*s).newname)));
+            ins.objects.push((table, format!("RENAME INDEX {} TO {}", cstr((*(*s).relation).relname), cstr((*s).newname))));
         }
         if let Some(relid) = range_var_relid((*s).relation) {
             use pg_sys::ObjectType::*;
@@ -1236,13 +1286,10 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
                 ins.record.push(("DDL".into(), rel_schema(relid), rel_name(relid)));
             }
             if t == N::T_CreateTrigStmt {
-                let s = stmt as *mut pg_sys::CreateTrigStmt;
-                ins.objects.push(format!("CREATE TRIGGER {} EXECUTE FUNCTION {}", cstr((*s).trigname), name_list((*s).funcname).join(".")));
+                ins.objects.push((relid, trigger_definition(stmt as *mut pg_sys::CreateTrigStmt)));
             } else if t == N::T_IndexStmt {
                 ins.comparisons_on = Some(relid);
-                if !(*(stmt as *mut pg_sys::IndexStmt)).idxname.is_null() {
-                    ins.objects.push(format!("CREATE INDEX {}", cstr((*(stmt as *mut pg_sys::IndexStmt)).idxname)));
-                }
+                ins.objects.push((relid, index_definition(stmt as *mut pg_sys::IndexStmt)));
             }
             if t == N::T_CreateTrigStmt {
                 let s = stmt as *mut pg_sys::CreateTrigStmt;
@@ -1715,8 +1762,15 @@ unsafe fn after_statement(stmt: *mut pg_sys::Node, ins: &Inspection) {
         }
         let tag = cstr(pg_sys::CreateCommandName(stmt));
         let mut detail = serde_json::json!({ "command": tag });
-        if (op == "DDL" || op == "BREAK_GLASS_CHANGE") && !ins.objects.is_empty() {
-            detail["objects"] = serde_json::json!(ins.objects);
+        // (A DDL row lists what was changed on its table; a break-glass row all of it.)
+        let objects: Vec<&String> = ins
+            .objects
+            .iter()
+            .filter(|(rel, _)| op == "BREAK_GLASS_CHANGE" || (op == "DDL" && rel_schema(*rel) == *schema && rel_name(*rel) == *object))
+            .map(|(_, what)| what)
+            .collect();
+        if !objects.is_empty() {
+            detail["objects"] = serde_json::json!(objects);
         }
         // ATTACH PARTITION: its rows join the audited table without a row record each.
         if op == "DDL" && !ins.attached.is_empty() {

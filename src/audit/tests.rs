@@ -155,12 +155,29 @@ mod tests {
         assert_eq!(
             objects,
             Ok(Some(
-                "CREATE INDEX t_obj_q; RENAME INDEX t_obj_q TO t_obj_q2; DROP INDEX t_obj_q2; CREATE TRIGGER t_obj_after EXECUTE FUNCTION t_obj_noop; DISABLE TRIGGER t_obj_after; DROP TRIGGER t_obj_after; DISABLE TRIGGER tradeguard_audit_row; ENABLE ALWAYS TRIGGER tradeguard_audit_row".into()
+                "CREATE INDEX t_obj_q (q); RENAME INDEX t_obj_q TO t_obj_q2; DROP INDEX t_obj_q2; CREATE TRIGGER t_obj_after AFTER INSERT FOR EACH ROW EXECUTE FUNCTION t_obj_noop; DISABLE TRIGGER t_obj_after; DROP TRIGGER t_obj_after; DISABLE TRIGGER tradeguard_audit_row; ENABLE ALWAYS TRIGGER tradeguard_audit_row".into()
             ))
         );
         assert_eq!(
             Spi::get_one::<String>("SELECT new_row -> 'objects' ->> 0 FROM tradeguard_audit.log WHERE operation = 'BREAK_GLASS_CHANGE' ORDER BY id LIMIT 1"),
             Ok(Some("DISABLE TRIGGER tradeguard_audit_row".into()))
+        );
+        // An unnamed index is described by its columns; a DROP of indexes of two audited tables
+        // lists each on its own table's row.
+        Spi::run(
+            "CREATE TABLE t_obj2 (id int PRIMARY KEY, q int); SELECT tradeguard.audit_table('t_obj2');
+             CREATE UNIQUE INDEX ON t_obj2 (q, (q + 1)); CREATE INDEX t_obj_a ON t_obj (q); CREATE INDEX t_obj2_b ON t_obj2 (q);
+             DROP INDEX t_obj_a, t_obj2_b",
+        )
+        .unwrap();
+        assert_eq!(
+            Spi::get_one::<String>(
+                "SELECT string_agg(table_name || ': ' || (new_row -> 'objects')::text, '; ' ORDER BY id) FROM tradeguard_audit.log
+                  WHERE table_name IN ('t_obj', 't_obj2') AND operation = 'DDL' AND new_row ->> 'command' IN ('CREATE INDEX', 'DROP INDEX') AND id > (SELECT max(id) FROM tradeguard_audit.log WHERE operation = 'AUDIT_TABLE')"
+            ),
+            Ok(Some(
+                "t_obj2: [\"CREATE UNIQUE INDEX (unnamed) (q, expression)\"]; t_obj: [\"CREATE INDEX t_obj_a (q)\"]; t_obj2: [\"CREATE INDEX t_obj2_b (q)\"]; t_obj: [\"DROP INDEX t_obj_a\"]; t_obj2: [\"DROP INDEX t_obj2_b\"]".into()
+            ))
         );
         // A role default names the setting (never its value).
         let db = Spi::get_one::<String>("SELECT current_database()::text").unwrap().unwrap();
