@@ -41,6 +41,10 @@ SELECT operation, changed_by IS NOT NULL AS who, changes FROM tradeguard.history
 SELECT block_no, length(hash) AS hash_hex_len FROM tradeguard.audit_digest();
 SELECT tradeguard.verify_digest(d.block_no, d.hash) AS digest_ok FROM tradeguard.audit_digest() d;
 SELECT tradeguard.verify_digest(1, repeat('0', 64)) AS forged_digest_ok;
+-- Sealing runs in READ COMMITTED: a REPEATABLE READ snapshot could miss a block sealed meanwhile.
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT tradeguard.seal();
+ROLLBACK;
 -- Asking for blocks beyond the chain is an error, not a tamper report.
 SELECT ok FROM tradeguard.verify(999);
 

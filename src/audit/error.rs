@@ -22,6 +22,8 @@ pub enum AuditError {
     NoSuchBlock(i64),
     #[error("seal: {0}; nothing was sealed")]
     SealConflict(String),
+    #[error("tradeguard.seal() runs in a READ COMMITTED transaction (a REPEATABLE READ or SERIALIZABLE snapshot could miss a block sealed meanwhile)")]
+    SealIsolation,
     #[error("block {block} was sealed {age} ago, less than tradeguard.archive_min_age ({min}): only older blocks can be archived")]
     TooRecent { block: i64, age: String, min: String },
 }
@@ -34,7 +36,7 @@ impl AuditError {
             Self::NotAudited(_) | Self::NoSuchBlock(_) => C::ERRCODE_UNDEFINED_OBJECT,
             Self::NoKey(_) => C::ERRCODE_CONFIG_FILE_ERROR,
             Self::SealConflict(_) => C::ERRCODE_INTERNAL_ERROR,
-            Self::TooRecent { .. } => C::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            Self::TooRecent { .. } | Self::SealIsolation => C::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
         }
     }
 

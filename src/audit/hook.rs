@@ -448,7 +448,12 @@ unsafe fn audit_owners(rels: &[pg_sys::Oid]) -> Vec<pg_sys::Oid> {
     crate::common::as_owner(|| {
         catalog_first::<Vec<pg_sys::Oid>>(
             "SELECT pg_catalog.array_agg(DISTINCT coalesce(
-                      (SELECT a.relid::pg_catalog.oid FROM pg_catalog.pg_partition_ancestors(r.relid) WITH ORDINALITY p(rel, n)
+                      (WITH RECURSIVE p(rel, n) AS (
+                         SELECT r.relid, 0
+                         UNION ALL
+                         SELECT i.inhparent, p.n + 1 FROM p JOIN pg_catalog.pg_inherits i ON i.inhrelid = p.rel
+                           JOIN pg_catalog.pg_class c ON c.oid = p.rel AND c.relispartition)
+                       SELECT a.relid::pg_catalog.oid FROM p
                          JOIN tradeguard_audit.audited_tables a ON a.relid::pg_catalog.oid = p.rel::pg_catalog.oid
                         ORDER BY p.n LIMIT 1),
                       r.relid))
@@ -1411,6 +1416,8 @@ unsafe fn inspect(stmt: *mut pg_sys::Node, tag: &str) -> Inspection {
             }
         } else if let Some(parent) = list_ptrs((*s).inhRelations).first().and_then(|p| range_var_relid(*p as *mut pg_sys::RangeVar)) {
             require_trigger_copy(parent);
+            // (Its own CHECK constraints and indexes join the partitioned table's tree.)
+            ins.comparisons_on = Some(parent);
             // A new partition of an audited table (its rows are recorded from the first one).
             for o in audit_owners(&[parent]) {
                 ins.record.push(("DDL".into(), rel_schema(o), rel_name(o)));

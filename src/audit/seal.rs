@@ -78,6 +78,12 @@ fn unsealed_rows() -> Result<Vec<(i64, Vec<u8>, String)>, pgrx::spi::Error> {
 
 /// Seals the committed, unsealed rows (at most one block). Returns (block_no, rows).
 fn seal_once() -> TgResult<Option<(i64, i64)>> {
+    // A transaction snapshot (REPEATABLE READ, SERIALIZABLE) taken before the seal lock could
+    // miss the block another sealer committed meanwhile, and number its own the same.
+    // SAFETY: a backend-local variable.
+    if unsafe { pg_sys::XactIsoLevel } >= pg_sys::XACT_REPEATABLE_READ as i32 {
+        return Err(AuditError::SealIsolation.into());
+    }
     let key = audit_key()?;
     common::as_owner(|| -> TgResult<Option<(i64, i64)>> {
         Spi::run("LOCK TABLE tradeguard_audit.seal_lock IN EXCLUSIVE MODE")?;

@@ -314,7 +314,7 @@ pub fn partition_tree(relid: pg_sys::Oid) -> TgResult<Vec<pg_sys::Oid>> {
 
 /// `relid` and every table it is a partition of.
 pub fn partition_ancestors(relid: pg_sys::Oid) -> TgResult<Vec<pg_sys::Oid>> {
-    related_relations(relid, "SELECT pg_catalog.array_agg(relid::pg_catalog.oid) FROM pg_catalog.pg_partition_ancestors($1::pg_catalog.regclass)")
+    related_relations(relid, concat!("SELECT pg_catalog.array_agg(x.relid) FROM ", crate::self_and_ancestors_sql!(), " x"))
 }
 
 /// `relid` and the relations `query` lists for it (pg_partition_tree lists nothing for a table
@@ -360,13 +360,19 @@ pub fn current_role_name() -> String {
 /// SQL text (for `concat!`): the relation `$1` and the partitioned tables it is a partition of,
 /// nearest first, as `(relid oid, depth bigint)`. Triggers made on a partitioned table are cloned
 /// onto its partitions, where they fire with the partition's oid: configuration registered for
-/// the partitioned table is found through this.
+/// the partitioned table is found through this. Read from pg_inherits, not
+/// `pg_partition_ancestors()`, which stops at a partition whose `DETACH ... CONCURRENTLY` was
+/// interrupted (still a partition, its triggers still cloned, until `FINALIZE`).
 #[macro_export]
 macro_rules! self_and_ancestors_sql {
     () => {
-        "(SELECT $1::oid AS relid, 0::bigint AS depth
-          UNION ALL
-          SELECT p.relid::oid, p.depth FROM pg_catalog.pg_partition_ancestors($1::regclass) WITH ORDINALITY AS p(relid, depth))"
+        "(WITH RECURSIVE up(relid, depth) AS (
+            SELECT $1::oid, 0::bigint
+            UNION ALL
+            SELECT i.inhparent, up.depth + 1
+              FROM up JOIN pg_catalog.pg_inherits i ON i.inhrelid = up.relid
+              JOIN pg_catalog.pg_class c ON c.oid = up.relid AND c.relispartition)
+          SELECT relid, depth FROM up)"
     };
 }
 

@@ -350,7 +350,10 @@ fn encode_plaintext(vt: ValueType, text: &str) -> TgResult<Zeroizing<Vec<u8>>> {
             // this session prints for the instant read from it (the cast's own output, read
             // back right); otherwise refused, never shifted. A numeric offset reads exactly.
             // SAFETY: a backend-local GUC variable.
-            let zone_named = text.trim_end().chars().next_back().is_some_and(|c| c.is_ascii_alphabetic());
+            let last_word: String = text.trim_end().chars().rev().take_while(|c| c.is_ascii_alphabetic()).collect::<Vec<_>>().into_iter().rev().collect();
+            // (Not a zone: PostgreSQL's special inputs, and Z, the UTC designator.)
+            let special = ["z", "now", "today", "tomorrow", "yesterday", "epoch", "infinity", "allballs"];
+            let zone_named = !last_word.is_empty() && !special.contains(&last_word.to_ascii_lowercase().as_str());
             if unsafe { pg_sys::DateStyle } != pg_sys::USE_ISO_DATES as i32 && zone_named {
                 let out: &std::ffi::CStr = unsafe {
                     pgrx::direct_function_call(pg_sys::timestamptz_out, &[ts.into_datum()]).ok_or_else(|| bad("timestamptz"))?
@@ -1005,7 +1008,7 @@ fn refuse_unsupported_shape(tbl: pg_sys::Oid, names: &TableNames, col: &str, bli
     if let Some(late) = late_before_triggers(&tree, None)? {
         return refuse(format!("BEFORE row triggers would fire after {ENCRYPT_TRIGGER} ({late}): rename them to sort before it"));
     }
-    let comparing = comparing_objects(&tree, col)?;
+    let comparing = comparing_objects(&related_tables(tbl)?, col)?;
     if let Some(what) = comparing {
         return refuse(format!(
             "{what} would compare its ciphertext, which differs for every value (random nonces); drop it first (for unique equality: a blind index, blind_index_key, with a unique index on it)"
@@ -1055,23 +1058,35 @@ fn comparing_objects(tree: &[pg_sys::Oid], col: &str) -> TgResult<Option<String>
 /// the ciphertext of a column encrypted in it (or in a table it is a partition of), as
 /// encrypt_column refuses before the conversion (the statement fails).
 pub fn refuse_new_comparisons(relid: pg_sys::Oid) -> TgResult<()> {
-    let cfg = match load_table_cfg(relid) {
-        Ok(cfg) => cfg,
-        Err(crate::error::TgError::Crypto(CryptoError::NotConfigured(_))) => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    let tree = common::partition_tree(relid)?;
-    for col in &cfg.columns {
-        if let Some(what) = comparing_objects(&tree, &col.name)? {
-            let fq = common::quoted_relation_name(relid).unwrap_or_default();
-            return Err(CoreError::InvalidArgument(format!(
-                "{what} on {fq} would compare the ciphertext of encrypted column {}, which differs for every value (random nonces); for unique equality, put a unique index on its blind index column",
-                col.name
-            ))
-            .into());
+    // Every table of the partition tree with columns encrypted (through it, or on their own: a
+    // partition encrypted alone is compared by what its partitioned tables hold too).
+    for rel in common::partition_tree(relid)? {
+        let cfg = match load_table_cfg(rel) {
+            Ok(cfg) => cfg,
+            Err(crate::error::TgError::Crypto(CryptoError::NotConfigured(_))) => continue,
+            Err(e) => return Err(e),
+        };
+        let related = related_tables(rel)?;
+        for col in &cfg.columns {
+            if let Some(what) = comparing_objects(&related, &col.name)? {
+                let fq = common::quoted_relation_name(rel).unwrap_or_default();
+                return Err(CoreError::InvalidArgument(format!(
+                    "{what} on {fq} would compare the ciphertext of encrypted column {}, which differs for every value (random nonces); for unique equality, put a unique index on its blind index column",
+                    col.name
+                ))
+                .into());
+            }
         }
     }
     Ok(())
+}
+
+/// `relid`, the partitioned tables above it and the partitions below it: what may compare the
+/// values of its columns.
+fn related_tables(relid: pg_sys::Oid) -> TgResult<Vec<pg_sys::Oid>> {
+    let mut rels = common::partition_ancestors(relid)?;
+    rels.extend(common::partition_tree(relid)?.into_iter().filter(|r| *r != relid));
+    Ok(rels)
 }
 
 /// The encrypt trigger's name: BEFORE row triggers fire in name order, and one that sorts
@@ -1555,6 +1570,14 @@ fn move_decrypted_view(relid: pg_sys::Oid, schema: &str, table: &str) -> TgResul
         let Some((new_schema, new_table, free)) = found else { return Ok(()) };
         let target = format!("{new_table}_decrypted");
         if !free || target.len() >= pg_sys::NAMEDATALEN as usize {
+            // Kept under its old name, it names its table's new name in its comment, so that a
+            // table created later under the old name does not take it for its own.
+            Spi::run(&format!(
+                "COMMENT ON VIEW {}.{} IS {}",
+                q(schema),
+                q(&view),
+                pgrx::spi::quote_literal(decrypted_view_comment(&new_schema, &new_table))
+            ))?;
             return Ok(());
         }
         if new_schema != schema {
