@@ -158,7 +158,7 @@ fn audit_table(tbl: Option<pgrx::PgRelation>, exclude_columns: default!(Option<V
     // Not STRICT: a NULL list of exclusions excludes nothing (a STRICT function would return
     // NULL and audit nothing, silently).
     let Some(tbl) = tbl else {
-        return Err::<String, _>(crate::error::TgError::from(AuditError::InvalidArgument("tbl must not be NULL".into()))).or_raise();
+        AuditError::InvalidArgument("tbl must not be NULL".into()).raise_as();
     };
     let oid = tbl.oid();
     drop(tbl);

@@ -852,7 +852,7 @@ fn archived_digest_holds(block_no: i64, hash: &str) -> TgResult<bool> {
 pub fn archive_blocks(through_block: Option<i64>, reason: Option<&str>) -> i64 {
     // Not STRICT: a NULL argument is a mistake to say, not a silent NULL (nothing archived).
     let (Some(through_block), Some(reason)) = (through_block, reason) else {
-        return Err::<i64, _>(crate::error::TgError::from(AuditError::InvalidArgument("archive_blocks: through_block and reason must not be NULL".into()))).or_raise();
+        AuditError::InvalidArgument("archive_blocks: through_block and reason must not be NULL".into()).raise_as();
     };
     archive_impl(through_block, reason).or_raise()
 }

@@ -332,16 +332,14 @@ fn encode_plaintext(vt: ValueType, text: &str) -> TgResult<Zeroizing<Vec<u8>>> {
             value::encode_float8(text.trim().parse::<f64>().map_err(|_| bad("double precision"))?).to_vec()
         }
         ValueType::Timestamptz => {
-            let parse = |c: &std::ffi::CStr| -> Option<TimestampWithTimeZone> {
-                unsafe {
-                    pgrx::direct_function_call(
-                        pg_sys::timestamptz_in,
-                        &[c.into_datum(), pg_sys::InvalidOid.into_datum(), (-1i32).into_datum()],
-                    )
-                }
-            };
             let c = std::ffi::CString::new(text).map_err(|_| bad("timestamptz"))?;
-            let ts = parse(&c).ok_or_else(|| bad("timestamptz"))?;
+            let ts: TimestampWithTimeZone = unsafe {
+                pgrx::direct_function_call(
+                    pg_sys::timestamptz_in,
+                    &[c.as_c_str().into_datum(), pg_sys::InvalidOid.into_datum(), (-1i32).into_datum()],
+                )
+                .ok_or_else(|| bad("timestamptz"))?
+            };
             // The column is text now: a timestamptz the application writes is cast to text
             // first, in the session's DateStyle. ISO writes a numeric UTC offset; the other
             // styles write the zone's abbreviation, which PostgreSQL 15 reads from its own table
@@ -1355,8 +1353,14 @@ fn create_decrypted_view(schema: &str, table: &str) -> TgResult<()> {
     Spi::run(&format!("GRANT SELECT ON {view} TO tradeguard_decryptor"))?;
     // quote_literal (E'...' when needed): a name with a backslash stays inside the literal even
     // with standard_conforming_strings off.
-    Spi::run(&format!("COMMENT ON VIEW {view} IS {}", pgrx::spi::quote_literal(decrypted_view_comment(schema, table))))?;
+    mark_decrypted_view(&view, schema, table)?;
     Ok(())
+}
+
+/// Comments view `view` (quoted, qualified) as tradeguard's decrypting view of
+/// `schema`.`table`: what tells it from a relation of someone else's under that name.
+fn mark_decrypted_view(view: &str, schema: &str, table: &str) -> Result<(), pgrx::spi::Error> {
+    Spi::run(&format!("COMMENT ON VIEW {view} IS {}", pgrx::spi::quote_literal(decrypted_view_comment(schema, table))))
 }
 
 /// The comment that marks tradeguard's decrypting view of `schema`.`table`.
@@ -1572,12 +1576,7 @@ fn move_decrypted_view(relid: pg_sys::Oid, schema: &str, table: &str) -> TgResul
         if !free || target.len() >= pg_sys::NAMEDATALEN as usize {
             // Kept under its old name, it names its table's new name in its comment, so that a
             // table created later under the old name does not take it for its own.
-            Spi::run(&format!(
-                "COMMENT ON VIEW {}.{} IS {}",
-                q(schema),
-                q(&view),
-                pgrx::spi::quote_literal(decrypted_view_comment(&new_schema, &new_table))
-            ))?;
+            mark_decrypted_view(&format!("{}.{}", q(schema), q(&view)), &new_schema, &new_table)?;
             return Ok(());
         }
         if new_schema != schema {
@@ -1586,12 +1585,7 @@ fn move_decrypted_view(relid: pg_sys::Oid, schema: &str, table: &str) -> TgResul
         if target != view {
             Spi::run(&format!("ALTER VIEW {}.{} RENAME TO {}", q(&new_schema), q(&view), q(&target)))?;
         }
-        Spi::run(&format!(
-            "COMMENT ON VIEW {}.{} IS {}",
-            q(&new_schema),
-            q(&target),
-            pgrx::spi::quote_literal(decrypted_view_comment(&new_schema, &new_table))
-        ))?;
+        mark_decrypted_view(&format!("{}.{}", q(&new_schema), q(&target)), &new_schema, &new_table)?;
         Ok(())
     })?
 }

@@ -282,7 +282,7 @@ fn encrypt_as(value: &str, key_name: &str, context: &str, type_name: &str) -> Ve
     let vt = ValueType::parse_name(type_name).or_raise();
     // A jsonb ciphertext always opens to valid jsonb (its decryption casts it).
     if vt == ValueType::Jsonb && !valid_input(pg_sys::JSONBOID, value) {
-        return Err::<Vec<u8>, _>(crate::error::TgError::from(CryptoError::InvalidInput("value is not valid jsonb".into()))).or_raise();
+        crate::error::TgError::from(CryptoError::InvalidInput("value is not valid jsonb".into())).raise();
     }
     seal_value(key_name, vt, value.as_bytes(), context).or_raise()
 }
